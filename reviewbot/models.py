@@ -1,0 +1,235 @@
+"""Dataclasses shared by every stage of the review pipeline.
+
+Pure data: no I/O, no clock, no globals. Every stage takes and returns these, so a stage can be
+tested with hand-made values and no fake servers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Side = Literal["LEFT", "RIGHT"]
+LineKind = Literal["added", "deleted", "context"]
+FileStatus = Literal["added", "deleted", "modified", "renamed"]
+
+#: Ordered most to least severe; index = rank (0 is worst).
+SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low", "nit")
+CATEGORIES: tuple[str, ...] = (
+    "bug",
+    "security",
+    "performance",
+    "correctness",
+    "maintainability",
+    "style",
+    "docs",
+    "tests",
+)
+
+
+def severity_rank(severity: str) -> int:
+    """0 for critical ... 4 for nit; unknown severities rank as 'low'."""
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        return SEVERITIES.index("low")
+
+
+def at_least(severity: str, minimum: str) -> bool:
+    """True when `severity` is as severe as `minimum` or more."""
+    return severity_rank(severity) <= severity_rank(minimum)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffLine:
+    """One line of a hunk, with its number in the old file, the new file, or both."""
+
+    kind: LineKind
+    text: str
+    old_no: int | None
+    new_no: int | None
+
+
+@dataclass(slots=True)
+class Hunk:
+    """A hunk of a unified diff (`@@ -old_start,old_len +new_start,new_len @@ section`)."""
+
+    old_start: int
+    old_len: int
+    new_start: int
+    new_len: int
+    section: str = ""
+    lines: list[DiffLine] = field(default_factory=list)
+
+    def added_line_numbers(self) -> list[int]:
+        return [ln.new_no for ln in self.lines if ln.kind == "added" and ln.new_no is not None]
+
+    def right_line_numbers(self) -> set[int]:
+        """New-file lines GitHub accepts on side RIGHT: added or context lines of this hunk."""
+        return {ln.new_no for ln in self.lines if ln.kind != "deleted" and ln.new_no is not None}
+
+    def left_line_numbers(self) -> set[int]:
+        """Old-file lines GitHub accepts on side LEFT: deleted or context lines of this hunk."""
+        return {ln.old_no for ln in self.lines if ln.kind != "added" and ln.old_no is not None}
+
+    def lines_on(self, side: Side) -> set[int]:
+        return self.right_line_numbers() if side == "RIGHT" else self.left_line_numbers()
+
+
+@dataclass(slots=True)
+class FileDiff:
+    """The change to one file. `path` is the new path (the old one for a deleted file)."""
+
+    path: str
+    old_path: str | None
+    status: FileStatus
+    hunks: list[Hunk] = field(default_factory=list)
+    is_binary: bool = False
+    old_mode: str | None = None
+    new_mode: str | None = None
+    language: str | None = None
+
+    def hunk_for(self, line: int, side: Side = "RIGHT") -> Hunk | None:
+        """The hunk that contains `line` on `side`, or None when GitHub would reject it."""
+        for hunk in self.hunks:
+            if line in hunk.lines_on(side):
+                return hunk
+        return None
+
+    def accepts(self, line: int, side: Side = "RIGHT") -> bool:
+        """Whether GitHub accepts a review comment on (line, side) of this file."""
+        return self.hunk_for(line, side) is not None
+
+    def accepts_range(self, start_line: int, line: int, side: Side = "RIGHT") -> bool:
+        """Whether a multi-line comment start_line..line is valid: same hunk, start before end."""
+        if start_line >= line:
+            return False
+        hunk = self.hunk_for(line, side)
+        return hunk is not None and start_line in hunk.lines_on(side)
+
+    def added_line_numbers(self) -> set[int]:
+        return {n for h in self.hunks for n in h.added_line_numbers()}
+
+    def new_line_text(self) -> dict[int, str]:
+        """New-file line number -> text, for every added or context line in the diff."""
+        return {
+            ln.new_no: ln.text
+            for h in self.hunks
+            for ln in h.lines
+            if ln.kind != "deleted" and ln.new_no is not None
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A named syntactic unit found by tree-sitter (function, method, class...)."""
+
+    name: str
+    kind: str
+    start_line: int
+    end_line: int
+
+
+@dataclass(slots=True)
+class HunkContext:
+    """What the prompt needs to know about one hunk besides its lines."""
+
+    path: str
+    hunk_index: int
+    language: str | None
+    enclosing: Symbol | None
+    changed_symbols: list[Symbol] = field(default_factory=list)
+    snippet: str = ""
+    snippet_start_line: int | None = None
+    parse_error: bool = False
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A proposed review comment, from a rule or an LLM pass, before the noise filter."""
+
+    id: str
+    path: str | None
+    line: int | None
+    body: str
+    title: str = ""
+    end_line: int | None = None
+    side: Side = "RIGHT"
+    severity: str | None = None
+    category: str | None = None
+    confidence: float | None = None
+    suggestion: str | None = None
+    quoted_code: str | None = None
+    source: str = "llm"
+    rule_id: str | None = None
+    symbol: str | None = None
+    repo: str | None = None
+    pr: int | None = None
+    hunk_size: int | None = None
+    language: str | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    """The noise filter's verdict on one candidate; suppressed ones are kept for the record."""
+
+    candidate: Candidate
+    decision: Literal["post", "suppress"]
+    reason: str
+    score: float
+    severity: str
+    category: str
+    cluster: str
+    fingerprint: str
+    explore: bool = False
+
+
+@dataclass(slots=True)
+class Dropped:
+    """A candidate dropped before the filter (invalid anchor, unknown path...), with why."""
+
+    candidate: Candidate
+    stage: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Funnel:
+    """How many candidates entered, and how many each stage dropped and why."""
+
+    candidates: int = 0
+    posted: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def as_dict(self) -> dict[str, object]:
+        return {"candidates": self.candidates, "posted": self.posted, "dropped": dict(self.dropped)}
+
+
+@dataclass(slots=True)
+class LLMUsage:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: int = 0
+
+    def add(self, other: LLMUsage) -> None:
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.errors += other.errors
+
+
+@dataclass(slots=True)
+class ReviewResult:
+    """Everything one review run produced: what to post, what was held back, and the funnel."""
+
+    posted: list[Decision] = field(default_factory=list)
+    suppressed: list[Decision] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    funnel: Funnel = field(default_factory=Funnel)
+    usage: LLMUsage = field(default_factory=LLMUsage)
+    files_not_reviewed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

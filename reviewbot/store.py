@@ -1,0 +1,229 @@
+"""SQLite store: one file, WAL mode, versioned idempotent migrations.
+
+Every table is described where it is created. Modules that own a table's behaviour (queue.py for
+`jobs`, feedback.py for `feedback`...) read and write it through `Store.db` (a sqlite_utils
+Database); this module only owns the schema and opening the file safely.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+# Each migration is (version, description, DDL). Append only; never edit a shipped one.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial schema",
+        """
+        -- An installation of the GitHub App on an account (org or user).
+        CREATE TABLE IF NOT EXISTS installations (
+            id INTEGER PRIMARY KEY,              -- GitHub installation id
+            account TEXT NOT NULL,               -- org or user login
+            account_type TEXT,                   -- 'Organization' or 'User'
+            created_at TEXT NOT NULL,
+            suspended_at TEXT
+        );
+        -- A repository reviewbot can see through an installation.
+        CREATE TABLE IF NOT EXISTS repositories (
+            id INTEGER PRIMARY KEY,              -- GitHub repository id
+            installation_id INTEGER NOT NULL REFERENCES installations(id) ON DELETE CASCADE,
+            full_name TEXT NOT NULL UNIQUE,      -- 'owner/name'
+            default_branch TEXT,
+            paused INTEGER NOT NULL DEFAULT 0,   -- set by '@reviewbot pause'
+            added_at TEXT NOT NULL
+        );
+        -- A webhook delivery as received; the delivery id makes redelivery a no-op.
+        CREATE TABLE IF NOT EXISTS deliveries (
+            id TEXT PRIMARY KEY,                 -- X-GitHub-Delivery
+            event TEXT NOT NULL,
+            action TEXT,
+            installation_id INTEGER,
+            repo TEXT,
+            received_at TEXT NOT NULL,
+            job_id INTEGER                       -- the job it created, if any
+        );
+        -- A unit of background work (a PR review, a feedback poll, a retrain) with its lease.
+        CREATE TABLE IF NOT EXISTS jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,                  -- 'review', 'poll_feedback', 'retrain', ...
+            installation_id INTEGER,
+            repo TEXT,
+            pr INTEGER,
+            head_sha TEXT,
+            payload TEXT NOT NULL DEFAULT '{}',  -- JSON
+            state TEXT NOT NULL DEFAULT 'queued',-- queued | running | done | failed | dead | superseded
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 5,
+            run_after TEXT NOT NULL,             -- not claimable before this time (backoff)
+            lease_owner TEXT,
+            lease_expires_at TEXT,
+            heartbeat_at TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, run_after);
+        CREATE INDEX IF NOT EXISTS jobs_pr ON jobs(repo, pr, state);
+        -- One review run of a PR at one head SHA; (repo, pr, head_sha) is unique.
+        CREATE TABLE IF NOT EXISTS reviews (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            installation_id INTEGER,
+            repo TEXT NOT NULL,
+            pr INTEGER NOT NULL,
+            head_sha TEXT NOT NULL,
+            base_sha TEXT,
+            state TEXT NOT NULL DEFAULT 'pending', -- pending | posted | failed
+            github_review_id INTEGER,
+            check_run_id INTEGER,
+            funnel TEXT NOT NULL DEFAULT '{}',     -- JSON Funnel
+            usage TEXT NOT NULL DEFAULT '{}',      -- JSON LLMUsage
+            created_at TEXT NOT NULL,
+            posted_at TEXT,
+            UNIQUE (repo, pr, head_sha)
+        );
+        -- A candidate after the filter: posted or suppressed, with score, severity and reason.
+        CREATE TABLE IF NOT EXISTS findings (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            review_id INTEGER NOT NULL REFERENCES reviews(id) ON DELETE CASCADE,
+            installation_id INTEGER,
+            repo TEXT NOT NULL,
+            pr INTEGER NOT NULL,
+            path TEXT,
+            line INTEGER,
+            end_line INTEGER,
+            side TEXT,
+            title TEXT,
+            body TEXT NOT NULL,
+            severity TEXT,
+            category TEXT,
+            source TEXT,
+            rule_id TEXT,
+            symbol TEXT,
+            score REAL,
+            decision TEXT NOT NULL,              -- 'post' | 'suppress'
+            reason TEXT,
+            cluster TEXT,
+            fingerprint TEXT NOT NULL,
+            explore INTEGER NOT NULL DEFAULT 0,  -- posted as exploration near the threshold
+            github_comment_id INTEGER,
+            features TEXT NOT NULL DEFAULT '{}', -- JSON features the acceptance model saw
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS findings_repo ON findings(repo, pr);
+        CREATE INDEX IF NOT EXISTS findings_fp ON findings(repo, fingerprint);
+        CREATE INDEX IF NOT EXISTS findings_comment ON findings(github_comment_id);
+        -- A label on a finding (accepted | dismissed), where it came from, and when.
+        CREATE TABLE IF NOT EXISTS feedback (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            finding_id INTEGER REFERENCES findings(id) ON DELETE CASCADE,
+            installation_id INTEGER,
+            repo TEXT NOT NULL,
+            label TEXT NOT NULL,                 -- 'accepted' | 'dismissed' | 'weak_dismissed'
+            source TEXT NOT NULL,                -- 'reaction' | 'reply' | 'thread' | 'commit' | ...
+            provenance TEXT NOT NULL DEFAULT '{}', -- JSON: who, which comment/reaction/commit
+            weight REAL NOT NULL DEFAULT 1.0,
+            at TEXT NOT NULL,
+            UNIQUE (finding_id, source, provenance)
+        );
+        CREATE INDEX IF NOT EXISTS feedback_repo ON feedback(repo, at);
+        -- A trained acceptance model for a scope ('global', 'org:<login>', 'repo:<owner/name>').
+        CREATE TABLE IF NOT EXISTS model_versions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            installation_id INTEGER,
+            scope TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            params TEXT NOT NULL,                -- JSON parameters; never pickle
+            metrics TEXT NOT NULL DEFAULT '{}',  -- JSON
+            n_labels INTEGER NOT NULL DEFAULT 0,
+            active INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (scope, version)
+        );
+        -- Worker liveness, for /healthz.
+        CREATE TABLE IF NOT EXISTS heartbeats (
+            worker TEXT PRIMARY KEY,
+            at TEXT NOT NULL
+        );
+        """,
+    ),
+]
+
+
+class Store:
+    """An open reviewbot database. Build one at the edge and pass it in."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: str | Path, *, migrate_now: bool = True) -> Store:
+        """Open (creating if needed) the database at `path` (':memory:' works) and migrate it."""
+        path = str(path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        store = cls(conn, path)
+        if migrate_now:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        row = self.conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(self, now: Callable[[], str] | None = None) -> list[int]:
+        """Apply every migration newer than the database; returns the versions applied."""
+        from datetime import UTC, datetime
+
+        stamp = now or (lambda: datetime.now(UTC).isoformat())
+        applied: list[int] = []
+        current = self.schema_version()
+        for version, description, ddl in MIGRATIONS:
+            if version <= current:
+                continue
+            with self.transaction() as conn:
+                for statement in _split_sql(ddl):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                    (version, description, stamp()),
+                )
+            applied.append(version)
+        return applied
+
+
+def _split_sql(ddl: str) -> list[str]:
+    """Split a migration into statements (our DDL has no ';' inside literals)."""
+    lines = [ln.split("--", 1)[0] for ln in ddl.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
