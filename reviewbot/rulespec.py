@@ -1,0 +1,40 @@
+"""The shape of one review rule, shared by the built-in packs (rules/*.yml) and repo configs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reviewbot.models import CATEGORIES, SEVERITIES
+
+
+class RuleExamples(BaseModel):
+    """Code that must (positive) and must not (negative) trigger the rule's query."""
+
+    model_config = ConfigDict(extra="forbid")
+    positive: list[str] = Field(default_factory=list)
+    negative: list[str] = Field(default_factory=list)
+
+
+class RuleSpec(BaseModel):
+    """A rule: a tree-sitter query (deterministic finding), an LLM instruction, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Unique id, e.g. 'py-eval'.")
+    languages: list[str] = Field(min_length=1, description="Languages it applies to, e.g. ['python'].")
+    severity: str = Field(description=f"One of {', '.join(SEVERITIES)}.")
+    category: str = Field(description=f"One of {', '.join(CATEGORIES)}.")
+    message: str = Field(min_length=1, description="What the comment says when the rule fires.")
+    paths: list[str] = Field(default_factory=list, description="Globs it is limited to (empty: all).")
+    query: str | None = Field(default=None, description="tree-sitter query; capture @match anchors it.")
+    instruction: str | None = Field(default=None, description="Guidance added to the LLM prompt.")
+    examples: RuleExamples = Field(default_factory=RuleExamples)
+
+    @model_validator(mode="after")
+    def _check(self) -> RuleSpec:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {', '.join(CATEGORIES)}")
+        if not self.query and not self.instruction:
+            raise ValueError("a rule needs a 'query', an 'instruction', or both")
+        return self
