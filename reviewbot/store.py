@@ -151,6 +151,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "feedback: reaction poll ETags",
+        """
+        -- The last conditional GET of a bot comment's reactions: its ETag makes the next poll a
+        -- 304 that costs no rate limit when nothing changed.
+        CREATE TABLE IF NOT EXISTS reaction_polls (
+            github_comment_id INTEGER PRIMARY KEY,
+            repo TEXT NOT NULL,
+            etag TEXT,
+            last_status INTEGER,
+            polled_at TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS feedback_finding ON feedback(finding_id);
+        """,
+    ),
 ]
 
 
