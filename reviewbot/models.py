@@ -233,3 +233,4 @@ class ReviewResult:
     usage: LLMUsage = field(default_factory=LLMUsage)
     files_not_reviewed: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
