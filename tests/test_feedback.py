@@ -1,0 +1,149 @@
+"""feedback.py: signals -> labels, on hand-made cases (pure, no fakes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reviewbot.feedback import (
+    FeedbackError,
+    LabelEvent,
+    Reaction,
+    classify_reply,
+    extract_suggestion,
+    lines_changed,
+    reaction_labels,
+    resolve_outcome,
+    suggestion_applied,
+    thread_label,
+    untouched_label,
+)
+
+
+def R(i: int, user: str, content: str, at: str, user_type: str = "User") -> Reaction:
+    return Reaction(id=i, user=user, content=content, created_at=at, user_type=user_type)
+
+
+def test_reaction_latest_per_user_wins_and_bots_ignored() -> None:
+    got = reaction_labels(
+        [
+            R(1, "alice", "+1", "2026-01-01T00:00:00Z"),
+            R(2, "alice", "-1", "2026-01-02T00:00:00Z"),
+            R(3, "bob", "heart", "2026-01-01T00:00:00Z"),
+            R(4, "bob", "eyes", "2026-01-03T00:00:00Z"),  # neutral: bob's heart still counts
+            R(5, "reviewbot[bot]", "rocket", "2026-01-01T00:00:00Z", "Bot"),
+            R(6, "reviewbot", "+1", "2026-01-01T00:00:00Z"),
+            R(7, "carol", "confused", "2026-01-01T00:00:00Z"),
+            R(8, "dave", "hooray", "2026-01-01T00:00:00Z"),
+            R(9, "erin", "rocket", "2026-01-01T00:00:00Z"),
+        ],
+        bot_logins=["ReviewBot"],
+    )
+    assert {u: lab for u, (lab, _) in got.items()} == {
+        "alice": "dismissed",
+        "bob": "accepted",
+        "carol": "dismissed",
+        "dave": "accepted",
+        "erin": "accepted",
+    }
+    assert got["alice"][1].id == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("@reviewbot ignore", "dismissed"),
+        ("This is a false positive, the value is never None here.", "dismissed"),
+        ("won't fix", "dismissed"),
+        ("Wont fix, out of scope", "dismissed"),
+        ("Not an issue: the caller validates it.", "dismissed"),
+        ("Fixed in 3f2a1c.", "accepted"),
+        ("Good catch!", "accepted"),
+        ("Done", "accepted"),
+        ("done, thanks", "accepted"),
+        ("Thanks, updated", "accepted"),
+        ("No problem, fixed.", "accepted"),
+        ("Not fixed yet, I'll look later", None),
+        ("This hasn't been fixed", None),
+        ("It will be fixed in a follow-up PR", None),
+        ("needs to be fixed upstream", None),
+        ("Is this fixed?", None),
+        ("This is not a false positive", None),
+        ("> false positive\nGood catch", "accepted"),  # quoted text ignored
+        ("Use `# fixed` markers like this", None),  # code ignored
+        ("What's done here is fine", None),
+        ("Hmm, interesting. Let me think about it.", None),
+        ("Good catch, but it's a false positive in our setup", None),  # both -> unlabelled
+        ("", None),
+    ],
+)
+def test_classify_reply(text: str, label: str | None) -> None:
+    assert classify_reply(text) == label
+
+
+OLD = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\n"
+
+
+def test_lines_changed_only_for_the_commented_range() -> None:
+    assert lines_changed(OLD, "a = 1\nb = 2\nc = 30\nd = 4\ne = 5\n", 3)
+    assert not lines_changed(OLD, "a = 10\nb = 2\nc = 3\nd = 4\ne = 5\n", 3)
+    assert not lines_changed(OLD, "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\nf = 6\n", 2, 3)
+    assert lines_changed(OLD, "a = 1\nb = 2\nd = 4\ne = 5\n", 3)  # deleted
+    assert lines_changed(OLD, "a = 1\nb = 2\nif c:\nc = 3\nd = 4\ne = 5\n", 3)  # guard inserted
+    assert not lines_changed(OLD, OLD, 1, 5)
+    assert lines_changed(OLD, None, 1)  # file deleted
+    with pytest.raises(FeedbackError):
+        lines_changed(OLD, OLD, 3, 2)
+
+
+def test_suggestion_extracted_and_detected() -> None:
+    body = "Use a constant.\n\n```suggestion\nc = THREE\n```\n<!-- reviewbot:fp=abc -->"
+    sugg = extract_suggestion(body)
+    assert sugg == "c = THREE\n"
+    assert extract_suggestion("no block here") is None
+    applied = "a = 1\nb = 2\nc = THREE\nd = 4\ne = 5\n"
+    assert suggestion_applied(OLD, applied, 3, 3, sugg)
+    # applied, then another edit elsewhere in the file
+    assert suggestion_applied(OLD, "x = 0\n" + applied, 3, 3, sugg)
+    # changed, but not to the suggestion
+    assert not suggestion_applied(OLD, "a = 1\nb = 2\nc = 4\nd = 4\ne = 5\n", 3, 3, sugg)
+    assert not suggestion_applied(OLD, OLD, 3, 3, sugg)
+    # a deletion suggestion (empty block) applied
+    assert suggestion_applied(OLD, "a = 1\nb = 2\nd = 4\ne = 5\n", 3, 3, "")
+
+
+def test_thread_and_untouched_labels() -> None:
+    assert thread_label(True, True) == ("accepted", 1.0)
+    assert thread_label(True, False)[0] == "weak_dismissed"
+    assert thread_label(False, True) is None
+    ev = untouched_label(7, merged=True, pr=3, at="2026-01-01T00:00:00Z")
+    assert (ev.label, ev.source, ev.weight) == ("weak_dismissed", "untouched", 0.2)
+
+
+def test_label_event_rejects_bad_values() -> None:
+    with pytest.raises(FeedbackError):
+        LabelEvent(1, "maybe", "reply")  # type: ignore[arg-type]
+    with pytest.raises(FeedbackError):
+        LabelEvent(1, "accepted", "telepathy")
+    with pytest.raises(FeedbackError):
+        LabelEvent(1, "accepted", "reply", weight=2.0)
+
+
+def test_resolve_outcome_priority_votes_and_exclusions() -> None:
+    t = "2026-01-01T00:00:00Z"
+    # an explicit reply beats a commit touching the line
+    out = resolve_outcome([("accepted", "commit", 1.0, t), ("dismissed", "reply", 1.0, t)])
+    assert out is not None and (out.label, out.source) == ("dismissed", "reply")
+    # reactions vote; a tie stays unlabelled
+    assert resolve_outcome([("accepted", "reaction", 1.0, t), ("dismissed", "reaction", 1.0, t)]) is None
+    out = resolve_outcome(
+        [("accepted", "reaction", 1.0, t), ("accepted", "reaction", 1.0, t), ("dismissed", "reaction", 1.0, t)]
+    )
+    assert out is not None and out.label == "accepted"
+    # weak thread dismissal keeps its weight
+    out = resolve_outcome([("weak_dismissed", "thread", 0.5, t)])
+    assert out is not None and (out.label, out.weight) == ("dismissed", 0.5)
+    # untouched is censored unless asked for; suppressed_followup never trains
+    assert resolve_outcome([("weak_dismissed", "untouched", 0.2, t)]) is None
+    out = resolve_outcome([("weak_dismissed", "untouched", 0.2, t)], include_untouched=True)
+    assert out is not None and out.weight == 0.2
+    assert resolve_outcome([("accepted", "suppressed_followup", 1.0, t)]) is None
