@@ -135,9 +135,8 @@ def test_resolve_outcome_priority_votes_and_exclusions() -> None:
     assert out is not None and (out.label, out.source) == ("dismissed", "reply")
     # reactions vote; a tie stays unlabelled
     assert resolve_outcome([("accepted", "reaction", 1.0, t), ("dismissed", "reaction", 1.0, t)]) is None
-    out = resolve_outcome(
-        [("accepted", "reaction", 1.0, t), ("accepted", "reaction", 1.0, t), ("dismissed", "reaction", 1.0, t)]
-    )
+    votes = [("accepted", "reaction", 1.0, t)] * 2 + [("dismissed", "reaction", 1.0, t)]
+    out = resolve_outcome(votes)
     assert out is not None and out.label == "accepted"
     # weak thread dismissal keeps its weight
     out = resolve_outcome([("weak_dismissed", "thread", 0.5, t)])
