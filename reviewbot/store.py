@@ -167,6 +167,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX IF NOT EXISTS feedback_finding ON feedback(finding_id);
         """,
     ),
+    (
+        3,
+        "jobs: dedupe key and supersession (queue.py)",
+        """
+        -- At most one live (queued or running) job per dedupe key: a redelivered event under a new
+        -- delivery id cannot queue the same work twice.
+        ALTER TABLE jobs ADD COLUMN dedupe_key TEXT;
+        ALTER TABLE jobs ADD COLUMN superseded_by INTEGER;
+        CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedupe_live ON jobs(dedupe_key)
+            WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running');
+        CREATE INDEX IF NOT EXISTS jobs_installation ON jobs(installation_id, state);
+        """,
+    ),
 ]
 
 
