@@ -1,0 +1,665 @@
+"""The per-repository file `.github/reviewbot.yml`: YAML text -> a validated `RepoConfig`.
+
+Merge order: built-in defaults < org defaults (the org's `.github` repository, same file name) <
+the repo's file. Mappings merge key by key; lists and scalars replace. The file is read from the
+default branch by the caller, never from the PR head, so a PR cannot switch off its own review.
+
+Pure: text in, model out (no I/O). Every problem becomes a line `<file>:<line>: <key>: <message>`
+inside a `ConfigError`; users never see a traceback or a pydantic dump.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reviewbot.languages import SUPPORTED, language_for_path, matches_language
+from reviewbot.models import SEVERITIES
+from reviewbot.rulespec import RuleSpec
+
+CONFIG_PATH = ".github/reviewbot.yml"
+ORG_CONFIG_FILENAME = "org:.github/reviewbot.yml"
+
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+Glob = Annotated[str, Field(min_length=1)]
+
+
+def _check_language(lang: str) -> str:
+    if lang not in SUPPORTED:
+        close = difflib.get_close_matches(lang, SUPPORTED, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(SUPPORTED)})"
+        raise ValueError(f"unknown language '{lang}'{hint}")
+    return lang
+
+
+Language = Annotated[str, AfterValidator(_check_language)]
+
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    # lockfiles
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "poetry.lock",
+    "Cargo.lock",
+    "go.sum",
+    "Gemfile.lock",
+    "composer.lock",
+    "uv.lock",
+    "Pipfile.lock",
+    # vendored code (at any depth: monorepos vendor per service)
+    "**/vendor/**",
+    "**/third_party/**",
+    "**/node_modules/**",
+    # generated code
+    "*.pb.go",
+    "*_pb2.py",
+    "*.generated.*",
+    "**/generated/**",
+    "dist/**",
+    "build/**",
+    # minified bundles and source maps
+    "*.min.js",
+    "*.min.css",
+    "*.map",
+)
+DEFAULT_SKIP_AUTHORS: tuple[str, ...] = ("*[bot]", "dependabot*", "renovate*")
+DEFAULT_SKIP_LABELS: tuple[str, ...] = ("skip-review", "reviewbot:skip")
+
+
+# --------------------------------------------------------------------------------------------- globs
+
+
+@lru_cache(maxsize=1024)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a path glob: `**` crosses directories, `*`/`?` stay inside one, `{a,b}` alternates."""
+    pat = pattern.strip().lstrip("/")
+    if pat.startswith("./"):
+        pat = pat[2:]
+    out: list[str] = []
+    i, n = 0, len(pat)
+    while i < n:
+        c = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pat.startswith("/**", i) and i + 3 == n:
+            out.append("(?:/.*)?")
+            i += 3
+        elif pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            j = pat.find("]", i + 2)
+            if j == -1:
+                out.append(re.escape(c))
+                i += 1
+            else:
+                body = pat[i + 1 : j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = j + 1
+        elif c == "{":
+            j = pat.find("}", i)
+            if j == -1:
+                out.append(re.escape(c))
+                i += 1
+            else:
+                alts = pat[i + 1 : j].split(",")
+                out.append("(?:" + "|".join(_glob_regex_body(a) for a in alts) + ")")
+                i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _glob_regex_body(alt: str) -> str:
+    return _glob_regex(alt).pattern.removesuffix(r"\Z")
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Whether repo-relative `path` matches `pattern`.
+
+    `**` crosses directories; a pattern without '/' also matches the file's basename anywhere
+    (so `*.min.js` matches `web/app.min.js`), like .gitignore.
+    """
+    path = path.lstrip("/")
+    regex = _glob_regex(pattern)
+    if regex.match(path):
+        return True
+    if "/" not in pattern.strip().strip("/"):
+        return bool(regex.match(path.rsplit("/", 1)[-1]))
+    return False
+
+
+@lru_cache(maxsize=1024)
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    return re.compile(body + r"\Z", re.DOTALL)
+
+
+def wildcard_match(pattern: str, name: str) -> bool:
+    """Case-insensitive match where only `*` and `?` are special (`[bot]` is literal, unlike fnmatch)."""
+    return bool(_wildcard_regex(pattern).match(name.lower()))
+
+
+def _any_match(patterns: list[str], path: str) -> str | None:
+    for pattern in patterns:
+        if glob_match(pattern, path):
+            return pattern
+    return None
+
+
+# -------------------------------------------------------------------------------------------- models
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathsConfig(_Strict):
+    """Which files are reviewed: included by `include`, minus anything matching `exclude`."""
+
+    include: list[Glob] = Field(default_factory=lambda: ["**"], description="Globs of files to review.")
+    exclude: list[Glob] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE),
+        description="Globs of files never reviewed (lockfiles, vendored, generated, minified by default). "
+        "Setting it replaces the default list.",
+    )
+
+
+class TriggersConfig(_Strict):
+    """Which pull requests are reviewed at all."""
+
+    drafts: bool = Field(default=False, description="Review draft pull requests too.")
+    skip_authors: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SKIP_AUTHORS),
+        description="Author logins (globs, case-insensitive) whose pull requests are not reviewed.",
+    )
+    skip_labels: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SKIP_LABELS),
+        description="Labels (case-insensitive) that switch the review off for a pull request.",
+    )
+
+
+class CustomRule(RuleSpec):
+    """A repo's own rule: a RuleSpec whose languages must be ones we know."""
+
+    @field_validator("languages")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for lang in value:
+            _check_language(lang)
+        return value
+
+
+class RulesConfig(_Strict):
+    """Switch rules on or off by id (globs allowed), override their severity, add custom rules."""
+
+    disable: list[str] = Field(default_factory=list, description="Rule ids (or globs) to switch off.")
+    enable: list[str] = Field(
+        default_factory=list, description="Rule ids (or globs) to switch on; wins over `disable`."
+    )
+    severity: dict[str, Severity] = Field(
+        default_factory=dict, description="Rule id -> severity that replaces the rule's own."
+    )
+    custom: list[CustomRule] = Field(default_factory=list, description="Extra rules for this repository.")
+
+    @field_validator("custom")
+    @classmethod
+    def _unique_ids(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.id in seen:
+                raise ValueError(f"custom rule id '{rule.id}' is used twice")
+            seen.add(rule.id)
+        return rules
+
+    def rule_enabled(self, rule_id: str, *, default: bool = True) -> bool:
+        """Exact ids beat globs; at the same precision `enable` beats `disable`."""
+        if rule_id in self.enable:
+            return True
+        if rule_id in self.disable:
+            return False
+        if any(wildcard_match(p, rule_id) for p in self.enable):
+            return True
+        if any(wildcard_match(p, rule_id) for p in self.disable):
+            return False
+        return default
+
+    def severity_for(self, rule_id: str, default: str) -> str:
+        """The configured severity for a rule, or `default` (the rule's own)."""
+        return self.severity.get(rule_id, default)
+
+
+class PathInstruction(_Strict):
+    """Extra guidance for the LLM on files matching `path`."""
+
+    path: Glob = Field(description="Glob of the files the instructions apply to.")
+    instructions: str = Field(min_length=1, description="Text added to the LLM prompt for those files.")
+
+
+class LLMConfig(_Strict):
+    """Per-repo LLM knobs (the server and key are process settings, not repo settings)."""
+
+    model: str | None = Field(default=None, description="Model name; null uses the server's default.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens_per_request: int = Field(
+        default=12000, ge=1, description="Upper bound on prompt + completion tokens per LLM request."
+    )
+
+
+class RepoConfig(_Strict):
+    """The whole `.github/reviewbot.yml`, after merging defaults < org < repo."""
+
+    enabled: bool = Field(default=True, description="false switches reviewbot off for the repository.")
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    languages: list[Language] | None = Field(
+        default=None, description=f"Languages to review (null: all). Known: {', '.join(SUPPORTED)}."
+    )
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    min_severity: Severity = Field(default="low", description="Findings below this severity are not posted.")
+    min_severity_by_path: dict[Glob, Severity] = Field(
+        default_factory=dict, description="Glob -> min_severity for matching files; the last match wins."
+    )
+    max_comments: int = Field(default=10, ge=0, description="At most this many comments per pull request.")
+    min_acceptance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Post a finding only if its predicted acceptance is at least this. "
+        "Exclusive with target_precision.",
+    )
+    target_precision: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Pick the acceptance threshold that reaches this precision on past feedback. "
+        "Exclusive with min_acceptance.",
+    )
+    passes: int = Field(default=1, ge=1, le=5, description="LLM review passes per hunk (more: more recall).")
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    path_instructions: list[PathInstruction] = Field(
+        default_factory=list, description="Extra LLM guidance for files matching a glob."
+    )
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    exploration_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=0.5,
+        description="Share of near-threshold findings posted anyway so the acceptance model keeps learning.",
+    )
+
+    @field_validator("target_precision")
+    @classmethod
+    def _one_threshold(cls, value: float | None, info: Any) -> float | None:
+        if value is not None and info.data.get("min_acceptance") is not None:
+            raise ValueError("set either min_acceptance or target_precision, not both")
+        return value
+
+    # ---- questions the pipeline asks
+
+    def path_included(self, path: str) -> bool:
+        """Whether `path` passes `paths.include` and is not caught by `paths.exclude`."""
+        return (
+            _any_match(self.paths.include, path) is not None and _any_match(self.paths.exclude, path) is None
+        )
+
+    def language_included(self, language: str | None) -> bool:
+        """Whether a file in `language` is reviewed (None = a language we have no grammar for)."""
+        if self.languages is None:
+            return True
+        return any(matches_language(language, wanted) for wanted in self.languages)
+
+    def file_included(self, path: str) -> bool:
+        """`path_included` and `language_included` for the language of `path`."""
+        return self.path_included(path) and self.language_included(language_for_path(path))
+
+    def should_review(self, author: str, labels: list[str], draft: bool) -> tuple[bool, str]:
+        """Whether a PR is reviewed at all, and why (the reason is shown in logs and checks)."""
+        if not self.enabled:
+            return False, "reviewbot is disabled in the config (enabled: false)"
+        if draft and not self.triggers.drafts:
+            return False, "draft pull request (triggers.drafts is false)"
+        for pattern in self.triggers.skip_authors:
+            if wildcard_match(pattern, author):
+                return False, f"author '{author}' matches triggers.skip_authors '{pattern}'"
+        skip = {label.lower() for label in self.triggers.skip_labels}
+        for label in labels:
+            if label.lower() in skip:
+                return False, f"label '{label}' is in triggers.skip_labels"
+        return True, "eligible for review"
+
+    def min_severity_for(self, path: str) -> str:
+        """The minimum severity for `path`: the last matching `min_severity_by_path` glob wins."""
+        result = self.min_severity
+        for pattern, severity in self.min_severity_by_path.items():
+            if glob_match(pattern, path):
+                result = severity
+        return result
+
+    def instructions_for(self, path: str) -> list[str]:
+        """The `path_instructions` texts that apply to `path`, in file order."""
+        return [pi.instructions for pi in self.path_instructions if glob_match(pi.path, path)]
+
+    def to_yaml(self) -> str:
+        """The merged config as YAML (what `reviewbot config check` prints)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of `.github/reviewbot.yml` (committed as reviewbot.schema.json for editors)."""
+    schema = RepoConfig.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "reviewbot repository configuration (.github/reviewbot.yml)",
+    }
+
+
+def config_schema_text() -> str:
+    """The exact text of reviewbot.schema.json."""
+    return json.dumps(config_json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------------------------ loading/errors
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem: where (file, line, dotted key) and what."""
+
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: "
+        return where + (f"{self.key}: {self.message}" if self.key else self.message)
+
+
+class ConfigError(Exception):
+    """The config is invalid. `messages` are `<file>:<line>: <key>: <message>` lines."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        self.messages = [str(i) for i in issues]
+        super().__init__("\n".join(self.messages))
+
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class _Parsed:
+    data: dict[str, Any]
+    lines: dict[Path_, int]  # key path -> 1-based line of the key (or list item)
+
+
+def _parse(text: str | None, filename: str) -> _Parsed:
+    """YAML text -> plain data plus the line of every key; errors become ConfigError."""
+    if text is None or not text.strip():
+        return _Parsed({}, {(): 1})
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or str(exc)
+        if exc.context:
+            problem = f"{problem} ({exc.context})"
+        raise ConfigError([ConfigIssue(filename, line, "", f"invalid YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(filename, 1, "", f"invalid YAML: {exc}")]) from None
+    if node is None:
+        return _Parsed({}, {(): 1})
+    lines: dict[Path_, int] = {(): node.start_mark.line + 1}
+    issues: list[ConfigIssue] = []
+    constructor = yaml.SafeLoader("")
+    data = _build(node, (), lines, issues, filename, constructor)
+    if not issues and not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"'{data}'"
+        issues.append(ConfigIssue(filename, lines[()], "", f"the file must be a mapping of keys, got {kind}"))
+    if issues:
+        raise ConfigError(issues)
+    return _Parsed(data, lines)
+
+
+def _build(
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    issues: list[ConfigIssue],
+    filename: str,
+    constructor: yaml.SafeLoader,
+) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        constructor.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                issues.append(ConfigIssue(filename, line, _dotted(path), "a key must be a plain string"))
+                continue
+            key = key_node.value  # the raw text: `on:` stays "on", `123:` stays "123"
+            if key in out:
+                issues.append(
+                    ConfigIssue(
+                        filename,
+                        line,
+                        _dotted((*path, key)),
+                        f"duplicate key (first set on line {lines[(*path, key)]})",
+                    )
+                )
+                continue
+            lines[(*path, key)] = line
+            out[key] = _build(value_node, (*path, key), lines, issues, filename, constructor)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            items.append(_build(item, (*path, i), lines, issues, filename, constructor))
+        return items
+    return constructor.construct_object(node, deep=True)
+
+
+#: Keys where a later layer setting one clears the other from earlier layers.
+_EXCLUSIVE: tuple[tuple[str, str], ...] = (("min_acceptance", "target_precision"),)
+
+
+def _merge(
+    base: dict[str, Any],
+    over: dict[str, Any],
+    origin: dict[Path_, tuple[str, int]],
+    over_lines: dict[Path_, int],
+    filename: str,
+    path: Path_ = (),
+) -> dict[str, Any]:
+    """Deep-merge `over` into `base` (mappings merge, everything else replaces), tracking origins."""
+    merged = dict(base)
+    if path == ():
+        for a, b in _EXCLUSIVE:
+            for mine, other in ((a, b), (b, a)):
+                if over.get(mine) is not None and other not in over and other in merged:
+                    del merged[other]
+                    _forget(origin, (other,))
+    for key, value in over.items():
+        sub = (*path, key)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            origin[sub] = (filename, over_lines.get(sub, 1))
+            merged[key] = _merge(merged[key], value, origin, over_lines, filename, sub)
+        else:
+            _forget(origin, sub)
+            merged[key] = value
+            for p, line in over_lines.items():
+                if p[: len(sub)] == sub:
+                    origin[p] = (filename, line)
+    return merged
+
+
+def _forget(origin: dict[Path_, tuple[str, int]], prefix: Path_) -> None:
+    for p in [p for p in origin if p[: len(prefix)] == prefix]:
+        del origin[p]
+
+
+def load_config(
+    repo_text: str | None,
+    org_text: str | None = None,
+    *,
+    filename: str = CONFIG_PATH,
+    org_filename: str = ORG_CONFIG_FILENAME,
+) -> RepoConfig:
+    """Merge built-in defaults < org file < repo file and validate. Raises ConfigError.
+
+    `None` or empty text means "no file" (defaults). `filename`/`org_filename` only label errors.
+    """
+    issues: list[ConfigIssue] = []
+    layers: list[tuple[_Parsed, str]] = []
+    for text, name in ((org_text, org_filename), (repo_text, filename)):
+        try:
+            layers.append((_parse(text, name), name))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise ConfigError(issues)
+
+    merged: dict[str, Any] = {}
+    origin: dict[Path_, tuple[str, int]] = {(): (filename, 1)}
+    for parsed, name in layers:
+        merged = _merge(merged, parsed.data, origin, parsed.lines, name)
+    try:
+        return RepoConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from(exc, origin, filename)) from None
+
+
+def _issues_from(
+    exc: ValidationError, origin: dict[Path_, tuple[str, int]], default_file: str
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    seen: set[tuple[str, int, str, str]] = set()
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]))
+        file, line = default_file, 1
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in origin:
+                file, line = origin[loc[:n]]
+                break
+        issue = ConfigIssue(file, line, _dotted(loc), _message(err, loc))
+        ident = (issue.file, issue.line, issue.key, issue.message)
+        if ident not in seen:
+            seen.add(ident)
+            issues.append(issue)
+    issues.sort(key=lambda i: (i.file != default_file, i.file, i.line))
+    return issues
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> Path_:
+    """Drop pydantic's '[key]' marker (an error in a mapping key is reported at the key)."""
+    return tuple(part for part in loc if part != "[key]")
+
+
+def _dotted(loc: Path_) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _message(err: Any, loc: Path_) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    shown = _short(value)
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        options = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(options)})"
+        return f"unknown key '{key}'{hint}"
+    if kind == "missing":
+        return "is required"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+        key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}
+        return f"must be {op[kind]} {ctx.get(key[kind])} (got {shown})"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number (got {shown})"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number (got {shown})"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false (got {shown})"
+    if kind == "string_type":
+        return f"must be a string (got {shown})"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "list_type":
+        return f"must be a list (got {shown})"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be a mapping of keys (got {shown})"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')} (got {shown})"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')} (got {shown})"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    return f"{err['msg']} (got {shown})"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _allowed_keys(loc: Path_) -> list[str]:
+    """Field names of the model found at `loc` (for did-you-mean on unknown keys)."""
+    model: Any = RepoConfig
+    for part in loc:
+        model = _unwrap(model)
+        if isinstance(part, int):
+            args = get_args(model)
+            model = args[0] if get_origin(model) is list and args else None
+        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = model.model_fields[part].annotation
+        else:
+            return []
+    model = _unwrap(model)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """`X | None` -> X; Annotated[X, ...] -> X."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(get_args(tp)[0])
+    if origin is Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap(args[0])
+    return tp

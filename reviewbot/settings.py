@@ -1,0 +1,204 @@
+"""Process settings from the environment (prefix `REVIEWBOT_`), built once at the edge.
+
+Commands build one `Settings` (via `Settings.from_env()`) and pass it down; no other module reads
+the environment, so tests construct `Settings(...)` by hand and nothing depends on a global.
+Secrets are `SecretStr`, so they never show up in a repr, a log line or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "REVIEWBOT_"
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+#: Why a command needs each setting; `require` puts this in its one-line error.
+PURPOSES: dict[str, str] = {
+    "github_app_id": "the GitHub App needs its app id to authenticate as the app",
+    "github_private_key": "the GitHub App needs its private key (PEM text or a path to the .pem file)",
+    "webhook_secret": "the webhook server needs it to verify GitHub's signatures",
+    "llm_api_key": "the LLM client needs an API key (or set REVIEWBOT_LLM_BASE_URL for a local server)",
+    "llm_base_url": "the LLM client needs the base URL of an OpenAI-compatible server",
+    "admin_token": "the admin endpoints need a bearer token",
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; `str()` is meant to be printed as-is to the user."""
+
+
+class MissingSettingError(SettingsError):
+    """A required setting is not set. `str()` is one line naming the environment variable."""
+
+    def __init__(self, name: str, purpose: str | None = None) -> None:
+        self.name = name
+        self.env_var = env_var(name)
+        self.purpose = purpose or PURPOSES.get(name, "this command needs it")
+        super().__init__(f"{self.env_var} is not set: {self.purpose}")
+
+
+class InvalidSettingError(SettingsError):
+    """One or more settings have invalid values; one line per problem, each naming its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def env_var(name: str) -> str:
+    """The environment variable for a settings field name (`webhook_secret` -> `REVIEWBOT_WEBHOOK_SECRET`)."""
+    return ENV_PREFIX + name.upper()
+
+
+class Settings(BaseSettings):
+    """Everything a reviewbot process needs from its environment. Pass it explicitly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        env_ignore_empty=True,  # `REVIEWBOT_X=` in an env file means unset, not ""
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # GitHub App
+    github_app_id: int | None = Field(default=None, description="GitHub App id.")
+    github_private_key: SecretStr | None = Field(
+        default=None, description="GitHub App private key: PEM text, or a path to the .pem file."
+    )
+    webhook_secret: SecretStr | None = Field(default=None, description="GitHub webhook secret.")
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub REST API base URL; for GitHub Enterprise Server use https://HOST/api/v3.",
+    )
+
+    # LLM (any OpenAI-compatible server)
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL.")
+    llm_model: str = Field(default="gpt-4o-mini", description="Model name sent to the LLM server.")
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("llm_api_key", "REVIEWBOT_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="LLM API key; falls back to OPENAI_API_KEY.",
+    )
+    llm_timeout: float = Field(default=60.0, gt=0, description="Seconds per LLM request.")
+    llm_max_concurrency: int = Field(default=4, ge=1, description="Concurrent LLM requests per process.")
+
+    # Storage and processes
+    database_path: str = Field(default="./reviewbot.db", description="SQLite database file.")
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token for admin endpoints.")
+    host: str = Field(default="0.0.0.0", description="Address `reviewbot serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `reviewbot serve` listens on.")
+    worker_concurrency: int = Field(default=2, ge=1, description="Jobs a worker runs at once.")
+    per_installation_concurrency: int = Field(
+        default=1, ge=1, description="Jobs of one installation that run at once."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level name.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("github_api_url", "llm_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read the environment once (the edge); invalid values raise `InvalidSettingError`."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                name = "OPENAI_API_KEY or REVIEWBOT_LLM_API_KEY" if field == "OPENAI_API_KEY" else field
+                var = name if name.isupper() else env_var(name)
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                problems.append(f"{var}: {msg}")
+            raise InvalidSettingError(problems) from None
+
+    @property
+    def llm_configured(self) -> bool:
+        """True when an LLM can be called: a base URL (local server) or an API key is set."""
+        return bool(self.llm_base_url) or self.llm_api_key is not None
+
+    def require(self, *names: str, purpose: str | None = None) -> None:
+        """Raise `MissingSettingError` for the first of `names` that is unset (or empty)."""
+        require(self, *names, purpose=purpose)
+
+    def private_key_pem(self) -> str:
+        """The GitHub App private key as PEM text, read from the file when a path was given.
+
+        Logs a warning when the key file is readable by group or others (see `private_key_warnings`).
+        """
+        pem, warnings = self.load_private_key()
+        for warning in warnings:
+            log.warning("%s", warning)
+        return pem
+
+    def private_key_warnings(self) -> list[str]:
+        """Problems worth telling the operator about the key, without failing (file permissions)."""
+        return self.load_private_key()[1]
+
+    def load_private_key(self) -> tuple[str, list[str]]:
+        """(PEM text, warnings). Raises MissingSettingError / InvalidSettingError."""
+        require(self, "github_private_key")
+        assert self.github_private_key is not None
+        raw = self.github_private_key.get_secret_value().strip()
+        var = env_var("github_private_key")
+        if raw.startswith("-----BEGIN"):
+            # Env files and CI secrets often carry the PEM on one line with literal "\n".
+            return _normalise_pem(raw), []
+        path = Path(raw).expanduser()
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidSettingError([f"{var}: is neither PEM text nor an existing file: {path}"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidSettingError([f"{var}: cannot read key file {path}: {exc}"]) from None
+        if "-----BEGIN" not in text:
+            raise InvalidSettingError([f"{var}: {path} does not contain a PEM private key"])
+        warnings = []
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.append(
+                f"{var}: key file {path} is accessible by group/others "
+                f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+            )
+        return _normalise_pem(text.strip()), warnings
+
+
+def require(settings: Settings, *names: str, purpose: str | None = None) -> None:
+    """Raise `MissingSettingError` (one line naming the env var) for the first unset setting."""
+    for name in names:
+        if name not in Settings.model_fields:
+            raise KeyError(f"unknown setting {name!r}")
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise MissingSettingError(name, purpose)
+
+
+def _normalise_pem(text: str) -> str:
+    if "\\n" in text and "\n" not in text:
+        text = text.replace("\\n", "\n")
+    return text.strip() + "\n"
