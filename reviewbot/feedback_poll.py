@@ -1,0 +1,429 @@
+"""Feedback I/O: read signals from GitHub and webhooks, write labels to the store.
+
+The judgement lives in `feedback.py` (pure); this module only fetches (reactions with ETags, file
+contents at two SHAs) and writes `feedback` rows. Entry points the worker calls:
+
+- `poll_reactions(store, gh, repo, now=...)`: the scheduled job; GitHub sends no reaction webhooks.
+- `handle_event(store, gh, event, payload, now=...)`: `pull_request_review_comment` (replies),
+  `pull_request_review_thread` (resolved / unresolved), `pull_request` synchronize (a later commit
+  touching commented lines, an applied suggestion) and closed (untouched comments, suppressed
+  candidates' follow-up).
+
+`gh` is anything with the two methods of `FeedbackGitHub` (github.py's client provides them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from reviewbot.feedback import (
+    LabelEvent,
+    Reaction,
+    classify_reply,
+    extract_suggestion,
+    lines_changed,
+    reaction_labels,
+    suggestion_applied,
+    thread_label,
+    untouched_label,
+)
+from reviewbot.store import Store
+
+#: How far back reactions are polled: after two weeks a comment's fate is settled.
+POLL_WINDOW_DAYS = 14
+DEFAULT_BOT_LOGINS = ("reviewbot", "reviewbot[bot]")
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionPage:
+    """One conditional GET of a comment's reactions: status 200 (with reactions) or 304."""
+
+    status: int
+    etag: str | None
+    reactions: list[Reaction] = field(default_factory=list)
+
+
+class FeedbackGitHub(Protocol):
+    def comment_reactions(self, repo: str, comment_id: int, etag: str | None) -> ReactionPage:
+        """GET /repos/{repo}/pulls/comments/{id}/reactions with If-None-Match: etag."""
+        ...
+
+    def file_text(self, repo: str, path: str, ref: str) -> str | None:
+        """The file's text at ref, or None when it does not exist there."""
+        ...
+
+
+def reactions_from_json(items: Iterable[Mapping[str, Any]]) -> list[Reaction]:
+    """GitHub's reaction objects -> Reaction values."""
+    out = []
+    for it in items:
+        user = it.get("user") or {}
+        out.append(
+            Reaction(
+                id=int(it["id"]),
+                user=str(user.get("login", "")),
+                user_type=str(user.get("type", "User")),
+                content=str(it["content"]),
+                created_at=str(it.get("created_at", "")),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- store writes
+
+
+def _prov(provenance: Mapping[str, object]) -> str:
+    return json.dumps(dict(provenance), sort_keys=True, separators=(",", ":"))
+
+
+def record_label(store: Store, repo: str, ev: LabelEvent, *, installation_id: int | None = None) -> bool:
+    """Insert a label; the same (finding, source, provenance) twice is a no-op. True if new."""
+    cur = store.conn.execute(
+        "INSERT OR IGNORE INTO feedback (finding_id, installation_id, repo, label, source, provenance, "
+        "weight, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (ev.finding_id, installation_id, repo, ev.label, ev.source, _prov(ev.provenance), ev.weight, ev.at),
+    )
+    return cur.rowcount > 0
+
+
+def remove_labels(store: Store, finding_id: int, source: str, **match: object) -> int:
+    """Delete a finding's labels from `source` whose provenance has the given key=value pairs."""
+    sql = "DELETE FROM feedback WHERE finding_id = ? AND source = ?"
+    args: list[object] = [finding_id, source]
+    for key, value in match.items():
+        sql += f" AND json_extract(provenance, '$.{key}') = ?"
+        args.append(value)
+    return store.conn.execute(sql, args).rowcount
+
+
+def _finding_by_comment(store: Store, comment_id: int) -> dict[str, Any] | None:
+    row = store.conn.execute(
+        "SELECT f.id, f.repo, f.pr, f.path, f.line, f.end_line, f.side, f.body, f.installation_id, "
+        "r.head_sha FROM findings f JOIN reviews r ON r.id = f.review_id "
+        "WHERE f.github_comment_id = ?",
+        (comment_id,),
+    ).fetchone()
+    return _as_finding(row) if row else None
+
+
+def _as_finding(row: tuple[Any, ...]) -> dict[str, Any]:
+    keys = ("id", "repo", "pr", "path", "line", "end_line", "side", "body", "installation_id", "head_sha")
+    return dict(zip(keys, row, strict=True))
+
+
+def sync_reactions(
+    store: Store, finding: Mapping[str, Any], reactions: list[Reaction], *, bot_logins: Iterable[str]
+) -> int:
+    """Make the finding's reaction labels match the reactions now on the comment; returns changes.
+
+    One row per user (provenance {"user": login, ...}): a changed mind replaces the row, a removed
+    reaction removes it.
+    """
+    wanted = reaction_labels(reactions, bot_logins=bot_logins)
+    have = {
+        json.loads(p)["user"]: (rid, label, json.loads(p))
+        for rid, label, p in store.conn.execute(
+            "SELECT id, label, provenance FROM feedback WHERE finding_id = ? AND source = 'reaction'",
+            (finding["id"],),
+        )
+    }
+    changes = 0
+    with store.transaction():
+        for user, (rid, _label, _p) in have.items():
+            if user not in wanted:
+                store.conn.execute("DELETE FROM feedback WHERE id = ?", (rid,))
+                changes += 1
+        for user, (label, r) in wanted.items():
+            old = have.get(user)
+            if old is not None and old[2].get("reaction_id") == r.id:
+                continue
+            if old is not None:
+                store.conn.execute("DELETE FROM feedback WHERE id = ?", (old[0],))
+            ev = LabelEvent(
+                finding_id=finding["id"],
+                label=label,
+                source="reaction",
+                provenance={"user": user, "reaction_id": r.id, "content": r.content},
+                at=r.created_at,
+            )
+            changes += int(
+                record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
+            )
+    return changes
+
+
+# --------------------------------------------------------------------------- polling
+
+
+@dataclass(slots=True)
+class PollReport:
+    polled: int = 0
+    not_modified: int = 0
+    label_changes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def poll_reactions(
+    store: Store,
+    gh: FeedbackGitHub,
+    repo: str,
+    *,
+    now: datetime,
+    bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS,
+    window_days: int = POLL_WINDOW_DAYS,
+) -> PollReport:
+    """Poll the reactions of the repo's bot comments posted in the last `window_days`.
+
+    Each request carries the ETag of the previous answer, so an unchanged comment costs a 304 and
+    no rate limit. A failing comment is reported and skipped; the others are still polled.
+    """
+    bots = list(bot_logins)
+    since = (now - timedelta(days=window_days)).isoformat()
+    rows = store.conn.execute(
+        "SELECT f.id, f.repo, f.pr, f.path, f.line, f.end_line, f.side, f.body, f.installation_id, "
+        "r.head_sha, f.github_comment_id FROM findings f JOIN reviews r ON r.id = f.review_id "
+        "WHERE f.repo = ? AND f.decision = 'post' AND f.github_comment_id IS NOT NULL "
+        "AND f.created_at >= ? ORDER BY f.id",
+        (repo, since),
+    ).fetchall()
+    report = PollReport()
+    for row in rows:
+        finding, comment_id = _as_finding(row[:-1]), int(row[-1])
+        prev = store.conn.execute(
+            "SELECT etag FROM reaction_polls WHERE github_comment_id = ?", (comment_id,)
+        ).fetchone()
+        try:
+            page = gh.comment_reactions(repo, comment_id, prev[0] if prev else None)
+        except Exception as exc:  # one bad comment must not stop the poll of the others
+            report.errors.append(f"comment {comment_id}: {type(exc).__name__}: {exc}")
+            continue
+        report.polled += 1
+        if page.status == 304:
+            report.not_modified += 1
+        else:
+            report.label_changes += sync_reactions(store, finding, page.reactions, bot_logins=bots)
+        store.conn.execute(
+            "INSERT INTO reaction_polls (github_comment_id, repo, etag, last_status, polled_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(github_comment_id) DO UPDATE SET "
+            "etag = COALESCE(excluded.etag, reaction_polls.etag), last_status = excluded.last_status, "
+            "polled_at = excluded.polled_at",
+            (comment_id, repo, page.etag, page.status, now.isoformat()),
+        )
+    return report
+
+
+# --------------------------------------------------------------------------- webhook events
+
+
+def on_review_comment(
+    store: Store, payload: Mapping[str, Any], *, bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS
+) -> LabelEvent | None:
+    """A reply under a bot comment (created / edited / deleted) -> its label, if it has one."""
+    comment = payload.get("comment") or {}
+    parent = comment.get("in_reply_to_id")
+    if not parent:
+        return None
+    finding = _finding_by_comment(store, int(parent))
+    if finding is None:
+        return None
+    user = (comment.get("user") or {}).get("login", "")
+    if user.lower() in {b.lower() for b in bot_logins} or (comment.get("user") or {}).get("type") == "Bot":
+        return None
+    reply_id = int(comment["id"])
+    remove_labels(store, finding["id"], "reply", comment_id=reply_id)
+    if payload.get("action") == "deleted":
+        return None
+    label = classify_reply(str(comment.get("body") or ""))
+    if label is None:
+        return None
+    ev = LabelEvent(
+        finding_id=finding["id"],
+        label=label,
+        source="reply",
+        provenance={"comment_id": reply_id, "user": user},
+        at=str(comment.get("updated_at") or comment.get("created_at") or ""),
+    )
+    record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
+    return ev
+
+
+class _Files:
+    """Per-call cache of file texts at SHAs (many findings share a file)."""
+
+    def __init__(self, gh: FeedbackGitHub, repo: str) -> None:
+        self.gh, self.repo, self.cache = gh, repo, {}
+
+    def get(self, path: str, ref: str) -> str | None:
+        key = (path, ref)
+        if key not in self.cache:
+            self.cache[key] = self.gh.file_text(self.repo, path, ref)
+        return self.cache[key]
+
+
+def _code_changed(files: _Files, finding: Mapping[str, Any], head_sha: str) -> bool | None:
+    """Whether the finding's lines changed between its review's SHA and head_sha (None: unknown)."""
+    if not finding["path"] or not finding["line"] or finding["side"] == "LEFT":
+        return None
+    if finding["head_sha"] == head_sha:
+        return False
+    old = files.get(finding["path"], finding["head_sha"])
+    if old is None:
+        return None
+    new = files.get(finding["path"], head_sha)
+    start = int(finding["line"])
+    end = int(finding["end_line"] or start)
+    lo, hi = min(start, end), max(start, end)
+    if hi > len(old.splitlines()):
+        return None
+    return lines_changed(old, new, lo, hi)
+
+
+def on_review_thread(store: Store, gh: FeedbackGitHub, payload: Mapping[str, Any]) -> LabelEvent | None:
+    """Resolved + the lines changed -> accepted; resolved, unchanged -> weak dismissal; unresolved
+    -> the thread's label is withdrawn."""
+    thread = payload.get("thread") or {}
+    comments = thread.get("comments") or []
+    if not comments:
+        return None
+    finding = _finding_by_comment(store, int(comments[0]["id"]))
+    if finding is None:
+        return None
+    node = str(thread.get("node_id") or comments[0]["id"])
+    remove_labels(store, finding["id"], "thread", thread=node)
+    if payload.get("action") != "resolved":
+        return None
+    head = ((payload.get("pull_request") or {}).get("head") or {}).get("sha") or finding["head_sha"]
+    changed = _code_changed(_Files(gh, finding["repo"]), finding, head)
+    verdict = thread_label(True, bool(changed))
+    assert verdict is not None
+    label, weight = verdict
+    user = (payload.get("sender") or {}).get("login", "")
+    ev = LabelEvent(
+        finding_id=finding["id"],
+        label=label,
+        source="thread",
+        provenance={"thread": node, "user": user, "head_sha": head, "code_changed": bool(changed)},
+        weight=weight,
+        at=str((payload.get("pull_request") or {}).get("updated_at") or ""),
+    )
+    record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
+    return ev
+
+
+def _pr_findings(store: Store, repo: str, pr: int) -> list[tuple[dict[str, Any], str]]:
+    rows = store.conn.execute(
+        "SELECT f.id, f.repo, f.pr, f.path, f.line, f.end_line, f.side, f.body, f.installation_id, "
+        "r.head_sha, f.decision FROM findings f JOIN reviews r ON r.id = f.review_id "
+        "WHERE f.repo = ? AND f.pr = ? ORDER BY f.id",
+        (repo, pr),
+    ).fetchall()
+    return [(_as_finding(r[:-1]), r[-1]) for r in rows]
+
+
+def _sources(store: Store, finding_id: int) -> set[str]:
+    return {
+        r[0] for r in store.conn.execute("SELECT source FROM feedback WHERE finding_id = ?", (finding_id,))
+    }
+
+
+def check_addressed(
+    store: Store, gh: FeedbackGitHub, repo: str, pr: int, head_sha: str, *, at: str
+) -> list[LabelEvent]:
+    """After a push: posted findings whose lines changed -> accepted ('suggestion' when the new
+    code is the comment's suggestion, else 'commit'); suppressed ones -> 'suppressed_followup'."""
+    files = _Files(gh, repo)
+    events: list[LabelEvent] = []
+    for finding, decision in _pr_findings(store, repo, pr):
+        have = _sources(store, finding["id"])
+        if have & {"commit", "suggestion", "suppressed_followup"}:
+            continue
+        changed = _code_changed(files, finding, head_sha)
+        if not changed:
+            continue
+        if decision != "post":
+            source = "suppressed_followup"
+        else:
+            source = "commit"
+            sugg = extract_suggestion(str(finding["body"]))
+            if sugg is not None:
+                start = int(finding["line"])
+                end = int(finding["end_line"] or start)
+                old = files.get(finding["path"], finding["head_sha"]) or ""
+                new = files.get(finding["path"], head_sha)
+                if suggestion_applied(old, new, min(start, end), max(start, end), sugg):
+                    source = "suggestion"
+        ev = LabelEvent(
+            finding_id=finding["id"],
+            label="accepted",
+            source=source,
+            provenance={"sha": head_sha},
+            at=at,
+        )
+        if record_label(store, repo, ev, installation_id=finding["installation_id"]):
+            events.append(ev)
+    return events
+
+
+def on_pr_closed(
+    store: Store, gh: FeedbackGitHub, repo: str, pr: int, head_sha: str, *, merged: bool, at: str
+) -> list[LabelEvent]:
+    """The PR closed: check its final head for addressed comments, then mark the rest.
+
+    Posted comments with no signal at all get the censored 'untouched' label (see docs/feedback.md);
+    suppressed candidates whose code never changed get suppressed_followup 'dismissed'.
+    """
+    events = check_addressed(store, gh, repo, pr, head_sha, at=at)
+    for finding, decision in _pr_findings(store, repo, pr):
+        have = _sources(store, finding["id"])
+        if decision == "post":
+            if have:
+                continue
+            ev = untouched_label(finding["id"], merged=merged, pr=pr, at=at)
+        else:
+            if "suppressed_followup" in have:
+                continue
+            ev = LabelEvent(
+                finding_id=finding["id"],
+                label="dismissed",
+                source="suppressed_followup",
+                provenance={"sha": head_sha, "closed": True},
+                at=at,
+            )
+        if record_label(store, repo, ev, installation_id=finding["installation_id"]):
+            events.append(ev)
+    return events
+
+
+def handle_event(
+    store: Store,
+    gh: FeedbackGitHub,
+    event: str,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime,
+    bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS,
+) -> list[LabelEvent]:
+    """Route one webhook delivery to the handler that turns it into labels (others: [])."""
+    action = payload.get("action")
+    repo = str((payload.get("repository") or {}).get("full_name") or "")
+    if event == "pull_request_review_comment":
+        ev = on_review_comment(store, payload, bot_logins=bot_logins)
+        return [ev] if ev else []
+    if event == "pull_request_review_thread":
+        ev = on_review_thread(store, gh, payload)
+        return [ev] if ev else []
+    if event == "pull_request" and action in ("synchronize", "closed"):
+        pr_obj = payload.get("pull_request") or {}
+        pr = int(pr_obj.get("number") or payload.get("number"))
+        head = str(payload.get("after") or (pr_obj.get("head") or {}).get("sha"))
+        if action == "closed":
+            return on_pr_closed(
+                store, gh, repo, pr, head, merged=bool(pr_obj.get("merged")), at=now.isoformat()
+            )
+        return check_addressed(store, gh, repo, pr, head, at=now.isoformat())
+    return []

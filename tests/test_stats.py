@@ -1,0 +1,78 @@
+"""stats.py over a store with known data (tests/feedback_data.py spells out every number)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from feedback_data import OTHER, REPO, seed
+
+from reviewbot.stats import list_repos, load_repo_data, path_group, repo_stats, suggest_config, week_of
+from reviewbot.store import Store
+
+
+@pytest.fixture()
+def store() -> Iterator[Store]:
+    s = Store.open(":memory:")
+    seed(s)
+    yield s
+    s.close()
+
+
+def test_funnel_and_headline_figures(store: Store) -> None:
+    s = repo_stats(store, REPO)
+    assert (s.candidates, s.posted, s.suppressed) == (35, 29, 6)
+    assert (s.labelled, s.accepted, s.dismissed, s.untouched) == (28, 14, 14, 1)
+    # explored comments are counted apart from the regular ones
+    assert (s.regular.posted, s.regular.accepted, s.regular.dismissed) == (26, 13, 12)
+    assert s.precision == pytest.approx(13 / 25)
+    assert (s.explore.posted, s.explore.accepted, s.explore.dismissed) == (3, 1, 2)
+    assert (s.suppressed_followed_up, s.suppressed_changed) == (5, 2)
+
+
+def test_over_time_category_rule_and_dismissed(store: Store) -> None:
+    s = repo_stats(store, REPO)
+    assert [(t.key, t.posted, t.accepted, t.dismissed) for t in s.over_time] == [
+        ("2026-01-05", 10, 7, 2),
+        ("2026-01-12", 12, 2, 10),
+        ("2026-01-19", 4, 4, 0),
+    ]
+    cats = {t.key: (t.posted, t.accepted, t.dismissed) for t in s.by_category}
+    assert cats == {"bug": (10, 7, 2), "style": (12, 2, 10), "security": (4, 4, 0)}
+    rules = {t.key: t.precision for t in s.by_rule}
+    assert rules == {
+        "llm": pytest.approx(7 / 9),
+        "py.bare-except": pytest.approx(2 / 12),
+        "py.sql-injection": 1.0,
+    }
+    assert [(t.key, t.dismissed) for t in s.top_dismissed_rules] == [("py.bare-except", 10), ("llm", 2)]
+    assert s.model is not None and (s.model.version, s.model.metrics["auc"]) == (2, 0.74)
+    assert [m.version for m in s.model_history] == [1, 2]
+
+
+def test_other_repo_and_listing(store: Store) -> None:
+    assert list_repos(store) == [OTHER, REPO]
+    s = repo_stats(store, OTHER)
+    assert (s.posted, s.labelled, s.precision, s.model) == (1, 0, None, None)
+    assert repo_stats(store, "nobody/none").candidates == 0
+    d = repo_stats(store, REPO).as_dict()
+    assert d["funnel"] == {"candidates": 35, "posted": 29, "labelled": 28, "accepted": 14}
+
+
+def test_suggest_config_follows_the_data(store: Store) -> None:
+    sug = suggest_config(load_repo_data(store, REPO), min_samples=10)
+    assert sug.changes["rules"] == {"py.bare-except": {"enabled": False}}
+    assert sug.changes["paths"] == {"exclude": ["src/legacy/**"]}
+    # lowest threshold whose posted comments at or above it reach 70% precision
+    assert sug.changes["min_acceptance"] == pytest.approx(0.357)
+    assert any("10 of 12" in r for r in sug.reasons)
+    # not enough samples -> no suggestion at all
+    assert suggest_config(load_repo_data(store, REPO), min_samples=100).changes == {}
+    assert suggest_config(load_repo_data(store, OTHER)).changes == {}
+
+
+def test_helpers() -> None:
+    assert week_of("2026-01-07T23:00:00Z") == "2026-01-05"
+    assert path_group("src/gen/a/b.py") == "src/gen/**"
+    assert path_group("setup.py") == "setup.py"
+    assert path_group(None) == "(no path)"
