@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from reviewbot.config import DEFAULT_EXCLUDE
 from reviewbot.feedback import Outcome, resolve_outcome
 from reviewbot.store import Store
 
@@ -29,6 +31,7 @@ class FindingRow:
     path: str | None
     category: str | None
     rule: str
+    has_rule_id: bool
     score: float | None
     decision: str
     explore: bool
@@ -190,6 +193,7 @@ def load_repo_data(store: Store, repo: str) -> RepoData:
                 path=path,
                 category=category,
                 rule=rule_id or (f"{source}" if source else "unknown"),
+                has_rule_id=bool(rule_id),
                 score=score,
                 decision=decision,
                 explore=bool(explore),
@@ -293,10 +297,13 @@ def suggest_config(
     min_samples: int = 10,
     max_dismissal_rate: float = 0.7,
     target_precision: float = 0.7,
+    current_exclude: Sequence[str] = DEFAULT_EXCLUDE,
 ) -> ConfigSuggestion:
     """The config changes this repo's labels support, each with the counts behind it.
 
-    - rules dismissed at >= max_dismissal_rate over >= min_samples labelled comments: disable;
+    `changes` has the shape of `.github/reviewbot.yml` (config.RepoConfig):
+    - rules (with a rule id) dismissed at >= max_dismissal_rate over >= min_samples labelled
+      comments: disable;
     - path groups (directories) likewise: exclude;
     - min_acceptance: the lowest score threshold at which posted comments scoring at least that
       reached target_precision (with >= min_samples labelled above it), when it would hold back
@@ -305,13 +312,16 @@ def suggest_config(
     stats = compute_stats(data)
     changes: dict[str, object] = {}
     reasons: list[str] = []
+    real_rules = {f.rule for f in data.findings if f.has_rule_id}
     disable = [
         t
         for t in stats.by_rule
-        if t.labelled >= min_samples and (t.dismissal_rate or 0.0) >= max_dismissal_rate
+        if t.key in real_rules
+        and t.labelled >= min_samples
+        and (t.dismissal_rate or 0.0) >= max_dismissal_rate
     ]
     if disable:
-        changes["rules"] = {t.key: {"enabled": False} for t in disable}
+        changes["rules"] = {"disable": [t.key for t in disable]}
         reasons += [
             f"rule {t.key}: {t.dismissed} of {t.labelled} labelled comments dismissed "
             f"({t.dismissal_rate:.0%})"
@@ -325,7 +335,9 @@ def suggest_config(
         and (t.dismissal_rate or 0.0) >= max_dismissal_rate
     ]
     if exclude:
-        changes["paths"] = {"exclude": [t.key for t in exclude]}
+        # `paths.exclude` replaces the list it overrides, so the suggestion keeps the current one.
+        kept = list(current_exclude)
+        changes["paths"] = {"exclude": kept + [t.key for t in exclude if t.key not in kept]}
         reasons += [
             f"path {t.key}: {t.dismissed} of {t.labelled} labelled comments dismissed "
             f"({t.dismissal_rate:.0%})"

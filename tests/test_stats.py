@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from feedback_data import OTHER, REPO, seed
 
+from reviewbot.config import DEFAULT_EXCLUDE, load_config
 from reviewbot.stats import list_repos, load_repo_data, path_group, repo_stats, suggest_config, week_of
 from reviewbot.store import Store
 
@@ -61,8 +63,11 @@ def test_other_repo_and_listing(store: Store) -> None:
 
 def test_suggest_config_follows_the_data(store: Store) -> None:
     sug = suggest_config(load_repo_data(store, REPO), min_samples=10)
-    assert sug.changes["rules"] == {"py.bare-except": {"enabled": False}}
-    assert sug.changes["paths"] == {"exclude": ["src/legacy/**"]}
+    assert sug.changes["rules"] == {"disable": ["py.bare-except"]}
+    assert sug.changes["paths"] == {"exclude": [*DEFAULT_EXCLUDE, "src/legacy/**"]}
+    # the suggestion is a valid config file
+    cfg = load_config(yaml.safe_dump(sug.changes))
+    assert cfg.min_acceptance == pytest.approx(0.357) and "py.bare-except" in cfg.rules.disable
     # lowest threshold whose posted comments at or above it reach 70% precision
     assert sug.changes["min_acceptance"] == pytest.approx(0.357)
     assert any("10 of 12" in r for r in sug.reasons)
