@@ -242,6 +242,11 @@ class Store:
             if version <= current:
                 continue
             with self.transaction() as conn:
+                # Re-check under the write lock: another process (a second worker starting at the
+                # same moment) may have applied it since we read `current`; ALTER TABLE is not
+                # idempotent, so applying it twice would fail.
+                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                    continue
                 for statement in _split_sql(ddl):
                     conn.execute(statement)
                 conn.execute(
