@@ -1,0 +1,78 @@
+"""The dashboard over real HTTP (uvicorn on loopback): auth, pages, numbers, the SVG chart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from feedback_data import OTHER, REPO, seed, serve
+
+from reviewbot.dashboard import DashboardAuthError, acceptance_chart_svg, dashboard_router
+from reviewbot.stats import Tally
+from reviewbot.store import Store
+
+TOKEN = "s3cret-admin-token"
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    store = Store.open(tmp_path_factory.mktemp("dash") / "db.sqlite")
+    seed(store)
+    app = FastAPI()
+    app.include_router(dashboard_router(store, TOKEN))
+    with serve(app) as url:
+        yield url
+    store.close()
+
+
+@pytest.mark.parametrize("path", ["/repos", f"/repos/{REPO}", f"/repos/{REPO}.json"])
+def test_every_page_needs_the_token(base_url: str, path: str) -> None:
+    assert httpx.get(base_url + path).status_code == 401
+    assert httpx.get(base_url + path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(base_url + path, params={"token": "wrong"}, follow_redirects=True).status_code == 401
+    r = httpx.get(base_url + path, cookies={"reviewbot_admin": TOKEN})  # the raw token is not the cookie
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_query_token_sets_a_cookie_and_drops_the_token_from_the_url(base_url: str) -> None:
+    with httpx.Client(base_url=base_url) as client:
+        r = client.get(f"/repos/{REPO}", params={"token": TOKEN})
+        assert r.status_code == 303 and r.headers["location"] == f"/repos/{REPO}"
+        assert TOKEN not in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
+        r = client.get(r.headers["location"])
+        assert r.status_code == 200 and REPO in r.text
+
+
+def test_pages_show_the_store_numbers(base_url: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    index = httpx.get(base_url + "/repos", headers=auth)
+    assert index.status_code == 200
+    assert f'href="/repos/{REPO}"' in index.text and f'href="/repos/{OTHER}"' in index.text
+    page = httpx.get(base_url + f"/repos/{REPO}", headers=auth).text
+    assert '<div class="v" id="precision">52.0%</div>' in page
+    assert 'data-k="funnel-candidates">35<' in page and 'data-k="funnel-accepted">14<' in page
+    assert 'id="model-version">v2<' in page
+    # self-contained: an inline chart, nothing fetched from anywhere
+    assert "<svg" in page
+    assert all(tag not in page for tag in ("<script", "<link", "src=", "url("))
+    data = httpx.get(base_url + f"/repos/{REPO}.json", headers=auth).json()
+    assert data["funnel"] == {"candidates": 35, "posted": 29, "labelled": 28, "accepted": 14}
+    assert httpx.get(base_url + "/repos/no/such", headers=auth).status_code == 404
+
+
+def test_chart_svg_gaps_and_empty() -> None:
+    weeks = [Tally("2026-01-05", 10, 7, 2), Tally("2026-01-12", 3, 0, 0), Tally("2026-01-19", 4, 4, 0)]
+    svg = acceptance_chart_svg(weeks)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count("<circle") == 2  # the unlabelled week has no point
+    assert "<polyline" not in svg  # ...so no line joins across the gap
+    assert "7 accepted / 9 labelled (77.8%)" in svg
+    assert "no posted comments yet" in acceptance_chart_svg([])
+
+
+def test_router_refuses_an_empty_token() -> None:
+    with pytest.raises(DashboardAuthError):
+        dashboard_router(Store.open(":memory:"), "")
