@@ -28,6 +28,7 @@ class RuleSpec(BaseModel):
     query: str | None = Field(default=None, description="tree-sitter query; capture @match anchors it.")
     instruction: str | None = Field(default=None, description="Guidance added to the LLM prompt.")
     examples: RuleExamples = Field(default_factory=RuleExamples)
+    enabled: bool = Field(default=True, description="False: opt-in; a repo turns it on with rules.enable.")
 
     @model_validator(mode="after")
     def _check(self) -> RuleSpec:

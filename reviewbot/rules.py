@@ -1,0 +1,560 @@
+"""Rule packs (YAML) and the engine that turns tree-sitter query matches into candidates.
+
+A rule is a `RuleSpec`: a tree-sitter query (a deterministic finding), an instruction (guidance for
+the LLM prompt), or both. Built-in packs live in the top-level `rules/` folder, shipped inside the
+package as `reviewbot/builtin_rules`. A repo tunes them through its config (disable / enable /
+severity / custom), which `build_ruleset` folds into one `RuleSet`.
+
+Only code the PR adds can trigger a query rule: a match counts when its `@match` node overlaps an
+added line, so pre-existing problems in context lines are never re-reported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from tree_sitter import Node, Query, QueryCursor, Tree
+
+from reviewbot.languages import SUPPORTED, grammar, language_for_path, matches_language, parser
+from reviewbot.models import SEVERITIES, Candidate, FileDiff
+from reviewbot.rulespec import RuleSpec
+
+#: The capture that anchors a finding; every query must define it.
+MATCH_CAPTURE = "match"
+#: Rules may name this instead of a language to apply everywhere (instruction-only rules mostly).
+ANY_LANGUAGE = "*"
+RULE_CONFIDENCE = 0.9
+_TITLE_MAX = 80
+
+
+class RuleError(ValueError):
+    """A rule pack or rule that cannot be used; the message names the file and/or rule id."""
+
+
+class RuleQueryError(RuleError):
+    """A rule's tree-sitter query does not compile for any of the languages it names."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def builtin_rules_dir() -> Path:
+    """Where the built-in packs are: inside the installed package, or `rules/` in a checkout."""
+    shipped = Path(__file__).resolve().parent / "builtin_rules"
+    if shipped.is_dir():
+        return shipped
+    # A checkout where the reviewbot/builtin_rules symlink was not materialised (e.g. Windows).
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+def load_pack(path: str | Path) -> list[RuleSpec]:
+    """Load one pack file `{pack: name, rules: [...]}`; errors name the file and the rule id."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read rule pack: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{path}: invalid YAML: {exc}") from exc
+    return parse_pack(data, source=str(path))
+
+
+def parse_pack(data: Any, *, source: str) -> list[RuleSpec]:
+    """Validate an already-parsed pack; `source` names it in errors (a path or a config key)."""
+    if not isinstance(data, dict) or "rules" not in data:
+        raise RuleError(f"{source}: a rule pack is a mapping with 'pack' and 'rules' keys")
+    unknown = sorted(set(data) - {"pack", "rules"})
+    if unknown:
+        raise RuleError(f"{source}: unknown pack key(s): {', '.join(unknown)}")
+    raw_rules = data["rules"]
+    if not isinstance(raw_rules, list):
+        raise RuleError(f"{source}: 'rules' must be a list")
+    return parse_rules(raw_rules, source=source)
+
+
+def parse_rules(raw_rules: Iterable[Any], *, source: str) -> list[RuleSpec]:
+    """Validate a list of rule mappings (a pack's or a config's custom rules)."""
+    rules: list[RuleSpec] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_rules):
+        rule_id = raw.get("id") if isinstance(raw, dict) else None
+        label = f"rule {rule_id!r}" if rule_id else f"rule #{index + 1}"
+        try:
+            rule = RuleSpec.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'rule'}: {err['msg']}" for err in exc.errors()
+            )
+            raise RuleError(f"{source}: {label}: {problems}") from None
+        if rule.id in seen:
+            raise RuleError(f"{source}: {label}: duplicate rule id")
+        seen.add(rule.id)
+        if rule.query is not None and MATCH_CAPTURE not in _capture_names(rule.query):
+            raise RuleError(
+                f"{source}: {label}: query must capture @{MATCH_CAPTURE} (the node it anchors on)"
+            )
+        for lang in rule.languages:
+            if lang != ANY_LANGUAGE and lang not in SUPPORTED:
+                raise RuleError(
+                    f"{source}: {label}: unknown language {lang!r} (known: {', '.join(SUPPORTED)}, '*')"
+                )
+        if rule.query is not None and ANY_LANGUAGE in rule.languages:
+            raise RuleError(f"{source}: {label}: a query rule must name its languages, not '*'")
+        rules.append(rule)
+    return rules
+
+
+def _capture_names(query: str) -> set[str]:
+    return set(re.findall(r"@([A-Za-z_][\w.-]*)", query))
+
+
+def load_builtin_rules() -> list[RuleSpec]:
+    """Every rule of every built-in pack, in file order; rule ids are unique across packs."""
+    return list(_load_builtin_cached())
+
+
+@cache
+def _load_builtin_cached() -> tuple[RuleSpec, ...]:
+    directory = builtin_rules_dir()
+    files = sorted(directory.glob("*.yml"))
+    if not files:
+        raise RuleError(f"{directory}: no built-in rule packs found (is the package installed fully?)")
+    rules: list[RuleSpec] = []
+    origin: dict[str, Path] = {}
+    for file in files:
+        for rule in load_pack(file):
+            if rule.id in origin:
+                raise RuleError(f"{file}: rule {rule.id!r}: id already defined in {origin[rule.id].name}")
+            origin[rule.id] = file
+            rules.append(rule)
+    return tuple(rules)
+
+
+# --------------------------------------------------------------------------- path globs
+
+
+@cache
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """gitignore-ish glob: `**` crosses directories, `*` and `?` do not, `[...]` is a class."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif ch == "*":
+            out.append("[^/]*")
+            i += 1
+        elif ch == "?":
+            out.append("[^/]")
+            i += 1
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(ch))
+                i += 1
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _glob_match(path: str, pattern: str) -> bool:
+    """Whether `path` matches `pattern`; a pattern without '/' also matches the file name alone."""
+    path = path.lstrip("/")
+    pattern = pattern.lstrip("/")
+    regex = _glob_regex(pattern)
+    if regex.match(path):
+        return True
+    return "/" not in pattern and regex.match(PurePosixPath(path).name) is not None
+
+
+def path_selected(path: str, globs: Iterable[str]) -> bool:
+    """Positive globs include (none: everything), `!glob` entries exclude; exclusion wins."""
+    globs = list(globs)
+    include = [g for g in globs if not g.startswith("!")]
+    exclude = [g[1:] for g in globs if g.startswith("!")]
+    if include and not any(_glob_match(path, g) for g in include):
+        return False
+    return not any(_glob_match(path, g) for g in exclude)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """One query match: the rule and the new-file line span of its @match node (1-based)."""
+
+    rule: RuleSpec
+    start_line: int
+    end_line: int
+
+
+@dataclass(slots=True)
+class _Compiled:
+    """All query rules for one grammar folded into one Query, so a file is walked once."""
+
+    query: Query | None
+    #: pattern index -> rule, for every pattern of the combined query
+    rule_of_pattern: list[RuleSpec]
+
+
+@lru_cache(maxsize=512)
+def _query(language: str, text: str) -> Query:
+    """Compile `text` for `language`, memoised: compiling costs ~1-10 ms a rule and grammar, and
+    the same packs are compiled for every review (a Query is immutable; cursors are per run)."""
+    lang = grammar(language)
+    if lang is None:
+        raise RuleError(f"no grammar installed for {language}")
+    return Query(lang, text)
+
+
+def _node_lines(node: Node) -> tuple[int, int]:
+    start = node.start_point.row + 1
+    end_row = node.end_point.row
+    if node.end_point.column == 0 and end_row > node.start_point.row:
+        end_row -= 1  # a node ending at column 0 ends on the previous line
+    return start, end_row + 1
+
+
+def _concrete_languages(rule: RuleSpec) -> list[str]:
+    """The grammars a rule's query may run on: each named language plus its family."""
+    out: list[str] = []
+    for lang in SUPPORTED:
+        if any(matches_language(lang, wanted) for wanted in rule.languages):
+            out.append(lang)
+    return out
+
+
+def _short_title(message: str) -> str:
+    first = message.strip().split("\n", 1)[0]
+    sentence = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0].rstrip(".")
+    if len(sentence) <= _TITLE_MAX:
+        return sentence
+    return sentence[: _TITLE_MAX - 1].rstrip() + "…"
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """The active rules for one repo, with their queries compiled lazily once per grammar."""
+
+    rules: list[RuleSpec]
+    warnings: list[str] = field(default_factory=list)
+    #: (rule id, language) -> why the rule's query does not run on that grammar
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)
+    _compiled: dict[str, _Compiled] = field(default_factory=dict, repr=False)
+
+    @property
+    def query_rules(self) -> list[RuleSpec]:
+        return [r for r in self.rules if r.query]
+
+    def rule(self, rule_id: str) -> RuleSpec | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    # -- compilation
+
+    def compiled(self, language: str) -> _Compiled:
+        """The combined query for `language` (compiled on first use, then cached)."""
+        found = self._compiled.get(language)
+        if found is None:
+            found = self._compile(language)
+            self._compiled[language] = found
+        return found
+
+    def _compile(self, language: str) -> _Compiled:
+        lang = grammar(language)
+        parts: list[str] = []
+        owners: list[RuleSpec] = []
+        for rule in self.query_rules:
+            if language not in _concrete_languages(rule):
+                continue
+            if lang is None:
+                self.skipped[(rule.id, language)] = f"no grammar installed for {language}"
+                continue
+            try:
+                single = _query(language, rule.query or "")
+            except Exception as exc:  # QueryError, or a bad regex in a #match? predicate
+                self.skipped[(rule.id, language)] = f"query does not compile for {language}: {exc}"
+                continue
+            parts.append(rule.query or "")
+            owners.extend([rule] * single.pattern_count)
+        if not parts or lang is None:
+            return _Compiled(query=None, rule_of_pattern=[])
+        query = _query(language, "\n".join(parts))
+        if query.pattern_count != len(owners):  # pragma: no cover - tree-sitter invariant
+            raise RuleError(
+                f"{language}: combined query has {query.pattern_count} patterns, expected {len(owners)}"
+            )
+        return _Compiled(query=query, rule_of_pattern=owners)
+
+    def validate(self) -> None:
+        """Compile every query rule for every grammar it covers; raise if one compiles for none."""
+        for language in SUPPORTED:
+            self.compiled(language)
+        for rule in self.query_rules:
+            langs = _concrete_languages(rule)
+            failures = [self.skipped[(rule.id, lang)] for lang in langs if (rule.id, lang) in self.skipped]
+            if langs and len(failures) == len(langs):
+                raise RuleQueryError(f"rule {rule.id!r}: {failures[0]}")
+
+    # -- running
+
+    def matches(
+        self, language: str, tree: Tree, *, rows: tuple[int, int] | None = None, path: str | None = None
+    ) -> list[RuleMatch]:
+        """Every @match of the rules for `language` in `tree`, optionally only within `rows`.
+
+        `rows` is a 0-based half-open row range; matches intersecting it are returned. When `path`
+        is given, rules whose path globs exclude it are skipped.
+        """
+        compiled = self.compiled(language)
+        if compiled.query is None:
+            return []
+        cursor = QueryCursor(compiled.query)
+        if rows is not None:
+            cursor.set_point_range((rows[0], 0), (rows[1], 0))
+        out: list[RuleMatch] = []
+        for pattern_index, captures in cursor.matches(tree.root_node):
+            rule = compiled.rule_of_pattern[pattern_index]
+            if path is not None and rule.paths and not path_selected(path, rule.paths):
+                continue
+            for node in captures.get(MATCH_CAPTURE, []):
+                start, end = _node_lines(node)
+                out.append(RuleMatch(rule=rule, start_line=start, end_line=end))
+        return out
+
+    def run(self, file: FileDiff, new_source: str, *, tree: Tree | None = None) -> list[Candidate]:
+        """Candidates from the query rules for the code this file's diff adds."""
+        language = file.language or language_for_path(file.path)
+        added = sorted(file.added_line_numbers())
+        if language is None or not added or file.is_binary:
+            return []
+        if self.compiled(language).query is None:
+            return []
+        if tree is None:
+            ts_parser = parser(language)
+            if ts_parser is None:
+                return []
+            tree = ts_parser.parse(new_source.encode("utf-8"))
+        lines = new_source.splitlines()
+        hunk_of: dict[int, int] = {}
+        for index, hunk in enumerate(file.hunks):
+            for number in hunk.added_line_numbers():
+                hunk_of[number] = index
+        found = self.matches(language, tree, rows=(added[0] - 1, added[-1]), path=file.path)
+        candidates: list[Candidate] = []
+        seen: set[tuple[str, int, int | None]] = set()
+        for match in sorted(found, key=lambda m: (m.start_line, m.rule.id)):
+            overlap = [n for n in added if match.start_line <= n <= match.end_line]
+            if not overlap:
+                continue
+            line = overlap[0]
+            same_hunk = [n for n in overlap if hunk_of.get(n) == hunk_of.get(line)]
+            end_line = same_hunk[-1] if same_hunk[-1] > line else None
+            key = (match.rule.id, line, end_line)
+            if key in seen:
+                continue
+            seen.add(key)
+            rule = match.rule
+            candidates.append(
+                Candidate(
+                    id=f"rule:{rule.id}:{file.path}:{line}",
+                    path=file.path,
+                    line=line,
+                    end_line=end_line,
+                    side="RIGHT",
+                    body=rule.message.strip(),
+                    title=_short_title(rule.message),
+                    severity=rule.severity,
+                    category=rule.category,
+                    confidence=RULE_CONFIDENCE,
+                    quoted_code=lines[line - 1] if 0 < line <= len(lines) else None,
+                    source=f"rule:{rule.id}",
+                    rule_id=rule.id,
+                    language=language,
+                )
+            )
+        return candidates
+
+    def instructions_for(self, path: str, language: str | None) -> list[str]:
+        """Instruction texts of the rules that apply to this file, for the LLM prompt."""
+        language = language or language_for_path(path)
+        out: list[str] = []
+        for rule in self.rules:
+            if not rule.instruction:
+                continue
+            applies = ANY_LANGUAGE in rule.languages or any(
+                matches_language(language, wanted) for wanted in rule.languages
+            )
+            if applies and (not rule.paths or path_selected(path, rule.paths)):
+                out.append(rule.instruction.strip())
+        return out
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_ruleset(
+    builtin: list[RuleSpec],
+    *,
+    disable: Iterable[str] = (),
+    enable: Iterable[str] = (),
+    severity: Mapping[str, str] | None = None,
+    custom: Iterable[RuleSpec] = (),
+) -> RuleSet:
+    """The active rules for a repo, from the built-ins and its `rules:` config.
+
+    A rule is on by default unless its pack marks it `enabled: false` (opt-in). `disable` and
+    `enable` hold ids or `*`/`?` wildcards; an exact id beats a wildcard and, at the same
+    precision, `enable` beats `disable` (as RepoConfig.rules documents). Severities are overridden
+    by id; a custom rule is added, replacing a built-in with the same id. Ids that name no rule
+    become warnings on the RuleSet; a custom query that compiles for none of its languages, or a
+    severity that does not exist, is a RuleError.
+    """
+    severity = dict(severity or {})
+    disable, enable, custom = list(disable), list(enable), list(custom)
+    warnings: list[str] = []
+
+    for rule_id, level in severity.items():
+        if level not in SEVERITIES:
+            raise RuleError(f"rules.severity.{rule_id}: {level!r} is not one of {', '.join(SEVERITIES)}")
+
+    builtin_ids = {r.id for r in builtin}
+    custom_ids: set[str] = set()
+    for rule in custom:
+        if rule.id in custom_ids:
+            raise RuleError(f"rules.custom: rule {rule.id!r}: duplicate rule id")
+        custom_ids.add(rule.id)
+        if rule.id in builtin_ids:
+            warnings.append(f"rules.custom: rule {rule.id!r} replaces the built-in rule with that id")
+    known = builtin_ids | custom_ids
+    for key, names in (("disable", disable), ("enable", enable), ("severity", list(severity))):
+        for name in names:
+            if not any(_id_match(name, rule_id) for rule_id in known):
+                warnings.append(f"rules.{key}: {name!r} names no rule (ignored){_did_you_mean(name, known)}")
+
+    replaced = {r.id: r for r in custom}
+    candidates = [*(replaced.pop(r.id, r) for r in builtin), *replaced.values()]
+    active: list[RuleSpec] = []
+    for rule in candidates:
+        if not _rule_on(rule, enable, disable):
+            continue
+        if rule.id in severity:
+            rule = rule.model_copy(update={"severity": severity[rule.id]})
+        active.append(rule)
+
+    ruleset = RuleSet(rules=active, warnings=warnings)
+    custom_active = [r for r in active if r.id in custom_ids and r.query]
+    if custom_active:
+        probe = RuleSet(rules=custom_active)
+        probe.validate()
+        ruleset.skipped.update(probe.skipped)
+    return ruleset
+
+
+def _id_match(pattern: str, rule_id: str) -> bool:
+    if pattern == rule_id:
+        return True
+    if "*" not in pattern and "?" not in pattern:
+        return False
+    regex = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, rule_id.lower()) is not None
+
+
+def _rule_on(rule: RuleSpec, enable: list[str], disable: list[str]) -> bool:
+    if rule.id in enable:
+        return True
+    if rule.id in disable:
+        return False
+    if any(_id_match(p, rule.id) for p in enable):
+        return True
+    if any(_id_match(p, rule.id) for p in disable):
+        return False
+    return rule.enabled
+
+
+def _did_you_mean(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def all_added(path: str, source: str, language: str | None = None) -> FileDiff:
+    """A FileDiff that adds every line of `source` (a new file), for running rule examples."""
+    from reviewbot.models import DiffLine, Hunk
+
+    lines = source.splitlines()
+    hunk = Hunk(
+        old_start=0,
+        old_len=0,
+        new_start=1,
+        new_len=len(lines),
+        lines=[DiffLine(kind="added", text=t, old_no=None, new_no=i) for i, t in enumerate(lines, start=1)],
+    )
+    return FileDiff(
+        path=path, old_path=None, status="added", hunks=[hunk], language=language or language_for_path(path)
+    )
+
+
+def check_examples(rule: RuleSpec) -> list[str]:
+    """Problems with a query rule's examples: a positive that does not fire, a negative that does.
+
+    Each example runs on every grammar the rule covers where it parses cleanly; a positive must
+    run on at least one grammar. Path globs are ignored (examples are about the query).
+    """
+    if not rule.query:
+        return []
+    ruleset = RuleSet(rules=[rule])
+    problems: list[str] = []
+    langs = _concrete_languages(rule)
+    for lang in langs:
+        ruleset.compiled(lang)
+    compiled_langs = [lang for lang in langs if (rule.id, lang) not in ruleset.skipped]
+    if not compiled_langs:
+        return [f"{rule.id}: {ruleset.skipped[(rule.id, langs[0])]}" if langs else f"{rule.id}: no languages"]
+    if not rule.examples.positive:
+        problems.append(f"{rule.id}: no positive examples")
+    for kind, examples in (("positive", rule.examples.positive), ("negative", rule.examples.negative)):
+        for number, example in enumerate(examples, start=1):
+            ran = 0
+            for lang in compiled_langs:
+                ts_parser = parser(lang)
+                if ts_parser is None:
+                    continue
+                tree = ts_parser.parse(example.encode("utf-8"))
+                if tree.root_node.has_error:
+                    continue
+                ran += 1
+                hits = ruleset.matches(lang, tree)
+                if kind == "positive" and not hits:
+                    problems.append(f"{rule.id}: positive example {number} does not match ({lang})")
+                if kind == "negative" and hits:
+                    problems.append(
+                        f"{rule.id}: negative example {number} matches at line {hits[0].start_line} ({lang})"
+                    )
+            if not ran:
+                problems.append(
+                    f"{rule.id}: {kind} example {number} parses cleanly in none of {compiled_langs}"
+                )
+    return problems
