@@ -305,3 +305,20 @@ async def test_githubkit_parses_every_answer(gh: FakeGitHub) -> None:
     done = await rest.checks.async_update("acme", "shop", run.id, data={
         "conclusion": "success", "output": {"title": "t", "summary": "s"}})
     assert done.parsed_data.status == "completed"
+
+
+def test_pending_review_is_validated_hidden_and_deletable(gh: FakeGitHub, http: httpx.Client) -> None:
+    sha = gh.pulls[(REPO, 1)].head_sha
+    ok = http.post(f"/repos/{REPO}/pulls/1/reviews",
+                   json={"commit_id": sha, "comments": [{"path": "app.py", "line": 5, "body": "x"}]})
+    assert ok.json()["state"] == "PENDING"
+    again = http.post(f"/repos/{REPO}/pulls/1/reviews", json={"commit_id": sha, "body": "y"})
+    assert again.status_code == 422 and "one pending review" in again.json()["errors"][0]
+    assert http.get(f"/repos/{REPO}/pulls/1/comments").json() == []  # pending comments are private
+    assert gh.posted_reviews(REPO, 1) == []
+    assert http.delete(f"/repos/{REPO}/pulls/1/reviews/{ok.json()['id']}").status_code == 200
+    bad = http.post(f"/repos/{REPO}/pulls/1/reviews",
+                    json={"commit_id": sha, "comments": [{"path": "app.py", "line": 20, "body": "x"}]})
+    assert bad.status_code == 422
+    done = _review(http, gh, [])
+    assert http.delete(f"/repos/{REPO}/pulls/1/reviews/{done.json()['id']}").status_code == 422

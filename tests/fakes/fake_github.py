@@ -348,6 +348,7 @@ class FakeGitHub:
         self.check_runs: list[dict[str, Any]] = []
         self.requests: list[RecordedRequest] = []
         self.rejected_reviews: list[dict[str, Any]] = []  # bodies of 422-rejected review posts
+        self.deleted_pending_reviews: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self.rate_limit = rate_limit
         self.rate_remaining = rate_limit
@@ -958,6 +959,7 @@ class FakeGitHub:
             ("GET", rf"/repos/{R}/contents/(?P<path>.+)", self._r_contents),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/reviews", self._r_list_reviews),
             ("POST", rf"/repos/{R}/pulls/(?P<n>\d+)/reviews", self._r_create_review),
+            ("DELETE", rf"/repos/{R}/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)", self._r_delete_pending_review),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/comments", self._r_list_review_comments),
             ("POST", rf"/repos/{R}/pulls/(?P<n>\d+)/comments/(?P<cid>\d+)/replies", self._r_reply),
             ("GET", rf"/repos/{R}/pulls/comments/(?P<cid>\d+)/reactions", self._r_list_pull_reactions),
@@ -1177,6 +1179,9 @@ class FakeGitHub:
                     errors.append(e)
         if event in (None, "COMMENT", "REQUEST_CHANGES") and not comments and not body.get("body"):
             errors.append("Body can't be blank" if event else "Review body can't be blank")
+        existing = self.reviews.get((pr.repo, pr.number), [])
+        if event is None and any(rv["state"] == "PENDING" for rv in existing):
+            errors.append("User can only have one pending review per pull request")
         if errors:
             self.rejected_reviews.append(body)
             raise _error(422, "Unprocessable Entity", doc, [_to_sentence(errors)])
@@ -1186,6 +1191,10 @@ class FakeGitHub:
             "id": self.next_id(), "body": body.get("body") or "", "event": event, "state": state,
             "commit_id": commit_id, "submitted_at": _iso(self.clock()), "comments": [],
         }
+        if event is None:  # a pending review: validated now, visible to nobody until submitted
+            review["pending_comments"] = [dict(c) for c in comments]
+            self.reviews.setdefault((pr.repo, pr.number), []).append(review)
+            return Reply(200, self._review_json(pr.repo, pr.number, review))
         for c in comments:
             side = c.get("side") or "RIGHT"
             hunk = self._hunk_for(pr.repo, pr.number, c["path"], c["line"], side)
@@ -1199,6 +1208,24 @@ class FakeGitHub:
             review["comments"].append(created)
         self.reviews.setdefault((pr.repo, pr.number), []).append(review)
         return Reply(200, self._review_json(pr.repo, pr.number, review))
+
+    def _r_delete_pending_review(self, installation: int, params: dict, **_: Any) -> Reply:
+        pr = self._pull_for(params, installation)
+        reviews = self.reviews.get((pr.repo, pr.number), [])
+        review = next((rv for rv in reviews if rv["id"] == int(params["id"])), None)
+        doc = "/pulls/reviews#delete-a-pending-review-for-a-pull-request"
+        if review is None:
+            raise _error(404, "Not Found", doc)
+        if review["state"] != "PENDING":
+            raise _error(422, "Unprocessable Entity", doc,
+                         ["Can not delete a non-pending pull request review"])
+        reviews.remove(review)
+        self.deleted_pending_reviews.append(review)
+        return Reply(200, self._review_json(pr.repo, pr.number, review))
+
+    def posted_reviews(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """Submitted (non-pending) reviews on the PR, oldest first."""
+        return [rv for rv in self.reviews.get((repo, number), []) if rv["state"] != "PENDING"]
 
     def _r_list_review_comments(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
         pr = self._pull_for(params, installation)
