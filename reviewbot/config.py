@@ -82,6 +82,8 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     pat = pattern.strip().lstrip("/")
     if pat.startswith("./"):
         pat = pat[2:]
+    if pat.endswith("/"):
+        pat += "**"  # `docs/` means the directory and everything below it
     out: list[str] = []
     i, n = 0, len(pat)
     while i < n:
@@ -134,14 +136,14 @@ def _glob_regex_body(alt: str) -> str:
 def glob_match(pattern: str, path: str) -> bool:
     """Whether repo-relative `path` matches `pattern`.
 
-    `**` crosses directories; a pattern without '/' also matches the file's basename anywhere
-    (so `*.min.js` matches `web/app.min.js`), like .gitignore.
+    `**` crosses directories; a pattern without any '/' also matches the file's basename anywhere
+    (so `*.min.js` matches `web/app.min.js`), like .gitignore; one with a '/' is anchored at the root.
     """
     path = path.lstrip("/")
     regex = _glob_regex(pattern)
     if regex.match(path):
         return True
-    if "/" not in pattern.strip().strip("/"):
+    if "/" not in pattern:
         return bool(regex.match(path.rsplit("/", 1)[-1]))
     return False
 
@@ -168,7 +170,8 @@ def _any_match(patterns: list[str], path: str) -> str | None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML already types its scalars, so `max_comments: true` or `model: 4` are mistakes.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PathsConfig(_Strict):
@@ -415,9 +418,15 @@ def _parse(text: str | None, filename: str) -> _Parsed:
     """YAML text -> plain data plus the line of every key; errors become ConfigError."""
     if text is None or not text.strip():
         return _Parsed({}, {(): 1})
+    lines: dict[Path_, int] = {(): 1}
+    issues: list[ConfigIssue] = []
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
+        if node is None or (node.tag == "tag:yaml.org,2002:null" and isinstance(node, yaml.ScalarNode)):
+            return _Parsed({}, {(): 1})  # an empty document ("---" alone)
+        lines[()] = node.start_mark.line + 1
+        data = _build(node, (), lines, issues, filename, yaml.SafeLoader(""))
+    except yaml.MarkedYAMLError as exc:  # syntax errors, and tags/merges that cannot be built
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = exc.problem or str(exc)
@@ -426,12 +435,8 @@ def _parse(text: str | None, filename: str) -> _Parsed:
         raise ConfigError([ConfigIssue(filename, line, "", f"invalid YAML: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue(filename, 1, "", f"invalid YAML: {exc}")]) from None
-    if node is None:
-        return _Parsed({}, {(): 1})
-    lines: dict[Path_, int] = {(): node.start_mark.line + 1}
-    issues: list[ConfigIssue] = []
-    constructor = yaml.SafeLoader("")
-    data = _build(node, (), lines, issues, filename, constructor)
+    except RecursionError:
+        raise ConfigError([ConfigIssue(filename, 1, "", "invalid YAML: nested too deeply")]) from None
     if not issues and not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"'{data}'"
         issues.append(ConfigIssue(filename, lines[()], "", f"the file must be a mapping of keys, got {kind}"))
