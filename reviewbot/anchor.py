@@ -127,7 +127,8 @@ def anchor_candidates(
     """Validated findings (parse_reply output) -> candidates on lines GitHub accepts, plus drops.
 
     Candidate ids are f"{id_prefix or source}:{index in raw}"; `source` is stored on each
-    Candidate ("llm", "rules", ...). Every returned candidate satisfies
+    Candidate ("llm", "rules", ...). Drop reasons are stable keys for the funnel: "unknown path",
+    "line outside the diff", "no line", "file has no hunks". Every returned candidate satisfies
     `files[c.path].accepts(c.line, c.side)` and, when end_line is set,
     `accepts_range(c.line, c.end_line, c.side)`.
     """
@@ -155,13 +156,13 @@ def anchor_candidates(
         )
         path = resolve_path(cand.path, files)
         if path is None:
-            dropped.append(Dropped(cand, "anchor", f"unknown path {cand.path!r} (not in the diff)"))
+            dropped.append(Dropped(cand, "anchor", "unknown path"))
             continue
         fd = files[path]
         cand.path = path
         cand.language = fd.language
         if not fd.hunks:
-            dropped.append(Dropped(cand, "anchor", f"{path} has no hunks (binary or rename only)"))
+            dropped.append(Dropped(cand, "anchor", "file has no hunks"))
             continue
         quote = _quote_lines(cand.quoted_code)
         placed: tuple[Side, int, Hunk] | None = None
@@ -178,9 +179,8 @@ def anchor_candidates(
             order = sorted(fd.hunks, key=lambda h: _hunk_distance(h, line or 0, side))
             placed = _search(quote, order[:1], line) or _search(quote, order, line)
             if placed is None:
-                why = "line outside the diff" if line is not None else "no line"
-                detail = "" if quote else ", no quoted code to re-anchor"
-                dropped.append(Dropped(cand, "anchor", f"{why} ({path}:{line} {side}{detail})"))
+                reason = "line outside the diff" if line is not None else "no line"
+                dropped.append(Dropped(cand, "anchor", reason))
                 continue
         new_side, new_line, hunk = placed
         if end_line is not None and line is not None and new_line != line:

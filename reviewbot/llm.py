@@ -323,15 +323,21 @@ class LLMClient:
         self,
         requests: Sequence[PromptRequest],
         files: Mapping[str, FileDiff] | Sequence[FileDiff],
+        *,
+        source: str = "llm",
     ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
         """Run every request concurrently (bounded), parse and anchor each reply.
+
+        Candidate ids are f"{source}:{request index}:{finding index}"; Candidate.source = source.
 
         Returns (candidates on valid diff positions, dropped candidates with reasons, token usage
         summed over the PR, problems). A request that fails after its retries counts as an error
         in the usage and a problem; the other requests' candidates still count.
         """
         by_path = files if isinstance(files, Mapping) else {f.path: f for f in files}
-        results = await asyncio.gather(*(self._review_one(i, req, by_path) for i, req in enumerate(requests)))
+        results = await asyncio.gather(
+            *(self._review_one(i, req, by_path, source) for i, req in enumerate(requests))
+        )
         candidates: list[Candidate] = []
         dropped: list[Dropped] = []
         usage = LLMUsage()
@@ -353,7 +359,7 @@ class LLMClient:
         return candidates, dropped, usage, problems
 
     async def _review_one(
-        self, index: int, request: PromptRequest, files: Mapping[str, FileDiff]
+        self, index: int, request: PromptRequest, files: Mapping[str, FileDiff], source: str
     ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
         label = f"request {index + 1} ({', '.join(request.paths)})"
         usage = LLMUsage(requests=1)
@@ -369,7 +375,7 @@ class LLMClient:
         for problem in parsed.problems:
             log.warning("LLM %s: %s", label, problem)
             problems.append(f"{label}: {problem}")
-        prefix = f"llm:{index}"
+        prefix = f"{source}:{index}"
         dropped = [
             Dropped(
                 Candidate(
@@ -378,19 +384,19 @@ class LLMClient:
                     line=None,
                     body=_str(item, "body") or "",
                     title=_str(item, "title") or "",
-                    source="llm",
+                    source=source,
                 ),
                 "parse",
                 reason,
             )
             for n, (item, reason) in enumerate(parsed.rejected)
         ]
-        cands, drops = anchor_candidates(parsed.findings, files, source="llm", id_prefix=prefix)
+        cands, drops = anchor_candidates(parsed.findings, files, source=source, id_prefix=prefix)
         in_request = set(request.paths)
         kept: list[Candidate] = []
         for cand in cands:
             if in_request and cand.path not in in_request:
-                drops.append(Dropped(cand, "anchor", f"path {cand.path!r} was not in this request"))
+                drops.append(Dropped(cand, "anchor", "path not in this request"))
                 continue
             raw = parsed.findings[int(cand.id.rsplit(":", 1)[1])]
             if (cand.line, cand.side) != (raw.get("line"), raw.get("side")):
@@ -406,7 +412,17 @@ class LLMClient:
                 )
             kept.append(cand)
         for drop in drops:
-            log.warning("LLM %s: dropped candidate %s: %s", label, drop.candidate.id, drop.reason)
+            c = drop.candidate
+            log.warning(
+                "LLM %s: dropped candidate %s (%s:%s %s, quoted %r): %s",
+                label,
+                c.id,
+                c.path,
+                c.line,
+                c.side,
+                (c.quoted_code or "")[:60],
+                drop.reason,
+            )
         return kept, dropped + drops, usage, problems
 
 

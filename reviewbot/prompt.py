@@ -285,7 +285,8 @@ def _hunk_units(path: str, index: int, hunk: Hunk, ctx: HunkContext | None, budg
     # is truncated (and said so) rather than dropped.
     fixed = (
         estimate_tokens(
-            f"<diff-000000000000{_diff_attrs(path, index, 99, 99)}>\n{_hunk_header(hunk)}\n</diff-000000000000>"
+            f"<diff-000000000000{_diff_attrs(path, index, 99, 99)}>\n"
+            f"{_hunk_header(hunk)}\n</diff-000000000000>"
         )
         + 2
     )
@@ -581,7 +582,7 @@ def validate_finding(item: Any) -> tuple[dict[str, Any] | None, list[str]]:
         return None, ["missing path"]
     line = _as_int(item.get("line", item.get("start_line")))
     if line is None or line < 1:
-        return None, [f"missing or invalid line {item.get('line')!r}"]
+        return None, [f"invalid line {item.get('line')!r}"]
     end_line = item.get("end_line")
     end = _as_int(end_line) if end_line is not None else None
     if end_line is not None and end is None:
@@ -654,7 +655,7 @@ class ParsedReply:
 
     findings: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    rejected: list[tuple[Any, str]] = field(default_factory=list)
+    rejected: list[tuple[Any, str]] = field(default_factory=list)  # (raw item, stable reason)
 
 
 def parse_reply_detailed(text: str) -> ParsedReply:
@@ -686,9 +687,9 @@ def parse_reply_detailed(text: str) -> ParsedReply:
     for n, item in enumerate(items):
         finding, problems = validate_finding(item)
         if finding is None:
-            reason = problems[0] if problems else "invalid"
-            out.rejected.append((item, reason))
-            out.problems.append(f"finding {n} dropped: {reason}")
+            detail = problems[0] if problems else "invalid finding"
+            out.rejected.append((item, reject_reason(detail)))
+            out.problems.append(f"finding {n} dropped: {detail}")
         else:
             out.findings.append(finding)
             out.problems.extend(f"finding {n}: {p}" for p in problems)
@@ -704,3 +705,19 @@ def parse_reply(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     """
     parsed = parse_reply_detailed(text)
     return parsed.findings, parsed.problems
+
+
+#: Stable reasons validate_finding rejects an item for (the start of its problem message).
+REJECT_REASONS: tuple[str, ...] = (
+    "not an object",
+    "missing path",
+    "invalid line",
+    "unknown severity",
+    "unknown category",
+    "no title or body",
+)
+
+
+def reject_reason(problem: str) -> str:
+    """The stable funnel key of a rejection message ('unknown severity' for "unknown severity 'x'")."""
+    return next((r for r in REJECT_REASONS if problem.startswith(r)), "invalid finding")

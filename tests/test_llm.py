@@ -22,10 +22,19 @@ from reviewbot.llm import LLMClient, LLMError, parse_retry_after
 from reviewbot.models import FileDiff
 from reviewbot.prompt import build_requests
 
-GOOD = {"path": "app/util.py", "line": 43, "end_line": None, "side": "RIGHT", "severity": "critical",
-        "category": "security", "confidence": 0.95, "title": "eval on file contents",
-        "body": "Arbitrary code execution: use json.loads or ast.literal_eval.", "suggestion": None,
-        "quoted_code": "    return eval(data)"}
+GOOD = {
+    "path": "app/util.py",
+    "line": 43,
+    "end_line": None,
+    "side": "RIGHT",
+    "severity": "critical",
+    "category": "security",
+    "confidence": 0.95,
+    "title": "eval on file contents",
+    "body": "Arbitrary code execution: use json.loads or ast.literal_eval.",
+    "suggestion": None,
+    "quoted_code": "    return eval(data)",
+}
 
 
 @pytest.fixture
@@ -41,8 +50,15 @@ def caplog_llm(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def client(fake: FakeLLM, **kw: Any) -> LLMClient:
-    args: dict[str, Any] = {"base_url": fake.base_url, "api_key": "test-key", "model": "fake-model",
-                            "timeout": 5.0, "max_concurrency": 4, "backoff_base": 0.05, "backoff_max": 0.2}
+    args: dict[str, Any] = {
+        "base_url": fake.base_url,
+        "api_key": "test-key",
+        "model": "fake-model",
+        "timeout": 5.0,
+        "max_concurrency": 4,
+        "backoff_base": 0.05,
+        "backoff_max": 0.2,
+    }
     args.update(kw)
     return LLMClient(**args)
 
@@ -151,8 +167,13 @@ async def test_candidate_outside_the_diff_is_reanchored_or_dropped(fake: FakeLLM
     async with client(fake) as llm:
         cands, dropped, _, _ = await llm.review(requests_for([UTIL]), FILES)
     assert [(c.id, c.line) for c in cands] == [("llm:0:0", 43)]
-    assert len(dropped) == 1 and dropped[0].stage == "anchor" and "line outside the diff" in dropped[0].reason
-    assert logged(caplog_llm, "re-anchored from app/util.py:7 RIGHT to line 43", "dropped candidate llm:0:1")
+    assert [(d.stage, d.reason) for d in dropped] == [("anchor", "line outside the diff")]
+    assert logged(
+        caplog_llm,
+        "re-anchored from app/util.py:7 RIGHT to line 43",
+        "dropped candidate llm:0:1 (app/util.py:300 RIGHT",
+        "): line outside the diff",
+    )
     assert_valid(cands)
 
 
@@ -161,8 +182,11 @@ async def test_hallucinated_path_is_dropped(fake: FakeLLM, caplog_llm) -> None:
     async with client(fake) as llm:
         cands, dropped, _, _ = await llm.review(requests_for([UTIL]), FILES)
     assert [c.path for c in cands] == ["app/util.py"]
-    assert [d.reason for d in dropped] == ["unknown path 'app/imaginary.py' (not in the diff)"]
-    assert logged(caplog_llm, "dropped candidate llm:0:0: unknown path 'app/imaginary.py'")
+    assert [(d.stage, d.reason) for d in dropped] == [("anchor", "unknown path")]
+    assert logged(
+        caplog_llm,
+        "dropped candidate llm:0:0 (app/imaginary.py:43 RIGHT, quoted '    return eval(data)'): unknown path",
+    )
     assert_valid(cands)
 
 
@@ -171,7 +195,7 @@ async def test_invalid_items_become_parse_drops(fake: FakeLLM, caplog_llm) -> No
     async with client(fake) as llm:
         cands, dropped, _, problems = await llm.review(requests_for([UTIL]), FILES)
     assert len(cands) == 1
-    assert [(d.stage, d.reason) for d in dropped] == [("parse", "unknown severity 'apocalyptic'")]
+    assert [(d.stage, d.reason) for d in dropped] == [("parse", "unknown severity")]
     assert logged(caplog_llm, "finding 0 dropped: unknown severity 'apocalyptic'")
     assert_valid(cands)
 

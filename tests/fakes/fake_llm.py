@@ -277,8 +277,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # quiet test output
 
-    def _send(self, status: int, body: str, headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: str,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         data = body.encode()
         try:
             self.send_response(status)
@@ -302,8 +307,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._record = Received("GET", self.path, dict(self.headers), None, time.monotonic())
         fake.received.append(self._record)
         if self.path.rstrip("/") == "/v1/models":
-            body = {"object": "list", "data": [{"id": fake.model, "object": "model", "created": 0,
-                                                 "owned_by": "reviewbot-tests"}]}
+            body = {
+                "object": "list",
+                "data": [{"id": fake.model, "object": "model", "created": 0, "owned_by": "reviewbot-tests"}],
+            }
             self._send(200, json.dumps(body))
         else:
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "code": 404}}))
@@ -322,8 +329,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "code": 404}}))
             return
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            self._send(400, json.dumps({"error": {"message": "body must be JSON with 'messages'",
-                                                  "type": "invalid_request_error", "code": 400}}))
+            self._send(
+                400,
+                json.dumps(
+                    {
+                        "error": {
+                            "message": "body must be JSON with 'messages'",
+                            "type": "invalid_request_error",
+                            "code": 400,
+                        }
+                    }
+                ),
+            )
             return
         fake.requests.append(body)
         with fake._lock:
@@ -343,8 +360,18 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(rf, dict) and rf.get("type") in fake.reject_response_format:
             # The shape vLLM / older Ollama use for an unsupported parameter.
             msg = f"response_format of type '{rf.get('type')}' is not supported by this server"
-            self._send(400, json.dumps({"object": "error", "message": msg, "type": "BadRequestError",
-                                        "param": "response_format", "code": 400}))
+            self._send(
+                400,
+                json.dumps(
+                    {
+                        "object": "error",
+                        "message": msg,
+                        "type": "BadRequestError",
+                        "param": "response_format",
+                        "code": 400,
+                    }
+                ),
+            )
             return
         action = fake._next_action(body)
         if action.delay and fake._stop.wait(action.delay):
