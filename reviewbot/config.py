@@ -425,7 +425,7 @@ def _parse(text: str | None, filename: str) -> _Parsed:
         if node is None or (node.tag == "tag:yaml.org,2002:null" and isinstance(node, yaml.ScalarNode)):
             return _Parsed({}, {(): 1})  # an empty document ("---" alone)
         lines[()] = node.start_mark.line + 1
-        data = _build(node, (), lines, issues, filename, yaml.SafeLoader(""))
+        data = _build(node, (), lines, issues, filename, yaml.SafeLoader(""), [_MAX_NODES])
     except yaml.MarkedYAMLError as exc:  # syntax errors, and tags/merges that cannot be built
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -437,12 +437,25 @@ def _parse(text: str | None, filename: str) -> _Parsed:
         raise ConfigError([ConfigIssue(filename, 1, "", f"invalid YAML: {exc}")]) from None
     except RecursionError:
         raise ConfigError([ConfigIssue(filename, 1, "", "invalid YAML: nested too deeply")]) from None
+    except _TooBig:
+        raise ConfigError(
+            [ConfigIssue(filename, 1, "", f"invalid YAML: more than {_MAX_NODES} values (alias expansion?)")]
+        ) from None
     if not issues and not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"'{data}'"
         issues.append(ConfigIssue(filename, lines[()], "", f"the file must be a mapping of keys, got {kind}"))
     if issues:
         raise ConfigError(issues)
     return _Parsed(data, lines)
+
+
+#: A config has a few hundred values; aliases can make a small file expand exponentially
+#: ("billion laughs"), and the file comes from a repository, so building stops here.
+_MAX_NODES = 100_000
+
+
+class _TooBig(Exception):
+    pass
 
 
 def _build(
@@ -452,7 +465,11 @@ def _build(
     issues: list[ConfigIssue],
     filename: str,
     constructor: yaml.SafeLoader,
+    budget: list[int],
 ) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig
     if isinstance(node, yaml.MappingNode):
         constructor.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
         out: dict[str, Any] = {}
@@ -473,13 +490,13 @@ def _build(
                 )
                 continue
             lines[(*path, key)] = line
-            out[key] = _build(value_node, (*path, key), lines, issues, filename, constructor)
+            out[key] = _build(value_node, (*path, key), lines, issues, filename, constructor, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
-            items.append(_build(item, (*path, i), lines, issues, filename, constructor))
+            items.append(_build(item, (*path, i), lines, issues, filename, constructor, budget))
         return items
     return constructor.construct_object(node, deep=True)
 

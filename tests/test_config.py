@@ -295,6 +295,12 @@ def test_yaml_merge_keys_and_anchors_work() -> None:
         ),
         ("[" * 5000, "f.yml:1: invalid YAML: nested too deeply"),
         ("a: &x [*x]", "f.yml:1: invalid YAML: nested too deeply"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+            "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+            "f.yml:1: invalid YAML: more than 100000 values (alias expansion?)",
+        ),
     ],
 )
 def test_unbuildable_yaml_is_a_config_error(text: str, message: str) -> None:
