@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import typer
 import yaml
 from feedback_data import OTHER, REPO, seed
+from typer.testing import CliRunner
 
+from reviewbot.commands import stats_cmd
 from reviewbot.config import DEFAULT_EXCLUDE, load_config
 from reviewbot.stats import list_repos, load_repo_data, path_group, repo_stats, suggest_config, week_of
 from reviewbot.store import Store
@@ -81,3 +87,54 @@ def test_helpers() -> None:
     assert path_group("src/gen/a/b.py") == "src/gen/**"
     assert path_group("setup.py") == "setup.py"
     assert path_group(None) == "(no path)"
+
+
+@pytest.fixture()
+def db_file(tmp_path: Path) -> Path:
+    path = tmp_path / "reviewbot.db"
+    s = Store.open(path)
+    seed(s)
+    s.close()
+    return path
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    stats_cmd.register(app)
+    return app
+
+
+def test_stats_command_prints_the_store_figures(db_file: Path) -> None:
+    r = CliRunner().invoke(_cli(), ["stats", REPO, "--db", str(db_file)])
+    assert r.exit_code == 0, r.output
+    assert "precision        52.0%" in r.output
+    assert "35 candidates -> 29 posted -> 28 labelled -> 14 accepted" in r.output
+    assert "model            v2 (40 labels" in r.output
+    assert re.search(r"py\.bare-except\s+12\s+2\s+10\s+16\.7%", r.output)
+    r = CliRunner().invoke(_cli(), ["stats", REPO, "--db", str(db_file), "--json"])
+    assert json.loads(r.output)["funnel"]["posted"] == 29
+
+
+def test_stats_command_errors(db_file: Path, tmp_path: Path) -> None:
+    r = CliRunner().invoke(_cli(), ["stats", "not-a-repo", "--db", str(db_file)])
+    assert r.exit_code == 2 and "OWNER/REPO" in r.output
+    r = CliRunner().invoke(_cli(), ["stats", REPO, "--db", str(tmp_path / "missing.db")])
+    assert r.exit_code == 2 and "no such database" in r.output
+    r = CliRunner().invoke(_cli(), ["stats", "nobody/none", "--db", str(db_file)])
+    assert r.exit_code == 1 and "no findings" in r.output
+    assert "Example" in CliRunner().invoke(_cli(), ["stats", "--help"]).output
+    assert "Example" in CliRunner().invoke(_cli(), ["suggest-config", "--help"]).output
+
+
+def test_suggest_config_command_prints_valid_yaml(db_file: Path, tmp_path: Path) -> None:
+    current = tmp_path / "reviewbot.yml"
+    current.write_text("paths:\n  exclude: ['docs/**']\nmax_comments: 5\n")
+    r = CliRunner().invoke(_cli(), ["suggest-config", REPO, "--db", str(db_file), "--current", str(current)])
+    assert r.exit_code == 0, r.output
+    assert "# Suggested changes" in r.output and "10 of 12 labelled comments dismissed" in r.output
+    cfg = load_config(r.output)  # comments and all: a file a team can commit as is
+    assert cfg.rules.disable == ["py.bare-except"]
+    assert cfg.paths.exclude == ["docs/**", "src/legacy/**"]
+    assert cfg.min_acceptance == pytest.approx(0.357)
+    r = CliRunner().invoke(_cli(), ["suggest-config", REPO, "--db", str(db_file), "--min-samples", "500"])
+    assert r.exit_code == 0 and "supports no config change" in r.output

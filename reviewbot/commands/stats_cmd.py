@@ -1,0 +1,156 @@
+"""`reviewbot stats OWNER/REPO` and `reviewbot suggest-config OWNER/REPO`.
+
+The same figures as the dashboard, in the terminal; and the config changes the labels support,
+printed as YAML for a team to review and commit, so learned behaviour stays in their hands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import typer
+import yaml
+
+from reviewbot.config import ConfigError, load_config
+from reviewbot.dashboard import pct
+from reviewbot.settings import Settings, SettingsError
+from reviewbot.stats import RepoStats, Tally, list_repos, load_repo_data, repo_stats, suggest_config
+from reviewbot.store import Store
+
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def _open(db: Path | None, repo: str) -> Store:
+    if not _REPO.match(repo):
+        typer.echo(f"{repo!r}: expected OWNER/REPO", err=True)
+        raise typer.Exit(2)
+    if db is None:
+        try:
+            db = Path(Settings.from_env().database_path)
+        except SettingsError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+    if not db.exists():
+        typer.echo(f"{db}: no such database (set REVIEWBOT_DATABASE_PATH or pass --db)", err=True)
+        raise typer.Exit(2)
+    store = Store.open(db)
+    if repo not in list_repos(store):
+        store.close()
+        typer.echo(f"{repo}: no findings recorded in {db}", err=True)
+        raise typer.Exit(1)
+    return store
+
+
+def _table(title: str, rows: list[Tally], key: str) -> list[str]:
+    out = [title, f"  {key:<32} {'posted':>7} {'accepted':>9} {'dismissed':>10} {'precision':>10}"]
+    out += [
+        f"  {t.key[:32]:<32} {t.posted:>7} {t.accepted:>9} {t.dismissed:>10} {pct(t.precision):>10}"
+        for t in rows
+    ] or ["  (none)"]
+    return out
+
+
+def render_stats(s: RepoStats) -> str:
+    """The terminal report: funnel, precision, weekly rate, per category/rule, model version."""
+    model = (
+        f"v{s.model.version} ({s.model.n_labels} labels, {s.model.created_at[:10]})" if s.model else "prior"
+    )
+    lines = [
+        f"{s.repo}",
+        f"  precision        {pct(s.precision)}  (accepted / labelled, regular comments)",
+        f"  funnel           {s.candidates} candidates -> {s.posted} posted -> {s.labelled} labelled "
+        f"-> {s.accepted} accepted",
+        f"  suppressed       {s.suppressed}  (followed up {s.suppressed_followed_up}, "
+        f"code changed anyway {s.suppressed_changed})",
+        f"  untouched        {s.untouched}  (posted, no signal when the PR closed)",
+        f"  exploration      {s.explore.posted} posted, {s.explore.accepted} accepted, "
+        f"{s.explore.dismissed} dismissed, precision {pct(s.explore.precision)}",
+        f"  model            {model}",
+        "",
+    ]
+    lines += _table("Acceptance rate per week", s.over_time, "week of") + [""]
+    lines += _table("By category", s.by_category, "category") + [""]
+    lines += _table("By rule", s.by_rule, "rule") + [""]
+    lines += _table("Most dismissed rules", s.top_dismissed_rules, "rule")
+    return "\n".join(lines) + "\n"
+
+
+def stats(
+    repo: str = typer.Argument(..., help="OWNER/REPO", show_default=False),
+    db: Path | None = typer.Option(None, "--db", help="Database file (default: REVIEWBOT_DATABASE_PATH)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Print a repo's measured precision, funnel, per-rule figures and model version.
+
+    Example:
+
+      reviewbot stats acme/shop --db ./reviewbot.db
+    """
+    store = _open(db, repo)
+    try:
+        s = repo_stats(store, repo)
+    finally:
+        store.close()
+    typer.echo(json.dumps(s.as_dict(), indent=2) if as_json else render_stats(s), nl=as_json)
+
+
+def suggest(
+    repo: str = typer.Argument(..., help="OWNER/REPO", show_default=False),
+    db: Path | None = typer.Option(None, "--db", help="Database file (default: REVIEWBOT_DATABASE_PATH)."),
+    current: Path | None = typer.Option(
+        None, "--current", help="The repo's current .github/reviewbot.yml (kept exclusions come from it)."
+    ),
+    min_samples: int = typer.Option(10, "--min-samples", min=1, help="Labelled comments needed to suggest."),
+    max_dismissal_rate: float = typer.Option(
+        0.7, "--max-dismissal-rate", min=0.0, max=1.0, help="Disable/exclude at this dismissal rate."
+    ),
+    target_precision: float = typer.Option(
+        0.7, "--target-precision", min=0.0, max=1.0, help="Precision the suggested min_acceptance reaches."
+    ),
+) -> None:
+    """Print the .github/reviewbot.yml changes this repo's feedback supports, with the evidence.
+
+    Nothing is applied: review the YAML, then commit it to the repo's default branch.
+
+    Example:
+
+      reviewbot suggest-config acme/shop --current .github/reviewbot.yml --min-samples 20
+    """
+    store = _open(db, repo)
+    try:
+        data = load_repo_data(store, repo)
+    finally:
+        store.close()
+    exclude: list[str] | None = None
+    if current is not None:
+        try:
+            exclude = list(
+                load_config(current.read_text(encoding="utf-8"), filename=str(current)).paths.exclude
+            )
+        except (OSError, ConfigError) as exc:
+            typer.echo(f"{current}: {exc}", err=True)
+            raise typer.Exit(2) from None
+    kwargs = {"current_exclude": exclude} if exclude is not None else {}
+    sug = suggest_config(
+        data,
+        min_samples=min_samples,
+        max_dismissal_rate=max_dismissal_rate,
+        target_precision=target_precision,
+        **kwargs,
+    )
+    if not sug.changes:
+        typer.echo(f"# {repo}: the feedback so far supports no config change (min samples {min_samples}).")
+        return
+    header = [f"# Suggested changes to .github/reviewbot.yml for {repo}, from its feedback:"]
+    header += [f"#   - {r}" for r in sug.reasons]
+    header += ["# Review, merge into the file, and commit to the default branch."]
+    typer.echo("\n".join(header))
+    typer.echo(yaml.safe_dump(sug.changes, sort_keys=False), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `reviewbot stats` and `reviewbot suggest-config` to the root CLI."""
+    app.command("stats")(stats)
+    app.command("suggest-config")(suggest)
