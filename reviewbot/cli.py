@@ -20,6 +20,9 @@ app = typer.Typer(
 from reviewbot.commands import config_cmd  # noqa: E402
 
 config_cmd.register(app)
+from reviewbot.commands import stats_cmd  # noqa: E402
+
+stats_cmd.register(app)
 
 
 def main() -> None:
