@@ -40,6 +40,10 @@ ResponseMode = Literal["json_schema", "json_object", "none"]
 _DOWNGRADE: dict[ResponseMode, ResponseMode] = {"json_schema": "json_object", "json_object": "none"}
 
 
+#: Used when no base URL is configured (explicitly here, so the environment is never consulted).
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
 class LLMError(Exception):
     """A request the LLM server refused or that kept failing after every retry."""
 
@@ -141,13 +145,14 @@ class LLMClient:
     """Reviews prompts against one OpenAI-compatible endpoint.
 
     `timeout` bounds one HTTP attempt, `total_timeout` bounds a request including retries and
-    waits; `max_attempts` counts the first try. Use `async with` or call `aclose()`.
+    waits; `max_attempts` counts the first try. Use `async with` or call `aclose()`. One client
+    per event loop (its HTTP pool and semaphore belong to the loop that first uses them).
     """
 
     def __init__(
         self,
         *,
-        base_url: str,
+        base_url: str | None,
         api_key: str | None,
         model: str,
         timeout: float = 120.0,
@@ -175,7 +180,7 @@ class LLMClient:
         self._semaphore = asyncio.Semaphore(max_concurrency)
         # Keyless local servers (Ollama, llama.cpp) ignore the header; the client insists on a key.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url,
+            base_url=base_url or OPENAI_BASE_URL,
             api_key=api_key or "no-key",
             organization=None,
             project=None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from reviewbot.anchor import anchor_candidates, resolve_path
 from reviewbot.models import DiffLine, FileDiff, Hunk
 
@@ -150,3 +153,28 @@ def test_left_side_only_on_deleted_or_context_old_lines() -> None:
 def test_trivial_quotes_do_not_anchor() -> None:
     cands, dropped = anchor_candidates([finding(line=300, quoted_code=")")], FILES, source="llm")
     assert cands == [] and len(dropped) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "path": st.sampled_from(["app/util.py", "b/app/util.py", "app/nope.py"]),
+                "line": st.integers(min_value=1, max_value=60),
+                "end_line": st.none() | st.integers(min_value=-5, max_value=70),
+                "side": st.sampled_from(["RIGHT", "LEFT"]),
+                "quoted_code": st.none()
+                | st.sampled_from([ln.text for h in UTIL.hunks for ln in h.lines])
+                | st.text(max_size=12),
+            }
+        ),
+        max_size=8,
+    )
+)
+def test_every_anchored_candidate_is_accepted_by_github(items: list[dict[str, object]]) -> None:
+    raw = [finding(**item) for item in items]
+    cands, dropped = anchor_candidates(raw, FILES, source="llm")
+    assert len(cands) + len(dropped) == len(raw)  # nothing lost silently
+    assert_all_valid(cands)
+    assert len({c.id for c in cands} | {d.candidate.id for d in dropped}) == len(raw)

@@ -285,3 +285,44 @@ async def test_client_uses_explicit_settings_only(fake: FakeLLM, monkeypatch: py
     sent = [r for r in fake.received if r.method == "POST"][0]
     assert sent.headers.get("authorization") == "Bearer explicit"
     assert sent.body["model"] == "fake-model" and sent.body["temperature"] == 0.0
+
+
+async def test_demo_change_through_real_parse_diff_yields_only_valid_anchors(fixtures_dir) -> None:
+    """parse_diff -> build_requests -> FakeLLM answering from the prompt (some lines wrong) -> review."""
+    import difflib
+
+    from reviewbot.diff import parse_diff
+
+    demo = fixtures_dir / "demo"
+    chunks = []
+    for after in sorted((demo / "after").iterdir()):
+        before = demo / "before" / after.name
+        old = before.read_text().splitlines(keepends=True) if before.exists() else []
+        chunks += difflib.unified_diff(
+            old, after.read_text().splitlines(keepends=True), f"a/{after.name}", f"b/{after.name}", n=3
+        )
+    files = {f.path: f for f in parse_diff("".join(chunks))}
+    assert files
+
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        out = []
+        for path, lines in diff_lines(body).items():
+            for n, (side, line, code) in enumerate(lines):
+                if not code.strip():
+                    continue
+                wrong = line + 1000 if n % 3 == 0 else line  # a third claim a line far outside the diff
+                out.append({**GOOD, "path": path, "line": wrong, "side": side, "quoted_code": code})
+        out.append({**GOOD, "path": "not/in/the/diff.py"})
+        return {"findings": out}
+
+    with FakeLLM(responder=answer) as fake:
+        async with client(fake) as llm:
+            reqs = build_requests(
+                list(files.values()), {}, instructions_for=lambda p: [], max_tokens_per_request=1400
+            )
+            cands, dropped, usage, problems = await llm.review(reqs, files)
+    assert len(reqs) >= 2 and usage.requests == len(reqs) and problems == []
+    assert len(cands) > 10
+    assert all(d.reason in ("unknown path", "line outside the diff") for d in dropped)
+    assert sum(d.reason == "unknown path" for d in dropped) == len(reqs)
+    assert_valid(cands, files)
