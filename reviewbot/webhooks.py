@@ -347,7 +347,7 @@ def _route_review_thread(action: str, payload: dict[str, Any], mention: str) -> 
 
 
 def _route_review_comment(action: str, payload: dict[str, Any], mention: str) -> Action:
-    if action != "created":
+    if action not in ("created", "edited", "deleted"):
         return Ignore(f"pull_request_review_comment.{action} is not used")
     comment = _get(payload, "comment", dict)
     user = _get(comment, "user", dict)
@@ -362,7 +362,7 @@ def _route_review_comment(action: str, payload: dict[str, Any], mention: str) ->
     repo, _ = _repo(payload)
     return Feedback(
         event="pull_request_review_comment",
-        action="created",
+        action=action,
         installation_id=installation_id,
         repo=repo,
         pr=_get(payload, "pull_request.number", int),
@@ -386,41 +386,65 @@ _ROUTES = {
 # --- action -> job --------------------------------------------------------------------------------
 
 
-def plan(action: Action) -> JobSpec | None:
-    """The job an action becomes (None: acknowledge only). Job kinds: review, command.<kind>,
-    installation, feedback. Payloads are plain JSON (dataclass fields)."""
+def plan(action: Action, *, event: str = "", payload: dict[str, Any] | None = None) -> list[JobSpec]:
+    """The jobs an action becomes ([]: acknowledge only). Job kinds: review, command.<kind>,
+    installation, feedback. Payloads are plain JSON (the action's fields); a feedback job also
+    carries the raw delivery (`webhook_event`, `webhook`) for feedback_poll.handle_event. A push to
+    a PR (synchronize) is both a review and a feedback signal (did the new commit address a finding)."""
     if isinstance(action, EnqueueReview):
-        return JobSpec(
-            kind="review",
-            payload=_jsonable(action),
-            installation_id=action.installation_id,
-            repo=action.repo,
-            pr=action.pr,
-            head_sha=action.head_sha,
-            dedupe_key=f"review:{action.repo}#{action.pr}@{action.head_sha}",
-            supersede=True,
-        )
+        jobs = [
+            JobSpec(
+                kind="review",
+                payload=_jsonable(action),
+                installation_id=action.installation_id,
+                repo=action.repo,
+                pr=action.pr,
+                head_sha=action.head_sha,
+                dedupe_key=f"review:{action.repo}#{action.pr}@{action.head_sha}",
+                supersede=True,
+            )
+        ]
+        if action.action == "synchronize":
+            signal = Feedback(
+                event="pull_request",
+                action="synchronize",
+                installation_id=action.installation_id,
+                repo=action.repo,
+                pr=action.pr,
+                user=action.author,
+                head_sha=action.head_sha,
+            )
+            jobs.append(_feedback_job(signal, event, payload))
+        return jobs
     if isinstance(action, Command):
-        return JobSpec(
-            kind=f"command.{action.kind}",
-            payload=_jsonable(action),
-            installation_id=action.installation_id,
-            repo=action.repo,
-            pr=action.pr,
-            dedupe_key=f"command:{action.repo}#{action.comment_id}",
-        )
+        return [
+            JobSpec(
+                kind=f"command.{action.kind}",
+                payload=_jsonable(action),
+                installation_id=action.installation_id,
+                repo=action.repo,
+                pr=action.pr,
+                dedupe_key=f"command:{action.repo}#{action.comment_id}",
+            )
+        ]
     if isinstance(action, InstallationChange):
-        return JobSpec(kind="installation", payload=_jsonable(action), installation_id=action.installation_id)
+        return [
+            JobSpec(kind="installation", payload=_jsonable(action), installation_id=action.installation_id)
+        ]
     if isinstance(action, Feedback):
-        return JobSpec(
-            kind="feedback",
-            payload=_jsonable(action),
-            installation_id=action.installation_id,
-            repo=action.repo,
-            pr=action.pr,
-            head_sha=action.head_sha,
-        )
-    return None
+        return [_feedback_job(action, event, payload)]
+    return []
+
+
+def _feedback_job(action: Feedback, event: str, payload: dict[str, Any] | None) -> JobSpec:
+    return JobSpec(
+        kind="feedback",
+        payload={**_jsonable(action), "webhook_event": event, "webhook": payload or {}},
+        installation_id=action.installation_id,
+        repo=action.repo,
+        pr=action.pr,
+        head_sha=action.head_sha,
+    )
 
 
 def _jsonable(action: Any) -> dict[str, Any]:

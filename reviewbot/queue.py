@@ -1,0 +1,355 @@
+"""A durable job queue in the SQLite `jobs` table: leases, heartbeats, retries, dead letters.
+
+Why SQLite and leases: a job survives a crash of the process that took it. A worker claims a job
+with a lease (BEGIN IMMEDIATE, so two workers never claim the same row), extends the lease while
+it runs, and a job whose lease ran out (its worker died) is claimed again. Failures retry with
+exponential backoff (`run_after`) and end as 'dead' with the reason after `max_attempts`.
+
+Times are stored as ISO-8601 UTC strings with a fixed width, so SQL compares them as text. The
+clock is injected (`clock() -> epoch seconds`): tests move time instead of sleeping.
+
+A `Store` holds one sqlite3 connection; every method here takes `self.lock` so threads sharing a
+queue (the server's request threads) never interleave transactions. Code that writes to the same
+store from several threads should hold `queue.lock` too (the server does).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from reviewbot.store import Store
+
+LIVE_STATES = ("queued", "running")
+SUPERSEDING_KINDS = frozenset({"review"})
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds -> fixed-width ISO UTC text (sortable as a string)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+
+
+def parse_iso(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    installation_id: int | None
+    repo: str | None
+    pr: int | None
+    head_sha: str | None
+    state: str
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    last_error: str | None
+    dedupe_key: str | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple[Any, ...], columns: list[str]) -> Job:
+        d = dict(zip(columns, row, strict=True))
+        return cls(
+            id=d["id"],
+            kind=d["kind"],
+            payload=json.loads(d["payload"] or "{}"),
+            installation_id=d["installation_id"],
+            repo=d["repo"],
+            pr=d["pr"],
+            head_sha=d["head_sha"],
+            state=d["state"],
+            attempts=d["attempts"],
+            max_attempts=d["max_attempts"],
+            lease_owner=d["lease_owner"],
+            last_error=d["last_error"],
+            dedupe_key=d.get("dedupe_key"),
+        )
+
+
+_COLUMNS = (
+    "id, kind, payload, installation_id, repo, pr, head_sha, state, attempts, max_attempts, "
+    "lease_owner, last_error, dedupe_key"
+)
+_COLUMN_NAMES = [c.strip() for c in _COLUMNS.split(",")]
+
+
+class JobQueue:
+    """The queue over `store.conn`. All methods are synchronous and short (a few statements)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float = 60.0,
+        max_attempts: int = 5,
+        backoff_base: float = 10.0,
+        backoff_max: float = 3600.0,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.lock = lock or threading.RLock()
+
+    # --- producing ----------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        installation_id: int | None = None,
+        repo: str | None = None,
+        pr: int | None = None,
+        head_sha: str | None = None,
+        dedupe_key: str | None = None,
+        supersede: bool | None = None,
+    ) -> int:
+        """Add a job; returns its id (the live job's id when `dedupe_key` is already queued/running)."""
+        with self.lock, self.store.transaction() as conn:
+            return self.enqueue_in(
+                conn,
+                kind,
+                payload,
+                installation_id=installation_id,
+                repo=repo,
+                pr=pr,
+                head_sha=head_sha,
+                dedupe_key=dedupe_key,
+                supersede=supersede,
+            )
+
+    def enqueue_in(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        installation_id: int | None = None,
+        repo: str | None = None,
+        pr: int | None = None,
+        head_sha: str | None = None,
+        dedupe_key: str | None = None,
+        supersede: bool | None = None,
+    ) -> int:
+        """`enqueue` inside a transaction the caller already opened (the server stores the delivery
+        and its job together). A newer review of the same (repo, pr) supersedes queued older ones."""
+        now = iso(self.clock())
+        if dedupe_key is not None:
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE dedupe_key = ? AND state IN ('queued', 'running')", (dedupe_key,)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+        cur = conn.execute(
+            "INSERT INTO jobs (kind, installation_id, repo, pr, head_sha, payload, state, attempts, "
+            "max_attempts, run_after, created_at, updated_at, dedupe_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                installation_id,
+                repo,
+                pr,
+                head_sha,
+                json.dumps(payload, sort_keys=True),
+                self.max_attempts,
+                now,
+                now,
+                now,
+                dedupe_key,
+            ),
+        )
+        job_id = int(cur.lastrowid or 0)
+        if supersede is None:
+            supersede = kind in SUPERSEDING_KINDS
+        if supersede and repo is not None and pr is not None:
+            conn.execute(
+                "UPDATE jobs SET state = 'superseded', superseded_by = ?, updated_at = ? "
+                "WHERE kind = ? AND repo = ? AND pr = ? AND state = 'queued' AND id < ?",
+                (job_id, now, kind, repo, pr, job_id),
+            )
+        return job_id
+
+    # --- consuming ----------------------------------------------------------------------------
+
+    def claim(
+        self,
+        worker_id: str,
+        *,
+        kinds: Iterable[str] | None = None,
+        per_installation_limit: int | None = None,
+    ) -> Job | None:
+        """Take the next runnable job with a lease, or None. Runnable: queued and due, or running
+        with an expired lease (its worker died). Installations already running
+        `per_installation_limit` jobs are skipped. A job whose worker died `max_attempts` times is
+        dead-lettered instead of claimed again (it may be what kills the worker)."""
+        kinds = list(kinds) if kinds is not None else None
+        with self.lock, self.store.transaction() as conn:
+            while True:
+                now_ts = self.clock()
+                now = iso(now_ts)
+                sql = (
+                    f"SELECT {_COLUMNS}, lease_expires_at FROM jobs j "
+                    "WHERE ((state = 'queued' AND run_after <= :now) "
+                    "    OR (state = 'running' AND lease_expires_at <= :now)) "
+                )
+                params: dict[str, Any] = {"now": now}
+                if kinds is not None:
+                    marks = ", ".join(f":k{i}" for i in range(len(kinds)))
+                    sql += f"AND kind IN ({marks}) " if kinds else "AND 0 "
+                    params.update({f"k{i}": k for i, k in enumerate(kinds)})
+                if per_installation_limit is not None:
+                    sql += (
+                        "AND (installation_id IS NULL OR (SELECT COUNT(*) FROM jobs r "
+                        "     WHERE r.installation_id = j.installation_id AND r.state = 'running' "
+                        "     AND r.lease_expires_at > :now AND r.id != j.id) < :limit) "
+                    )
+                    params["limit"] = per_installation_limit
+                sql += "ORDER BY run_after, id LIMIT 1"
+                row = conn.execute(sql, params).fetchone()
+                if row is None:
+                    return None
+                job = Job.from_row(row[:-1], _COLUMN_NAMES)
+                if job.state == "running" and job.attempts >= job.max_attempts:
+                    conn.execute(
+                        "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
+                        "last_error = ?, updated_at = ? WHERE id = ?",
+                        (
+                            f"lease expired after attempt {job.attempts} of {job.max_attempts} "
+                            f"(worker {job.lease_owner} died or hung); last error: {job.last_error}",
+                            now,
+                            job.id,
+                        ),
+                    )
+                    continue
+                conn.execute(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, "
+                    "lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
+                    (worker_id, iso(now_ts + self.lease_seconds), now, now, job.id),
+                )
+                return replace(job, state="running", attempts=job.attempts + 1, lease_owner=worker_id)
+
+    def heartbeat(self, job: Job) -> bool:
+        """Extend the lease. False when the lease was lost (expired and taken by another worker)."""
+        now = self.clock()
+        with self.lock:
+            cur = self.store.conn.execute(
+                "UPDATE jobs SET lease_expires_at = ?, heartbeat_at = ?, updated_at = ? "
+                "WHERE id = ? AND lease_owner = ? AND state = 'running' AND attempts = ?",
+                (iso(now + self.lease_seconds), iso(now), iso(now), job.id, job.lease_owner, job.attempts),
+            )
+            return cur.rowcount == 1
+
+    def complete(self, job: Job) -> bool:
+        """Mark done. False when this worker no longer holds the lease (nothing changed)."""
+        now = iso(self.clock())
+        with self.lock:
+            cur = self.store.conn.execute(
+                "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, "
+                "last_error = NULL, updated_at = ? "
+                "WHERE id = ? AND lease_owner = ? AND state = 'running' AND attempts = ?",
+                (now, job.id, job.lease_owner, job.attempts),
+            )
+            return cur.rowcount == 1
+
+    def fail(self, job: Job, error: str, *, permanent: bool = False) -> str | None:
+        """Record a failed attempt: back to 'queued' after an exponential backoff, or 'dead' with the
+        reason when permanent or out of attempts. Returns the new state (None: lease lost)."""
+        now = self.clock()
+        dead = permanent or job.attempts >= job.max_attempts
+        reason = error if not dead or permanent else f"{error} (gave up after {job.attempts} attempts)"
+        with self.lock:
+            if dead:
+                cur = self.store.conn.execute(
+                    "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
+                    "last_error = ?, updated_at = ? "
+                    "WHERE id = ? AND lease_owner = ? AND state = 'running' AND attempts = ?",
+                    (reason, iso(now), job.id, job.lease_owner, job.attempts),
+                )
+            else:
+                cur = self.store.conn.execute(
+                    "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
+                    "run_after = ?, last_error = ?, updated_at = ? "
+                    "WHERE id = ? AND lease_owner = ? AND state = 'running' AND attempts = ?",
+                    (
+                        iso(now + self.backoff(job.attempts)),
+                        reason,
+                        iso(now),
+                        job.id,
+                        job.lease_owner,
+                        job.attempts,
+                    ),
+                )
+        if cur.rowcount != 1:
+            return None
+        return "dead" if dead else "queued"
+
+    def release(self, job: Job) -> bool:
+        """Give a job back without counting the attempt (graceful shutdown mid-job)."""
+        now = iso(self.clock())
+        with self.lock:
+            cur = self.store.conn.execute(
+                "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, "
+                "lease_expires_at = NULL, run_after = ?, updated_at = ? "
+                "WHERE id = ? AND lease_owner = ? AND state = 'running' AND attempts = ?",
+                (now, now, job.id, job.lease_owner, job.attempts),
+            )
+            return cur.rowcount == 1
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before attempt `attempts + 1`: base * 2**(attempts-1), capped."""
+        return min(self.backoff_max, self.backoff_base * (2 ** max(0, attempts - 1)))
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job | None:
+        with self.lock:
+            row = self.store.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job.from_row(row, _COLUMN_NAMES) if row else None
+
+    def depth(self) -> int:
+        """Jobs waiting to run (queued, including those backing off)."""
+        with self.lock:
+            return int(
+                self.store.conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            rows = self.store.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {state: int(n) for state, n in rows}
+
+    def dead_letters(self, limit: int = 100) -> list[Job]:
+        with self.lock:
+            rows = self.store.conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [Job.from_row(r, _COLUMN_NAMES) for r in rows]
+
+    def retry_dead(self, job_id: int) -> bool:
+        """Requeue a dead-lettered job with a fresh attempt budget (an operator fixed the cause)."""
+        now = iso(self.clock())
+        with self.lock:
+            try:
+                cur = self.store.conn.execute(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?, updated_at = ? "
+                    "WHERE id = ? AND state = 'dead'",
+                    (now, now, job_id),
+                )
+            except sqlite3.IntegrityError:  # the same work is already queued again
+                return False
+            return cur.rowcount == 1
