@@ -200,6 +200,38 @@ def path_selected(path: str, globs: Iterable[str]) -> bool:
 # --------------------------------------------------------------------------- matching
 
 
+#: Inline markers that silence rules on a line: ours (optionally naming rule ids) and the common
+#: security-linter ones (an author who wrote `# nosec` has already reviewed the line).
+_SUPPRESS_SAME_LINE = re.compile(
+    r"reviewbot[:-]\s*ignore(?!-next-line)(?:\[(?P<ids>[^\]]*)\])?"
+    r"|\bnosec\b|\bnoqa:[^\n]*\bS\d{3}|//\s*nolint\b|eslint-disable-line"
+)
+_SUPPRESS_NEXT_LINE = re.compile(
+    r"reviewbot[:-]\s*ignore-next-line(?:\[(?P<ids>[^\]]*)\])?|eslint-disable-next-line"
+)
+
+
+def suppressed(rule_id: str, lines: list[str], start_line: int, end_line: int) -> bool:
+    """Whether an inline comment silences `rule_id` on lines start..end (1-based, inclusive).
+
+    `reviewbot: ignore` (or `reviewbot: ignore[id, ...]`) on a line of the match, or
+    `reviewbot: ignore-next-line` on the line before it; also `nosec`, `noqa: S...`, `nolint` and
+    eslint's disable-line comments.
+    """
+
+    def hit(pattern: re.Pattern[str], text: str) -> bool:
+        found = pattern.search(text)
+        if found is None:
+            return False
+        ids = found.groupdict().get("ids")
+        return ids is None or rule_id in {part.strip() for part in ids.split(",")}
+
+    for number in range(start_line, end_line + 1):
+        if 0 < number <= len(lines) and hit(_SUPPRESS_SAME_LINE, lines[number - 1]):
+            return True
+    return 1 < start_line <= len(lines) + 1 and hit(_SUPPRESS_NEXT_LINE, lines[start_line - 2])
+
+
 @dataclass(frozen=True, slots=True)
 class RuleMatch:
     """One query match: the rule and the new-file line span of its @match node (1-based)."""
@@ -371,7 +403,7 @@ class RuleSet:
             same_hunk = [n for n in overlap if hunk_of.get(n) == hunk_of.get(line)]
             end_line = same_hunk[-1] if same_hunk[-1] > line else None
             key = (match.rule.id, line, end_line)
-            if key in seen:
+            if key in seen or suppressed(match.rule.id, lines, match.start_line, match.end_line):
                 continue
             seen.add(key)
             rule = match.rule

@@ -344,3 +344,19 @@ def test_demo_change_is_caught_by_builtin_rules(fixtures_dir: Path) -> None:
         "go-defer-in-loop",
         "go-discarded-error",
     } <= found
+
+
+def test_inline_suppression_comments() -> None:
+    ruleset = RuleSet(rules=[rule()])
+    cases = {
+        "x = eval(a)  # reviewbot: ignore\n": 0,
+        "x = eval(a)  # reviewbot: ignore[t-eval, other]\n": 0,
+        "x = eval(a)  # reviewbot: ignore[other]\n": 1,
+        "x = eval(a)  # nosec\n": 0,
+        "x = eval(a)  # noqa: S307\n": 0,
+        "x = eval(a)  # noqa: E501\n": 1,
+        "# reviewbot: ignore-next-line\nx = eval(a)\n": 0,
+        "# reviewbot: ignore-next-line\ny = 1\nx = eval(a)\n": 1,
+    }
+    for src, expected in cases.items():
+        assert len(ruleset.run(all_added("a.py", src), src)) == expected, src
