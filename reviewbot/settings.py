@@ -7,8 +7,11 @@ Secrets are `SecretStr`, so they never show up in a repr, a log line or a traceb
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +125,13 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
-        """Read the environment once (the edge); invalid values raise `InvalidSettingError`."""
+        """Read the environment once (the edge); invalid values raise `InvalidSettingError`.
+
+        Keyword `overrides` (field names, e.g. from CLI options) win over the environment.
+        Unknown `REVIEWBOT_*` variables (typos) are logged as warnings, not silently ignored.
+        """
+        for warning in unknown_env_warnings(os.environ):
+            log.warning("%s", warning)
         try:
             return cls(**overrides)
         except ValidationError as exc:
@@ -196,6 +205,18 @@ def require(settings: Settings, *names: str, purpose: str | None = None) -> None
             value = value.get_secret_value()
         if value is None or (isinstance(value, str) and not value.strip()):
             raise MissingSettingError(name, purpose)
+
+
+def unknown_env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per `REVIEWBOT_*` variable that is no setting, with a did-you-mean."""
+    known = [env_var(name) for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            warnings.append(f"{name} is not a reviewbot setting and is ignored{hint}")
+    return warnings
 
 
 def _normalise_pem(text: str) -> str:

@@ -15,6 +15,7 @@ from reviewbot.settings import (
     SettingsError,
     env_var,
     require,
+    unknown_env_warnings,
 )
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn\n-----END RSA PRIVATE KEY-----\n"
@@ -170,3 +171,24 @@ def test_private_key_path_problems_are_typed_errors(tmp_path: Path) -> None:
         Settings(github_private_key=str(not_pem)).private_key_pem()
     with pytest.raises(MissingSettingError, match="^REVIEWBOT_GITHUB_PRIVATE_KEY is not set"):
         Settings().private_key_pem()
+
+
+def test_unknown_reviewbot_variables_are_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert unknown_env_warnings({"REVIEWBOT_WEBHOOK_SECRT": "x", "REVIEWBOT_PORT": "1", "HOME": "/"}) == [
+        "REVIEWBOT_WEBHOOK_SECRT is not a reviewbot setting and is ignored "
+        "(did you mean REVIEWBOT_WEBHOOK_SECRET?)"
+    ]
+    monkeypatch.setenv("REVIEWBOT_LLM_MODLE", "x")
+    with caplog.at_level(logging.WARNING, logger="reviewbot.settings"):
+        s = Settings.from_env()
+    assert "REVIEWBOT_LLM_MODLE is not a reviewbot setting" in caplog.text
+    assert "did you mean REVIEWBOT_LLM_MODEL?" in caplog.text
+    assert s.llm_model == "gpt-4o-mini"
+
+
+def test_from_env_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REVIEWBOT_PORT", "9000")
+    assert Settings.from_env().port == 9000
+    assert Settings.from_env(port=9100, database_path="/tmp/x.db").port == 9100
