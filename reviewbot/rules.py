@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
@@ -501,6 +501,26 @@ def build_ruleset(
         probe.validate()
         ruleset.skipped.update(probe.skipped)
     return ruleset
+
+
+class RulesSettings(Protocol):
+    """What `ruleset_from_config` reads: RepoConfig.rules (reviewbot.config.RulesConfig) fits."""
+
+    disable: list[str]
+    enable: list[str]
+    severity: dict[str, str]
+    custom: Sequence[RuleSpec]
+
+
+def ruleset_from_config(settings: RulesSettings, builtin: list[RuleSpec] | None = None) -> RuleSet:
+    """`build_ruleset` over the built-in packs (or `builtin`) with a repo's `rules:` settings."""
+    return build_ruleset(
+        load_builtin_rules() if builtin is None else builtin,
+        disable=settings.disable,
+        enable=settings.enable,
+        severity=settings.severity,
+        custom=list(settings.custom),
+    )
 
 
 def _id_match(pattern: str, rule_id: str) -> bool:

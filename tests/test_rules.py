@@ -21,6 +21,7 @@ from reviewbot.rules import (
     load_builtin_rules,
     load_pack,
     parse_rules,
+    ruleset_from_config,
 )
 from reviewbot.rulespec import RuleSpec
 
@@ -360,3 +361,34 @@ def test_inline_suppression_comments() -> None:
     }
     for src, expected in cases.items():
         assert len(ruleset.run(all_added("a.py", src), src)) == expected, src
+
+
+def test_ruleset_from_repo_config() -> None:
+    from reviewbot.config import RulesConfig
+
+    settings = RulesConfig.model_validate(
+        {
+            "disable": ["py-*"],
+            "enable": ["py-eval-exec"],
+            "severity": {"py-eval-exec": "critical"},
+            "custom": [
+                {
+                    "id": "no-todo-go",
+                    "languages": ["go"],
+                    "severity": "nit",
+                    "category": "maintainability",
+                    "message": "TODO without an issue link.",
+                    "query": '((comment) @match (#match? @match "TODO(?!\\\\(#)"))',
+                }
+            ],
+        }
+    )
+    ruleset = ruleset_from_config(settings)
+    ids = {r.id for r in ruleset.rules}
+    assert "py-eval-exec" in ids and "py-bare-except" not in ids and "go-defer-in-loop" in ids
+    src = "try:\n    eval(x)\nexcept:\n    pass\n"
+    assert [(c.rule_id, c.severity) for c in ruleset.run(all_added("a.py", src), src)] == [
+        ("py-eval-exec", "critical")
+    ]
+    go = "package p\n\n// TODO fix\n// TODO(#12) later\nfunc f() {}\n"
+    assert [c.line for c in ruleset.run(all_added("p.go", go), go)] == [3]
