@@ -192,3 +192,9 @@ def test_from_env_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("REVIEWBOT_PORT", "9000")
     assert Settings.from_env().port == 9000
     assert Settings.from_env(port=9100, database_path="/tmp/x.db").port == 9100
+
+
+def test_every_setting_is_documented() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    missing = [env_var(name) for name in Settings.model_fields if f"`{env_var(name)}`" not in docs]
+    assert not missing, f"docs/configuration.md does not document: {missing}"
