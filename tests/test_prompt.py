@@ -240,3 +240,28 @@ def test_parse_reply_roundtrips_schema_shaped_json() -> None:
     }
     findings, problems = parse_reply(json.dumps({"findings": [item]}))
     assert problems == [] and findings == [{**item, "confidence": 1.0}]
+
+
+@pytest.mark.shared
+def test_real_prs_split_within_budget_with_every_line_once(shared_data: Path) -> None:
+    from reviewbot.diff import parse_diff
+
+    patches = sorted((shared_data / "real-prs").glob("*/diff.patch"))
+    assert patches
+    for patch in patches:
+        files = parse_diff(patch.read_text(encoding="utf-8", errors="replace"))
+        reqs = build_requests(files, {}, instructions_for=no_instructions, max_tokens_per_request=3000)
+        assert all(r.estimated_tokens <= 3000 for r in reqs), patch
+        expected = sorted(
+            ("LEFT", ln.old_no) if ln.kind == "deleted" else ("RIGHT", ln.new_no)
+            for f in files
+            for h in f.hunks
+            for ln in h.lines
+        )
+        shown = sorted(
+            (p[0], p[1])
+            for r in reqs
+            for text in r.messages[1]["content"].split("\n")
+            if (p := parse_rendered_line(text))
+        )
+        assert shown == expected, patch.parent.name
