@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from tree_sitter import Node, Query, QueryCursor, Tree
 
 from reviewbot.languages import SUPPORTED, grammar, language_for_path, matches_language, parser
-from reviewbot.models import SEVERITIES, Candidate, FileDiff
+from reviewbot.models import SEVERITIES, Candidate, DiffLine, FileDiff, Hunk
 from reviewbot.rulespec import RuleSpec
 
 #: The capture that anchors a finding; every query must define it.
@@ -278,11 +278,17 @@ def _concrete_languages(rule: RuleSpec) -> list[str]:
 
 
 def _short_title(message: str) -> str:
+    """The message's first clause (up to '.', ';' or ':'), cut to a headline's length."""
     first = message.strip().split("\n", 1)[0]
-    sentence = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0].rstrip(".")
-    if len(sentence) <= _TITLE_MAX:
-        return sentence
-    return sentence[: _TITLE_MAX - 1].rstrip() + "…"
+    clause = re.split(r"(?<=[.;:!?])\s", first, maxsplit=1)[0].rstrip(".;:")
+    if len(clause) <= _TITLE_MAX:
+        return clause
+    return clause[: _TITLE_MAX - 1].rsplit(" ", 1)[0] + "…"
+
+
+def rule_title(rule: RuleSpec) -> str:
+    """The headline of a rule's findings: its `title`, or the short form of its message."""
+    return rule.title or _short_title(rule.message)
 
 
 @dataclass(slots=True)
@@ -394,7 +400,7 @@ class RuleSet:
                 hunk_of[number] = index
         found = self.matches(language, tree, rows=(added[0] - 1, added[-1]), path=file.path)
         candidates: list[Candidate] = []
-        seen: set[tuple[str, int, int | None]] = set()
+        seen: set[tuple[str, int]] = set()
         for match in sorted(found, key=lambda m: (m.start_line, m.rule.id)):
             overlap = [n for n in added if match.start_line <= n <= match.end_line]
             if not overlap:
@@ -402,7 +408,7 @@ class RuleSet:
             line = overlap[0]
             same_hunk = [n for n in overlap if hunk_of.get(n) == hunk_of.get(line)]
             end_line = same_hunk[-1] if same_hunk[-1] > line else None
-            key = (match.rule.id, line, end_line)
+            key = (match.rule.id, line)
             if key in seen or suppressed(match.rule.id, lines, match.start_line, match.end_line):
                 continue
             seen.add(key)
@@ -415,7 +421,7 @@ class RuleSet:
                     end_line=end_line,
                     side="RIGHT",
                     body=rule.message.strip(),
-                    title=_short_title(rule.message),
+                    title=rule_title(rule),
                     severity=rule.severity,
                     category=rule.category,
                     confidence=RULE_CONFIDENCE,
@@ -554,8 +560,6 @@ def _did_you_mean(name: str, known: set[str]) -> str:
 
 def all_added(path: str, source: str, language: str | None = None) -> FileDiff:
     """A FileDiff that adds every line of `source` (a new file), for running rule examples."""
-    from reviewbot.models import DiffLine, Hunk
-
     lines = source.splitlines()
     hunk = Hunk(
         old_start=0,

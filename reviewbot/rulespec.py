@@ -24,6 +24,9 @@ class RuleSpec(BaseModel):
     severity: str = Field(description=f"One of {', '.join(SEVERITIES)}.")
     category: str = Field(description=f"One of {', '.join(CATEGORIES)}.")
     message: str = Field(min_length=1, description="What the comment says when the rule fires.")
+    title: str | None = Field(
+        default=None, max_length=100, description="Short headline; default: the message's first clause."
+    )
     paths: list[str] = Field(default_factory=list, description="Globs it is limited to (empty: all).")
     query: str | None = Field(default=None, description="tree-sitter query; capture @match anchors it.")
     instruction: str | None = Field(default=None, description="Guidance added to the LLM prompt.")

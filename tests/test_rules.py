@@ -102,6 +102,7 @@ def test_builtin_packs_cover_the_languages() -> None:
     assert by_lang["python"] >= 12 and by_lang["javascript"] >= 9 and by_lang["go"] >= 7, by_lang
     assert len({r.id for r in BUILTIN}) == len(BUILTIN)
     assert any(r.instruction and not r.query for r in BUILTIN)
+    assert all(r.title and len(r.title) <= 80 for r in QUERY_RULES)
     ruleset = build_ruleset(BUILTIN, enable=["*"])
     ruleset.validate()
     # Every JavaScript rule also compiles for TypeScript and TSX.
@@ -166,6 +167,8 @@ def test_pre_parsed_tree_gives_the_same_candidates() -> None:
     tree = parser("python").parse(source.encode())
     with_tree = ruleset.run(file, source, tree=tree)
     assert {c.rule_id for c in with_tree} == {"py-mutable-default-arg", "py-eval-exec"}
+    titles = {c.title for c in with_tree}
+    assert titles == {"Mutable default argument", "`eval`/`exec` runs arbitrary code"}
     assert [c.id for c in with_tree] == [c.id for c in ruleset.run(file, source)]
 
 
