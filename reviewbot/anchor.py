@@ -97,16 +97,15 @@ def _search(quote: list[str], hunks: list[Hunk], line: int | None) -> tuple[Side
 
 
 def _line_text(fd: FileDiff, line: int, side: Side) -> str | None:
+    """The code at (line, side): a new-file line on RIGHT, an old-file line on LEFT."""
     hunk = fd.hunk_for(line, side)
     if hunk is None:
         return None
-    for s, n, ln in _positions(hunk):
-        if n == line and (s == side or side == "LEFT"):
+    for ln in hunk.lines:
+        if side == "RIGHT" and ln.kind != "deleted" and ln.new_no == line:
             return ln.text
-    if side == "LEFT":  # a context line seen from the old side
-        for ln in hunk.lines:
-            if ln.old_no == line:
-                return ln.text
+        if side == "LEFT" and ln.kind != "added" and ln.old_no == line:
+            return ln.text
     return None
 
 

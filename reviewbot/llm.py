@@ -289,9 +289,13 @@ class LLMClient:
                         resp, _ = await self._attempt(request, label)
         except openai.APIStatusError as exc:
             retryable = _is_retryable(exc)
+            retry_after = _retry_after_of(exc, datetime.now(UTC))
+            why = ""
+            if retryable and retry_after is not None and attempts < self.max_attempts:
+                why = f" (Retry-After {retry_after:.0f} s exceeds the {self.total_timeout:.0f} s time budget)"
             raise LLMError(
                 f"{label} failed after {attempts} attempt(s) in {time.monotonic() - started:.1f} s: "
-                f"{_describe(exc)}",
+                f"{_describe(exc)}{why}",
                 status=exc.status_code,
                 retryable=retryable,
             ) from exc
@@ -366,7 +370,10 @@ class LLMClient:
     async def _review_one(
         self, index: int, request: PromptRequest, files: Mapping[str, FileDiff], source: str
     ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
-        label = f"request {index + 1} ({', '.join(request.paths)})"
+        shown = ", ".join(request.paths[:3]) + (
+            f" +{len(request.paths) - 3} more" if len(request.paths) > 3 else ""
+        )
+        label = f"request {index + 1} ({shown})"
         usage = LLMUsage(requests=1)
         try:
             reply = await self.complete(request, label=label)

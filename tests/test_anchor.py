@@ -150,6 +150,16 @@ def test_left_side_only_on_deleted_or_context_old_lines() -> None:
     assert_all_valid(cands)
 
 
+def test_left_context_line_compared_with_its_old_text() -> None:
+    # old 12 is the blank context line; new 12 is an added line: a LEFT quote must match old text
+    raw = [finding(line=10, side="LEFT", quoted_code="def mean(items):")]
+    cands, _ = anchor_candidates(raw, FILES, source="llm")
+    assert [(c.line, c.side) for c in cands] == [(10, "LEFT")]
+    raw = [finding(line=12, side="LEFT", quoted_code="return total / len(items)")]
+    cands, _ = anchor_candidates(raw, FILES, source="llm")
+    assert [(c.line, c.side) for c in cands] == [(12, "RIGHT")]  # the quote is the new line 12
+
+
 def test_trivial_quotes_do_not_anchor() -> None:
     cands, dropped = anchor_candidates([finding(line=300, quoted_code=")")], FILES, source="llm")
     assert cands == [] and len(dropped) == 1

@@ -265,6 +265,7 @@ async def test_retry_after_beyond_the_total_cap_gives_up_without_sleeping(fake: 
         cands, _, usage, problems = await llm.review(requests_for([UTIL]), FILES)
     assert time.monotonic() - started < 2.0
     assert cands == [] and usage.errors == 1 and "HTTP 429" in problems[0]
+    assert logged(caplog_llm, "failed after 1 attempt(s)", "Retry-After 120 s exceeds the 10 s time budget")
 
 
 def test_parse_retry_after_seconds_and_http_date() -> None:

@@ -12,7 +12,9 @@ JSON handling are exercised end to end. Usage::
         llm.enqueue_malformed()                  # HTTP 200 whose body is not JSON
         client = LLMClient(base_url=llm.base_url, api_key="test", model="fake-model", ...)
         ...
-        llm.requests                              # every request body received, in order
+        llm.requests          # every chat request body received, in order
+        llm.received          # every HTTP request: method, path, headers, body, arrival time, status
+        llm.max_in_flight     # most chat requests answered at once (client concurrency checks)
 
 Each queued action answers exactly one POST /v1/chat/completions. When the queue is empty the
 `responder(request_json) -> str | dict | list` callback answers (dict/list are dumped to JSON),
