@@ -260,6 +260,14 @@ def _query(language: str, text: str) -> Query:
     return Query(lang, text)
 
 
+def source_lines(source: str) -> list[str]:
+    """Lines as tree-sitter and diffs count them: split on '\\n' only (not on form feeds etc.)."""
+    lines = [line.removesuffix("\r") for line in source.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def _node_lines(node: Node) -> tuple[int, int]:
     start = node.start_point.row + 1
     end_row = node.end_point.row
@@ -393,7 +401,7 @@ class RuleSet:
             if ts_parser is None:
                 return []
             tree = ts_parser.parse(new_source.encode("utf-8"))
-        lines = new_source.splitlines()
+        lines = source_lines(new_source)
         hunk_of: dict[int, int] = {}
         for index, hunk in enumerate(file.hunks):
             for number in hunk.added_line_numbers():
@@ -560,7 +568,7 @@ def _did_you_mean(name: str, known: set[str]) -> str:
 
 def all_added(path: str, source: str, language: str | None = None) -> FileDiff:
     """A FileDiff that adds every line of `source` (a new file), for running rule examples."""
-    lines = source.splitlines()
+    lines = source_lines(source)
     hunk = Hunk(
         old_start=0,
         old_len=0,

@@ -395,3 +395,10 @@ def test_ruleset_from_repo_config() -> None:
     ]
     go = "package p\n\n// TODO fix\n// TODO(#12) later\nfunc f() {}\n"
     assert [c.line for c in ruleset.run(all_added("p.go", go), go)] == [3]
+
+
+def test_line_numbers_follow_newlines_only() -> None:
+    # A form feed is a line break for str.splitlines() but not for tree-sitter or diffs.
+    src = "x = 1\x0c\r\ny = eval(a)\r\n"
+    [cand] = RuleSet(rules=[rule()]).run(all_added("a.py", src), src)
+    assert (cand.line, cand.quoted_code) == (2, "y = eval(a)")
