@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reviewbot.context import (
     ParsedFile,
@@ -350,3 +352,35 @@ def test_real_prs_contexts(shared_data: Path) -> None:
     assert per_ext[".py"][1] >= 0.6 * per_ext[".py"][0]
     # Our work on top of tree-sitter stays well below the pipeline's 2x budget.
     assert ours_cpu <= 2.0 * parse_cpu, (ours_cpu, parse_cpu)
+
+
+_SOURCE_LINES = st.sampled_from([
+    "def f(x):", "    return x", "class A:", "    def m(self):", "        pass", "", "x = (", ")", "if x:",
+    "    y = 1", "async def g():", "@dec", "func F() {", "}", "  ", "def broken(:",
+])
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    before=st.lists(_SOURCE_LINES, min_size=1, max_size=30),
+    after=st.lists(_SOURCE_LINES, min_size=1, max_size=30),
+    budget=st.integers(min_value=1, max_value=40),
+    ext=st.sampled_from(["py", "go", "txt"]),
+)
+def test_property_contexts_never_raise_and_snippets_are_file_lines(
+    before: list[str], after: list[str], budget: int, ext: str
+) -> None:
+    old, new = "\n".join(before) + "\n", "\n".join(after) + "\n"
+    if old == new:
+        return
+    file = diff_of(f"f.{ext}", old, new)
+    for source in (new, None):
+        contexts = hunk_contexts(file, source, budget_lines=budget)
+        assert [c.hunk_index for c in contexts] == list(range(len(file.hunks)))
+        for ctx in contexts:
+            assert len(ctx.snippet.split("\n")) <= budget
+            if ctx.snippet_start_line is not None:
+                first = ctx.snippet_start_line - 1
+                assert ctx.snippet.split("\n") == after[first : first + len(ctx.snippet.split("\n"))]
+            if ctx.enclosing is not None:
+                assert ctx.enclosing.start_line <= ctx.enclosing.end_line <= len(after)

@@ -339,3 +339,29 @@ def test_real_pr_diffs_parse_and_counts_match(shared_data: Path, pr_id: str) -> 
     meta = json.loads((pr / "meta.json").read_text())
     assert diff_stats(files) == independent_counts(text) == (meta["added"], meta["deleted"])
     assert {f.path for f in files} == set(meta["files"])
+
+
+_FRAGMENTS = st.sampled_from([
+    "diff --git a/x.py b/x.py", 'diff --git "a/x\\303.py" "b/y.py"', "diff --git a/x b", "--- a/x.py",
+    "+++ b/x.py", "--- /dev/null", "+++ /dev/null", "@@ -1,2 +1,2 @@", "@@ -0,0 +1 @@", "@@ -1 +0,0 @@",
+    "@@ -3,1 +3,2 @@ def f():", " a", "-b", "+c", "", "\\ No newline at end of file", "new file mode 100644",
+    "deleted file mode 100644", "old mode 100644", "new mode 100755", "rename from a b", 'rename to "q\\""',
+    "Binary files a/x and b/x differ", "GIT binary patch", "literal 3", "index 1234567..89abcde 100644",
+    "copy from x", "copy to y", '"', "\r", "+++ ", "--- ",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.one_of(_FRAGMENTS, st.text(max_size=8)), max_size=25),
+    newline=st.sampled_from(["\n", "\r\n"]),
+)
+def test_property_arbitrary_diffish_text_parses_or_raises_diff_parse_error(
+    lines: list[str], newline: str
+) -> None:
+    try:
+        files = parse_diff(newline.join(lines))
+    except DiffParseError as exc:
+        assert str(exc)
+        return
+    check_hunk_invariants(files)
