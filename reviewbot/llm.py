@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -33,6 +33,9 @@ from reviewbot.prompt import (
     response_format_json_object,
     response_format_json_schema,
 )
+
+if TYPE_CHECKING:
+    from reviewbot.settings import Settings
 
 log = logging.getLogger("reviewbot.llm")
 
@@ -441,3 +444,22 @@ class LLMClient:
 def _str(item: Any, key: str) -> str | None:
     value = item.get(key) if isinstance(item, dict) else None
     return value if isinstance(value, str) else None
+
+
+def client_from_settings(settings: Settings, **overrides: Any) -> LLMClient | None:
+    """The LLM client the settings describe, or None when no LLM is configured (rules only).
+
+    Called once at the edge (CLI, worker); `overrides` (e.g. max_attempts) go to LLMClient.
+    """
+    if not settings.llm_configured:
+        return None
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key is not None else None
+    args: dict[str, Any] = {
+        "base_url": settings.llm_base_url,
+        "api_key": key,
+        "model": settings.llm_model,
+        "timeout": settings.llm_timeout,
+        "max_concurrency": settings.llm_max_concurrency,
+    }
+    args.update(overrides)
+    return LLMClient(**args)

@@ -18,7 +18,7 @@ import pytest
 from fakes.fake_llm import FakeLLM, diff_lines, prompt_text
 from test_anchor import FILES, UTIL, make_file
 
-from reviewbot.llm import LLMClient, LLMError, parse_retry_after
+from reviewbot.llm import LLMClient, LLMError, client_from_settings, parse_retry_after
 from reviewbot.models import FileDiff
 from reviewbot.prompt import build_requests
 
@@ -327,3 +327,22 @@ async def test_demo_change_through_real_parse_diff_yields_only_valid_anchors(fix
     assert all(d.reason in ("unknown path", "line outside the diff") for d in dropped)
     assert sum(d.reason == "unknown path" for d in dropped) == len(reqs)
     assert_valid(cands, files)
+
+
+async def test_client_from_settings(fake: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reviewbot.settings import Settings
+
+    for var in ("OPENAI_API_KEY", "REVIEWBOT_LLM_API_KEY", "REVIEWBOT_LLM_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+    assert client_from_settings(Settings(llm_base_url=None, llm_api_key=None)) is None
+    settings = Settings(
+        llm_base_url=fake.base_url, llm_api_key="from-settings", llm_model="m1", llm_timeout=3
+    )
+    llm = client_from_settings(settings, max_attempts=2)
+    assert llm is not None and llm.max_attempts == 2 and llm.timeout == 3
+    async with llm:
+        reply = await llm.complete(requests_for([UTIL])[0])
+    assert reply.model == "m1" and reply.usage_estimated is False
+    sent = [r for r in fake.received if r.method == "POST"][0]
+    assert sent.headers.get("authorization") == "Bearer from-settings" and sent.body["model"] == "m1"
