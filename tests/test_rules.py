@@ -328,6 +328,7 @@ def test_demo_change_is_caught_by_builtin_rules(fixtures_dir: Path) -> None:
     ruleset = build_ruleset(BUILTIN)
     demo = fixtures_dir / "demo"
     found: set[str] = set()
+    quoted: dict[str, str] = {}
     for after in sorted((demo / "after").iterdir()):
         before_text = (demo / "before" / after.name).read_text()
         after_text = after.read_text()
@@ -336,6 +337,7 @@ def test_demo_change_is_caught_by_builtin_rules(fixtures_dir: Path) -> None:
             assert cand.line in file.added_line_numbers()
             assert cand.end_line is None or file.accepts_range(cand.line, cand.end_line)
             found.add(cand.rule_id or "")
+            quoted[cand.rule_id or ""] = (cand.quoted_code or "").strip()
     assert {
         "py-mutable-default-arg",
         "py-eval-exec",
@@ -348,6 +350,10 @@ def test_demo_change_is_caught_by_builtin_rules(fixtures_dir: Path) -> None:
         "go-defer-in-loop",
         "go-discarded-error",
     } <= found
+    assert quoted["py-bare-except"] == "except:"
+    assert quoted["py-mutable-default-arg"] == "def add_item(item, items=[]):"
+    assert quoted["go-defer-in-loop"] == "defer f.Close()"
+    assert quoted["go-discarded-error"] == "data, _ := io.ReadAll(f)"
 
 
 def test_inline_suppression_comments() -> None:
