@@ -23,6 +23,15 @@ config_cmd.register(app)
 from reviewbot.commands import stats_cmd  # noqa: E402
 
 stats_cmd.register(app)
+from reviewbot.commands import serve_cmd  # noqa: E402
+
+serve_cmd.register(app)
+from reviewbot.commands import filter_cmd  # noqa: E402
+
+filter_cmd.register(app)
+from reviewbot.commands import review_cmd  # noqa: E402
+
+review_cmd.register(app)
 
 
 def main() -> None:

@@ -111,7 +111,8 @@ def to_text(result: ReviewResult) -> str:
     """A terminal report: each finding as file:line, severity, title, body; then the funnel."""
     lines: list[str] = []
     ordered = sorted(
-        result.posted, key=lambda d: (d.candidate.path or "", d.candidate.line or 0, severity_rank(d.severity))
+        result.posted,
+        key=lambda d: (d.candidate.path or "", d.candidate.line or 0, severity_rank(d.severity)),
     )
     for decision in ordered:
         cand = decision.candidate

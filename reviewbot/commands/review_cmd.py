@@ -1,0 +1,174 @@
+"""`reviewbot review PATH` and `reviewbot demo`: the review pipeline on a local git repository."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from contextlib import nullcontext
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reviewbot.acceptance import load_prior
+from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
+from reviewbot.diff import DiffParseError
+from reviewbot.local import LocalChange, LocalRepoError, build_repo_from_dirs, load_change
+from reviewbot.models import SEVERITIES, ReviewResult, at_least
+from reviewbot.pipeline import Change, review_change
+from reviewbot.report import to_json, to_sarif, to_text
+from reviewbot.rules import RuleError, ruleset_from_config
+from reviewbot.settings import Settings, SettingsError
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "demo"
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"reviewbot: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _repo_config(change: LocalChange, config_file: Path | None) -> RepoConfig:
+    """--config wins; else `.github/reviewbot.yml` as of the BASE revision (like the App)."""
+    if config_file is not None:
+        return load_config(config_file.read_text(encoding="utf-8"), filename=str(config_file))
+    base_view = LocalChange(change.repo_path, change.base, change.base, "", change.name)
+    return load_config(base_view.read_head(CONFIG_PATH), filename=CONFIG_PATH)
+
+
+def _llm_client(settings: Settings, config: RepoConfig) -> Any:
+    from reviewbot.llm import LLMClient
+
+    return LLMClient(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        model=config.llm.model or settings.llm_model,
+        timeout=settings.llm_timeout,
+        max_concurrency=settings.llm_max_concurrency,
+        temperature=config.llm.temperature,
+    )
+
+
+async def run_local_review(
+    change: LocalChange,
+    *,
+    config: RepoConfig,
+    settings: Settings,
+    show_progress: bool,
+) -> ReviewResult:
+    """The same pipeline as the App, on a local change; the LLM only when one is configured."""
+    rules = ruleset_from_config(config.rules)
+    llm = _llm_client(settings, config) if settings.llm_configured else None
+    status = None
+    if show_progress:
+        from rich.console import Console
+
+        status = Console(stderr=True).status("reviewing...")
+    with status or nullcontext():
+        try:
+            return await review_change(
+                Change(diff_text=change.diff_text, read_head=change.read_head, repo=f"local/{change.name}"),
+                config=config,
+                rules=rules,
+                model=load_prior(),
+                llm=llm,
+                progress=(lambda msg: status.update(msg)) if status is not None else None,
+            )
+        finally:
+            if llm is not None:
+                await llm.aclose()
+
+
+def _emit(result: ReviewResult, fmt: OutputFormat, output: Path | None) -> None:
+    text = {OutputFormat.text: to_text, OutputFormat.json: to_json, OutputFormat.sarif: to_sarif}[fmt](result)
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def review(
+    path: Annotated[Path, typer.Argument(help="A local git repository.")] = Path("."),
+    base: Annotated[str | None, typer.Option(help="Base revision (default: merge base with main).")] = None,
+    head: Annotated[str, typer.Option(help="Head revision.")] = "HEAD",
+    working_tree: Annotated[
+        bool, typer.Option("--working-tree", help="Review uncommitted changes against --base.")
+    ] = False,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="text, json or sarif.")] = OutputFormat.text,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(help=f"Exit 1 if a finding is this severe or worse ({', '.join(SEVERITIES)})."),
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="Use this reviewbot.yml instead of the repo's.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+) -> None:
+    """Review the changes of a local git repository and print the findings it would post.
+
+    Example:
+
+        reviewbot review . --base origin/main --format sarif -o reviewbot.sarif --fail-on high
+    """
+    if fail_on is not None and fail_on not in SEVERITIES:
+        raise _fail(f"--fail-on must be one of {', '.join(SEVERITIES)}")
+    try:
+        settings = Settings.from_env()
+        change = load_change(path, base=base, head=None if working_tree else head)
+        config = _repo_config(change, config_file)
+    except (LocalRepoError, SettingsError) as exc:
+        raise _fail(str(exc)) from exc
+    except ConfigError as exc:
+        for message in exc.messages:
+            typer.echo(message, err=True)
+        raise typer.Exit(2) from exc
+    if not settings.llm_configured:
+        typer.echo(
+            "reviewbot: no LLM configured (set REVIEWBOT_LLM_BASE_URL or an API key): "
+            "running the rules alone",
+            err=True,
+        )
+    try:
+        result = asyncio.run(
+            run_local_review(change, config=config, settings=settings, show_progress=sys.stderr.isatty())
+        )
+    except (DiffParseError, RuleError) as exc:
+        raise _fail(str(exc)) from exc
+    _emit(result, fmt, output)
+    if fail_on is not None and any(at_least(d.severity, fail_on) for d in result.posted):
+        raise typer.Exit(1)
+
+
+def demo(
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="text, json or sarif.")] = OutputFormat.text,
+) -> None:
+    """Review the demo change in fixtures/demo (built into a temporary git repository).
+
+    Example:
+
+        reviewbot demo
+    """
+    if not DEMO_DIR.is_dir():
+        raise _fail(f"the demo fixtures are not here ({DEMO_DIR}); run it from a clone of the repository")
+    with tempfile.TemporaryDirectory(prefix="reviewbot-demo-") as tmp:
+        repo = Path(tmp) / "demo-repo"
+        try:
+            base, head = build_repo_from_dirs(repo, DEMO_DIR / "before", DEMO_DIR / "after")
+        except LocalRepoError as exc:
+            raise _fail(str(exc)) from exc
+        typer.echo(f"Reviewing the demo change {base[:8]}..{head[:8]} in {repo}", err=True)
+        review(path=repo, base=base, head=head, working_tree=False, fmt=fmt, fail_on=None,
+               config_file=None, output=None)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("review")(review)
+    app.command("demo")(demo)

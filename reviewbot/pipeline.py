@@ -1,0 +1,231 @@
+"""The review pipeline: a change in, a ReviewResult out.
+
+It sequences the pure stages (diff -> context -> rules -> prompt -> anchor -> noise filter) and
+calls out only through the ports it is given (an LLM client, an acceptance model). The GitHub
+App and `reviewbot review` both call `review_change`; neither has a pipeline of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reviewbot import context as ctx
+from reviewbot.config import RepoConfig
+from reviewbot.diff import parse_diff
+from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
+from reviewbot.noise import FilterSettings, filter_review
+from reviewbot.prompt import PromptRequest, build_requests
+from reviewbot.rules import RuleSet
+
+log = logging.getLogger("reviewbot.pipeline")
+
+#: Past this many changed lines in one file we still run rules but send only its hunks' heads.
+MAX_FILE_BYTES = 1_000_000
+
+
+class LLMPort(Protocol):
+    """What the pipeline needs from an LLM client (reviewbot.llm.LLMClient satisfies it)."""
+
+    async def review(
+        self, requests: list[PromptRequest], files: dict[str, FileDiff], *, source: str = "llm"
+    ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]: ...
+
+
+class ScoringModel(Protocol):
+    """What the noise filter needs from an acceptance model (reviewbot.acceptance)."""
+
+
+@dataclass(slots=True)
+class Change:
+    """A change to review: its unified diff and a way to read a file as of the head revision."""
+
+    diff_text: str
+    read_head: Callable[[str], str | None]
+    repo: str = "local/repo"
+    pr: int | None = None
+    files_not_reviewed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StageTimer:
+    """Wall-clock seconds per stage, for metrics and the funnel (not used in any decision)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, started: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def select_files(files: list[FileDiff], config: RepoConfig) -> tuple[list[FileDiff], dict[str, str]]:
+    """The files to review, and for every other file the reason it is not reviewed."""
+    keep: list[FileDiff] = []
+    skipped: dict[str, str] = {}
+    for file in files:
+        if file.is_binary:
+            skipped[file.path] = "binary file"
+        elif file.status == "deleted":
+            skipped[file.path] = "deleted file"
+        elif not file.hunks:
+            skipped[file.path] = "no content change (rename or mode change)"
+        elif not config.path_included(file.path):
+            skipped[file.path] = "excluded by paths"
+        elif not config.language_included(file.language):
+            skipped[file.path] = f"language {file.language or 'unknown'} not enabled"
+        else:
+            keep.append(file)
+    return keep, skipped
+
+
+def _tag_pass(candidates: list[Candidate], pass_no: int, passes: int) -> list[Candidate]:
+    if passes <= 1:
+        return candidates
+    for cand in candidates:
+        cand.source = f"{cand.source}#pass{pass_no}"
+        cand.id = f"{cand.id}#pass{pass_no}"
+    return candidates
+
+
+async def review_change(
+    change: Change,
+    *,
+    config: RepoConfig,
+    rules: RuleSet,
+    model: Any,
+    llm: LLMPort | None = None,
+    dismissed_fingerprints: Iterable[str] = (),
+    posted_fingerprints: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> ReviewResult:
+    """Review one change end to end; never raises for bad LLM output (it is dropped and counted)."""
+    result = ReviewResult(files_not_reviewed=dict(change.files_not_reviewed))
+    timer = StageTimer()
+    note = progress or (lambda _msg: None)
+
+    started = time.perf_counter()
+    all_files = parse_diff(change.diff_text)
+    files, skipped = select_files(all_files, config)
+    result.files_not_reviewed.update(skipped)
+
+    sources: dict[str, str | None] = {}
+    for file in files:
+        text = change.read_head(file.path)
+        if text is not None and len(text) > MAX_FILE_BYTES:
+            result.notes.append(f"{file.path}: larger than {MAX_FILE_BYTES} bytes, reviewed without context")
+            text = None
+        sources[file.path] = text
+    timer.add("fetch", started)
+
+    note(f"context for {len(files)} files")
+    started = time.perf_counter()
+    contexts: dict[str, list[HunkContext]] = {}
+    trees: dict[str, Any] = {}
+    for file in files:
+        source = sources[file.path]
+        tree = None
+        if source is not None and file.language is not None:
+            tree = ctx.parse_source(file.language, source.encode("utf-8"))
+        trees[file.path] = tree
+        contexts[file.path] = ctx.hunk_contexts(file, source, tree=tree)
+    timer.add("context", started)
+
+    started = time.perf_counter()
+    candidates: list[Candidate] = []
+    symbol_at: dict[str, list[HunkContext]] = contexts
+    for file in files:
+        source = sources[file.path]
+        if source is None:
+            continue
+        candidates.extend(rules.run(file, source, tree=trees[file.path]))
+    timer.add("rules", started)
+
+    by_path = {f.path: f for f in files}
+    if llm is not None and files:
+        started = time.perf_counter()
+
+        def instructions(path: str) -> list[str]:
+            file = by_path.get(path)
+            language = file.language if file else None
+            return [*rules.instructions_for(path, language), *config.instructions_for(path)]
+
+        requests = build_requests(
+            files,
+            contexts,
+            instructions_for=instructions,
+            max_tokens_per_request=config.llm.max_tokens_per_request,
+        )
+        timer.add("prompt", started)
+        note(f"asking the LLM: {len(requests)} request(s) x {config.passes} pass(es)")
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(
+            *(llm.review(requests, by_path, source="llm") for _ in range(config.passes))
+        )
+        for pass_no, (found, dropped, usage, problems) in enumerate(outcomes, start=1):
+            candidates.extend(_tag_pass(found, pass_no, config.passes))
+            result.dropped.extend(dropped)
+            result.usage.add(usage)
+            result.notes.extend(problems)
+        timer.add("llm", started)
+    elif llm is None:
+        result.notes.append("no LLM configured: rules only")
+
+    _annotate(candidates, by_path, symbol_at, change)
+
+    note(f"filtering {len(candidates)} candidates")
+    started = time.perf_counter()
+    decisions = filter_review(
+        candidates,
+        model=model,
+        settings=FilterSettings.from_config(config),
+        dismissed_fingerprints=dismissed_fingerprints,
+        posted_fingerprints=posted_fingerprints,
+    )
+    timer.add("filter", started)
+
+    result.funnel.candidates = len(candidates) + len(result.dropped)
+    for dropped in result.dropped:
+        result.funnel.drop(f"{dropped.stage}: {dropped.reason}")
+    for decision in decisions:
+        if decision.decision == "post":
+            result.posted.append(decision)
+        else:
+            result.suppressed.append(decision)
+            result.funnel.drop(_reason_kind(decision.reason))
+    result.funnel.posted = len(result.posted)
+    result.timings = timer.seconds
+    return result
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons that carry ids or numbers ('duplicate of llm:3') under one funnel key."""
+    for prefix in ("duplicate", "below acceptance", "over budget", "below min_severity"):
+        if reason.startswith(prefix):
+            return prefix
+    return reason
+
+
+def _annotate(
+    candidates: list[Candidate],
+    files: dict[str, FileDiff],
+    contexts: dict[str, list[HunkContext]],
+    change: Change,
+) -> None:
+    """Fill the features the filter reads: repo, PR, language, enclosing symbol, hunk size."""
+    for cand in candidates:
+        cand.repo = cand.repo or change.repo
+        cand.pr = cand.pr if cand.pr is not None else change.pr
+        file = files.get(cand.path or "")
+        if file is None or cand.line is None:
+            continue
+        cand.language = cand.language or file.language
+        hunk = file.hunk_for(cand.line, cand.side)
+        if hunk is not None:
+            cand.hunk_size = cand.hunk_size or len(hunk.lines)
+            index = file.hunks.index(hunk)
+            hunk_ctx = contexts.get(file.path, [])
+            if index < len(hunk_ctx) and hunk_ctx[index].enclosing is not None and not cand.symbol:
+                cand.symbol = hunk_ctx[index].enclosing.name
