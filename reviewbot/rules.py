@@ -97,19 +97,23 @@ def parse_rules(raw_rules: Iterable[Any], *, source: str) -> list[RuleSpec]:
         if rule.id in seen:
             raise RuleError(f"{source}: {label}: duplicate rule id")
         seen.add(rule.id)
-        if rule.query is not None and MATCH_CAPTURE not in _capture_names(rule.query):
-            raise RuleError(
-                f"{source}: {label}: query must capture @{MATCH_CAPTURE} (the node it anchors on)"
-            )
-        for lang in rule.languages:
-            if lang != ANY_LANGUAGE and lang not in SUPPORTED:
-                raise RuleError(
-                    f"{source}: {label}: unknown language {lang!r} (known: {', '.join(SUPPORTED)}, '*')"
-                )
-        if rule.query is not None and ANY_LANGUAGE in rule.languages:
-            raise RuleError(f"{source}: {label}: a query rule must name its languages, not '*'")
+        check_rule(rule, source=source)
         rules.append(rule)
     return rules
+
+
+def check_rule(rule: RuleSpec, *, source: str) -> None:
+    """What RuleSpec alone cannot check: known languages and a query that captures @match."""
+    label = f"rule {rule.id!r}"
+    if rule.query is not None and MATCH_CAPTURE not in _capture_names(rule.query):
+        raise RuleError(f"{source}: {label}: query must capture @{MATCH_CAPTURE} (the node it anchors on)")
+    for lang in rule.languages:
+        if lang != ANY_LANGUAGE and lang not in SUPPORTED:
+            raise RuleError(
+                f"{source}: {label}: unknown language {lang!r} (known: {', '.join(SUPPORTED)}, '*')"
+            )
+    if rule.query is not None and ANY_LANGUAGE in rule.languages:
+        raise RuleError(f"{source}: {label}: a query rule must name its languages, not '*'")
 
 
 def _capture_names(query: str) -> set[str]:
@@ -487,6 +491,7 @@ def build_ruleset(
     builtin_ids = {r.id for r in builtin}
     custom_ids: set[str] = set()
     for rule in custom:
+        check_rule(rule, source="rules.custom")
         if rule.id in custom_ids:
             raise RuleError(f"rules.custom: rule {rule.id!r}: duplicate rule id")
         custom_ids.add(rule.id)

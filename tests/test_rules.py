@@ -270,6 +270,9 @@ def test_a_query_that_does_not_compile_names_the_rule() -> None:
     bad = rule(id="broken-rule", query="(call (no_such_node)) @match")
     with pytest.raises(RuleQueryError, match=r"rule 'broken-rule': query does not compile for python"):
         build_ruleset(BUILTIN, custom=[bad])
+    no_anchor = rule(id="no-anchor", query="(call) @call")
+    with pytest.raises(RuleError, match=r"rules.custom: rule 'no-anchor': query must capture @match"):
+        build_ruleset([], custom=[no_anchor])
     bad_regex = rule(id="bad-regex", query='((identifier) @match (#match? @match "(unclosed"))')
     with pytest.raises(RuleQueryError, match="bad-regex"):
         build_ruleset([], custom=[bad_regex])
