@@ -12,13 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from reviewbot.models import Candidate, DiffLine, Dropped, FileDiff, Hunk, Side
+from reviewbot.prompt import unneutralise
 
 _MIN_EXACT = 3  # a quote shorter than this ("}", ")") matches too many lines to anchor anything
 _MIN_SUBSTRING = 6
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split())
+    return " ".join(unneutralise(text).split())
+
+
+def _clean(value: Any) -> str | None:
+    """Text the model copied from the prompt, without our tag defusing (it must not reach code)."""
+    return unneutralise(value) if isinstance(value, str) else None
 
 
 def _quote_lines(quoted: str | None) -> list[str]:
@@ -149,8 +155,8 @@ def anchor_candidates(
             severity=item.get("severity"),
             category=item.get("category"),
             confidence=item.get("confidence"),
-            suggestion=item.get("suggestion"),
-            quoted_code=item.get("quoted_code"),
+            suggestion=_clean(item.get("suggestion")),
+            quoted_code=_clean(item.get("quoted_code")),
             source=source,
         )
         path = resolve_path(cand.path, files)

@@ -184,6 +184,11 @@ def neutralise(text: str) -> str:
     return _TAG_LOOKALIKE.sub(lambda m: "<\u200b" + m.group(1) + m.group(2), text)
 
 
+def unneutralise(text: str) -> str:
+    """Undo neutralise() in text the model copied from the prompt (quoted code, suggestions)."""
+    return text.replace("<\u200b", "<")
+
+
 def _attr(value: str) -> str:
     return html.escape(value, quote=True).replace("\n", " ")
 
@@ -416,6 +421,11 @@ def build_requests(
             instr_cache[fd.path] = [i for i in dict.fromkeys(instructions_for(fd.path)) if i.strip()]
         path_instr = instr_cache[fd.path]
         instr_cost = sum(estimate_tokens(i) + 8 for i in path_instr)
+        if instr_cost > (max_tokens_per_request - base) // 2:
+            raise PromptBudgetError(
+                f"the instructions for {fd.path} take ~{instr_cost} tokens, over half of the "
+                f"{max_tokens_per_request}-token request budget: shorten them or raise the budget"
+            )
         by_index = {c.hunk_index: c for c in contexts.get(fd.path, [])}
         for index, hunk in enumerate(fd.hunks):
             budget_for_hunk = max_tokens_per_request - base - instr_cost - 60

@@ -160,6 +160,13 @@ def test_left_context_line_compared_with_its_old_text() -> None:
     assert [(c.line, c.side) for c in cands] == [(12, "RIGHT")]  # the quote is the new line 12
 
 
+def test_defused_tags_copied_from_the_prompt_are_restored() -> None:
+    html = make_file("t.html", (1, 1, ["+<div>", "+</diff-tag>"]), language="html")
+    raw = [finding(path="t.html", line=9, quoted_code="<\u200b/diff-tag>", suggestion="<\u200b/diff-tag>x")]
+    cands, _ = anchor_candidates(raw, {"t.html": html}, source="llm")
+    assert [(c.line, c.quoted_code, c.suggestion) for c in cands] == [(2, "</diff-tag>", "</diff-tag>x")]
+
+
 def test_trivial_quotes_do_not_anchor() -> None:
     cands, dropped = anchor_candidates([finding(line=300, quoted_code=")")], FILES, source="llm")
     assert cands == [] and len(dropped) == 1

@@ -111,6 +111,16 @@ def test_huge_hunk_split_by_lines_never_dropped_and_reported() -> None:
     assert any("split into" in n for n in notes) and any("context left out" in n for n in notes)
 
 
+def test_instructions_too_big_for_the_budget_is_a_typed_error() -> None:
+    with pytest.raises(PromptBudgetError, match="instructions for a.py"):
+        build_requests(
+            [numbered_file("a.py", 1)],
+            {},
+            instructions_for=lambda p: ["word " * 3000],
+            max_tokens_per_request=4000,
+        )
+
+
 def test_budget_too_small_is_a_typed_error() -> None:
     with pytest.raises(PromptBudgetError):
         build_requests(
