@@ -374,7 +374,7 @@ def on_pr_closed(
 ) -> list[LabelEvent]:
     """The PR closed: check its final head for addressed comments, then mark the rest.
 
-    Posted comments with no signal at all get the censored 'untouched' label (see docs/feedback.md);
+    Posted comments with no signal at all get the weak 'untouched' label (see docs/feedback.md);
     suppressed candidates whose code never changed get suppressed_followup 'dismissed'.
     """
     events = check_addressed(store, gh, repo, pr, head_sha, at=at)

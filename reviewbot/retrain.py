@@ -13,6 +13,7 @@ Model parameters are stored as JSON (`AcceptanceModel.to_json`), never pickle.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -26,6 +27,10 @@ from reviewbot.feedback import resolve_outcome
 from reviewbot.models import Candidate
 from reviewbot.stats import repo_scope
 from reviewbot.store import Store
+
+#: Whether acceptance.HistoryRow carries a per-row weight (passed to the fit as sample_weight).
+#: Without it, weak labels would train as full ones, so 'untouched' (weight 0.2) is left out then.
+WEIGHTED_ROWS = "weight" in {f.name for f in dataclasses.fields(HistoryRow)}
 
 TrainFn = Callable[[Sequence[HistoryRow], AcceptanceModel], AcceptanceModel]
 
@@ -86,7 +91,8 @@ def labelled_findings(store: Store, repo: str) -> list[LabelledFinding]:
     """The repo's posted findings that have a training outcome, oldest outcome first.
 
     Explored comments are included (that is why they were posted); suppressed candidates and
-    'untouched' / 'suppressed_followup' labels are not (see docs/feedback.md).
+    'suppressed_followup' labels are not; 'untouched' ones only when rows carry weights
+    (see docs/feedback.md).
     """
     labels: dict[int, list[tuple[str, str, float, str]]] = defaultdict(list)
     newest: dict[int, int] = {}
@@ -106,10 +112,13 @@ def labelled_findings(store: Store, repo: str) -> list[LabelledFinding]:
         f"SELECT {', '.join(cols)} FROM findings WHERE repo = ? AND decision = 'post'", (repo,)
     ):
         r = dict(zip(cols, values, strict=True))
-        outcome = resolve_outcome(labels.get(r["id"], []))
+        outcome = resolve_outcome(labels.get(r["id"], []), include_untouched=WEIGHTED_ROWS)
         if outcome is None:
             continue
-        row = HistoryRow(candidate=_candidate(r), accepted=outcome.label == "accepted", at=outcome.at)
+        extra = {"weight": outcome.weight} if WEIGHTED_ROWS else {}
+        row = HistoryRow(
+            candidate=_candidate(r), accepted=outcome.label == "accepted", at=outcome.at, **extra
+        )
         out.append(LabelledFinding(row=row, weight=outcome.weight, feedback_id=newest[r["id"]]))
     out.sort(key=lambda lf: (lf.row.at, lf.feedback_id))
     return out
@@ -143,8 +152,7 @@ def is_due(
     last = versions[-1] if versions else None
     seen = int(json.loads(last["metrics"]).get("feedback_id_max", 0)) if last else 0
     new = store.conn.execute(
-        "SELECT COUNT(*) FROM feedback WHERE repo = ? AND id > ? "
-        "AND source NOT IN ('untouched', 'suppressed_followup')",
+        "SELECT COUNT(*) FROM feedback WHERE repo = ? AND id > ? AND source != 'suppressed_followup'",
         (repo, seen),
     ).fetchone()[0]
     if new >= policy.min_new_labels:

@@ -198,7 +198,7 @@ def load_repo_data(store: Store, repo: str) -> RepoData:
                 decision=decision,
                 explore=bool(explore),
                 created_at=created,
-                outcome=resolve_outcome(rows),
+                outcome=resolve_outcome(rows, include_untouched=False),
                 untouched=any(src == "untouched" for _l, src, _w, _a in rows),
                 followup_changed=(followups[-1] == "accepted") if followups else None,
             )

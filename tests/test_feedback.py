@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from reviewbot.feedback import (
@@ -17,6 +20,8 @@ from reviewbot.feedback import (
     thread_label,
     untouched_label,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def R(i: int, user: str, content: str, at: str, user_type: str = "User") -> Reaction:
@@ -141,8 +146,28 @@ def test_resolve_outcome_priority_votes_and_exclusions() -> None:
     # weak thread dismissal keeps its weight
     out = resolve_outcome([("weak_dismissed", "thread", 0.5, t)])
     assert out is not None and (out.label, out.weight) == ("dismissed", 0.5)
-    # untouched is censored unless asked for; suppressed_followup never trains
-    assert resolve_outcome([("weak_dismissed", "untouched", 0.2, t)]) is None
-    out = resolve_outcome([("weak_dismissed", "untouched", 0.2, t)], include_untouched=True)
-    assert out is not None and out.weight == 0.2
+    # untouched is a weak dismissal (stats can leave it out); suppressed_followup never trains
+    out = resolve_outcome([("weak_dismissed", "untouched", 0.2, t)])
+    assert out is not None and (out.label, out.weight) == ("dismissed", 0.2)
+    assert resolve_outcome([("weak_dismissed", "untouched", 0.2, t)], include_untouched=False) is None
+    # any real signal overrides silence
+    out = resolve_outcome([("weak_dismissed", "untouched", 0.2, t), ("accepted", "reaction", 1.0, t)])
+    assert out is not None and (out.label, out.source) == ("accepted", "reaction")
     assert resolve_outcome([("accepted", "suppressed_followup", 1.0, t)]) is None
+
+
+def test_untouched_weak_label_keeps_ranking_and_has_the_smallest_worst_bias(shared_data: Path) -> None:
+    """bench/untouched_bias.py on review-bench, 2 simulations: the reason for UNTOUCHED_WEIGHT."""
+    spec = importlib.util.spec_from_file_location("untouched_bias", ROOT / "bench" / "untouched_bias.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.run(seeds=2, shared=shared_data)
+    for by_t in results.values():
+        assert abs(by_t["weak"]["auc"] - by_t["censored"]["auc"]) < 0.03
+        assert abs(by_t["weak"]["auc"] - by_t["negative"]["auc"]) < 0.03
+
+    def worst(t: str) -> float:
+        return max(abs(by_t[t]["bias"]) for by_t in results.values())
+
+    assert worst("weak") < worst("censored") and worst("weak") < worst("negative")
