@@ -265,7 +265,7 @@ class FakePull:
 
 @dataclass
 class Fault:
-    kind: str  # status | reset | slow | truncate | secondary | too_many
+    kind: str  # status | status_after | reset | slow | truncate | secondary | too_many
     remaining: int
     status: int = 502
     path_prefix: str | None = None
@@ -570,9 +570,14 @@ class FakeGitHub:
             self.rate_reset = self.clock() + reset_in
 
     def fail_next(self, n: int = 1, status: int = 502, path_prefix: str | None = None,
-                  method: str | None = None) -> None:
-        """The next n matching requests answer `status` with a GitHub-style error body."""
-        self._fault(Fault("status", n, status=status, path_prefix=path_prefix, method=method))
+                  method: str | None = None, *, after_processing: bool = False) -> None:
+        """The next n matching requests answer `status` with a GitHub-style error body.
+
+        `after_processing`: the request takes effect first (e.g. the review IS created) and only
+        the answer is lost, as when GitHub times out behind its load balancer.
+        """
+        kind = "status_after" if after_processing else "status"
+        self._fault(Fault(kind, n, status=status, path_prefix=path_prefix, method=method))
 
     def secondary_limit_next(self, n: int = 1, retry_after: int = 1, path_prefix: str | None = None,
                              method: str | None = None) -> None:
@@ -892,6 +897,8 @@ class FakeGitHub:
             ctx.update(params=params, query=query, body=body, accept=h.headers.get("Accept", ""),
                        if_none_match=h.headers.get("If-None-Match"))
             reply = fn(**ctx)
+            if fault and fault.kind == "status_after":
+                raise HTTPError(fault.status, {"message": "Server Error", "status": str(fault.status)}, rate)
             reply.headers = {**rate, **reply.headers}
             return reply
 
