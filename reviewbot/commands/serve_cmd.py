@@ -1,0 +1,238 @@
+"""`reviewbot serve` (webhook server, with a worker in the same process by default) and
+`reviewbot worker` (workers alone). The only place these processes read Settings.
+
+`build_handlers` is where job kinds meet their code: the built-in ones (installation bookkeeping,
+pause/resume) are here; the review and feedback handlers are added by the modules that own them.
+A job kind without a handler is dead-lettered with a reason that names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+import typer
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from reviewbot.logs import configure_logging
+from reviewbot.metrics import Metrics
+from reviewbot.queue import JobQueue
+from reviewbot.settings import Settings, SettingsError
+from reviewbot.store import Store
+from reviewbot.worker import Handler, Worker, builtin_handlers
+
+log = logging.getLogger("reviewbot.serve")
+
+LEASE_SECONDS = 120.0
+HEARTBEAT_INTERVAL = 15.0
+
+
+def build_handlers(
+    settings: Settings, store: Store, *, queue: JobQueue, metrics: Metrics
+) -> dict[str, Handler]:
+    """Job kind -> handler for a worker over `store`. Kinds: installation, command.pause,
+    command.resume (built in); review, command.review, feedback (wired by their owners)."""
+    handlers = builtin_handlers(store, queue.lock, clock=queue.clock)
+    return handlers
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value in the settings, for the log redaction filter."""
+    out: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            out.append(value.get_secret_value())
+    if settings.github_private_key is not None:
+        with contextlib.suppress(Exception):
+            pem, _ = settings.load_private_key()
+            out.append(pem.strip())
+            out.extend(line for line in pem.splitlines() if len(line) >= 40 and "-----" not in line)
+    return out
+
+
+def _load(overrides: dict[str, Any]) -> Settings:
+    try:
+        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+def _worker_id(suffix: str = "") -> str:
+    return f"{socket.gethostname()}-{os.getpid()}{suffix}"
+
+
+class WorkerThread:
+    """A worker with its own event loop, database connection and queue, beside uvicorn's loop, so a
+    slow handler never delays a webhook acknowledgement."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.worker: Worker | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="reviewbot-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(timeout=30)
+
+    def notify(self, job_id: int | None = None) -> None:
+        if self.worker is not None:
+            self.worker.notify(job_id)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        self._thread.join(timeout=timeout)
+
+    def _main(self) -> None:
+        store = Store.open(self.settings.database_path)
+        try:
+            queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
+            self.worker = Worker(
+                queue,
+                build_handlers(self.settings, store, queue=queue, metrics=self.metrics),
+                worker_id=_worker_id("-w"),
+                concurrency=self.settings.worker_concurrency,
+                per_installation_limit=self.settings.per_installation_concurrency,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                metrics=self.metrics,
+            )
+            self._ready.set()
+            asyncio.run(self.worker.run())
+        except Exception:
+            log.exception("worker thread crashed")
+        finally:
+            self._ready.set()
+            store.close()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        host: str | None = typer.Option(None, help="Listen address (REVIEWBOT_HOST, default 0.0.0.0)."),
+        port: int | None = typer.Option(None, help="Listen port (REVIEWBOT_PORT, default 8000)."),
+        database: str | None = typer.Option(
+            None, "--database", help="SQLite file (REVIEWBOT_DATABASE_PATH)."
+        ),
+        no_worker: bool = typer.Option(
+            False, "--no-worker", help="Serve webhooks only; run `reviewbot worker` apart."
+        ),
+    ) -> None:
+        """Run the webhook server (POST /webhook, GET /healthz, GET /metrics) and a worker.
+
+        Needs REVIEWBOT_WEBHOOK_SECRET. Deliveries are verified, stored with their job in one
+        transaction and acknowledged with 202; the worker runs the jobs.
+
+        Example:
+
+          REVIEWBOT_WEBHOOK_SECRET=s3cret reviewbot serve --port 8000
+        """
+        import uvicorn
+
+        from reviewbot.server import create_app
+
+        settings = _load({"host": host, "port": port, "database_path": database})
+        try:
+            settings.require("webhook_secret")
+        except SettingsError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        assert settings.webhook_secret is not None
+        configure_logging(settings.log_level, secrets=settings_secrets(settings))
+        store = Store.open(settings.database_path)
+        registry = CollectorRegistry()
+        metrics = Metrics(registry)
+        queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
+        runner = None if no_worker else WorkerThread(settings, metrics)
+        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        app_ = create_app(
+            store=store,
+            webhook_secret=settings.webhook_secret.get_secret_value().encode(),
+            registry=registry,
+            queue=queue,
+            enqueue_hook=runner.notify if runner else None,
+            admin_token=admin,
+            metrics=metrics,
+            heartbeat_stale_seconds=HEARTBEAT_INTERVAL * 4,
+        )
+        if runner is not None:
+            runner.start()
+        log.info(
+            "serving", extra={"host": settings.host, "port": settings.port, "worker": runner is not None}
+        )
+        # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers
+        # in place that lands here instead of killing the process, so the worker stops cleanly.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: log.info("signal %s after shutdown", signum))
+        try:
+            uvicorn.run(
+                app_,
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=10,
+            )
+        finally:
+            if runner is not None:
+                runner.stop()
+            store.close()
+
+    @app.command("worker")
+    def worker(
+        database: str | None = typer.Option(
+            None, "--database", help="SQLite file (REVIEWBOT_DATABASE_PATH)."
+        ),
+        concurrency: int | None = typer.Option(None, help="Jobs at once (REVIEWBOT_WORKER_CONCURRENCY)."),
+        once: bool = typer.Option(False, "--once", help="Run until no job is runnable, then exit."),
+    ) -> None:
+        """Run a worker alone: claim jobs from the database, run them, retry or dead-letter them.
+
+        Run several (processes or hosts sharing the database file) for more throughput; a job whose
+        worker dies is taken over when its lease runs out.
+
+        Example:
+
+          REVIEWBOT_DATABASE_PATH=/data/reviewbot.db reviewbot worker --concurrency 4
+        """
+        settings = _load({"database_path": database, "worker_concurrency": concurrency})
+        configure_logging(settings.log_level, secrets=settings_secrets(settings))
+        store = Store.open(settings.database_path)
+        metrics = Metrics(CollectorRegistry())
+        queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
+        w = Worker(
+            queue,
+            build_handlers(settings, store, queue=queue, metrics=metrics),
+            worker_id=_worker_id(),
+            concurrency=settings.worker_concurrency,
+            per_installation_limit=settings.per_installation_concurrency,
+            heartbeat_interval=HEARTBEAT_INTERVAL,
+            metrics=metrics,
+        )
+
+        async def main() -> None:
+            if once:
+                n = await w.run_until_idle(timeout=3600)
+                typer.echo(f"processed {n} job(s)")
+                return
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, w.stop)
+            await w.run()
+
+        try:
+            asyncio.run(main())
+        finally:
+            store.close()

@@ -1,0 +1,249 @@
+"""The webhook edge: verify, deduplicate, store the delivery and its job in one transaction, 202.
+
+Order matters: the signature is checked on the raw bytes BEFORE anything parses them (an
+unauthenticated sender cannot reach the JSON parser or the database), the body is read with a size
+limit (a declared oversize body is refused before it is read), and the request does nothing slow:
+every piece of work, even a pause command or an uninstall cleanup, becomes a job.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from reviewbot import webhooks
+from reviewbot.logs import log_context
+from reviewbot.metrics import CONTENT_TYPE, Metrics
+from reviewbot.queue import JobQueue, iso, parse_iso
+from reviewbot.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+class ServerConfigError(RuntimeError):
+    """The server cannot start safely (e.g. no webhook secret)."""
+
+
+def create_app(
+    *,
+    store: Store,
+    webhook_secret: bytes,
+    registry: Any,
+    queue: JobQueue,
+    enqueue_hook: Callable[[int], None] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    admin_token: str | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+    heartbeat_stale_seconds: float = 120.0,
+    mention: str = "reviewbot",
+) -> FastAPI:
+    """Build the app. `registry` is a prometheus CollectorRegistry (a `Metrics` is created on it
+    unless one is passed); `enqueue_hook(job_id)` runs after a job is committed (wakes a worker)."""
+    if not webhook_secret:
+        raise ServerConfigError("a webhook secret is required (REVIEWBOT_WEBHOOK_SECRET): refusing to start")
+    if queue.store is not store:
+        raise ServerConfigError("queue must be built over the same store as the server")
+    metrics = metrics or Metrics(registry)
+    app = FastAPI(title="reviewbot", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
+    app.state.queue = queue
+    app.state.metrics = metrics
+
+    def record(event: str, outcome: str, started: float) -> None:
+        metrics.webhook_deliveries.labels(event=event, outcome=outcome).inc()
+        metrics.webhook_ack_seconds.observe(time.perf_counter() - started)
+
+    def reply(status: int, event: str, outcome: str, started: float, **body: Any) -> JSONResponse:
+        record(event, outcome, started)
+        return JSONResponse({"outcome": outcome, **body}, status_code=status)
+
+    @app.post("/webhook")
+    async def webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        # 1. Size: refuse a declared oversize body without reading it; count while streaming.
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > max_body_bytes:
+                    return reply(413, "-", "too_large", started, error="payload too large")
+            except ValueError:
+                return reply(400, "-", "bad_request", started, error="invalid Content-Length")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                return reply(413, "-", "too_large", started, error="payload too large")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        # 2. Authenticity, on the raw bytes, before any parsing.
+        if not webhooks.verify_signature(webhook_secret, body, request.headers.get("x-hub-signature-256")):
+            log.warning("webhook signature missing or wrong")
+            return reply(401, "-", "unauthorized", started, error="invalid signature")
+        event = request.headers.get("x-github-event")
+        delivery_id = request.headers.get("x-github-delivery")
+        if not event or not delivery_id or len(delivery_id) > 200 or len(event) > 100:
+            return reply(
+                400, "-", "bad_request", started, error="missing X-GitHub-Event or X-GitHub-Delivery"
+            )
+        with log_context(delivery_id=delivery_id):
+            # 3. Parse and route (pure).
+            try:
+                payload = json.loads(body)
+                action = webhooks.route(event, payload, mention=mention)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                # json.JSONDecodeError and webhooks.PayloadError are ValueErrors.
+                log.warning("malformed payload: %s", exc, extra={"event": event})
+                return reply(400, event, "bad_request", started, error=f"malformed payload: {exc}")
+            specs = webhooks.plan(action, event=event, payload=payload)
+            # 4. Store the delivery and its job together (threadpool: SQLite blocks).
+            duplicate, job_ids = await run_in_threadpool(_store_delivery, event, delivery_id, payload, specs)
+            job_id = job_ids[0] if job_ids else None
+            if duplicate:
+                log.info("duplicate delivery acknowledged", extra={"event": event})
+                return reply(200, event, "duplicate", started, delivery=delivery_id, job_id=job_id)
+            if enqueue_hook is not None:
+                for jid in job_ids:
+                    try:
+                        enqueue_hook(jid)
+                    except Exception:  # the job is durable; a failed wake-up only delays it
+                        log.exception("enqueue hook failed")
+            outcome = "queued" if specs else ("ping" if isinstance(action, webhooks.Ping) else "ignored")
+            extra: dict[str, Any] = {"event": event, "outcome": outcome, "jobs": job_ids}
+            if isinstance(action, webhooks.Ignore):
+                extra["reason"] = action.reason
+            log.info("delivery accepted", extra=extra)
+            body_out: dict[str, Any] = {"delivery": delivery_id, "job_id": job_id, "job_ids": job_ids}
+            if isinstance(action, webhooks.Ignore):
+                body_out["reason"] = action.reason
+            if isinstance(action, webhooks.Ping):
+                body_out["zen"] = action.zen
+            return reply(202, event, outcome, started, **body_out)
+
+    def _store_delivery(
+        event: str, delivery_id: str, payload: dict[str, Any], specs: list[webhooks.JobSpec]
+    ) -> tuple[bool, list[int]]:
+        now = iso(clock())
+        action = payload.get("action") if isinstance(payload.get("action"), str) else None
+        inst = payload.get("installation")
+        installation_id = (
+            inst.get("id") if isinstance(inst, dict) and isinstance(inst.get("id"), int) else None
+        )
+        repo_obj = payload.get("repository")
+        repo = repo_obj.get("full_name") if isinstance(repo_obj, dict) else None
+        repo = repo if isinstance(repo, str) else None
+        with queue.lock, store.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO deliveries (id, event, action, installation_id, repo, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                (delivery_id, event, action, installation_id, repo, now),
+            )
+            if cur.rowcount == 0:
+                row = conn.execute("SELECT job_id FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+                return True, ([row[0]] if row and row[0] is not None else [])
+            job_ids = [
+                queue.enqueue_in(
+                    conn,
+                    spec.kind,
+                    {**spec.payload, "delivery_id": delivery_id},
+                    installation_id=spec.installation_id,
+                    repo=spec.repo,
+                    pr=spec.pr,
+                    head_sha=spec.head_sha,
+                    dedupe_key=spec.dedupe_key,
+                    supersede=spec.supersede,
+                )
+                for spec in specs
+            ]
+            if job_ids:
+                conn.execute("UPDATE deliveries SET job_id = ? WHERE id = ?", (job_ids[0], delivery_id))
+            return False, job_ids
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        try:
+            with queue.lock:
+                store.conn.execute("SELECT 1").fetchone()
+                row = store.conn.execute("SELECT MAX(at) FROM heartbeats").fetchone()
+            depth = queue.depth()
+            dead = queue.counts().get("dead", 0)
+        except Exception as exc:
+            log.exception("healthz: database error")
+            return JSONResponse(
+                {"status": "error", "database": f"error: {type(exc).__name__}"}, status_code=503
+            )
+        age = None if row is None or row[0] is None else max(0.0, clock() - parse_iso(row[0]))
+        worker = "none" if age is None else ("stale" if age > heartbeat_stale_seconds else "ok")
+        metrics.queue_depth.set(depth)
+        metrics.dead_letters.set(dead)
+        return JSONResponse(
+            {
+                "status": "ok" if worker == "ok" else "degraded",
+                "database": "ok",
+                "worker": worker,
+                "worker_heartbeat_age_seconds": None if age is None else round(age, 3),
+                "queue_depth": depth,
+                "dead_letters": dead,
+            }
+        )
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        try:
+            metrics.queue_depth.set(queue.depth())
+            metrics.dead_letters.set(queue.counts().get("dead", 0))
+        except Exception:
+            log.exception("metrics: cannot read queue depth")
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    def admin_ok(request: Request) -> bool:
+        if not admin_token:
+            return False
+        header = request.headers.get("authorization", "")
+        return hmac.compare_digest(header.encode(), f"Bearer {admin_token}".encode())
+
+    @app.get("/admin/dead-letters")
+    def dead_letters(request: Request) -> JSONResponse:
+        if not admin_token:
+            return JSONResponse({"error": "admin endpoints are disabled"}, status_code=404)
+        if not admin_ok(request):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        jobs = queue.dead_letters()
+        return JSONResponse(
+            [
+                {
+                    "id": j.id,
+                    "kind": j.kind,
+                    "repo": j.repo,
+                    "pr": j.pr,
+                    "attempts": j.attempts,
+                    "error": j.last_error,
+                }
+                for j in jobs
+            ]
+        )
+
+    @app.post("/admin/jobs/{job_id}/retry")
+    def retry_job(job_id: int, request: Request) -> JSONResponse:
+        if not admin_token:
+            return JSONResponse({"error": "admin endpoints are disabled"}, status_code=404)
+        if not admin_ok(request):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        if not queue.retry_dead(job_id):
+            return JSONResponse({"error": "no dead job with that id"}, status_code=404)
+        if enqueue_hook is not None:
+            enqueue_hook(job_id)
+        return JSONResponse({"job_id": job_id, "state": "queued"})
+
+    return app
