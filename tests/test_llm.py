@@ -15,12 +15,17 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-from fakes.fake_llm import FakeLLM, diff_lines, prompt_text
-from test_anchor import FILES, UTIL, make_file
 
 from reviewbot.llm import LLMClient, LLMError, client_from_settings, parse_retry_after
 from reviewbot.models import FileDiff
 from reviewbot.prompt import build_requests
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.fakes.fake_llm import FakeLLM, diff_lines, prompt_text
+    from tests.test_anchor import FILES, UTIL, make_file
+except ModuleNotFoundError:
+    from fakes.fake_llm import FakeLLM, diff_lines, prompt_text  # type: ignore[no-redef]
+    from test_anchor import FILES, UTIL, make_file  # type: ignore[no-redef]
 
 GOOD = {
     "path": "app/util.py",
@@ -223,7 +228,7 @@ async def test_requests_run_concurrently_under_the_limit() -> None:
     files = [make_file(f"m{i}.py", (1, 1, [f"+x = {i}"])) for i in range(6)]
     reqs = [r for f in files for r in requests_for([f])]
     assert len(reqs) == 6
-    with FakeLLM(latency=0.3) as fake:
+    with FakeLLM(latency=0.4) as fake:
         async with client(fake, max_concurrency=3) as llm:
             _, _, usage, _ = await llm.review(reqs, files)
     assert fake.max_in_flight == 3

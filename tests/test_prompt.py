@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from test_anchor import make_file
 
 from reviewbot.models import HunkContext, Symbol
 from reviewbot.prompt import (
@@ -19,6 +18,11 @@ from reviewbot.prompt import (
     parse_reply,
     response_format_json_schema,
 )
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.test_anchor import make_file
+except ModuleNotFoundError:
+    from test_anchor import make_file  # type: ignore[no-redef]
 
 
 def no_instructions(path: str) -> list[str]:
