@@ -7,11 +7,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi import FastAPI
-from feedback_data import OTHER, REPO, seed, serve
 
 from reviewbot.dashboard import DashboardAuthError, acceptance_chart_svg, dashboard_router
 from reviewbot.stats import Tally
 from reviewbot.store import Store
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.feedback_data import OTHER, REPO, seed, serve
+except ImportError:
+    from feedback_data import OTHER, REPO, seed, serve  # type: ignore[no-redef]
 
 TOKEN = "s3cret-admin-token"
 

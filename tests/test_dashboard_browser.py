@@ -16,11 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from feedback_data import REPO, seed, serve
 
 from reviewbot.dashboard import dashboard_router
 from reviewbot.stats import repo_stats
 from reviewbot.store import Store
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.feedback_data import REPO, seed, serve
+except ImportError:
+    from feedback_data import REPO, seed, serve  # type: ignore[no-redef]
 
 TOKEN = "browser-admin-token"
 CHROMIUM = next(

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from feedback_data import add_finding
 
 from reviewbot.acceptance import AcceptanceModel, FeatureConfig, HistoryRow, train
 from reviewbot.feedback import LabelEvent
@@ -14,6 +13,11 @@ from reviewbot.feedback_poll import record_label
 from reviewbot.models import Candidate
 from reviewbot.retrain import RetrainPolicy, activate, active_model, is_due, labelled_findings, retrain_repo
 from reviewbot.store import Store
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.feedback_data import add_finding
+except ImportError:
+    from feedback_data import add_finding  # type: ignore[no-redef]
 
 REPO = "acme/shop"
 NOW = datetime(2026, 2, 1, tzinfo=UTC)

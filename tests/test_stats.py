@@ -10,13 +10,17 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
-from feedback_data import OTHER, REPO, seed
 from typer.testing import CliRunner
 
 from reviewbot.commands import stats_cmd
 from reviewbot.config import DEFAULT_EXCLUDE, load_config
 from reviewbot.stats import list_repos, load_repo_data, path_group, repo_stats, suggest_config, week_of
 from reviewbot.store import Store
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.feedback_data import OTHER, REPO, seed
+except ImportError:
+    from feedback_data import OTHER, REPO, seed  # type: ignore[no-redef]
 
 
 @pytest.fixture()
