@@ -103,6 +103,7 @@ async def review_change(
 ) -> ReviewResult:
     """Review one change end to end; never raises for bad LLM output (it is dropped and counted)."""
     result = ReviewResult(files_not_reviewed=dict(change.files_not_reviewed))
+    result.notes.extend(rules.warnings)
     timer = StageTimer()
     note = progress or (lambda _msg: None)
 

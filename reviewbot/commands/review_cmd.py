@@ -15,6 +15,7 @@ import typer
 from reviewbot.acceptance import load_prior
 from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
 from reviewbot.diff import DiffParseError
+from reviewbot.llm import client_from_settings
 from reviewbot.local import LocalChange, LocalRepoError, build_repo_from_dirs, load_change
 from reviewbot.models import SEVERITIES, ReviewResult, at_least
 from reviewbot.pipeline import Change, review_change
@@ -44,19 +45,6 @@ def _repo_config(change: LocalChange, config_file: Path | None) -> RepoConfig:
     return load_config(base_view.read_head(CONFIG_PATH), filename=CONFIG_PATH)
 
 
-def _llm_client(settings: Settings, config: RepoConfig) -> Any:
-    from reviewbot.llm import LLMClient
-
-    return LLMClient(
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        model=config.llm.model or settings.llm_model,
-        timeout=settings.llm_timeout,
-        max_concurrency=settings.llm_max_concurrency,
-        temperature=config.llm.temperature,
-    )
-
-
 async def run_local_review(
     change: LocalChange,
     *,
@@ -66,7 +54,10 @@ async def run_local_review(
 ) -> ReviewResult:
     """The same pipeline as the App, on a local change; the LLM only when one is configured."""
     rules = ruleset_from_config(config.rules)
-    llm = _llm_client(settings, config) if settings.llm_configured else None
+    overrides: dict[str, Any] = {"temperature": config.llm.temperature}
+    if config.llm.model:
+        overrides["model"] = config.llm.model
+    llm = client_from_settings(settings, **overrides)
     status = None
     if show_progress:
         from rich.console import Console
