@@ -1,0 +1,149 @@
+"""CPU cost of the review pipeline against tree-sitter parsing alone, side by side in one run.
+
+For every PR in ../shared/data/real-prs: the whole `review_change` (diff parse, context, rules,
+prompt building, the openai client, reply parsing, anchoring, the noise filter) against a fake
+OpenAI-compatible server that runs in ANOTHER process, so its CPU and the wait for it are not
+counted; we count this thread's CPU time (time.thread_time). The baseline is the CPU time
+tree-sitter alone takes to parse the same after-files, measured in the same run.
+
+    .venv/bin/python bench/pipeline.py [--data ../shared/data/real-prs] [--repeat 3] [--json out.json]
+
+Targets (issue 3): ratio <= 2.0 overall; the largest PR under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from reviewbot import languages  # noqa: E402
+from reviewbot.acceptance import load_prior  # noqa: E402
+from reviewbot.config import load_config  # noqa: E402
+from reviewbot.diff import parse_diff  # noqa: E402
+from reviewbot.llm import LLMClient  # noqa: E402
+from reviewbot.pipeline import Change, review_change  # noqa: E402
+from reviewbot.rules import ruleset_from_config  # noqa: E402
+
+SERVER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.fakes.fake_llm import FakeLLM, diff_lines
+
+def responder(req):
+    findings = []
+    for path, lines in diff_lines(req).items():
+        right = [(n, code) for side, n, code in lines if side == "RIGHT" and code.strip()]
+        for n, code in right[:: max(1, len(right) // 3)][:3]:
+            findings.append({{"path": path, "line": n, "end_line": None, "side": "RIGHT",
+                "severity": "medium", "category": "bug", "confidence": 0.7,
+                "title": "Possible None dereference", "body": "This can raise when the value is None.",
+                "suggestion": None, "quoted_code": code}})
+    return {{"findings": findings}}
+
+llm = FakeLLM(responder=responder).start()
+print(llm.base_url, flush=True)
+sys.stdin.read()
+"""
+
+
+def parse_cpu(entries: list[Path]) -> float:
+    """CPU seconds tree-sitter alone takes to parse every after-file we have a grammar for."""
+    total = 0.0
+    for pr in entries:
+        for path in sorted((pr / "after").rglob("*")):
+            if not path.is_file():
+                continue
+            lang = languages.language_for_path(str(path))
+            parser = languages.parser(lang) if lang else None
+            if parser is None:
+                continue
+            data = path.read_bytes()
+            started = time.thread_time()
+            parser.parse(data)
+            total += time.thread_time() - started
+    return total
+
+
+async def pipeline_cpu(entries: list[Path], base_url: str) -> dict[str, float]:
+    config = load_config(None)
+    rules = ruleset_from_config(config.rules)
+    model = load_prior()
+    per_pr: dict[str, float] = {}
+    async with LLMClient(base_url=base_url, api_key="bench", model="fake", max_concurrency=4) as llm:
+        for pr in entries:
+            diff_text = (pr / "diff.patch").read_text(encoding="utf-8", errors="replace")
+
+            def read_head(path: str, _root: Path = pr / "after") -> str | None:
+                target = _root / path
+                return target.read_text(encoding="utf-8", errors="replace") if target.is_file() else None
+
+            started = time.thread_time()
+            await review_change(
+                Change(diff_text=diff_text, read_head=read_head, repo=f"bench/{pr.name}", pr=1),
+                config=config,
+                rules=rules,
+                model=model,
+                llm=llm,
+            )
+            per_pr[pr.name] = time.thread_time() - started
+    return per_pr
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real-prs")
+    parser.add_argument("--repeat", type=int, default=3, help="take the best of N runs of each side")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"skipped: {args.data} is absent (the real PRs live in ../shared)")
+        return 0
+    entries = sorted(p for p in args.data.iterdir() if (p / "diff.patch").is_file())
+    sizes = {p.name: sum(len(f.hunks) for f in parse_diff((p / "diff.patch").read_text())) for p in entries}
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(root=str(ROOT))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = server.stdout.readline().strip()
+        # Warm-up: compile rule queries, load grammars and the prior once (a server does so at start).
+        asyncio.run(pipeline_cpu(entries[:2], base_url))
+        parse_best = min(parse_cpu(entries) for _ in range(args.repeat))
+        runs = [asyncio.run(pipeline_cpu(entries, base_url)) for _ in range(args.repeat)]
+    finally:
+        server.kill()
+    best = {name: min(run[name] for run in runs) for name in runs[0]}
+    total = sum(best.values())
+    largest = max(entries, key=lambda p: json.loads((p / "meta.json").read_text())["added"]
+                  + json.loads((p / "meta.json").read_text())["deleted"])
+    slowest = max(best, key=best.__getitem__)
+    figures = {
+        "prs": len(entries),
+        "hunks": sum(sizes.values()),
+        "pipeline_cpu_s": round(total, 3),
+        "tree_sitter_parse_cpu_s": round(parse_best, 3),
+        "ratio": round(total / parse_best, 2) if parse_best else None,
+        "largest_pr": largest.name,
+        "largest_pr_cpu_s": round(best[largest.name], 3),
+        "slowest_pr": slowest,
+        "slowest_pr_cpu_s": round(best[slowest], 3),
+    }
+    print(json.dumps(figures, indent=2))
+    ok = figures["ratio"] is not None and figures["ratio"] <= 2.0 and figures["slowest_pr_cpu_s"] < 1.0
+    print("targets (ratio <= 2.0, largest PR < 1 s):", "met" if ok else "MISSED")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
