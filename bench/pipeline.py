@@ -98,7 +98,9 @@ async def pipeline_cpu(entries: list[Path], base_url: str) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real-prs")
     parser.add_argument("--repeat", type=int, default=3, help="take the best of N runs of each side")
     parser.add_argument("--json", type=Path, help="also write the figures here")
