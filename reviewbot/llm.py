@@ -144,6 +144,19 @@ def _rejects_response_format(exc: BaseException) -> bool:
     )
 
 
+def _rejects_param(exc: BaseException, name: str) -> bool:
+    """A 400/422 saying the request parameter `name` is unsupported (OpenAI reasoning models...)."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+        return False
+    text = f"{exc.message} {exc.body}".lower()
+    return (
+        f"'{name}'" in text
+        or f'"{name}"' in text
+        or f"param: {name}" in text
+        or (name in text and any(k in text for k in ("unsupported", "not supported", "does not support")))
+    )
+
+
 class LLMClient:
     """Reviews prompts against one OpenAI-compatible endpoint.
 
@@ -179,6 +192,8 @@ class LLMClient:
         self.temperature = temperature
         self.max_output_tokens = max_output_tokens
         self.response_mode: ResponseMode = response_mode
+        self._send_temperature = True
+        self._max_tokens_param = "max_tokens"
         self.max_concurrency = max_concurrency
         self._semaphore = asyncio.Semaphore(max_concurrency)
         # Keyless local servers (Ollama, llama.cpp) ignore the header; the client insists on a key.
@@ -235,10 +250,10 @@ class LLMClient:
 
     def _payload(self, request: PromptRequest, mode: ResponseMode) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.model, "messages": request.messages}
-        if self.temperature is not None:
+        if self.temperature is not None and self._send_temperature:
             kwargs["temperature"] = self.temperature
         if self.max_output_tokens is not None:
-            kwargs["max_tokens"] = self.max_output_tokens
+            kwargs[self._max_tokens_param] = self.max_output_tokens
         if mode == "json_schema":
             kwargs["response_format"] = response_format_json_schema()
         elif mode == "json_object":
@@ -267,11 +282,33 @@ class LLMClient:
                             nxt,
                         )
                     continue
+                if self._drop_unsupported_param(exc, label):
+                    continue
                 raise
             if isinstance(resp, str) or not getattr(resp, "choices", None):
                 body = resp if isinstance(resp, str) else repr(resp)
                 raise _Transient(f"malformed response body (not a chat completion): {body[:120]!r}")
             return resp, attempts
+
+    def _drop_unsupported_param(self, exc: openai.APIStatusError, label: str) -> bool:
+        """Reasoning models refuse `temperature` and want `max_completion_tokens`: adapt once."""
+        if self.temperature is not None and self._send_temperature and _rejects_param(exc, "temperature"):
+            self._send_temperature = False
+            log.warning(
+                "LLM %s: server rejected temperature (%s); not sending it any more", label, _describe(exc)
+            )
+            return True
+        if (
+            self.max_output_tokens is not None
+            and self._max_tokens_param == "max_tokens"
+            and _rejects_param(exc, "max_tokens")
+        ):
+            self._max_tokens_param = "max_completion_tokens"
+            log.warning(
+                "LLM %s: server rejected max_tokens (%s); using max_completion_tokens", label, _describe(exc)
+            )
+            return True
+        return False
 
     async def complete(self, request: PromptRequest, *, label: str = "request") -> LLMReply:
         """Send one prompt; retry transient failures; raise LLMError when it cannot be answered."""

@@ -351,3 +351,23 @@ async def test_client_from_settings(fake: FakeLLM, monkeypatch: pytest.MonkeyPat
     assert reply.model == "m1" and reply.usage_estimated is False
     sent = [r for r in fake.received if r.method == "POST"][0]
     assert sent.headers.get("authorization") == "Bearer from-settings" and sent.body["model"] == "m1"
+
+
+async def test_unsupported_temperature_and_max_tokens_are_adapted_once(caplog_llm) -> None:
+    with FakeLLM(reject_params={"temperature", "max_tokens"}, default_reply={"findings": [GOOD]}) as fake:
+        async with client(fake, max_output_tokens=2000, max_concurrency=1) as llm:
+            reqs = requests_for([UTIL])
+            cands, _, usage, problems = await llm.review(reqs + reqs, FILES)
+        sent = [
+            sorted(k for k in b if k in ("temperature", "max_tokens", "max_completion_tokens"))
+            for b in fake.requests
+        ]
+    assert sent == [
+        ["max_tokens", "temperature"],  # the fake complains about max_tokens first
+        ["max_completion_tokens", "temperature"],
+        ["max_completion_tokens"],
+        ["max_completion_tokens"],  # the second request goes straight to what works
+    ]
+    assert len(cands) == 2 and usage.errors == 0 and problems == []
+    assert logged(caplog_llm, "rejected temperature", "using max_completion_tokens")
+    assert_valid(cands)

@@ -20,7 +20,9 @@ Each queued action answers exactly one POST /v1/chat/completions. When the queue
 `responder(request_json) -> str | dict | list` callback answers (dict/list are dumped to JSON),
 else `default_reply` (an empty findings object). `reject_response_format=True` answers 400 to any
 request carrying `response_format` (like vLLM/Ollama versions without structured output); pass a
-set such as {"json_schema"} to reject only those types. Rejected requests do not consume the queue.
+set such as {"json_schema"} to reject only those types. `reject_params={"temperature"}` answers 400
+"Unsupported parameter" (like OpenAI reasoning models) to requests carrying those keys. Rejected
+requests do not consume the queue.
 `latency` adds a delay to every request. GET /v1/models lists `model`.
 
 Helpers for responders: `prompt_text(request_json)` and `diff_lines(request_json)` (the diff
@@ -126,6 +128,7 @@ class FakeLLM:
         reject_response_format: bool | Iterable[str] = False,
         latency: float = 0.0,
         default_reply: Reply | None = None,
+        reject_params: Iterable[str] = (),
     ) -> None:
         self.model = model
         self.responder = responder
@@ -136,6 +139,7 @@ class FakeLLM:
         else:
             self.reject_response_format = set(reject_response_format)
         self.latency = latency
+        self.reject_params = set(reject_params)  # e.g. {"temperature"}: 400 like OpenAI reasoning models
         self.default_reply: Reply = {"findings": []} if default_reply is None else default_reply
         self.requests: list[dict[str, Any]] = []  # chat-completion request bodies, in arrival order
         self.received: list[Received] = []  # every request, with headers, timing and our status
@@ -357,6 +361,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, body: dict[str, Any]) -> None:
         fake = self.fake
         if fake.latency and fake._stop.wait(fake.latency):
+            return
+        for param in sorted(fake.reject_params & set(body)):
+            msg = f"Unsupported parameter: '{param}' is not supported with this model."
+            error = {
+                "message": msg,
+                "type": "invalid_request_error",
+                "param": param,
+                "code": "unsupported_parameter",
+            }
+            self._send(400, json.dumps({"error": error}))
             return
         rf = body.get("response_format")
         if isinstance(rf, dict) and rf.get("type") in fake.reject_response_format:
