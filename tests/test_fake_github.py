@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import jwt
 import pytest
-from fakes.fake_github import FakeGitHub, diff_file, generate_app_key
 from unidiff import PatchSet
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.fakes.fake_github import (
+        FakeGitHub,
+        diff_file,
+        diff_trees,
+        generate_app_key,
+        load_tree,
+    )
+except ModuleNotFoundError:
+    from fakes.fake_github import FakeGitHub, diff_file, diff_trees, generate_app_key, load_tree  # type: ignore[no-redef]
 
 REPO = "acme/shop"
 BASE = {"app.py": "".join(f"line {i}\n" for i in range(1, 41)), "README.md": "hello\n"}
@@ -322,3 +334,30 @@ def test_pending_review_is_validated_hidden_and_deletable(gh: FakeGitHub, http: 
     assert bad.status_code == 422
     done = _review(http, gh, [])
     assert http.delete(f"/repos/{REPO}/pulls/1/reviews/{done.json()['id']}").status_code == 422
+
+
+def test_pull_from_fixture_dirs(fixtures_dir: Path) -> None:
+    with FakeGitHub() as fake:
+        fake.add_repo("acme/demo", 7, {})
+        demo = fixtures_dir / "demo"
+        pr = fake.add_pull_from_dirs("acme/demo", 1, demo / "before", demo / "after")
+        assert fake.commits[pr.base_sha].files == load_tree(fixtures_dir / "demo/before")
+        assert fake.commits[pr.head_sha].files == load_tree(fixtures_dir / "demo/after")
+        with httpx.Client(base_url=fake.base_url,
+                          headers={"Authorization": f"token {fake.issue_token(7)}"}) as http:
+            diff = http.get("/repos/acme/demo/pulls/1", headers={"Accept": "application/vnd.github.diff"})
+        assert {f.path for f in PatchSet(diff.text)} == {"cart.js", "files.go", "inventory.py"}
+
+
+@pytest.mark.shared
+def test_diffs_match_gits_on_real_prs(shared_data: Path) -> None:
+    """The fake's hunks are git's hunks (what GitHub shows), checked on the real PRs' diff.patch."""
+    root = shared_data / "real-prs"
+    ids = [e["id"] for e in json.loads((root / "index.json").read_text())][:20]
+    for pr_id in ids:
+        d = root / pr_id
+        ours = {f.filename: [h.header.split(" @@")[0] for h in f.hunks]
+                for f in diff_trees(load_tree(d / "before"), load_tree(d / "after"))}
+        real = {f.path: [str(h).split(" @@")[0] for h in f]
+                for f in PatchSet((d / "diff.patch").read_text(errors="replace")) if not f.is_binary_file}
+        assert ours == real, pr_id

@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from fakes.fake_github import FakeGitHub, generate_app_key
 from unidiff import PatchSet
 
 from reviewbot.github import (
@@ -20,6 +19,11 @@ from reviewbot.github import (
 )
 from reviewbot.models import Candidate, Decision
 from reviewbot.render import ReviewComment, render_comment, to_review_comment
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.fakes.fake_github import FakeGitHub, generate_app_key
+except ModuleNotFoundError:
+    from fakes.fake_github import FakeGitHub, generate_app_key  # type: ignore[no-redef]
 
 REPO = "acme/shop"
 APP_ID = 42

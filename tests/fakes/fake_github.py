@@ -25,15 +25,20 @@ import difflib
 import hashlib
 import itertools
 import json
+import os
 import re
 import secrets
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -159,6 +164,20 @@ class FakeFileDiff:
 _HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
+def load_tree(root: str | Path) -> dict[str, str]:
+    """Every text file under `root` as relative path -> content (binary files are skipped)."""
+    root = Path(root)
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:8000]:
+            continue
+        out[path.relative_to(root).as_posix()] = data.decode("utf-8", errors="replace")
+    return out
+
+
 def _overlay(tree: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
     out = dict(tree)
     for path, content in changes.items():
@@ -174,13 +193,82 @@ def _blob_sha(content: str) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as git sees them: split on \\n only (a \\r stays part of its line)."""
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
+_GIT = shutil.which("git")
+
+
+def _git_unified(old: str, new: str, context: int) -> list[str] | None:
+    """The hunks `git diff` makes (what GitHub shows), or None when git is unavailable."""
+    if _GIT is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="fakegh-") as tmp:
+        a, b = Path(tmp, "a"), Path(tmp, "b")
+        a.write_bytes(old.encode())
+        b.write_bytes(new.encode())
+        env = {"PATH": os.environ.get("PATH", ""), "GIT_CONFIG_NOSYSTEM": "1", "HOME": tmp,
+               "GIT_CONFIG_GLOBAL": os.devnull}
+        proc = subprocess.run(
+            [_GIT, "diff", "--no-index", "--no-color", "--no-ext-diff", "--text", f"-U{context}",
+             "--diff-algorithm=myers", str(a), str(b)],
+            capture_output=True, env=env, check=False,
+        )
+    if proc.returncode not in (0, 1):
+        return None
+    text = proc.stdout.decode("utf-8", errors="replace")
+    start = text.find("\n@@")
+    if start < 0:
+        return None
+    out: list[str] = []
+    for ln in text[start + 1:].split("\n")[:-1]:
+        if ln.startswith("\\ ") and out:  # "\ No newline at end of file": the line before has none
+            out[-1] = out[-1][:-1]
+        else:
+            out.append(ln + "\n")
+    return out
+
+
+def _range(start: int, stop: int) -> str:
+    begin, length = start + 1, stop - start
+    if length == 1:
+        return f"{begin}"
+    if not length:
+        begin -= 1
+    return f"{begin},{length}"
+
+
+def _unified(a: list[str], b: list[str], context: int) -> Iterator[str]:
+    """difflib.unified_diff's hunks without its 'autojunk' heuristic (which mangles long files)."""
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for group in matcher.get_grouped_opcodes(context):
+        first, last = group[0], group[-1]
+        yield f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n"
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                yield from (" " + ln for ln in a[i1:i2])
+                continue
+            if tag in ("replace", "delete"):
+                yield from ("-" + ln for ln in a[i1:i2])
+            if tag in ("replace", "insert"):
+                yield from ("+" + ln for ln in b[j1:j2])
+
+
 def diff_file(path: str, old: str | None, new: str | None, context: int = 3) -> FakeFileDiff | None:
     """Unified diff of one file between two contents (None = absent), or None when unchanged."""
     if old == new:
         return None
-    old_lines = (old or "").splitlines(keepends=True)
-    new_lines = (new or "").splitlines(keepends=True)
-    raw = list(difflib.unified_diff(old_lines, new_lines, n=context))[2:]  # drop ---/+++
+    raw = None
+    if old is not None and new is not None:
+        raw = _git_unified(old, new, context)
+    if raw is None:
+        raw = list(_unified(_lines(old or ""), _lines(new or ""), context))
     out: list[str] = []
     for line in raw:
         if line.endswith("\n"):
@@ -350,6 +438,7 @@ class FakeGitHub:
         self.rejected_reviews: list[dict[str, Any]] = []  # bodies of 422-rejected review posts
         self.deleted_pending_reviews: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self._diff_cache: dict[tuple[str | None, str], list[FakeFileDiff]] = {}
         self.rate_limit = rate_limit
         self.rate_remaining = rate_limit
         self.rate_reset = clock() + 3600
@@ -500,6 +589,18 @@ class FakeGitHub:
             r.branches[pr.head_ref] = head_sha
             return pr
 
+    def add_pull_from_dirs(
+        self, repo: str, number: int, before: str | Path, after: str | Path, **kwargs: Any
+    ) -> FakePull:
+        """A PR from two directory snapshots (fixtures/demo, ../shared/data/real-prs/<id>).
+
+        Files only in `before` are deleted by the PR; the default branch gets `before`'s files.
+        """
+        base, head = load_tree(before), load_tree(after)
+        changes: dict[str, str | None] = {p: None for p in base if p not in head}
+        changes.update(head)
+        return self.add_pull(repo, number, base_files=dict(base), head_files=changes, **kwargs)
+
     def push(self, repo: str, number: int, new_head_files: dict[str, str | None],
              message: str = "more") -> str:
         """A new commit on the PR's head (a `synchronize`); returns the new head sha.
@@ -517,7 +618,15 @@ class FakeGitHub:
 
     def pull_files(self, repo: str, number: int) -> list[FakeFileDiff]:
         pr = self.pulls[(repo, number)]
-        return diff_trees(self.commits[pr.base_sha].files, self.commits[pr.head_sha].files)
+        return self.diff_commits(pr.base_sha, pr.head_sha)
+
+    def diff_commits(self, old_sha: str | None, new_sha: str) -> list[FakeFileDiff]:
+        """The per-file diff between two commits (cached: commits never change)."""
+        key = (old_sha, new_sha)
+        if key not in self._diff_cache:
+            old = self.commits[old_sha].files if old_sha else {}
+            self._diff_cache[key] = diff_trees(old, self.commits[new_sha].files)
+        return self._diff_cache[key]
 
     def pull_diff(self, repo: str, number: int) -> str:
         return "".join(f.git_text() for f in self.pull_files(repo, number))
@@ -772,8 +881,7 @@ class FakeGitHub:
                          "html_url": f"https://github.com/{repo}/commit/{c.parent}"}] if c.parent else [],
         }
         if with_files:
-            parent_files = self.commits[c.parent].files if c.parent else {}
-            files = diff_trees(parent_files, c.files)
+            files = self.diff_commits(c.parent, sha)
             out["files"] = [self._diff_entry(repo, sha, f, set()) for f in files]
             adds = sum(f.additions for f in files)
             dels = sum(f.deletions for f in files)
@@ -1079,7 +1187,7 @@ class FakeGitHub:
         r = self._repo_for(params, installation)
         base = self._resolve_ref(r, params["base"])
         head = self._resolve_ref(r, params["head"])
-        files = diff_trees(self.commits[base].files, self.commits[head].files)
+        files = self.diff_commits(base, head)
         if self._wants_diff(accept):
             return Reply(200, "".join(f.git_text() for f in files), content_type="text/plain; charset=utf-8")
         chain, sha = [], head
@@ -1381,7 +1489,7 @@ class FakeGitHub:
         sha = self._resolve_ref(r, params["sha"])
         if self._wants_diff(accept):
             c = self.commits[sha]
-            files = diff_trees(self.commits[c.parent].files if c.parent else {}, c.files)
+            files = self.diff_commits(c.parent, sha)
             return Reply(200, "".join(f.git_text() for f in files), content_type="text/plain; charset=utf-8")
         return Reply(200, self._commit_json(r.full_name, sha, with_files=True))
 
