@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+import yaml
 from prometheus_client import CollectorRegistry
 
 from reviewbot.queue import JobQueue, iso
@@ -423,15 +426,51 @@ def test_reviewbot_serve_subprocess(tmp_path: Path, fixtures_dir: Path) -> None:
             time.sleep(0.1)
         health = httpx.get(f"{url}/healthz").json()
         assert health["status"] == "ok" and health["worker"] == "ok"
+        # The Dockerfile's HEALTHCHECK command, run as Docker would, against this server.
+        check = subprocess.run(
+            dockerfile_healthcheck(), env={**os.environ, "REVIEWBOT_PORT": str(port)}, timeout=30
+        )
+        assert check.returncode == 0
     finally:
         bench.stop_server(proc)
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
 
 
-def test_serve_without_secret_exits_1_naming_the_variable(tmp_path: Path) -> None:
-    import os
-    import subprocess
+def dockerfile_healthcheck() -> list[str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("HEALTHCHECK"))
+    argv = json.loads(line[line.index("CMD") + 3 :].strip())
+    return [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
 
+
+def test_dockerfile_runs_the_tested_command() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in text.replace("\\\n", " ").splitlines()]
+    assert lines[-1] == 'CMD ["reviewbot", "serve"]'
+    assert any(ln.startswith("FROM python:3.11-slim") for ln in lines)
+    user = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0")
+    assert "VOLUME /data" in lines and "EXPOSE 8000" in lines
+    assert "REVIEWBOT_DATABASE_PATH=/data/reviewbot.db" in text
+    assert "/healthz" in " ".join(dockerfile_healthcheck())
+
+
+def test_app_manifest_subscribes_to_what_we_route_with_least_permissions() -> None:
+    manifest = yaml.safe_load((ROOT / "app.yml").read_text())
+    assert manifest["public"] is False
+    assert manifest["hook_attributes"]["url"].endswith("/webhook")
+    routed = {"pull_request", "issue_comment", "pull_request_review_comment", "pull_request_review_thread"}
+    assert routed <= set(manifest["default_events"])
+    assert manifest["default_permissions"] == {
+        "pull_requests": "write",
+        "contents": "read",
+        "checks": "write",
+        "issues": "write",
+        "metadata": "read",
+    }
+
+
+def test_serve_without_secret_exits_1_naming_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWBOT_")}
     env["REVIEWBOT_DATABASE_PATH"] = str(tmp_path / "x.db")
     p = subprocess.run(
