@@ -201,7 +201,3 @@ def anchor_candidates(
         kept.append(cand)
     return kept, dropped
 
-
-def moved(candidate: Candidate, raw: dict[str, Any]) -> bool:
-    """Whether anchoring moved the candidate from the line the model claimed."""
-    return (candidate.line, candidate.side) != (raw.get("line"), raw.get("side", "RIGHT"))
