@@ -200,4 +200,3 @@ def anchor_candidates(
         cand.hunk_size = len(hunk.lines)
         kept.append(cand)
     return kept, dropped
-
