@@ -9,7 +9,7 @@ contents at two SHAs) and writes `feedback` rows. Entry points the worker calls:
   touching commented lines, an applied suggestion) and closed (untouched comments, suppressed
   candidates' follow-up).
 
-`gh` is anything with the two methods of `FeedbackGitHub` (github.py's client provides them).
+`gh` is anything with the two async methods of `FeedbackGitHub`: github.GitHubClient has them.
 """
 
 from __future__ import annotations
@@ -38,23 +38,26 @@ POLL_WINDOW_DAYS = 14
 DEFAULT_BOT_LOGINS = ("reviewbot", "reviewbot[bot]")
 
 
-@dataclass(frozen=True, slots=True)
-class ReactionPage:
-    """One conditional GET of a comment's reactions: status 200 (with reactions) or 304."""
-
-    status: int
-    etag: str | None
-    reactions: list[Reaction] = field(default_factory=list)
-
-
 class FeedbackGitHub(Protocol):
-    def comment_reactions(self, repo: str, comment_id: int, etag: str | None) -> ReactionPage:
-        """GET /repos/{repo}/pulls/comments/{id}/reactions with If-None-Match: etag."""
+    async def get_comment_reactions(
+        self, repo: str, comment_id: int, etag: str | None = None
+    ) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """(reactions as GitHub's JSON, new ETag); (None, etag) when unchanged (304)."""
         ...
 
-    def file_text(self, repo: str, path: str, ref: str) -> str | None:
+    async def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
         """The file's text at ref, or None when it does not exist there."""
         ...
+
+
+def iso_time(value: object, fallback: str) -> str:
+    """GitHub's '2026-01-02T03:04:05Z' -> '2026-01-02T03:04:05+00:00' (one format sorts right)."""
+    if not value:
+        return fallback
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).isoformat()
+    except ValueError:
+        return fallback
 
 
 def reactions_from_json(items: Iterable[Mapping[str, Any]]) -> list[Reaction]:
@@ -68,7 +71,7 @@ def reactions_from_json(items: Iterable[Mapping[str, Any]]) -> list[Reaction]:
                 user=str(user.get("login", "")),
                 user_type=str(user.get("type", "User")),
                 content=str(it["content"]),
-                created_at=str(it.get("created_at", "")),
+                created_at=iso_time(it.get("created_at"), ""),
             )
         )
     return out
@@ -168,7 +171,7 @@ class PollReport:
     errors: list[str] = field(default_factory=list)
 
 
-def poll_reactions(
+async def poll_reactions(
     store: Store,
     gh: FeedbackGitHub,
     repo: str,
@@ -198,21 +201,23 @@ def poll_reactions(
             "SELECT etag FROM reaction_polls WHERE github_comment_id = ?", (comment_id,)
         ).fetchone()
         try:
-            page = gh.comment_reactions(repo, comment_id, prev[0] if prev else None)
+            items, etag = await gh.get_comment_reactions(repo, comment_id, prev[0] if prev else None)
         except Exception as exc:  # one bad comment must not stop the poll of the others
             report.errors.append(f"comment {comment_id}: {type(exc).__name__}: {exc}")
             continue
         report.polled += 1
-        if page.status == 304:
+        status = 304 if items is None else 200
+        if items is None:
             report.not_modified += 1
         else:
-            report.label_changes += sync_reactions(store, finding, page.reactions, bot_logins=bots)
+            reactions = reactions_from_json(items)
+            report.label_changes += sync_reactions(store, finding, reactions, bot_logins=bots)
         store.conn.execute(
             "INSERT INTO reaction_polls (github_comment_id, repo, etag, last_status, polled_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(github_comment_id) DO UPDATE SET "
             "etag = COALESCE(excluded.etag, reaction_polls.etag), last_status = excluded.last_status, "
             "polled_at = excluded.polled_at",
-            (comment_id, repo, page.etag, page.status, now.isoformat()),
+            (comment_id, repo, etag, status, now.isoformat()),
         )
     return report
 
@@ -221,7 +226,11 @@ def poll_reactions(
 
 
 def on_review_comment(
-    store: Store, payload: Mapping[str, Any], *, bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS
+    store: Store,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime,
+    bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS,
 ) -> LabelEvent | None:
     """A reply under a bot comment (created / edited / deleted) -> its label, if it has one."""
     comment = payload.get("comment") or {}
@@ -246,7 +255,7 @@ def on_review_comment(
         label=label,
         source="reply",
         provenance={"comment_id": reply_id, "user": user},
-        at=str(comment.get("updated_at") or comment.get("created_at") or ""),
+        at=iso_time(comment.get("updated_at") or comment.get("created_at"), now.isoformat()),
     )
     record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
     return ev
@@ -258,23 +267,23 @@ class _Files:
     def __init__(self, gh: FeedbackGitHub, repo: str) -> None:
         self.gh, self.repo, self.cache = gh, repo, {}
 
-    def get(self, path: str, ref: str) -> str | None:
+    async def get(self, path: str, ref: str) -> str | None:
         key = (path, ref)
         if key not in self.cache:
-            self.cache[key] = self.gh.file_text(self.repo, path, ref)
+            self.cache[key] = await self.gh.get_file(self.repo, path, ref)
         return self.cache[key]
 
 
-def _code_changed(files: _Files, finding: Mapping[str, Any], head_sha: str) -> bool | None:
+async def _code_changed(files: _Files, finding: Mapping[str, Any], head_sha: str) -> bool | None:
     """Whether the finding's lines changed between its review's SHA and head_sha (None: unknown)."""
     if not finding["path"] or not finding["line"] or finding["side"] == "LEFT":
         return None
     if finding["head_sha"] == head_sha:
         return False
-    old = files.get(finding["path"], finding["head_sha"])
+    old = await files.get(finding["path"], finding["head_sha"])
     if old is None:
         return None
-    new = files.get(finding["path"], head_sha)
+    new = await files.get(finding["path"], head_sha)
     start = int(finding["line"])
     end = int(finding["end_line"] or start)
     lo, hi = min(start, end), max(start, end)
@@ -283,7 +292,9 @@ def _code_changed(files: _Files, finding: Mapping[str, Any], head_sha: str) -> b
     return lines_changed(old, new, lo, hi)
 
 
-def on_review_thread(store: Store, gh: FeedbackGitHub, payload: Mapping[str, Any]) -> LabelEvent | None:
+async def on_review_thread(
+    store: Store, gh: FeedbackGitHub, payload: Mapping[str, Any], *, now: datetime
+) -> LabelEvent | None:
     """Resolved + the lines changed -> accepted; resolved, unchanged -> weak dismissal; unresolved
     -> the thread's label is withdrawn."""
     thread = payload.get("thread") or {}
@@ -298,7 +309,7 @@ def on_review_thread(store: Store, gh: FeedbackGitHub, payload: Mapping[str, Any
     if payload.get("action") != "resolved":
         return None
     head = ((payload.get("pull_request") or {}).get("head") or {}).get("sha") or finding["head_sha"]
-    changed = _code_changed(_Files(gh, finding["repo"]), finding, head)
+    changed = await _code_changed(_Files(gh, finding["repo"]), finding, head)
     verdict = thread_label(True, bool(changed))
     assert verdict is not None
     label, weight = verdict
@@ -309,7 +320,7 @@ def on_review_thread(store: Store, gh: FeedbackGitHub, payload: Mapping[str, Any
         source="thread",
         provenance={"thread": node, "user": user, "head_sha": head, "code_changed": bool(changed)},
         weight=weight,
-        at=str((payload.get("pull_request") or {}).get("updated_at") or ""),
+        at=iso_time((payload.get("pull_request") or {}).get("updated_at"), now.isoformat()),
     )
     record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
     return ev
@@ -331,7 +342,7 @@ def _sources(store: Store, finding_id: int) -> set[str]:
     }
 
 
-def check_addressed(
+async def check_addressed(
     store: Store, gh: FeedbackGitHub, repo: str, pr: int, head_sha: str, *, at: str
 ) -> list[LabelEvent]:
     """After a push: posted findings whose lines changed -> accepted ('suggestion' when the new
@@ -342,7 +353,7 @@ def check_addressed(
         have = _sources(store, finding["id"])
         if have & {"commit", "suggestion", "suppressed_followup"}:
             continue
-        changed = _code_changed(files, finding, head_sha)
+        changed = await _code_changed(files, finding, head_sha)
         if not changed:
             continue
         if decision != "post":
@@ -353,8 +364,8 @@ def check_addressed(
             if sugg is not None:
                 start = int(finding["line"])
                 end = int(finding["end_line"] or start)
-                old = files.get(finding["path"], finding["head_sha"]) or ""
-                new = files.get(finding["path"], head_sha)
+                old = await files.get(finding["path"], finding["head_sha"]) or ""
+                new = await files.get(finding["path"], head_sha)
                 if suggestion_applied(old, new, min(start, end), max(start, end), sugg):
                     source = "suggestion"
         ev = LabelEvent(
@@ -369,7 +380,7 @@ def check_addressed(
     return events
 
 
-def on_pr_closed(
+async def on_pr_closed(
     store: Store, gh: FeedbackGitHub, repo: str, pr: int, head_sha: str, *, merged: bool, at: str
 ) -> list[LabelEvent]:
     """The PR closed: check its final head for addressed comments, then mark the rest.
@@ -377,7 +388,7 @@ def on_pr_closed(
     Posted comments with no signal at all get the weak 'untouched' label (see docs/feedback.md);
     suppressed candidates whose code never changed get suppressed_followup 'dismissed'.
     """
-    events = check_addressed(store, gh, repo, pr, head_sha, at=at)
+    events = await check_addressed(store, gh, repo, pr, head_sha, at=at)
     for finding, decision in _pr_findings(store, repo, pr):
         have = _sources(store, finding["id"])
         if decision == "post":
@@ -399,7 +410,7 @@ def on_pr_closed(
     return events
 
 
-def handle_event(
+async def handle_event(
     store: Store,
     gh: FeedbackGitHub,
     event: str,
@@ -412,18 +423,18 @@ def handle_event(
     action = payload.get("action")
     repo = str((payload.get("repository") or {}).get("full_name") or "")
     if event == "pull_request_review_comment":
-        ev = on_review_comment(store, payload, bot_logins=bot_logins)
+        ev = on_review_comment(store, payload, now=now, bot_logins=bot_logins)
         return [ev] if ev else []
     if event == "pull_request_review_thread":
-        ev = on_review_thread(store, gh, payload)
+        ev = await on_review_thread(store, gh, payload, now=now)
         return [ev] if ev else []
     if event == "pull_request" and action in ("synchronize", "closed"):
         pr_obj = payload.get("pull_request") or {}
         pr = int(pr_obj.get("number") or payload.get("number"))
         head = str(payload.get("after") or (pr_obj.get("head") or {}).get("sha"))
         if action == "closed":
-            return on_pr_closed(
+            return await on_pr_closed(
                 store, gh, repo, pr, head, merged=bool(pr_obj.get("merged")), at=now.isoformat()
             )
-        return check_addressed(store, gh, repo, pr, head, at=now.isoformat())
+        return await check_addressed(store, gh, repo, pr, head, at=now.isoformat())
     return []

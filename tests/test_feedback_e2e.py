@@ -1,0 +1,353 @@
+"""Every feedback signal end to end through the fake GitHub (real HTTP), into the store, into a retrain.
+
+The bot's comments are posted with the real GitHubClient; humans react, reply, push and resolve
+on the fake; reviewbot polls reactions (ETags) and handles the webhook payloads; the labels land in
+the store; a retrain then moves that repo's scores the way the labels say.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from reviewbot.acceptance import AcceptanceModel, FeatureConfig
+from reviewbot.feedback_poll import handle_event, poll_reactions
+from reviewbot.github import GitHubClient, Limits
+from reviewbot.models import Candidate
+from reviewbot.render import ReviewComment, fingerprint_marker
+from reviewbot.retrain import RetrainPolicy, active_model, retrain_repo
+from reviewbot.stats import repo_stats
+from reviewbot.store import Store
+
+try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
+    from tests.fakes.fake_github import FakeGitHub
+except ImportError:
+    from fakes.fake_github import FakeGitHub  # type: ignore[no-redef]
+
+REPO = "acme/shop"
+BOT = "reviewbot[bot]"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+# app/db.py at the PR head: every line is new in the PR, so every line takes a comment.
+DB = [
+    "import sqlite3",  # 1
+    "",  # 2
+    "def find(conn, user_id):",  # 3
+    "    q = 'SELECT * FROM users WHERE id = %s' % user_id",  # 4  sql -> fixed by a commit
+    "    return conn.execute(q).fetchall()",  # 5
+    "",  # 6
+    "def count(conn, name):",  # 7
+    "    q = 'SELECT count(*) FROM t WHERE n = %s' % name",  # 8  sql -> suggestion applied
+    "    return conn.execute(q).fetchone()",  # 9
+    "",  # 10
+    "def helper_fn(x):",  # 11  nit -> resolved, unchanged
+    "    return x",  # 12  nit -> untouched
+    "",  # 13
+    "def other_fn(y):",  # 14  nit -> 👎
+    "    return y",  # 15  sql-ish -> 👍
+    "",  # 16
+    "def last(z):",  # 17  nit -> reply "false positive"
+    "    return z",  # 18  sql -> reply "good catch, fixed"
+    "",  # 19
+    "def tail(w):",  # 20  suppressed; its code changes later
+    "    return w",  # 21  suppressed; never changes
+]
+SQL = "SQL built by string formatting from user input is injectable; use a parameterised query."
+NIT = "Nit: consider renaming this function to something more descriptive."
+SUGGESTION = "    q = 'SELECT count(*) FROM t WHERE n = ?'"
+
+
+def text(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class World:
+    gh: FakeGitHub
+    client: GitHubClient
+    store: Store
+    clock: list[float]
+    comment: dict[int, int]  # line -> github comment id
+    finding: dict[int, int]  # line -> finding id
+    head: str
+
+    def labels(self, line: int) -> list[tuple[str, str, float]]:
+        return [
+            (lab, src, w)
+            for lab, src, w in self.store.conn.execute(
+                "SELECT label, source, weight FROM feedback WHERE finding_id = ? ORDER BY id",
+                (self.finding[line],),
+            )
+        ]
+
+    def tick(self, seconds: float = 60.0) -> None:
+        self.clock[0] += seconds
+
+
+POSTED = {4: SQL, 8: SQL, 11: NIT, 12: NIT, 14: NIT, 15: SQL, 17: NIT, 18: SQL}
+SUPPRESSED = {20: NIT, 21: NIT}
+
+
+@pytest.fixture()
+def fake() -> Iterator[tuple[FakeGitHub, list[float]]]:
+    clock = [T0.timestamp()]
+    with FakeGitHub(clock=lambda: clock[0], bot_login=BOT) as gh:
+        yield gh, clock
+
+
+@pytest.fixture()
+async def world(fake: tuple[FakeGitHub, list[float]]) -> AsyncIterator[World]:
+    gh, clock = fake
+    gh.add_repo(REPO, installation_id=7, files_at_default={"README.md": "shop\n"})
+    pr = gh.add_pull(REPO, 1, head_files={"app/db.py": text(DB)})
+    client = GitHubClient.with_token(
+        gh.issue_token(7), base_url=gh.base_url, bot_login=BOT, limits=Limits(write_interval=0.0)
+    )
+    comments = []
+    for line, body in POSTED.items():
+        extra = f"\n\n```suggestion\n{SUGGESTION}\n```" if line == 8 else ""
+        comments.append(
+            ReviewComment(
+                "app/db.py", line, "RIGHT", body + extra + "\n" + fingerprint_marker(f"fp{line}"), f"fp{line}"
+            )
+        )
+    posted = await client.post_review(REPO, 1, commit_id=pr.head_sha, body="review", comments=comments)
+    assert len(posted.comment_ids) == len(POSTED)
+
+    store = Store.open(":memory:")
+    store.conn.execute(
+        "INSERT INTO reviews (installation_id, repo, pr, head_sha, state, created_at) "
+        "VALUES (7, ?, 1, ?, 'posted', ?)",
+        (REPO, pr.head_sha, T0.isoformat()),
+    )
+    comment_of: dict[int, int] = {}
+    finding_of: dict[int, int] = {}
+    for line, body in {**POSTED, **SUPPRESSED}.items():
+        cid = posted.comment_ids.get(f"fp{line}")
+        cur = store.conn.execute(
+            "INSERT INTO findings (review_id, installation_id, repo, pr, path, line, side, body, category, "
+            "source, rule_id, score, decision, fingerprint, github_comment_id, created_at) "
+            "VALUES (1, 7, ?, 1, 'app/db.py', ?, 'RIGHT', ?, ?, 'llm', NULL, 0.5, ?, ?, ?, ?)",
+            (
+                REPO,
+                line,
+                body + ("\n\n```suggestion\n" + SUGGESTION + "\n```" if line == 8 else ""),
+                "security" if body == SQL else "style",
+                "post" if line in POSTED else "suppress",
+                f"fp{line}",
+                cid,
+                T0.isoformat(),
+            ),
+        )
+        finding_of[line] = int(cur.lastrowid)
+        if cid:
+            comment_of[line] = cid
+    yield World(gh, client, store, clock, comment_of, finding_of, pr.head_sha)
+    store.close()
+
+
+def _payload(event_body: dict[str, Any]) -> dict[str, Any]:
+    return {"repository": {"full_name": REPO}, "installation": {"id": 7}, **event_body}
+
+
+async def test_reactions_polled_with_etags_latest_per_user_wins(world: World) -> None:
+    w = world
+    now = T0 + timedelta(hours=1)
+    w.gh.add_reaction(w.comment[15], "+1", "alice")
+    w.gh.add_reaction(w.comment[14], "+1", BOT)  # the bot's own reaction: ignored
+    w.gh.add_reaction(w.comment[14], "-1", "bob")
+    report = await poll_reactions(w.store, w.client, REPO, now=now)
+    assert report.polled == len(POSTED) and not report.errors
+    assert w.labels(15) == [("accepted", "reaction", 1.0)]
+    assert w.labels(14) == [("dismissed", "reaction", 1.0)]
+
+    # nothing changed: every request is conditional and answered 304
+    before = len(w.gh.requests)
+    report = await poll_reactions(w.store, w.client, REPO, now=now)
+    assert report.not_modified == len(POSTED) and report.label_changes == 0
+    polls = [r for r in w.gh.requests[before:] if r.path.endswith("/reactions")]
+    assert len(polls) == len(POSTED)
+    assert all(r.status == 304 and r.headers.get("if-none-match") for r in polls)
+
+    # alice changes her mind: her latest reaction replaces her label
+    w.tick(60)  # (the fake also uses this clock for token expiry: stay within the hour)
+    w.gh.add_reaction(w.comment[15], "confused", "alice")
+    report = await poll_reactions(w.store, w.client, REPO, now=now + timedelta(hours=1))
+    assert w.labels(15) == [("dismissed", "reaction", 1.0)]
+    assert report.not_modified == len(POSTED) - 1
+
+    # comments older than the polling window are left alone
+    report = await poll_reactions(w.store, w.client, REPO, now=T0 + timedelta(days=15))
+    assert report.polled == 0
+
+
+async def test_replies_become_labels_conservatively(world: World) -> None:
+    w = world
+    cases = {
+        17: "False positive: `z` is validated by the caller.",
+        18: "Good catch, fixed!",
+        11: "hmm, not fixed yet",
+    }
+    for line, body in cases.items():
+        reply = w.gh.add_reply(REPO, 1, w.comment[line], body, user="carol")
+        await handle_event(
+            w.store,
+            w.client,
+            "pull_request_review_comment",
+            _payload({"action": "created", "comment": reply, "pull_request": {"number": 1}}),
+            now=T0,
+        )
+    assert w.labels(17) == [("dismissed", "reply", 1.0)]
+    assert w.labels(18) == [("accepted", "reply", 1.0)]
+    assert w.labels(11) == []  # a negated "fixed" is no label
+    # the bot's own reply in the thread is not feedback
+    bot_reply = w.gh.add_reply(REPO, 1, w.comment[12], "Done!", user=BOT)
+    bot_reply["user"]["type"] = "Bot"
+    assert (
+        await handle_event(
+            w.store,
+            w.client,
+            "pull_request_review_comment",
+            _payload({"action": "created", "comment": bot_reply}),
+            now=T0,
+        )
+        == []
+    )
+
+
+async def test_commits_suggestions_threads_and_closing(world: World) -> None:
+    w = world
+    new = list(DB)
+    new[3] = "    q = 'SELECT * FROM users WHERE id = ?'"  # line 4 addressed by hand
+    new[4] = "    return conn.execute(q, (user_id,)).fetchall()"
+    new[7] = SUGGESTION  # line 8: the suggestion, applied as is
+    new[19] = "def tail(w, v=None):"  # suppressed line 20 changed anyway
+    new.insert(0, "# header")  # and everything shifts down by one line
+    sha = w.gh.push(REPO, 1, {"app/db.py": text(new)})
+    pr = {"number": 1, "head": {"sha": sha}, "merged": False}
+    events = await handle_event(
+        w.store,
+        w.client,
+        "pull_request",
+        _payload({"action": "synchronize", "after": sha, "pull_request": pr}),
+        now=T0 + timedelta(hours=2),
+    )
+    assert {(e.finding_id, e.source) for e in events} == {
+        (w.finding[4], "commit"),
+        (w.finding[8], "suggestion"),
+        (w.finding[20], "suppressed_followup"),
+    }
+    assert w.labels(12) == [] and w.labels(21) == []  # untouched lines: nothing yet
+
+    # threads: resolved after the code changed -> accepted; resolved with no change -> weak dismissal
+    def thread(line: int, action: str) -> dict[str, Any]:
+        comment = {"id": w.comment[line], "path": "app/db.py", "line": line}
+        return _payload(
+            {
+                "action": action,
+                "thread": {"node_id": f"PRRT_{line}", "comments": [comment]},
+                "pull_request": pr,
+                "sender": {"login": "dave"},
+            }
+        )
+
+    await handle_event(w.store, w.client, "pull_request_review_thread", thread(4, "resolved"), now=T0)
+    await handle_event(w.store, w.client, "pull_request_review_thread", thread(11, "resolved"), now=T0)
+    assert ("accepted", "thread", 1.0) in w.labels(4)
+    assert w.labels(11) == [("weak_dismissed", "thread", 0.5)]
+    await handle_event(w.store, w.client, "pull_request_review_thread", thread(11, "unresolved"), now=T0)
+    assert w.labels(11) == []  # unresolving withdraws the thread's label
+
+    # merged: untouched posted comments get the weak 'untouched' label, untouched suppressed ones a
+    # follow-up 'dismissed'; labelled ones get nothing more
+    pr["merged"] = True
+    await handle_event(
+        w.store,
+        w.client,
+        "pull_request",
+        _payload({"action": "closed", "pull_request": pr}),
+        now=T0 + timedelta(days=1),
+    )
+    assert w.labels(12) == [("weak_dismissed", "untouched", 0.2)]
+    assert w.labels(21) == [("dismissed", "suppressed_followup", 1.0)]
+    assert [s for _, s, _ in w.labels(4)] == ["commit", "thread"]
+    s = repo_stats(w.store, REPO)
+    assert (s.suppressed_followed_up, s.suppressed_changed) == (2, 1)
+    assert s.untouched == 6  # 11, 12, 14, 15, 17, 18 had no signal in this test
+
+
+async def test_the_loop_retrains_the_repo_the_way_its_labels_say(world: World) -> None:
+    """All signals together, then a retrain: SQL findings score higher, nits lower, than before."""
+    w = world
+    for line in (15,):
+        w.gh.add_reaction(w.comment[line], "rocket", "alice")
+    w.gh.add_reaction(w.comment[14], "-1", "bob")
+    await poll_reactions(w.store, w.client, REPO, now=T0 + timedelta(hours=1))
+    for line, body in {17: "@reviewbot ignore", 18: "thanks, updated"}.items():
+        reply = w.gh.add_reply(REPO, 1, w.comment[line], body, user="carol")
+        await handle_event(
+            w.store,
+            w.client,
+            "pull_request_review_comment",
+            _payload({"action": "created", "comment": reply}),
+            now=T0,
+        )
+    new = list(DB)
+    new[3] = "    q = 'SELECT * FROM users WHERE id = ?'"
+    new[7] = SUGGESTION
+    sha = w.gh.push(REPO, 1, {"app/db.py": text(new)})
+    pr = {"number": 1, "head": {"sha": sha}, "merged": True}
+    await handle_event(
+        w.store,
+        w.client,
+        "pull_request",
+        _payload({"action": "synchronize", "after": sha, "pull_request": pr}),
+        now=T0,
+    )
+    thread = {"node_id": "PRRT_11", "comments": [{"id": w.comment[11]}]}
+    await handle_event(
+        w.store,
+        w.client,
+        "pull_request_review_thread",
+        _payload({"action": "resolved", "thread": thread, "pull_request": pr}),
+        now=T0,
+    )
+    await handle_event(
+        w.store,
+        w.client,
+        "pull_request",
+        _payload({"action": "closed", "pull_request": pr}),
+        now=T0 + timedelta(days=1),
+    )
+    # every posted finding now has a label: 4 SQL accepted, 4 nits dismissed (one only weakly)
+    outcome = {line: sorted({lab for lab, _, _ in w.labels(line)}) for line in POSTED}
+    assert outcome == {
+        4: ["accepted"],
+        8: ["accepted"],
+        15: ["accepted"],
+        18: ["accepted"],
+        11: ["weak_dismissed"],
+        12: ["weak_dismissed"],
+        14: ["dismissed"],
+        17: ["dismissed"],
+    }
+
+    prior = AcceptanceModel(FeatureConfig(n_text=2**12, n_cat=2**8), [])
+    policy = RetrainPolicy(min_holdout=2, min_train=4, holdout_fraction=0.25)
+    result = retrain_repo(w.store, REPO, now=T0 + timedelta(days=1), prior=prior, policy=policy)
+    assert result.version == 1, result.reason
+    model = active_model(w.store, REPO) if result.activated else None
+    assert model is not None, result.reason
+    probe = [
+        Candidate(id="sql", path="app/new.py", line=1, body=SQL, repo=REPO, category="security"),
+        Candidate(id="nit", path="app/new.py", line=2, body=NIT, repo=REPO, category="style"),
+    ]
+    before, after = prior.score(probe), model.score(probe)
+    assert after[0] > before[0] and after[1] < before[1], (before, after)
+    row = w.store.conn.execute("SELECT metrics, active FROM model_versions").fetchone()
+    assert json.loads(row[0])["decision"] == "activated" and row[1] == 1
