@@ -117,6 +117,17 @@ async def test_token_refreshed_when_about_to_expire(keys: tuple[str, str], ft: F
         assert gh.token_requests == [INST, INST]  # githubkit drops tokens a minute before expiry
 
 
+async def test_enterprise_server_base_url(keys: tuple[str, str], ft: FakeTime) -> None:
+    with FakeGitHub(app_id=APP_ID, app_public_key=keys[1], clock=ft, api_prefix="/api/v3") as ghes:
+        ghes.add_repo(REPO, INST, BASE)
+        ghes.add_pull(REPO, 1, head_files={f"f{i}.py": "x\n" for i in range(120)})
+        assert ghes.base_url.endswith("/api/v3")
+        client = await make_app(ghes, keys, ft).installation_client(INST)
+        assert len(await client.list_pull_files(REPO, 1)) == 120  # Link headers keep the prefix
+        assert ghes.token_requests == [INST]
+        assert all(r.path != "/__outside_api__" for r in ghes.requests)
+
+
 async def test_wrong_key_is_refused_without_retrying(fake: FakeGitHub, ft: FakeTime) -> None:
     client = await make_app(fake, generate_app_key(), ft).installation_client(INST)
     with pytest.raises(GitHubAPIError, match="JSON web token") as err:
@@ -319,6 +330,19 @@ async def test_5xx_and_resets_are_retried_with_backoff(
     fake.fail_next(10, status=503, path_prefix=f"/repos/{REPO}")
     with pytest.raises(GitHubTransientError):
         await client.get_default_branch(REPO)
+
+
+async def test_timeouts_and_truncated_answers_are_retried(
+    fake: FakeGitHub, keys: tuple[str, str], ft: FakeTime
+) -> None:
+    app = GitHubApp(APP_ID, keys[0], base_url=fake.base_url, timeout=0.3,
+                    limits=Limits(write_interval=0), sleep=ft.sleep, clock=ft)
+    client = await app.installation_client(INST)
+    await client.get_default_branch(REPO)
+    fake.slow_next(1, delay=1.0, path_prefix=f"/repos/{REPO}/pulls")
+    fake.truncate_next(1, path_prefix=f"/repos/{REPO}/pulls")
+    assert (await client.get_pull(REPO, 1)).number == 1
+    assert ft.slept == [1, 2] and app.stats.transport_errors == 2
 
 
 async def test_writes_are_spaced_per_installation(

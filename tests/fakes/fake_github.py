@@ -415,7 +415,10 @@ class FakeGitHub:
         token_ttl: float = 3600.0,
         rate_limit: int = 5000,
         bot_login: str = "reviewbot[bot]",
+        api_prefix: str = "",
     ) -> None:
+        """`api_prefix="/api/v3"` serves the API where GitHub Enterprise Server has it."""
+        self.api_prefix = api_prefix.rstrip("/")
         self.app_id = app_id
         self.app_public_key = app_public_key
         self.clock = clock
@@ -485,7 +488,7 @@ class FakeGitHub:
     def base_url(self) -> str:
         assert self._server is not None, "FakeGitHub not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}{self.api_prefix}"
 
     # -- test helpers: state ----------------------------------------------------------------
 
@@ -936,6 +939,9 @@ class FakeGitHub:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
         path = unquote(parts.path)
+        if self.api_prefix:
+            inside = path.startswith(self.api_prefix + "/")
+            path = path[len(self.api_prefix):] if inside else "/__outside_api__"
         query = parse_qs(parts.query)
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
@@ -1144,7 +1150,8 @@ class FakeGitHub:
         if not self.app_public_key:
             raise _error(401, "A JSON web token could not be decoded", "/apps/apps")
         try:
-            claims = _decode_jwt(token, self.app_public_key, self.clock())
+            # the wall clock, not self.clock: githubkit signs JWTs with the wall clock
+            claims = _decode_jwt(token, self.app_public_key, time.time())
         except Exception as e:  # noqa: BLE001 - any decode failure is a 401 on GitHub too
             raise _error(401, f"A JSON web token could not be decoded ({type(e).__name__})",
                          "/apps/apps") from e
@@ -1497,8 +1504,7 @@ class FakeGitHub:
 def _decode_jwt(token: str, public_key: str, now: float) -> dict[str, Any]:
     """Verify an App JWT like GitHub: RS256 signature, `exp` in the future, `iat` not in the future.
 
-    PyJWT checks exp/iat against the wall clock; we check against the fake's clock instead so tests
-    with an injected clock behave consistently.
+    PyJWT's own time checks are off so the caller chooses the clock `now`.
     """
     claims = jwt.decode(token, public_key, algorithms=["RS256"],
                         options={"verify_exp": False, "verify_iat": False, "require": ["iat", "exp", "iss"]})
