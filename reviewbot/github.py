@@ -631,6 +631,10 @@ class GitHubClient:
                     raise ReviewRejectedError(e.message) from e
                 raise
         probes = [0]
+        # a pending review left by a crashed run would make every probe fail: clear it first
+        stale = await self._find_review(owner, name, number, "", pending=True)
+        if stale is not None:
+            await self._delete_pending(owner, name, number, stale)
         rejected = await self._find_rejected(owner, name, number, commit_id, comments, probes)
         bad = {id(c) for c, _ in rejected}
         good = [c for c in comments if id(c) not in bad]
@@ -666,9 +670,14 @@ class GitHubClient:
         last: GitHubTransientError | None = None
         for attempt in range(self.limits.max_attempts):
             if attempt:
-                found = None if pending else await self._find_review(owner, name, number, token)
+                self.stats.retries += 1
+                await self.sleep(min(self.limits.backoff * 2 ** (attempt - 1), self.limits.backoff_max))
+                # the lost answer may hide a created review: never post it twice
+                found = await self._find_review(owner, name, number, token, pending=pending)
                 if found is not None:
-                    return found
+                    if not pending:
+                        return found
+                    await self._delete_pending(owner, name, number, found)
             try:
                 resp = await self._call(
                     lambda: self.rest.pulls.async_create_review(owner, name, number, data=data),
@@ -677,20 +686,31 @@ class GitHubClient:
                 return int(resp.json()["id"])
             except GitHubTransientError as e:
                 last = e
-                self.stats.retries += 1
-                await self.sleep(min(self.limits.backoff * 2**attempt, self.limits.backoff_max))
         assert last is not None
-        found = None if pending else await self._find_review(owner, name, number, token)
-        if found is not None:
+        found = await self._find_review(owner, name, number, token, pending=pending)
+        if found is not None and not pending:
             return found
         raise last
 
-    async def _find_review(self, owner: str, name: str, number: int, token: str) -> int | None:
+    async def _find_review(
+        self, owner: str, name: str, number: int, token: str, *, pending: bool = False
+    ) -> int | None:
+        """Our submitted review carrying this run's marker, or (pending=True) our pending review."""
         marker = f"<!-- reviewbot:run={token} -->"
         reviews = await self._pages(
             lambda p: self.rest.pulls.async_list_reviews(owner, name, number, per_page=100, page=p)
         )
-        return next((int(r["id"]) for r in reviews if marker in (r.get("body") or "")), None)
+        for r in reviews:
+            if pending and r.get("state") == "PENDING":
+                return int(r["id"])
+            if not pending and marker in (r.get("body") or ""):
+                return int(r["id"])
+        return None
+
+    async def _delete_pending(self, owner: str, name: str, number: int, review_id: int) -> None:
+        await self._call(
+            lambda: self.rest.pulls.async_delete_pending_review(owner, name, number, review_id), write=True
+        )
 
     async def _probe(self, owner: str, name: str, number: int, commit_id: str,
                      comments: list[ReviewComment], probes: list[int]) -> str | None:
@@ -703,8 +723,7 @@ class GitHubClient:
             if e.status == 422:
                 return e.message
             raise
-        await self._call(lambda: self.rest.pulls.async_delete_pending_review(owner, name, number, review_id),
-                         write=True)
+        await self._delete_pending(owner, name, number, review_id)
         return None
 
     async def _find_rejected(

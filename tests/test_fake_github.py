@@ -244,6 +244,7 @@ def test_reactions_etag_and_human_activity(gh: FakeGitHub, http: httpx.Client) -
     same = http.get(f"/repos/{REPO}/pulls/comments/{cid}/reactions",
                     headers={"If-None-Match": first.headers["etag"]})
     assert same.status_code == 304
+    assert same.headers["x-ratelimit-remaining"] == first.headers["x-ratelimit-remaining"]  # free
     gh.add_reaction(cid, "+1", "alice")
     changed = http.get(f"/repos/{REPO}/pulls/comments/{cid}/reactions",
                        headers={"If-None-Match": first.headers["etag"]})

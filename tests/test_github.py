@@ -243,6 +243,28 @@ async def test_422_is_bisected_and_the_rest_posted_in_one_review(
     assert all(rv["state"] != "PENDING" for rv in fake.reviews[(REPO, 1)])  # no probe left behind
 
 
+async def test_bisection_survives_stale_and_lost_pending_reviews(
+    client: GitHubClient, fake: FakeGitHub
+) -> None:
+    head = fake.pulls[(REPO, 1)].head_sha
+    # a crashed earlier run left a pending review behind
+    await client.rest.pulls.async_create_review("acme", "shop", 1, data={
+        "commit_id": head, "comments": [{"path": "app.py", "line": 5, "body": "stale"}]})
+    # the 2nd POST (first probe) is processed but its answer lost
+    fake.fail_next(2, status=502, path_prefix=f"/repos/{REPO}/pulls/1/reviews", method="POST",
+                   after_processing=True)
+    posted = await client.post_review(REPO, 1, commit_id=head, body="s",
+                                      comments=[rc("app.py", 5, "ok"), rc("app.py", 20, "bad")])
+    (review,) = fake.posted_reviews(REPO, 1)
+    assert [c["line"] for c in review["comments"]] == [5]
+    assert [c.fingerprint for c, _ in posted.rejected] == ["bad"]
+    assert all(rv["state"] != "PENDING" for rv in fake.reviews[(REPO, 1)])
+    # deleted: the stale one, the probe whose answer was lost, the retried probe
+    assert len(fake.deleted_pending_reviews) == 3
+    posts = fake.requests_to("POST", f"/repos/{REPO}/pulls/1/reviews")
+    assert [r.status for r in posts][:3] == [200, 422, 502]
+
+
 async def test_all_comments_rejected_still_posts_the_review(client: GitHubClient, fake: FakeGitHub) -> None:
     head = fake.pulls[(REPO, 1)].head_sha
     posted = await client.post_review(REPO, 1, commit_id=head, body="summary",

@@ -1011,6 +1011,10 @@ class FakeGitHub:
             ctx.update(params=params, query=query, body=body, accept=h.headers.get("Accept", ""),
                        if_none_match=h.headers.get("If-None-Match"))
             reply = fn(**ctx)
+            if reply.status == 304 and not is_token_route:
+                # GitHub does not count a conditional request answered 304 against the limit
+                self.rate_remaining += 1
+                rate = self._rate_headers(consume=False)
             if fault and fault.kind == "status_after":
                 raise HTTPError(fault.status, {"message": "Server Error", "status": str(fault.status)}, rate)
             reply.headers = {**rate, **reply.headers}
