@@ -1,0 +1,579 @@
+"""The probability that engineers act on a candidate: a hierarchical logistic model.
+
+Layers add up in logit space: a global prior (shipped in reviewbot/data/prior.json, rebuilt by
+bench/train_prior.py), an org-level correction and a repo-level correction, each fitted on its
+own labels with the layers below as a fixed offset and a strong L2 penalty, so a repo with few
+labels stays near its org and the prior while a busy repo learns its own taste.
+
+Features need no fitted vocabulary: hashed word n-grams of the text, hashed categorical tokens
+(category, severity, rule id, language, source) and a few numeric columns (confidence, cluster
+support, hunk size, body length, hedging). Parameters are plain JSON (sparse coefficient pairs,
+intercepts, feature config, version, metrics); loading them never executes code, no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import minimize
+from sklearn.feature_extraction.text import HashingVectorizer
+
+from reviewbot.models import SEVERITIES, Candidate, severity_rank
+from reviewbot.severity import Assessment, assess
+
+FORMAT = "reviewbot-acceptance"
+FORMAT_VERSION = 1
+DEFAULT_THRESHOLD = 0.5
+
+
+class ModelFormatError(ValueError):
+    """The JSON is not a reviewbot acceptance model this version can read."""
+
+
+#: The numeric columns appended after the hashed blocks, in order.
+NUMERIC: tuple[str, ...] = (
+    "confidence",
+    "has_confidence",
+    "log_support",
+    "multi_source",
+    "support3",
+    "support5",
+    "support_share",
+    "log_hunk",
+    "log_length",
+    "hedge",
+    "concrete",
+    "nit",
+    "style_only",
+    "is_rule",
+    "has_path",
+    *(f"sev_{s}" for s in SEVERITIES),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """How candidates become feature vectors; stored with the model so scoring matches training."""
+
+    n_text: int = 2**18
+    n_cat: int = 2**12
+    ngram_max: int = 2
+
+
+    @property
+    def n_features(self) -> int:
+        return self.n_text + self.n_cat + len(NUMERIC)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "n_text": self.n_text,
+            "n_cat": self.n_cat,
+            "ngram_max": self.ngram_max,
+            "n_numeric": len(NUMERIC),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
+        cfg = cls(n_text=int(data["n_text"]), n_cat=int(data["n_cat"]), ngram_max=int(data["ngram_max"]))
+        if int(data.get("n_numeric", len(NUMERIC))) != len(NUMERIC):
+            raise ModelFormatError("model was built with a different numeric feature set")
+        return cfg
+
+
+@dataclass(slots=True)
+class Example:
+    """One candidate with what the filter knows about it beyond its own fields."""
+
+    candidate: Candidate
+    assessment: Assessment
+    support: int = 1
+    sources: int = 1  # distinct sources (passes, rules, tools) in the whole review
+
+
+def source_kind(source: str | None) -> str:
+    """'rule:sql-injection' -> 'rule', 'llm:pass2' -> 'llm', a tool name stays itself."""
+    if not source:
+        return "unknown"
+    return source.split(":", 1)[0].strip().lower() or "unknown"
+
+
+def _cat_tokens(ex: Example) -> list[str]:
+    c, a = ex.candidate, ex.assessment
+    kind = source_kind(c.source)
+    toks = [
+        f"cat={a.category}",
+        f"sev={a.severity}",
+        f"src={kind}",
+        f"src_cat={kind}|{a.category}",
+        f"lang={(c.language or 'none').lower()}",
+        f"sev_cat={a.severity}|{a.category}",
+    ]
+    if c.rule_id:
+        toks.append(f"rule={c.rule_id}")
+    if c.path:
+        ext = c.path.rsplit(".", 1)[-1].lower() if "." in c.path.rsplit("/", 1)[-1] else "none"
+        toks.append(f"ext={ext}")
+        top = c.path.split("/", 1)[0].lower() if "/" in c.path else "."
+        toks.append(f"dir={top}")
+        if "test" in c.path.lower():
+            toks.append("path=test")
+    return toks
+
+
+class Featurizer:
+    """Candidates -> sparse rows. Stateless apart from its config, so it needs no storage."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self._text = HashingVectorizer(
+            n_features=config.n_text,
+            ngram_range=(1, config.ngram_max),
+            alternate_sign=False,
+            norm="l2",
+            lowercase=True,
+        )
+        self._cat = HashingVectorizer(
+            n_features=config.n_cat,
+            analyzer=lambda toks: toks,
+            alternate_sign=False,
+            norm=None,
+        )
+
+    def numeric(self, ex: Example) -> list[float]:
+        c, a = ex.candidate, ex.assessment
+        body = f"{c.title} {c.body}".strip()
+        rank = severity_rank(a.severity)
+        return [
+            float(c.confidence) if c.confidence is not None else 0.5,
+            1.0 if c.confidence is not None else 0.0,
+            math.log1p(max(ex.support, 1) - 1),
+            1.0 if ex.support >= 2 else 0.0,
+            1.0 if ex.support >= 3 else 0.0,
+            1.0 if ex.support >= 5 else 0.0,
+            # share of the review's sources that raised it: consensus, whatever the pool size
+            (max(ex.support, 1) - 1) / max(ex.sources - 1, 1) if ex.sources > 1 else 0.0,
+            math.log1p(c.hunk_size or 0) / 5.0,
+            math.log1p(len(body)) / 8.0,
+            a.hedge,
+            1.0 if a.concrete else 0.0,
+            1.0 if a.nit else 0.0,
+            1.0 if a.style_only else 0.0,
+            1.0 if (c.rule_id or source_kind(c.source) == "rule") else 0.0,
+            1.0 if c.path else 0.0,
+            *(1.0 if rank == k else 0.0 for k in range(len(SEVERITIES))),
+        ]
+
+    def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:
+        texts = [f"{e.candidate.title} {e.candidate.body}" for e in examples]
+        text = self._text.transform(texts)
+        cat = self._cat.transform([_cat_tokens(e) for e in examples])
+        num = sp.csr_matrix(
+            np.array([self.numeric(e) for e in examples], dtype=np.float64).reshape(
+                len(examples), len(NUMERIC)
+            )
+        )
+        return sp.hstack([text, cat, num], format="csr")
+
+
+@dataclass(slots=True)
+class Layer:
+    """One additive logistic layer: a sparse weight vector and an intercept."""
+
+    name: str
+    intercept: float
+    weights: dict[int, float]
+    n_train: int = 0
+    l2: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def dense(self, n_features: int) -> np.ndarray:
+        w = np.zeros(n_features)
+        if self.weights:
+            idx = np.fromiter(self.weights.keys(), dtype=np.int64)
+            w[idx] = np.fromiter(self.weights.values(), dtype=np.float64)
+        return w
+
+    def to_dict(self) -> dict[str, Any]:
+        pairs = sorted(self.weights.items())
+        return {
+            "name": self.name,
+            "intercept": round(self.intercept, 6),
+            "indices": [i for i, _ in pairs],
+            "coefficients": [round(w, 6) for _, w in pairs],
+            "n_train": self.n_train,
+            "l2": None if math.isinf(self.l2) else self.l2,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], n_features: int) -> Layer:
+        indices = data["indices"]
+        coefs = data["coefficients"]
+        if not isinstance(indices, list) or not isinstance(coefs, list) or len(indices) != len(coefs):
+            raise ModelFormatError(f"layer {data.get('name')!r}: indices and coefficients differ")
+        weights: dict[int, float] = {}
+        for i, w in zip(indices, coefs, strict=True):
+            if not isinstance(i, int) or not 0 <= i < n_features or not isinstance(w, int | float):
+                raise ModelFormatError(f"layer {data.get('name')!r}: bad coefficient {i!r}={w!r}")
+            weights[i] = float(w)
+        return cls(
+            name=str(data["name"]),
+            intercept=float(data["intercept"]),
+            weights=weights,
+            n_train=int(data.get("n_train", 0)),
+            l2=math.inf if data.get("l2", 0.0) is None else float(data.get("l2", 0.0)),
+            metrics={str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
+        )
+
+
+def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.logaddexp(0.0, logits) - y * logits))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+
+
+def fit_layer(
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    offset: np.ndarray,
+    *,
+    l2: float,
+    name: str,
+    sample_weight: np.ndarray | None = None,
+    max_iter: int = 200,
+) -> Layer:
+    """Penalised logistic regression on top of a fixed offset (the layers below).
+
+    The loss is a *sum* over rows, so the penalty dominates when there are few rows and the
+    layer's correction shrinks towards zero (i.e. towards the layers below). The intercept is
+    penalised ten times less than the weights.
+    """
+    n = X.shape[0]
+    # Optimise only the columns some row uses: an unused column's optimum is exactly 0.
+    active = np.unique(X.indices)
+    X = X[:, active].tocsr()
+    d = len(active)
+    sw = np.ones(n) if sample_weight is None else sample_weight
+    Xt = X.T.tocsr()
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:d], theta[d]
+        z = offset + X @ w + b
+        # log(1 + e^z) - y z, computed stably
+        ll = np.logaddexp(0.0, z) - y * z
+        r = (_sigmoid(z) - y) * sw
+        f = float(sw @ ll) + 0.5 * l2 * float(w @ w) + 0.05 * l2 * b * b
+        g = np.empty(d + 1)
+        g[:d] = Xt @ r + l2 * w
+        g[d] = r.sum() + 0.1 * l2 * b
+        return f, g
+
+    res = minimize(
+        loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": 1e-6}
+    )
+    w = res.x[:d]
+    nz = np.flatnonzero(np.abs(w) > 1e-6)
+    return Layer(
+        name=name,
+        intercept=float(res.x[d]),
+        weights={int(active[i]): float(w[i]) for i in nz},
+        n_train=int(n),
+        l2=float(l2),
+    )
+
+
+def auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
+    """Area under the ROC curve (ties count half); NaN when only one class is present."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1
+        i = j + 1
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+@dataclass(slots=True)
+class AcceptanceModel:
+    """Prior + corrections, summed in logit space; `thresholds` holds held-out (score, precision)."""
+
+    config: FeatureConfig
+    layers: list[Layer]
+    thresholds: list[tuple[float, float, int]] = field(default_factory=list)
+    version: int = FORMAT_VERSION
+    _dense: np.ndarray | None = field(default=None, repr=False)
+    _intercept: float = field(default=0.0, repr=False)
+
+    def _combined(self) -> tuple[np.ndarray, float]:
+        if self._dense is None:
+            d = self.config.n_features
+            self._dense = sum((layer.dense(d) for layer in self.layers), np.zeros(d))
+            self._intercept = sum(layer.intercept for layer in self.layers)
+        return self._dense, self._intercept
+
+    def featurizer(self) -> Featurizer:
+        return Featurizer(self.config)
+
+    def logits(self, X: sp.csr_matrix) -> np.ndarray:
+        w, b = self._combined()
+        return np.asarray(X @ w + b, dtype=np.float64)
+
+    def score_examples(self, examples: Sequence[Example]) -> list[float]:
+        if not examples:
+            return []
+        return [float(p) for p in _sigmoid(self.logits(self.featurizer().transform(examples)))]
+
+    def score(self, candidates: Sequence[Candidate], support: Sequence[int] | None = None) -> list[float]:
+        """P(accepted) per candidate; `support` is each one's cluster support (1 when unknown)."""
+        sup = list(support) if support is not None else [1] * len(candidates)
+        return self.score_examples([Example(c, assess(c), s) for c, s in zip(candidates, sup, strict=True)])
+
+    def threshold_for(self, target_precision: float, *, min_count: int = 5) -> float | None:
+        """The lowest threshold whose held-out precision reached the target, or None."""
+        best: float | None = None
+        for threshold, precision, count in self.thresholds:
+            if count >= min_count and precision >= target_precision and (best is None or threshold < best):
+                best = threshold
+        return best
+
+    def with_layer(self, layer: Layer) -> AcceptanceModel:
+        return AcceptanceModel(self.config, [*self.layers, layer], list(self.thresholds), self.version)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "version": self.version,
+                "features": self.config.as_dict(),
+                "layers": [layer.to_dict() for layer in self.layers],
+                "thresholds": [[round(t, 6), round(p, 6), c] for t, p, c in self.thresholds],
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> AcceptanceModel:
+        """Parse model JSON; raises ModelFormatError on anything unexpected (never runs code)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelFormatError(f"not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ModelFormatError("not a reviewbot acceptance model")
+        if data.get("version") != FORMAT_VERSION:
+            raise ModelFormatError(f"unsupported model version {data.get('version')!r}")
+        try:
+            config = FeatureConfig.from_dict(data["features"])
+            layers = [Layer.from_dict(layer, config.n_features) for layer in data["layers"]]
+            thresholds = [(float(t), float(p), int(c)) for t, p, c in data.get("thresholds", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ModelFormatError):
+                raise
+            raise ModelFormatError(f"malformed model: {exc}") from exc
+        return cls(config, layers, thresholds, FORMAT_VERSION)
+
+
+def load_prior() -> AcceptanceModel:
+    """The global prior shipped with the package (reviewbot/data/prior.json)."""
+    text = resources.files("reviewbot").joinpath("data/prior.json").read_text(encoding="utf-8")
+    return AcceptanceModel.from_json(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training from history
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    """A finding a deployment posted earlier and what engineers did with it."""
+
+    candidate: Candidate
+    accepted: bool
+    at: str = ""
+    support: int = 1
+    sources: int = 1
+
+
+def org_of(repo: str | None) -> str:
+    return (repo or "").split("/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSettings:
+    """Penalties per level: larger means 'trust the level below more'."""
+
+    org_l2: float = 8.0
+    repo_l2: float = 8.0  # used when the history is too short to choose from repo_l2_grid
+    repo_l2_grid: tuple[float, ...] = (2.0, 8.0, 32.0, 128.0)
+    holdout_fraction: float = 0.25
+    min_holdout: int = 20
+
+
+def history_examples(rows: Sequence[HistoryRow]) -> list[Example]:
+    """History rows as scoring examples (with the support they had in their review)."""
+    return [Example(r.candidate, assess(r.candidate), r.support, r.sources) for r in rows]
+
+
+def _threshold_table(scores: np.ndarray, labels: np.ndarray) -> list[tuple[float, float, int]]:
+    """Precision of 'score >= t' for t at every distinct held-out score (at most ~100 points)."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order].astype(np.float64)
+    tp = np.cumsum(y)
+    count = np.arange(1, len(s) + 1)
+    table: list[tuple[float, float, int]] = []
+    step = max(1, len(s) // 100)
+    for k in range(len(s)):
+        last_of_tie = k == len(s) - 1 or s[k + 1] != s[k]
+        if last_of_tie and (k % step == 0 or k == len(s) - 1 or step == 1):
+            table.append((float(s[k]), float(tp[k] / count[k]), int(count[k])))
+    return table
+
+
+def _fit_level(base: AcceptanceModel, X: sp.csr_matrix, y: np.ndarray, *, l2: float, name: str) -> Layer:
+    return fit_layer(X, y, base.logits(X), l2=l2, name=name)
+
+
+def train(
+    history_rows: Sequence[HistoryRow],
+    prior: AcceptanceModel,
+    *,
+    repo: str | None = None,
+    settings: TrainSettings = TrainSettings(),
+    org_layer: Layer | None = None,
+) -> AcceptanceModel:
+    """A repo's model: the prior, an org correction (its org's rows) and a repo correction.
+
+    `history_rows` may hold many repos; `repo` picks whose model this is (the only repo present
+    when omitted). The threshold table for `target_precision` comes from a time-ordered hold-out:
+    the repo layer is fitted on the older rows, the newer rows are scored, then it is refitted on
+    all rows. With no rows for the repo the prior (plus org layer) is returned unchanged.
+    """
+    repos = {r.candidate.repo for r in history_rows}
+    if repo is None:
+        if len(repos) > 1:
+            raise ValueError(f"history holds {len(repos)} repos; say which model to train")
+        repo = next(iter(repos), None)
+    featurizer = prior.featurizer()
+    model = prior
+    org = org_of(repo)
+    org_rows = [r for r in history_rows if org_of(r.candidate.repo) == org]
+    # oldest first (stable: rows with equal or missing `at` keep their given order)
+    repo_rows = sorted((r for r in history_rows if r.candidate.repo == repo), key=lambda r: r.at)
+    if org_layer is not None:
+        model = model.with_layer(org_layer)
+    elif len(org_rows) > len(repo_rows):
+        # An org layer only adds something when the org has other repos' labels.
+        X_org = featurizer.transform(history_examples(org_rows))
+        y_org = np.array([r.accepted for r in org_rows], dtype=np.float64)
+        model = model.with_layer(_fit_level(model, X_org, y_org, l2=settings.org_l2, name=f"org:{org}"))
+    if not repo_rows:
+        return model
+    X = featurizer.transform(history_examples(repo_rows))
+    y = np.array([r.accepted for r in repo_rows], dtype=np.float64)
+    n = len(repo_rows)
+    thresholds: list[tuple[float, float, int]] = []
+    n_hold = int(n * settings.holdout_fraction)
+    l2 = settings.repo_l2
+    if n_hold >= settings.min_holdout and 0 < y[: n - n_hold].sum() < n - n_hold:
+        # Time-ordered hold-out: fit on the older rows, judge on the newer ones. It picks how
+        # far this repo may move from the layers below (math.inf = not at all) and gives the
+        # held-out scores that `target_precision` thresholds are read from.
+        X_old, y_old, X_new, y_new = X[: n - n_hold], y[: n - n_hold], X[n - n_hold :], y[n - n_hold :]
+        base_new = model.logits(X_new)
+        best_loss = _log_loss(base_new, y_new)
+        best_scores = _sigmoid(base_new)
+        l2 = math.inf
+        for candidate_l2 in settings.repo_l2_grid:
+            early = _fit_level(model, X_old, y_old, l2=candidate_l2, name="holdout")
+            logits_new = model.with_layer(early).logits(X_new)
+            loss = _log_loss(logits_new, y_new)
+            if loss < best_loss - 1e-9:
+                best_loss, best_scores, l2 = loss, _sigmoid(logits_new), candidate_l2
+        thresholds = _threshold_table(best_scores, y_new)
+    if math.isinf(l2):
+        layer = Layer(name=f"repo:{repo}", intercept=0.0, weights={}, n_train=n, l2=math.inf)
+    else:
+        layer = _fit_level(model, X, y, l2=l2, name=f"repo:{repo}")
+    base_scores = _sigmoid(model.logits(X))
+    layer.metrics = {
+        "n": float(n),
+        "accept_rate": float(y.mean()),
+        "base_auc": auc(base_scores, y),
+        "l2": float(l2) if not math.isinf(l2) else -1.0,
+    }
+    out = model.with_layer(layer)
+    out.thresholds = thresholds
+    return out
+
+
+class ModelBank:
+    """Per-repo models for a history that holds many repos, sharing each org's layer."""
+
+    def __init__(
+        self,
+        history_rows: Sequence[HistoryRow],
+        prior: AcceptanceModel,
+        settings: TrainSettings = TrainSettings(),
+    ) -> None:
+        self.prior = prior
+        self.settings = settings
+        self.rows = list(history_rows)
+        self._org_layers: dict[str, Layer | None] = {}
+        self._models: dict[str | None, AcceptanceModel] = {}
+
+    def _org_layer(self, org: str, repo: str | None) -> Layer | None:
+        if org not in self._org_layers:
+            org_rows = [r for r in self.rows if org_of(r.candidate.repo) == org]
+            repos = {r.candidate.repo for r in org_rows}
+            if len(repos) < 2:
+                self._org_layers[org] = None
+            else:
+                featurizer = self.prior.featurizer()
+                X = featurizer.transform(history_examples(org_rows))
+                y = np.array([r.accepted for r in org_rows], dtype=np.float64)
+                self._org_layers[org] = _fit_level(
+                    self.prior, X, y, l2=self.settings.org_l2, name=f"org:{org}"
+                )
+        return self._org_layers[org]
+
+    def for_repo(self, repo: str | None) -> AcceptanceModel:
+        if repo not in self._models:
+            org_layer = self._org_layer(org_of(repo), repo)
+            rows = [r for r in self.rows if r.candidate.repo == repo]
+            if org_layer is not None:
+                # pass the shared org layer; train() then fits only the repo layer
+                self._models[repo] = train(
+                    rows, self.prior, repo=repo, settings=self.settings, org_layer=org_layer
+                )
+            else:
+                self._models[repo] = train(rows, self.prior, repo=repo, settings=self.settings)
+        return self._models[repo]
+
+
+def with_support(
+    rows: Iterable[HistoryRow], support: Sequence[int], sources: Sequence[int]
+) -> list[HistoryRow]:
+    """Rows with their cluster support and review source count filled in (computed per review)."""
+    return [
+        HistoryRow(r.candidate, r.accepted, r.at, s, n)
+        for r, s, n in zip(rows, support, sources, strict=True)
+    ]

@@ -1,0 +1,197 @@
+"""`reviewbot filter`: replay the noise filter offline on JSONL candidates and history.
+
+The I/O edge of the filter: it parses and validates JSONL, trains each repo's model from the
+history (backed by its org's layer and the shipped prior), runs `filter_review` per review
+(same repo and pr) and prints one JSON object per candidate in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from reviewbot.acceptance import AcceptanceModel, HistoryRow, ModelBank, load_prior
+from reviewbot.dedup import fingerprint
+from reviewbot.models import Candidate
+from reviewbot.noise import FilterSettings, decisions_as_rows, filter_review, prepare_history
+
+
+class InputError(ValueError):
+    """A JSONL line that does not follow the contract; carries its line number."""
+
+    def __init__(self, line_no: int, message: str) -> None:
+        super().__init__(f"line {line_no}: {message}")
+        self.line_no = line_no
+
+
+def _opt(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], line_no: int) -> Any:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InputError(line_no, f"field {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def parse_candidate(obj: Any, line_no: int) -> Candidate:
+    """One contract object -> Candidate; raises InputError naming the bad field."""
+    if not isinstance(obj, dict):
+        raise InputError(line_no, "expected a JSON object")
+    cid = obj.get("id")
+    if not isinstance(cid, str) or not cid:
+        raise InputError(line_no, "field 'id' must be a non-empty string")
+    repo = obj.get("repo")
+    if not isinstance(repo, str) or not repo:
+        raise InputError(line_no, "field 'repo' must be a string like 'owner/name'")
+    body = obj.get("body")
+    if not isinstance(body, str):
+        raise InputError(line_no, "field 'body' must be a string")
+    confidence = _opt(obj, "confidence", (int, float), line_no)
+    if confidence is not None and not 0 <= confidence <= 1:
+        raise InputError(line_no, f"field 'confidence' must be in [0, 1], got {confidence!r}")
+    severity = _opt(obj, "severity", str, line_no)
+    category = _opt(obj, "category", str, line_no)
+    source = _opt(obj, "source", str, line_no)
+    return Candidate(
+        id=cid,
+        repo=repo,
+        pr=_opt(obj, "pr", int, line_no),
+        path=_opt(obj, "path", str, line_no),
+        line=_opt(obj, "line", int, line_no),
+        end_line=_opt(obj, "end_line", int, line_no),
+        body=body,
+        title=_opt(obj, "title", str, line_no) or "",
+        severity=severity,
+        category=category,
+        confidence=None if confidence is None else float(confidence),
+        source=source or "unknown",
+        rule_id=_opt(obj, "rule_id", str, line_no),
+        symbol=_opt(obj, "symbol", str, line_no),
+        language=_opt(obj, "language", str, line_no),
+        hunk_size=_opt(obj, "hunk_size", int, line_no),
+    )
+
+
+def parse_history_row(obj: Any, line_no: int) -> HistoryRow:
+    cand = parse_candidate(obj, line_no)
+    outcome = obj.get("outcome")
+    if outcome not in ("accepted", "dismissed"):
+        raise InputError(line_no, f"field 'outcome' must be 'accepted' or 'dismissed', got {outcome!r}")
+    at = obj.get("at")
+    return HistoryRow(cand, outcome == "accepted", "" if at is None else str(at))
+
+
+@dataclass(slots=True)
+class Parsed:
+    items: list[Any]
+    errors: list[str]
+
+
+def parse_jsonl(text: str, parse: Any) -> Parsed:
+    """Parse every line, collecting all errors (so one run reports every bad line)."""
+    items: list[Any] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"line {line_no}: invalid JSON ({exc.msg})")
+            continue
+        try:
+            item = parse(obj, line_no)
+        except InputError as exc:
+            errors.append(str(exc))
+            continue
+        cid = item.id if isinstance(item, Candidate) else None
+        if cid is not None:
+            if cid in seen:
+                errors.append(f"line {line_no}: duplicate id {cid!r}")
+                continue
+            seen.add(cid)
+        items.append(item)
+    return Parsed(items, errors)
+
+
+def settings_from_file(path: Path | None) -> FilterSettings:
+    """FilterSettings from a repo config YAML through reviewbot.config (defaults with no file)."""
+    from reviewbot.config import load_config
+
+    text = None if path is None else path.read_text(encoding="utf-8")
+    return FilterSettings.from_config(load_config(text, filename=str(path or ".reviewbot.yml")))
+
+
+def run_filter(
+    candidates: list[Candidate],
+    history: list[HistoryRow],
+    settings: FilterSettings,
+    *,
+    prior: AcceptanceModel | None = None,
+) -> list[dict[str, Any]]:
+    """The whole replay: per-repo models from history, one filter run per review, input order."""
+    history = prepare_history(history, settings.dedup)
+    bank = ModelBank(history, prior if prior is not None else load_prior())
+    dismissed: dict[str | None, list[str]] = {}
+    posted: dict[tuple[str | None, int | None], list[str]] = {}
+    for row in history:
+        fp = fingerprint(row.candidate)
+        if not row.accepted:
+            dismissed.setdefault(row.candidate.repo, []).append(fp)
+        if row.candidate.pr is not None:
+            posted.setdefault((row.candidate.repo, row.candidate.pr), []).append(fp)
+    reviews: dict[tuple[str | None, int | None], list[int]] = {}
+    for i, c in enumerate(candidates):
+        reviews.setdefault((c.repo, c.pr), []).append(i)
+    rows: list[dict[str, Any] | None] = [None] * len(candidates)
+    for (repo, pr), members in reviews.items():
+        decisions = filter_review(
+            [candidates[i] for i in members],
+            model=bank.for_repo(repo),
+            settings=settings,
+            dismissed_fingerprints=dismissed.get(repo, ()),
+            posted_fingerprints=posted.get((repo, pr), ()) if pr is not None else (),
+        )
+        for i, row in zip(members, decisions_as_rows(decisions), strict=True):
+            rows[i] = row
+    return [r for r in rows if r is not None]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("filter")
+    def filter_command(
+        candidates: Path = typer.Argument(..., help="CANDIDATES.jsonl: one candidate comment per line."),
+        history: Path | None = typer.Option(
+            None, "--history", help="HISTORY.jsonl: past findings with outcome accepted|dismissed."
+        ),
+        config: Path | None = typer.Option(None, "--config", help="Repo config YAML (.reviewbot.yml)."),
+    ) -> None:
+        """Replay the noise filter offline: one JSON decision per candidate, in input order.
+
+        Example: reviewbot filter --history history.jsonl --config .reviewbot.yml candidates.jsonl
+        """
+        errors: list[str] = []
+        hist_rows: list[HistoryRow] = []
+        if history is not None:
+            parsed_h = parse_jsonl(history.read_text(encoding="utf-8"), parse_history_row)
+            hist_rows = parsed_h.items
+            errors += [f"{history}: {e}" for e in parsed_h.errors]
+        parsed_c = parse_jsonl(candidates.read_text(encoding="utf-8"), parse_candidate)
+        errors += [f"{candidates}: {e}" for e in parsed_c.errors]
+        if errors:
+            for e in errors:
+                print(e, file=sys.stderr)
+            raise typer.Exit(2)
+        try:
+            settings = settings_from_file(config)
+        except Exception as exc:  # ConfigError, OSError: a bad config is bad input, exit 2
+            print(f"{config}: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from exc
+        for row in run_filter(parsed_c.items, hist_rows, settings):
+            sys.stdout.write(json.dumps(row, sort_keys=False) + "\n")

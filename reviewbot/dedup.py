@@ -1,0 +1,276 @@
+"""Clustering candidates that describe the same issue, and fingerprints that survive pushes.
+
+Several LLM passes, rules and tools raise the same issue in different words; engineers want it
+once. Within one review we cluster by place (same path, nearby lines) and by text (tf-idf cosine
+over normalised tokens, identifiers kept whole); candidates on different paths never merge. How
+many distinct sources raised a cluster is its *support*, a strong signal of a real issue.
+
+Across pushes a fingerprint (path + enclosing symbol + a simhash of the normalised claim) stays
+the same when lines shift, and two fingerprints can be compared fuzzily (same path and symbol,
+near simhash) so a reworded copy of a dismissed finding is still recognised. Pure functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reviewbot.models import Candidate
+
+_STOP_TEXT = (
+    """a an the and or but if then else of to in on at for from by with without into onto this that
+    these those it its is are was were be been being has have had do does did not no can could
+    should would will shall may might must so as than too very just also there here which who whom
+    what when where why how all any both each few more most other some such only own same i you we
+    they he she them our your their me my us line lines code here please see use used using"""
+)
+STOPWORDS = frozenset(_STOP_TEXT.split())
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+_CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _stem(word: str) -> str:
+    """A crude suffix strip: enough to make 'checks'/'checked'/'checking' one token."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """Normalised content tokens: lower case, stemmed, numbers and stop words dropped.
+
+    An identifier (`getUserById`, `max_retries`) is kept whole *and* split into its parts, so two
+    descriptions naming the same function match strongly.
+    """
+    out: list[str] = []
+    for raw in _WORD.findall(text):
+        if raw.isdigit():
+            continue
+        low = raw.lower()
+        is_identifier = "_" in raw or (any(c.isupper() for c in raw[1:]) and any(c.islower() for c in raw))
+        if is_identifier:
+            out.append("id:" + low)
+            parts = [p.lower() for p in _CAMEL.findall(raw.replace("_", " "))]
+            out.extend(_stem(p) for p in parts if len(p) > 2 and p not in STOPWORDS)
+        elif len(low) > 2 and low not in STOPWORDS:
+            out.append(_stem(low))
+    return out
+
+
+def normalise_claim(text: str) -> str:
+    """The claim as a canonical string: content tokens, in order, without repeats."""
+    seen: dict[str, None] = {}
+    for tok in tokens(text):
+        seen.setdefault(tok, None)
+    return " ".join(seen)
+
+
+def jaccard(a: str, b: str) -> float:
+    """Token Jaccard similarity of two texts (0 when either has no content tokens)."""
+    ta, tb = set(tokens(a)), set(tokens(b))
+    if not ta or not tb:
+        return 0.0
+    return len(ta & tb) / len(ta | tb)
+
+
+def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
+    """Pairwise tf-idf cosine similarity of `texts` (idf from the texts themselves)."""
+    docs = [Counter(tokens(t)) for t in texts]
+    n = len(docs)
+    df: Counter[str] = Counter()
+    for doc in docs:
+        df.update(doc.keys())
+    index = {tok: i for i, tok in enumerate(sorted(df))}
+    idf = {tok: math.log((1 + n) / (1 + d)) + 1.0 for tok, d in df.items()}
+    mat = np.zeros((n, len(index)), dtype=np.float64)
+    for row, doc in enumerate(docs):
+        for tok, count in doc.items():
+            mat[row, index[tok]] = (1 + math.log(count)) * idf[tok]
+    norms = np.linalg.norm(mat, axis=1)
+    norms[norms == 0] = 1.0
+    mat /= norms[:, None]
+    return mat @ mat.T
+
+
+@dataclass(frozen=True, slots=True)
+class DedupSettings:
+    """Thresholds for calling two candidates the same issue.
+
+    `threshold` is the text similarity needed with no place information (no paths or lines);
+    nearby lines on the same path need less, far-apart lines on the same path need more.
+    """
+
+    threshold: float = 0.25
+    near_threshold: float = 0.15
+    far_threshold: float = 0.45
+    window: int = 10
+
+
+@dataclass(slots=True)
+class Cluster:
+    """Candidates (by index into the review) judged to be one issue; `members[0]` is the best."""
+
+    id: str
+    members: list[int] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+
+    @property
+    def representative(self) -> int:
+        return self.members[0]
+
+    @property
+    def support(self) -> int:
+        """How many distinct sources (passes, rules, tools) raised this issue."""
+        return len(self.sources)
+
+
+def _needs(candidates: Sequence[Candidate], settings: DedupSettings) -> np.ndarray:
+    """Pairwise similarity needed to merge, NaN where two candidates may never merge.
+
+    Different paths never merge; the same path with nearby lines needs less text similarity,
+    far-apart lines need more; without place information the plain threshold applies.
+    """
+    n = len(candidates)
+    paths = [c.path for c in candidates]
+    path_ids = {p: k for k, p in enumerate(sorted({p for p in paths if p is not None}))}
+    pid = np.array([path_ids[p] if p is not None else -1 for p in paths])
+    has_line = np.array([c.line is not None for c in candidates])
+    lo = np.array([c.line if c.line is not None else 0 for c in candidates], dtype=np.int64)
+    hi = np.array([max(c.end_line or 0, c.line or 0) for c in candidates], dtype=np.int64)
+    need = np.full((n, n), settings.threshold)
+    both_paths = (pid[:, None] >= 0) & (pid[None, :] >= 0)
+    same_path = both_paths & (pid[:, None] == pid[None, :])
+    lines = same_path & has_line[:, None] & has_line[None, :]
+    gap = np.maximum(lo[:, None], lo[None, :]) - np.minimum(hi[:, None], hi[None, :])
+    need[lines & (gap <= settings.window)] = settings.near_threshold
+    need[lines & (gap > settings.window)] = settings.far_threshold
+    need[both_paths & ~same_path] = np.nan
+    return need
+
+
+def cluster_candidates(
+    candidates: Sequence[Candidate],
+    *,
+    priority: Callable[[int], tuple[float, ...]],
+    settings: DedupSettings = DedupSettings(),
+    prefix: str = "c",
+) -> tuple[list[Cluster], list[int]]:
+    """Cluster one review's candidates; returns (clusters, cluster index for every candidate).
+
+    Candidates are visited best first (`priority(i)`, larger is better) and each joins the
+    cluster of its most similar earlier candidate when that pair clears its threshold, so the
+    first member of a cluster is its representative.
+    """
+    n = len(candidates)
+    if n == 0:
+        return [], []
+    sims = similarity_matrix([f"{c.title}\n{c.body}" for c in candidates])
+    need = _needs(candidates, settings)
+    with np.errstate(invalid="ignore"):
+        ok = sims >= need  # NaN (never merge) compares False
+    order = sorted(range(n), key=lambda i: (tuple(-p for p in priority(i)), i))
+    assigned = [-1] * n
+    clusters: list[Cluster] = []
+    seen: list[int] = []
+    for i in order:
+        best = -1
+        if seen:
+            prev = np.array(seen)
+            cand = prev[ok[i, prev]]
+            if cand.size:
+                j = int(cand[np.argmax(sims[i, cand])])
+                best = assigned[j]
+        if best == -1:
+            clusters.append(Cluster(id=f"{prefix}{len(clusters) + 1}"))
+            best = len(clusters) - 1
+        clusters[best].members.append(i)
+        clusters[best].sources.add(candidates[i].source or "unknown")
+        assigned[i] = best
+        seen.append(i)
+    return clusters, assigned
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprints: stable across pushes, comparable fuzzily.
+
+FINGERPRINT_VERSION = "fp1"
+
+
+def _h(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def simhash(text: str) -> int:
+    """64-bit simhash of the normalised claim (tokens and token pairs): near texts, near hashes."""
+    toks = tokens(text)
+    feats = toks + [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
+    if not feats:
+        return 0
+    digests = b"".join(hashlib.blake2b(f.encode("utf-8"), digest_size=8).digest() for f in feats)
+    bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8).reshape(len(feats), 8), axis=1)
+    votes = (bits.astype(np.int32) * 2 - 1).sum(axis=0)  # bit 0 is the most significant
+    value = 0
+    for bit in votes > 0:
+        value = (value << 1) | int(bit)
+    return value
+
+
+def fingerprint(candidate: Candidate) -> str:
+    """`fp1:<path hash>:<symbol hash>:<claim simhash>`; the line number is deliberately absent."""
+    path = _h(candidate.path or "", 10)
+    symbol = _h(candidate.symbol or "", 6)
+    claim = simhash(f"{candidate.title}\n{candidate.body}")
+    return f"{FINGERPRINT_VERSION}:{path}:{symbol}:{claim:016x}"
+
+
+def _parts(fp: str) -> tuple[str, str, int] | None:
+    bits = fp.split(":")
+    if len(bits) != 4 or bits[0] != FINGERPRINT_VERSION:
+        return None
+    try:
+        return bits[1], bits[2], int(bits[3], 16)
+    except ValueError:
+        return None
+
+
+def fingerprints_match(a: str, b: str, *, max_distance: int = 8) -> bool:
+    """Same finding: equal, or same path and symbol with claims within `max_distance` bits."""
+    if a == b:
+        return True
+    pa, pb = _parts(a), _parts(b)
+    if pa is None or pb is None:
+        return False
+    return pa[0] == pb[0] and pa[1] == pb[1] and bin(pa[2] ^ pb[2]).count("1") <= max_distance
+
+
+class FingerprintIndex:
+    """Known fingerprints (posted on this PR, or dismissed in this repo) for exact and fuzzy lookup."""
+
+    def __init__(
+        self, fingerprints: Sequence[str] | set[str] | frozenset[str] | list[str], *, max_distance: int = 8
+    ) -> None:
+        self.exact = set(fingerprints)
+        self.max_distance = max_distance
+        self.by_place: dict[tuple[str, str], list[int]] = {}
+        for fp in self.exact:
+            parts = _parts(fp)
+            if parts is not None:
+                self.by_place.setdefault((parts[0], parts[1]), []).append(parts[2])
+
+    def __contains__(self, fp: str) -> bool:
+        if fp in self.exact:
+            return True
+        parts = _parts(fp)
+        if parts is None:
+            return False
+        return any(
+            bin(parts[2] ^ other).count("1") <= self.max_distance
+            for other in self.by_place.get((parts[0], parts[1]), ())
+        )
