@@ -10,11 +10,23 @@ are on every response; primary/secondary limits, 429s and transport faults can b
 Drive it from a test::
 
     priv, pub = generate_app_key()
-    with FakeGitHub(app_id=42, app_public_key=pub) as gh:
-        gh.add_repo("acme/shop", installation_id=7, files_at_default={"a.py": "x = 1\\n"})
-        pr = gh.add_pull("acme/shop", 1, base_files={...}, head_files={...})
-        ... point githubkit at gh.base_url ...
-        gh.reviews[("acme/shop", 1)]  # what was posted
+    with FakeGitHub(app_id=42, app_public_key=pub) as gh:   # .base_url = http://127.0.0.1:<port>
+        gh.add_repo("acme/shop", installation_id=7, files_at_default={"a.py": "x = 1\n"})
+        pr = gh.add_pull("acme/shop", 1, head_files={"a.py": "x = 2\n"})  # overlays; None deletes
+        app = GitHubApp(42, priv, base_url=gh.base_url)  # or GitHubClient.with_token(gh.issue_token(7))
+        ...
+        gh.posted_reviews("acme/shop", 1)   # submitted reviews: {"event", "body", "comments", ...}
+
+State helpers: add_repo, set_default_files, add_pull, add_pull_from_dirs, push, commit,
+add_review_comment, add_reply, add_reaction, add_issue_comment, issue_token.
+Faults and limits: fail_next (after_processing=True loses the answer of a request that took effect),
+secondary_limit_next, too_many_requests_next, reset_next, slow_next, truncate_next, set_rate_limit.
+Records: reviews, posted_reviews(), rejected_reviews, deleted_pending_reviews, review_comments,
+issue_comments, reactions, check_runs (each with its update history), requests (no auth header),
+token_requests.
+
+`clock` drives token expiry and rate-limit resets; JWTs are checked against the wall clock
+because githubkit signs them with it.
 """
 
 from __future__ import annotations
