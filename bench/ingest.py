@@ -20,11 +20,11 @@ import copy
 import hashlib
 import hmac
 import json
+import math
 import os
 import random
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +68,7 @@ class Result:
     status: int
     seconds: float
     outcome: str = ""
+    server_ms: float | None = None  # from the Server-Timing header
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Report:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
+    server_p50_ms: float = 0.0
+    server_p99_ms: float = 0.0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -137,7 +140,7 @@ def build_deliveries(n: int, secret: bytes, *, seed: int = 1, fixtures: Path = F
     return out
 
 
-async def send_all(url: str, deliveries: list[Delivery], *, concurrency: int = 16) -> list[Result]:
+async def send_all(url: str, deliveries: list[Delivery], *, concurrency: int = 8) -> list[Result]:
     results: list[Result] = []
     queue: asyncio.Queue[Delivery] = asyncio.Queue()
     for d in deliveries:
@@ -162,13 +165,15 @@ async def send_all(url: str, deliveries: list[Delivery], *, concurrency: int = 1
                 try:
                     r = await client.post(url, content=d.body, headers=headers)
                     status = r.status_code
+                    timing = r.headers.get("server-timing", "")
+                    server_ms = float(timing.split("dur=")[1]) if "dur=" in timing else None
                     try:
                         outcome = r.json().get("outcome", "")
                     except ValueError:
                         outcome = ""
                 except httpx.HTTPError as exc:
-                    status, outcome = 0, f"error: {type(exc).__name__}"
-                results.append(Result(d, status, time.perf_counter() - start, outcome))
+                    status, outcome, server_ms = 0, f"error: {type(exc).__name__}", None
+                results.append(Result(d, status, time.perf_counter() - start, outcome, server_ms))
 
         await asyncio.gather(*(one() for _ in range(concurrency)))
     return results
@@ -223,10 +228,16 @@ def check(db_path: Path, deliveries: list[Delivery], results: list[Result], seco
         rep.problems.append(f"jobs for deliveries never sent validly: {sorted(unknown)[:5]}")
     lat = sorted(r.seconds * 1000 for r in results if r.status)
     if lat:
-        rep.p50_ms = statistics.median(lat)
-        rep.p99_ms = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
-        rep.max_ms = lat[-1]
+        rep.p50_ms, rep.p99_ms, rep.max_ms = _pct(lat, 0.5), _pct(lat, 0.99), lat[-1]
+    srv = sorted(r.server_ms for r in results if r.server_ms is not None)
+    if srv:
+        rep.server_p50_ms, rep.server_p99_ms = _pct(srv, 0.5), _pct(srv, 0.99)
     return rep
+
+
+def _pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
 def free_port() -> int:
@@ -268,7 +279,7 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run(n: int = 1000, *, concurrency: int = 16, seed: int = 1, workdir: Path | None = None) -> Report:
+def run(n: int = 1000, *, concurrency: int = 8, seed: int = 1, workdir: Path | None = None) -> Report:
     """Start a server on a free loopback port, send, stop it, check the database."""
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     base = Path(tmp.name) if tmp else Path(workdir)  # type: ignore[arg-type]
@@ -292,34 +303,43 @@ def run(n: int = 1000, *, concurrency: int = 16, seed: int = 1, workdir: Path | 
             tmp.cleanup()
 
 
-def render(rep: Report, n: int, concurrency: int) -> str:
-    verdict = (
-        "PASS" if rep.ok and rep.p99_ms <= 50 else ("PASS (p99 over 50 ms target)" if rep.ok else "FAIL")
-    )
-    return "\n".join(
-        [
-            SECTION,
-            "",
-            f"`python bench/ingest.py -n {n} --concurrency {concurrency}`: a separate process sends signed",
-            "deliveries to `reviewbot serve --no-worker` on 127.0.0.1 (SQLite WAL on local disk), then the",
-            "database is checked against what was sent. Targets: 0 lost, 0 processed twice, every forgery",
-            "rejected, p99 acknowledgement <= 50 ms.",
-            "",
-            "| sent | unique valid | repeats | forged | accepted (202) | duplicate (200) | rejected (401) |"
-            " other | lost | processed twice | forged accepted | jobs expected / stored | p50 ack | p99 ack |"
-            " throughput |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| {rep.sent} | {rep.unique_valid} | {rep.repeats} | {rep.forged} | {rep.accepted}"
+def render(reports: list[tuple[int, Report]], n: int) -> str:
+    ok = all(rep.ok for _, rep in reports)
+    fast = all(rep.p99_ms <= 50 for _, rep in reports)
+    verdict = "PASS" if ok and fast else ("PASS, but p99 over the 50 ms target in a row" if ok else "FAIL")
+    levels = " ".join(str(c) for c, _ in reports)
+    lines = [
+        SECTION,
+        "",
+        f"`python bench/ingest.py -n {n} --concurrency {levels}`: a separate process sends {n} signed",
+        "deliveries (mixed events; 10% sent again with the same delivery id, 5% forged) to",
+        "`reviewbot serve --no-worker` on 127.0.0.1 (SQLite WAL on local disk) with that many requests in",
+        "flight, then checks the database against what was sent. Targets: 0 lost, 0 processed twice,",
+        "every forgery rejected, p99 acknowledgement <= 50 ms. `ack` is measured by the client (network,",
+        "queueing and the client's own CPU included); `in server` is the Server-Timing the server reports.",
+        "",
+        "| in flight | sent | unique valid | repeats | forged | accepted (202) | duplicate (200) |"
+        " rejected (401) | other | lost | processed twice | forged accepted | jobs expected / stored |"
+        " p50 ack | p99 ack | p50 / p99 in server | throughput |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for conc, rep in reports:
+        lines.append(
+            f"| {conc} | {rep.sent} | {rep.unique_valid} | {rep.repeats} | {rep.forged} | {rep.accepted}"
             f" | {rep.duplicates} | {rep.rejected} | {rep.errors} | {rep.lost} | {rep.double}"
-            f" | {rep.forged_accepted}"
-            f" | {rep.jobs_expected} / {rep.jobs_found} | {rep.p50_ms:.1f} ms | {rep.p99_ms:.1f} ms"
-            f" | {rep.sent / rep.seconds:.0f}/s |",
-            "",
-            f"Result: **{verdict}** (last run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
-            f" {os.cpu_count()} CPUs shared with other processes; latency is client-side, end to end).",
-            "",
-        ]
-    )
+            f" | {rep.forged_accepted} | {rep.jobs_expected} / {rep.jobs_found}"
+            f" | {rep.p50_ms:.1f} ms | {rep.p99_ms:.1f} ms"
+            f" | {rep.server_p50_ms:.1f} / {rep.server_p99_ms:.1f} ms | {rep.sent / rep.seconds:.0f}/s |"
+        )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines += [
+        "",
+        f"Result: **{verdict}** (last run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on"
+        f" {os.cpu_count()} CPUs shared with other work, load average {load:.1f} at the end; client and"
+        " server on the same machine).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
@@ -330,25 +350,28 @@ def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
         nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1 :] if nxt != -1 else "")
+        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[nxt + 1 :] if nxt != -1 else "")
     path.write_text(new.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-n", type=int, default=1000, help="deliveries to send (default 1000)")
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("-n", type=int, default=1000, help="deliveries to send per run (default 1000)")
+    ap.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 8, 16], help="requests in flight; one run each"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args(argv)
-    rep = run(args.n, concurrency=args.concurrency, seed=args.seed)
-    text = render(rep, args.n, args.concurrency)
+    reports = [(c, run(args.n, concurrency=c, seed=args.seed)) for c in args.concurrency]
+    text = render(reports, args.n)
     print(text)
-    for p in rep.problems[:10]:
-        print("problem:", p, file=sys.stderr)
+    for _, rep in reports:
+        for p in rep.problems[:10]:
+            print("problem:", p, file=sys.stderr)
     if not args.no_write:
         write_section(text)
-    return 0 if rep.ok else 1
+    return 0 if all(rep.ok for _, rep in reports) else 1
 
 
 if __name__ == "__main__":

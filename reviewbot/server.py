@@ -66,7 +66,13 @@ def create_app(
 
     def reply(status: int, event: str, outcome: str, started: float, **body: Any) -> JSONResponse:
         record(event, outcome, started)
-        return JSONResponse({"outcome": outcome, **body}, status_code=status)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        # Server-Timing: how long the server itself took, apart from the network and queueing.
+        return JSONResponse(
+            {"outcome": outcome, **body},
+            status_code=status,
+            headers={"Server-Timing": f"ack;dur={elapsed_ms:.2f}"},
+        )
 
     @app.post("/webhook")
     async def webhook(request: Request) -> Response:

@@ -312,7 +312,8 @@ def set_paused(
 ) -> None:
     """Record '@reviewbot pause|resume' on the repository (created if the App had not seen it)."""
     with lock, store.transaction() as conn:
-        _ensure_installation(conn, command.installation_id, None, None, now)
+        # The repository's owner is the installation's account (an App is installed per account).
+        _ensure_installation(conn, command.installation_id, command.repo.split("/")[0], None, now)
         updated = conn.execute(
             "UPDATE repositories SET paused = ? WHERE full_name = ?", (int(paused), command.repo)
         ).rowcount

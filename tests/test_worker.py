@@ -366,3 +366,73 @@ async def test_job_logs_are_json_with_context_and_secrets_redacted(queue: JobQue
     assert "[REDACTED]" in mine[1]["exc"] and "ValueError" in mine[1]["exc"]
     done = [ln for ln in lines if ln["msg"] == "job done"]
     assert done and done[0]["repo"] == "acme/api"
+
+
+# --- the command and the metrics helpers ---------------------------------------------------------
+
+
+def test_reviewbot_worker_once_subprocess(tmp_path: Path, fixtures_dir: Path) -> None:
+    """`reviewbot worker --once` against a database the server wrote: runs the built-in jobs and
+    dead-letters a kind it has no handler for, naming it."""
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "rb.db"
+    st = Store.open(db)
+    q = JobQueue(st)
+    _installation_job(q, fixtures_dir, "installation.created")
+    q.enqueue("command.pause", _command("pause"), installation_id=7)
+    unknown = q.enqueue("not-a-kind", {})
+    st.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWBOT_")}
+    env.update(REVIEWBOT_DATABASE_PATH=str(db), REVIEWBOT_LOG_LEVEL="WARNING")
+    p = subprocess.run(
+        [sys.executable, "-m", "reviewbot", "worker", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "processed 3 job(s)" in p.stdout
+    st = Store.open(db)
+    try:
+        q = JobQueue(st)
+        assert is_paused(st, "acme/api")
+        assert st.conn.execute("SELECT id, account FROM installations ORDER BY id").fetchall() == [
+            (7, "acme"),
+            (957387, "Codertocat"),
+        ]
+        job = q.get(unknown)
+        assert job.state == "dead" and "no handler for job kind 'not-a-kind'" in job.last_error
+    finally:
+        st.close()
+
+
+def test_metrics_helpers() -> None:
+    from reviewbot.models import Funnel, LLMUsage
+
+    m = Metrics(CollectorRegistry())
+    funnel = Funnel(candidates=7, posted=2)
+    funnel.drop("low_score", 4)
+    funnel.drop("duplicate")
+    m.record_funnel("acme/api", funnel)
+    m.record_llm_usage(LLMUsage(requests=3, prompt_tokens=100, completion_tokens=20, errors=1))
+    m.record_github_call("post", 422, rate_remaining=4990, installation_id=7)
+    with m.stage("llm"):
+        pass
+    m.observe_stage_timings({"fetch": 0.2, "unknown": 1.0})
+    with pytest.raises(ValueError), m.stage("nope"):
+        pass
+    v = m.registry.get_sample_value
+    assert v("reviewbot_funnel_candidates_total", {"repo": "acme/api"}) == 7
+    assert v("reviewbot_funnel_posted_total", {"repo": "acme/api"}) == 2
+    assert v("reviewbot_funnel_suppressed_total", {"repo": "acme/api", "reason": "low_score"}) == 4
+    assert v("reviewbot_llm_tokens_total", {"kind": "prompt"}) == 100
+    assert v("reviewbot_llm_errors_total", {"kind": "request"}) == 1
+    assert v("reviewbot_github_api_calls_total", {"method": "POST", "status": "422"}) == 1
+    assert v("reviewbot_github_rate_limit_remaining", {"installation": "7"}) == 4990
+    assert v("reviewbot_stage_seconds_count", {"stage": "llm"}) == 1
+    assert v("reviewbot_stage_seconds_count", {"stage": "fetch"}) == 1
+    assert b"reviewbot_funnel_suppressed_total" in m.render()
