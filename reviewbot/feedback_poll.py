@@ -15,10 +15,10 @@ contents at two SHAs) and writes `feedback` rows. Entry points the worker calls:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reviewbot.feedback import (
     LabelEvent,
@@ -32,6 +32,9 @@ from reviewbot.feedback import (
     untouched_label,
 )
 from reviewbot.store import Store
+
+if TYPE_CHECKING:
+    from reviewbot.retrain import RetrainPolicy
 
 #: How far back reactions are polled: after two weeks a comment's fate is settled.
 POLL_WINDOW_DAYS = 14
@@ -438,3 +441,91 @@ async def handle_event(
             )
         return await check_addressed(store, gh, repo, pr, head, at=now.isoformat())
     return []
+
+
+# --------------------------------------------------------------------------- worker wiring
+
+JobHandler = Callable[[Any], Awaitable[None]]
+ClientFor = Callable[[int], Awaitable[FeedbackGitHub]]
+Enqueue = Callable[..., int]
+
+
+def repos_to_poll(
+    store: Store, *, now: datetime, window_days: int = POLL_WINDOW_DAYS
+) -> list[tuple[int, str]]:
+    """(installation id, repo) of every repo with bot comments posted within the polling window."""
+    since = (now - timedelta(days=window_days)).isoformat()
+    rows = store.conn.execute(
+        "SELECT DISTINCT installation_id, repo FROM findings WHERE decision = 'post' "
+        "AND github_comment_id IS NOT NULL AND installation_id IS NOT NULL AND created_at >= ? ORDER BY repo",
+        (since,),
+    ).fetchall()
+    return [(int(i), str(r)) for i, r in rows]
+
+
+def schedule_feedback_jobs(
+    store: Store,
+    enqueue: Enqueue,
+    *,
+    now: datetime,
+    window_days: int = POLL_WINDOW_DAYS,
+    retrain_policy: RetrainPolicy | None = None,
+) -> list[int]:
+    """The periodic tick (e.g. every 15 minutes): one 'poll_feedback' job per repo with recent bot
+    comments, and a 'retrain' job for every repo whose model is due. Deduplicated per repo, so a
+    tick while the previous one's jobs are still queued adds nothing. Returns the job ids."""
+    from reviewbot.retrain import RetrainPolicy, is_due  # (imports the acceptance model: keep this light)
+
+    policy = retrain_policy or RetrainPolicy()
+
+    ids = [
+        enqueue("poll_feedback", {}, installation_id=iid, repo=repo, dedupe_key=f"poll_feedback:{repo}")
+        for iid, repo in repos_to_poll(store, now=now, window_days=window_days)
+    ]
+    for iid, repo in store.conn.execute(
+        "SELECT DISTINCT installation_id, repo FROM feedback WHERE installation_id IS NOT NULL ORDER BY repo"
+    ).fetchall():
+        if is_due(store, repo, now=now, policy=policy)[0]:
+            ids.append(enqueue("retrain", {}, installation_id=iid, repo=repo, dedupe_key=f"retrain:{repo}"))
+    return ids
+
+
+def feedback_handlers(
+    store: Store,
+    client_for: ClientFor,
+    *,
+    now: Callable[[], datetime],
+    enqueue: Enqueue | None = None,
+    bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS,
+    retrain_policy: RetrainPolicy | None = None,
+) -> dict[str, JobHandler]:
+    """Worker handlers for job kinds 'feedback' (a webhook delivery, as webhooks.plan queues it:
+    payload {'webhook_event', 'webhook'}) and 'poll_feedback' (job.repo). `client_for(installation
+    id)` gives the GitHub client; when `enqueue` (JobQueue.enqueue) is given, a repo whose model
+    became due gets a 'retrain' job right away."""
+    bots = tuple(bot_logins)
+
+    def maybe_retrain(job: Any) -> None:
+        from reviewbot.retrain import RetrainPolicy, is_due
+
+        policy = retrain_policy or RetrainPolicy()
+        if enqueue is not None and job.repo and is_due(store, job.repo, now=now(), policy=policy)[0]:
+            enqueue("retrain", {}, installation_id=job.installation_id, repo=job.repo,
+                    dedupe_key=f"retrain:{job.repo}")  # fmt: skip
+
+    async def feedback(job: Any) -> None:
+        event = str(job.payload.get("webhook_event") or "")
+        payload = job.payload.get("webhook") or {}
+        gh = await client_for(int(job.installation_id))
+        if await handle_event(store, gh, event, payload, now=now(), bot_logins=bots):
+            maybe_retrain(job)
+
+    async def poll_feedback(job: Any) -> None:
+        gh = await client_for(int(job.installation_id))
+        report = await poll_reactions(store, gh, str(job.repo), now=now(), bot_logins=bots)
+        if report.errors and report.polled == 0:
+            raise RuntimeError(f"reaction poll of {job.repo} failed: {report.errors[0]}")
+        if report.label_changes:
+            maybe_retrain(job)
+
+    return {"feedback": feedback, "poll_feedback": poll_feedback}

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -278,3 +278,21 @@ def run_retrain_job(
     if not (due or force):
         return RetrainResult(repo, None, False, f"not due: {why}")
     return retrain_repo(store, repo, now=now, prior=prior, policy=policy)
+
+
+def retrain_handler(
+    store: Store,
+    *,
+    prior: Callable[[], AcceptanceModel],
+    now: Callable[[], datetime],
+    policy: RetrainPolicy = RetrainPolicy(),
+) -> Callable[[Any], Awaitable[None]]:
+    """The worker handler for job kind 'retrain' (job.repo; payload {'force': true} skips the due
+    check). It runs on the worker's loop, not in a thread: the store's one connection must not see
+    two transactions at once. A fit takes seconds, well inside a job lease."""
+
+    async def retrain(job: Any) -> None:
+        force = bool((job.payload or {}).get("force"))
+        run_retrain_job(store, str(job.repo), now=now(), prior=prior(), policy=policy, force=force)
+
+    return retrain

@@ -16,13 +16,15 @@ from typing import Any
 import pytest
 
 from reviewbot.acceptance import AcceptanceModel, FeatureConfig
-from reviewbot.feedback_poll import handle_event, poll_reactions
+from reviewbot.feedback_poll import feedback_handlers, handle_event, poll_reactions, schedule_feedback_jobs
 from reviewbot.github import GitHubClient, Limits
 from reviewbot.models import Candidate
+from reviewbot.queue import JobQueue
 from reviewbot.render import ReviewComment, fingerprint_marker
-from reviewbot.retrain import RetrainPolicy, active_model, retrain_repo
+from reviewbot.retrain import RetrainPolicy, active_model, retrain_handler, retrain_repo
 from reviewbot.stats import repo_stats
 from reviewbot.store import Store
+from reviewbot.worker import Worker
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.fakes.fake_github import FakeGitHub
@@ -351,3 +353,53 @@ async def test_the_loop_retrains_the_repo_the_way_its_labels_say(world: World) -
     assert after[0] > before[0] and after[1] < before[1], (before, after)
     row = w.store.conn.execute("SELECT metrics, active FROM model_versions").fetchone()
     assert json.loads(row[0])["decision"] == "activated" and row[1] == 1
+
+
+async def test_worker_wiring_polls_handles_deliveries_and_retrains(world: World) -> None:
+    """The periodic tick queues a poll per repo; a real Worker runs it, then the retrain it triggers."""
+    w = world
+    queue = JobQueue(w.store, clock=lambda: w.clock[0])
+    now = T0 + timedelta(hours=1)
+    for line in (4, 8, 15, 18):
+        w.gh.add_reaction(w.comment[line], "+1", "alice")
+    for line in (11, 12, 14, 17):
+        w.gh.add_reaction(w.comment[line], "-1", "bob")
+
+    async def client_for(installation_id: int) -> GitHubClient:
+        assert installation_id == 7
+        return w.client
+
+    prior = AcceptanceModel(FeatureConfig(n_text=2**12, n_cat=2**8), [])
+    policy = RetrainPolicy(min_new_labels=8, min_holdout=2, min_train=4)
+    handlers = {
+        **feedback_handlers(
+            w.store, client_for, now=lambda: now, enqueue=queue.enqueue, retrain_policy=policy
+        ),
+        "retrain": retrain_handler(w.store, prior=lambda: prior, now=lambda: now, policy=policy),
+    }
+    ids = schedule_feedback_jobs(w.store, queue.enqueue, now=now, retrain_policy=policy)
+    assert len(ids) == 1  # one poll for acme/shop; no retrain is due yet
+    assert (
+        schedule_feedback_jobs(w.store, queue.enqueue, now=now, retrain_policy=policy) == ids
+    )  # deduplicated while queued
+    worker = Worker(queue, handlers, worker_id="w1", heartbeat_interval=0.05, poll_interval=0.01)
+    assert await worker.run_until_idle(timeout=30) == 2  # the poll, then the retrain it queued
+    kinds = [k for (k,) in w.store.conn.execute("SELECT kind FROM jobs WHERE state = 'done' ORDER BY id")]
+    assert kinds == ["poll_feedback", "retrain"]
+    assert w.store.conn.execute("SELECT COUNT(*) FROM feedback WHERE source = 'reaction'").fetchone()[0] == 8
+    assert active_model(w.store, REPO) is not None
+
+    # a webhook delivery queued as webhooks.plan does it: a reply, handled by the 'feedback' job
+    reply = w.gh.add_reply(REPO, 1, w.comment[12], "won't fix", user="carol")
+    queue.enqueue(
+        "feedback",
+        {
+            "webhook_event": "pull_request_review_comment",
+            "webhook": _payload({"action": "created", "comment": reply}),
+        },
+        installation_id=7,
+        repo=REPO,
+        pr=1,
+    )
+    assert await worker.run_until_idle(timeout=30) == 1
+    assert ("dismissed", "reply", 1.0) in w.labels(12)
