@@ -28,6 +28,7 @@ from reviewbot.store import Store
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+OFFLOAD_BYTES = 256 * 1024
 
 
 class ServerConfigError(RuntimeError):
@@ -93,8 +94,15 @@ def create_app(
                 return reply(413, "-", "too_large", started, error="payload too large")
             chunks.append(chunk)
         body = b"".join(chunks)
+        # Hashing and parsing megabytes takes milliseconds: keep big bodies off the event loop.
+        offload = len(body) > OFFLOAD_BYTES
         # 2. Authenticity, on the raw bytes, before any parsing.
-        if not webhooks.verify_signature(webhook_secret, body, request.headers.get("x-hub-signature-256")):
+        signature = request.headers.get("x-hub-signature-256")
+        if offload:
+            valid = await run_in_threadpool(webhooks.verify_signature, webhook_secret, body, signature)
+        else:
+            valid = webhooks.verify_signature(webhook_secret, body, signature)
+        if not valid:
             log.warning("webhook signature missing or wrong")
             return reply(401, "-", "unauthorized", started, error="invalid signature")
         event = request.headers.get("x-github-event")
@@ -106,8 +114,10 @@ def create_app(
         with log_context(delivery_id=delivery_id):
             # 3. Parse and route (pure).
             try:
-                payload = json.loads(body)
-                action = webhooks.route(event, payload, mention=mention)
+                if offload:
+                    payload, action = await run_in_threadpool(_parse, body, event)
+                else:
+                    payload, action = _parse(body, event)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 # json.JSONDecodeError and webhooks.PayloadError are ValueErrors.
                 log.warning("malformed payload: %s", exc, extra={"event": event})
@@ -136,6 +146,10 @@ def create_app(
             if isinstance(action, webhooks.Ping):
                 body_out["zen"] = action.zen
             return reply(202, event, outcome, started, **body_out)
+
+    def _parse(body: bytes, event: str) -> tuple[Any, webhooks.Action]:
+        payload = json.loads(body)
+        return payload, webhooks.route(event, payload, mention=mention)
 
     def _store_delivery(
         event: str, delivery_id: str, payload: dict[str, Any], specs: list[webhooks.JobSpec]

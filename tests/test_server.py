@@ -281,11 +281,18 @@ def test_streamed_oversize_body_is_413(live: LiveServer) -> None:
     assert r.status_code == 413
 
 
-def test_default_limit_is_25_mb(store: Store, registry: CollectorRegistry) -> None:
+def test_default_limit_is_25_mb_and_big_payloads_are_accepted(
+    store: Store, registry: CollectorRegistry, fixtures_dir: Path
+) -> None:
     app = create_app(store=store, webhook_secret=SECRET, registry=registry, queue=JobQueue(store))
-    with LiveServer(app) as srv, socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
-        s.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 26214401\r\n\r\n")
-        assert s.recv(4096).startswith(b"HTTP/1.1 413")
+    with LiveServer(app) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            s.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 26214401\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 413")
+        big = json.loads(payload(fixtures_dir, "pull_request.opened"))
+        big["pull_request"]["body"] = "x" * 3_000_000  # a 3 MB PR description: parsed off the event loop
+        r = post(srv.url, json.dumps(big).encode(), event="pull_request", delivery="big-ok")
+        assert r.status_code == 202 and r.json()["outcome"] == "queued"
 
 
 def test_server_refuses_to_start_without_a_secret(store: Store, registry: CollectorRegistry) -> None:

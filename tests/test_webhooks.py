@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reviewbot import webhooks
 from reviewbot.webhooks import (
@@ -266,3 +268,63 @@ def test_malformed_payloads_raise_payload_error(fixtures_dir: Path, event: str, 
 def test_non_object_payload(payload: object) -> None:
     with pytest.raises(PayloadError):
         route("pull_request", payload)
+
+
+# --- fuzzing: only PayloadError escapes route() ------------------------------------------------
+
+
+FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "webhooks"
+_FIXTURE_NAMES = sorted(p.stem for p in FIXTURES_DIR.glob("*.json"))
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _paths(obj: object, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(_FIXTURE_NAMES),
+    data=st.data(),
+    body=st.text(max_size=200),
+)
+def test_fuzz_route_only_raises_payload_error(name: str, data: st.DataObject, body: str) -> None:
+    """Real payloads with 1-3 values replaced by arbitrary JSON (wrong types, deleted keys,
+    command-like comment bodies): route() returns an action or raises PayloadError, nothing else;
+    plan() then always yields JSON-serialisable jobs."""
+    payload = json.loads((FIXTURES_DIR / f"{name}.json").read_text())
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = _paths(payload)
+        path = data.draw(st.sampled_from(paths))
+        if not path:
+            payload = data.draw(_json_values)
+            break
+        parent = payload
+        for key in path[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(_json_values | st.just("@reviewbot " + body))
+    event = name.split(".")[0]
+    try:
+        action = route(event, payload)
+    except PayloadError:
+        return
+    for job in plan(action, event=event, payload=payload if isinstance(payload, dict) else None):
+        json.dumps(job.payload)
