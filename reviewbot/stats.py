@@ -36,6 +36,7 @@ class FindingRow:
     decision: str
     explore: bool
     created_at: str
+    fingerprint: str
     outcome: Outcome | None
     untouched: bool
     followup_changed: bool | None  # suppressed only: did the code change anyway?
@@ -179,8 +180,8 @@ def load_repo_data(store: Store, repo: str) -> RepoData:
     ):
         labels[fid].append((label, source, weight, at))
     findings: list[FindingRow] = []
-    for fid, pr, path, category, rule_id, source, score, decision, explore, created in store.conn.execute(
-        "SELECT id, pr, path, category, rule_id, source, score, decision, explore, created_at "
+    for fid, pr, path, category, rule_id, source, score, decision, explore, created, fp in store.conn.execute(
+        "SELECT id, pr, path, category, rule_id, source, score, decision, explore, created_at, fingerprint "
         "FROM findings WHERE repo = ? ORDER BY created_at, id",
         (repo,),
     ):
@@ -198,6 +199,7 @@ def load_repo_data(store: Store, repo: str) -> RepoData:
                 decision=decision,
                 explore=bool(explore),
                 created_at=created,
+                fingerprint=fp,
                 outcome=resolve_outcome(rows, include_untouched=False),
                 untouched=any(src == "untouched" for _l, src, _w, _a in rows),
                 followup_changed=(followups[-1] == "accepted") if followups else None,
@@ -363,3 +365,19 @@ def suggest_config(
                 )
             break
     return ConfigSuggestion(changes=changes, reasons=reasons)
+
+
+def dismissed_fingerprints(store: Store, repo: str) -> list[str]:
+    """Fingerprints of the repo's posted findings that engineers clearly dismissed (a full-weight
+    dismissal: a 👎, a "false positive" reply), for the filter's `dismissed_fingerprints`: a
+    finding the team dismissed is not raised again. Silence and weak signals do not count."""
+    return sorted(
+        {
+            f.fingerprint
+            for f in load_repo_data(store, repo).findings
+            if f.decision == "post"
+            and f.outcome is not None
+            and f.outcome.label == "dismissed"
+            and f.outcome.weight >= 1.0
+        }
+    )
