@@ -204,9 +204,9 @@ class Layer:
         pairs = sorted(self.weights.items())
         return {
             "name": self.name,
-            "intercept": round(self.intercept, 6),
+            "intercept": self.intercept,
             "indices": [i for i, _ in pairs],
-            "coefficients": [round(w, 6) for _, w in pairs],
+            "coefficients": [w for _, w in pairs],
             "n_train": self.n_train,
             "l2": None if math.isinf(self.l2) else self.l2,
             "metrics": self.metrics,
@@ -255,7 +255,7 @@ def fit_layer(
 
     The loss is a *sum* over rows, so the penalty dominates when there are few rows and the
     layer's correction shrinks towards zero (i.e. towards the layers below). The intercept is
-    penalised ten times less than the weights.
+    penalised like the weights: a handful of labels must not shift a repo's base rate.
     """
     n = X.shape[0]
     # Optimise only the columns some row uses: an unused column's optimum is exactly 0.
@@ -271,10 +271,10 @@ def fit_layer(
         # log(1 + e^z) - y z, computed stably
         ll = np.logaddexp(0.0, z) - y * z
         r = (_sigmoid(z) - y) * sw
-        f = float(sw @ ll) + 0.5 * l2 * float(w @ w) + 0.05 * l2 * b * b
+        f = float(sw @ ll) + 0.5 * l2 * float(w @ w) + 0.5 * l2 * b * b
         g = np.empty(d + 1)
         g[:d] = Xt @ r + l2 * w
-        g[d] = r.sum() + 0.1 * l2 * b
+        g[d] = r.sum() + l2 * b
         return f, g
 
     res = minimize(
@@ -364,7 +364,7 @@ class AcceptanceModel:
                 "version": self.version,
                 "features": self.config.as_dict(),
                 "layers": [layer.to_dict() for layer in self.layers],
-                "thresholds": [[round(t, 6), round(p, 6), c] for t, p, c in self.thresholds],
+                "thresholds": [[t, p, c] for t, p, c in self.thresholds],
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -422,7 +422,7 @@ class TrainSettings:
     """Penalties per level: larger means 'trust the level below more'."""
 
     org_l2: float = 8.0
-    repo_l2: float = 8.0  # used when the history is too short to choose from repo_l2_grid
+    repo_l2: float = 32.0  # used when the history is too short to choose from repo_l2_grid
     repo_l2_grid: tuple[float, ...] = (2.0, 8.0, 32.0, 128.0)
     holdout_fraction: float = 0.25
     min_holdout: int = 20

@@ -1,0 +1,119 @@
+"""The acceptance model: JSON round trip, safe loading, shrinkage towards the prior, learning."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from reviewbot.acceptance import (
+    AcceptanceModel,
+    HistoryRow,
+    ModelBank,
+    ModelFormatError,
+    TrainSettings,
+    auc,
+    load_prior,
+    train,
+)
+from reviewbot.models import Candidate
+
+TYPO = "Typo in the comment: 'recieve' should be 'receive'."
+BUG = "process_order returns before committing the transaction, so the order is lost on error."
+
+
+def cand(i: int, body: str, repo: str = "acme/shop", pr: int = 1) -> Candidate:
+    return Candidate(id=f"c{i}", path="shop/orders.py", line=i, body=body, source="llm", repo=repo, pr=pr)
+
+
+def history(n: int, repo: str = "acme/shop") -> list[HistoryRow]:
+    """Typos are always dismissed and transaction bugs always accepted in this repo."""
+    rows = []
+    for i in range(n):
+        body = TYPO if i % 2 else BUG
+        rows.append(HistoryRow(cand(i, f"{body} ({i})", repo, pr=i // 4), accepted=not i % 2, at=f"{i:05d}"))
+    return rows
+
+
+def test_prior_loads_and_scores_in_unit_interval() -> None:
+    prior = load_prior()
+    scores = prior.score([cand(1, TYPO), cand(2, BUG)], [1, 3])
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert len(prior.layers) == 1
+
+
+def test_json_round_trip_gives_identical_scores() -> None:
+    model = train(history(60), load_prior())
+    again = AcceptanceModel.from_json(model.to_json())
+    probe = [cand(1, TYPO), cand(2, BUG), cand(3, "Consider a helper here.")]
+    assert again.score(probe) == model.score(probe)
+    assert again.thresholds == model.thresholds
+    assert json.loads(model.to_json())["format"] == "reviewbot-acceptance"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json at all",
+        json.dumps({"format": "something-else"}),
+        json.dumps({"format": "reviewbot-acceptance", "version": 99}),
+        # a pickle payload is just bytes to us: never unpickled, rejected as not-JSON
+        "\x80\x04\x95cos\nsystem\n",
+        json.dumps(
+            {
+                "format": "reviewbot-acceptance",
+                "version": 1,
+                "features": {"n_text": 16, "n_cat": 4, "ngram_max": 1, "n_numeric": 22},
+                "layers": [{"name": "x", "intercept": 0, "indices": [10**9], "coefficients": [1.0]}],
+            }
+        ),
+        json.dumps(
+            {
+                "format": "reviewbot-acceptance",
+                "version": 1,
+                "features": {"n_text": 16, "n_cat": 4, "ngram_max": 1, "n_numeric": 22},
+                "layers": [{"name": "x", "intercept": 0, "indices": [1], "coefficients": ["os.system"]}],
+            }
+        ),
+    ],
+)
+def test_loading_rejects_anything_but_our_json(text: str) -> None:
+    with pytest.raises(ModelFormatError):
+        AcceptanceModel.from_json(text)
+
+
+def test_few_labels_stay_near_the_prior_many_labels_learn_the_repo() -> None:
+    prior = load_prior()
+    probe = [cand(1, TYPO + " again"), cand(2, BUG + " again")]
+    p_typo, p_bug = prior.score(probe)
+    few = train(history(2), prior)
+    f_typo, f_bug = few.score(probe)
+    assert abs(f_typo - p_typo) < 0.15 and abs(f_bug - p_bug) < 0.15
+    many = train(history(200), prior)
+    m_typo, m_bug = many.score(probe)
+    assert m_bug - m_typo > (p_bug - p_typo) + 0.2
+    assert m_typo < p_typo
+
+
+def test_target_precision_threshold_comes_from_held_out_history() -> None:
+    model = train(history(200), load_prior())
+    assert model.thresholds
+    threshold = model.threshold_for(0.9)
+    assert threshold is not None and 0.0 < threshold < 1.0
+
+
+def test_model_bank_shares_org_layer_and_separates_repos() -> None:
+    rows = history(80, "acme/shop") + history(80, "acme/api")
+    bank = ModelBank(rows, load_prior(), TrainSettings())
+    shop = bank.for_repo("acme/shop")
+    assert [layer.name for layer in shop.layers] == ["prior", "org:acme", "repo:acme/shop"]
+    assert [layer.name for layer in bank.for_repo("other/x").layers] == ["prior"]
+    with pytest.raises(ValueError):
+        train(rows, load_prior())
+
+
+def test_auc() -> None:
+    assert auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auc([0.5, 0.5], [0, 1]) == 0.5
+    assert math.isnan(auc([0.5], [1]))

@@ -1,0 +1,96 @@
+"""Dedup: same issue in different words clusters; distinct issues and different paths do not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reviewbot.dedup import (
+    FingerprintIndex,
+    cluster_candidates,
+    fingerprint,
+    fingerprints_match,
+    jaccard,
+    normalise_claim,
+)
+from reviewbot.models import Candidate
+
+
+def c(
+    id: str,
+    body: str,
+    path: str | None = "svc/users.py",
+    line: int | None = 10,
+    source: str = "llm",
+    **kw: object,
+) -> Candidate:
+    return Candidate(id=id, path=path, line=line, body=body, source=source, **kw)  # type: ignore[arg-type]
+
+
+def clusters_of(cands: list[Candidate]) -> list[int]:
+    _, assigned = cluster_candidates(cands, priority=lambda i: (0.0,))
+    return assigned
+
+
+SQL_A = "get_user builds the SQL query with an f-string containing user_id: SQL injection."
+SQL_B = "SQL injection risk: user_id is interpolated into the query string in get_user; use parameters."
+NULL = "load_profile returns None when the cache misses, and the caller dereferences it without a check."
+
+
+def test_clear_duplicate_pair_merges() -> None:
+    assert len(set(clusters_of([c("a", SQL_A, source="llm:1"), c("b", SQL_B, line=12, source="llm:2")]))) == 1
+
+
+def test_duplicates_without_paths_merge_on_text() -> None:
+    assert (
+        len(set(clusters_of([c("a", SQL_A, path=None, line=None), c("b", SQL_B, path=None, line=None)]))) == 1
+    )
+
+
+def test_clearly_distinct_pair_stays_apart() -> None:
+    assert len(set(clusters_of([c("a", SQL_A), c("b", NULL, line=11)]))) == 2
+
+
+def test_different_paths_never_merge() -> None:
+    assert len(set(clusters_of([c("a", SQL_A), c("b", SQL_A, path="svc/other.py")]))) == 2
+
+
+def test_same_text_far_apart_needs_more_similarity() -> None:
+    far = clusters_of([c("a", SQL_A, line=10), c("b", SQL_B, line=400)])
+    near = clusters_of([c("a", SQL_A, line=10), c("b", SQL_B, line=12)])
+    assert len(set(near)) == 1
+    assert len(set(far)) in (1, 2)  # allowed either way, but identical text far apart still merges:
+    assert len(set(clusters_of([c("a", SQL_A, line=10), c("b", SQL_A, line=400)]))) == 1
+
+
+def test_support_counts_distinct_sources_and_best_first() -> None:
+    cands = [c("a", SQL_A, source="llm:1"), c("b", SQL_B, source="llm:2"), c("x", SQL_A, source="llm:1")]
+    clusters, _ = cluster_candidates(cands, priority=lambda i: (1.0 if i == 1 else 0.0,))
+    assert len(clusters) == 1
+    assert clusters[0].support == 2
+    assert clusters[0].representative == 1
+
+
+def test_jaccard_and_normalisation() -> None:
+    assert jaccard(SQL_A, SQL_A) == 1.0
+    assert jaccard(SQL_A, "completely unrelated words here") == 0.0
+    assert "id:user_id" in normalise_claim("The user_id on line 12")
+    assert "12" not in normalise_claim("The user_id on line 12")
+
+
+def test_fingerprint_survives_line_shift_and_changes_with_path_or_claim() -> None:
+    a = c("a", SQL_A, line=10, symbol="get_user")
+    assert fingerprint(a) == fingerprint(replace(a, line=55, id="other"))
+    assert fingerprint(a) != fingerprint(replace(a, path="svc/other.py"))
+    assert fingerprint(a) != fingerprint(replace(a, body=NULL))
+
+
+def test_fuzzy_fingerprint_match_for_reworded_claim_same_place() -> None:
+    a = c("a", "Here get_user builds the SQL query with an f-string containing user_id: SQL injection.")
+    b = c("b", "get_user builds the SQL query with an f-string containing user_id: SQL injection!")
+    other_path = replace(b, path="svc/other.py")
+    assert fingerprints_match(fingerprint(a), fingerprint(b))
+    assert not fingerprints_match(fingerprint(a), fingerprint(other_path))
+    index = FingerprintIndex([fingerprint(a)])
+    assert fingerprint(b) in index
+    assert fingerprint(c("n", NULL)) not in index
+    assert "garbage" not in index

@@ -1,0 +1,100 @@
+"""`reviewbot filter`: the offline contract, run as a real subprocess on fixtures/filter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIELDS = {"id", "decision", "score", "reason", "severity", "category", "cluster"}
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reviewbot", "filter", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def filt(fixtures_dir: Path) -> Path:
+    return fixtures_dir / "filter"
+
+
+def rows(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_contract_output_fields_order_and_dedup(filt: Path) -> None:
+    res = run("--history", filt / "history.jsonl", filt / "candidates.jsonl")
+    assert res.returncode == 0, res.stderr
+    out = rows(res.stdout)
+    ids = [json.loads(line)["id"] for line in (filt / "candidates.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == ids
+    for r in out:
+        assert set(r) == FIELDS
+        assert r["decision"] in ("post", "suppress")
+        assert 0.0 <= r["score"] <= 1.0
+        assert r["reason"]
+    by = {r["id"]: r for r in out}
+    # a1 and a2 are the same SQL injection from two passes: one cluster, at most one posted
+    assert by["a1"]["cluster"] == by["a2"]["cluster"]
+    assert sum(by[i]["decision"] == "post" for i in ("a1", "a2")) <= 1
+    assert any(by[i]["reason"].startswith("duplicate of ") for i in ("a1", "a2"))
+    # different repos are different reviews: never one cluster
+    assert by["b1"]["cluster"] != by["a1"]["cluster"]
+
+
+def test_deterministic(filt: Path) -> None:
+    a = run("--history", filt / "history.jsonl", filt / "candidates.jsonl")
+    b = run("--history", filt / "history.jsonl", filt / "candidates.jsonl")
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout
+
+
+def test_without_history_and_with_config(filt: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "reviewbot.yml"
+    cfg.write_text("max_comments: 1\nmin_severity: nit\nmin_acceptance: 0.0\n")
+    res = run("--config", cfg, filt / "candidates.jsonl")
+    assert res.returncode == 0, res.stderr
+    out = rows(res.stdout)
+    posted_per_pr: dict[str, int] = {}
+    for r in out:
+        if r["decision"] == "post":
+            posted_per_pr[r["id"][0]] = posted_per_pr.get(r["id"][0], 0) + 1
+    assert posted_per_pr == {"a": 1, "b": 1}
+    assert any(r["reason"] == "over budget (max_comments=1)" for r in out)
+
+
+def test_malformed_lines_exit_2_with_line_numbers(filt: Path) -> None:
+    res = run(filt / "malformed.jsonl")
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert "line 2:" in res.stderr and "invalid JSON" in res.stderr
+    assert "line 3:" in res.stderr and "'pr'" in res.stderr
+    assert "line 4:" in res.stderr and "'id'" in res.stderr
+    assert "line 1:" not in res.stderr
+
+
+def test_malformed_history_and_duplicate_ids(filt: Path, tmp_path: Path) -> None:
+    hist = tmp_path / "h.jsonl"
+    hist.write_text('{"id": "h", "repo": "a/b", "pr": 1, "body": "x", "outcome": "maybe"}\n')
+    cands = tmp_path / "c.jsonl"
+    cands.write_text(
+        '{"id": "x", "repo": "a/b", "pr": 1, "body": "x"}\n{"id": "x", "repo": "a/b", "pr": 1, "body": "y"}\n'
+    )
+    res = run("--history", hist, cands)
+    assert res.returncode == 2
+    assert "h.jsonl: line 1: field 'outcome'" in res.stderr
+    assert "c.jsonl: line 2: duplicate id 'x'" in res.stderr
+
+
+def test_help_has_example() -> None:
+    res = run("--help")
+    assert res.returncode == 0
+    assert "Example: reviewbot filter --history" in res.stdout

@@ -1,0 +1,66 @@
+"""Severity and category calibration: hedged, nit, style-only and concrete remarks."""
+
+from __future__ import annotations
+
+from reviewbot.models import Candidate, severity_rank
+from reviewbot.severity import assess, classify, hedging_score, meets_minimum, normalise_severity
+
+
+def cand(body: str, **kw: object) -> Candidate:
+    return Candidate(id="c", path="app.py", line=1, body=body, **kw)  # type: ignore[arg-type]
+
+
+def test_hedged_vague_remark_is_demoted_below_its_claim() -> None:
+    sev, _ = classify(cand("Maybe consider splitting this function, it might be cleaner.", severity="high"))
+    assert severity_rank(sev) > severity_rank("high")
+
+
+def test_concrete_failure_is_promoted_over_a_low_claim() -> None:
+    sev, cat = classify(
+        cand("This dereferences a null pointer and crashes when user is None.", severity="low")
+    )
+    assert sev == "high"
+    assert cat == "bug"
+
+
+def test_hedged_but_concrete_is_not_demoted() -> None:
+    sev, cat = classify(cand("This might cause a race condition between the two writers.", severity="high"))
+    assert sev == "high"
+    assert cat == "bug"
+
+
+def test_security_words_give_security_at_least_high() -> None:
+    sev, cat = classify(cand("The id is concatenated into the SQL string: SQL injection."))
+    assert cat == "security"
+    assert severity_rank(sev) <= severity_rank("high")
+
+
+def test_nit_marker_wins_over_claim() -> None:
+    assert classify(cand("nit: extra blank line", severity="critical"))[0] == "nit"
+
+
+def test_style_only_remark_is_style_nit() -> None:
+    sev, cat = classify(cand("Typo in variable name: 'recieve' should be 'receive'.", severity="medium"))
+    assert (sev, cat) == ("nit", "style")
+
+
+def test_rule_severity_is_trusted() -> None:
+    found = assess(cand("Consider using a constant here", severity="medium", source="rule:x", rule_id="x"))
+    assert found.severity == "medium"
+
+
+def test_aliases_and_hedging_score() -> None:
+    assert normalise_severity("Major") == "high"
+    assert normalise_severity("warning") == "medium"
+    assert normalise_severity("P0") == "critical"
+    assert normalise_severity("whatever") is None
+    assert hedging_score("This returns the wrong total.") == 0.0
+    assert hedging_score("Maybe consider, perhaps") == 1.0
+
+
+def test_min_severity_by_path_last_match_wins() -> None:
+    by_path = {"tests/**": "high", "tests/critical/**": "low"}
+    assert meets_minimum("medium", "tests/a/test_x.py", "low", by_path) == (False, "high")
+    assert meets_minimum("medium", "tests/critical/x.py", "low", by_path) == (True, "low")
+    assert meets_minimum("nit", "src/x.py", "low", by_path) == (False, "low")
+    assert meets_minimum("nit", None, "nit", by_path) == (True, "nit")
