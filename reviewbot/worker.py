@@ -188,9 +188,12 @@ class Worker:
                 outcome = "dead"
                 log.error("job failed permanently: %s", exc, extra={"kind": job.kind})
                 self.queue.fail(job, f"PermanentJobError: {exc}", permanent=True)
-            except TimeoutError:
-                reason = f"timed out after {self.job_timeout}s"
+            except TimeoutError as exc:
+                reason = (
+                    f"timed out after {self.job_timeout}s" if self.job_timeout else f"TimeoutError: {exc}"
+                )
                 outcome = self.queue.fail(job, reason) or "lease_lost"
+                outcome = "retry" if outcome == "queued" else outcome
                 log.error("job attempt failed: %s", reason, extra={"kind": job.kind, "state": outcome})
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
