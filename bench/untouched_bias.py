@@ -65,6 +65,7 @@ def load(shared: Path = SHARED) -> dict[str, tuple[list[Example], list[bool], li
             if line.strip():
                 row = json.loads(line)
                 by_repo[row["repo"]].append(row)
+
     def ex(r: dict) -> Example:
         c = Candidate(id=r["id"], path=r.get("path"), line=r.get("line"), body=r["body"],
                       repo=r["repo"], pr=r["pr"], source=r.get("tool") or "tool")  # fmt: skip
@@ -74,7 +75,6 @@ def load(shared: Path = SHARED) -> dict[str, tuple[list[Example], list[bool], li
     for repo, rows in sorted(by_repo.items()):
         prs = sorted({r["pr"] for r in rows})
         early = set(prs[: len(prs) // 2])
-
 
         hist = [r for r in rows if r["pr"] in early]
         ev = [r for r in rows if r["pr"] not in early]
