@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from reviewbot.dashboard import DashboardAuthError, acceptance_chart_svg, dashboard_router
+from reviewbot.queue import JobQueue
+from reviewbot.server import create_app
 from reviewbot.stats import Tally
 from reviewbot.store import Store
 
@@ -80,3 +84,23 @@ def test_chart_svg_gaps_and_empty() -> None:
 def test_router_refuses_an_empty_token() -> None:
     with pytest.raises(DashboardAuthError):
         dashboard_router(Store.open(":memory:"), "")
+
+
+def test_mounted_on_the_real_app(tmp_path: Path) -> None:
+    """The router next to the webhook server's own routes (what `serve` wires): no clash, same auth."""
+    store = Store.open(tmp_path / "app.sqlite")
+    seed(store)
+    app = create_app(
+        store=store,
+        webhook_secret=b"s",
+        registry=CollectorRegistry(),
+        queue=JobQueue(store),
+        admin_token=TOKEN,
+    )
+    app.include_router(dashboard_router(store, TOKEN))
+    with serve(app) as url:
+        assert httpx.get(f"{url}/repos/{REPO}").status_code == 401
+        page = httpx.get(f"{url}/repos/{REPO}", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert page.status_code == 200 and 'id="precision">52.0%<' in page.text
+        assert httpx.get(f"{url}/healthz").status_code in (200, 503)  # the server's own route still answers
+    store.close()
