@@ -117,6 +117,7 @@ class JobQueue:
         head_sha: str | None = None,
         dedupe_key: str | None = None,
         supersede: bool | None = None,
+        cancel_installation: bool = False,
     ) -> int:
         """Add a job; returns its id (the live job's id when `dedupe_key` is already queued/running)."""
         with self.lock, self.store.transaction() as conn:
@@ -130,6 +131,7 @@ class JobQueue:
                 head_sha=head_sha,
                 dedupe_key=dedupe_key,
                 supersede=supersede,
+                cancel_installation=cancel_installation,
             )
 
     def enqueue_in(
@@ -144,9 +146,11 @@ class JobQueue:
         head_sha: str | None = None,
         dedupe_key: str | None = None,
         supersede: bool | None = None,
+        cancel_installation: bool = False,
     ) -> int:
         """`enqueue` inside a transaction the caller already opened (the server stores the delivery
-        and its job together). A newer review of the same (repo, pr) supersedes queued older ones."""
+        and its job together). A newer review of the same (repo, pr) supersedes queued older ones;
+        `cancel_installation` supersedes every queued job of `installation_id`."""
         now = iso(self.clock())
         if dedupe_key is not None:
             row = conn.execute(
@@ -180,6 +184,13 @@ class JobQueue:
                 "UPDATE jobs SET state = 'superseded', superseded_by = ?, updated_at = ? "
                 "WHERE kind = ? AND repo = ? AND pr = ? AND state = 'queued' AND id < ?",
                 (job_id, now, kind, repo, pr, job_id),
+            )
+        if cancel_installation and installation_id is not None:
+            # The App was uninstalled: queued work for it can only fail (no token any more).
+            conn.execute(
+                "UPDATE jobs SET state = 'superseded', superseded_by = ?, updated_at = ? "
+                "WHERE installation_id = ? AND state = 'queued' AND id < ?",
+                (job_id, now, installation_id, job_id),
             )
         return job_id
 

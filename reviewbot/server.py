@@ -183,6 +183,7 @@ def create_app(
                     head_sha=spec.head_sha,
                     dedupe_key=spec.dedupe_key,
                     supersede=spec.supersede,
+                    cancel_installation=spec.cancel_installation,
                 )
                 for spec in specs
             ]

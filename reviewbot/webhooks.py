@@ -132,6 +132,7 @@ class JobSpec:
     head_sha: str | None = None
     dedupe_key: str | None = None
     supersede: bool = False  # a newer job of this kind for the same (repo, pr) replaces queued ones
+    cancel_installation: bool = False  # queued jobs of the installation are void (uninstall)
 
 
 # --- payload accessors: every read is typed, so a bad shape is a PayloadError, never a crash -----
@@ -429,7 +430,12 @@ def plan(action: Action, *, event: str = "", payload: dict[str, Any] | None = No
         ]
     if isinstance(action, InstallationChange):
         return [
-            JobSpec(kind="installation", payload=_jsonable(action), installation_id=action.installation_id)
+            JobSpec(
+                kind="installation",
+                payload=_jsonable(action),
+                installation_id=action.installation_id,
+                cancel_installation=action.action == "deleted",
+            )
         ]
     if isinstance(action, Feedback):
         return [_feedback_job(action, event, payload)]

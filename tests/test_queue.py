@@ -225,3 +225,15 @@ def test_concurrent_claims_never_share_a_job(tmp_path: Path, clock: Clock) -> No
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 200
     assert q0.counts() == {"done": 200}
     setup.close()
+
+
+def test_uninstall_job_voids_the_installations_queued_work(queue: JobQueue) -> None:
+    mine = [review(queue, pr=1, inst=1), review(queue, pr=2, inst=1)]
+    running = queue.claim("w")  # already running: left to finish (or fail) on its own
+    other = review(queue, pr=3, inst=2)
+    cleanup = queue.enqueue(
+        "installation", {"action": "deleted"}, installation_id=1, cancel_installation=True
+    )
+    assert running.id == mine[0] and queue.get(mine[0]).state == "running"
+    assert queue.get(mine[1]).state == "superseded"
+    assert queue.get(other).state == "queued" and queue.get(cleanup).state == "queued"

@@ -501,3 +501,46 @@ def test_ingest_benchmark_small() -> None:
     assert (rep.lost, rep.double, rep.forged_accepted, rep.errors) == (0, 0, 0, 0)
     assert rep.accepted == rep.unique_valid == 85 and rep.duplicates == 10 and rep.rejected == 5
     assert rep.jobs_found == rep.jobs_expected > 0
+
+
+async def test_uninstall_through_the_edge_deletes_the_tenant(tmp_path: Path, fixtures_dir: Path) -> None:
+    """installation.created and a PR for installation 1, then installation.deleted, all as signed
+    HTTP deliveries; a worker over the same queue runs the jobs: nothing of installation 1 remains,
+    and the queued review of the uninstalled tenant never runs."""
+    import asyncio
+
+    from reviewbot.worker import Worker, builtin_handlers
+
+    store = Store.open(tmp_path / "e2e.db")
+    queue = JobQueue(store)
+    app = create_app(store=store, webhook_secret=SECRET, registry=CollectorRegistry(), queue=queue)
+    created = json.loads(payload(fixtures_dir, "installation.created"))
+    created["installation"]["id"] = 1
+    deleted = json.loads(payload(fixtures_dir, "installation.deleted"))
+    deleted["installation"]["id"] = 1
+    reviewed: list[int] = []
+
+    async def review(job) -> None:
+        reviewed.append(job.id)
+
+    try:
+        with LiveServer(app) as srv:
+            send = asyncio.to_thread
+            r1 = await send(post, srv.url, json.dumps(created).encode(), event="installation", delivery="e-1")
+            worker = Worker(queue, {**builtin_handlers(store, queue.lock), "review": review}, worker_id="w")
+            await worker.run_until_idle()
+            assert rows(store, "SELECT id FROM installations") == [(1,)]
+            pr = payload(fixtures_dir, "pull_request.opened")
+            r2 = await send(post, srv.url, pr, event="pull_request", delivery="e-2")
+            r3 = await send(post, srv.url, json.dumps(deleted).encode(), event="installation", delivery="e-3")
+            assert [r.status_code for r in (r1, r2, r3)] == [202, 202, 202]
+            await Worker(
+                queue, {**builtin_handlers(store, queue.lock), "review": review}, worker_id="w", concurrency=1
+            ).run_until_idle()
+        assert reviewed == []
+        assert rows(store, "SELECT COUNT(*) FROM installations") == [(0,)]
+        assert rows(store, "SELECT COUNT(*) FROM repositories") == [(0,)]
+        assert rows(store, "SELECT COUNT(*) FROM deliveries WHERE installation_id = 1") == [(0,)]
+        assert rows(store, "SELECT kind, state FROM jobs") == [("installation", "done")]
+    finally:
+        store.close()
