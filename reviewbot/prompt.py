@@ -548,18 +548,26 @@ def _loads_lenient(text: str) -> tuple[Any, bool]:
         for variant in (cand, _strip_trailing_commas(cand)):
             try:
                 return json.loads(variant), True
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than Python allows
                 pass
     # JSON embedded in prose: try each { or [ as a start and decode the longest value from there.
+    # Bounded: every failed attempt costs O(position) (the error locates itself), so a reply that
+    # is a flood of brackets would otherwise take quadratic time.
     cleaned = _strip_trailing_commas(text)
-    for m in re.finditer(r"[\[{]", cleaned):
+    for n, m in enumerate(re.finditer(r"[\[{]", cleaned)):
+        if n >= _MAX_JSON_STARTS:
+            break
         try:
             value, _end = decoder.raw_decode(cleaned, m.start())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict | list) and value:
             return value, True
     return None, False
+
+
+#: How many '{' / '[' positions of a prose reply are tried as the start of its JSON.
+_MAX_JSON_STARTS = 200
 
 
 def _as_int(value: Any) -> int | None:
