@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -403,3 +404,55 @@ async def test_worker_wiring_polls_handles_deliveries_and_retrains(world: World)
     )
     assert await worker.run_until_idle(timeout=30) == 1
     assert ("dismissed", "reply", 1.0) in w.labels(12)
+
+
+async def test_real_github_payloads(shared_data: Path, fake: tuple[FakeGitHub, list[float]]) -> None:
+    """GitHub's own example deliveries (../shared/data/github-webhooks) through handle_event."""
+    gh, _ = fake
+    gh.add_installation(1)
+    client = GitHubClient.with_token(gh.issue_token(1), base_url=gh.base_url, bot_login=BOT)
+    hooks = shared_data / "github-webhooks"
+    store = Store.open(":memory:")
+    head = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+    store.conn.execute(
+        "INSERT INTO reviews (repo, pr, head_sha, created_at) VALUES ('Codertocat/Hello-World', 2, ?, ?)",
+        (head, T0.isoformat()),
+    )
+    store.conn.execute(
+        "INSERT INTO findings (review_id, repo, pr, path, line, side, body, decision, fingerprint, "
+        "github_comment_id, created_at) VALUES (1, 'Codertocat/Hello-World', 2, 'README.md', 1, 'RIGHT', "
+        "'x', 'post', 'fp', 284312630, ?)",
+        (T0.isoformat(),),
+    )
+
+    def load(path: str) -> dict[str, Any]:
+        return json.loads((hooks / path).read_text(encoding="utf-8"))
+
+    def sources() -> list[tuple[str, str]]:
+        return list(store.conn.execute("SELECT source, label FROM feedback ORDER BY id"))
+
+    # a top-level review comment (no in_reply_to_id) is not feedback; a reply to ours is
+    for name in ("created", "edited", "deleted"):
+        assert await handle_event(store, client, "pull_request_review_comment", load(
+            f"pull_request_review_comment/{name}.payload.json"), now=T0) == []  # fmt: skip
+    reply = load("pull_request_review_comment/created.payload.json")
+    reply["comment"].update(id=999, in_reply_to_id=284312630, body="This is a false positive.")
+    await handle_event(store, client, "pull_request_review_comment", reply, now=T0)
+    assert sources() == [("reply", "dismissed")]
+    reply["action"] = "deleted"
+    await handle_event(store, client, "pull_request_review_comment", reply, now=T0)
+    assert sources() == []
+
+    # resolved at the same head: nothing changed -> weak dismissal; unresolved withdraws it
+    await handle_event(store, client, "pull_request_review_thread", load(
+        "pull_request_review_thread/resolved.payload.json"), now=T0)  # fmt: skip
+    assert sources() == [("thread", "weak_dismissed")]
+    await handle_event(store, client, "pull_request_review_thread", load(
+        "pull_request_review_thread/unresolved.payload.json"), now=T0)  # fmt: skip
+    assert sources() == []
+
+    # every pull_request example: only synchronize and closed matter; closed marks ours untouched
+    for path in sorted((hooks / "pull_request").glob("*.json")):
+        await handle_event(store, client, "pull_request", json.loads(path.read_text()), now=T0)
+    assert sources() == [("untouched", "weak_dismissed")]
+    store.close()
