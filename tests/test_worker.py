@@ -436,3 +436,12 @@ def test_metrics_helpers() -> None:
     assert v("reviewbot_stage_seconds_count", {"stage": "llm"}) == 1
     assert v("reviewbot_stage_seconds_count", {"stage": "fetch"}) == 1
     assert b"reviewbot_funnel_suppressed_total" in m.render()
+
+
+def test_log_record_with_bad_args_is_not_lost() -> None:
+    from reviewbot.logs import JsonFormatter, RedactSecrets
+
+    record = logging.LogRecord("reviewbot.test", logging.INFO, __file__, 1, "two %s %s", ("hunter22",), None)
+    assert RedactSecrets(["hunter22"]).filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert "two" in line["msg"] and "hunter22" not in line["msg"] and "[REDACTED]" in line["msg"]
