@@ -544,3 +544,31 @@ async def test_uninstall_through_the_edge_deletes_the_tenant(tmp_path: Path, fix
         assert rows(store, "SELECT kind, state FROM jobs") == [("installation", "done")]
     finally:
         store.close()
+
+
+def test_github_test_vector_through_http(tmp_path: Path) -> None:
+    """GitHub's documented vector passes the server's signature check (then 400: not JSON)."""
+    store = Store.open(tmp_path / "v.db")
+    app = create_app(
+        store=store,
+        webhook_secret=b"It's a Secret to Everybody",
+        registry=CollectorRegistry(),
+        queue=JobQueue(store),
+    )
+    good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    try:
+        with LiveServer(app) as srv:
+            headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "v-1"}
+            ok = httpx.post(
+                f"{srv.url}/webhook",
+                content=b"Hello, World!",
+                headers={**headers, "X-Hub-Signature-256": good},
+            )
+            bad = httpx.post(
+                f"{srv.url}/webhook",
+                content=b"Hello, World?",
+                headers={**headers, "X-Hub-Signature-256": good},
+            )
+        assert (ok.status_code, bad.status_code) == (400, 401)
+    finally:
+        store.close()
