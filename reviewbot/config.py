@@ -28,7 +28,18 @@ CONFIG_PATH = ".github/reviewbot.yml"
 ORG_CONFIG_FILENAME = "org:.github/reviewbot.yml"
 
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
-Glob = Annotated[str, Field(min_length=1)]
+
+
+def _check_glob(pattern: str) -> str:
+    """A glob that cannot compile ('[b-a]') would crash every later review of the repo: reject it now."""
+    try:
+        _glob_regex(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid glob {pattern!r}: {exc.msg}") from None
+    return pattern
+
+
+Glob = Annotated[str, Field(min_length=1), AfterValidator(_check_glob)]
 
 
 def _check_language(lang: str) -> str:
@@ -207,6 +218,17 @@ class CustomRule(RuleSpec):
     def _known(cls, value: list[str]) -> list[str]:
         for lang in value:
             _check_language(lang)
+        return value
+
+    @field_validator("paths")
+    @classmethod
+    def _globs_compile(cls, value: list[str]) -> list[str]:
+        from reviewbot.rules import path_selected  # the rule engine's own glob dialect
+
+        try:
+            path_selected("x", value)
+        except re.error as exc:
+            raise ValueError(f"invalid glob in paths: {exc.msg}") from None
         return value
 
 
