@@ -158,7 +158,32 @@ def _get(obj: Any, path: str, typ: type | tuple[type, ...], *, optional: bool = 
         raise PayloadError(f"{path}: expected {_names(types)}, got bool")
     if not isinstance(cur, types):
         raise PayloadError(f"{path}: expected {_names(types)}, got {type(cur).__name__}")
+    _check_storable(path, cur)
     return cur
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _check_storable(path: str, value: Any) -> None:
+    """Values we store must fit SQLite: 64-bit integers, text that encodes as UTF-8 (JSON allows
+    a lone surrogate escape like \\ud800, which Python decodes but cannot encode)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        raise PayloadError(f"{path}: number out of range")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError(f"{path}: text is not valid Unicode (lone surrogate)") from None
+
+
+def _check_stored_fields(payload: dict[str, Any]) -> None:
+    """The fields the server records for every delivery, whatever the event (see server.py)."""
+    for path in ("action", "installation.id", "repository.full_name"):
+        cur: Any = payload
+        for part in path.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        _check_storable(path, cur)
 
 
 def _names(types: tuple[type, ...]) -> str:
@@ -186,6 +211,7 @@ def route(event: str, payload: Any, *, mention: str = "reviewbot") -> Action:
     """Decide what a delivery means. `mention` is the App's handle in `@reviewbot review`."""
     if not isinstance(payload, dict):
         raise PayloadError(f"payload: expected an object, got {type(payload).__name__}")
+    _check_stored_fields(payload)
     if event == "ping":
         return Ping(
             hook_id=_get(payload, "hook_id", int, optional=True), zen=_get(payload, "zen", str, optional=True)
