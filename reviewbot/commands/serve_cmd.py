@@ -39,7 +39,11 @@ def build_handlers(
 ) -> dict[str, Handler]:
     """Job kind -> handler for a worker over `store`. Kinds: installation, command.pause,
     command.resume (built in); review, command.review, feedback (wired by their owners)."""
-    handlers = builtin_handlers(store, queue.lock, clock=queue.clock)
+    from reviewbot.app_review import command_notifier, github_app_from_settings, review_handlers
+
+    app = github_app_from_settings(settings, metrics)
+    handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
+    handlers.update(review_handlers(settings, store, queue=queue, metrics=metrics, app=app))
     return handlers
 
 

@@ -1,0 +1,521 @@
+"""The GitHub App end to end, through real HTTP only.
+
+A signed delivery goes to the real FastAPI server (uvicorn on a loopback port), is queued in
+SQLite, claimed by the real Worker running the real review handler (reviewbot.app_review), which
+talks to FakeGitHub (real HTTP, enforces GitHub's anchoring rules) and FakeLLM (real HTTP,
+answers from the prompt's diff). The crash tests run `reviewbot worker` as a subprocess and
+SIGKILL it mid-job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from reviewbot.app_review import NOT_IN_PR_DIFF, command_notifier, review_handlers
+from reviewbot.github import GitHubApp, Limits
+from reviewbot.metrics import Metrics
+from reviewbot.queue import JobQueue
+from reviewbot.server import create_app
+from reviewbot.settings import Settings
+from reviewbot.store import Store
+from reviewbot.webhooks import sign
+from reviewbot.worker import Worker, builtin_handlers
+from tests.fakes.fake_github import FakeGitHub, FakePull, generate_app_key
+from tests.fakes.fake_llm import FakeLLM, diff_lines
+from tests.test_server import LiveServer
+
+SECRET = b"e2e-webhook-secret"
+REPO = "acme/shop"
+INSTALLATION = 7
+APP_ID = 42
+ROOT = Path(__file__).resolve().parent.parent
+#: The default-branch config of the test repos. The shipped prior scores these synthetic findings
+#: ~0.13 (below the default 0.5 threshold); the tests are about the App, not the threshold.
+CONFIG = {".github/reviewbot.yml": "min_acceptance: 0.01\n"}
+_KEYS: tuple[str, str] | None = None
+
+
+def app_keys() -> tuple[str, str]:
+    global _KEYS
+    if _KEYS is None:
+        _KEYS = generate_app_key()
+    return _KEYS
+
+
+def flag_bug_lines(request_json: dict[str, Any]) -> dict[str, Any]:
+    """The fake model: one high-severity finding per RIGHT line of the diff mentioning BUG."""
+    findings = []
+    for path, lines in diff_lines(request_json).items():
+        for side, line, code in lines:
+            if side != "RIGHT" or "BUG" not in code:
+                continue
+            tag = code.split("BUG", 1)[1].strip(" -:#")
+            findings.append({
+                "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
+                "category": "bug", "confidence": 0.95, "title": f"Crash on empty input ({tag})",
+                "body": f"`{code.strip()}` divides by zero when the list is empty ({tag}).",
+                "suggestion": None, "quoted_code": code,
+            })  # fmt: skip
+    return {"findings": findings}
+
+
+def module(n: int, bugs: dict[int, str] | None = None, name: str = "f") -> str:
+    """A Python file of n lines; lines in `bugs` (1-based) carry `# BUG <tag>`."""
+    out = []
+    for i in range(1, n + 1):
+        if bugs and i in bugs:
+            out.append(f"total_{i} = sum(xs) / len(xs)  # BUG {bugs[i]}")
+        else:
+            out.append(f"{name}_{i} = {i}")
+    return "\n".join(out) + "\n"
+
+
+class World:
+    """FakeGitHub + FakeLLM + the server + a worker thread, over one SQLite file."""
+
+    def __init__(self, tmp: Path, *, github: FakeGitHub | None = None) -> None:
+        priv, pub = app_keys()
+        self.priv = priv
+        self.gh = (github or FakeGitHub(app_id=APP_ID, app_public_key=pub)).start()
+        self.llm = FakeLLM(responder=flag_bug_lines).start()
+        self.db = tmp / "reviewbot.db"
+        self.store = Store.open(self.db)
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.queue = JobQueue(self.store)
+        self.worker: Worker | None = None
+        self._thread: threading.Thread | None = None
+        self.server = LiveServer(
+            create_app(store=self.store, webhook_secret=SECRET, registry=self.registry, queue=self.queue,
+                       enqueue_hook=self._wake, metrics=self.metrics)
+        ).__enter__()  # fmt: skip
+        self.deliveries = 0
+
+    def settings(self) -> Settings:
+        return Settings(
+            github_app_id=APP_ID, github_private_key=self.priv, github_api_url=self.gh.base_url,
+            llm_base_url=self.llm.base_url, llm_api_key="test", llm_model="fake-model",
+            llm_max_concurrency=8, database_path=str(self.db),
+        )  # fmt: skip
+
+    def _wake(self, job_id: int) -> None:
+        if self.worker is not None:
+            self.worker.notify(job_id)
+
+    def start_worker(self) -> None:
+        """The real Worker with the real handlers (as build_handlers wires them), on its own loop and
+        connection; the App's write spacing is off so the tests do not wait between POSTs."""
+        ready = threading.Event()
+
+        def main() -> None:
+            store = Store.open(self.db)
+            queue = JobQueue(store, lease_seconds=30)
+            settings = self.settings()
+            app = GitHubApp(
+                APP_ID,
+                self.priv,
+                base_url=self.gh.base_url,
+                limits=Limits(write_interval=0, backoff=0.01),
+                on_call=self.metrics.record_github_call,
+            )
+            handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
+            handlers.update(review_handlers(settings, store, queue=queue, metrics=self.metrics, app=app))
+            self.worker = Worker(queue, handlers, worker_id="w-test", concurrency=2, heartbeat_interval=1,
+                                 poll_interval=0.1, metrics=self.metrics)  # fmt: skip
+            ready.set()
+            try:
+                asyncio.run(self.worker.run())
+            finally:
+                store.close()
+
+        self._thread = threading.Thread(target=main, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.server.__exit__(None, None, None)
+        self.store.close()
+        self.llm.close()
+        self.gh.stop()
+
+    # -- GitHub's side ----------------------------------------------------------------------
+
+    def repo_payload(self) -> dict[str, Any]:
+        return {"id": self.gh.repos[REPO].id, "full_name": REPO}
+
+    def deliver(self, event: str, payload: dict[str, Any], delivery: str | None = None) -> httpx.Response:
+        body = json.dumps(payload).encode()
+        delivery = delivery or f"d-{uuid.uuid4().hex[:12]}"
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": sign(SECRET, body),
+            "Content-Type": "application/json",
+        }
+        r = httpx.post(f"{self.server.url}/webhook", content=body, headers=headers, timeout=10)
+        assert r.status_code in (200, 202), r.text
+        return r
+
+    def pr_event(self, action: str, pr: FakePull, *, before: str | None = None) -> dict[str, Any]:
+        return {
+            "action": action, "number": pr.number,
+            "pull_request": {
+                "number": pr.number, "state": "open", "title": pr.title, "draft": pr.draft,
+                "user": {"login": pr.author, "type": pr.author_type},
+                "labels": [{"name": name} for name in pr.labels],
+                "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
+            },
+            "before": before, "repository": self.repo_payload(), "installation": {"id": INSTALLATION},
+            "sender": {"login": pr.author, "type": pr.author_type},
+        }  # fmt: skip
+
+    def comment(self, pr: FakePull, body: str, user: str = "alice") -> tuple[dict[str, Any], dict[str, Any]]:
+        c = self.gh.add_issue_comment(REPO, pr.number, body, user=user)
+        payload = {
+            "action": "created",
+            "issue": {"number": pr.number, "pull_request": {"url": f"{self.gh.base_url}/x"}},
+            "comment": {"id": c["id"], "body": body, "user": {"login": user, "type": "User"}},
+            "repository": self.repo_payload(), "installation": {"id": INSTALLATION},
+            "sender": {"login": user, "type": "User"},
+        }  # fmt: skip
+        return c, payload
+
+    # -- waiting and reading ----------------------------------------------------------------
+
+    def settle(self, timeout: float = 20.0) -> None:
+        """Until no job is queued or running (failed attempts surface with their error)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = self.rows(
+                "SELECT id, kind, state, last_error FROM jobs WHERE state IN ('queued', 'running')"
+            )
+            if not live:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"jobs did not settle: {live}")
+
+    def rows(self, sql: str, *args: object) -> list[tuple]:
+        with self.queue.lock:
+            return self.store.conn.execute(sql, args).fetchall()
+
+    def reviews(self, pr: int = 1) -> list[dict[str, Any]]:
+        return self.gh.posted_reviews(REPO, pr)
+
+    def checks(self, sha: str) -> list[dict[str, Any]]:
+        return [c for c in self.gh.check_runs if c["head_sha"] == sha]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    w.start_worker()
+    yield w
+    w.close()
+
+
+def comment_fps(review: dict[str, Any]) -> set[str]:
+    from reviewbot.render import parse_fingerprint
+
+    return {parse_fingerprint(c["body"]) for c in review["comments"]}
+
+
+def valid_anchor(gh: FakeGitHub, pr: int, comment: dict[str, Any]) -> bool:
+    files = {f.filename: f for f in gh.pull_files(REPO, pr)}
+    f = files.get(comment["path"])
+    return f is not None and any(comment["line"] in h.lines_on(comment["side"]) for h in f.hunks)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_opened_posts_one_review_then_redelivery_and_synchronize(world: World) -> None:
+    gh = world.gh
+    gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(40), "b.py": module(40, name="g")})
+    pr = gh.add_pull(
+        REPO, 1, head_files={"a.py": module(40, {5: "a5", 30: "a30"}), "b.py": module(40, {8: "b8"}, "g")}
+    )
+
+    r = world.deliver("pull_request", world.pr_event("opened", pr), delivery="first")
+    assert r.status_code == 202
+    world.settle()
+
+    [review] = world.reviews()
+    assert review["event"] == "COMMENT" and review["commit_id"] == pr.head_sha
+    assert len(review["comments"]) == 3
+    assert all(valid_anchor(gh, 1, c) for c in review["comments"])
+    assert gh.rejected_reviews == []
+    [check] = world.checks(pr.head_sha)
+    assert check["name"] == "reviewbot" and check["conclusion"] == "neutral"
+    assert "3 comments posted" in check["output"]["title"] and "Funnel" in check["output"]["summary"]
+    [(state, gh_review, check_id, funnel, usage)] = world.rows(
+        "SELECT state, github_review_id, check_run_id, funnel, usage FROM reviews"
+    )
+    assert (state, gh_review, check_id) == ("posted", review["id"], check["id"])
+    assert json.loads(funnel)["posted"] == 3 and json.loads(usage)["requests"] >= 1
+    posted = world.rows("SELECT fingerprint, github_comment_id FROM findings WHERE decision = 'post'")
+    assert len(posted) == 3 and all(cid for _, cid in posted)
+    assert {fp for fp, _ in posted} == comment_fps(review)
+    assert world.registry.get_sample_value("reviewbot_funnel_posted_total", {"repo": REPO}) == 3
+    assert world.registry.get_sample_value("reviewbot_review_seconds_count") == 1
+    assert world.registry.get_sample_value("reviewbot_stage_seconds_count", {"stage": "llm"}) == 1
+
+    # Redelivery of the same delivery id: acknowledged, nothing new.
+    assert world.deliver("pull_request", world.pr_event("opened", pr), delivery="first").status_code == 200
+    # A new delivery for the same head (e.g. reopened): still one review for that SHA.
+    world.deliver("pull_request", world.pr_event("reopened", pr))
+    world.settle()
+    assert len(world.reviews()) == 1 and len(world.checks(pr.head_sha)) == 1
+    assert world.rows("SELECT COUNT(*) FROM reviews") == [(1,)]
+
+    # synchronize: b.py gets a new bug; the old ones stay (now context or untouched).
+    old_head = pr.head_sha
+    n_requests = len(world.llm.requests)
+    gh.push(REPO, 1, {"b.py": module(40, {8: "b8", 20: "b20"}, "g")})
+    world.deliver("pull_request", world.pr_event("synchronize", pr, before=old_head))
+    world.settle()
+    first, second = world.reviews()
+    assert second["commit_id"] == pr.head_sha
+    assert [c["line"] for c in second["comments"]] == [20]
+    assert comment_fps(first).isdisjoint(comment_fps(second))
+    # only what changed since the last reviewed SHA went to the LLM: b.py around line 20
+    seen = [diff_lines(req) for req in world.llm.requests[n_requests:]]
+    assert {p for d in seen for p in d} == {"b.py"}
+    assert all(n > 10 for d in seen for _, n, _ in d["b.py"])
+    assert world.rows("SELECT COUNT(*) FROM reviews WHERE state = 'posted'") == [(2,)]
+
+
+def test_incremental_review_anchors_against_the_full_pr_diff(world: World) -> None:
+    gh = world.gh
+    # base line 5 carries a BUG marker; the PR first changes it, then a push restores it: the
+    # compare diff shows line 5 as added, the PR diff does not contain it at all.
+    base = module(40, {5: "base5"})
+    gh.add_repo(REPO, INSTALLATION, {**CONFIG, "c.py": base})
+    first = base.replace("total_5 = sum(xs) / len(xs)  # BUG base5", "f_5 = 5")
+    first = first.replace("f_30 = 30", "total_30 = sum(xs) / len(xs)  # BUG c30")
+    pr = gh.add_pull(REPO, 1, head_files={"c.py": first})
+    world.deliver("pull_request", world.pr_event("opened", pr))
+    world.settle()
+    [review] = world.reviews()
+    assert [c["line"] for c in review["comments"]] == [30]
+
+    old = pr.head_sha
+    restored = first.replace("f_5 = 5", "total_5 = sum(xs) / len(xs)  # BUG base5")
+    restored = restored.replace("f_33 = 33", "total_33 = sum(xs) / len(xs)  # BUG c33")
+    gh.push(REPO, 1, {"c.py": restored})
+    world.deliver("pull_request", world.pr_event("synchronize", pr, before=old))
+    world.settle()
+    _, second = world.reviews()
+    assert [c["line"] for c in second["comments"]] == [33]
+    assert gh.rejected_reviews == []  # the line-5 finding was never sent to GitHub
+    held = world.rows("SELECT line, decision, reason FROM findings WHERE line = 5")
+    assert held == [(5, "suppress", NOT_IN_PR_DIFF)]
+
+
+def test_config_comes_from_the_default_branch(world: World) -> None:
+    gh = world.gh
+    gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+    pr = gh.add_pull(REPO, 1, head_files={
+        "a.py": module(20, {3: "a3"}), ".github/reviewbot.yml": "enabled: false\n"})  # fmt: skip
+    world.deliver("pull_request", world.pr_event("opened", pr))
+    world.settle()
+    [review] = world.reviews()
+    assert [c["path"] for c in review["comments"]] == ["a.py"]
+
+
+def test_broken_default_branch_config_posts_a_check_naming_file_and_line(world: World) -> None:
+    gh = world.gh
+    gh.add_repo(
+        REPO,
+        INSTALLATION,
+        {"a.py": module(20), ".github/reviewbot.yml": "min_acceptance: 0.01\nmax_comments: -3\n"},
+    )
+    pr = gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})})
+    world.deliver("pull_request", world.pr_event("opened", pr))
+    world.settle()
+    assert world.reviews() == []
+    [check] = world.checks(pr.head_sha)
+    assert check["conclusion"] == "neutral"
+    assert ".github/reviewbot.yml:2" in check["output"]["title"]
+    assert "max_comments" in check["output"]["text"]
+    assert world.llm.requests == []
+
+
+def test_drafts_and_bots_skipped_commands_review_pause_resume(world: World) -> None:
+    gh = world.gh
+    gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+    draft = gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})}, draft=True)
+    bot = gh.add_pull(REPO, 2, head_files={"a.py": module(20, {4: "a4"})}, author="dependabot[bot]",
+                      author_type="Bot")  # fmt: skip
+    world.deliver("pull_request", world.pr_event("opened", draft))
+    world.deliver("pull_request", world.pr_event("opened", bot))
+    world.settle()
+    assert world.reviews(1) == [] and world.reviews(2) == [] and gh.check_runs == []
+
+    # `@reviewbot review` on the draft: 👀, then a review of the current head.
+    c, payload = world.comment(draft, "@reviewbot review please")
+    world.deliver("issue_comment", payload)
+    world.settle()
+    [review] = world.reviews(1)
+    assert review["commit_id"] == draft.head_sha and len(review["comments"]) == 1
+    assert [r["content"] for r in gh.reactions[("issue", c["id"])]] == ["eyes"]
+
+    # A second forced review of the same head never reposts a finding already on the PR.
+    _, payload = world.comment(draft, "@reviewbot review")
+    world.deliver("issue_comment", payload)
+    world.settle()
+    first, again = world.reviews(1)
+    assert again["comments"] == [] and "nothing worth a comment" in again["body"]
+
+    # pause: 👍, then a new push is not reviewed; resume: reviewed again.
+    c, payload = world.comment(draft, "@reviewbot pause")
+    world.deliver("issue_comment", payload)
+    world.settle()
+    assert [r["content"] for r in gh.reactions[("issue", c["id"])]] == ["+1"]
+    gh.pulls[(REPO, 1)].draft = False
+    old = draft.head_sha
+    gh.push(REPO, 1, {"a.py": module(20, {3: "a3", 12: "a12"})})
+    world.deliver("pull_request", world.pr_event("synchronize", draft, before=old))
+    world.settle()
+    assert len(world.reviews(1)) == 2
+    _, payload = world.comment(draft, "@reviewbot resume")
+    world.deliver("issue_comment", payload)
+    world.deliver("pull_request", world.pr_event("synchronize", draft, before=old))
+    world.settle()
+    third = world.reviews(1)[-1]
+    assert len(world.reviews(1)) == 3 and [c["line"] for c in third["comments"]] == [12]
+
+
+class PickyGitHub(FakeGitHub):
+    """Refuses review comments on some paths (as GitHub does for reasons we cannot predict)."""
+
+    refuse: set[str] = set()
+
+    def _validate_review_comment(self, pr: Any, c: dict[str, Any]) -> list[str]:
+        if c.get("path") in self.refuse:
+            return ["Pull request review thread line must be part of the diff"]
+        return super()._validate_review_comment(pr, c)
+
+
+def test_comments_github_rejects_are_recorded_and_the_rest_posted(tmp_path: Path) -> None:
+    gh = PickyGitHub(app_id=APP_ID, app_public_key=app_keys()[1])
+    gh.refuse = {"b.py"}
+    w = World(tmp_path, github=gh)
+    w.start_worker()
+    try:
+        gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20), "b.py": module(20, name="g")})
+        pr = gh.add_pull(
+            REPO, 1, head_files={"a.py": module(20, {3: "a3"}), "b.py": module(20, {4: "b4"}, "g")}
+        )
+        w.deliver("pull_request", w.pr_event("opened", pr))
+        w.settle()
+        [review] = w.reviews()
+        assert [c["path"] for c in review["comments"]] == ["a.py"]
+        assert "1 comment was left out" in review["body"]
+        rows = w.rows("SELECT path, decision, reason, github_comment_id FROM findings ORDER BY path")
+        assert rows[0][0] == "a.py" and rows[0][1] == "post" and rows[0][3]
+        assert rows[1][:2] == ("b.py", "suppress") and rows[1][2].startswith("rejected by GitHub:")
+        [(funnel,)] = w.rows("SELECT funnel FROM reviews")
+        assert json.loads(funnel)["posted"] == 1
+    finally:
+        w.close()
+
+
+# --- crashes: `reviewbot worker` as a subprocess, SIGKILLed mid-job --------------------------
+
+
+def worker_env(w: World) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
+    env.update({
+        "REVIEWBOT_DATABASE_PATH": str(w.db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
+        "REVIEWBOT_GITHUB_PRIVATE_KEY": w.priv, "REVIEWBOT_GITHUB_API_URL": w.gh.base_url,
+        "REVIEWBOT_LLM_BASE_URL": w.llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
+        "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "WARNING",
+    })  # fmt: skip
+    return env
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
+    """Start `reviewbot worker`, SIGKILL it once `when()` holds, let the lease run out (moved to the
+    past: the lease is 120 s in production), then run `reviewbot worker --once`."""
+    proc = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(w), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_until(lambda: when() or proc.poll() is not None)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    with sqlite3.connect(w.db) as conn:
+        [(state,)] = conn.execute("SELECT state FROM jobs WHERE kind = 'review'").fetchall()
+        assert state == "running"  # the dead worker still holds it
+        conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
+                     "WHERE state = 'running'")  # fmt: skip
+    w.llm.latency = 0
+    done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def bare_world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)  # no in-process worker: the subprocess is the worker
+    yield w
+    w.close()
+
+
+def test_worker_killed_during_the_llm_call_still_one_review(bare_world: World) -> None:
+    w = bare_world
+    w.gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+    pr = w.gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})})
+    w.llm.latency = 30
+    w.deliver("pull_request", w.pr_event("opened", pr))
+    kill_and_restart(w, lambda: w.llm.in_flight > 0)
+    assert w.rows("SELECT state FROM reviews") == [("posted",)]
+    [review] = w.reviews()
+    assert len(review["comments"]) == 1
+    assert w.rows("SELECT state FROM jobs WHERE kind = 'review'") == [("done",)]
+
+
+def test_worker_killed_after_posting_before_recording_never_reposts(bare_world: World) -> None:
+    w = bare_world
+    w.gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+    pr = w.gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})})
+    # the review is posted, then the check-run POST hangs: the worker dies before recording
+    w.gh.slow_next(1, delay=3, path_prefix=f"/repos/{REPO}/check-runs", method="POST")
+    w.deliver("pull_request", w.pr_event("opened", pr))
+    kill_and_restart(
+        w, lambda: len(w.reviews()) == 1 and any(r.path.endswith("/check-runs") for r in list(w.gh.requests))
+    )
+    [review] = w.reviews()
+    assert w.rows("SELECT state, github_review_id FROM reviews") == [("posted", review["id"])]
+    [(fp, cid, reason)] = w.rows("SELECT fingerprint, github_comment_id, reason FROM findings")
+    assert reason == "recovered from GitHub after a restart"
+    assert cid == review["comments"][0]["id"] and {fp} == comment_fps(review)
+    wait_until(lambda: bool(w.gh.check_runs))  # the hung POST finishes before the fake stops
