@@ -1,0 +1,880 @@
+"""Fuzzing the four parsers that read untrusted input: at least 10,000 generated inputs each.
+
+Targets and the only error each may raise:
+- diff.parse_diff (a PR's diff) -> DiffParseError
+- config.load_config (a repository's YAML) -> ConfigError; a loaded config then answers every
+  question the pipeline asks (globs compile, paths match) without raising
+- webhooks.verify_signature / route / plan (a webhook delivery) -> PayloadError; and the real HTTP
+  server answers 202/200/400/401, never 500
+- prompt.parse_reply (the LLM's reply) never raises; anchor_candidates never raises and keeps only
+  positions GitHub accepts
+
+Inputs are structured (diff-shaped text, YAML-shaped mappings, JSON payloads derived from the real
+webhook fixtures with mutated fields, finding-shaped replies) and raw text. Hypothesis draws the
+structure and a Random that drives cheap mutations, so each example yields several inputs; every
+call is counted and timed (a call over PER_CALL_LIMIT seconds is a hang). The last test checks the
+per-target counts (printed with -s; figures in RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import random
+import socket
+import string
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from reviewbot import webhooks
+from reviewbot.anchor import anchor_candidates
+from reviewbot.config import ConfigError, RepoConfig, load_config
+from reviewbot.diff import DiffParseError, parse_diff
+from reviewbot.models import CATEGORIES, SEVERITIES, FileDiff
+from reviewbot.prompt import parse_reply
+from reviewbot.queue import JobQueue
+from reviewbot.rules import path_selected
+from reviewbot.server import create_app
+from reviewbot.store import Store
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+PER_CALL_LIMIT = 2.0  # seconds; any single call slower than this is reported as a hang
+TARGET = 10_000  # generated inputs per target
+COUNTS: Counter[str] = Counter()
+
+
+def fast(n: int) -> settings:
+    """n examples, no deadline (timed() checks each call), no example database, no health checks."""
+    return settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
+def timed(target: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call fn, count it for `target`, and fail if it took longer than PER_CALL_LIMIT."""
+    started = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        COUNTS[target] += 1
+        elapsed = time.perf_counter() - started
+        assert elapsed < PER_CALL_LIMIT, f"{target}: one input took {elapsed:.2f}s: {args!r:.300}"
+
+
+def mutations(text: str, rnd: random.Random, n: int) -> Iterator[str]:
+    """n cheap corruptions of `text`: truncation, dropped/duplicated/swapped lines, byte noise."""
+    lines = text.split("\n")
+    for _ in range(n):
+        kind = rnd.randrange(7)
+        if kind == 0:
+            yield text[: rnd.randrange(len(text) + 1)]
+        elif kind == 1 and lines:
+            i = rnd.randrange(len(lines))
+            yield "\n".join(lines[:i] + lines[i + 1 :])
+        elif kind == 2 and lines:
+            i = rnd.randrange(len(lines))
+            yield "\n".join(lines[: i + 1] + [lines[i]] + lines[i + 1 :])
+        elif kind == 3 and len(lines) > 1:
+            i, j = rnd.randrange(len(lines)), rnd.randrange(len(lines))
+            swapped = list(lines)
+            swapped[i], swapped[j] = swapped[j], swapped[i]
+            yield "\n".join(swapped)
+        elif kind == 4 and text:
+            i = rnd.randrange(len(text))
+            yield text[:i] + rnd.choice(NOISE) + text[i + 1 :]
+        elif kind == 5:
+            yield text.replace("\n", rnd.choice(["\r\n", "\r", "\n\n", "\x00\n"]))
+        else:
+            i = rnd.randrange(len(text) + 1)
+            yield text[:i] + rnd.choice(NOISE) * rnd.randrange(1, 4) + text[i:]
+
+
+NOISE = [
+    "\x00",
+    "\r",
+    "\t",
+    "\\",
+    '"',
+    "@",
+    "+",
+    "-",
+    " ",
+    "\n",
+    "é",
+    "\ud800",
+    "\u202e",
+    "{",
+    "[",
+    "*",
+    "&",
+    "!",
+]
+
+
+# =============================================================================== diff parser
+
+PATHS = [
+    "a.py",
+    "src/x y.go",
+    "dir/file.ts",
+    "é/ü.rs",
+    "a b",
+    "x",
+    "-",
+    "@@",
+    "a/b/c.java",
+    '"q\\303\\251.py"',
+    '"bad\\q"',
+    "/dev/null",
+    "",
+]
+EXTENDED = [
+    "new file mode 100644",
+    "deleted file mode 100755",
+    "old mode 100644",
+    "new mode 100755",
+    "similarity index 90%",
+    "rename from x.py",
+    "rename to y.py",
+    "copy from a",
+    "copy to b",
+    "index abc1234..def5678 100644",
+    "Binary files a/x and b/x differ",
+    "GIT binary patch",
+    "literal 0",
+    "dissimilarity index 12%",
+    "Index: x.c",
+    "=" * 20,
+]
+
+
+def _path(rnd: random.Random) -> str:
+    return rnd.choice(PATHS)
+
+
+def _hunk(rnd: random.Random, old_start: int, new_start: int) -> tuple[list[str], int, int]:
+    body: list[str] = []
+    old_len = new_len = 0
+    for _ in range(rnd.randrange(0, 8)):
+        kind = rnd.choice(" +-+ ")
+        text = "".join(rnd.choice(string.printable[:-5] + "é\t") for _ in range(rnd.randrange(0, 12)))
+        body.append(kind + text)
+        if kind != "+":
+            old_len += 1
+        if kind != "-":
+            new_len += 1
+        if rnd.random() < 0.05:
+            body.append("\\ No newline at end of file")
+    section = rnd.choice(["", " def f(x):", " class A {", " <diff-x>"])
+    fmt_old = f"{old_start},{old_len}" if rnd.random() < 0.9 else f"{old_start}"
+    fmt_new = f"{new_start},{new_len}" if rnd.random() < 0.9 else f"{new_start}"
+    return [f"@@ -{fmt_old} +{fmt_new} @@{section}", *body], old_len, new_len
+
+
+def diff_shaped(rnd: random.Random) -> str:
+    """A unified diff of 1-3 files, usually well formed (git or plain), with random content."""
+    out: list[str] = []
+    for _ in range(rnd.randrange(1, 4)):
+        a, b = _path(rnd), _path(rnd) if rnd.random() < 0.2 else None
+        b = b or a
+        if rnd.random() < 0.7:
+            out.append(f"diff --git a/{a} b/{b}")
+            out += rnd.sample(EXTENDED, rnd.randrange(0, 3))
+        if rnd.random() < 0.9:
+            out.append("--- " + ("/dev/null" if rnd.random() < 0.1 else f"a/{a}"))
+            out.append("+++ " + ("/dev/null" if rnd.random() < 0.1 else f"b/{b}"))
+        old = new = rnd.randrange(0, 40)
+        for _ in range(rnd.randrange(0, 4)):
+            lines, old_len, new_len = _hunk(rnd, old, new)
+            out += lines
+            gap = rnd.randrange(0, 30)
+            old, new = old + old_len + gap, new + new_len + gap
+    return "\n".join(out) + ("\n" if rnd.random() < 0.9 else "")
+
+
+def check_diff(text: str) -> None:
+    try:
+        files = timed("diff", parse_diff, text)
+    except DiffParseError:
+        return
+    for f in files:
+        assert isinstance(f, FileDiff) and f.path
+        for h in f.hunks:
+            for ln in h.lines:
+                if ln.kind == "added":
+                    assert f.accepts(ln.new_no, "RIGHT")
+                elif ln.kind == "deleted":
+                    assert f.accepts(ln.old_no, "LEFT")
+
+
+@fast(1400)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_diff_structured(rnd: random.Random) -> None:
+    text = diff_shaped(rnd)
+    check_diff(text)
+    for variant in mutations(text, rnd, 5):
+        check_diff(variant)
+
+
+@fast(1600)
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.lists(
+            st.sampled_from(
+                [
+                    "diff --git a/x b/x",
+                    "--- a/x",
+                    "+++ b/x",
+                    "@@ -1 +1 @@",
+                    "@@ -1,2 +1,2 @@",
+                    "+a",
+                    "-b",
+                    " c",
+                    "\\ x",
+                    "",
+                    "Binary files differ",
+                    "rename from x",
+                    "rename to y",
+                    "@@ -0,0 +1 @@",
+                    "--- /dev/null",
+                    "+++ /dev/null",
+                    "@@ -99999999999999999999 +1 @@",
+                ]
+            ),
+            max_size=25,
+        ).map("\n".join),
+    )
+)
+def test_fuzz_diff_raw(text: str) -> None:
+    check_diff(text)
+
+
+# =============================================================================== config loader
+
+CONFIG_KEYS = list(RepoConfig.model_fields) + ["paths.include", "rules.custom", "extra", "<<", "on", "123"]
+SUB_KEYS = [
+    "include",
+    "exclude",
+    "drafts",
+    "skip_authors",
+    "skip_labels",
+    "disable",
+    "enable",
+    "severity",
+    "custom",
+    "id",
+    "languages",
+    "message",
+    "query",
+    "instruction",
+    "model",
+    "temperature",
+    "max_tokens_per_request",
+    "path",
+    "instructions",
+    "category",
+    "paths",
+    "title",
+    "examples",
+]
+GLOBS = [
+    "**",
+    "*.py",
+    "src/**",
+    "[b-a]",
+    "[!x]*.py",
+    "{a,b}/*.go",
+    "{[z-a],b}",
+    "a/[",
+    "**/",
+    "\\",
+    "[\\]",
+    "[a-]",
+    "docs/",
+    "?",
+    "{",
+    "}",
+    "{a,{b,c}}",
+    "[[:alpha:]]",
+    "(",
+    "+",
+    "*" * 30,
+]
+SCALARS: list[Any] = [
+    True,
+    False,
+    None,
+    0,
+    -1,
+    7,
+    10**30,
+    0.5,
+    1.5,
+    float("inf"),
+    "",
+    "x",
+    "high",
+    "low",
+    "python",
+    "pythn",
+    "bug",
+    "critical",
+    "yes",
+    "no",
+    "~",
+    "2001-12-14",
+    "0x1F",
+    "1e3",
+]
+
+
+def yaml_value(rnd: random.Random, depth: int = 0) -> Any:
+    r = rnd.random()
+    if depth < 3 and r < 0.25:
+        return {rnd.choice(SUB_KEYS + GLOBS): yaml_value(rnd, depth + 1) for _ in range(rnd.randrange(0, 4))}
+    if depth < 3 and r < 0.45:
+        return [yaml_value(rnd, depth + 1) for _ in range(rnd.randrange(0, 4))]
+    if r < 0.65:
+        return rnd.choice(GLOBS)
+    return rnd.choice(SCALARS)
+
+
+def yaml_shaped(rnd: random.Random) -> str:
+    data = {rnd.choice(CONFIG_KEYS): yaml_value(rnd) for _ in range(rnd.randrange(0, 6))}
+    if rnd.random() < 0.4:  # a structurally valid custom rule or path instruction to get deep
+        data["rules"] = {
+            "custom": [
+                {
+                    "id": rnd.choice(["r1", "R!", "a" * 3]),
+                    "languages": ["python"],
+                    "severity": rnd.choice(SEVERITIES),
+                    "category": rnd.choice(CATEGORIES),
+                    "message": "m",
+                    "instruction": "i",
+                    "paths": [rnd.choice(GLOBS)],
+                }
+            ]
+        }
+    if rnd.random() < 0.4:
+        data["path_instructions"] = [{"path": rnd.choice(GLOBS), "instructions": "be careful"}]
+    text = yaml.safe_dump(data, allow_unicode=True, default_flow_style=rnd.random() < 0.3)
+    extra = rnd.random()
+    if extra < 0.1:
+        text = "a: &x [1, 2]\nb: *x\n" + text
+    elif extra < 0.15:
+        text += "c: !!python/object/apply:os.system ['true']\n"
+    elif extra < 0.2:
+        text += "base: &b {max_comments: 3}\nmerged:\n  <<: *b\n"
+    elif extra < 0.25:
+        text += "? [complex, key]\n: value\n"
+    elif extra < 0.3:
+        text += "blob: !!binary aGVsbG8=\n"
+    return text
+
+
+PROBE_PATHS = ["a.py", "src/x.go", "[b-a]", "docs/readme.md", "", "é/ü.rs", "a/b/c/d/e.ts", "{a,b}"]
+
+
+def check_config(text: str | None, org: str | None = None) -> None:
+    try:
+        config = timed("config", load_config, text, org)
+    except ConfigError as exc:
+        assert exc.messages and all(isinstance(m, str) for m in exc.messages)
+        return
+    # A config that loads must answer every question the pipeline asks without raising.
+    for path in PROBE_PATHS:
+        config.path_included(path)
+        config.file_included(path)
+        config.min_severity_for(path)
+        config.instructions_for(path)
+    config.should_review("alice", ["x"], draft=False)
+    for rule in config.rules.custom:
+        path_selected(PROBE_PATHS[0], rule.paths)
+    config.rules.rule_enabled("py-eval")
+
+
+@fast(1800)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_config_structured(rnd: random.Random) -> None:
+    text = yaml_shaped(rnd)
+    check_config(text, yaml_shaped(rnd) if rnd.random() < 0.1 else None)
+    for variant in mutations(text, rnd, 4):
+        check_config(variant)
+
+
+@fast(1500)
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.lists(
+            st.sampled_from(
+                [
+                    "paths:",
+                    "  include:",
+                    "  - '[b-a]'",
+                    "  - '**'",
+                    "max_comments: 3",
+                    "max_comments: -1",
+                    "a: &a [*a]",
+                    "- x",
+                    "? x",
+                    ": y",
+                    "&a",
+                    "*a",
+                    "!!str",
+                    "{",
+                    "}",
+                    "[",
+                    "]",
+                    "min_severity: nope",
+                    "languages: [go]",
+                    "rules: {custom: [{id: x}]}",
+                    "---",
+                    "...",
+                    "%YAML 1.1",
+                    "\t",
+                    "key: 'unterminated",
+                ]
+            ),
+            max_size=12,
+        ).map("\n".join),
+    )
+)
+def test_fuzz_config_raw(text: str) -> None:
+    check_config(text)
+
+
+# =============================================================================== webhooks
+
+
+def _fixture_payloads() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in sorted((FIXTURES / "webhooks").glob("*.json")):
+        event = path.name.split(".", 1)[0]
+        out.append((event, json.loads(path.read_text())))
+    return out
+
+
+PAYLOADS = _fixture_payloads()
+EVENTS = sorted({e for e, _ in PAYLOADS}) + ["push", "", "pull_request ", "PING", "x" * 50]
+JSON_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**63,
+    -(2**63) - 1,
+    10**40,
+    1.5,
+    float("1e308"),
+    "",
+    "x",
+    "\ud800",
+    "a\x00b",
+    "@reviewbot review",
+    "opened",
+    "synchronize",
+    "created",
+    "deleted",
+    [],
+    {},
+    [1],
+    {"id": 1},
+    {"login": "x[bot]", "type": "Bot"},
+    [{"name": 3}],
+]
+
+
+def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj[:3]):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _set(obj: Any, path: tuple, value: Any, delete: bool) -> Any:
+    if not path:
+        return value
+    parent = obj
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete and isinstance(parent, dict):
+        parent.pop(path[-1], None)
+    else:
+        parent[path[-1]] = value
+    return obj
+
+
+def mutated_payload(rnd: random.Random) -> tuple[str, Any]:
+    event, base = rnd.choice(PAYLOADS)
+    payload = json.loads(json.dumps(base))
+    paths = _paths(payload)
+    for _ in range(rnd.randrange(1, 4)):
+        path = rnd.choice(paths)
+        with contextlib.suppress(KeyError, IndexError, TypeError):
+            payload = _set(payload, path, copy.deepcopy(rnd.choice(JSON_VALUES)), delete=rnd.random() < 0.3)
+        paths = _paths(payload)
+    if rnd.random() < 0.1:
+        event = rnd.choice(EVENTS)
+    return event, payload
+
+
+ACTIONS = (
+    webhooks.EnqueueReview,
+    webhooks.Command,
+    webhooks.InstallationChange,
+    webhooks.Feedback,
+    webhooks.Ping,
+    webhooks.Ignore,
+)
+
+
+def check_route(event: str, payload: Any) -> None:
+    try:
+        action = timed("webhooks", webhooks.route, event, payload)
+    except webhooks.PayloadError:
+        return
+    assert isinstance(action, ACTIONS)
+    for spec in webhooks.plan(action, event=event, payload=payload if isinstance(payload, dict) else None):
+        json.dumps(spec.payload)  # what the server stores
+        for value in (spec.installation_id, spec.pr):
+            assert value is None or -(2**63) <= value < 2**63, "would overflow SQLite"
+        for value in (spec.repo, spec.head_sha, spec.dedupe_key, spec.kind):
+            if value is not None:
+                value.encode("utf-8")  # a lone surrogate cannot be stored
+
+
+@fast(2500)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_webhook_route_mutated_fixtures(rnd: random.Random) -> None:
+    for _ in range(4):
+        check_route(*mutated_payload(rnd))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "action",
+                    "pull_request",
+                    "installation",
+                    "id",
+                    "number",
+                    "head",
+                    "sha",
+                    "user",
+                    "login",
+                    "repository",
+                    "full_name",
+                    "comment",
+                    "body",
+                    "issue",
+                    "labels",
+                    "name",
+                    "thread",
+                    "comments",
+                    "account",
+                    "repositories_added",
+                ]
+            )
+            | st.text(max_size=5),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@fast(2000)
+@given(
+    st.sampled_from(EVENTS), json_values, st.binary(max_size=40), st.one_of(st.none(), st.text(max_size=80))
+)
+def test_fuzz_webhook_random_json_and_signatures(
+    event: str, payload: Any, body: bytes, header: str | None
+) -> None:
+    check_route(event, payload)
+    ok = timed("webhooks", webhooks.verify_signature, b"secret", body, header)
+    assert ok is False or header == webhooks.sign(b"secret", body)
+    assert (
+        timed("webhooks", webhooks.verify_signature, b"secret", body, webhooks.sign(b"secret", body)) is True
+    )
+
+
+SECRET = b"fuzz-webhook-secret"
+
+
+class LiveServer:
+    """uvicorn on a free loopback port in a thread (the real HTTP edge)."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Store]]:
+    store = Store.open(tmp_path_factory.mktemp("fuzz") / "fuzz.db")
+    app = create_app(store=store, webhook_secret=SECRET, registry=CollectorRegistry(), queue=JobQueue(store))
+    with (
+        LiveServer(app) as server,
+        httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client,
+    ):
+        yield client, store
+    store.close()
+
+
+_delivery = iter(range(10**9))
+
+
+@fast(250)
+@given(st.randoms(use_true_random=False), st.integers(0, 9))
+def test_fuzz_webhook_server_never_500(
+    live: tuple[httpx.Client, Store], rnd: random.Random, how: int
+) -> None:
+    client, store = live
+    event, payload = mutated_payload(rnd)
+    body = json.dumps(payload).encode()
+    if how == 0:
+        body = body[: rnd.randrange(len(body) + 1)]  # truncated JSON, still signed
+    headers = {
+        "X-GitHub-Event": event.strip() or "x",
+        "X-GitHub-Delivery": f"fuzz-{next(_delivery)}",
+        "X-Hub-Signature-256": webhooks.sign(SECRET, body),
+        "Content-Type": "application/json",
+    }
+    if how == 1:
+        headers["X-Hub-Signature-256"] = webhooks.sign(b"forged", body)
+    elif how == 2:
+        del headers["X-Hub-Signature-256"]
+    elif how == 3:
+        headers["X-Hub-Signature-256"] = ("sha256=" + "é" * 3).encode("latin-1")  # type: ignore[assignment]
+    resp = timed("webhook-http", client.post, "/webhook", content=body, headers=headers)
+    if how in (1, 2, 3):
+        assert resp.status_code == 401, resp.text
+    else:
+        assert resp.status_code in (200, 202, 400), (resp.status_code, resp.text[:300], payload)
+    assert store.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] >= 0  # still usable
+
+
+@pytest.mark.parametrize(
+    ("event", "change"),
+    [
+        ("pull_request", lambda p: p["installation"].__setitem__("id", 2**70)),
+        ("pull_request", lambda p: p["repository"].__setitem__("full_name", "\ud800/x")),
+        ("pull_request", lambda p: p["pull_request"].__setitem__("number", -(2**65))),
+        ("check_run", lambda p: p.__setitem__("installation", {"id": 2**64})),  # an ignored event
+        ("check_run", lambda p: p.__setitem__("action", "\udfff")),
+    ],
+)
+def test_values_sqlite_cannot_store_are_400_not_500(
+    live: tuple[httpx.Client, Store], event: str, change: Callable[[dict], None]
+) -> None:
+    """Found by the fuzzer: JSON allows integers beyond 64 bits and lone surrogate escapes, which
+    SQLite cannot store; the server answered 500."""
+    client, _ = live
+    name = "pull_request.opened.json" if event == "pull_request" else "check_run.created.json"
+    payload = json.loads((FIXTURES / "webhooks" / name).read_text())
+    change(payload)
+    body = json.dumps(payload).encode()
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": f"sqlite-{next(_delivery)}",
+        "X-Hub-Signature-256": webhooks.sign(SECRET, body),
+    }
+    resp = client.post("/webhook", content=body, headers=headers)
+    assert resp.status_code == 400, resp.text
+
+
+# =============================================================================== LLM reply parser
+
+DIFF = """\
+diff --git a/app/service.py b/app/service.py
+--- a/app/service.py
++++ b/app/service.py
+@@ -10,4 +10,6 @@ def handle(request):
+     user = load_user(request)
+-    if user is None:
+-        return None
++    if not user:
++        raise NotFound()
++    token = request.headers["X-Token"]
++    db.execute("SELECT * FROM t WHERE id = " + request.args["id"])
+     return render(user)
+@@ -40,2 +42,3 @@ def other():
+     a = 1
++    b = eval(a)
+     return a
+diff --git a/web/app.js b/web/app.js
+new file mode 100644
+--- /dev/null
++++ b/web/app.js
+@@ -0,0 +1,3 @@
++const x = 1;
++eval(userInput);
++module.exports = x;
+"""
+FILES = {f.path: f for f in parse_diff(DIFF)}
+QUOTES = [
+    'db.execute("SELECT * FROM t WHERE id = " + request.args["id"])',
+    "eval(userInput);",
+    "}",
+    "",
+    "    b = eval(a)",
+    "return None",
+    "not in the diff at all",
+    "<\u200bdiff-",
+    "a = 1",
+    None,
+    3,
+]
+FIELD_VALUES: dict[str, list[Any]] = {
+    "path": [
+        "app/service.py",
+        "./app/service.py",
+        "b/web/app.js",
+        "/web/app.js",
+        "nope.py",
+        "",
+        None,
+        5,
+        "app/service.py\n",
+    ],
+    "line": [1, 10, 13, 15, 43, 2, 3, 0, -4, 10**30, "14", "L15", "x", None, 1.0, 2.5, True],
+    "end_line": [None, 15, 16, 3, 13, 10**20, "x", -1],
+    "side": ["RIGHT", "LEFT", "left", "middle", None, 1],
+    "severity": [*SEVERITIES, "major", "blocker", "unknown", None, 3],
+    "category": [*CATEGORIES, "logic", "perf", "nonsense", None],
+    "confidence": [0.9, 1.5, 95, "80%", "high", None, -3, float("inf"), float("nan")],
+    "title": ["t", "", None, "x" * 500, ["a"]],
+    "body": ["b", "", None, "```suggestion\nx\n```", {"a": 1}],
+    "suggestion": [None, "x = 1", "```", "", 7],
+    "quoted_code": QUOTES,
+}
+
+
+def finding(rnd: random.Random) -> dict[str, Any]:
+    item = {k: rnd.choice(v) for k, v in FIELD_VALUES.items() if rnd.random() < 0.92}
+    if rnd.random() < 0.05:
+        item["extra"] = {"nested": [1, 2]}
+    return item
+
+
+def reply_shaped(rnd: random.Random) -> str:
+    items: Any = [finding(rnd) for _ in range(rnd.randrange(0, 6))]
+    if rnd.random() < 0.1:
+        items.append(rnd.choice([1, "x", None, [], {}]))
+    doc: Any = {"findings": items} if rnd.random() < 0.8 else items
+    text = json.dumps(doc, indent=rnd.choice([None, 2]))
+    r = rnd.random()
+    if r < 0.15:
+        text = f"```json\n{text}\n```"
+    elif r < 0.3:
+        text = f"Here are my findings:\n{text}\nHope this helps {{not json}}."
+    elif r < 0.4:
+        text = text.replace("}", ",}").replace("]", ",]")
+    elif r < 0.45:
+        text = "[" * rnd.randrange(1, 5000) + text
+    elif r < 0.5:
+        text = "{" * rnd.randrange(1, 3000) + text
+    return text
+
+
+def check_reply(text: Any) -> None:
+    findings, problems = timed("llm-reply", parse_reply, text)
+    assert isinstance(problems, list)
+    for f in findings:
+        assert isinstance(f["path"], str) and f["path"]
+        assert isinstance(f["line"], int) and f["line"] >= 1
+        assert f["side"] in ("RIGHT", "LEFT")
+        assert f["severity"] in SEVERITIES and f["category"] in CATEGORIES
+        assert f["confidence"] is None or 0.0 <= f["confidence"] <= 1.0
+    kept, dropped = timed("anchor", anchor_candidates, findings, FILES, source="llm")
+    assert len(kept) + len(dropped) == len(findings)
+    for c in kept:
+        fd = FILES[c.path]
+        assert fd.accepts(c.line, c.side), (c.path, c.line, c.side)
+        if c.end_line is not None:
+            assert fd.accepts_range(c.line, c.end_line, c.side)
+        if c.side == "LEFT":
+            assert c.suggestion is None
+
+
+@fast(2200)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_llm_reply_structured(rnd: random.Random) -> None:
+    text = reply_shaped(rnd)
+    check_reply(text)
+    for variant in mutations(text, rnd, 3):
+        check_reply(variant)
+
+
+@fast(1500)
+@given(st.one_of(st.text(max_size=300), st.none(), st.integers(), json_values.map(json.dumps)))
+def test_fuzz_llm_reply_raw(text: Any) -> None:
+    check_reply(text)
+
+
+def test_deeply_nested_and_brace_flooded_replies_are_bounded() -> None:
+    """Hostile replies a fuzzer found: nested JSON deeper than the recursion limit, and a flood of
+    braces that made the prose scan quadratic."""
+    for text in ("[" * 100_000, '{"findings": ' + "[" * 50_000, "{" * 200_000, '["' * 50_000):
+        check_reply(text)
+
+
+# =============================================================================== the counts
+
+
+def test_fuzz_counts_reach_the_target() -> None:
+    """Runs last in this file: every target got at least TARGET generated inputs (when all ran)."""
+    targets = {
+        "diff": TARGET,
+        "config": TARGET,
+        "webhooks": TARGET,
+        "llm-reply": TARGET,
+        "anchor": TARGET,
+        "webhook-http": 250,
+    }
+    if any(COUNTS[t] == 0 for t in targets):
+        pytest.skip(f"not every fuzz test ran in this session: {dict(COUNTS)}")
+    print("\nfuzz inputs per target:", json.dumps(dict(sorted(COUNTS.items()))))
+    for target, minimum in targets.items():
+        assert COUNTS[target] >= minimum, (target, COUNTS[target])
