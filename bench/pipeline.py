@@ -1,10 +1,15 @@
 """CPU cost of the review pipeline against tree-sitter parsing alone, side by side in one run.
 
-For every PR in ../shared/data/real-prs: the whole `review_change` (diff parse, context, rules,
-prompt building, the openai client, reply parsing, anchoring, the noise filter) against a fake
-OpenAI-compatible server that runs in ANOTHER process, so its CPU and the wait for it are not
-counted; we count this thread's CPU time (time.thread_time). The baseline is the CPU time
-tree-sitter alone takes to parse the same after-files, measured in the same run.
+For every PR in ../shared/data/real-prs, the whole `review_change` (diff parse, context, rules,
+prompt building, reply parsing, anchoring, the noise filter), in two ways:
+
+- `replay` (the target): the LLM port answers in-process with the reply a model would send; only
+  producing that reply is left out of the count, so this is everything but waiting for the LLM.
+- `http`: the real openai client against a fake OpenAI-compatible server in ANOTHER process (its
+  CPU and the wait for it are not counted), i.e. replay plus the HTTP client's own cost.
+
+We count this thread's CPU time (time.thread_time). The baseline is the CPU time tree-sitter
+alone takes to parse the same after-files, measured in the same run.
 
     .venv/bin/python bench/pipeline.py [--data ../shared/data/real-prs] [--repeat 3] [--json out.json]
 
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,30 +34,64 @@ from reviewbot import languages  # noqa: E402
 from reviewbot.acceptance import load_prior  # noqa: E402
 from reviewbot.config import load_config  # noqa: E402
 from reviewbot.diff import parse_diff  # noqa: E402
-from reviewbot.llm import LLMClient  # noqa: E402
+from reviewbot.llm import LLMClient, candidates_from_reply  # noqa: E402
+from reviewbot.models import Candidate, Dropped, FileDiff, LLMUsage  # noqa: E402
 from reviewbot.pipeline import Change, review_change  # noqa: E402
+from reviewbot.prompt import PromptRequest  # noqa: E402
 from reviewbot.rules import ruleset_from_config  # noqa: E402
 
 SERVER = """
-import sys, time
+import sys
 sys.path.insert(0, {root!r})
-from tests.fakes.fake_llm import FakeLLM, diff_lines
-
-def responder(req):
-    findings = []
-    for path, lines in diff_lines(req).items():
-        right = [(n, code) for side, n, code in lines if side == "RIGHT" and code.strip()]
-        for n, code in right[:: max(1, len(right) // 3)][:3]:
-            findings.append({{"path": path, "line": n, "end_line": None, "side": "RIGHT",
-                "severity": "medium", "category": "bug", "confidence": 0.7,
-                "title": "Possible None dereference", "body": "This can raise when the value is None.",
-                "suggestion": None, "quoted_code": code}})
-    return {{"findings": findings}}
+sys.path.insert(0, {bench!r})
+from tests.fakes.fake_llm import FakeLLM
+from pipeline import responder
 
 llm = FakeLLM(responder=responder).start()
 print(llm.base_url, flush=True)
 sys.stdin.read()
 """
+
+
+def responder(request_json: dict[str, Any]) -> dict[str, Any]:
+    """What the model 'answers': up to three findings per file, spread over its added lines."""
+    from tests.fakes.fake_llm import diff_lines
+
+    findings = []
+    for path, lines in diff_lines(request_json).items():
+        right = [(n, code) for side, n, code in lines if side == "RIGHT" and code.strip()]
+        for n, code in right[:: max(1, len(right) // 3)][:3]:
+            findings.append({
+                "path": path, "line": n, "end_line": None, "side": "RIGHT", "severity": "medium",
+                "category": "bug", "confidence": 0.7, "title": "Possible None dereference",
+                "body": "This can raise when the value is None.", "suggestion": None, "quoted_code": code,
+            })
+    return {"findings": findings}
+
+
+class ReplayLLM:
+    """An in-process LLM port: the model's reply is produced off the clock, the rest is ours."""
+
+    def __init__(self) -> None:
+        self.excluded = 0.0
+
+    async def review(
+        self, requests: list[PromptRequest], files: dict[str, FileDiff], *, source: str = "llm"
+    ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
+        cands: list[Candidate] = []
+        drops: list[Dropped] = []
+        problems: list[str] = []
+        for index, request in enumerate(requests):
+            started = time.thread_time()
+            reply = json.dumps(responder({"messages": request.messages}))
+            self.excluded += time.thread_time() - started
+            kept, dropped, probs = candidates_from_reply(
+                reply, request, files, source=source, prefix=f"{source}:{index}"
+            )
+            cands += kept
+            drops += dropped
+            problems += probs
+        return cands, drops, LLMUsage(requests=len(requests)), problems
 
 
 def parse_cpu(entries: list[Path]) -> float:
@@ -72,12 +112,18 @@ def parse_cpu(entries: list[Path]) -> float:
     return total
 
 
-async def pipeline_cpu(entries: list[Path], base_url: str) -> dict[str, float]:
+async def pipeline_cpu(entries: list[Path], base_url: str | None) -> dict[str, float]:
+    """CPU seconds per PR; base_url None: the replay port, else the openai client over HTTP."""
     config = load_config(None)
     rules = ruleset_from_config(config.rules)
     model = load_prior()
     per_pr: dict[str, float] = {}
-    async with LLMClient(base_url=base_url, api_key="bench", model="fake", max_concurrency=4) as llm:
+    replay = ReplayLLM()
+    client = (
+        LLMClient(base_url=base_url, api_key="bench", model="fake", max_concurrency=4) if base_url else None
+    )
+    llm: Any = client or replay
+    try:
         for pr in entries:
             diff_text = (pr / "diff.patch").read_text(encoding="utf-8", errors="replace")
 
@@ -85,7 +131,7 @@ async def pipeline_cpu(entries: list[Path], base_url: str) -> dict[str, float]:
                 target = _root / path
                 return target.read_text(encoding="utf-8", errors="replace") if target.is_file() else None
 
-            started = time.thread_time()
+            started, excluded = time.thread_time(), replay.excluded
             await review_change(
                 Change(diff_text=diff_text, read_head=read_head, repo=f"bench/{pr.name}", pr=1),
                 config=config,
@@ -93,7 +139,10 @@ async def pipeline_cpu(entries: list[Path], base_url: str) -> dict[str, float]:
                 model=model,
                 llm=llm,
             )
-            per_pr[pr.name] = time.thread_time() - started
+            per_pr[pr.name] = time.thread_time() - started - (replay.excluded - excluded)
+    finally:
+        if client is not None:
+            await client.aclose()
     return per_pr
 
 
@@ -112,18 +161,25 @@ def main() -> int:
     sizes = {p.name: sum(len(f.hunks) for f in parse_diff((p / "diff.patch").read_text())) for p in entries}
 
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(root=str(ROOT))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-c", SERVER.format(root=str(ROOT), bench=str(ROOT / "bench"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
     )
     try:
         base_url = server.stdout.readline().strip()
         # Warm-up: compile rule queries, load grammars and the prior once (a server does so at start).
         asyncio.run(pipeline_cpu(entries[:2], base_url))
-        parse_best = min(parse_cpu(entries) for _ in range(args.repeat))
-        runs = [asyncio.run(pipeline_cpu(entries, base_url)) for _ in range(args.repeat)]
+        parse_runs, replay_runs, http_runs = [], [], []
+        for _ in range(args.repeat):  # interleaved, so drifting machine load hits every side alike
+            parse_runs.append(parse_cpu(entries))
+            replay_runs.append(asyncio.run(pipeline_cpu(entries, None)))
+            http_runs.append(asyncio.run(pipeline_cpu(entries, base_url)))
     finally:
         server.kill()
-    best = {name: min(run[name] for run in runs) for name in runs[0]}
+    parse_best = min(parse_runs)
+    best = {name: min(run[name] for run in replay_runs) for name in replay_runs[0]}
+    http_total = min(sum(run.values()) for run in http_runs)
     total = sum(best.values())
     largest = max(entries, key=lambda p: json.loads((p / "meta.json").read_text())["added"]
                   + json.loads((p / "meta.json").read_text())["deleted"])
@@ -134,6 +190,8 @@ def main() -> int:
         "pipeline_cpu_s": round(total, 3),
         "tree_sitter_parse_cpu_s": round(parse_best, 3),
         "ratio": round(total / parse_best, 2) if parse_best else None,
+        "with_openai_client_cpu_s": round(http_total, 3),
+        "with_openai_client_ratio": round(http_total / parse_best, 2) if parse_best else None,
         "largest_pr": largest.name,
         "largest_pr_cpu_s": round(best[largest.name], 3),
         "slowest_pr": slowest,

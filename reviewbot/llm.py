@@ -422,60 +422,78 @@ class LLMClient:
             log.error("LLM %s", exc)
             return [], [], usage, [str(exc)]
         usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
-        problems: list[str] = []
-        parsed = parse_reply_detailed(reply.text)
-        for problem in parsed.problems:
-            log.warning("LLM %s: %s", label, problem)
-            problems.append(f"{label}: {problem}")
-        prefix = f"{source}:{index}"
-        dropped = [
-            Dropped(
-                Candidate(
-                    id=f"{prefix}:invalid:{n}",
-                    path=_str(item, "path"),
-                    line=None,
-                    body=_str(item, "body") or "",
-                    title=_str(item, "title") or "",
-                    source=source,
-                ),
-                "parse",
-                reason,
-            )
-            for n, (item, reason) in enumerate(parsed.rejected)
-        ]
-        cands, drops = anchor_candidates(parsed.findings, files, source=source, id_prefix=prefix)
-        in_request = set(request.paths)
-        kept: list[Candidate] = []
-        for cand in cands:
-            if in_request and cand.path not in in_request:
-                drops.append(Dropped(cand, "anchor", "path not in this request"))
-                continue
-            raw = parsed.findings[int(cand.id.rsplit(":", 1)[1])]
-            if (cand.line, cand.side) != (raw.get("line"), raw.get("side")):
-                log.info(
-                    "LLM %s: candidate %s re-anchored from %s:%s %s to line %s %s by its quoted code",
-                    label,
-                    cand.id,
-                    raw.get("path"),
-                    raw.get("line"),
-                    raw.get("side"),
-                    cand.line,
-                    cand.side,
-                )
-            kept.append(cand)
-        for drop in drops:
-            c = drop.candidate
-            log.warning(
-                "LLM %s: dropped candidate %s (%s:%s %s, quoted %r): %s",
+        kept, dropped, problems = candidates_from_reply(
+            reply.text, request, files, source=source, prefix=f"{source}:{index}", label=label
+        )
+        return kept, dropped, usage, problems
+
+
+def candidates_from_reply(
+    text: str,
+    request: PromptRequest,
+    files: Mapping[str, FileDiff],
+    *,
+    source: str,
+    prefix: str,
+    label: str = "request",
+) -> tuple[list[Candidate], list[Dropped], list[str]]:
+    """Parse one reply and anchor its findings to the diff (pure apart from log lines).
+
+    Returns (candidates on valid diff positions, dropped ones with reasons, problems).
+    """
+    problems: list[str] = []
+    parsed = parse_reply_detailed(text)
+    for problem in parsed.problems:
+        log.warning("LLM %s: %s", label, problem)
+        problems.append(f"{label}: {problem}")
+    dropped = [
+        Dropped(
+            Candidate(
+                id=f"{prefix}:invalid:{n}",
+                path=_str(item, "path"),
+                line=None,
+                body=_str(item, "body") or "",
+                title=_str(item, "title") or "",
+                source=source,
+            ),
+            "parse",
+            reason,
+        )
+        for n, (item, reason) in enumerate(parsed.rejected)
+    ]
+    cands, drops = anchor_candidates(parsed.findings, files, source=source, id_prefix=prefix)
+    in_request = set(request.paths)
+    kept: list[Candidate] = []
+    for cand in cands:
+        if in_request and cand.path not in in_request:
+            drops.append(Dropped(cand, "anchor", "path not in this request"))
+            continue
+        raw = parsed.findings[int(cand.id.rsplit(":", 1)[1])]
+        if (cand.line, cand.side) != (raw.get("line"), raw.get("side")):
+            log.info(
+                "LLM %s: candidate %s re-anchored from %s:%s %s to line %s %s by its quoted code",
                 label,
-                c.id,
-                c.path,
-                c.line,
-                c.side,
-                (c.quoted_code or "")[:60],
-                drop.reason,
+                cand.id,
+                raw.get("path"),
+                raw.get("line"),
+                raw.get("side"),
+                cand.line,
+                cand.side,
             )
-        return kept, dropped + drops, usage, problems
+        kept.append(cand)
+    for drop in drops:
+        c = drop.candidate
+        log.warning(
+            "LLM %s: dropped candidate %s (%s:%s %s, quoted %r): %s",
+            label,
+            c.id,
+            c.path,
+            c.line,
+            c.side,
+            (c.quoted_code or "")[:60],
+            drop.reason,
+        )
+    return kept, dropped + drops, problems
 
 
 def _str(item: Any, key: str) -> str | None:

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reviewbot.models import HunkContext, Symbol
 from reviewbot.prompt import (
@@ -279,3 +281,18 @@ def test_real_prs_split_within_budget_with_every_line_once(shared_data: Path) ->
             if (p := parse_rendered_line(text))
         )
         assert shown == expected, patch.parent.name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+def test_fast_ascii_token_estimate_matches_the_regex_count(text: str) -> None:
+    """The str-method path for ASCII gives exactly what the regex definition gives."""
+    import math
+    import re
+
+    if not text:
+        return
+    words = re.findall(r"[A-Za-z0-9_]+", text)
+    by_pieces = (len("".join(words)) + 1.5 * len(words)) / 4 + len(re.findall(r"[^\sA-Za-z0-9_]", text))
+    by_pieces += text.count("\n")
+    assert estimate_tokens(text) == max(1, math.ceil(max(len(text) / 3.5, by_pieces)))
