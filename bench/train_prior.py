@@ -101,7 +101,7 @@ def fit_prior(rows: Sequence[HistoryRow], l2: float, config: FeatureConfig = Fea
     model = AcceptanceModel(config, [])
     X = model.featurizer().transform(history_examples(rows))
     y = np.array([r.accepted for r in rows], dtype=np.float64)
-    layer = fit_layer(X, y, np.zeros(len(rows)), l2=l2, name=name)
+    layer = fit_layer(X, y, np.zeros(len(rows)), l2=l2, name=name, intercept_l2=0.0)
     layer.metrics = {"n": float(len(rows)), "accept_rate": float(y.mean())}
     return AcceptanceModel(config, [layer])
 

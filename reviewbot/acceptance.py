@@ -250,13 +250,16 @@ def fit_layer(
     name: str,
     sample_weight: np.ndarray | None = None,
     max_iter: int = 200,
+    intercept_l2: float | None = None,
 ) -> Layer:
     """Penalised logistic regression on top of a fixed offset (the layers below).
 
     The loss is a *sum* over rows, so the penalty dominates when there are few rows and the
     layer's correction shrinks towards zero (i.e. towards the layers below). The intercept is
-    penalised like the weights: a handful of labels must not shift a repo's base rate.
+    penalised like the weights (a handful of labels must not shift a repo's base rate) unless
+    `intercept_l2` says otherwise (the prior, fitted from zero, leaves it free with 0).
     """
+    b_l2 = l2 if intercept_l2 is None else intercept_l2
     n = X.shape[0]
     # Optimise only the columns some row uses: an unused column's optimum is exactly 0.
     active = np.unique(X.indices)
@@ -271,10 +274,10 @@ def fit_layer(
         # log(1 + e^z) - y z, computed stably
         ll = np.logaddexp(0.0, z) - y * z
         r = (_sigmoid(z) - y) * sw
-        f = float(sw @ ll) + 0.5 * l2 * float(w @ w) + 0.5 * l2 * b * b
+        f = float(sw @ ll) + 0.5 * l2 * float(w @ w) + 0.5 * b_l2 * b * b
         g = np.empty(d + 1)
         g[:d] = Xt @ r + l2 * w
-        g[d] = r.sum() + l2 * b
+        g[d] = r.sum() + b_l2 * b
         return f, g
 
     res = minimize(

@@ -23,13 +23,11 @@ import numpy as np
 
 from reviewbot.models import Candidate
 
-_STOP_TEXT = (
-    """a an the and or but if then else of to in on at for from by with without into onto this that
+_STOP_TEXT = """a an the and or but if then else of to in on at for from by with without into onto this that
     these those it its is are was were be been being has have had do does did not no can could
     should would will shall may might must so as than too very just also there here which who whom
     what when where why how all any both each few more most other some such only own same i you we
     they he she them our your their me my us line lines code here please see use used using"""
-)
 STOPWORDS = frozenset(_STOP_TEXT.split())
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 _CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -107,10 +105,11 @@ class DedupSettings:
     nearby lines on the same path need less, far-apart lines on the same path need more.
     """
 
-    threshold: float = 0.25
+    threshold: float = 0.20
     near_threshold: float = 0.15
     far_threshold: float = 0.45
     window: int = 10
+    copy_threshold: float = 0.8
 
 
 @dataclass(slots=True)
@@ -185,8 +184,18 @@ def cluster_candidates(
             prev = np.array(seen)
             cand = prev[ok[i, prev]]
             if cand.size:
-                j = int(cand[np.argmax(sims[i, cand])])
-                best = assigned[j]
+                # Most similar first; a cluster that already holds this candidate's source is
+                # skipped: one source (a pass, a rule, a tool) does not report one issue twice
+                # in a review, so a second remark from it is a different issue (unless it is
+                # a near copy, e.g. one pass repeating itself on two lines).
+                source = candidates[i].source or "unknown"
+                for j in cand[np.argsort(-sims[i, cand], kind="stable")]:
+                    if (
+                        sims[i, j] >= settings.copy_threshold
+                        or source not in clusters[assigned[int(j)]].sources
+                    ):
+                        best = assigned[int(j)]
+                        break
         if best == -1:
             clusters.append(Cluster(id=f"{prefix}{len(clusters) + 1}"))
             best = len(clusters) - 1

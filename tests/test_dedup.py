@@ -20,10 +20,10 @@ def c(
     body: str,
     path: str | None = "svc/users.py",
     line: int | None = 10,
-    source: str = "llm",
+    source: str | None = None,
     **kw: object,
 ) -> Candidate:
-    return Candidate(id=id, path=path, line=line, body=body, source=source, **kw)  # type: ignore[arg-type]
+    return Candidate(id=id, path=path, line=line, body=body, source=source or f"llm:{id}", **kw)  # type: ignore[arg-type]
 
 
 def clusters_of(cands: list[Candidate]) -> list[int]:
@@ -94,3 +94,11 @@ def test_fuzzy_fingerprint_match_for_reworded_claim_same_place() -> None:
     assert fingerprint(b) in index
     assert fingerprint(c("n", NULL)) not in index
     assert "garbage" not in index
+
+
+def test_one_source_does_not_report_one_issue_twice() -> None:
+    """Two different remarks from the same pass stay apart even when their words overlap."""
+    a = c("a", "get_user builds the SQL query with user_id: SQL injection.", source="llm:1")
+    b = c("b", "get_user builds the SQL query without a LIMIT: slow on big tables.", source="llm:1")
+    assert len(set(clusters_of([a, b]))) == 2
+    assert len(set(clusters_of([a, c("copy", a.body, source="llm:1", line=11)]))) == 1

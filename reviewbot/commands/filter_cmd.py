@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +121,21 @@ def parse_jsonl(text: str, parse: Any) -> Parsed:
 
 
 def settings_from_file(path: Path | None) -> FilterSettings:
-    """FilterSettings from a repo config YAML through reviewbot.config (defaults with no file)."""
+    """FilterSettings from a repo config YAML through reviewbot.config (defaults with no file).
+
+    A replay answers "what would the filter post", so exploration (random extra posts to gather
+    labels) is off unless the file sets `exploration_rate` explicitly.
+    """
+    import yaml
+
     from reviewbot.config import load_config
 
     text = None if path is None else path.read_text(encoding="utf-8")
-    return FilterSettings.from_config(load_config(text, filename=str(path or ".reviewbot.yml")))
+    settings = FilterSettings.from_config(load_config(text, filename=str(path or ".reviewbot.yml")))
+    raw = yaml.safe_load(text) if text else None
+    if not (isinstance(raw, dict) and "exploration_rate" in raw):
+        settings = replace(settings, exploration_rate=0.0)
+    return settings
 
 
 def run_filter(
