@@ -20,6 +20,7 @@ from reviewbot.diff import parse_diff
 from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
 from reviewbot.noise import FilterSettings, filter_review
 from reviewbot.prompt import PromptRequest, build_requests
+from reviewbot.redact import redact_result
 from reviewbot.rules import RuleSet
 
 log = logging.getLogger("reviewbot.pipeline")
@@ -100,8 +101,13 @@ async def review_change(
     dismissed_fingerprints: Iterable[str] = (),
     posted_fingerprints: Iterable[str] = (),
     progress: Callable[[str], None] | None = None,
+    secrets: Iterable[str | bytes | None] = (),
 ) -> ReviewResult:
-    """Review one change end to end; never raises for bad LLM output (it is dropped and counted)."""
+    """Review one change end to end; never raises for bad LLM output (it is dropped and counted).
+
+    Every text of the result is passed through `redact.redact_result`: the `secrets` values
+    (webhook secret, keys, tokens) and credential-shaped strings never reach a comment or report.
+    """
     result = ReviewResult(files_not_reviewed=dict(change.files_not_reviewed))
     result.notes.extend(rules.warnings)
     timer = StageTimer()
@@ -198,7 +204,7 @@ async def review_change(
             result.funnel.drop(_reason_kind(decision.reason))
     result.funnel.posted = len(result.posted)
     result.timings = timer.seconds
-    return result
+    return redact_result(result, secrets)
 
 
 def _reason_kind(reason: str) -> str:

@@ -186,12 +186,13 @@ def _nonce(parts: list[str]) -> str:
     return digest.hexdigest()[:12]
 
 
-_TAG_LOOKALIKE = re.compile(r"<(/?)\s*(diff|context|instructions)", re.IGNORECASE)
+#: '<' starting something that reads like one of our tags, spaces allowed ('< / diff-x>' too).
+_TAG_LOOKALIKE = re.compile(r"<(?=\s*/?\s*(?:diff|context|instructions))", re.IGNORECASE)
 
 
 def neutralise(text: str) -> str:
     """Defuse anything in untrusted text that looks like one of our block tags (open or close)."""
-    return _TAG_LOOKALIKE.sub(lambda m: "<\u200b" + m.group(1) + m.group(2), text)
+    return _TAG_LOOKALIKE.sub("<\u200b", text)
 
 
 def unneutralise(text: str) -> str:
