@@ -10,6 +10,8 @@ JSON handling are exercised end to end. Usage::
         llm.enqueue_fault(status=500)
         llm.delay(5, content='{"findings": []}') # sleep 5 s before answering (client-timeout tests)
         llm.enqueue_malformed()                  # HTTP 200 whose body is not JSON
+        llm.enqueue_reset()                      # connection closed without an answer
+        llm.enqueue_truncated()                  # HTTP 200 whose body stops halfway
         client = LLMClient(base_url=llm.base_url, api_key="test", model="fake-model", ...)
         ...
         llm.requests          # every chat request body received, in order
@@ -31,8 +33,10 @@ blocks of a reviewbot prompt, as {path: [(side, line, code), ...]}).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -47,7 +51,7 @@ Responder = Callable[[dict[str, Any]], Reply]
 
 @dataclass(slots=True)
 class _Action:
-    kind: str  # "reply" | "fault" | "malformed"
+    kind: str  # "reply" | "fault" | "malformed" | "reset" | "truncate"
     content: str | None = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
@@ -195,6 +199,18 @@ class FakeLLM:
         """Queue a response whose HTTP body is not JSON at all (a broken proxy, a crashed server)."""
         with self._lock:
             self._queue.append(_Action("malformed", status=status, body=body))
+        return self
+
+    def enqueue_reset(self) -> FakeLLM:
+        """Queue a connection closed without any answer (a reset: proxy restart, crashed server)."""
+        with self._lock:
+            self._queue.append(_Action("reset"))
+        return self
+
+    def enqueue_truncated(self, content: Reply | None = None) -> FakeLLM:
+        """Queue a 200 whose body stops halfway (Content-Length promises the whole body)."""
+        with self._lock:
+            self._queue.append(_Action("truncate", content=None if content is None else _dump(content)))
         return self
 
     def pending(self) -> int:
@@ -392,7 +408,25 @@ class _Handler(BaseHTTPRequestHandler):
         action = fake._next_action(body)
         if action.delay and fake._stop.wait(action.delay):
             return
-        if action.kind == "fault":
+        if action.kind == "reset":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        elif action.kind == "truncate":
+            data = json.dumps(fake._completion(body, fake._content_for(action, body))).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.close_connection = True
+        elif action.kind == "fault":
             self._send(action.status, action.body or "{}", action.headers)
         elif action.kind == "malformed":
             self._send(action.status, action.body or "", content_type="text/html")
