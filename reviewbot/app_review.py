@@ -379,7 +379,8 @@ class ReviewJobHandler:
             log.info(
                 "review job: %s", outcome.status,
                 extra={"outcome": outcome.status, "reason": outcome.reason, "posted": outcome.posted,
-                       "head_sha": req.head_sha, "github_review_id": outcome.github_review_id},
+                       "head_sha": req.head_sha, "github_review_id": outcome.github_review_id,
+                       "seconds": {k: round(v, 3) for k, v in outcome.timings.items()}},
             )  # fmt: skip
 
     async def command_review(self, job: Job) -> None:
@@ -416,6 +417,17 @@ class ReviewJobHandler:
     # -- the review -------------------------------------------------------------------------
 
     async def run(self, req: ReviewRequest) -> ReviewOutcome:
+        """Review the PR head the request names, or say why not (never posts twice for a head)."""
+        if is_paused(self.store, req.repo):
+            log.info("review skipped: repository is paused")
+            return ReviewOutcome("skipped", "repository is paused (@reviewbot pause)")
+        gh = await self.client_for(req.installation_id)
+        # One HTTP client for the whole job: without it githubkit builds a client per request,
+        # loading the TLS trust store each time (~20 ms of CPU per call).
+        async with gh.kit:
+            return await self._run(gh, req)
+
+    async def _run(self, gh: GitHubClient, req: ReviewRequest) -> ReviewOutcome:
         started = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -423,12 +435,13 @@ class ReviewJobHandler:
             log.info("review skipped: %s", reason, extra={"reason": reason})
             return ReviewOutcome(status, reason, timings=timings)
 
-        if is_paused(self.store, req.repo):
-            return skip("repository is paused (@reviewbot pause)")
-        gh = await self.client_for(req.installation_id)
-
         t = time.perf_counter()
-        org_text, repo_text = await gh.get_repo_config(req.repo)
+        # independent reads run together: the review's latency is the LLM's plus these round trips
+        (org_text, repo_text), pull, full = await asyncio.gather(
+            gh.get_repo_config(req.repo),
+            gh.get_pull(req.repo, req.pr),
+            gh.get_pull_diff(req.repo, req.pr),
+        )
         try:
             config = load_config(repo_text, org_text)
             rules = ruleset_from_config(config.rules)
@@ -438,7 +451,6 @@ class ReviewJobHandler:
             return await self._config_error(gh, req, config_error_check([f"{CONFIG_PATH}: rules: {exc}"]))
         if not config.enabled:
             return skip("reviewbot is disabled in the config (enabled: false)")
-        pull = await gh.get_pull(req.repo, req.pr)
         timings["fetch"] = time.perf_counter() - t
         if pull.state != "open":
             return skip(f"pull request is {pull.state}")
@@ -455,39 +467,55 @@ class ReviewJobHandler:
         marker = (
             request_marker(req.job_id) if req.force and req.job_id is not None else head_marker(req.head_sha)
         )
-        found = await find_bot_review(gh, req.repo, req.pr, marker)
+        t = time.perf_counter()
+        found, on_github, (diff, since, contents) = await asyncio.gather(
+            find_bot_review(gh, req.repo, req.pr, marker),
+            gh.existing_fingerprints(req.repo, req.pr),
+            self._fetch_change(gh, req, config, full),
+        )
+        timings["fetch"] += time.perf_counter() - t
         review_id = claim_review_row(self.store, self.lock, req, pull.base_sha, iso(self.clock()))
         if found is not None:
             return await self._record_found(gh, req, review_id, found, timings)
 
-        result, full_files = await self._review(gh, req, config, rules, timings)
+        result = await self._review(req, config, rules, diff, since, contents, on_github, timings)
+        full_files = {f.path: f for f in parse_diff(str(full))}
         restrict_to_diff(result, full_files)
         return await self._post(gh, req, review_id, result, timings, started)
 
-    async def _review(
-        self,
-        gh: GitHubClient,
-        req: ReviewRequest,
-        config: RepoConfig,
-        rules: RuleSet,
-        timings: dict[str, float],
-    ) -> tuple[ReviewResult, dict[str, FileDiff]]:
-        t = time.perf_counter()
-        full = await gh.get_pull_diff(req.repo, req.pr)
+    async def _fetch_change(
+        self, gh: GitHubClient, req: ReviewRequest, config: RepoConfig, full: DiffText
+    ) -> tuple[DiffText, str | None, dict[str, str | None]]:
+        """(the diff to review, the SHA it starts from when incremental, head files it touches).
+
+        On `synchronize`, only what changed since the last reviewed SHA, when that SHA is still an
+        ancestor of the head (not after a force-push); otherwise the whole PR diff."""
         diff: DiffText = full
         since = last_reviewed_sha(self.store, req) if req.action == "synchronize" else None
         if since and await is_ancestor(gh, req.repo, since, req.head_sha):
             diff = await gh.compare_diff(req.repo, since, req.head_sha)
             log.info("incremental review since %s", since[:12], extra={"since": since})
-        full_files = {f.path: f for f in parse_diff(str(full))}
-        files = full_files if diff is full else {f.path: f for f in parse_diff(str(diff))}
+        else:
+            since = None
         wanted = [
-            f.path for f in files.values()
+            f.path for f in parse_diff(str(diff))
             if f.hunks and not f.is_binary and f.status != "deleted" and config.file_included(f.path)
         ]  # fmt: skip
-        contents = await prefetch_files(gh, req.repo, req.head_sha, wanted)
-        timings["fetch"] = timings.get("fetch", 0.0) + time.perf_counter() - t
+        return diff, since, await prefetch_files(gh, req.repo, req.head_sha, wanted)
 
+    async def _review(
+        self,
+        req: ReviewRequest,
+        config: RepoConfig,
+        rules: RuleSet,
+        diff: DiffText,
+        since: str | None,
+        contents: dict[str, str | None],
+        on_github: set[str],
+        timings: dict[str, float],
+    ) -> ReviewResult:
+        """The one pipeline on the diff to review; `on_github` are the fingerprints the bot
+        already posted on the PR (read from GitHub, so they hold even without our database)."""
         llm, own_llm = self._llm_for(config)
         try:
             result = await review_change(
@@ -498,19 +526,16 @@ class ReviewJobHandler:
                 model=acceptance_model(self.store, req, self._prior),
                 llm=llm,
                 dismissed_fingerprints=dismissed_fingerprints(self.store, req),
-                posted_fingerprints=(await gh.existing_fingerprints(req.repo, req.pr))
-                | stored_posted_fingerprints(self.store, req),
+                posted_fingerprints=on_github | stored_posted_fingerprints(self.store, req),
             )  # fmt: skip
         finally:
             if own_llm and llm is not None:
                 await llm.aclose()
         result.notes.extend(diff.notes)
-        if diff is not full:
+        if since is not None:
             result.notes.append(f"Incremental review: only the changes since {since} were reviewed.")
-        for stage in ("context", "llm", "filter"):
-            if stage in result.timings:
-                timings[stage] = result.timings[stage]
-        return result, full_files
+        timings.update({k: v for k, v in result.timings.items() if k != "fetch"})
+        return result
 
     async def _post(
         self,
@@ -536,9 +561,9 @@ class ReviewJobHandler:
                 self._set_state(review_id, "failed")
                 return ReviewOutcome("superseded", f"head moved on while posting: {exc}", review_id)
             raise PermanentJobError(f"GitHub refused the review: {exc}") from exc
+        timings["post"] = time.perf_counter() - t  # the review is visible from here on
         apply_rejections(result, posted.rejected)
         check_run_id = await self._check_run(gh, req, result)
-        timings["post"] = time.perf_counter() - t
         self._record(req, review_id, posted.review_id, check_run_id, result, posted.comment_ids)
         self._observe(req, result, timings, started)
         return ReviewOutcome(

@@ -1,0 +1,315 @@
+"""Review latency: delivery -> review posted, against the slowest single LLM call, in one run.
+
+A PR whose review needs 8 LLM requests (8 files; the repo's `llm.max_tokens_per_request` is chosen
+by running the real pipeline until `build_requests` packs them into exactly 8), the fake LLM
+answering each request after 1 s. `reviewbot serve` runs as a subprocess (server + worker, the
+deployed shape) against FakeGitHub and FakeLLM on loopback, with REVIEWBOT_LLM_MAX_CONCURRENCY=8.
+Each run: a signed `pull_request.opened` is posted, and the clock stops when the review appears
+on the fake GitHub. The LLM calls of that run are timed by the fake (arrival -> answer). If the 8
+requests ran one after another the review would take >= 8 s; the target is <= 1.3x the slowest.
+
+    .venv/bin/python bench/latency.py              # 1 warm-up + 5 runs, writes BENCHMARKS.md
+    .venv/bin/python bench/latency.py --runs 2 --no-write
+
+Exit status 1 when the median ratio is over the target or a run did not use exactly 8 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from reviewbot.acceptance import load_prior  # noqa: E402
+from reviewbot.config import load_config  # noqa: E402
+from reviewbot.models import LLMUsage  # noqa: E402
+from reviewbot.pipeline import Change, review_change  # noqa: E402
+from reviewbot.rules import ruleset_from_config  # noqa: E402
+from reviewbot.webhooks import sign  # noqa: E402
+from tests.fakes.fake_github import FakeGitHub, generate_app_key  # noqa: E402
+from tests.fakes.fake_llm import FakeLLM, diff_lines  # noqa: E402
+
+SECTION = "## Review latency"
+REPO = "acme/latency"
+INSTALLATION = 11
+APP_ID = 4242
+SECRET = "latency-bench-secret"
+REQUESTS = 8
+LLM_LATENCY = 1.0
+TARGET = 1.3
+
+
+def source_file(i: int, bugs: bool) -> str:
+    """A Python module of 12 small functions; with `bugs`, two of them divide by len()."""
+    out = [f'"""Module {i}."""', ""]
+    for f in range(12):
+        out += [f"def handler_{i}_{f}(xs, factor={f}):", "    scaled = [x * factor for x in xs]"]
+        if bugs and f in (3, 9):
+            out.append("    return sum(scaled) / len(scaled)  # BUG empty input")
+        elif bugs:
+            out.append(f"    return [s + {i} for s in scaled if s > {f}]")
+        else:
+            out.append("    return scaled")
+        out.append("")
+    return "\n".join(out)
+
+
+def files(bugs: bool) -> dict[str, str]:
+    return {f"svc/mod_{i}.py": source_file(i, bugs) for i in range(REQUESTS)}
+
+
+def flag_bugs(request_json: dict[str, Any]) -> dict[str, Any]:
+    findings = []
+    for path, lines in diff_lines(request_json).items():
+        for side, line, code in lines:
+            if side == "RIGHT" and "BUG" in code:
+                findings.append({
+                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
+                    "category": "bug", "confidence": 0.9, "title": "Division by zero on empty input",
+                    "body": f"`{code.strip()}` raises ZeroDivisionError for an empty list.",
+                    "suggestion": None, "quoted_code": code,
+                })  # fmt: skip
+    return {"findings": findings}
+
+
+class CountingLLM:
+    """Implements the pipeline's LLM port only to count how many requests a budget packs into."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def review(self, requests: list[Any], files: dict[str, Any], *, source: str = "llm") -> Any:
+        self.requests = len(requests)
+        return [], [], LLMUsage(), []
+
+
+def config_text(budget: int) -> str:
+    return f"min_acceptance: 0.01\nllm:\n  max_tokens_per_request: {budget}\n"
+
+
+def requests_for(diff: str, head: dict[str, str], budget: int) -> int:
+    config = load_config(config_text(budget))
+    llm = CountingLLM()
+    asyncio.run(review_change(Change(diff, head.get), config=config, rules=ruleset_from_config(config.rules),
+                              model=load_prior(), llm=llm))  # fmt: skip
+    return llm.requests
+
+
+def choose_budget(diff: str, head: dict[str, str]) -> int:
+    """The largest max_tokens_per_request for which the real pipeline still sends 8 requests."""
+    lo, hi = 600, 12000  # requests(lo) >= 8 > requests(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if requests_for(diff, head, mid) >= REQUESTS:
+            lo = mid
+        else:
+            hi = mid
+    n = requests_for(diff, head, lo)
+    if n != REQUESTS:
+        raise SystemExit(f"no budget packs this fixture into {REQUESTS} requests (got {n} at {lo})")
+    return lo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TimedLLM(FakeLLM):
+    """FakeLLM that remembers when each chat request arrived and when its answer was ready."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(responder=self._respond, **kw)
+        self.calls: list[tuple[float, float]] = []  # (arrival, answered), time.monotonic()
+
+    def _respond(self, request_json: dict[str, Any]) -> dict[str, Any]:
+        arrived = next(r.at for r in reversed(self.received) if r.body is request_json)
+        reply = flag_bugs(request_json)
+        self.calls.append((arrived, time.monotonic()))
+        return reply
+
+
+def pr_delivery(gh: FakeGitHub, number: int) -> dict[str, Any]:
+    pr = gh.pulls[(REPO, number)]
+    return {
+        "action": "opened", "number": number,
+        "pull_request": {
+            "number": number, "state": "open", "title": pr.title, "draft": False,
+            "user": {"login": pr.author, "type": "User"}, "labels": [],
+            "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
+        },
+        "repository": {"id": gh.repos[REPO].id, "full_name": REPO}, "installation": {"id": INSTALLATION},
+        "sender": {"login": pr.author, "type": "User"},
+    }  # fmt: skip
+
+
+def run(runs: int) -> dict[str, Any]:
+    # socketserver listens with a backlog of 5: 8 simultaneous connections (the head files are
+    # fetched 8 at a time) overflow it and the dropped SYN costs a 1 s TCP retransmit, an artifact
+    # of the fake that GitHub's front ends do not have.
+    ThreadingHTTPServer.request_queue_size = 128
+    priv, pub = generate_app_key()
+    base, head = files(False), files(True)
+    with FakeGitHub(app_id=APP_ID, app_public_key=pub) as gh:
+        probe = FakeGitHub()  # only to compute the diff text exactly as GitHub's fake serves it
+        probe.add_repo(REPO, 1, base)
+        diff = probe.pull_diff(REPO, probe.add_pull(REPO, 1, head_files=head).number)
+        budget = choose_budget(diff, head)
+        gh.add_repo(REPO, INSTALLATION, {**base, ".github/reviewbot.yml": config_text(budget)})
+        llm = TimedLLM(latency=LLM_LATENCY).start()
+        tmp = Path(tempfile.mkdtemp(prefix="reviewbot-latency-"))
+        port = free_port()
+        log_level = os.environ.get("BENCH_LOG_LEVEL")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
+        env.update({
+            "REVIEWBOT_WEBHOOK_SECRET": SECRET, "REVIEWBOT_DATABASE_PATH": str(tmp / "bench.db"),
+            "REVIEWBOT_GITHUB_APP_ID": str(APP_ID), "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
+            "REVIEWBOT_GITHUB_API_URL": gh.base_url, "REVIEWBOT_LLM_BASE_URL": llm.base_url,
+            "REVIEWBOT_LLM_API_KEY": "bench", "REVIEWBOT_LLM_MODEL": "fake-model",
+            "REVIEWBOT_LLM_MAX_CONCURRENCY": str(REQUESTS), "REVIEWBOT_LOG_LEVEL": log_level or "WARNING",
+            "REVIEWBOT_HOST": "127.0.0.1", "REVIEWBOT_PORT": str(port),
+        })  # fmt: skip
+        errors = sys.stderr if log_level else subprocess.PIPE  # BENCH_LOG_LEVEL=INFO shows the job logs
+        server = subprocess.Popen([sys.executable, "-m", "reviewbot", "serve"], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        rows: list[dict[str, Any]] = []
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code in (200, 503):
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"reviewbot serve did not start: {server.stderr.read().decode()}")
+                time.sleep(0.05)
+            for k in range(runs + 1):  # run 0 warms up (token, imports, grammars)
+                number = k + 1
+                gh.add_pull(REPO, number, head_files=head, title=f"latency {k}")
+                body = json.dumps(pr_delivery(gh, number)).encode()
+                headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": f"lat-{k}",
+                           "X-Hub-Signature-256": sign(SECRET.encode(), body),
+                           "Content-Type": "application/json"}  # fmt: skip
+                first_call = len(llm.calls)
+                t0 = time.monotonic()
+                r = httpx.post(f"{url}/webhook", content=body, headers=headers, timeout=10)
+                assert r.status_code == 202, r.text
+                while not gh.posted_reviews(REPO, number):
+                    if time.monotonic() - t0 > 60:
+                        raise SystemExit(f"run {k}: no review after 60 s: {server.stderr.read().decode()}")
+                    time.sleep(0.005)
+                t1 = time.monotonic()
+                # the job ends with the check run: wait for it so runs do not queue behind each other
+                while not any(c["head_sha"] == gh.pulls[(REPO, number)].head_sha for c in gh.check_runs):
+                    if time.monotonic() - t1 > 30:
+                        raise SystemExit(f"run {k}: no check run: {server.stderr.read().decode()}")
+                    time.sleep(0.01)
+                calls = llm.calls[first_call:]
+                review = gh.posted_reviews(REPO, number)[0]
+                rows.append({
+                    "run": "warm-up" if k == 0 else str(k), "e2e": t1 - t0,
+                    "slowest": max((b - a for a, b in calls), default=0.0),
+                    "requests": len(calls), "comments": len(review["comments"]),
+                    "llm_span": (max(b for _, b in calls) - min(a for a, _ in calls)) if calls else 0.0,
+                })  # fmt: skip
+        finally:
+            server.terminate()
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            llm.close()
+    measured = [r for r in rows if r["run"] != "warm-up"]
+    ratios = [r["e2e"] / r["slowest"] for r in measured if r["slowest"]]
+    return {"rows": rows, "budget": budget, "max_in_flight": llm.max_in_flight,
+            "median_ratio": statistics.median(ratios) if ratios else float("inf"),
+            "ok_requests": all(r["requests"] == REQUESTS for r in rows)}  # fmt: skip
+
+
+def render(res: dict[str, Any], command: str) -> str:
+    rows = res["rows"]
+    ok = res["median_ratio"] <= TARGET and res["ok_requests"]
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        SECTION,
+        "",
+        f"`{command}`: `reviewbot serve` (server + worker in one process, as deployed) against FakeGitHub",
+        f"and FakeLLM on 127.0.0.1. The PR changes {REQUESTS} Python files; the repo config sets",
+        f"`llm.max_tokens_per_request: {res['budget']}`, the largest budget for which the real pipeline",
+        f"packs it into exactly {REQUESTS} LLM requests. The fake LLM answers each after "
+        f"{LLM_LATENCY:.0f} s;",
+        f"REVIEWBOT_LLM_MAX_CONCURRENCY={REQUESTS}. `end to end` runs from sending the signed",
+        "`pull_request.opened` delivery to the review appearing on the fake GitHub; `slowest LLM call`",
+        "is that run's slowest request as timed by the fake (arrival -> answer). Sequential requests",
+        f"would need >= {REQUESTS * LLM_LATENCY:.0f} s. Target: end to end <= {TARGET}x the slowest call.",
+        "",
+        "| run | LLM requests | end to end | slowest LLM call | ratio | first request -> last answer "
+        "| comments posted |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = r["e2e"] / r["slowest"] if r["slowest"] else float("inf")
+        lines.append(
+            f"| {r['run']} | {r['requests']} | {r['e2e']:.3f} s | {r['slowest']:.3f} s | {ratio:.2f}x | "
+            f"{r['llm_span']:.3f} s | {r['comments']} |"
+        )
+    lines += [
+        "",
+        f"Result: **{'PASS' if ok else 'FAIL'}**: median ratio {res['median_ratio']:.2f}x "
+        f"(target <= {TARGET}x), "
+        f"at most {res['max_in_flight']} LLM requests in flight (last run {when} on {os.cpu_count()} CPUs "
+        f"shared with other work, load average {load:.1f}). The warm-up run includes the first "
+        "installation-token exchange and the first tree-sitter parses.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+    """Replace (or append) only the "Review latency" section; other sections belong to others."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start = old.find(SECTION)
+    if start == -1:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        nxt = old.find("\n## ", start + len(SECTION))
+        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[nxt + 1 :] if nxt != -1 else "")
+    path.write_text(new.rstrip("\n") + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up (default 5)")
+    ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    res = run(args.runs)
+    command = "python bench/latency.py" + (f" --runs {args.runs}" if args.runs != 5 else "")
+    text = render(res, command)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+    return 0 if res["median_ratio"] <= TARGET and res["ok_requests"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
