@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
 from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.utils import murmurhash3_32
 
 from reviewbot.models import SEVERITIES, Candidate, severity_rank
 from reviewbot.severity import Assessment, assess
@@ -65,7 +66,6 @@ class FeatureConfig:
     n_text: int = 2**18
     n_cat: int = 2**12
     ngram_max: int = 2
-
 
     @property
     def n_features(self) -> int:
@@ -139,12 +139,24 @@ class Featurizer:
             norm="l2",
             lowercase=True,
         )
-        self._cat = HashingVectorizer(
-            n_features=config.n_cat,
-            analyzer=lambda toks: toks,
-            alternate_sign=False,
-            norm=None,
-        )
+        self._cat_index: dict[str, int] = {}
+
+    def _categorical(self, examples: Sequence[Example]) -> sp.csr_matrix:
+        """Hashed categorical tokens (murmurhash3, as sklearn hashes); tokens repeat, so cache."""
+        index = self._cat_index
+        indptr = [0]
+        indices: list[int] = []
+        for ex in examples:
+            cols = set()
+            for tok in _cat_tokens(ex):
+                col = index.get(tok)
+                if col is None:
+                    col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
+                cols.add(col)
+            indices.extend(sorted(cols))
+            indptr.append(len(indices))
+        data = np.ones(len(indices), dtype=np.float64)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(examples), self.config.n_cat))
 
     def numeric(self, ex: Example) -> list[float]:
         c, a = ex.candidate, ex.assessment
@@ -173,7 +185,7 @@ class Featurizer:
     def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:
         texts = [f"{e.candidate.title} {e.candidate.body}" for e in examples]
         text = self._text.transform(texts)
-        cat = self._cat.transform([_cat_tokens(e) for e in examples])
+        cat = self._categorical(examples)
         num = sp.csr_matrix(
             np.array([self.numeric(e) for e in examples], dtype=np.float64).reshape(
                 len(examples), len(NUMERIC)
@@ -251,6 +263,7 @@ def fit_layer(
     sample_weight: np.ndarray | None = None,
     max_iter: int = 200,
     intercept_l2: float | None = None,
+    init: Layer | None = None,
 ) -> Layer:
     """Penalised logistic regression on top of a fixed offset (the layers below).
 
@@ -280,8 +293,13 @@ def fit_layer(
         g[d] = r.sum() + b_l2 * b
         return f, g
 
+    theta0 = np.zeros(d + 1)
+    if init is not None:  # warm start, e.g. from the same layer fitted on the older rows
+        theta0[:d] = np.array([init.weights.get(int(j), 0.0) for j in active])
+        theta0[d] = init.intercept
+    # Stop at a relative loss change of 1e-6: far below what changes a probability we report.
     res = minimize(
-        loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": 1e-6}
+        loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "ftol": 1e-6, "gtol": 1e-2}
     )
     w = res.x[:d]
     nz = np.flatnonzero(np.abs(w) > 1e-6)
@@ -427,6 +445,7 @@ class TrainSettings:
     org_l2: float = 8.0
     repo_l2: float = 32.0  # used when the history is too short to choose from repo_l2_grid
     repo_l2_grid: tuple[float, ...] = (2.0, 8.0, 32.0, 128.0)
+    max_holdout_fit: int = 20_000
     holdout_fraction: float = 0.25
     min_holdout: int = 20
 
@@ -496,26 +515,32 @@ def train(
     thresholds: list[tuple[float, float, int]] = []
     n_hold = int(n * settings.holdout_fraction)
     l2 = settings.repo_l2
+    early: Layer | None = None
     if n_hold >= settings.min_holdout and 0 < y[: n - n_hold].sum() < n - n_hold:
         # Time-ordered hold-out: fit on the older rows, judge on the newer ones. It picks how
         # far this repo may move from the layers below (math.inf = not at all) and gives the
-        # held-out scores that `target_precision` thresholds are read from.
-        X_old, y_old, X_new, y_new = X[: n - n_hold], y[: n - n_hold], X[n - n_hold :], y[n - n_hold :]
+        # held-out scores that `target_precision` thresholds are read from. A long history has
+        # labels enough that the penalty matters little: it is fitted on the latest
+        # `max_holdout_fit` older rows with the default penalty only, to keep training fast.
+        start = max(0, n - n_hold - settings.max_holdout_fit)
+        X_old, y_old = X[start : n - n_hold], y[start : n - n_hold]
+        X_new, y_new = X[n - n_hold :], y[n - n_hold :]
+        grid = settings.repo_l2_grid if n <= settings.max_holdout_fit else (settings.repo_l2,)
         base_new = model.logits(X_new)
         best_loss = _log_loss(base_new, y_new)
         best_scores = _sigmoid(base_new)
         l2 = math.inf
-        for candidate_l2 in settings.repo_l2_grid:
-            early = _fit_level(model, X_old, y_old, l2=candidate_l2, name="holdout")
-            logits_new = model.with_layer(early).logits(X_new)
+        for candidate_l2 in grid:
+            fitted = _fit_level(model, X_old, y_old, l2=candidate_l2, name="holdout")
+            logits_new = model.with_layer(fitted).logits(X_new)
             loss = _log_loss(logits_new, y_new)
             if loss < best_loss - 1e-9:
-                best_loss, best_scores, l2 = loss, _sigmoid(logits_new), candidate_l2
+                best_loss, best_scores, l2, early = loss, _sigmoid(logits_new), candidate_l2, fitted
         thresholds = _threshold_table(best_scores, y_new)
     if math.isinf(l2):
         layer = Layer(name=f"repo:{repo}", intercept=0.0, weights={}, n_train=n, l2=math.inf)
     else:
-        layer = _fit_level(model, X, y, l2=l2, name=f"repo:{repo}")
+        layer = fit_layer(X, y, model.logits(X), l2=l2, name=f"repo:{repo}", init=early)
     base_scores = _sigmoid(model.logits(X))
     layer.metrics = {
         "n": float(n),
