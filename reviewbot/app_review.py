@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,6 +300,29 @@ def acceptance_model(
 # GitHub reads the client does not offer as one call
 
 
+async def config_texts(gh: GitHubClient, repo: str) -> tuple[str | None, str | None]:
+    """(org text, repo text) of the config, both from DEFAULT branches (never the PR head), as
+    `GitHubClient.get_repo_config` reads them, but with the org file read while the repo's default
+    branch is looked up: one round trip less on every review."""
+    owner, _ = repo.split("/", 1)
+
+    async def repo_text() -> str | None:
+        return await gh.get_file(repo, CONFIG_PATH, await gh.get_default_branch(repo))
+
+    async def org_text() -> str | None:
+        if repo == f"{owner}/.github":
+            return None
+        try:
+            return await gh.get_file(f"{owner}/.github", CONFIG_PATH)
+        except GitHubAPIError as e:
+            if e.status in (403, 404):
+                return None
+            raise
+
+    org, text = await asyncio.gather(org_text(), repo_text())
+    return org, text
+
+
 async def find_bot_review(gh: GitHubClient, repo: str, pr: int, marker: str) -> int | None:
     """Our submitted review whose body carries `marker`, or None."""
     owner, name = repo.split("/", 1)
@@ -357,8 +380,10 @@ class ReviewJobHandler:
         clock: Callable[[], float] = time.time,
         prior: Callable[[], AcceptanceModel] = load_prior,
         enqueue: Callable[..., int] | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.store = store
+        self.secrets = list(secrets)  # masked in every text the review publishes (reviewbot.redact)
         self.lock = lock
         self.client_for = client_for
         self.llm_factory = llm_factory
@@ -437,10 +462,15 @@ class ReviewJobHandler:
 
         t = time.perf_counter()
         # independent reads run together: the review's latency is the LLM's plus these round trips
-        (org_text, repo_text), pull, full = await asyncio.gather(
-            gh.get_repo_config(req.repo),
+        marker = (
+            request_marker(req.job_id) if req.force and req.job_id is not None else head_marker(req.head_sha)
+        )
+        (org_text, repo_text), pull, full, found, on_github = await asyncio.gather(
+            config_texts(gh, req.repo),
             gh.get_pull(req.repo, req.pr),
             gh.get_pull_diff(req.repo, req.pr),
+            find_bot_review(gh, req.repo, req.pr, marker),
+            gh.existing_fingerprints(req.repo, req.pr),
         )
         try:
             config = load_config(repo_text, org_text)
@@ -464,19 +494,12 @@ class ReviewJobHandler:
         row = review_row(self.store, req.repo, req.pr, req.head_sha)
         if row is not None and row[1] == "posted" and not req.force:
             return skip("this head was already reviewed", "already_reviewed")
-        marker = (
-            request_marker(req.job_id) if req.force and req.job_id is not None else head_marker(req.head_sha)
-        )
-        t = time.perf_counter()
-        found, on_github, (diff, since, contents) = await asyncio.gather(
-            find_bot_review(gh, req.repo, req.pr, marker),
-            gh.existing_fingerprints(req.repo, req.pr),
-            self._fetch_change(gh, req, config, full),
-        )
-        timings["fetch"] += time.perf_counter() - t
         review_id = claim_review_row(self.store, self.lock, req, pull.base_sha, iso(self.clock()))
         if found is not None:
             return await self._record_found(gh, req, review_id, found, timings)
+        t = time.perf_counter()
+        diff, since, contents = await self._fetch_change(gh, req, config, full)
+        timings["fetch"] += time.perf_counter() - t
 
         result = await self._review(req, config, rules, diff, since, contents, on_github, timings)
         full_files = {f.path: f for f in parse_diff(str(full))}
@@ -527,6 +550,7 @@ class ReviewJobHandler:
                 llm=llm,
                 dismissed_fingerprints=dismissed_fingerprints(self.store, req),
                 posted_fingerprints=on_github | stored_posted_fingerprints(self.store, req),
+                secrets=self.secrets,
             )  # fmt: skip
         finally:
             if own_llm and llm is not None:
@@ -781,8 +805,10 @@ def review_handlers(
     def llm_factory(**overrides: Any) -> LLMClient | None:
         return client_from_settings(settings, **overrides)
 
+    from reviewbot.commands.serve_cmd import settings_secrets  # the same list the log filter masks
+
     handler = ReviewJobHandler(
         store, queue.lock, client_for=app.installation_client, llm_factory=llm_factory,
-        metrics=metrics, clock=queue.clock, enqueue=queue.enqueue,
+        metrics=metrics, clock=queue.clock, enqueue=queue.enqueue, secrets=settings_secrets(settings),
     )  # fmt: skip
     return {"review": handler.review, "command.review": handler.command_review}

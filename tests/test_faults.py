@@ -24,6 +24,7 @@ import pytest
 from pydantic import SecretStr
 
 from reviewbot.app_review import ReviewJobHandler, command_notifier
+from reviewbot.commands.serve_cmd import settings_secrets
 from reviewbot.github import GitHubApp, Limits
 from reviewbot.llm import client_from_settings
 from reviewbot.queue import JobQueue
@@ -68,9 +69,7 @@ class RWorld(World):
 
     def handler(self, store: Store, queue: JobQueue, app: GitHubApp) -> ReviewJobHandler:
         settings = self.settings()
-        extra: dict[str, Any] = {}
-        if self.secrets is not None and "secrets" in ReviewJobHandler.__init__.__code__.co_varnames:
-            extra["secrets"] = self.secrets
+        secrets = settings_secrets(settings) if self.secrets is None else self.secrets
         return ReviewJobHandler(
             store,
             queue.lock,
@@ -79,7 +78,7 @@ class RWorld(World):
             metrics=self.metrics,
             clock=queue.clock,
             enqueue=queue.enqueue,
-            **extra,
+            secrets=secrets,
         )
 
     def start_worker(self) -> None:
