@@ -432,6 +432,7 @@ class HistoryRow:
     at: str = ""
     support: int = 1
     sources: int = 1
+    cluster: str = ""  # the issue it belonged to in its review ("" = its own)
 
 
 def org_of(repo: str | None) -> str:
@@ -453,6 +454,16 @@ class TrainSettings:
 def history_examples(rows: Sequence[HistoryRow]) -> list[Example]:
     """History rows as scoring examples (with the support they had in their review)."""
     return [Example(r.candidate, assess(r.candidate), r.support, r.sources) for r in rows]
+
+
+def _representatives(rows: Sequence[HistoryRow], scores: np.ndarray) -> np.ndarray:
+    """Indices of the best-scored row of each (repo, pr, cluster); unclustered rows stand alone."""
+    best: dict[tuple[str | None, int | None, str], int] = {}
+    for i, row in enumerate(rows):
+        key = (row.candidate.repo, row.candidate.pr, row.cluster or f"#{i}")
+        if key not in best or scores[i] > scores[best[key]]:
+            best[key] = i
+    return np.array(sorted(best.values()), dtype=np.int64)
 
 
 def _threshold_table(scores: np.ndarray, labels: np.ndarray) -> list[tuple[float, float, int]]:
@@ -536,7 +547,11 @@ def train(
             loss = _log_loss(logits_new, y_new)
             if loss < best_loss - 1e-9:
                 best_loss, best_scores, l2, early = loss, _sigmoid(logits_new), candidate_l2, fitted
-        thresholds = _threshold_table(best_scores, y_new)
+        # Precision as the filter would have posted: one comment per issue (the best-scored
+        # member of each cluster), so duplicates of an accepted finding do not inflate it.
+        new_rows = repo_rows[n - n_hold :]
+        keep = _representatives(new_rows, best_scores)
+        thresholds = _threshold_table(best_scores[keep], y_new[keep])
     if math.isinf(l2):
         layer = Layer(name=f"repo:{repo}", intercept=0.0, weights={}, n_train=n, l2=math.inf)
     else:
@@ -598,10 +613,15 @@ class ModelBank:
 
 
 def with_support(
-    rows: Iterable[HistoryRow], support: Sequence[int], sources: Sequence[int]
+    rows: Iterable[HistoryRow],
+    support: Sequence[int],
+    sources: Sequence[int],
+    clusters: Sequence[str] | None = None,
 ) -> list[HistoryRow]:
-    """Rows with their cluster support and review source count filled in (computed per review)."""
+    """Rows with their cluster support, review source count and cluster filled in."""
+    rows = list(rows)
+    names = list(clusters) if clusters is not None else [r.cluster for r in rows]
     return [
-        HistoryRow(r.candidate, r.accepted, r.at, s, n)
-        for r, s, n in zip(rows, support, sources, strict=True)
+        HistoryRow(r.candidate, r.accepted, r.at, s, n, c)
+        for r, s, n, c in zip(rows, support, sources, names, strict=True)
     ]

@@ -214,6 +214,7 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
         groups.setdefault((r.candidate.repo, r.candidate.pr), []).append(i)
     support = [1] * len(rows)
     sources = [1] * len(rows)
+    cluster_ids = [""] * len(rows)
     for (_repo, pr), members in groups.items():
         if pr is None:
             continue  # rows without a PR were not one review; each stands alone
@@ -228,4 +229,5 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
         for cl in clusters:
             for k in cl.members:
                 support[members[k]] = cl.support
-    return with_support(rows, support, sources)
+                cluster_ids[members[k]] = cl.id
+    return with_support(rows, support, sources, cluster_ids)
