@@ -7,7 +7,9 @@
     "event": "APPROVE", forged markers and HTML), every posted comment is on a line of the diff,
     no more than max_comments are posted, and no configured secret reaches a comment, the review
     summary, the check run or the JSON report.
-(c) The GitHub App level (the review job through the fake GitHub) lives in tests/test_app_security.py.
+(c) App level: a signed delivery through the real server and worker, the fake GitHub and the
+    worst model: only COMMENT reviews are ever sent, every comment on a line GitHub accepts, within
+    max_comments, and no secret in anything GitHub receives.
 """
 
 from __future__ import annotations
@@ -388,3 +390,78 @@ def test_json_report_of_the_worst_reply_has_no_secret(worst_llm: FakeLLM) -> Non
     for secret in NEVER:
         assert secret not in dumped
     assert all(f["path"] == "src/config.py" for f in report["findings"])
+
+
+# ============================================================================ (c) App level
+
+
+def head_files_from_corpus() -> dict[str, str]:
+    """The hostile files of the corpus as a PR's head: each diff's added lines become the file."""
+    out: dict[str, str] = {}
+    for path in CORPUS:
+        for f in parse_diff(read(path)):
+            out[f.path] = "\n".join(ln.text for h in f.hunks for ln in h.lines if ln.kind != "deleted") + "\n"
+    return out
+
+
+def test_app_posts_only_comment_reviews_on_valid_lines_without_secrets(tmp_path: Path) -> None:
+    from tests.test_app_e2e import INSTALLATION, REPO, SECRET, valid_anchor
+    from tests.test_faults import LLM_KEY as WORLD_LLM_KEY
+    from tests.test_faults import RWorld
+
+    secrets = [*CONFIGURED, SECRET.decode(), WORLD_LLM_KEY]
+    w = RWorld(tmp_path, secrets=secrets)
+
+    def respond(request_json: dict[str, Any]) -> dict[str, Any]:
+        reply = worst_model(request_json)
+        path, line = next(
+            (p, n) for p, lines in diff_lines(request_json).items() for s, n, _ in lines if s == "RIGHT"
+        )
+        leak = f"{SECRET.decode()} {WORLD_LLM_KEY} {' '.join(w.gh.tokens)} {w.priv}"
+        reply["findings"].append(
+            {
+                "path": path,
+                "line": line,
+                "side": "RIGHT",
+                "severity": "critical",
+                "category": "security",
+                "confidence": 1,
+                "title": leak,
+                "body": leak,
+            }
+        )
+        return reply
+
+    w.llm.responder = respond
+    w.start_worker()
+    try:
+        w.gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": "min_acceptance: 0.0\nmax_comments: 5\n"})
+        pr = w.gh.add_pull(REPO, 1, head_files=head_files_from_corpus())
+        w.deliver("pull_request", w.pr_event("opened", pr))
+        w.settle(timeout=60)
+        old = pr.head_sha
+        w.gh.push(REPO, 1, {"web/checkout.js": read(INJECTION / "approve_this_pr.diff")})  # a second head
+        w.deliver("pull_request", w.pr_event("synchronize", pr, before=old))
+        w.settle(timeout=60)
+
+        reviews = w.reviews()
+        assert len(reviews) == 2 and [r["commit_id"] for r in reviews] == [old, pr.head_sha]
+        assert sum(len(r["comments"]) for r in reviews) >= 5  # the model was heard...
+        for review in reviews:  # ...but only within these bounds
+            assert review["event"] == "COMMENT"
+            assert len(review["comments"]) <= 5
+            assert all(valid_anchor(w.gh, 1, c) for c in review["comments"])
+        posts = w.gh.requests_to("POST", f"/repos/{REPO}/pulls/1/reviews")
+        assert posts and all(
+            isinstance(p.body, dict) and p.body.get("event") in (None, "COMMENT") for p in posts
+        )
+        assert w.gh.rejected_reviews == []
+        never = [*NEVER, SECRET.decode(), WORLD_LLM_KEY, *w.gh.tokens]
+        never += [ln for ln in w.priv.splitlines() if "-----" not in ln]
+        assert w.gh.tokens
+        for req in w.gh.requests:
+            sent = json.dumps(req.body)
+            for secret in never:
+                assert secret not in sent, (secret, req.method, req.path)
+    finally:
+        w.close()
