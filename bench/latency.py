@@ -263,9 +263,9 @@ def render(res: dict[str, Any], command: str) -> str:
         "is that run's slowest request as timed by the fake (arrival -> answer). Sequential requests",
         f"would need >= {REQUESTS * LLM_LATENCY:.0f} s. Target: end to end <= {TARGET}x the slowest call.",
         "The rest of the time is GitHub round trips (config, PR, diff, the PR's reviews and comments at",
-        "once; then the 8 head files at once), the pipeline's CPU and the review POST. Both fakes listen with a",
-        "128-connection backlog: socketserver's default of 5 turns 8 simultaneous connects into a 1 s",
-        "SYN retransmit, which GitHub's front ends do not do.",
+        "once; then the 8 head files at once), the pipeline's CPU and the review POST. Both fakes",
+        "listen with a 128-connection backlog: socketserver's default of 5 turns 8 simultaneous connects",
+        "into a 1 s SYN retransmit, which GitHub's front ends do not do.",
         "",
         "| run | LLM requests | end to end | slowest LLM call | ratio | first request -> last answer "
         "| comments posted |",
