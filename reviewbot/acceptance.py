@@ -447,6 +447,8 @@ class TrainSettings:
     repo_l2: float = 32.0  # used when the history is too short to choose from repo_l2_grid
     repo_l2_grid: tuple[float, ...] = (2.0, 8.0, 32.0, 128.0)
     max_holdout_fit: int = 20_000
+    max_cv_rows: int = 5_000
+    cv_folds: int = 5
     holdout_fraction: float = 0.25
     min_holdout: int = 20
 
@@ -454,6 +456,36 @@ class TrainSettings:
 def history_examples(rows: Sequence[HistoryRow]) -> list[Example]:
     """History rows as scoring examples (with the support they had in their review)."""
     return [Example(r.candidate, assess(r.candidate), r.support, r.sources) for r in rows]
+
+
+def _grouped_cv(
+    model: AcceptanceModel,
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    rows: Sequence[HistoryRow],
+    prs: list[int | None],
+    settings: TrainSettings,
+) -> tuple[float, np.ndarray]:
+    """(chosen penalty, out-of-fold probabilities under it); math.inf means 'no repo layer'."""
+    k = min(settings.cv_folds, len(prs))
+    fold_of_pr = {pr: (i * k) // len(prs) for i, pr in enumerate(prs)}
+    folds = np.array([fold_of_pr[r.candidate.pr] for r in rows])
+    base = model.logits(X)
+    best_l2, best_logits = math.inf, base
+    best_loss = _log_loss(base, y)
+    for l2 in settings.repo_l2_grid:
+        logits = base.copy()
+        for f in range(k):
+            train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            if not 0 < y[train_idx].sum() < len(train_idx):
+                continue  # one class only: the fold keeps the layers below
+            layer = fit_layer(X[train_idx], y[train_idx], base[train_idx], l2=l2, name="cv")
+            w = layer.dense(X.shape[1])
+            logits[test_idx] = base[test_idx] + X[test_idx] @ w + layer.intercept
+        loss = _log_loss(logits, y)
+        if loss < best_loss - 1e-9:
+            best_l2, best_logits, best_loss = l2, logits, loss
+    return best_l2, _sigmoid(best_logits)
 
 
 def _representatives(rows: Sequence[HistoryRow], scores: np.ndarray) -> np.ndarray:
@@ -527,7 +559,16 @@ def train(
     n_hold = int(n * settings.holdout_fraction)
     l2 = settings.repo_l2
     early: Layer | None = None
-    if n_hold >= settings.min_holdout and 0 < y[: n - n_hold].sum() < n - n_hold:
+    prs = list(dict.fromkeys(r.candidate.pr for r in repo_rows))  # review order, oldest first
+    if n <= settings.max_cv_rows and len(prs) >= 3 and 0 < y.sum() < n:
+        # A short history: grouped cross-validation by PR (folds of consecutive PRs) gives every
+        # row an out-of-fold score; the penalty with the lowest out-of-fold log-loss wins, and
+        # those scores feed the `target_precision` table. Cheap at this size, far steadier than
+        # a hold-out of one or two PRs.
+        l2, oof = _grouped_cv(model, X, y, repo_rows, prs, settings)
+        keep = _representatives(repo_rows, oof)
+        thresholds = _threshold_table(oof[keep], y[keep])
+    elif n_hold >= settings.min_holdout and 0 < y[: n - n_hold].sum() < n - n_hold:
         # Time-ordered hold-out: fit on the older rows, judge on the newer ones. It picks how
         # far this repo may move from the layers below (math.inf = not at all) and gives the
         # held-out scores that `target_precision` thresholds are read from. A long history has
