@@ -98,3 +98,16 @@ def test_help_has_example() -> None:
     res = run("--help")
     assert res.returncode == 0
     assert "Example: reviewbot filter --history" in res.stdout
+
+
+def test_review_bench_regression_gate(shared_data: Path) -> None:
+    """The filter on review-bench must not fall more than 0.05 below the committed baseline."""
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run(
+        [sys.executable, str(root / "bench" / "check_filter_regression.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "baseline" in res.stdout
