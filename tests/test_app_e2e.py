@@ -10,7 +10,9 @@ SIGKILL it mid-job.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -29,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from reviewbot.app_review import NOT_IN_PR_DIFF, command_notifier, review_handlers
 from reviewbot.github import GitHubApp, Limits
+from reviewbot.logs import JsonFormatter
 from reviewbot.metrics import Metrics
 from reviewbot.queue import JobQueue
 from reviewbot.server import create_app
@@ -302,6 +305,48 @@ def test_opened_posts_one_review_then_redelivery_and_synchronize(world: World) -
     assert {p for d in seen for p in d} == {"b.py"}
     assert all(n > 10 for d in seen for _, n, _ in d["b.py"])
     assert world.rows("SELECT COUNT(*) FROM reviews WHERE state = 'posted'") == [(2,)]
+
+    # A stale job (its head is no longer the PR's) reviews nothing: the newer job did.
+    stale = world.pr_event("synchronize", pr, before=None)
+    stale["pull_request"]["head"]["sha"] = old_head
+    world.deliver("pull_request", stale)
+    world.settle()
+    assert len(world.reviews()) == 2
+
+    # The database is lost: the bot's own review on GitHub still makes the head "reviewed".
+    with world.queue.lock:
+        world.store.conn.execute("DELETE FROM findings")
+        world.store.conn.execute("DELETE FROM reviews")
+    world.deliver("pull_request", world.pr_event("reopened", pr))
+    world.settle()
+    assert len(world.reviews()) == 2
+    assert world.rows("SELECT head_sha, state, github_review_id FROM reviews") == [
+        (pr.head_sha, "posted", second["id"])
+    ]
+    assert world.rows("SELECT line, github_comment_id FROM findings") == [(20, second["comments"][0]["id"])]
+
+
+def test_review_logs_are_json_with_delivery_job_repo_and_pr(world: World) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("reviewbot.app_review")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        world.gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+        pr = world.gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})})
+        world.deliver("pull_request", world.pr_event("opened", pr), delivery="log-delivery")
+        world.settle()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [done] = [r for r in lines if r["msg"] == "review job: posted"]
+    assert done["delivery_id"] == "log-delivery" and done["repo"] == REPO and done["pr"] == 1
+    assert isinstance(done["job_id"], int) and done["posted"] == 1
+    assert {"fetch", "llm", "post"} <= set(done["seconds"])
 
 
 def test_incremental_review_anchors_against_the_full_pr_diff(world: World) -> None:
