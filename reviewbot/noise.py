@@ -126,7 +126,7 @@ def filter_review(
             explore=explore,
         )
 
-    for members in groups.values():
+    for (_repo, pr), members in groups.items():
         choices: list[Choice] = []
         cluster_name: dict[int, str] = {}
         handled: set[int] = set()
@@ -165,8 +165,14 @@ def filter_review(
             # The representative: the member engineers are most likely to act on (they share the
             # cluster's support, so this compares their own wording and source), then severity
             # x confidence, then a rule over an LLM, then cluster order.
-            rep = max(eligible, key=lambda j: (round(scores[j], 6), _priority(candidates[j], assessments[j]),
-                                               -group.index(j)))
+            rep = max(
+                eligible,
+                key=lambda j: (
+                    round(scores[j], 6),
+                    _priority(candidates[j], assessments[j]),
+                    -group.index(j),
+                ),
+            )
             for j in eligible:
                 if j != rep:
                     decide(j, "suppress", f"duplicate of {candidates[rep].id}", name)
@@ -176,7 +182,8 @@ def filter_review(
         verdicts = select(
             choices,
             threshold=threshold,
-            max_comments=settings.max_comments,
+            # the budget is per pull request; candidates with no PR are not one review's comments
+            max_comments=settings.max_comments if pr is not None else None,
             exploration_rate=settings.exploration_rate,
             seed=settings.seed,
         )

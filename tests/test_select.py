@@ -121,3 +121,22 @@ def test_settings_from_config_reads_attributes() -> None:
     )
     assert s.min_severity_by_path == {"docs/**": "high"}
     assert FilterSettings.from_config(object()) == FilterSettings()
+
+
+def test_budget_is_per_pull_request_and_reviews_stay_apart() -> None:
+    bodies = [
+        "load_cart interpolates user_id into the SQL string, which allows SQL injection.",
+        "total() crashes on an empty cart because it divides by len(items).",
+        "The retry loop in sync_orders never sleeps, so a down upstream gets hammered.",
+        "Typo in the docstring of apply_coupon: 'recieve' should be 'receive'.",
+    ]
+    cands = [cand(f"p{i}", b, line=10 + 50 * i, source=f"llm:{i}") for i, b in enumerate(bodies)]
+    cands += [cand(f"q{i}", b, pr=2, line=10 + 50 * i, source=f"llm:{i}") for i, b in enumerate(bodies)]
+    cands += [cand(f"n{i}", b, pr=None, line=10 + 50 * i, source=f"llm:{i}") for i, b in enumerate(bodies)]
+    settings = FilterSettings(min_severity="nit", min_acceptance=0.0, max_comments=2)
+    out = filter_review(cands, model=load_prior(), settings=settings)
+    posted = [d.candidate.id for d in out if d.decision == "post"]
+    assert sum(p.startswith("p") for p in posted) == 2
+    assert sum(p.startswith("q") for p in posted) == 2
+    assert sum(p.startswith("n") for p in posted) == 4  # no PR: no per-PR budget
+    assert len({d.cluster for d in out}) == 12
