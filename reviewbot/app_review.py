@@ -82,7 +82,9 @@ class ReviewRequest:
     head_sha: str
     action: str = "opened"
     delivery_id: str | None = None
-    force: bool = False  # `@reviewbot review`: review again even if this head was reviewed
+    # `@reviewbot review`: review again even if this head was reviewed, and despite drafts or
+    # triggers.skip_* (someone asked); never despite `enabled: false` or a pause
+    force: bool = False
     job_id: int | None = None
 
     @classmethod

@@ -564,3 +564,43 @@ def test_worker_killed_after_posting_before_recording_never_reposts(bare_world: 
     assert reason == "recovered from GitHub after a restart"
     assert cid == review["comments"][0]["id"] and {fp} == comment_fps(review)
     wait_until(lambda: bool(w.gh.check_runs))  # the hung POST finishes before the fake stops
+
+
+# --- the pure helpers of the handler -----------------------------------------------------------
+
+
+def _decision(path: str, line: int, end_line: int | None = None, side: str = "RIGHT") -> Any:
+    from reviewbot.models import Candidate, Decision
+
+    cand = Candidate(id="c", path=path, line=line, end_line=end_line, side=side, body="b")  # type: ignore[arg-type]
+    return Decision(cand, "post", "posted", 0.9, "high", "bug", "k", f"fp-{path}-{line}-{end_line}")
+
+
+def test_restrict_to_diff_keeps_only_what_the_pr_diff_accepts() -> None:
+    from reviewbot.app_review import restrict_to_diff
+    from reviewbot.diff import parse_diff
+    from reviewbot.models import ReviewResult
+
+    full = parse_diff(
+        "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n"
+        "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n@@ -20,3 +20,3 @@\n t\n-u\n+U\n v\n"
+    )
+    files = {f.path: f for f in full}
+    ok, far, across, other, left = (_decision("x.py", 2), _decision("x.py", 10), _decision("x.py", 2, 21),
+                                     _decision("y.py", 1), _decision("x.py", 2, side="LEFT"))  # fmt: skip
+    result = ReviewResult(posted=[ok, far, across, other, left])
+    result.funnel.posted = 5
+    moved = restrict_to_diff(result, files)
+    assert result.posted == [ok, left] and moved == [far, across, other]
+    assert all(d.decision == "suppress" and d.reason == NOT_IN_PR_DIFF for d in moved)
+    assert result.funnel.posted == 2 and result.funnel.dropped == {NOT_IN_PR_DIFF: 3}
+
+
+def test_config_error_check_names_file_and_line() -> None:
+    from reviewbot.app_review import config_error_check
+    from reviewbot.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config("max_comments: 3\nmin_severity: loud\n")
+    title, summary, text = config_error_check(err.value.messages)
+    assert ".github/reviewbot.yml:2" in title and "min_severity" in text and "not reviewed" in summary
