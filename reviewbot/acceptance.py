@@ -65,7 +65,7 @@ class FeatureConfig:
 
     n_text: int = 2**18
     n_cat: int = 2**12
-    ngram_max: int = 2
+    ngram_max: int = 1
 
     @property
     def n_features(self) -> int:
