@@ -636,13 +636,20 @@ class ReviewJobHandler:
             for c in await gh.list_review_comments(req.repo, req.pr)
             if c.review_id == github_review_id and c.fingerprint
         ]
+        # The crashed run may have died before its check run: create one from what GitHub shows
+        # (its funnel died with it). A check run, unlike a review, may exist twice harmlessly.
+        recovered = ReviewResult()
+        recovered.funnel.candidates = recovered.funnel.posted = len(comments)
+        recovered.notes.append("Recorded after a restart: the review was already on GitHub.")
+        check_run_id = await self._check_run(gh, req, recovered)
         now = iso(self.clock())
         with self.lock, self.store.transaction() as conn:
             conn.execute(
-                "UPDATE reviews SET state = 'posted', github_review_id = ?, funnel = ?, posted_at = ? "
-                "WHERE id = ?",
-                (github_review_id, json.dumps({"recovered": True, "posted": len(comments)}), now, review_id),
-            )
+                "UPDATE reviews SET state = 'posted', github_review_id = ?, funnel = ?, posted_at = ?, "
+                "check_run_id = COALESCE(check_run_id, ?) WHERE id = ?",
+                (github_review_id, json.dumps({"recovered": True, "posted": len(comments)}), now,
+                 check_run_id, review_id),
+            )  # fmt: skip
             known = {
                 r[0]
                 for r in conn.execute(
