@@ -48,9 +48,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
     heartbeat_stale_seconds: float = 120.0,
     mention: str = "reviewbot",
+    dashboard_store: Store | None = None,
 ) -> FastAPI:
     """Build the app. `registry` is a prometheus CollectorRegistry (a `Metrics` is created on it
-    unless one is passed); `enqueue_hook(job_id)` runs after a job is committed (wakes a worker)."""
+    unless one is passed); `enqueue_hook(job_id)` runs after a job is committed (wakes a worker).
+    With an `admin_token` the dashboard (/repos) is served from `dashboard_store` (its own
+    connection, so page reads never interleave with webhook writes), else from `store`."""
     if not webhook_secret:
         raise ServerConfigError("a webhook secret is required (REVIEWBOT_WEBHOOK_SECRET): refusing to start")
     if queue.store is not store:
@@ -267,4 +270,8 @@ def create_app(
             enqueue_hook(job_id)
         return JSONResponse({"job_id": job_id, "state": "queued"})
 
+    if admin_token:
+        from reviewbot.dashboard import dashboard_router
+
+        app.include_router(dashboard_router(dashboard_store or store, admin_token))
     return app

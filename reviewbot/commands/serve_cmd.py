@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -32,19 +33,76 @@ log = logging.getLogger("reviewbot.serve")
 
 LEASE_SECONDS = 120.0
 HEARTBEAT_INTERVAL = 15.0
+FEEDBACK_TICK_SECONDS = 15 * 60.0
 
 
 def build_handlers(
     settings: Settings, store: Store, *, queue: JobQueue, metrics: Metrics
 ) -> dict[str, Handler]:
     """Job kind -> handler for a worker over `store`. Kinds: installation, command.pause,
-    command.resume (built in); review, command.review, feedback (wired by their owners)."""
+    command.resume (built in); review, command.review; feedback, poll_feedback; retrain."""
+    from reviewbot.acceptance import load_prior
     from reviewbot.app_review import command_notifier, github_app_from_settings, review_handlers
+    from reviewbot.feedback_poll import feedback_handlers
+    from reviewbot.retrain import retrain_handler
 
     app = github_app_from_settings(settings, metrics)
     handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
     handlers.update(review_handlers(settings, store, queue=queue, metrics=metrics, app=app))
+    if app is not None:
+        handlers.update(
+            feedback_handlers(store, app.installation_client, now=_utcnow, enqueue=queue.enqueue)
+        )
+    else:
+        handlers.update({kind: _unconfigured for kind in ("feedback", "poll_feedback")})
+    handlers["retrain"] = retrain_handler(store, prior=load_prior, now=_utcnow)
     return handlers
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _unconfigured(job: Any) -> None:
+    from reviewbot.worker import PermanentJobError
+
+    raise PermanentJobError(
+        "the GitHub App is not configured: set REVIEWBOT_GITHUB_APP_ID and REVIEWBOT_GITHUB_PRIVATE_KEY"
+    )
+
+
+async def feedback_ticker(
+    queue: JobQueue, worker: Worker, *, interval: float = FEEDBACK_TICK_SECONDS
+) -> None:
+    """Every `interval` seconds: queue reaction polls for repos with recent bot comments and the
+    retrains that are due (GitHub sends no webhook for reactions). Stops with the worker."""
+    from reviewbot.feedback_poll import schedule_feedback_jobs
+
+    while not worker.stopping:
+        try:
+            with queue.lock:
+                ids = schedule_feedback_jobs(queue.store, queue.enqueue, now=_utcnow())
+            for job_id in ids:
+                worker.notify(job_id)
+        except Exception:
+            log.exception("feedback tick failed; trying again at the next tick")
+        waited = 0.0
+        while waited < interval and not worker.stopping:
+            await asyncio.sleep(min(1.0, interval - waited))
+            waited += 1.0
+
+
+async def run_worker(queue: JobQueue, worker: Worker, *, tick: bool = True) -> None:
+    """The worker loop plus the periodic feedback tick, on one event loop."""
+    if not tick:
+        await worker.run()
+        return
+    ticker = asyncio.create_task(feedback_ticker(queue, worker), name="feedback-tick")
+    try:
+        await worker.run()
+    finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
 
 
 def settings_secrets(settings: Settings) -> list[str]:
@@ -112,7 +170,7 @@ class WorkerThread:
                 metrics=self.metrics,
             )
             self._ready.set()
-            asyncio.run(self.worker.run())
+            asyncio.run(run_worker(queue, self.worker))
         except Exception:
             log.exception("worker thread crashed")
         finally:
@@ -159,6 +217,7 @@ def register(app: typer.Typer) -> None:
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
         runner = None if no_worker else WorkerThread(settings, metrics)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        dashboard_store = Store.open(settings.database_path) if admin else None
         app_ = create_app(
             store=store,
             webhook_secret=settings.webhook_secret.get_secret_value().encode(),
@@ -168,6 +227,7 @@ def register(app: typer.Typer) -> None:
             admin_token=admin,
             metrics=metrics,
             heartbeat_stale_seconds=HEARTBEAT_INTERVAL * 4,
+            dashboard_store=dashboard_store,
         )
         if runner is not None:
             runner.start()
@@ -191,6 +251,8 @@ def register(app: typer.Typer) -> None:
         finally:
             if runner is not None:
                 runner.stop()
+            if dashboard_store is not None:
+                dashboard_store.close()
             store.close()
 
     @app.command("worker")
@@ -234,7 +296,7 @@ def register(app: typer.Typer) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, w.stop)
-            await w.run()
+            await run_worker(queue, w)
 
         try:
             asyncio.run(main())
