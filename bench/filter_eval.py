@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Evaluate the noise filter on review-bench (../shared/data/review-bench), and time it.
 
 Protocol (per repo): history = the candidates of the earlier half of its PRs (by PR number;
@@ -52,8 +53,14 @@ def distinct_metrics(posted: Sequence[dict], golden_total: int, n_prs: int) -> d
     p = hits / len(posted) if posted else 0.0
     r = len(covered) / golden_total if golden_total else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return {"posted_per_pr": len(posted) / n_prs, "precision": p, "recall": r, "f1": f1,
-            "posted": len(posted), "hits": hits}
+    return {
+        "posted_per_pr": len(posted) / n_prs,
+        "precision": p,
+        "recall": r,
+        "f1": f1,
+        "posted": len(posted),
+        "hits": hits,
+    }
 
 
 _PRIORS: dict[str, Any] = {}
@@ -118,18 +125,18 @@ def speed(cands: list[dict]) -> dict[str, float]:
     for k in range(100_000):
         c = base[k % len(base)]
         body = c["body"] + " " + " ".join(rng.choice(words) for _ in range(3))
-        cand = Candidate(id=f"h{k}", path=None, line=None, body=body, source=c["tool"],
-                         repo="speed/repo", pr=k // 30)
+        cand = Candidate(
+            id=f"h{k}", path=None, line=None, body=body, source=c["tool"], repo="speed/repo", pr=k // 30
+        )
         hist.append(HistoryRow(cand, c["label"] == "tp", at=f"{k:08d}"))
     prior = load_prior()
     t0 = time.perf_counter()
     model = train(hist, prior, repo="speed/repo")
     train_s = time.perf_counter() - t0
+    # what `reviewbot filter` does with a history: cluster support per review, then train
     t0 = time.perf_counter()
-    prepared = prepare_history(hist)
-    support_s = time.perf_counter() - t0
-    model_with_support = train(prepared[:0], prior, repo="speed/repo")  # warm caches only
-    del model_with_support
+    train(prepare_history(hist), prior, repo="speed/repo")
+    cli_s = time.perf_counter() - t0
     test = [replace(bench_candidate(base[k % len(base)]), id=f"t{k}", pr=k // 30) for k in range(1000)]
     settings = FilterSettings()
     t0 = time.perf_counter()
@@ -140,20 +147,107 @@ def speed(cands: list[dict]) -> dict[str, float]:
     t0 = time.perf_counter()
     filter_review(one_review, model=model, settings=settings)
     one_review_s = time.perf_counter() - t0
-    return {"train_100k_s": train_s, "history_support_100k_s": support_s,
-            "filter_1000_s": filter_s, "filter_1000_one_review_s": one_review_s}
+    return {
+        "train_100k_s": train_s,
+        "support_and_train_100k_s": cli_s,
+        "filter_1000_s": filter_s,
+        "filter_1000_one_review_s": one_review_s,
+    }
 
 
 def fmt(m: dict[str, float]) -> str:
     auc_s = f"{m['auc']:.3f}" if "auc" in m else "-"
-    return (f"| {m['posted_per_pr']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
-            f"{auc_s} |")
+    return (
+        f"| {m['posted_per_pr']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {auc_s} |"
+    )
+
+
+def markdown(d: dict[str, Any]) -> str:
+    """The BENCHMARKS.md "Noise filter" section for these results."""
+
+    def row(name: str, m: dict[str, float]) -> str:
+        a = f"{m['auc']:.3f}" if "auc" in m else "-"
+        return (
+            f"| {name} | {m['posted_per_pr']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+            f"{m['f1']:.3f} | {a} |"
+        )
+
+    warm, cold = d["warm"], d["cold"]
+    best_tool, best = max(d["tools"].items(), key=lambda kv: kv[1]["f1"])
+    verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
+    lines = [
+        "## Noise filter",
+        "",
+        "Reproduce: `.venv/bin/python bench/train_prior.py` (rebuilds `reviewbot/data/prior.json` and",
+        "`bench/reports/prior_training.md`), then `.venv/bin/python bench/filter_eval.py --json",
+        "bench/reports/filter_eval.json --markdown /tmp/section.md` (about 40 s; needs ../shared/data).",
+        "Regression gate: `.venv/bin/python bench/check_filter_regression.py` (also run by",
+        "tests/test_filter_cli.py when ../shared is present): fails if warm precision or recall drops more",
+        "than 0.05 below `bench/baseline_filter.json`.",
+        "",
+        "**Protocol.** review-bench: 852 comments of 12 review tools on 30 PRs of 3 repos, judged against 78",
+        "human golden issues. Per repo, history = the candidates of the earlier half of its PRs by PR number",
+        "(tp -> accepted, fp -> dismissed); evaluation = the later half (15 PRs, 39 golden issues). The filter",
+        "runs through `run_filter` (the code behind `reviewbot filter`) with the default repo config",
+        "(min_severity low, max_comments 10, threshold 0.5, no exploration). *warm* = a prior rebuilt",
+        "without the evaluated repo + a repo layer trained on its history; *cold* = the same prior, no",
+        "history; *warm, shipped prior* = the shipped prior (it saw the repo's history half, never its",
+        "evaluation half) + the repo layer. Precision and recall count distinct golden issues (a second",
+        "comment on an already-covered issue is noise); AUC is per candidate (score vs tp). Each tool is",
+        "scored the same way on the same 15 PRs (all its comments count as posted).",
+        "",
+        "| run | posted/PR | precision | recall | F1 | AUC |",
+        "|---|---:|---:|---:|---:|---:|",
+        row("filter warm", warm),
+        row("filter cold", cold),
+        row("filter warm, shipped prior", d["warm_shipped_prior"]),
+    ]
+    for key in sorted(k for k in d if k.startswith("warm_min_acceptance") or k.startswith("warm_target")):
+        lines.append(row("filter warm, " + key[5:].replace("_", " "), d[key]))
+    for tool, m in sorted(d["tools"].items(), key=lambda kv: -kv[1]["f1"]):
+        lines.append(row(f"tool {tool}", m))
+    lines += [
+        "",
+        f"**Targets (warm, default settings):** precision >= 0.6 {verdict(warm['precision'] >= 0.6)} "
+        f"({warm['precision']:.3f}); F1 >= 0.65 {verdict(warm['f1'] >= 0.65)} ({warm['f1']:.3f}); "
+        f"F1 above every single tool {verdict(warm['f1'] > best['f1'])} ({warm['f1']:.3f} vs {best_tool} "
+        f"{best['f1']:.3f}). Cold: F1 {cold['f1']:.3f}. No threshold was tuned on this split (0.5 is the",
+        "default; the min_acceptance rows are shown, not used). The filter posts about 1.5 comments per PR at",
+        f"precision ~{warm['precision']:.2f} where the best tool posts {best['posted_per_pr']:.1f} at "
+        f"{best['precision']:.2f}. Recall is the gap. Missed golden issues are mostly (a) merged by dedup",
+        "into a cluster about a neighbouring issue in the same function, (b) raised by one or two tools only",
+        "(low cluster support, the strongest signal) or (c) scored under 0.5. With 39 golden issues one issue",
+        "is 0.026 of recall, so differences under ~0.05 are noise. What would help: semantic similarity for",
+        "dedup (embeddings instead of tf-idf tokens), paths and lines in the candidates (review-bench has",
+        "none, so dedup is text only), and more history per repo (5 PRs here).",
+        "",
+    ]
+    sp = d.get("speed")
+    if sp:
+        lines += [
+            f"**Speed** (2 cores shared with other work): train a repo model on 100,000 history rows "
+            f"{sp['train_100k_s']:.1f} s (target 10 s); with the cluster-support pass `reviewbot filter` runs "
+            f"on a history first, {sp['support_and_train_100k_s']:.1f} s; filter 1,000 candidates end to end "
+            f"{sp['filter_1000_s']:.2f} s as 34 reviews, {sp['filter_1000_one_review_s']:.2f} s as one review "
+            "(target 1 s).",
+            "",
+        ]
+    lines += [
+        "**Prior** (`bench/reports/prior_training.md`): trained on revhelper (both parts) + the review-bench",
+        "history halves only, L2 chosen by leave-one-project-out AUC. revhelper protocol (train",
+        f"`comparative-study_`, test `validation_`): AUC {load_prior().layers[0].metrics.get('revhelper_val_auc', float('nan')):.3f}",
+        "(whether a human comment led to a change is hard to read from its text alone); leave-one-project-out",
+        "AUC of the same recipe is 0.82-0.87 on the three review-bench repos.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON here")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing runs")
+    parser.add_argument("--markdown", type=Path, help="write the BENCHMARKS.md section here")
     args = parser.parse_args()
     if not (SHARED / "review-bench").is_dir():
         print(f"skipped: {SHARED / 'review-bench'} is absent")
@@ -164,13 +258,15 @@ def main() -> int:
         "warm": evaluate(default, cold=False, cands=cands, golden=golden),
         "cold": evaluate(default, cold=True, cands=cands, golden=golden),
         "warm_shipped_prior": evaluate(default, cold=False, cands=cands, golden=golden, shipped_prior=True),
-        "warm_target_precision_0.6": evaluate(replace(default, target_precision=0.6), cold=False,
-                                              cands=cands, golden=golden),
+        "warm_target_precision_0.6": evaluate(
+            replace(default, target_precision=0.6), cold=False, cands=cands, golden=golden
+        ),
         "tools": tool_metrics(cands, golden),
     }
     for thr in (0.3, 0.4, 0.5, 0.6):
-        results[f"warm_min_acceptance_{thr}"] = evaluate(replace(default, min_acceptance=thr), cold=False,
-                                                        cands=cands, golden=golden)
+        results[f"warm_min_acceptance_{thr}"] = evaluate(
+            replace(default, min_acceptance=thr), cold=False, cands=cands, golden=golden
+        )
     if not args.no_speed:
         results["speed"] = speed(cands)
     print("| run | posted/PR | precision | recall | F1 | AUC |")
@@ -184,6 +280,8 @@ def main() -> int:
     if "speed" in results:
         for k, v in results["speed"].items():
             print(f"{k}: {v:.3f}")
+    if args.markdown:
+        args.markdown.write_text(markdown(results) + "\n")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0

@@ -433,6 +433,7 @@ class HistoryRow:
     support: int = 1
     sources: int = 1
     cluster: str = ""  # the issue it belonged to in its review ("" = its own)
+    assessment: Assessment | None = None  # severity.assess(candidate), when already computed
 
 
 def org_of(repo: str | None) -> str:
@@ -455,7 +456,7 @@ class TrainSettings:
 
 def history_examples(rows: Sequence[HistoryRow]) -> list[Example]:
     """History rows as scoring examples (with the support they had in their review)."""
-    return [Example(r.candidate, assess(r.candidate), r.support, r.sources) for r in rows]
+    return [Example(r.candidate, r.assessment or assess(r.candidate), r.support, r.sources) for r in rows]
 
 
 def _grouped_cv(
@@ -658,11 +659,13 @@ def with_support(
     support: Sequence[int],
     sources: Sequence[int],
     clusters: Sequence[str] | None = None,
+    assessments: Sequence[Assessment | None] | None = None,
 ) -> list[HistoryRow]:
-    """Rows with their cluster support, review source count and cluster filled in."""
+    """Rows with their cluster support, review source count, cluster and assessment filled in."""
     rows = list(rows)
     names = list(clusters) if clusters is not None else [r.cluster for r in rows]
+    found = list(assessments) if assessments is not None else [r.assessment for r in rows]
     return [
-        HistoryRow(r.candidate, r.accepted, r.at, s, n, c)
-        for r, s, n, c in zip(rows, support, sources, names, strict=True)
+        HistoryRow(r.candidate, r.accepted, r.at, s, n, c, a)
+        for r, s, n, c, a in zip(rows, support, sources, names, found, strict=True)
     ]

@@ -222,6 +222,7 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
     support = [1] * len(rows)
     sources = [1] * len(rows)
     cluster_ids = [""] * len(rows)
+    found = [r.assessment or assess(r.candidate) for r in rows]  # kept on the rows for training
     for (_repo, pr), members in groups.items():
         if pr is None:
             continue  # rows without a PR were not one review; each stands alone
@@ -229,7 +230,7 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
         n_sources = len({c.source or "unknown" for c in sub})
         for i in members:
             sources[i] = n_sources
-        assessments = [assess(c) for c in sub]
+        assessments = [found[i] for i in members]
         clusters, _ = cluster_candidates(
             sub, priority=lambda k, a=assessments, s=sub: _priority(s[k], a[k]), settings=dedup
         )
@@ -237,4 +238,4 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
             for k in cl.members:
                 support[members[k]] = cl.support
                 cluster_ids[members[k]] = cl.id
-    return with_support(rows, support, sources, cluster_ids)
+    return with_support(rows, support, sources, cluster_ids, found)
