@@ -32,6 +32,12 @@ from reviewbot.severity import Assessment, assess
 FORMAT = "reviewbot-acceptance"
 FORMAT_VERSION = 1
 DEFAULT_THRESHOLD = 0.5
+#: What a query rule of each severity is worth before a repo has said anything about it: the
+#: built-in rules are precise by construction (each ships examples that must and must not fire,
+#: and fires only on added code), so a high-severity one starts above the default threshold and a
+#: nit below it. Feedback moves it: RULE_PRIOR_STRENGTH is how many labels the prior counts for.
+RULE_PRIOR: dict[str, float] = {"critical": 0.85, "high": 0.75, "medium": 0.62, "low": 0.45, "nit": 0.3}
+RULE_PRIOR_STRENGTH = 8.0
 
 
 class ModelFormatError(ValueError):
@@ -340,6 +346,8 @@ class AcceptanceModel:
     layers: list[Layer]
     thresholds: list[tuple[float, float, int]] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    #: rule id -> (weighted accepted, weighted labels) of this repo's feedback on that rule
+    rule_counts: dict[str, tuple[float, float]] = field(default_factory=dict)
     _dense: np.ndarray | None = field(default=None, repr=False)
     _intercept: float = field(default=0.0, repr=False)
 
@@ -358,14 +366,31 @@ class AcceptanceModel:
         return np.asarray(X @ w + b, dtype=np.float64)
 
     def score_examples(self, examples: Sequence[Example]) -> list[float]:
+        """P(accepted) per example.
+
+        A finding of one of reviewbot's own query rules (source `rule:<id>`) is scored by that
+        rule's record instead (`rule_score`): its text is the same every time, so the text model
+        has nothing to learn from it, while the rule's accept rate in this repo says everything.
+        """
         if not examples:
             return []
-        return [float(p) for p in _sigmoid(self.logits(self.featurizer().transform(examples)))]
+        scores = [float(p) for p in _sigmoid(self.logits(self.featurizer().transform(examples)))]
+        for i, ex in enumerate(examples):
+            if is_rule_finding(ex.candidate):
+                scores[i] = self.rule_score(str(ex.candidate.rule_id), ex.assessment.severity)
+        return scores
 
     def score(self, candidates: Sequence[Candidate], support: Sequence[int] | None = None) -> list[float]:
         """P(accepted) per candidate; `support` is each one's cluster support (1 when unknown)."""
         sup = list(support) if support is not None else [1] * len(candidates)
         return self.score_examples([Example(c, assess(c), s) for c, s in zip(candidates, sup, strict=True)])
+
+    def rule_score(self, rule_id: str, severity: str) -> float:
+        """Beta-smoothed accept rate of a query rule: RULE_PRIOR[severity] worth
+        RULE_PRIOR_STRENGTH labels, updated by this repo's feedback on the rule."""
+        p0 = RULE_PRIOR.get(severity, RULE_PRIOR["low"])
+        accepted, total = self.rule_counts.get(rule_id, (0.0, 0.0))
+        return (RULE_PRIOR_STRENGTH * p0 + accepted) / (RULE_PRIOR_STRENGTH + total)
 
     def threshold_for(self, target_precision: float, *, min_count: int = 5) -> float | None:
         """The lowest threshold whose held-out precision reached the target, or None."""
@@ -376,7 +401,9 @@ class AcceptanceModel:
         return best
 
     def with_layer(self, layer: Layer) -> AcceptanceModel:
-        return AcceptanceModel(self.config, [*self.layers, layer], list(self.thresholds), self.version)
+        return AcceptanceModel(
+            self.config, [*self.layers, layer], list(self.thresholds), self.version, dict(self.rule_counts)
+        )
 
     def to_json(self) -> str:
         return json.dumps(
@@ -386,6 +413,7 @@ class AcceptanceModel:
                 "features": self.config.as_dict(),
                 "layers": [layer.to_dict() for layer in self.layers],
                 "thresholds": [[t, p, c] for t, p, c in self.thresholds],
+                "rule_counts": {k: [a, n] for k, (a, n) in sorted(self.rule_counts.items())},
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -406,11 +434,16 @@ class AcceptanceModel:
             config = FeatureConfig.from_dict(data["features"])
             layers = [Layer.from_dict(layer, config.n_features) for layer in data["layers"]]
             thresholds = [(float(t), float(p), int(c)) for t, p, c in data.get("thresholds", [])]
+            rule_counts = {
+                str(k): (float(a), float(n)) for k, (a, n) in dict(data.get("rule_counts", {})).items()
+            }
+            if any(not (0 <= a <= n) for a, n in rule_counts.values()):
+                raise ModelFormatError("malformed model: rule_counts must satisfy 0 <= accepted <= total")
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ModelFormatError):
                 raise
             raise ModelFormatError(f"malformed model: {exc}") from exc
-        return cls(config, layers, thresholds, FORMAT_VERSION)
+        return cls(config, layers, thresholds, FORMAT_VERSION, rule_counts)
 
 
 def load_prior() -> AcceptanceModel:
@@ -434,6 +467,22 @@ class HistoryRow:
     sources: int = 1
     cluster: str = ""  # the issue it belonged to in its review ("" = its own)
     assessment: Assessment | None = None  # severity.assess(candidate), when already computed
+    weight: float = 1.0  # how much the label counts (a weak dismissal of an untouched comment: 0.2)
+
+
+def is_rule_finding(candidate: Candidate) -> bool:
+    """A finding of one of reviewbot's own tree-sitter query rules (not another tool's 'rule')."""
+    return bool(candidate.rule_id) and (candidate.source or "").startswith("rule:")
+
+
+def rule_counts(rows: Sequence[HistoryRow]) -> dict[str, tuple[float, float]]:
+    """rule id -> (weighted accepted, weighted labels) over the query-rule findings in `rows`."""
+    counts: dict[str, tuple[float, float]] = {}
+    for row in rows:
+        if is_rule_finding(row.candidate):
+            a, n = counts.get(str(row.candidate.rule_id), (0.0, 0.0))
+            counts[str(row.candidate.rule_id)] = (a + row.weight * row.accepted, n + row.weight)
+    return counts
 
 
 def org_of(repo: str | None) -> str:
@@ -594,10 +643,13 @@ def train(
         new_rows = repo_rows[n - n_hold :]
         keep = _representatives(new_rows, best_scores)
         thresholds = _threshold_table(best_scores[keep], y_new[keep])
+    weights = np.array([r.weight for r in repo_rows], dtype=np.float64)
     if math.isinf(l2):
         layer = Layer(name=f"repo:{repo}", intercept=0.0, weights={}, n_train=n, l2=math.inf)
     else:
-        layer = fit_layer(X, y, model.logits(X), l2=l2, name=f"repo:{repo}", init=early)
+        layer = fit_layer(
+            X, y, model.logits(X), l2=l2, name=f"repo:{repo}", init=early, sample_weight=weights
+        )
     base_scores = _sigmoid(model.logits(X))
     layer.metrics = {
         "n": float(n),
@@ -607,6 +659,7 @@ def train(
     }
     out = model.with_layer(layer)
     out.thresholds = thresholds
+    out.rule_counts = rule_counts(repo_rows)
     return out
 
 

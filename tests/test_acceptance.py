@@ -117,3 +117,48 @@ def test_auc() -> None:
     assert auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
     assert auc([0.5, 0.5], [0, 1]) == 0.5
     assert math.isnan(auc([0.5], [1]))
+
+
+def rule_cand(i: int, rule_id: str, severity: str, repo: str = "acme/shop", pr: int = 1) -> Candidate:
+    return Candidate(
+        id=f"r{i}", path="shop/orders.py", line=i, body=f"Rule {rule_id} fired.", title=rule_id,
+        source=f"rule:{rule_id}", rule_id=rule_id, severity=severity, category="bug", repo=repo, pr=pr,
+    )  # fmt: skip
+
+
+def test_query_rules_start_from_their_severity_prior() -> None:
+    """A fresh repo posts a high-severity built-in rule finding and holds back a nit one."""
+    prior = load_prior()
+    high, nit = prior.score([rule_cand(1, "py-eval-exec", "high"), rule_cand(2, "js-console-log", "nit")])
+    assert high > 0.5 > nit
+
+
+def test_a_rule_this_repo_keeps_dismissing_falls_below_the_threshold() -> None:
+    rows = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}")
+            for i in range(12)]  # fmt: skip
+    rows += [HistoryRow(rule_cand(100 + i, "py-bare-except", "high", pr=i), accepted=True, at=f"{i:03d}")
+             for i in range(12)]  # fmt: skip
+    model = train(rows, load_prior())
+    dismissed, accepted = model.score(
+        [rule_cand(1, "py-eval-exec", "high"), rule_cand(2, "py-bare-except", "high")]
+    )
+    assert dismissed < 0.5 < accepted
+    assert model.rule_counts["py-eval-exec"] == (0.0, 12.0)
+    again = AcceptanceModel.from_json(model.to_json())
+    assert again.rule_counts == model.rule_counts
+
+
+def test_weak_labels_count_for_less() -> None:
+    strong = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}")
+              for i in range(5)]  # fmt: skip
+    weak = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}", weight=0.2)
+            for i in range(5)]  # fmt: skip
+    probe = [rule_cand(1, "py-eval-exec", "high")]
+    assert train(strong, load_prior()).score(probe)[0] < train(weak, load_prior()).score(probe)[0]
+
+
+def test_rule_counts_that_cannot_be_are_rejected() -> None:
+    data = json.loads(load_prior().to_json())
+    data["rule_counts"] = {"py-eval-exec": [5, 2]}
+    with pytest.raises(ModelFormatError):
+        AcceptanceModel.from_json(json.dumps(data))
