@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from reviewbot import context as ctx
@@ -102,8 +102,12 @@ async def review_change(
     posted_fingerprints: Iterable[str] = (),
     progress: Callable[[str], None] | None = None,
     secrets: Iterable[str | bytes | None] = (),
+    explore: bool = True,
 ) -> ReviewResult:
     """Review one change end to end; never raises for bad LLM output (it is dropped and counted).
+
+    `explore=False` turns off exploration (posting a few near-threshold candidates to learn from
+    the answer): right for a local review, where no feedback comes back.
 
     Every text of the result is passed through `redact.redact_result`: the `secrets` values
     (webhook secret, keys, tokens) and credential-shaped strings never reach a comment or report.
@@ -187,7 +191,7 @@ async def review_change(
     decisions = filter_review(
         candidates,
         model=model,
-        settings=FilterSettings.from_config(config),
+        settings=_filter_settings(config, explore=explore),
         dismissed_fingerprints=dismissed_fingerprints,
         posted_fingerprints=posted_fingerprints,
     )
@@ -205,6 +209,11 @@ async def review_change(
     result.funnel.posted = len(result.posted)
     result.timings = timer.seconds
     return redact_result(result, secrets)
+
+
+def _filter_settings(config: RepoConfig, *, explore: bool) -> FilterSettings:
+    settings = FilterSettings.from_config(config)
+    return settings if explore else replace(settings, exploration_rate=0.0)
 
 
 def _reason_kind(reason: str) -> str:

@@ -32,6 +32,7 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason,
         "cluster": decision.cluster,
         "fingerprint": decision.fingerprint,
+        "explore": decision.explore,
     }
 
 

@@ -187,3 +187,29 @@ def test_real_prs_with_fake_llm_only_valid_anchors(shared_data: Path, tmp_path: 
             assert len(result.posted) <= config.max_comments
             checked += 1
     assert checked == len(entries)
+
+
+def test_local_review_never_explores(demo_repo: tuple[Path, str, str]) -> None:
+    """Exploration posts near-threshold candidates to learn from the answer; a local run learns nothing."""
+    from reviewbot.acceptance import load_prior
+    from reviewbot.llm import LLMClient
+    from reviewbot.pipeline import Change, review_change
+    from reviewbot.rules import ruleset_from_config
+
+    repo, base, head = demo_repo
+    change = load_change(repo, base, head)
+    config = load_config("exploration_rate: 0.5\nmax_comments: 50\n")
+
+    async def run(explore: bool) -> list[bool]:
+        async with LLMClient(base_url=llm.base_url, api_key="k", model="m") as client:
+            result = await review_change(
+                Change(change.diff_text, change.read_head), config=config,
+                rules=ruleset_from_config(config.rules), model=load_prior(), llm=client, explore=explore,
+            )  # fmt: skip
+        return [d.explore for d in result.posted + result.suppressed]
+
+    with FakeLLM(responder=hostile_responder) as llm:
+        assert any(asyncio.run(run(True)))
+        assert not any(asyncio.run(run(False)))
+    proc = run_cli("review", str(repo), "--base", base, "--head", head, "--format", "json")
+    assert not any(f["explore"] for f in json.loads(proc.stdout)["findings"])

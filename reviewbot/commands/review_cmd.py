@@ -72,6 +72,7 @@ async def run_local_review(
                 model=load_prior(),
                 llm=llm,
                 progress=(lambda msg: status.update(msg)) if status is not None else None,
+                explore=False,  # nothing learns from a local run's comments
             )
         finally:
             if llm is not None:
