@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import time
 import uuid
 from collections import Counter
@@ -29,7 +30,7 @@ from typing import Any, Literal
 import httpx
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import RequestError, RequestFailed
+from githubkit.exception import RequestError, RequestFailed, RequestTimeout
 from githubkit.response import Response
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -181,6 +182,10 @@ class Limits:
     backoff: float = 1.0  # exponential backoff multiplier (1, 2, 4 ... seconds)
     backoff_max: float = 30.0
     max_rate_limit_waits: int = 5  # per call
+    #: After a review POST timed out, GitHub may still be creating it: look for it this long
+    #: (every `lost_write_poll` seconds) before posting again, so it is never posted twice.
+    lost_write_grace: float = 30.0
+    lost_write_poll: float = 2.0
 
 
 @dataclass(slots=True)
@@ -673,7 +678,7 @@ class GitHubClient:
                 self.stats.retries += 1
                 await self.sleep(min(self.limits.backoff * 2 ** (attempt - 1), self.limits.backoff_max))
                 # the lost answer may hide a created review: never post it twice
-                found = await self._find_review(owner, name, number, token, pending=pending)
+                found = await self._find_late_review(owner, name, number, token, pending, _timed_out(last))
                 if found is not None:
                     if not pending:
                         return found
@@ -687,10 +692,24 @@ class GitHubClient:
             except GitHubTransientError as e:
                 last = e
         assert last is not None
-        found = await self._find_review(owner, name, number, token, pending=pending)
+        found = await self._find_late_review(owner, name, number, token, pending, _timed_out(last))
         if found is not None and not pending:
             return found
         raise last
+
+    async def _find_late_review(
+        self, owner: str, name: str, number: int, token: str, pending: bool, timed_out: bool
+    ) -> int | None:
+        """`_find_review`; after a timeout (the POST may still be running at GitHub), keep looking
+        for `lost_write_grace` seconds before answering None."""
+        found = await self._find_review(owner, name, number, token, pending=pending)
+        polls = math.ceil(self.limits.lost_write_grace / max(self.limits.lost_write_poll, 0.001))
+        for _ in range(polls if timed_out else 0):
+            if found is not None:
+                break
+            await self.sleep(self.limits.lost_write_poll)
+            found = await self._find_review(owner, name, number, token, pending=pending)
+        return found
 
     async def _find_review(
         self, owner: str, name: str, number: int, token: str, *, pending: bool = False
@@ -823,6 +842,17 @@ def _left_out_note(n: int) -> str:
         return ""
     what = "1 comment was" if n == 1 else f"{n} comments were"
     return f"\n\n_{what} left out: GitHub could not anchor them on the diff._"
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether a failure was a timeout (no answer: the request may still take effect)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, RequestTimeout | httpx.TimeoutException):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _diff_too_large(e: GitHubAPIError) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,7 +93,14 @@ class RWorld(World):
                 self.priv,
                 base_url=self.gh.base_url,
                 timeout=self.gh_timeout,
-                limits=Limits(write_interval=0, backoff=0.01, max_attempts=3, max_wait=5),
+                limits=Limits(
+                    write_interval=0,
+                    backoff=0.01,
+                    max_attempts=3,
+                    max_wait=5,
+                    lost_write_grace=3.0,
+                    lost_write_poll=0.25,
+                ),
                 on_call=self.metrics.record_github_call,
             )
             handler = self.handler(store, queue, app)
@@ -190,6 +198,21 @@ def test_github_slower_than_the_client_timeout(tmp_path: Path) -> None:
         w.gh.slow_next(1, delay=1.5, path_prefix=PULLS, method="GET")
         review_once_or_dead(w, pr, "github slower than the client timeout", expect="posted")
         assert w.gh.faults == []
+    finally:
+        w.close()
+
+
+def test_review_post_that_takes_effect_after_the_client_timed_out_is_not_posted_again(tmp_path: Path) -> None:
+    """GitHub keeps processing a POST whose client gave up (timeout): the retry must find that
+    review before posting another. Found here: the lookup ran before the slow POST landed."""
+    w = RWorld(tmp_path, gh_timeout=0.5)
+    w.start_worker()
+    try:
+        pr = open_pr(w)
+        w.gh.slow_next(1, delay=1.5, path_prefix=REVIEWS, method="POST")
+        review_once_or_dead(w, pr, "github review POST slower than the client timeout", expect="posted")
+        time.sleep(1.6)  # let the slow POST land, whenever it does
+        assert len(w.reviews()) == 1, "two reviews for one head SHA"
     finally:
         w.close()
 
