@@ -195,3 +195,43 @@ def test_killed_after_posting_before_recording(world: World) -> None:
     assert len(world.llm.requests) == n_llm  # recovery reads GitHub, it does not review again
     [check] = world.checks(pr.head_sha)  # the check run the dead worker never created
     assert check["name"] == "reviewbot" and f"{len(BUGS)} comments posted" in check["output"]["title"]
+
+
+def test_killed_inside_a_write_transaction_leaves_a_usable_database(tmp_path: Path) -> None:
+    """SIGKILL while a process holds SQLite's write lock mid-transaction (BEGIN IMMEDIATE, WAL):
+    the half-written transaction is gone, the file is intact, and the next writer gets the lock at
+    once (no stale lock, no waiting for the busy timeout)."""
+    import time
+
+    db = tmp_path / "kill.db"
+    store = Store.open(db)
+    JobQueue(store).enqueue("before", {})
+    store.close()
+    script = (
+        "import sys, time\n"
+        "from reviewbot.store import Store\n"
+        "s = Store.open(sys.argv[1])\n"
+        "s.conn.execute('BEGIN IMMEDIATE')\n"
+        "for i in range(5000):\n"
+        '    s.conn.execute("INSERT INTO jobs (kind, payload, run_after, created_at, updated_at) "\n'
+        "                   \"VALUES ('half', '{}', 'x', 'x', 'x')\")\n"
+        "print('in transaction', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(db)], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"in transaction"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    started = time.monotonic()
+    store = Store.open(db)
+    try:
+        queue = JobQueue(store)
+        job_id = queue.enqueue("after", {})
+        assert time.monotonic() - started < 5  # the lock died with the process
+        kinds = [r[0] for r in store.conn.execute("SELECT kind FROM jobs ORDER BY id")]
+        assert kinds == ["before", "after"] and job_id
+        assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        store.close()
