@@ -577,6 +577,13 @@ class ReviewJobHandler:
         if req.force and req.job_id is not None:
             body += "\n" + request_marker(req.job_id)
         comments = [to_review_comment(d) for d in result.posted]
+        # A worker stalled past its lease (a paused VM) may find the job reviewed by the worker
+        # that took it over: look again right before posting, never two reviews per head SHA.
+        forced = req.force and req.job_id is not None
+        marker = request_marker(req.job_id) if forced else head_marker(req.head_sha)  # type: ignore[arg-type]
+        found = await find_bot_review(gh, req.repo, req.pr, marker)
+        if found is not None:
+            return await self._record_found(gh, req, review_id, found, timings)
         try:
             posted = await gh.post_review(
                 req.repo, req.pr, commit_id=req.head_sha, body=body, comments=comments
@@ -637,11 +644,17 @@ class ReviewJobHandler:
             if c.review_id == github_review_id and c.fingerprint
         ]
         # The crashed run may have died before its check run: create one from what GitHub shows
-        # (its funnel died with it). A check run, unlike a review, may exist twice harmlessly.
-        recovered = ReviewResult()
-        recovered.funnel.candidates = recovered.funnel.posted = len(comments)
-        recovered.notes.append("Recorded after a restart: the review was already on GitHub.")
-        check_run_id = await self._check_run(gh, req, recovered)
+        # (its funnel died with it), unless the run that posted recorded one.
+        with self.lock:
+            row = self.store.conn.execute(
+                "SELECT check_run_id FROM reviews WHERE id = ?", (review_id,)
+            ).fetchone()
+        check_run_id = None
+        if row is None or row[0] is None:
+            recovered = ReviewResult()
+            recovered.funnel.candidates = recovered.funnel.posted = len(comments)
+            recovered.notes.append("Recorded after a restart: the review was already on GitHub.")
+            check_run_id = await self._check_run(gh, req, recovered)
         now = iso(self.clock())
         with self.lock, self.store.transaction() as conn:
             conn.execute(

@@ -235,3 +235,51 @@ def test_killed_inside_a_write_transaction_leaves_a_usable_database(tmp_path: Pa
         assert store.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         store.close()
+
+
+def test_a_frozen_worker_that_wakes_after_its_lease_ran_out_does_not_post_again(world: World) -> None:
+    """A worker frozen mid-job (SIGSTOP: a VM pause, a stalled host) past its lease: another worker
+    takes the job over and posts the review. When the frozen one wakes up with the model's answer
+    in hand, it must not post a second review for the same head SHA."""
+    from tests.test_app_e2e import flag_bug_lines
+
+    first = threading.Event()
+    release = threading.Event()
+
+    def gated_model(request_json: dict[str, Any]) -> dict[str, Any]:
+        if not first.is_set():
+            first.set()  # the frozen worker's request: answered only once it is frozen
+            release.wait(60)
+        return flag_bug_lines(request_json)
+
+    world.llm.responder = gated_model
+    pr = start(world)
+    frozen = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(world), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_until(lambda: first.is_set() or frozen.poll() is not None, timeout=30)
+        assert frozen.poll() is None
+        os.kill(frozen.pid, signal.SIGSTOP)
+        with sqlite3.connect(world.db) as conn:  # its lease runs out while it is frozen
+            conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
+                         "WHERE state = 'running'")  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(world),
+                              cwd=ROOT, capture_output=True, text=True, timeout=90)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert len(world.reviews()) == 1  # the second worker reviewed it
+        release.set()  # the frozen worker's answer is waiting for it
+        os.kill(frozen.pid, signal.SIGCONT)
+        wait_until(lambda: bool(world.llm.received) and world.llm.in_flight == 0, timeout=30)
+        import time
+
+        time.sleep(3)  # time to post, had it been going to
+    finally:
+        release.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(frozen.pid, signal.SIGCONT)
+            os.kill(frozen.pid, signal.SIGKILL)
+        frozen.wait(10)
+    reviews = [r for r in world.reviews() if r["commit_id"] == pr.head_sha]
+    assert len(reviews) == 1, f"{len(reviews)} reviews for one head SHA"
+    assert len(world.checks(pr.head_sha)) == 1
+    assert world.rows("SELECT state FROM reviews") == [("posted",)]
