@@ -218,3 +218,34 @@ def test_the_worker_wiring_hands_every_configured_secret_to_the_review(tmp_path:
         store.close()
     for value in (SECRET.decode(), LLM_KEY, ADMIN_TOKEN, pem.splitlines()[1]):
         assert value in secrets
+
+
+def test_review_cli_report_never_carries_the_llm_key(tmp_path: Path) -> None:
+    """`reviewbot review --format json` with a model that echoes the configured key (one with no
+    recognisable shape, as a vLLM or Azure key may be): the report masks it."""
+    from reviewbot.local import build_repo_from_dirs
+    from tests.fakes.fake_llm import FakeLLM
+    from tests.test_review_e2e import DEMO, run_cli
+
+    key = "local-vllm-key-9f3b27d1c4"
+
+    def echo_key(request_json: dict[str, Any]) -> dict[str, Any]:
+        findings = []
+        for path, lines in diff_lines(request_json).items():
+            for side, n, code in lines[:3]:
+                findings.append({"path": path, "line": n, "side": side, "severity": "high", "category": "bug",
+                                 "confidence": 0.9, "title": f"uses {key}", "body": f"The key is {key}.",
+                                 "suggestion": f"x = '{key}'", "quoted_code": code})  # fmt: skip
+        return {"findings": findings}
+
+    base, head = build_repo_from_dirs(tmp_path / "demo", DEMO / "before", DEMO / "after")
+    with FakeLLM(responder=echo_key) as llm:
+        env = {"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": key}
+        args = ["review", str(tmp_path / "demo"), "--base", base, "--head", head, "--format", "json"]
+        proc = run_cli(*args, env=env)
+        assert llm.requests
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["findings"] or report["suppressed"]
+    assert key not in proc.stdout and key not in proc.stderr
+    assert "[REDACTED]" in proc.stdout

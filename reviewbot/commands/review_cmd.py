@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from reviewbot.acceptance import load_prior
+from reviewbot.commands.serve_cmd import settings_secrets
 from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
 from reviewbot.diff import DiffParseError
 from reviewbot.llm import client_from_settings
@@ -73,6 +74,7 @@ async def run_local_review(
                 llm=llm,
                 progress=(lambda msg: status.update(msg)) if status is not None else None,
                 explore=False,  # nothing learns from a local run's comments
+                secrets=settings_secrets(settings),  # the LLM key never reaches the report
             )
         finally:
             if llm is not None:
