@@ -275,6 +275,25 @@ def test_llm_down_for_good_posts_the_rules_review_once_and_says_why(rworld: RWor
     assert "503" in check["output"]["text"]
 
 
+def test_primary_rate_limit_exhausted_waits_for_the_reset(rworld: RWorld) -> None:
+    pr = open_pr(rworld)
+    rworld.gh.set_rate_limit(0, reset_in=2)  # the next call is refused until the window resets
+    started = time.monotonic()
+    review_once_or_dead(rworld, pr, "github primary rate limit exhausted", expect="posted")
+    assert time.monotonic() - started >= 1.5  # it waited for the reset instead of hammering
+    assert any(r.status == 403 for r in rworld.gh.requests) or rworld.gh.rate_remaining > 0
+
+
+def test_llm_refusing_the_request_posts_the_rules_review_once(rworld: RWorld) -> None:
+    """A non-retryable 400 (context too long): no retry storm, the review still goes out once."""
+    pr = open_pr(rworld)
+    rworld.llm.enqueue_fault(400, message="This model's maximum context length is 8192 tokens")
+    review_once_or_dead(rworld, pr, "llm 400 context too long", expect="posted", comments=0)
+    assert len(rworld.llm.requests) == 1
+    [check] = rworld.checks(pr.head_sha)
+    assert "maximum context length" in check["output"]["text"]
+
+
 def test_many_faults_at_once(rworld: RWorld) -> None:
     pr = open_pr(rworld)
     rworld.gh.fail_next(1, 502, PULLS, "GET")
