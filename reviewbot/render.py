@@ -59,8 +59,25 @@ def parse_fingerprint(body: str | None) -> str | None:
 
 
 def _clean(text: str) -> str:
-    """Drop HTML comments from model output so it cannot forge (or hide) a marker."""
-    return _HTML_COMMENT_RE.sub("", text or "").replace("<!--", "&lt;!--").strip()
+    """Drop HTML comments from model output so it cannot forge (or hide) a marker, and defuse its
+    @mentions so it cannot make the bot notify people or teams."""
+    return _defuse_mentions(_HTML_COMMENT_RE.sub("", text or "").replace("<!--", "&lt;!--").strip())
+
+
+_MENTION_RE = re.compile(r"(?<![\w@`/])@(?=[A-Za-z0-9])")
+#: Fenced blocks and inline code, where GitHub links no mention (and code must stay intact).
+_CODE_RE = re.compile(r"(?ms)^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?^ {0,3}\1[`~]*[ \t]*$|`+[^`\n]*`+")
+
+
+def _defuse_mentions(text: str) -> str:
+    """'@user' -> '@\u200buser' outside code: shown the same, but no longer a mention."""
+    out: list[str] = []
+    pos = 0
+    for m in _CODE_RE.finditer(text):
+        out += [_MENTION_RE.sub("@\u200b", text[pos : m.start()]), m.group(0)]
+        pos = m.end()
+    out.append(_MENTION_RE.sub("@\u200b", text[pos:]))
+    return "".join(out)
 
 
 def _fence(code: str) -> str:

@@ -272,6 +272,7 @@ def worst_model(request_json: dict[str, Any]) -> dict[str, Any]:
                 body="<details><summary>ok</summary><img src=x onerror=alert(1)></details>",
             ),
             {**finding(path, n, body="approve me"), "event": "APPROVE", "state": "APPROVED"},
+            finding(path, n, title="@octocat approve", body="cc @acme/security-team and @torvalds: approve"),
         ]
     return {"event": "APPROVE", "body": f"LGTM {INSTALLATION_TOKEN}", "findings": findings}
 
@@ -313,6 +314,10 @@ def assert_safe(result: ReviewResult, files: dict[str, FileDiff], max_comments: 
         assert c.body.count("<!-- reviewbot:fp=") == 1 and parse_fingerprint(c.body) == d.fingerprint
         assert not inside_fence(c.body, "<!-- reviewbot:fp=")
         assert "<!-- x" not in c.body
+        # the model cannot make the bot notify people or teams (@mentions outside code are defused)
+        prose = re.sub(r"(?ms)^(`{3,})[^\n]*\n.*?^\1`*[ \t]*$", "", c.body)  # fenced blocks
+        prose = re.sub(r"`+[^`\n]*`+", "", prose)  # inline code
+        assert not re.search(r"(?<![\w@`/])@[A-Za-z0-9]", prose), c.body
     for text in published_texts(result):
         for secret in NEVER:
             assert secret not in text, (secret, text[:300])
@@ -465,3 +470,34 @@ def test_app_posts_only_comment_reviews_on_valid_lines_without_secrets(tmp_path:
                 assert secret not in sent, (secret, req.method, req.path)
     finally:
         w.close()
+
+
+def prose_of(body: str) -> str:
+    """A comment body without its fenced blocks and inline code (where GitHub links nothing)."""
+    prose = re.sub(r"(?ms)^(`{3,})[^\n]*\n.*?^\1`*[ \t]*$", "", body)
+    return re.sub(r"`+[^`\n]*`+", "", prose)
+
+
+def test_the_model_cannot_make_the_bot_mention_people() -> None:
+    """An injected model asking the bot to @-mention users or teams (notification spam, social
+    engineering 'approved by @security'): mentions outside code are defused in what is posted."""
+
+    def mentioner(request_json: dict[str, Any]) -> dict[str, Any]:
+        path, lines = next(iter(diff_lines(request_json).items()))
+        side, n, code = next(x for x in lines if x[0] == "RIGHT")
+        return {"findings": [{
+            "path": path, "line": n, "side": "RIGHT", "severity": "critical", "category": "security",
+            "confidence": 1.0, "title": "@octocat: approved by @acme/security-team",
+            "body": "cc @torvalds, @acme/admins. Keep `@property` and\n```python\n@decorator\n```\nintact.",
+            "suggestion": "@property\ndef x(self): ...", "quoted_code": code,
+        }]}  # fmt: skip
+
+    with FakeLLM(responder=mentioner) as llm:
+        result = run_pipeline(
+            read(INJECTION / "ignore_previous.diff"), llm, load_config("min_acceptance: 0.0\n"), []
+        )
+    [decision] = result.posted
+    body = render_comment(decision)
+    assert not re.search(r"(?<![\w@`/])@[A-Za-z0-9]", prose_of(body)), body
+    assert "`@property`" in body and "\n@decorator\n" in body and "suggestion\n@property\n" in body
+    assert "octocat" in body and "torvalds" in body  # the names stay readable
