@@ -254,14 +254,26 @@ class _Compiled:
     rule_of_pattern: list[RuleSpec]
 
 
-@lru_cache(maxsize=512)
 def _query(language: str, text: str) -> Query:
     """Compile `text` for `language`, memoised: compiling costs ~1-10 ms a rule and grammar, and
     the same packs are compiled for every review (a Query is immutable; cursors are per run)."""
+    query, error = _compiled_or_error(language, text)
+    if query is None:
+        raise error if error is not None else RuleError(f"cannot compile a query for {language}")
+    return query
+
+
+@lru_cache(maxsize=512)
+def _compiled_or_error(language: str, text: str) -> tuple[Query | None, Exception | None]:
+    """The memo behind `_query`; failures are remembered too (a JavaScript rule that does not
+    compile for the TypeScript grammar would otherwise be compiled again on every review)."""
     lang = grammar(language)
     if lang is None:
-        raise RuleError(f"no grammar installed for {language}")
-    return Query(lang, text)
+        return None, RuleError(f"no grammar installed for {language}")
+    try:
+        return Query(lang, text), None
+    except Exception as exc:  # QueryError, or a bad regex in a #match? predicate
+        return None, exc
 
 
 def source_lines(source: str) -> list[str]:
