@@ -6,6 +6,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY reviewbot ./reviewbot
+# reviewbot/builtin_rules is a link to the top-level rules/ packs: the wheel needs both.
+COPY rules ./rules
 RUN pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim
