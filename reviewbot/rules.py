@@ -16,13 +16,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
 from tree_sitter import Node, Query, QueryCursor, Tree
 
+from reviewbot.config import glob_match
 from reviewbot.languages import SUPPORTED, grammar, language_for_path, matches_language, parser
 from reviewbot.models import SEVERITIES, Candidate, DiffLine, FileDiff, Hunk
 from reviewbot.rulespec import RuleSpec
@@ -145,60 +146,14 @@ def _load_builtin_cached() -> tuple[RuleSpec, ...]:
 # --------------------------------------------------------------------------- path globs
 
 
-@cache
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """gitignore-ish glob: `**` crosses directories, `*` and `?` do not, `[...]` is a class."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif ch == "*":
-            out.append("[^/]*")
-            i += 1
-        elif ch == "?":
-            out.append("[^/]")
-            i += 1
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(ch))
-                i += 1
-            else:
-                body = pattern[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end + 1
-        else:
-            out.append(re.escape(ch))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def _glob_match(path: str, pattern: str) -> bool:
-    """Whether `path` matches `pattern`; a pattern without '/' also matches the file name alone."""
-    path = path.lstrip("/")
-    pattern = pattern.lstrip("/")
-    regex = _glob_regex(pattern)
-    if regex.match(path):
-        return True
-    return "/" not in pattern and regex.match(PurePosixPath(path).name) is not None
-
-
 def path_selected(path: str, globs: Iterable[str]) -> bool:
     """Positive globs include (none: everything), `!glob` entries exclude; exclusion wins."""
     globs = list(globs)
     include = [g for g in globs if not g.startswith("!")]
     exclude = [g[1:] for g in globs if g.startswith("!")]
-    if include and not any(_glob_match(path, g) for g in include):
+    if include and not any(glob_match(g, path) for g in include):
         return False
-    return not any(_glob_match(path, g) for g in exclude)
+    return not any(glob_match(g, path) for g in exclude)
 
 
 # --------------------------------------------------------------------------- matching
