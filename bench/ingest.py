@@ -34,6 +34,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks_md import write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "webhooks"
 SECTION = "## Webhook ingest"
@@ -342,18 +345,6 @@ def render(reports: list[tuple[int, Report]], n: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) only the "Webhook ingest" section; other sections belong to others."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = old.find(SECTION)
-    if start == -1:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[nxt + 1 :] if nxt != -1 else "")
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=1000, help="deliveries to send per run (default 1000)")
@@ -370,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in rep.problems[:10]:
             print("problem:", p, file=sys.stderr)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0 if all(rep.ok for _, rep in reports) else 1
 
 
