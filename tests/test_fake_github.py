@@ -12,6 +12,8 @@ import jwt
 import pytest
 from unidiff import PatchSet
 
+from tests.fakes.clock import ManualClock
+
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.fakes.fake_github import (
         FakeGitHub,
@@ -32,12 +34,7 @@ HEAD = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+Clock = ManualClock
 
 
 @pytest.fixture(scope="module")

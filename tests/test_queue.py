@@ -10,17 +10,12 @@ import pytest
 
 from reviewbot.queue import JobQueue
 from reviewbot.store import Store
+from tests.fakes.clock import ManualClock
 
 
-class Clock:
+class Clock(ManualClock):
     def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+        super().__init__(t)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from reviewbot.queue import JobQueue, iso
 from reviewbot.server import ServerConfigError, create_app
 from reviewbot.store import Store
 from reviewbot.webhooks import sign
+from tests.fakes.clock import ManualClock
 
 SECRET = b"test-webhook-secret"
 REPO = "Codertocat/Hello-World"
@@ -62,12 +63,7 @@ class LiveServer:
         self.sock.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = time.time()
-
-    def __call__(self) -> float:
-        return self.t
+Clock = ManualClock
 
 
 @pytest.fixture

@@ -21,14 +21,9 @@ from reviewbot.metrics import Metrics
 from reviewbot.queue import Job, JobQueue, iso
 from reviewbot.store import Store
 from reviewbot.worker import PermanentJobError, Worker, builtin_handlers, is_paused
+from tests.fakes.clock import ManualClock
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = time.time()
-
-    def __call__(self) -> float:
-        return self.t
+Clock = ManualClock
 
 
 @pytest.fixture
