@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,17 +49,24 @@ def tokens(text: str) -> list[str]:
     """
     out: list[str] = []
     for raw in _WORD.findall(text):
-        if raw.isdigit():
-            continue
-        low = raw.lower()
-        is_identifier = "_" in raw or (any(c.isupper() for c in raw[1:]) and any(c.islower() for c in raw))
-        if is_identifier:
-            out.append("id:" + low)
-            parts = [p.lower() for p in _CAMEL.findall(raw.replace("_", " "))]
-            out.extend(_stem(p) for p in parts if len(p) > 2 and p not in STOPWORDS)
-        elif len(low) > 2 and low not in STOPWORDS:
-            out.append(_stem(low))
+        out.extend(_word_tokens(raw))
     return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_tokens(raw: str) -> tuple[str, ...]:
+    """The tokens of one word. Cached: words repeat across a review and across a long history,
+    and `reviewbot filter` clusters every past review before training (100,000 rows)."""
+    if raw.isdigit():
+        return ()
+    low = raw.lower()
+    is_identifier = "_" in raw or (any(c.isupper() for c in raw[1:]) and any(c.islower() for c in raw))
+    if is_identifier:
+        parts = [p.lower() for p in _CAMEL.findall(raw.replace("_", " "))]
+        return ("id:" + low, *(_stem(p) for p in parts if len(p) > 2 and p not in STOPWORDS))
+    if len(low) > 2 and low not in STOPWORDS:
+        return (_stem(low),)
+    return ()
 
 
 def normalise_claim(text: str) -> str:
@@ -79,18 +86,26 @@ def jaccard(a: str, b: str) -> float:
 
 
 def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
-    """Pairwise tf-idf cosine similarity of `texts` (idf from the texts themselves)."""
-    docs = [Counter(tokens(t)) for t in texts]
+    """Pairwise tf-idf cosine similarity of `texts` (idf from the texts themselves).
+
+    Built with array operations (the filter clusters every past review before training, so this
+    runs thousands of times); tf and idf come from math.log lookups, so the numbers are exactly
+    those of the plain per-token loop.
+    """
+    docs = [tokens(t) for t in texts]
     n = len(docs)
-    df: Counter[str] = Counter()
-    for doc in docs:
-        df.update(doc.keys())
-    index = {tok: i for i, tok in enumerate(sorted(df))}
-    idf = {tok: math.log((1 + n) / (1 + d)) + 1.0 for tok, d in df.items()}
-    mat = np.zeros((n, len(index)), dtype=np.float64)
-    for row, doc in enumerate(docs):
-        for tok, count in doc.items():
-            mat[row, index[tok]] = (1 + math.log(count)) * idf[tok]
+    vocab = sorted({tok for doc in docs for tok in doc})
+    if not vocab:
+        return np.zeros((n, n), dtype=np.float64)
+    index = {tok: i for i, tok in enumerate(vocab)}
+    rows = np.fromiter((r for r, doc in enumerate(docs) for _ in doc), dtype=np.int64)
+    cols = np.fromiter((index[tok] for doc in docs for tok in doc), dtype=np.int64)
+    counts = np.zeros((n, len(vocab)), dtype=np.int64)
+    np.add.at(counts, (rows, cols), 1)
+    df = (counts > 0).sum(axis=0)
+    idf = np.array([math.log((1 + n) / (1 + d)) + 1.0 for d in range(n + 1)])[df]
+    tf = np.array([0.0] + [1 + math.log(c) for c in range(1, int(counts.max()) + 1)])[counts]
+    mat = tf * idf[None, :]
     norms = np.linalg.norm(mat, axis=1)
     norms[norms == 0] = 1.0
     mat /= norms[:, None]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+
+import numpy as np
 
 from reviewbot.dedup import (
     FingerprintIndex,
@@ -11,6 +14,8 @@ from reviewbot.dedup import (
     fingerprints_match,
     jaccard,
     normalise_claim,
+    similarity_matrix,
+    tokens,
 )
 from reviewbot.models import Candidate
 
@@ -102,3 +107,18 @@ def test_one_source_does_not_report_one_issue_twice() -> None:
     b = c("b", "get_user builds the SQL query without a LIMIT: slow on big tables.", source="llm:1")
     assert len(set(clusters_of([a, b]))) == 2
     assert len(set(clusters_of([a, c("copy", a.body, source="llm:1", line=11)]))) == 1
+
+
+def test_similarity_matrix_is_tf_idf_cosine() -> None:
+    """Hand-computed: idf = ln((1+n)/(1+df)) + 1, tf = 1 + ln(count), rows L2-normalised."""
+    sims = similarity_matrix(["cache cache miss", "cache miss", "deadlock", "", "42 the"])
+    n = 5
+    idf_shared = math.log((1 + n) / (1 + 2)) + 1.0  # 'cache' and 'miss' occur in two texts
+    a = np.array([1 + math.log(2), 1.0]) * idf_shared
+    b = np.array([1.0, 1.0]) * idf_shared
+    expected = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    assert sims[0, 1] == sims[1, 0] and abs(sims[0, 1] - expected) < 1e-12
+    assert abs(sims[2, 2] - 1.0) < 1e-12 and sims[0, 2] == 0.0
+    assert (sims[3] == 0).all() and (sims[4] == 0).all()  # no content tokens: similar to nothing
+    assert similarity_matrix(["", "the 7"]).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert tokens("getUserById checks") == ["id:getuserbyid", "get", "user", "check"]
