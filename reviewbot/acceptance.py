@@ -714,11 +714,12 @@ def with_support(
     clusters: Sequence[str] | None = None,
     assessments: Sequence[Assessment | None] | None = None,
 ) -> list[HistoryRow]:
-    """Rows with their cluster support, review source count, cluster and assessment filled in."""
+    """Rows with their cluster support, review source count, cluster and assessment filled in;
+    each row keeps its label weight (a weak label must not train as a full one)."""
     rows = list(rows)
     names = list(clusters) if clusters is not None else [r.cluster for r in rows]
     found = list(assessments) if assessments is not None else [r.assessment for r in rows]
     return [
-        HistoryRow(r.candidate, r.accepted, r.at, s, n, c, a)
+        HistoryRow(r.candidate, r.accepted, r.at, s, n, c, a, r.weight)
         for r, s, n, c, a in zip(rows, support, sources, names, found, strict=True)
     ]

@@ -157,6 +157,18 @@ def test_weak_labels_count_for_less() -> None:
     assert train(strong, load_prior()).score(probe)[0] < train(weak, load_prior()).score(probe)[0]
 
 
+def test_weak_labels_keep_their_weight_through_the_cluster_support_pass() -> None:
+    """`reviewbot filter` runs prepare_history before training; a weak label must stay weak."""
+    from reviewbot.noise import prepare_history
+
+    weak = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}", weight=0.2)
+            for i in range(5)]  # fmt: skip
+    prepared = prepare_history(weak)
+    assert [r.weight for r in prepared] == [0.2] * 5
+    probe = [rule_cand(1, "py-eval-exec", "high")]
+    assert train(prepared, load_prior()).score(probe) == train(weak, load_prior()).score(probe)
+
+
 def test_rule_counts_that_cannot_be_are_rejected() -> None:
     data = json.loads(load_prior().to_json())
     data["rule_counts"] = {"py-eval-exec": [5, 2]}
