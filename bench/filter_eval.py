@@ -63,6 +63,40 @@ def distinct_metrics(posted: Sequence[dict], golden_total: int, n_prs: int) -> d
     }
 
 
+def why_missed(outputs: Sequence[dict], by_id: dict[str, dict], golden_ids: Sequence[str]) -> dict[str, int]:
+    """Each golden issue as hit, or the first reason it was not: where recall goes."""
+    clusters: dict[tuple[str, int, str], list[dict]] = defaultdict(list)
+    for o in outputs:
+        c = by_id[o["id"]]
+        clusters[(c["repo"], c["pr"], o["cluster"])].append(o)
+    of_golden: dict[str, list[list[dict]]] = defaultdict(list)
+    for members in clusters.values():
+        for gid in {by_id[o["id"]]["golden_id"] for o in members} - {None}:
+            of_golden[gid].append(members)
+    covered = {
+        by_id[o["id"]]["golden_id"]
+        for o in outputs
+        if o["decision"] == "post" and by_id[o["id"]]["label"] == "tp"
+    }
+    out: dict[str, int] = defaultdict(int)
+    for gid in golden_ids:
+        groups = of_golden.get(gid, [])
+        own = [o for members in groups for o in members if by_id[o["id"]]["golden_id"] == gid]
+        if gid in covered:
+            key = "hit"
+        elif not groups:
+            key = "raised by no tool"
+        elif any(o["decision"] == "post" for members in groups for o in members):
+            key = "its cluster posted a member about another issue"
+        elif all(o["reason"].startswith("below min_severity") for o in own):
+            key = "all its comments rated below min_severity"
+        else:
+            support = max(len({by_id[o["id"]]["tool"] for o in members}) for members in groups)
+            key = f"scored below the threshold, support {'1-2' if support <= 2 else '3-4' if support <= 4 else '5+'}"
+        out[key] += 1
+    return dict(sorted(out.items()))
+
+
 _PRIORS: dict[str, Any] = {}
 
 
@@ -96,9 +130,35 @@ def evaluate(
     scores = [o["score"] for o in outputs]
     labels = [by_id[o["id"]]["label"] == "tp" for o in outputs]
     posted = [by_id[o["id"]] for o in outputs if o["decision"] == "post"]
-    golden_total = sum(1 for g in golden if (g["repo"], g["pr"]) in eval_prs)
-    out = distinct_metrics(posted, golden_total, len(eval_prs))
+    golden_ids = [g["golden_id"] for g in golden if (g["repo"], g["pr"]) in eval_prs]
+    out: dict[str, Any] = dict(distinct_metrics(posted, len(golden_ids), len(eval_prs)))
     out["auc"] = auc(scores, labels)
+    out["missed"] = why_missed(outputs, by_id, golden_ids)
+    return out
+
+
+def history_cv(
+    settings: FilterSettings, *, cold: bool, cands: list[dict], golden: list[dict]
+) -> dict[str, Any]:
+    """The same protocol inside the history half only: the split for choosing settings.
+
+    Per repo, each of its history PRs is held out in turn; warm = trained on its other history
+    PRs (cold = none), with the leave-repo-out prior. The evaluation half is never read, so a
+    choice made on these numbers leaks nothing into the warm/cold results above.
+    """
+    hist_prs, _ = bench_split(cands)
+    by_id = {c["id"]: c for c in cands}
+    outputs: list[dict] = []
+    for repo, held in sorted(hist_prs):
+        rows = [c for c in cands if (c["repo"], c["pr"]) == (repo, held)]
+        others = {p for p in hist_prs if p[0] == repo and p != (repo, held)}
+        history = [] if cold else bench_history(cands, others)
+        outputs += run_filter([bench_candidate(c) for c in rows], history, settings, prior=_loro_prior(repo))
+    posted = [by_id[o["id"]] for o in outputs if o["decision"] == "post"]
+    golden_ids = [g["golden_id"] for g in golden if (g["repo"], g["pr"]) in hist_prs]
+    out: dict[str, Any] = dict(distinct_metrics(posted, len(golden_ids), len(hist_prs)))
+    out["auc"] = auc([o["score"] for o in outputs], [by_id[o["id"]]["label"] == "tp" for o in outputs])
+    out["missed"] = why_missed(outputs, by_id, golden_ids)
     return out
 
 
@@ -179,8 +239,8 @@ def markdown(d: dict[str, Any]) -> str:
         "## Noise filter",
         "",
         "Reproduce: `.venv/bin/python bench/train_prior.py` (rebuilds `reviewbot/data/prior.json` and",
-        "`bench/reports/prior_training.md`), then `.venv/bin/python bench/filter_eval.py --json",
-        "bench/reports/filter_eval.json --markdown /tmp/section.md` (about 40 s; needs ../shared/data).",
+        "`bench/reports/prior_training.md`), then `.venv/bin/python bench/filter_eval.py --history-cv",
+        "--json bench/reports/filter_eval.json --markdown /tmp/section.md` (about 90 s; needs ../shared/data).",
         "Regression gate: `.venv/bin/python bench/check_filter_regression.py` (also run by",
         "tests/test_filter_cli.py when ../shared is present): fails if warm precision or recall drops more",
         "than 0.05 below `bench/baseline_filter.json`.",
@@ -211,15 +271,43 @@ def markdown(d: dict[str, Any]) -> str:
         f"**Targets (warm, default settings):** precision >= 0.6 {verdict(warm['precision'] >= 0.6)} "
         f"({warm['precision']:.3f}); F1 >= 0.65 {verdict(warm['f1'] >= 0.65)} ({warm['f1']:.3f}); "
         f"F1 above every single tool {verdict(warm['f1'] > best['f1'])} ({warm['f1']:.3f} vs {best_tool} "
-        f"{best['f1']:.3f}). Cold: F1 {cold['f1']:.3f}. No threshold was tuned on this split (0.5 is the",
-        "default; the min_acceptance rows are shown, not used). The filter posts about 1.5 comments per PR at",
-        f"precision ~{warm['precision']:.2f} where the best tool posts {best['posted_per_pr']:.1f} at "
-        f"{best['precision']:.2f}. Recall is the gap. Missed golden issues are mostly (a) merged by dedup",
-        "into a cluster about a neighbouring issue in the same function, (b) raised by one or two tools only",
-        "(low cluster support, the strongest signal) or (c) scored under 0.5. With 39 golden issues one issue",
-        "is 0.026 of recall, so differences under ~0.05 are noise. What would help: semantic similarity for",
-        "dedup (embeddings instead of tf-idf tokens), paths and lines in the candidates (review-bench has",
-        "none, so dedup is text only), and more history per repo (5 PRs here).",
+        f"{best['f1']:.3f}). Cold: F1 {cold['f1']:.3f}. Nothing was tuned or selected on this split (0.5 is",
+        "the default; the min_acceptance rows are shown, not used). The filter posts about 1.5 comments per",
+        f"PR at precision ~{warm['precision']:.2f} where the best tool posts {best['posted_per_pr']:.1f} at "
+        f"{best['precision']:.2f}. Recall is the gap.",
+        "",
+        "**Where recall goes** (each golden issue once, first reason; `missed` in the JSON): warm "
+        + "; ".join(f"{k} {v}" for k, v in warm.get("missed", {}).items())
+        + ".",
+    ]
+    cv = d.get("history_cv")
+    if cv:
+        lines[-1] += (
+            " Inside the history half (history-CV below): "
+            + "; ".join(f"{k} {v}" for k, v in cv["warm"].get("missed", {}).items())
+            + "."
+        )
+        lines += [
+            "",
+            "**Choosing settings without leakage: history-CV** (`--history-cv`). The same protocol run inside",
+            "the history half only: each history PR is held out in turn, the repo layer is trained on the",
+            "repo's other history PRs, the prior is the leave-repo-out one (15 PRs, 39 golden issues). Every",
+            "setting change is judged on these numbers, never on the evaluation half; what was tried and why",
+            "nothing shipped is in `bench/reports/filter_tuning.md`.",
+            "",
+            "| history-CV run | posted/PR | precision | recall | F1 | AUC |",
+            "|---|---:|---:|---:|---:|---:|",
+            *(row(k.replace("_", " "), m) for k, m in cv.items()),
+        ]
+    lines += [
+        "",
+        "**What limits it.** F1 0.65 at precision 0.6 needs recall 0.71, i.e. 28 of the 39 golden issues,",
+        "but only 31 were raised by any tool at all; posting one comment per cluster for every cluster reaches",
+        "28 at precision 0.14. The ranking is the limit: cluster support (how many tools raised it) carries",
+        "almost all the signal (the text model adds little on top: posting every cluster that 5 or more",
+        "tools raised gives the warm numbers exactly), and high-support clusters that are not golden issues (often real remarks the",
+        "golden list lacks) cap precision near 0.65-0.75. With 39 golden issues one issue is 0.026 of",
+        "recall, so differences under ~0.05 are noise on either split.",
         "",
     ]
     sp = d.get("speed")
@@ -248,6 +336,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON here")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing runs")
     parser.add_argument("--markdown", type=Path, help="write the BENCHMARKS.md section here")
+    parser.add_argument(
+        "--history-cv",
+        action="store_true",
+        help="also run leave-one-PR-out CV inside the history half (the split for choosing settings)",
+    )
     args = parser.parse_args()
     if not (SHARED / "review-bench").is_dir():
         print(f"skipped: {SHARED / 'review-bench'} is absent")
@@ -267,14 +360,26 @@ def main() -> int:
         results[f"warm_min_acceptance_{thr}"] = evaluate(
             replace(default, min_acceptance=thr), cold=False, cands=cands, golden=golden
         )
+    if args.history_cv:
+        cv: dict[str, Any] = {
+            "warm": history_cv(default, cold=False, cands=cands, golden=golden),
+            "cold": history_cv(default, cold=True, cands=cands, golden=golden),
+        }
+        for thr in (0.3, 0.4, 0.5, 0.6):
+            cv[f"warm_min_acceptance_{thr}"] = history_cv(
+                replace(default, min_acceptance=thr), cold=False, cands=cands, golden=golden
+            )
+        results["history_cv"] = cv
     if not args.no_speed:
         results["speed"] = speed(cands)
     print("| run | posted/PR | precision | recall | F1 | AUC |")
     print("|---|---:|---:|---:|---:|---:|")
     for key, m in results.items():
-        if key in ("tools", "speed"):
+        if key in ("tools", "speed", "history_cv"):
             continue
         print(f"| filter {key} " + fmt(m))
+    for key, m in results.get("history_cv", {}).items():
+        print(f"| history-CV {key} " + fmt(m))
     for tool, m in results["tools"].items():
         print(f"| tool {tool} " + fmt(m))
     if "speed" in results:
