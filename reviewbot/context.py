@@ -20,6 +20,10 @@ from reviewbot.models import FileDiff, Hunk, HunkContext, Symbol
 
 log = logging.getLogger("reviewbot.context")
 
+#: Python's decorated_definition is captured for its definition (a symbol's lines include its
+#: decorators, so a range query that touches only the decorators must still find the symbol).
+_DECORATED_KINDS = {"function_definition": "function", "class_definition": "class"}
+
 #: Symbol kinds a function nested directly in them turns into a "method".
 _CONTAINERS = frozenset({"class", "struct", "interface", "impl", "trait", "module"})
 
@@ -51,6 +55,7 @@ SYMBOL_QUERIES: dict[str, str] = {
     "python": """
 (function_definition) @def.function
 (class_definition) @def.class
+(decorated_definition) @def.decorated
 """,
     "javascript": _JS_PATTERNS,
     "typescript": _TS_PATTERNS,
@@ -172,10 +177,23 @@ class ParsedFile:
         return any(start <= hi and end >= lo for start, end in self.error_ranges)
 
 
-def parse_file(language: str | None, source: str | bytes, *, tree: Tree | None = None) -> ParsedFile:
-    """Parse (unless `tree` is given) and index a file. Never raises."""
+def parse_file(
+    language: str | None,
+    source: str | bytes,
+    *,
+    tree: Tree | None = None,
+    hunks: Sequence[Hunk] | None = None,
+) -> ParsedFile:
+    """Parse (unless `tree` is given) and index a file. Never raises.
+
+    With `hunks`, symbols are only collected around those hunks (every symbol that contains a
+    line hunk_contexts looks at, so its answers are the same): the symbol query then visits a
+    few subtrees instead of the whole file, which would cost a third of the parse itself.
+    """
     text = source.decode("utf-8", errors="replace") if isinstance(source, bytes) else source
-    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     if lines and lines[-1] == "" and text.endswith("\n"):
         lines.pop()
     parsed = ParsedFile(language=language, lines=lines)
@@ -188,7 +206,8 @@ def parse_file(language: str | None, source: str | bytes, *, tree: Tree | None =
         if tree is None:
             return parsed
         parsed.tree = tree
-        parsed.symbols, parsed.parents = _symbols_from_tree(language, tree)
+        rows = None if hunks is None else _hunk_rows(hunks, len(lines))
+        parsed.symbols, parsed.parents = _symbols_from_tree(language, tree, rows)
         parsed.error_ranges = _error_ranges(tree.root_node)
         parsed.innermost = _innermost_index(parsed.symbols, len(lines))
     except Exception as exc:  # keep the review going with plain context
@@ -216,7 +235,7 @@ def hunk_contexts(
     if file.status == "deleted" or not file.hunks:
         return [HunkContext(file.path, i, file.language, None) for i in range(len(file.hunks))]
     if parsed is None and new_source is not None:
-        parsed = parse_file(file.language, new_source, tree=tree)
+        parsed = parse_file(file.language, new_source, tree=tree, hunks=file.hunks)
     if parsed is not None and not _matches_diff(file, parsed.lines):
         log.info("%s: the source does not match the diff; using plain hunk context", file.path)
         parsed = None
@@ -244,14 +263,41 @@ def numbered_snippet(ctx: HunkContext) -> str:
 # --------------------------------------------------------------------------- internals
 
 
+def _clamped_focus(hunk: Hunk, n: int) -> tuple[int, int]:
+    lo, hi = _focus(hunk)
+    return max(1, min(lo, n)), max(1, min(hi, n))
+
+
+def _hunk_rows(hunks: Sequence[Hunk], n: int) -> list[tuple[int, int]]:
+    """0-based half-open row ranges covering every line _one_context looks up, merged and sorted.
+
+    Those lines are the clamped focus and the changed lines; a symbol that contains any of them
+    intersects the range, so a range query finds it and all the symbols around it.
+    """
+    spans: list[tuple[int, int]] = []
+    for hunk in hunks:
+        lo, hi = _clamped_focus(hunk, n)
+        changed = _changed_lines(hunk)
+        if changed:
+            lo, hi = min(lo, min(changed)), max(hi, max(changed))
+        spans.append((max(0, lo - 2), max(0, hi) + 1))  # one line of slack on each side
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def _one_context(
     file: FileDiff, index: int, hunk: Hunk, parsed: ParsedFile | None, budget: int
 ) -> HunkContext:
     if parsed is None or not parsed.has_tree:
         return _plain(file, index, hunk, budget, parse_error=False)
     n = len(parsed.lines)
-    lo, hi = _focus(hunk)
-    lo, hi = max(1, min(lo, n)), max(1, min(hi, n))
+    lo, hi = _clamped_focus(hunk, n)
     enclosing = parsed.enclosing(lo, hi)
     region = (enclosing.start_line, enclosing.end_line) if enclosing else (lo, hi)
     if parsed.has_error_in(min(region[0], lo), max(region[1], hi)):
@@ -349,15 +395,33 @@ def _matches_diff(file: FileDiff, lines: list[str]) -> bool:
     return checked == 0 or mismatched * 5 <= checked
 
 
-def _symbols_from_tree(language: str, tree: Tree) -> tuple[list[Symbol], list[int]]:
+def _symbols_from_tree(
+    language: str, tree: Tree, rows: Sequence[tuple[int, int]] | None = None
+) -> tuple[list[Symbol], list[int]]:
+    """Symbols (outer before inner) and their parents; with `rows` (0-based half-open row ranges),
+    only the symbols that intersect one of them."""
     query = _query(language)
     if query is None:
         return [], []
-    raw: list[tuple[int, int, str, str]] = []
+    if rows is None:
+        batches = [QueryCursor(query).captures(tree.root_node)]
+    else:
+        batches = []
+        cursor = QueryCursor(query)
+        for first, stop in rows:
+            cursor.set_point_range((first, 0), (stop, 0))
+            batches.append(cursor.captures(tree.root_node))
+    raw: list[tuple[int, int, int, int, str, str]] = []
     seen: set[tuple[int, int]] = set()
-    for capture, nodes in QueryCursor(query).captures(tree.root_node).items():
-        kind = capture.removeprefix("def.")
+    for capture, nodes in (item for captures in batches for item in captures.items()):
+        capture_kind = capture.removeprefix("def.")
         for node in nodes:
+            kind = capture_kind
+            if kind == "decorated":
+                definition = node.child_by_field_name("definition")
+                if definition is None or definition.type not in _DECORATED_KINDS:
+                    continue
+                node, kind = definition, _DECORATED_KINDS[definition.type]
             key = (node.start_byte, node.end_byte)
             if key in seen:
                 continue
@@ -367,13 +431,17 @@ def _symbols_from_tree(language: str, tree: Tree) -> tuple[list[Symbol], list[in
                 start_node = node.parent  # Python: include the decorators
             start = start_node.start_point.row + 1
             end = node.end_point.row + (0 if node.end_point.column == 0 and node.end_point.row > 0 else 1)
-            raw.append((start, max(start, end), kind, _name(language, node)))
-    raw.sort(key=lambda r: (r[0], -r[1]))
+            raw.append((start, max(start, end), node.start_byte, node.end_byte, kind, _name(language, node)))
+    # Outer before inner; equal line ranges by byte span (outer first), never by the order the
+    # captures came in (that depends on the ranges queried).
+    raw.sort(key=lambda r: (r[0], -r[1], r[2], -r[3]))
     found: list[Symbol] = []
     parents: list[int] = []
     stack: list[int] = []
-    for start, end, kind, name in raw:
-        while stack and found[stack[-1]].end_line < start:
+    for start, end, _first_byte, _end_byte, kind, name in raw:
+        # The parent is the nearest symbol that contains this one's lines; one that merely ends
+        # on the line this one starts on (`} function next() {`) is a sibling, not a parent.
+        while stack and not (found[stack[-1]].start_line <= start and found[stack[-1]].end_line >= end):
             stack.pop()
         parent = stack[-1] if stack else -1
         in_container = parent != -1 and found[parent].kind in _CONTAINERS

@@ -384,3 +384,42 @@ def test_property_contexts_never_raise_and_snippets_are_file_lines(
                 assert ctx.snippet.split("\n") == after[first : first + len(ctx.snippet.split("\n"))]
             if ctx.enclosing is not None:
                 assert ctx.enclosing.start_line <= ctx.enclosing.end_line <= len(after)
+
+
+def test_hunk_on_decorators_only_still_finds_the_decorated_function() -> None:
+    """Symbols are only collected around the hunks; a decorator line belongs to its function."""
+    body = "".join(f"    x{i} = {i}\n" for i in range(40))
+    decorators = "@functools.cache\n@a\n@b\n@c\n@d\n@e\n"
+    before = "import functools\n\n\n" + decorators + "def f():\n" + body
+    after = before.replace("@functools.cache", "@functools.lru_cache")
+    (ctx,) = hunk_contexts(diff_of("deco.py", before, after), after)
+    assert ctx.enclosing == Symbol("f", "function", 4, 50)
+    assert ctx.changed_symbols == [Symbol("f", "function", 4, 50)]
+
+
+def test_a_symbol_starting_where_another_ends_is_its_sibling_not_its_child() -> None:
+    source = "class A { m() { return 1; } } function g() {\n  return 2;\n}\n"
+    found = {s.name: s for s in symbols("javascript", source)}
+    assert found["g"].kind == "function" and found["m"].kind == "method"
+
+
+@pytest.mark.shared
+def test_real_prs_contexts_around_the_hunks_equal_contexts_from_every_symbol(shared_data: Path) -> None:
+    """hunk_contexts queries symbols only around the hunks: the same answers as from all of them."""
+    root = shared_data / "real-prs"
+    checked = 0
+    for pr in sorted(p for p in root.iterdir() if (p / "diff.patch").is_file())[::4]:
+        for file in parse_diff((pr / "diff.patch").read_text(encoding="utf-8")):
+            after = pr / "after" / file.path
+            if file.language is None or not file.hunks or not after.is_file():
+                continue
+            source = after.read_text(encoding="utf-8", errors="replace")
+            tree = parse_source(file.language, source.encode("utf-8"))
+            everything = parse_file(file.language, source, tree=tree)
+            around = parse_file(file.language, source, tree=tree, hunks=file.hunks)
+            assert len(around.symbols) <= len(everything.symbols)
+            assert hunk_contexts(file, source, tree=tree) == hunk_contexts(file, source, parsed=everything)
+            reference = hunk_contexts(file, source, parsed=everything)
+            assert hunk_contexts(file, source, parsed=around) == reference
+            checked += 1
+    assert checked > 20
