@@ -336,25 +336,48 @@ class RuleSet:
     # -- running
 
     def matches(
-        self, language: str, tree: Tree, *, rows: tuple[int, int] | None = None, path: str | None = None
+        self,
+        language: str,
+        tree: Tree,
+        *,
+        rows: tuple[int, int] | None = None,
+        path: str | None = None,
+        row_ranges: Sequence[tuple[int, int]] | None = None,
     ) -> list[RuleMatch]:
         """Every @match of the rules for `language` in `tree`, optionally only within `rows`.
 
         `rows` is a 0-based half-open row range; matches intersecting it are returned. When `path`
-        is given, rules whose path globs exclude it are skipped.
+        is given, rules whose path globs exclude it are skipped. `row_ranges` (sorted, disjoint,
+        instead of `rows`): the matches intersecting any of them, each once, in the order one range
+        spanning them all would give for the matches that share a start line (a match spanning
+        two ranges is first met in the earlier one).
         """
         compiled = self.compiled(language)
         if compiled.query is None:
             return []
         cursor = QueryCursor(compiled.query)
-        if rows is not None:
-            cursor.set_point_range((rows[0], 0), (rows[1], 0))
+        if row_ranges is None:
+            if rows is not None:
+                cursor.set_point_range((rows[0], 0), (rows[1], 0))
+            batches = [cursor.matches(tree.root_node)]
+        else:
+            batches = []
+            for first, stop in row_ranges:
+                cursor.set_point_range((first, 0), (stop, 0))
+                batches.append(cursor.matches(tree.root_node))
         out: list[RuleMatch] = []
-        for pattern_index, captures in cursor.matches(tree.root_node):
+        seen: set[tuple[int, tuple[tuple[int, int], ...]]] = set()
+        for pattern_index, captures in (match for batch in batches for match in batch):
             rule = compiled.rule_of_pattern[pattern_index]
             if path is not None and rule.paths and not path_selected(path, rule.paths):
                 continue
-            for node in captures.get(MATCH_CAPTURE, []):
+            nodes = captures.get(MATCH_CAPTURE, [])
+            if row_ranges is not None and len(row_ranges) > 1:
+                key = (pattern_index, tuple((node.start_byte, node.end_byte) for node in nodes))
+                if key in seen:  # met again in a later range
+                    continue
+                seen.add(key)
+            for node in nodes:
                 start, end = _node_lines(node)
                 out.append(RuleMatch(rule=rule, start_line=start, end_line=end))
         return out
@@ -372,12 +395,27 @@ class RuleSet:
             if ts_parser is None:
                 return []
             tree = ts_parser.parse(new_source.encode("utf-8"))
-        lines = source_lines(new_source)
         hunk_of: dict[int, int] = {}
+        spans: list[tuple[int, int]] = []  # per hunk, the rows from its first to its last added line
         for index, hunk in enumerate(file.hunks):
-            for number in hunk.added_line_numbers():
+            numbers = hunk.added_line_numbers()
+            for number in numbers:
                 hunk_of[number] = index
-        found = self.matches(language, tree, rows=(added[0] - 1, added[-1]), path=file.path)
+            if numbers:
+                spans.append((min(numbers) - 1, max(numbers)))
+        ranges: list[tuple[int, int]] = []
+        for first, stop in sorted(spans):
+            if ranges and first <= ranges[-1][1]:
+                ranges[-1] = (ranges[-1][0], max(ranges[-1][1], stop))
+            else:
+                ranges.append((first, stop))
+        # Only the rows around added lines: a file's hunks are often far apart, and the query over
+        # everything between them would cost a fifth of the parse. Same matches as one range from
+        # the first to the last added line, less the ones that overlap no added line anyway.
+        found = self.matches(language, tree, path=file.path, row_ranges=ranges)
+        if not found:
+            return []
+        lines = source_lines(new_source)  # only when something matched: most files match nothing
         candidates: list[Candidate] = []
         seen: set[tuple[str, int]] = set()
         for match in sorted(found, key=lambda m: (m.start_line, m.rule.id)):

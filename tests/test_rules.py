@@ -411,3 +411,33 @@ def test_line_numbers_follow_newlines_only() -> None:
     src = "x = 1\x0c\r\ny = eval(a)\r\n"
     [cand] = RuleSet(rules=[rule()]).run(all_added("a.py", src), src)
     assert (cand.line, cand.quoted_code) == (2, "y = eval(a)")
+
+
+@pytest.mark.shared
+def test_real_prs_matches_around_each_hunk_equal_one_range_over_all_added_lines(shared_data: Path) -> None:
+    """run() queries only the rows of each hunk's added lines; every match that overlaps an added
+    line comes out as from one range spanning them all, in the same order."""
+    from reviewbot.diff import parse_diff
+
+    ruleset = build_ruleset(load_builtin_rules())
+    compared = 0
+    for pr in sorted(p for p in (shared_data / "real-prs").iterdir() if (p / "diff.patch").is_file()):
+        for file in parse_diff((pr / "diff.patch").read_text(encoding="utf-8")):
+            after = pr / "after" / file.path
+            added = sorted(file.added_line_numbers())
+            if file.language is None or not added or not after.is_file():
+                continue
+            ts = parser(file.language)
+            if ts is None or ruleset.compiled(file.language).query is None:
+                continue
+            tree = ts.parse(after.read_bytes())
+            spans = [(min(n) - 1, max(n)) for n in (h.added_line_numbers() for h in file.hunks) if n]
+
+            def on_added(found: list, added: list[int] = added) -> list:
+                return [m for m in found if any(m.start_line <= n <= m.end_line for n in added)]
+
+            one = ruleset.matches(file.language, tree, rows=(added[0] - 1, added[-1]))
+            per_hunk = ruleset.matches(file.language, tree, row_ranges=spans)
+            assert on_added(per_hunk) == on_added(one), (pr.name, file.path)
+            compared += len(on_added(one))
+    assert compared > 0
