@@ -29,9 +29,11 @@ class PromptBudgetError(ValueError):
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 _PUNCT = re.compile(r"[^\sA-Za-z0-9_]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_PUNCT_TO_SPACE = str.maketrans(
-    {c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_" or c.isspace())}
-)
+#: The ASCII characters str.split() splits on (\x1c-\x1f too), and the word characters.
+_SPACE_BYTES = bytes(c for c in range(128) if chr(c).isspace())
+_WORD_BYTES = bytes(c for c in range(128) if chr(c).isalnum() or chr(c) == "_")
+#: Word characters -> b"a", everything else -> b" ": words are then runs of b"a".
+_WORD_MASK = bytes.maketrans(bytes(range(256)), bytes(97 if c in _WORD_BYTES else 32 for c in range(256)))
 
 
 def estimate_tokens(text: str) -> int:
@@ -45,20 +47,50 @@ def estimate_tokens(text: str) -> int:
     """
     if not text:
         return 0
+    return _tokens_from(_token_counts(text))
+
+
+#: What estimate_tokens counts in a text: (characters, non-ASCII characters, word characters,
+#: words, punctuation marks, newlines). Counts of texts joined by whitespace add up, so a request
+#: is estimated from the counts of its parts instead of reading all of its text again.
+_Counts = tuple[int, int, int, int, int, int]
+
+
+def _token_counts(text: str) -> _Counts:
     if text.isascii():
-        # Same counts as the regexes below, with C-speed str methods: punctuation -> spaces, split.
-        non_ascii = 0
-        words = text.translate(_PUNCT_TO_SPACE).split()
-        word_chars = sum(map(len, words))
-        punct = len(text) - word_chars - (len(text) - len("".join(text.split())))
-    else:
-        non_ascii = len(_NON_ASCII.findall(text))
-        found = _WORD.findall(text)
-        words, word_chars, punct = found, len("".join(found)), len(_PUNCT.findall(text))
-    by_chars = (len(text) - non_ascii) / 3.5 + non_ascii
+        # Same counts as the regexes below, from C-speed bytes passes (no list of words built).
+        data = text.encode("ascii")
+        mask = data.translate(_WORD_MASK)
+        word_chars = mask.count(b"a")
+        words = mask.count(b" a") + (mask[:1] == b"a")
+        punct = len(data.translate(None, _SPACE_BYTES)) - word_chars
+        return len(text), 0, word_chars, words, punct, data.count(b"\n")
+    found = _WORD.findall(text)
+    return (
+        len(text),
+        len(_NON_ASCII.findall(text)),
+        len("".join(found)),
+        len(found),
+        len(_PUNCT.findall(text)),
+        text.count("\n"),
+    )
+
+
+def _tokens_from(counts: _Counts) -> int:
+    length, non_ascii, word_chars, words, punct, newlines = counts
+    by_chars = (length - non_ascii) / 3.5 + non_ascii
     # ~ sum(ceil(len(w) / 4)) without a Python loop: rounding up adds 1.5/4 per word on average
-    by_pieces = (word_chars + 1.5 * len(words)) / 4 + punct + text.count("\n")
+    by_pieces = (word_chars + 1.5 * words) / 4 + punct + newlines
     return max(1, math.ceil(max(by_chars, by_pieces)))
+
+
+def _joined_counts(parts: list[_Counts], separator: str) -> _Counts:
+    """The counts of `separator.join(texts)` from the texts' counts (separator: whitespace only)."""
+    sep = _token_counts(separator)
+    gaps = len(parts) - 1
+    return tuple(  # type: ignore[return-value]
+        sum(part[i] for part in parts) + gaps * sep[i] for i in range(len(sep))
+    )
 
 
 _MESSAGE_OVERHEAD = 4  # role + separators per chat message
@@ -192,6 +224,8 @@ _TAG_LOOKALIKE = re.compile(r"<(?=\s*/?\s*(?:diff|context|instructions))", re.IG
 
 def neutralise(text: str) -> str:
     """Defuse anything in untrusted text that looks like one of our block tags (open or close)."""
+    if "<" not in text:  # most code lines: skip the regex (it runs on every line of every PR)
+        return text
     return _TAG_LOOKALIKE.sub("<\u200b", text)
 
 
@@ -236,6 +270,7 @@ class _Unit:
     snippet: tuple[str, str] | None  # (attributes, numbered body) of the context block
     notes: list[str]
     _cost: int | None = None  # units are not changed once built, so their cost is computed once
+    _counts: _Counts | None = None  # estimate_tokens' counts of the body (any 12-hex-digit nonce)
 
     def body(self, nonce: str) -> str:
         out = []
@@ -245,9 +280,15 @@ class _Unit:
         out += [f"<diff-{nonce}{self.attrs}>", self.hunk_header, *self.lines, f"</diff-{nonce}>"]
         return "\n".join(out)
 
+    def counts(self) -> _Counts:
+        # Every nonce is 12 hex digits, one word of the same length: the counts do not depend on it.
+        if self._counts is None:
+            self._counts = _token_counts(self.body("0" * 12))
+        return self._counts
+
     def cost(self) -> int:
         if self._cost is None:
-            self._cost = estimate_tokens(self.body("0" * 12)) + 1
+            self._cost = _tokens_from(self.counts()) + 1
         return self._cost
 
 
@@ -275,10 +316,15 @@ def _snippet_block(path: str, ctx: HunkContext | None) -> tuple[str, str] | None
     if ctx.enclosing is not None:
         where = f' symbol="{_attr(ctx.enclosing.kind)} {_attr(ctx.enclosing.name)}"'
     lines = ctx.snippet.rstrip("\n").split("\n")
+    if "\r" in ctx.snippet:
+        lines = [t.rstrip("\r") for t in lines]
+    if "<" in ctx.snippet:
+        lines = [neutralise(t) for t in lines]
     if start is not None:
-        body = "\n".join(f"{start + i:>8}   {neutralise(t.rstrip(chr(13)))}" for i, t in enumerate(lines))
+        numbers = range(start, start + len(lines))
+        body = "\n".join([f"{n:>8}   {t}" for n, t in zip(numbers, lines, strict=True)])
     else:
-        body = "\n".join(neutralise(t.rstrip(chr(13))) for t in lines)
+        body = "\n".join(lines)
     return f' path="{_attr(path)}"{where}', body
 
 
@@ -380,7 +426,13 @@ def _assemble(system_extra: str, units: list[_Unit], instr_paths: dict[str, list
         {"role": "system", "content": system_prompt(system_extra, nonce)},
         {"role": "user", "content": "\n\n".join(user_parts)},
     ]
-    tokens = sum(estimate_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in messages)
+    # = estimate_tokens of each message, from counts: the units' are known, the rest is short.
+    diff_counts = _joined_counts([u.counts() for u in units], "\n\n")
+    user_counts = _joined_counts(
+        [*map(_token_counts, user_parts[:-2]), diff_counts, _token_counts(user_parts[-1])], "\n\n"
+    )
+    system_tokens = _tokens_from(_token_counts(messages[0]["content"]))
+    tokens = system_tokens + _tokens_from(user_counts) + 2 * _MESSAGE_OVERHEAD
     notes = list(dict.fromkeys(n for u in units for n in u.notes))
     return PromptRequest(messages, paths, tokens, [u.ref for u in units], notes)
 
@@ -421,6 +473,13 @@ def build_requests(
     cur_instr: dict[str, list[str]] = {}
     used = base
     instr_cache: dict[str, list[str]] = {}
+    known_tokens: dict[str, int] = {}  # instructions and paths recur for every unit: estimate once
+
+    def tokens(text: str) -> int:
+        n = known_tokens.get(text)
+        if n is None:
+            n = known_tokens[text] = estimate_tokens(text)
+        return n
 
     def flush() -> None:
         nonlocal current, cur_instr, used
@@ -434,7 +493,7 @@ def build_requests(
         if fd.path not in instr_cache:
             instr_cache[fd.path] = [i for i in dict.fromkeys(instructions_for(fd.path)) if i.strip()]
         path_instr = instr_cache[fd.path]
-        instr_cost = sum(estimate_tokens(i) + 8 for i in path_instr)
+        instr_cost = sum(tokens(i) + 8 for i in path_instr)
         if instr_cost > (max_tokens_per_request - base) // 2:
             raise PromptBudgetError(
                 f"the instructions for {fd.path} take ~{instr_cost} tokens, over half of the "
@@ -446,10 +505,10 @@ def build_requests(
             for unit in _hunk_units(fd.path, index, hunk, by_index.get(index), budget_for_hunk):
                 cost = unit.cost()
                 new_instr = [i for i in path_instr if fd.path not in cur_instr.get(i, [])]
-                extra = sum(estimate_tokens(i) + 8 for i in new_instr) + estimate_tokens(fd.path) + 4
+                extra = sum(tokens(i) + 8 for i in new_instr) + tokens(fd.path) + 4
                 if current and used + cost + extra > max_tokens_per_request:
                     flush()
-                    extra = instr_cost + estimate_tokens(fd.path) + 4
+                    extra = instr_cost + tokens(fd.path) + 4
                 current.append(unit)
                 for i in path_instr:
                     cur_instr.setdefault(i, [])

@@ -296,3 +296,31 @@ def test_fast_ascii_token_estimate_matches_the_regex_count(text: str) -> None:
     by_pieces = (len("".join(words)) + 1.5 * len(words)) / 4 + len(re.findall(r"[^\sA-Za-z0-9_]", text))
     by_pieces += text.count("\n")
     assert estimate_tokens(text) == max(1, math.ceil(max(len(text) / 3.5, by_pieces)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=120), min_size=1, max_size=6), st.sampled_from(["\n\n", "\n", " "]))
+def test_token_counts_of_whitespace_joined_parts_add_up(parts: list[str], separator: str) -> None:
+    """_assemble estimates a request from its parts' counts: exactly estimate_tokens of the whole."""
+    from reviewbot.prompt import _joined_counts, _token_counts, _tokens_from
+
+    joined = separator.join(parts)
+    if not joined:
+        return
+    counts = _joined_counts([_token_counts(p) for p in parts], separator)
+    assert _tokens_from(counts) == estimate_tokens(joined)
+
+
+def test_request_estimate_is_the_estimate_of_its_messages() -> None:
+    """estimated_tokens (computed from the units' counts) = estimate of each message + overhead."""
+    lines = [f"+    value_{i} = compute(<diff-x>{i}, 'ünï')  # note" for i in range(60)]
+    file = make_file("src/a.py", (1, 1, [" def f():", *lines, "-    old()", " return"]))
+    for budget in (12000, 1500, 1100):
+        requests = build_requests(
+            [file], {}, instructions_for=lambda _p: ["Check errors.", "Prefer pathlib."],
+            max_tokens_per_request=budget,
+        )
+        assert requests
+        for req in requests:
+            expected = sum(estimate_tokens(m["content"]) + 4 for m in req.messages)
+            assert req.estimated_tokens == expected
