@@ -23,6 +23,7 @@ DEV_NULL = "/dev/null"
 _PREFIX = re.compile(r"^[abciow12]/")
 #: svn writes "path\t(revision 12)" (unidiff splits at the tab) or, in some tools, "path(working copy)".
 _SVN_SUFFIX = re.compile(r"\s*\((?:revision \d+|working copy|nonexistent)\)$")
+_KINDS = {"+": "added", "-": "deleted", " ": "context"}
 _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 
 
@@ -52,13 +53,20 @@ def parse_diff(text: str) -> list[FileDiff]:
         return []
     # CRLF diffs (whole diff or only some content lines): the \r is not part of the code line.
     normalised = text.replace("\r\n", "\n")
-    tracker = _LineTracker(io.StringIO(normalised))
     patch = _PartialPatchSet.__new__(_PartialPatchSet)
     list.__init__(patch)
     try:
-        patch._parse(iter(tracker), encoding=None, metadata_only=False)
-    except Exception as exc:  # unidiff raises its own error, but also AssertionError/IndexError...
-        raise _located_error(exc, patch, tracker) from exc
+        patch._parse(io.StringIO(normalised), encoding=None, metadata_only=False)
+    except Exception:  # unidiff raises its own error, but also AssertionError/IndexError...
+        # Parse again counting lines to say where it failed (parsing is deterministic; counting
+        # every line of every good diff is not worth it).
+        tracker = _LineTracker(io.StringIO(normalised))
+        patch = _PartialPatchSet.__new__(_PartialPatchSet)
+        list.__init__(patch)
+        try:
+            patch._parse(iter(tracker), encoding=None, metadata_only=False)
+        except Exception as exc:
+            raise _located_error(exc, patch, tracker) from exc
     if not patch:
         first = normalised.lstrip().split("\n", 1)[0][:80]
         raise DiffParseError(f"no unified diff found in the input (it starts with {first!r})")
@@ -300,14 +308,17 @@ def _convert_hunk(h: object, path: str, number: int) -> Hunk:
         new_len=h.target_length,  # type: ignore[attr-defined]
         section=(h.section_header or "").strip(),  # type: ignore[attr-defined]
     )
+    out = hunk.lines
     for line in h:  # type: ignore[attr-defined]
-        kind = {"+": "added", "-": "deleted", " ": "context"}.get(line.line_type)
+        kind = _KINDS.get(line.line_type)
         if kind is None:  # "\ No newline at end of file", trailing blank separators
             continue
-        text = line.value[:-1] if line.value.endswith("\n") else line.value
+        text = line.value
+        if text.endswith("\n"):
+            text = text[:-1]
         if text.endswith("\r"):
             text = text[:-1]
-        hunk.lines.append(DiffLine(kind, text, line.source_line_no, line.target_line_no))  # type: ignore[arg-type]
+        out.append(DiffLine(kind, text, line.source_line_no, line.target_line_no))  # type: ignore[arg-type]
     return hunk
 
 

@@ -60,6 +60,20 @@ class Hunk:
     new_len: int
     section: str = ""
     lines: list[DiffLine] = field(default_factory=list)
+    #: (the lines list it was built from, its length, RIGHT lines, LEFT lines): see has_line
+    _accepted: tuple[list[DiffLine], int, frozenset[int], frozenset[int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def has_line(self, line: int, side: Side = "RIGHT") -> bool:
+        """`line in self.lines_on(side)`, from sets built once per hunk (hunk_for runs for every
+        candidate, anchor and annotation). Rebuilt when `lines` is replaced or changes length;
+        hunks are not edited in place after parsing."""
+        cache = self._accepted
+        if cache is None or cache[0] is not self.lines or cache[1] != len(self.lines):
+            right, left = frozenset(self.right_line_numbers()), frozenset(self.left_line_numbers())
+            cache = self._accepted = (self.lines, len(self.lines), right, left)
+        return line in (cache[2] if side == "RIGHT" else cache[3])
 
     def added_line_numbers(self) -> list[int]:
         return [ln.new_no for ln in self.lines if ln.kind == "added" and ln.new_no is not None]
@@ -92,7 +106,7 @@ class FileDiff:
     def hunk_for(self, line: int, side: Side = "RIGHT") -> Hunk | None:
         """The hunk that contains `line` on `side`, or None when GitHub would reject it."""
         for hunk in self.hunks:
-            if line in hunk.lines_on(side):
+            if hunk.has_line(line, side):
                 return hunk
         return None
 
@@ -105,7 +119,7 @@ class FileDiff:
         if start_line >= line:
             return False
         hunk = self.hunk_for(line, side)
-        return hunk is not None and start_line in hunk.lines_on(side)
+        return hunk is not None and hunk.has_line(start_line, side)
 
     def added_line_numbers(self) -> set[int]:
         return {n for h in self.hunks for n in h.added_line_numbers()}

@@ -18,7 +18,7 @@ from reviewbot.diff import (
     parse_diff,
     unquote_path,
 )
-from reviewbot.models import FileDiff
+from reviewbot.models import DiffLine, FileDiff, Hunk
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = sorted(p for p in (SHARED / "diff-samples").rglob("*") if p.is_file()) if SHARED.is_dir() else []
@@ -365,3 +365,17 @@ def test_property_arbitrary_diffish_text_parses_or_raises_diff_parse_error(
         assert str(exc)
         return
     check_hunk_invariants(files)
+
+
+def test_hunk_line_sets_are_cached_but_follow_changes_to_the_lines() -> None:
+    """FileDiff.accepts answers from per-hunk sets built once; a hunk whose lines grow or are
+    replaced (a hand-built hunk, say) is answered from its new lines."""
+    hunk = Hunk(10, 1, 10, 2, "", [DiffLine("context", "a", 10, 10), DiffLine("added", "b", None, 11)])
+    file = FileDiff("x.py", None, "modified", [hunk])
+    assert file.accepts(11) and not file.accepts(12) and file.accepts(10, "LEFT")
+    assert file.accepts_range(10, 11) and not file.accepts_range(11, 12)
+    hunk.lines.append(DiffLine("added", "c", None, 12))
+    assert file.accepts(12) and file.accepts_range(11, 12)
+    hunk.lines = [DiffLine("deleted", "a", 10, None)]
+    assert not file.accepts(11) and file.accepts(10, "LEFT") and not file.accepts(10)
+    assert hunk == Hunk(10, 1, 10, 2, "", [DiffLine("deleted", "a", 10, None)])  # the cache is not data
