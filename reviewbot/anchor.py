@@ -102,11 +102,8 @@ def _search(quote: list[str], hunks: list[Hunk], line: int | None) -> tuple[Side
     return None
 
 
-def _line_text(fd: FileDiff, line: int, side: Side) -> str | None:
-    """The code at (line, side): a new-file line on RIGHT, an old-file line on LEFT."""
-    hunk = fd.hunk_for(line, side)
-    if hunk is None:
-        return None
+def _line_text(hunk: Hunk, line: int, side: Side) -> str | None:
+    """The code at (line, side) of `hunk`: a new-file line on RIGHT, an old-file line on LEFT."""
     for ln in hunk.lines:
         if side == "RIGHT" and ln.kind != "deleted" and ln.new_no == line:
             return ln.text
@@ -171,12 +168,11 @@ def anchor_candidates(
             continue
         quote = _quote_lines(cand.quoted_code)
         placed: tuple[Side, int, Hunk] | None = None
-        if line is not None and fd.accepts(line, side):
-            hunk = fd.hunk_for(line, side)
-            assert hunk is not None
+        hunk = fd.hunk_for(line, side) if line is not None else None  # None: GitHub rejects it
+        if line is not None and hunk is not None:
             placed = (side, line, hunk)
             # Off-by-a-few: the line is in the diff but the quoted code is elsewhere in the same hunk.
-            if quote and not _matches(_line_text(fd, line, side), quote):
+            if quote and not _matches(_line_text(hunk, line, side), quote):
                 moved = _search(quote, [hunk], line)
                 if moved is not None and (moved[0], moved[1]) != (side, line):
                     placed = moved

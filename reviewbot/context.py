@@ -427,8 +427,9 @@ def _symbols_from_tree(
                 continue
             seen.add(key)
             start_node = node
-            if node.parent is not None and node.parent.type == "decorated_definition":
-                start_node = node.parent  # Python: include the decorators
+            wrapper = node.parent if language == "python" else None
+            if wrapper is not None and wrapper.type == "decorated_definition":
+                start_node = wrapper  # Python: include the decorators
             start = start_node.start_point.row + 1
             end = node.end_point.row + (0 if node.end_point.column == 0 and node.end_point.row > 0 else 1)
             raw.append((start, max(start, end), node.start_byte, node.end_byte, kind, _name(language, node)))
