@@ -345,6 +345,7 @@ def _hunk_units(path: str, index: int, hunk: Hunk, ctx: HunkContext | None, budg
     notes: list[str] = []
     if whole.snippet:
         whole.snippet = None
+        whole._counts = None  # the body changed (NB: `_cost` stays as computed with the snippet)
         notes.append(f"{path} hunk {index + 1}: enclosing-symbol context left out (over the token budget)")
         whole.notes = list(notes)
         if whole.cost() <= budget:
