@@ -269,7 +269,7 @@ class _Unit:
     lines: list[str]
     snippet: tuple[str, str] | None  # (attributes, numbered body) of the context block
     notes: list[str]
-    _cost: int | None = None  # units are not changed once built, so their cost is computed once
+    _cost: int | None = None  # cached; reset together with _counts when the body changes
     _counts: _Counts | None = None  # estimate_tokens' counts of the body (any 12-hex-digit nonce)
 
     def body(self, nonce: str) -> str:
@@ -345,7 +345,7 @@ def _hunk_units(path: str, index: int, hunk: Hunk, ctx: HunkContext | None, budg
     notes: list[str] = []
     if whole.snippet:
         whole.snippet = None
-        whole._counts = None  # the body changed (NB: `_cost` stays as computed with the snippet)
+        whole._counts = whole._cost = None  # the body changed: count and cost it again
         notes.append(f"{path} hunk {index + 1}: enclosing-symbol context left out (over the token budget)")
         whole.notes = list(notes)
         if whole.cost() <= budget:

@@ -324,3 +324,17 @@ def test_request_estimate_is_the_estimate_of_its_messages() -> None:
         for req in requests:
             expected = sum(estimate_tokens(m["content"]) + 4 for m in req.messages)
             assert req.estimated_tokens == expected
+
+
+def test_a_hunk_that_fits_once_its_snippet_is_left_out_stays_whole() -> None:
+    """Dropping the context snippet must re-cost the hunk, not reuse the cost with the snippet."""
+    from reviewbot.models import DiffLine, Hunk, HunkContext
+    from reviewbot.prompt import _hunk_units
+
+    lines = [DiffLine("added", f"value_{i} = compute({i})", None, i) for i in (1, 2, 3)]
+    hunk = Hunk(1, 0, 1, 3, lines=lines)
+    big = HunkContext("app.py", 0, "python", None, snippet="\n".join("y = 1" for _ in range(300)),
+                      snippet_start_line=1)  # fmt: skip
+    bare = _hunk_units("app.py", 0, hunk, None, 10**6)[0].cost()
+    units = _hunk_units("app.py", 0, hunk, big, bare)
+    assert len(units) == 1 and units[0].snippet is None
