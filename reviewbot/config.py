@@ -123,7 +123,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
                 body = pat[i + 1 : j]
                 if body.startswith("!"):
                     body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
+                out.append("[" + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
                 i = j + 1
         elif c == "{":
             j = pat.find("}", i)

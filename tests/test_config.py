@@ -533,3 +533,15 @@ def test_every_yaml_example_in_the_docs_is_valid() -> None:
             load_config(block, filename="docs/configuration.md")
         except ConfigError as exc:  # pragma: no cover - the message is the point
             pytest.fail(f"invalid example in docs/configuration.md:\n{block}\n{exc}")
+
+
+def test_a_bracket_inside_a_glob_class_is_literal_and_warns_nothing() -> None:
+    import warnings
+
+    from reviewbot.config import glob_match
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert glob_match("src/[[x]y.py", "src/[y.py")
+        assert glob_match("src/[[x]y.py", "src/xy.py")
+        assert not glob_match("src/[[x]y.py", "src/zy.py")
