@@ -278,6 +278,10 @@ def _command_pattern(mention: str) -> re.Pattern[str]:
     return pat
 
 
+#: Who may give `@reviewbot` commands: the repo's owner, org members and collaborators.
+COMMAND_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
 def parse_command(body: str, *, mention: str = "reviewbot") -> str | None:
     """The command in a comment body, ignoring quoted lines ('> ...') and fenced code."""
     pat = _command_pattern(mention)
@@ -308,6 +312,10 @@ def _route_issue_comment(action: str, payload: dict[str, Any], mention: str) -> 
     kind = parse_command(_get(comment, "body", str, optional=True) or "", mention=mention)
     if kind is None:
         return Ignore("no command in comment")
+    association = _get(comment, "author_association", str, optional=True)
+    if association is not None and association.upper() not in COMMAND_ASSOCIATIONS:
+        # On a public repo anyone can comment: only people with write access steer the bot.
+        return Ignore(f"command from a user without write access (author_association {association})")
     installation_id = _installation_id(payload)
     if installation_id is None:
         return Ignore("no installation: not a GitHub App delivery")

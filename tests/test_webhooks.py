@@ -328,3 +328,21 @@ def test_fuzz_route_only_raises_payload_error(name: str, data: st.DataObject, bo
         return
     for job in plan(action, event=event, payload=payload if isinstance(payload, dict) else None):
         json.dumps(job.payload)
+
+
+@pytest.mark.parametrize(
+    ("association", "obeyed"),
+    [("OWNER", True), ("MEMBER", True), ("COLLABORATOR", True), ("CONTRIBUTOR", False), ("NONE", False),
+     ("FIRST_TIME_CONTRIBUTOR", False)],
+)  # fmt: skip
+def test_only_people_with_write_access_give_commands(
+    fixtures_dir: Path, association: str, obeyed: bool
+) -> None:
+    """On a public repo anyone can comment; `@reviewbot pause` from a passer-by must do nothing."""
+    payload = load(fixtures_dir, "issue_comment.command_pause")
+    payload["comment"]["author_association"] = association
+    action = route("issue_comment", payload)
+    if obeyed:
+        assert isinstance(action, Command) and action.kind == "pause"
+    else:
+        assert isinstance(action, Ignore) and "write access" in action.reason
