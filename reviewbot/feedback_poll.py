@@ -228,6 +228,19 @@ async def poll_reactions(
 # --------------------------------------------------------------------------- webhook events
 
 
+def _may_give_feedback(comment: Mapping[str, Any], pull_request: Mapping[str, Any]) -> bool:
+    """People with write access, and the PR's author, label our comments; on a public repo a
+    passer-by's reply must not teach the repo's model (GitHub always sends the association; a
+    payload without it is trusted)."""
+    from reviewbot.webhooks import COMMAND_ASSOCIATIONS
+
+    association = comment.get("author_association")
+    if not isinstance(association, str) or association.upper() in COMMAND_ASSOCIATIONS:
+        return True
+    author = (pull_request.get("user") or {}).get("login")
+    return bool(author) and author == (comment.get("user") or {}).get("login")
+
+
 def on_review_comment(
     store: Store,
     payload: Mapping[str, Any],
@@ -245,6 +258,8 @@ def on_review_comment(
         return None
     user = (comment.get("user") or {}).get("login", "")
     if user.lower() in {b.lower() for b in bot_logins} or (comment.get("user") or {}).get("type") == "Bot":
+        return None
+    if not _may_give_feedback(comment, payload.get("pull_request") or {}):
         return None
     reply_id = int(comment["id"])
     remove_labels(store, finding["id"], "reply", comment_id=reply_id)

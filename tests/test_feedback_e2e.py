@@ -456,3 +456,18 @@ async def test_real_github_payloads(shared_data: Path, fake: tuple[FakeGitHub, l
         await handle_event(store, client, "pull_request", json.loads(path.read_text()), now=T0)
     assert sources() == [("untouched", "weak_dismissed")]
     store.close()
+
+
+async def test_replies_count_only_from_write_access_or_the_pr_author(world: World) -> None:
+    """On a public repo anyone can reply; a passer-by's "false positive" must not teach the model."""
+    w = world
+    stranger = w.gh.add_reply(REPO, 1, w.comment[17], "False positive.", user="mallory")
+    stranger["author_association"] = "NONE"
+    author = w.gh.add_reply(REPO, 1, w.comment[18], "Good catch, fixed!", user="dana")
+    author["author_association"] = "CONTRIBUTOR"
+    pr = {"number": 1, "user": {"login": "dana", "type": "User"}}
+    for reply in (stranger, author):
+        payload = _payload({"action": "created", "comment": reply, "pull_request": pr})
+        await handle_event(w.store, w.client, "pull_request_review_comment", payload, now=T0)
+    assert w.labels(17) == []
+    assert w.labels(18) == [("accepted", "reply", 1.0)]
