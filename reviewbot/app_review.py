@@ -46,7 +46,7 @@ from reviewbot.llm import LLMClient, client_from_settings
 from reviewbot.logs import log_context
 from reviewbot.metrics import Metrics
 from reviewbot.models import Decision, FileDiff, ReviewResult
-from reviewbot.pipeline import Change, _reason_kind, review_change
+from reviewbot.pipeline import Change, reason_kind, review_change
 from reviewbot.queue import Job, JobQueue, iso, parse_iso
 from reviewbot.render import (
     ReviewComment,
@@ -135,7 +135,7 @@ def _move_to_suppressed(result: ReviewResult, decision: Decision, reason: str) -
     decision.explore = False
     result.suppressed.append(decision)
     result.funnel.posted = len(result.posted)
-    result.funnel.drop(_reason_kind(reason))
+    result.funnel.drop(reason_kind(reason))
 
 
 def anchored_in(decision: Decision, files: dict[str, FileDiff]) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from reviewbot import context as ctx
+from reviewbot.acceptance import AcceptanceModel
 from reviewbot.config import RepoConfig
 from reviewbot.diff import parse_diff
 from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
@@ -25,7 +26,7 @@ from reviewbot.rules import RuleSet
 
 log = logging.getLogger("reviewbot.pipeline")
 
-#: Past this many changed lines in one file we still run rules but send only its hunks' heads.
+#: A head file larger than this is reviewed from its hunks alone (no parse, context or rules).
 MAX_FILE_BYTES = 1_000_000
 
 
@@ -35,10 +36,6 @@ class LLMPort(Protocol):
     async def review(
         self, requests: list[PromptRequest], files: dict[str, FileDiff], *, source: str = "llm"
     ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]: ...
-
-
-class ScoringModel(Protocol):
-    """What the noise filter needs from an acceptance model (reviewbot.acceptance)."""
 
 
 @dataclass(slots=True)
@@ -96,7 +93,7 @@ async def review_change(
     *,
     config: RepoConfig,
     rules: RuleSet,
-    model: Any,
+    model: AcceptanceModel,
     llm: LLMPort | None = None,
     dismissed_fingerprints: Iterable[str] = (),
     posted_fingerprints: Iterable[str] = (),
@@ -146,7 +143,6 @@ async def review_change(
 
     started = time.perf_counter()
     candidates: list[Candidate] = []
-    symbol_at: dict[str, list[HunkContext]] = contexts
     for file in files:
         source = sources[file.path]
         if source is None:
@@ -184,7 +180,7 @@ async def review_change(
     elif llm is None:
         result.notes.append("no LLM configured: rules only")
 
-    _annotate(candidates, by_path, symbol_at, change)
+    _annotate(candidates, by_path, contexts, change)
 
     note(f"filtering {len(candidates)} candidates")
     started = time.perf_counter()
@@ -205,7 +201,7 @@ async def review_change(
             result.posted.append(decision)
         else:
             result.suppressed.append(decision)
-            result.funnel.drop(_reason_kind(decision.reason))
+            result.funnel.drop(reason_kind(decision.reason))
     result.funnel.posted = len(result.posted)
     result.timings = timer.seconds
     return redact_result(result, secrets)
@@ -216,7 +212,7 @@ def _filter_settings(config: RepoConfig, *, explore: bool) -> FilterSettings:
     return settings if explore else replace(settings, exploration_rate=0.0)
 
 
-def _reason_kind(reason: str) -> str:
+def reason_kind(reason: str) -> str:
     """Group reasons that carry ids or numbers ('duplicate of llm:3') under one funnel key."""
     for prefix in ("duplicate", "below acceptance", "over budget", "below min_severity"):
         if reason.startswith(prefix):

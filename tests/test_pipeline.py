@@ -1,0 +1,59 @@
+"""The pipeline's own decisions: which files it reviews, huge files, the funnel's grouping."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+
+from reviewbot.acceptance import load_prior
+from reviewbot.config import load_config
+from reviewbot.diff import parse_diff
+from reviewbot.pipeline import MAX_FILE_BYTES, Change, reason_kind, review_change, select_files
+from reviewbot.rules import ruleset_from_config
+
+
+def unified(path: str, before: str, after: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+    )
+    return f"diff --git a/{path} b/{path}\n" + "".join(lines)
+
+
+def test_select_files_says_why_each_file_is_not_reviewed() -> None:
+    diff = (
+        unified("app.py", "x = 1\n", "x = 2\n")
+        + unified("package-lock.json", "{}\n", '{"a": 1}\n')
+        + unified("notes.md", "a\n", "b\n")
+        + "diff --git a/logo.png b/logo.png\nindex 1..2 100644\n"
+        + "Binary files a/logo.png and b/logo.png differ\n"
+    )
+    config = load_config("languages: [python]\n")
+    keep, skipped = select_files(parse_diff(diff), config)
+    assert [f.path for f in keep] == ["app.py"]
+    assert skipped == {
+        "package-lock.json": "excluded by paths",
+        "notes.md": "language unknown not enabled",
+        "logo.png": "binary file",
+    }
+
+
+def test_a_huge_head_file_is_reviewed_without_context_and_says_so() -> None:
+    before = "def f(x=[]):\n    return x\n"
+    after = before + "# pad\n" * (MAX_FILE_BYTES // 6 + 10) + "def g(y=[]):\n    return y\n"
+    diff = unified("big.py", before, after)
+    config = load_config(None)
+    result = asyncio.run(
+        review_change(
+            Change(diff, lambda _path: after), config=config, rules=ruleset_from_config(config.rules),
+            model=load_prior(),
+        )  # fmt: skip
+    )
+    assert any("big.py: larger than" in n for n in result.notes)
+    assert result.posted == []  # no parse, so no rule ran on it
+
+
+def test_reason_kind_groups_reasons_that_carry_ids_or_numbers() -> None:
+    assert reason_kind("duplicate of llm:0:3") == "duplicate"
+    assert reason_kind("below acceptance threshold 0.50") == "below acceptance"
+    assert reason_kind("over budget (max_comments=10)") == "over budget"
+    assert reason_kind("dismissed before") == "dismissed before"
