@@ -327,11 +327,7 @@ async def config_texts(gh: GitHubClient, repo: str) -> tuple[str | None, str | N
 
 async def find_bot_review(gh: GitHubClient, repo: str, pr: int, marker: str) -> int | None:
     """Our submitted review whose body carries `marker`, or None."""
-    owner, name = repo.split("/", 1)
-    reviews = await gh._pages(
-        lambda p: gh.rest.pulls.async_list_reviews(owner, name, pr, per_page=100, page=p)
-    )
-    for r in reviews:
+    for r in await gh.list_reviews(repo, pr):
         if r.get("state") != "PENDING" and marker in (r.get("body") or ""):
             return int(r["id"])
     return None
@@ -339,16 +335,7 @@ async def find_bot_review(gh: GitHubClient, repo: str, pr: int, marker: str) -> 
 
 async def is_ancestor(gh: GitHubClient, repo: str, old_sha: str, new_sha: str) -> bool:
     """Whether new_sha descends from old_sha (False after a force-push or for an unknown SHA)."""
-    owner, name = repo.split("/", 1)
-    try:
-        resp = await gh._call(
-            lambda: gh.rest.repos.async_compare_commits(owner, name, f"{old_sha}...{new_sha}", per_page=1)
-        )
-    except GitHubAPIError as e:
-        if e.status in (404, 422):
-            return False
-        raise
-    return resp.json().get("status") in ("ahead", "identical")
+    return await gh.compare_status(repo, old_sha, new_sha) in ("ahead", "identical")
 
 
 async def prefetch_files(

@@ -515,6 +515,29 @@ class GitHubClient:
         return _assemble(files, ["GitHub refused the comparison diff as too large; rebuilt it from "
                                  "the per-file patches."])
 
+    async def list_reviews(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """Every review of the pull request (all pages), as GitHub returns them."""
+        owner, name = _split(repo)
+        return await self._pages(
+            lambda p: self.rest.pulls.async_list_reviews(owner, name, number, per_page=100, page=p)
+        )
+
+    async def compare_status(self, repo: str, base_sha: str, head_sha: str) -> str | None:
+        """GitHub's comparison status of head against base ('ahead', 'behind', 'diverged',
+        'identical'), or None when either commit is unknown to GitHub (404/422)."""
+        owner, name = _split(repo)
+        basehead = f"{base_sha}...{head_sha}"
+        try:
+            resp = await self._call(
+                lambda: self.rest.repos.async_compare_commits(owner, name, basehead, per_page=1)
+            )
+        except GitHubAPIError as e:
+            if e.status in (404, 422):
+                return None
+            raise
+        status = resp.json().get("status")
+        return status if isinstance(status, str) else None
+
     async def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
         """The file's text at `ref` (default branch when None), or None when it is absent there."""
         owner, name = _split(repo)

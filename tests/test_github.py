@@ -177,6 +177,18 @@ async def test_compare_diff_has_only_the_new_push(client: GitHubClient, fake: Fa
     assert only.path == "new.py" and only.added == 1
 
 
+async def test_compare_status_and_list_reviews(client: GitHubClient, fake: FakeGitHub) -> None:
+    reviewed = fake.pulls[(REPO, 1)].head_sha
+    new_head = fake.push(REPO, 1, {"new.py": HEAD["new.py"] + "print('again')\n"})
+    assert await client.compare_status(REPO, reviewed, new_head) == "ahead"
+    assert await client.compare_status(REPO, reviewed, reviewed) == "identical"
+    assert await client.compare_status(REPO, "0" * 40, new_head) is None  # unknown to GitHub
+    assert await client.list_reviews(REPO, 1) == []
+    await client.post_review(REPO, 1, commit_id=new_head, body="summary <!-- run -->", comments=[])
+    (review,) = await client.list_reviews(REPO, 1)
+    assert "<!-- run -->" in review["body"]
+
+
 async def test_get_file_at_ref_and_absent(client: GitHubClient, fake: FakeGitHub) -> None:
     head = fake.pulls[(REPO, 1)].head_sha
     assert await client.get_file(REPO, "new.py", head) == HEAD["new.py"]
