@@ -108,3 +108,26 @@ def test_serve_mounts_the_dashboard_behind_the_admin_token(tmp_path: Path) -> No
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_old_deliveries_and_finished_jobs_are_pruned_live_and_dead_ones_kept(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from reviewbot.retention import prune
+
+    store = Store.open(tmp_path / "rb.db")
+    now = datetime.now(UTC)
+    old, recent = (now - timedelta(days=30)).timestamp(), (now - timedelta(days=1)).timestamp()
+    clock = [old]
+    queue = JobQueue(store, clock=lambda: clock[0])
+    for i, when in enumerate((old, recent)):
+        store.conn.execute(
+            "INSERT INTO deliveries (id, event, received_at) VALUES (?, 'ping', ?)",
+            (f"d{i}", datetime.fromtimestamp(when, UTC).isoformat(timespec="microseconds")),
+        )
+    done, dead, queued = (queue.enqueue("x", {}, dedupe_key=f"k{i}") for i in range(3))
+    for job_id, state in ((done, "done"), (dead, "dead")):
+        store.conn.execute("UPDATE jobs SET state = ? WHERE id = ?", (state, job_id))
+    assert prune(store, now=now) == {"deliveries": 1, "jobs": 1}
+    assert [r[0] for r in store.conn.execute("SELECT id FROM deliveries")] == ["d1"]
+    assert sorted(r[0] for r in store.conn.execute("SELECT id FROM jobs")) == [dead, queued]

@@ -75,13 +75,18 @@ async def feedback_ticker(
     queue: JobQueue, worker: Worker, *, interval: float = FEEDBACK_TICK_SECONDS
 ) -> None:
     """Every `interval` seconds: queue reaction polls for repos with recent bot comments and the
-    retrains that are due (GitHub sends no webhook for reactions). Stops with the worker."""
+    retrains that are due (GitHub sends no webhook for reactions), and prune old deliveries and
+    finished jobs. Stops with the worker."""
     from reviewbot.feedback_poll import schedule_feedback_jobs
+    from reviewbot.retention import prune
 
     while not worker.stopping:
         try:
             with queue.lock:
                 ids = schedule_feedback_jobs(queue.store, queue.enqueue, now=_utcnow())
+                pruned = prune(queue.store, now=_utcnow())
+            if any(pruned.values()):
+                log.info("pruned old rows", extra=pruned)
             for job_id in ids:
                 worker.notify(job_id)
         except Exception:
