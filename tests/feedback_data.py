@@ -7,18 +7,18 @@ rather than from the code under test.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import uvicorn
-
 from reviewbot.feedback import LabelEvent
 from reviewbot.feedback_poll import record_label
 from reviewbot.store import Store
+
+try:
+    from tests.fakes.live_server import LiveServer
+except ImportError:  # tests/ run as a plain folder
+    from fakes.live_server import LiveServer  # type: ignore[no-redef]
 
 REPO = "acme/web"
 OTHER = "acme/api"
@@ -221,20 +221,5 @@ def seed(store: Store) -> None:
 @contextmanager
 def serve(app: object) -> Iterator[str]:
     """Run an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with LiveServer(app) as server:
+        yield server.url

@@ -41,7 +41,7 @@ from reviewbot.webhooks import sign
 from reviewbot.worker import Worker, builtin_handlers
 from tests.fakes.fake_github import FakeGitHub, FakePull, generate_app_key
 from tests.fakes.fake_llm import FakeLLM, diff_lines
-from tests.test_server import LiveServer
+from tests.fakes.live_server import LiveServer
 
 SECRET = b"e2e-webhook-secret"
 REPO = "acme/shop"

@@ -22,9 +22,7 @@ import contextlib
 import copy
 import json
 import random
-import socket
 import string
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -33,7 +31,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -49,6 +46,7 @@ from reviewbot.queue import JobQueue
 from reviewbot.rules import path_selected
 from reviewbot.server import create_app
 from reviewbot.store import Store
+from tests.fakes.live_server import LiveServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PER_CALL_LIMIT = 2.0  # seconds; any single call slower than this is reported as a hang
@@ -623,31 +621,6 @@ def test_fuzz_webhook_random_json_and_signatures(
 
 
 SECRET = b"fuzz-webhook-secret"
-
-
-class LiveServer:
-    """uvicorn on a free loopback port in a thread (the real HTTP edge)."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

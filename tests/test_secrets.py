@@ -35,9 +35,9 @@ from reviewbot.queue import JobQueue
 from reviewbot.server import create_app
 from reviewbot.settings import Settings
 from tests.fakes.fake_llm import diff_lines
+from tests.fakes.live_server import LiveServer
 from tests.test_app_e2e import CONFIG, INSTALLATION, REPO, SECRET, module
 from tests.test_faults import LLM_KEY, RWorld
-from tests.test_server import LiveServer
 
 ADMIN_TOKEN = "admin-secret-token-5b2f9e"
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from prometheus_client import CollectorRegistry
 
@@ -28,39 +27,11 @@ from reviewbot.server import ServerConfigError, create_app
 from reviewbot.store import Store
 from reviewbot.webhooks import sign
 from tests.fakes.clock import ManualClock
+from tests.fakes.live_server import LiveServer
 
 SECRET = b"test-webhook-secret"
 REPO = "Codertocat/Hello-World"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class LiveServer:
-    """Run an ASGI app with uvicorn on 127.0.0.1:<free port> in a background thread."""
-
-    def __init__(self, app) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
 
 
 Clock = ManualClock
