@@ -121,26 +121,40 @@ class World:
         if self.worker is not None:
             self.worker.notify(job_id)
 
+    worker_id = "w-test"
+    poll_interval = 0.1
+
+    def make_queue(self, store: Store) -> JobQueue:
+        return JobQueue(store, lease_seconds=30)
+
+    def make_app(self) -> GitHubApp:
+        return GitHubApp(
+            APP_ID,
+            self.priv,
+            base_url=self.gh.base_url,
+            limits=Limits(write_interval=0, backoff=0.01),
+            on_call=self.metrics.record_github_call,
+        )
+
+    def review_job_handlers(self, store: Store, queue: JobQueue, app: GitHubApp) -> dict[str, Any]:
+        return review_handlers(self.settings(), store, queue=queue, metrics=self.metrics, app=app)
+
     def start_worker(self) -> None:
         """The real Worker with the real handlers (as build_handlers wires them), on its own loop and
-        connection; the App's write spacing is off so the tests do not wait between POSTs."""
+        connection; the App's write spacing is off so the tests do not wait between POSTs. The
+        make_* hooks are what a variant world (tests/test_faults.py) changes."""
         ready = threading.Event()
 
         def main() -> None:
             store = Store.open(self.db)
-            queue = JobQueue(store, lease_seconds=30)
-            settings = self.settings()
-            app = GitHubApp(
-                APP_ID,
-                self.priv,
-                base_url=self.gh.base_url,
-                limits=Limits(write_interval=0, backoff=0.01),
-                on_call=self.metrics.record_github_call,
-            )
+            queue = self.make_queue(store)
+            app = self.make_app()
             handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
-            handlers.update(review_handlers(settings, store, queue=queue, metrics=self.metrics, app=app))
-            self.worker = Worker(queue, handlers, worker_id="w-test", concurrency=2, heartbeat_interval=1,
-                                 poll_interval=0.1, metrics=self.metrics)  # fmt: skip
+            handlers.update(self.review_job_handlers(store, queue, app))
+            self.worker = Worker(
+                queue, handlers, worker_id=self.worker_id, concurrency=2, heartbeat_interval=1,
+                poll_interval=self.poll_interval, metrics=self.metrics,
+            )  # fmt: skip
             ready.set()
             try:
                 asyncio.run(self.worker.run())

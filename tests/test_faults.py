@@ -13,8 +13,6 @@ also the harness of test_secrets.py, test_tenant_isolation.py and test_prompt_in
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,14 +22,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from reviewbot.app_review import ReviewJobHandler, command_notifier
+from reviewbot.app_review import ReviewJobHandler
 from reviewbot.commands.serve_cmd import settings_secrets
 from reviewbot.github import GitHubApp, Limits
 from reviewbot.llm import client_from_settings
 from reviewbot.queue import JobQueue
 from reviewbot.settings import Settings
 from reviewbot.store import Store
-from reviewbot.worker import Worker, builtin_handlers
 from tests.test_app_e2e import APP_ID, CONFIG, INSTALLATION, REPO, World, module, valid_anchor
 
 LLM_KEY = "sk-faults-0123456789abcdefghijklmnopqrstuv"
@@ -82,41 +79,32 @@ class RWorld(World):
             secrets=secrets,
         )
 
-    def start_worker(self) -> None:
-        ready = threading.Event()
+    worker_id = "w-faults"
+    poll_interval = 0.05
 
-        def main() -> None:
-            store = Store.open(self.db)
-            queue = JobQueue(store, lease_seconds=30, backoff_base=0.05, max_attempts=self.max_attempts)
-            app = GitHubApp(
-                APP_ID,
-                self.priv,
-                base_url=self.gh.base_url,
-                timeout=self.gh_timeout,
-                limits=Limits(
-                    write_interval=0,
-                    backoff=0.01,
-                    max_attempts=3,
-                    max_wait=5,
-                    lost_write_grace=3.0,
-                    lost_write_poll=0.25,
-                ),
-                on_call=self.metrics.record_github_call,
-            )
-            handler = self.handler(store, queue, app)
-            handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
-            handlers.update({"review": handler.review, "command.review": handler.command_review})
-            self.worker = Worker(queue, handlers, worker_id="w-faults", concurrency=2, heartbeat_interval=1,
-                                 poll_interval=0.05, metrics=self.metrics)  # fmt: skip
-            ready.set()
-            try:
-                asyncio.run(self.worker.run())
-            finally:
-                store.close()
+    def make_queue(self, store: Store) -> JobQueue:
+        return JobQueue(store, lease_seconds=30, backoff_base=0.05, max_attempts=self.max_attempts)
 
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
-        ready.wait(10)
+    def make_app(self) -> GitHubApp:
+        return GitHubApp(
+            APP_ID,
+            self.priv,
+            base_url=self.gh.base_url,
+            timeout=self.gh_timeout,
+            limits=Limits(
+                write_interval=0,
+                backoff=0.01,
+                max_attempts=3,
+                max_wait=5,
+                lost_write_grace=3.0,
+                lost_write_poll=0.25,
+            ),
+            on_call=self.metrics.record_github_call,
+        )
+
+    def review_job_handlers(self, store: Store, queue: JobQueue, app: GitHubApp) -> dict[str, Any]:
+        handler = self.handler(store, queue, app)
+        return {"review": handler.review, "command.review": handler.command_review}
 
 
 def open_pr(w: World, number: int = 1, bugs: dict[int, str] | None = None) -> Any:
