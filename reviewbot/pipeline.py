@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from reviewbot import context as ctx
 from reviewbot.acceptance import AcceptanceModel
 from reviewbot.config import RepoConfig
-from reviewbot.diff import parse_diff
+from reviewbot.diff import hunk_index_for, parse_diff
 from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
 from reviewbot.noise import FilterSettings, filter_review
 from reviewbot.prompt import PromptRequest, build_requests
@@ -234,10 +234,9 @@ def _annotate(
         if file is None or cand.line is None:
             continue
         cand.language = cand.language or file.language
-        hunk = file.hunk_for(cand.line, cand.side)
-        if hunk is not None:
-            cand.hunk_size = cand.hunk_size or len(hunk.lines)
-            index = file.hunks.index(hunk)
+        index = hunk_index_for(file, cand.line, cand.side)
+        if index is not None:
+            cand.hunk_size = cand.hunk_size or len(file.hunks[index].lines)
             hunk_ctx = contexts.get(file.path, [])
             if index < len(hunk_ctx) and hunk_ctx[index].enclosing is not None and not cand.symbol:
                 cand.symbol = hunk_ctx[index].enclosing.name
