@@ -55,7 +55,7 @@ from reviewbot.render import (
     to_review_comment,
 )
 from reviewbot.rules import RuleError, RuleSet, ruleset_from_config
-from reviewbot.settings import Settings
+from reviewbot.settings import Settings, settings_secrets
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Notify, PermanentJobError, is_paused
 
@@ -814,7 +814,6 @@ def review_handlers(
     def llm_factory(**overrides: Any) -> LLMClient | None:
         return client_from_settings(settings, **overrides)
 
-    from reviewbot.commands.serve_cmd import settings_secrets  # the same list the log filter masks
 
     handler = ReviewJobHandler(
         store, queue.lock, client_for=app.installation_client, llm_factory=llm_factory,

@@ -7,6 +7,7 @@ Secrets are `SecretStr`, so they never show up in a repr, a log line or a traceb
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -223,3 +224,19 @@ def _normalise_pem(text: str) -> str:
     if "\\n" in text and "\n" not in text:
         text = text.replace("\\n", "\n")
     return text.strip() + "\n"
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value in the settings (and the private key's body lines), for the log
+    redaction filter and for redacting what a review publishes."""
+    out: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            out.append(value.get_secret_value())
+    if settings.github_private_key is not None:
+        with contextlib.suppress(Exception):
+            pem, _ = settings.load_private_key()
+            out.append(pem.strip())
+            out.extend(line for line in pem.splitlines() if len(line) >= 40 and "-----" not in line)
+    return out

@@ -23,11 +23,10 @@ import pytest
 from pydantic import SecretStr
 
 from reviewbot.app_review import ReviewJobHandler
-from reviewbot.commands.serve_cmd import settings_secrets
 from reviewbot.github import GitHubApp, Limits
 from reviewbot.llm import client_from_settings
 from reviewbot.queue import JobQueue
-from reviewbot.settings import Settings
+from reviewbot.settings import Settings, settings_secrets
 from reviewbot.store import Store
 from tests.test_app_e2e import APP_ID, CONFIG, INSTALLATION, REPO, World, module, valid_anchor
 

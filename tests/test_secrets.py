@@ -28,12 +28,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from reviewbot.app_review import github_app_from_settings
-from reviewbot.commands.serve_cmd import settings_secrets
 from reviewbot.dashboard import dashboard_router
 from reviewbot.logs import configure_logging
 from reviewbot.queue import JobQueue
 from reviewbot.server import create_app
-from reviewbot.settings import Settings
+from reviewbot.settings import Settings, settings_secrets
 from tests.fakes.fake_llm import diff_lines
 from tests.fakes.live_server import LiveServer
 from tests.test_app_e2e import CONFIG, INSTALLATION, REPO, SECRET, module

@@ -20,12 +20,11 @@ from typing import Any
 
 import typer
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
 from reviewbot.logs import configure_logging
 from reviewbot.metrics import Metrics
 from reviewbot.queue import JobQueue
-from reviewbot.settings import Settings, SettingsError
+from reviewbot.settings import Settings, SettingsError, settings_secrets
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Worker, builtin_handlers
 
@@ -108,21 +107,6 @@ async def run_worker(queue: JobQueue, worker: Worker, *, tick: bool = True) -> N
     finally:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
-
-
-def settings_secrets(settings: Settings) -> list[str]:
-    """Every secret value in the settings, for the log redaction filter."""
-    out: list[str] = []
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            out.append(value.get_secret_value())
-    if settings.github_private_key is not None:
-        with contextlib.suppress(Exception):
-            pem, _ = settings.load_private_key()
-            out.append(pem.strip())
-            out.extend(line for line in pem.splitlines() if len(line) >= 40 and "-----" not in line)
-    return out
 
 
 def _load(overrides: dict[str, Any]) -> Settings:
