@@ -28,19 +28,24 @@ class LocalChange:
 
     def read_head(self, path: str) -> str | None:
         """The file's text at the head revision (or in the working tree), None if absent/binary."""
-        if self.head is None:
-            target = self.repo_path / path
-            if not target.is_file():
-                return None
-            data = target.read_bytes()
-        else:
-            try:
-                data = _git(self.repo_path, "show", f"{self.head}:{path}", binary=True)
-            except LocalRepoError:
-                return None
-        if b"\x00" in data[:8192]:
+        return read_file(self.repo_path, self.head, path)
+
+
+def read_file(repo: Path, rev: str | None, path: str) -> str | None:
+    """`path`'s text at revision `rev` (None: the working tree), or None if absent or binary."""
+    if rev is None:
+        target = repo / path
+        if not target.is_file():
             return None
-        return data.decode("utf-8", errors="replace")
+        data = target.read_bytes()
+    else:
+        try:
+            data = _git(repo, "show", f"{rev}:{path}", binary=True)
+        except LocalRepoError:
+            return None
+    if b"\x00" in data[:8192]:
+        return None
+    return data.decode("utf-8", errors="replace")
 
 
 def _git(repo: Path, *args: str, binary: bool = False) -> bytes:

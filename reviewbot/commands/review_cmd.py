@@ -13,16 +13,15 @@ from typing import Annotated, Any
 import typer
 
 from reviewbot.acceptance import load_prior
-from reviewbot.commands.serve_cmd import settings_secrets
 from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
 from reviewbot.diff import DiffParseError
 from reviewbot.llm import client_from_settings
-from reviewbot.local import LocalChange, LocalRepoError, build_repo_from_dirs, load_change
+from reviewbot.local import LocalChange, LocalRepoError, build_repo_from_dirs, load_change, read_file
 from reviewbot.models import SEVERITIES, ReviewResult, at_least
 from reviewbot.pipeline import Change, review_change
 from reviewbot.report import to_json, to_sarif, to_text
 from reviewbot.rules import RuleError, ruleset_from_config
-from reviewbot.settings import Settings, SettingsError
+from reviewbot.settings import Settings, SettingsError, settings_secrets
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "demo"
 
@@ -42,8 +41,7 @@ def _repo_config(change: LocalChange, config_file: Path | None) -> RepoConfig:
     """--config wins; else `.github/reviewbot.yml` as of the BASE revision (like the App)."""
     if config_file is not None:
         return load_config(config_file.read_text(encoding="utf-8"), filename=str(config_file))
-    base_view = LocalChange(change.repo_path, change.base, change.base, "", change.name)
-    return load_config(base_view.read_head(CONFIG_PATH), filename=CONFIG_PATH)
+    return load_config(read_file(change.repo_path, change.base, CONFIG_PATH), filename=CONFIG_PATH)
 
 
 async def run_local_review(
