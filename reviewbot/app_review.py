@@ -36,7 +36,6 @@ from reviewbot.diff import parse_diff
 from reviewbot.feedback import resolve_outcome
 from reviewbot.github import (
     DiffText,
-    GitHubAPIError,
     GitHubApp,
     GitHubClient,
     GitHubError,
@@ -302,29 +301,6 @@ def acceptance_model(
 # GitHub reads the client does not offer as one call
 
 
-async def config_texts(gh: GitHubClient, repo: str) -> tuple[str | None, str | None]:
-    """(org text, repo text) of the config, both from DEFAULT branches (never the PR head), as
-    `GitHubClient.get_repo_config` reads them, but with the org file read while the repo's default
-    branch is looked up: one round trip less on every review."""
-    owner, _ = repo.split("/", 1)
-
-    async def repo_text() -> str | None:
-        return await gh.get_file(repo, CONFIG_PATH, await gh.get_default_branch(repo))
-
-    async def org_text() -> str | None:
-        if repo == f"{owner}/.github":
-            return None
-        try:
-            return await gh.get_file(f"{owner}/.github", CONFIG_PATH)
-        except GitHubAPIError as e:
-            if e.status in (403, 404):
-                return None
-            raise
-
-    org, text = await asyncio.gather(org_text(), repo_text())
-    return org, text
-
-
 async def find_bot_review(gh: GitHubClient, repo: str, pr: int, marker: str) -> int | None:
     """Our submitted review whose body carries `marker`, or None."""
     for r in await gh.list_reviews(repo, pr):
@@ -455,7 +431,7 @@ class ReviewJobHandler:
             request_marker(req.job_id) if req.force and req.job_id is not None else head_marker(req.head_sha)
         )
         (org_text, repo_text), pull, full, found, on_github = await asyncio.gather(
-            config_texts(gh, req.repo),
+            gh.get_repo_config(req.repo),
             gh.get_pull(req.repo, req.pr),
             gh.get_pull_diff(req.repo, req.pr),
             find_bot_review(gh, req.repo, req.pr, marker),

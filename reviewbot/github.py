@@ -567,16 +567,23 @@ class GitHubClient:
         and a fork PR's files are untrusted.
         """
         owner, _ = _split(repo)
-        default = await self.get_default_branch(repo)
-        repo_text = await self.get_file(repo, CONFIG_PATH, default)
-        org_text: str | None = None
-        if repo != f"{owner}/.github":
+
+        async def repo_text() -> str | None:
+            return await self.get_file(repo, CONFIG_PATH, await self.get_default_branch(repo))
+
+        async def org_text() -> str | None:
+            if repo == f"{owner}/.github":
+                return None
             try:
-                org_text = await self.get_file(f"{owner}/.github", CONFIG_PATH)
+                return await self.get_file(f"{owner}/.github", CONFIG_PATH)
             except GitHubAPIError as e:
-                if e.status not in (403, 404):
-                    raise
-        return org_text, repo_text
+                if e.status in (403, 404):
+                    return None
+                raise
+
+        # The org file is read while the repo's default branch is looked up: one round trip less.
+        org, text = await asyncio.gather(org_text(), repo_text())
+        return org, text
 
     async def list_review_comments(self, repo: str, number: int) -> list[ReviewCommentInfo]:
         owner, name = _split(repo)
