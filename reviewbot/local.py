@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -18,16 +19,28 @@ class LocalRepoError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class LocalChange:
-    """The change under review: its diff and how to read a file as of the head revision."""
+    """The change under review: its diff and how to read a file as of the head revision.
+
+    At a commit, the changed files are read on first use with one `git cat-file --batch` (one
+    `git show` per file cost ~3 s per 1,000 files); the working tree is read from disk.
+    """
 
     repo_path: Path
     base: str
     head: str | None  # None: the working tree
     diff_text: str
     name: str
+    changed_paths: tuple[str, ...] = ()
+    _blobs: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
     def read_head(self, path: str) -> str | None:
         """The file's text at the head revision (or in the working tree), None if absent/binary."""
+        if self.head is None:
+            return read_file(self.repo_path, None, path)
+        if not self._blobs and self.changed_paths:
+            self._blobs.update(read_files(self.repo_path, self.head, self.changed_paths))
+        if path in self._blobs:
+            return self._blobs[path]
         return read_file(self.repo_path, self.head, path)
 
 
@@ -46,6 +59,46 @@ def read_file(repo: Path, rev: str | None, path: str) -> str | None:
     if b"\x00" in data[:8192]:
         return None
     return data.decode("utf-8", errors="replace")
+
+
+def read_files(repo: Path, rev: str, paths: Iterable[str]) -> dict[str, str | None]:
+    """Each path's text at `rev` through one `git cat-file --batch` (None: absent or binary)."""
+    wanted = [path for path in dict.fromkeys(paths) if "\n" not in path]  # the protocol is line-based
+    if not wanted:
+        return {}
+    if shutil.which("git") is None:
+        raise LocalRepoError("git is not installed or not on PATH")
+    request = "".join(f"{rev}:{path}\n" for path in wanted).encode("utf-8", errors="surrogateescape")
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "--batch"], input=request, capture_output=True, check=False
+    )
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", errors="replace").strip()
+        raise LocalRepoError(f"git cat-file --batch: {message or 'failed'}")
+    return dict(zip(wanted, _parse_batch(proc.stdout, len(wanted)), strict=True))
+
+
+def _parse_batch(out: bytes, count: int) -> list[str | None]:
+    """`git cat-file --batch` output: per object a header line, then the content and a newline."""
+    texts: list[str | None] = []
+    pos = 0
+    for _ in range(count):
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split(b" ")
+        pos = end + 1
+        found = len(header) == 3 and len(header[0]) >= 40 and header[2].isdigit()
+        if not found:  # "<name> missing" / "<name> ambiguous": no body follows
+            texts.append(None)
+            continue
+        size = int(header[2])
+        if header[1] != b"blob":  # a submodule's tree, say: not a file we can read
+            pos += size + 1
+            texts.append(None)
+            continue
+        data = out[pos : pos + size]
+        pos += size + 1
+        texts.append(None if b"\x00" in data[:8192] else data.decode("utf-8", errors="replace"))
+    return texts
 
 
 def _git(repo: Path, *args: str, binary: bool = False) -> bytes:
@@ -96,7 +149,14 @@ def load_change(repo_path: str | Path, base: str | None = None, head: str | None
     if head_sha:
         args.append(head_sha)
     diff_text = _git(repo, *args).decode("utf-8", errors="replace")
-    return LocalChange(repo_path=repo, base=base_sha, head=head_sha, diff_text=diff_text, name=repo.name)
+    changed: tuple[str, ...] = ()
+    if head_sha:
+        names = _git(repo, "diff", "--name-only", "-z", "-M", "--diff-filter=d", base_sha, head_sha)
+        changed = tuple(n.decode("utf-8", errors="surrogateescape") for n in names.split(b"\x00") if n)
+    return LocalChange(
+        repo_path=repo, base=base_sha, head=head_sha, diff_text=diff_text, name=repo.name,
+        changed_paths=changed,
+    )
 
 
 def build_repo_from_dirs(target: Path, before: Path, after: Path) -> tuple[str, str]:
