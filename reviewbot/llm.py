@@ -1,35 +1,44 @@
 """LLM adapter: OpenAI-compatible chat completions with retries, fallbacks and bounded concurrency.
 
 Everything comes in as explicit arguments (base URL, key, model, timeouts, limits) — never from the
-environment. The client asks for strict JSON-Schema output first and, when a server (older vLLM,
-Ollama, llama.cpp) answers 400 that it lacks `response_format`, falls back to `json_object` and
-then to prompt-only JSON, remembering the downgrade for its lifetime. Transient failures (429,
-5xx, timeouts, connection errors, garbled bodies) are retried with exponential backoff and jitter,
-honouring Retry-After; a request that still fails is recorded and the rest of the review goes on.
+environment. What the model accepts (temperature, the output-limit parameter, the system role,
+structured output, its context window) comes from a shared `CapsBook` and is learned from the
+server's 400s once per process, race-free. Transient failures (429 rate limits, 5xx, timeouts,
+connection errors, garbled bodies) are retried with exponential backoff and jitter, honouring
+Retry-After, without holding a concurrency slot while waiting. An exhausted quota or a refused key
+fails every request at once with one clear line. The client returns replies; turning them into
+findings is the pipeline's job (reviewbot.replies).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import openai
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from reviewbot.anchor import anchor_candidates
-from reviewbot.models import Candidate, Dropped, FileDiff, LLMUsage
+from reviewbot.llm_caps import (
+    CapsBook,
+    CapsOverrides,
+    ModelCaps,
+    ResponseMode,
+    context_window_in,
+    describe,
+    is_context_overflow,
+    is_output_too_large,
+    output_limit_in,
+)
 from reviewbot.prompt import (
     PromptRequest,
     estimate_tokens,
-    parse_reply_detailed,
     response_format_json_object,
     response_format_json_schema,
 )
@@ -39,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reviewbot.llm")
 
-ResponseMode = Literal["json_schema", "json_object", "none"]
 _DOWNGRADE: dict[ResponseMode, ResponseMode] = {"json_schema": "json_object", "json_object": "none"}
 
 
@@ -48,12 +56,26 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 class LLMError(Exception):
-    """A request the LLM server refused or that kept failing after every retry."""
+    """A request the LLM server refused or that kept failing after every retry.
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    `fatal`: no request of this client can succeed (quota exhausted, key refused, unknown model).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, fatal: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.fatal = fatal
+
+
+class ContextOverflow(LLMError):
+    """The server refused the request as longer than the model's window: split it and retry."""
+
+    def __init__(self, message: str, *, window: int | None) -> None:
+        super().__init__(message, status=400)
+        self.window = window
 
 
 class _Transient(Exception):
@@ -71,6 +93,11 @@ class LLMReply:
     attempts: int = 1
     usage_estimated: bool = False  # the server sent no usage; tokens are our estimate
     finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The server cut the reply at the output limit (its JSON is likely unfinished)."""
+        return self.finish_reason == "length"
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -110,7 +137,46 @@ def _retry_after_of(exc: BaseException, now: datetime) -> float | None:
     return parse_retry_after(headers.get("retry-after"), now)
 
 
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    """The `code` (or `type`) of an OpenAI-shaped error body, if any."""
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            for key in ("code", "type"):
+                value = inner.get(key)
+                if isinstance(value, str):
+                    return value
+    return getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), str) else None
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    return f"{exc.message} {json.dumps(exc.body) if exc.body is not None else ''}"
+
+
+def _fatal_reason(exc: BaseException) -> str | None:
+    """One line saying why no request can succeed, or None when this failure is per-request."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    code = _error_code(exc)
+    # OpenAI's 429 insufficient_quota: retrying does not refill an account
+    # (https://platform.openai.com/docs/guides/error-codes/api-errors).
+    if exc.status_code == 429 and (code == "insufficient_quota" or "quota" in exc.message.lower()):
+        return f"the LLM account is out of quota (HTTP 429 {code or 'quota'}): check its plan and billing"
+    if exc.status_code == 401:
+        return "the LLM server refused the API key (HTTP 401): check REVIEWBOT_LLM_API_KEY"
+    if exc.status_code == 403:
+        return f"the LLM server denied access (HTTP 403: {exc.message[:120]}): check the key's permissions"
+    if exc.status_code == 404 and ("model" in exc.message.lower() or code == "model_not_found"):
+        return f"the LLM server does not know this model (HTTP 404: {exc.message[:120]})"
+    if exc.status_code == 404 and "deployment" in exc.message.lower():  # Azure DeploymentNotFound
+        return f"the Azure deployment does not exist (HTTP 404: {exc.message[:120]})"
+    return None
+
+
 def _is_retryable(exc: BaseException) -> bool:
+    if _fatal_reason(exc) is not None:
+        return False
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return isinstance(exc, openai.APIConnectionError | _Transient)  # includes APITimeoutError
@@ -126,11 +192,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-def _rejects_response_format(exc: BaseException) -> bool:
-    """A 400/422 that says the server lacks response_format / json_schema support."""
+def _refusal(exc: BaseException) -> str | None:
+    """The lower-cased text of a 400/422 (a server refusing something in the request), else None."""
     if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
-        return False
-    text = f"{exc.message} {exc.body}".lower()
+        return None
+    return _error_text(exc).lower()
+
+
+def _rejects_response_format(text: str) -> bool:
     return any(
         k in text
         for k in (
@@ -144,11 +213,10 @@ def _rejects_response_format(exc: BaseException) -> bool:
     )
 
 
-def _rejects_param(exc: BaseException, name: str) -> bool:
-    """A 400/422 saying the request parameter `name` is unsupported (OpenAI reasoning models...)."""
-    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+def _rejects_param(text: str, name: str) -> bool:
+    """The refusal says request parameter `name` is unsupported (OpenAI reasoning models...)."""
+    if is_output_too_large(text) or is_context_overflow(text, None):
         return False
-    text = f"{exc.message} {exc.body}".lower()
     return (
         f"'{name}'" in text
         or f'"{name}"' in text
@@ -157,12 +225,36 @@ def _rejects_param(exc: BaseException, name: str) -> bool:
     )
 
 
+def _rejects_role(text: str, role: str) -> bool:
+    """OpenAI (o1-mini): "Unsupported value: 'messages[0].role' does not support 'system' with this
+    model."; servers without the developer role: "Unexpected role 'developer'" / "invalid role"."""
+    return f"'{role}'" in text and ("role" in text) and any(
+        k in text for k in ("does not support", "unsupported", "unexpected", "invalid", "not supported")
+    )
+
+
+def adapt_messages(messages: list[dict[str, str]], role: str) -> list[dict[str, str]]:
+    """The messages with the system message sent as `role` (user: prepended to the first user turn)."""
+    if role == "system" or not messages or messages[0].get("role") != "system":
+        return messages
+    if role == "developer":
+        return [{"role": "developer", "content": messages[0]["content"]}, *messages[1:]]
+    rest = list(messages[1:])
+    if rest and rest[0].get("role") == "user":
+        rest[0] = {"role": "user", "content": messages[0]["content"] + "\n\n" + rest[0]["content"]}
+        return rest
+    return [{"role": "user", "content": messages[0]["content"]}, *rest]
+
+
 class LLMClient:
-    """Reviews prompts against one OpenAI-compatible endpoint.
+    """Sends prompts to one model of one OpenAI-compatible endpoint and returns the replies.
 
     `timeout` bounds one HTTP attempt, `total_timeout` bounds a request including retries and
-    waits; `max_attempts` counts the first try. Use `async with` or call `aclose()`. One client
-    per event loop (its HTTP pool and semaphore belong to the loop that first uses them).
+    waits; `max_attempts` counts the first try. `caps` is the process's CapsBook (what each model
+    accepts; a fresh one when None). `extra_body` is merged into every request body (Ollama
+    `options.num_ctx`, vLLM guided-decoding options). `api_version` switches to Azure OpenAI's
+    deployment URLs and `api-key` header. Use `async with` or call `aclose()`. One client per event
+    loop (its HTTP pool and semaphore belong to the loop that first uses them).
     """
 
     def __init__(
@@ -179,7 +271,10 @@ class LLMClient:
         backoff_max: float = 30.0,
         temperature: float | None = 0.0,
         max_output_tokens: int | None = None,
-        response_mode: ResponseMode = "json_schema",
+        response_mode: ResponseMode | None = None,
+        caps: CapsBook | None = None,
+        extra_body: dict[str, Any] | None = None,
+        api_version: str | None = None,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be >= 1")
@@ -191,20 +286,35 @@ class LLMClient:
         self.backoff_max = backoff_max
         self.temperature = temperature
         self.max_output_tokens = max_output_tokens
-        self.response_mode: ResponseMode = response_mode
-        self._send_temperature = True
-        self._max_tokens_param = "max_tokens"
+        self.extra_body = dict(extra_body or {})
+        self.server = (base_url or OPENAI_BASE_URL) + (f"?api-version={api_version}" if api_version else "")
+        self.book = caps if caps is not None else CapsBook()
+        if response_mode is not None:
+            self.book.learn(self.server, model, f"response format {response_mode} (configured)",
+                            response_mode=response_mode)  # fmt: skip
         self.max_concurrency = max_concurrency
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._fatal: str | None = None
         # Keyless local servers (Ollama, llama.cpp) ignore the header; the client insists on a key.
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url or OPENAI_BASE_URL,
-            api_key=api_key or "no-key",
-            organization=None,
-            project=None,
-            timeout=timeout,
-            max_retries=0,
-        )
+        self._client: openai.AsyncOpenAI
+        if api_version:
+            # Azure: /openai/deployments/{model}/chat/completions?api-version=..., `api-key` header.
+            self._client = openai.AsyncAzureOpenAI(
+                azure_endpoint=base_url or "",
+                api_version=api_version,
+                api_key=api_key or "no-key",
+                timeout=timeout,
+                max_retries=0,
+            )
+        else:
+            self._client = openai.AsyncOpenAI(
+                base_url=base_url or OPENAI_BASE_URL,
+                api_key=api_key or "no-key",
+                organization=None,
+                project=None,
+                timeout=timeout,
+                max_retries=0,
+            )
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -215,138 +325,199 @@ class LLMClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    # ---------------------------------------------------------------------------- capabilities
+    @property
+    def caps(self) -> ModelCaps:
+        """What this model accepts, as known right now."""
+        return self.book.get(self.server, self.model)
+
+    @property
+    def response_mode(self) -> ResponseMode:
+        return self.caps.response_mode
+
+    def output_limit(self, caps: ModelCaps | None = None) -> int:
+        limit = (caps or self.caps).output_limit()
+        return min(limit, self.max_output_tokens) if self.max_output_tokens is not None else limit
+
+    def prompt_budget(self, configured: int) -> int:
+        """Prompt tokens a request may carry: `configured` (prompt + completion) and the model's
+        window, each minus the output limit we send."""
+        caps = self.caps
+        out = self.output_limit(caps)
+        budget = configured - min(out, configured // 2)  # the output limit counts, up to half
+        if caps.context_window is not None:
+            budget = min(budget, caps.context_window - out)
+        return max(1, budget)
+
+    def learned(self) -> list[str]:
+        """What the server taught us about the model (this process), in order."""
+        return self.book.learned(self.server, self.model)
+
+    def describe_model(self) -> str:
+        return f"{self.model}: {describe(self.caps)}"
+
     # ------------------------------------------------------------------------- one request
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = _retry_after_of(exc, datetime.now(UTC)) if exc else None
-        if retry_after is not None:
-            return retry_after
-        cap = min(self.backoff_max, self.backoff_base * (2 ** (state.attempt_number - 1)))
-        return cap / 2 + random.uniform(0, cap / 2)  # exponential, jittered within [cap/2, cap]
-
-    def _stop(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.max_attempts:
-            return True
-        elapsed = state.seconds_since_start or 0.0
-        return elapsed + (state.upcoming_sleep or 0.0) > self.total_timeout
-
-    def _before_sleep(self, label: str) -> Any:
-        def hook(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            why = _describe(exc) if exc else "?"
-            ra = _retry_after_of(exc, datetime.now(UTC)) if exc else None
-            note = " (Retry-After honoured)" if ra is not None else ""
-            log.warning(
-                "LLM %s: %s; retry %d/%d in %.2f s%s",
-                label,
-                why,
-                state.attempt_number + 1,
-                self.max_attempts,
-                state.upcoming_sleep,
-                note,
-            )
-
-        return hook
-
-    def _payload(self, request: PromptRequest, mode: ResponseMode) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"model": self.model, "messages": request.messages}
-        if self.temperature is not None and self._send_temperature:
+    def _payload(self, request: PromptRequest, caps: ModelCaps) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": adapt_messages(request.messages, caps.system_role),
+        }
+        if self.temperature is not None and caps.temperature:
             kwargs["temperature"] = self.temperature
-        if self.max_output_tokens is not None:
-            kwargs[self._max_tokens_param] = self.max_output_tokens
-        if mode == "json_schema":
-            kwargs["response_format"] = response_format_json_schema()
-        elif mode == "json_object":
+        kwargs[caps.token_param] = self.output_limit(caps)
+        if caps.response_mode == "json_schema":
+            kwargs["response_format"] = response_format_json_schema(schema=request.schema)
+        elif caps.response_mode == "json_object":
             kwargs["response_format"] = response_format_json_object()
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
         return kwargs
 
-    async def _attempt(self, request: PromptRequest, label: str) -> tuple[Any, int]:
-        """One HTTP call, downgrading response_format on the spot when the server rejects it."""
-        attempts = 0
-        while True:
-            mode = self.response_mode
-            attempts += 1
+    def _learn(self, what: str, label: str, why: str, **changes: Any) -> None:
+        if self.book.learn(self.server, self.model, what, **changes):
+            log.warning("LLM %s: %s (%s); remembered for this model", label, what, why[:200])
+
+    def _adapt(self, exc: openai.APIStatusError, sent: dict[str, Any], caps: ModelCaps, label: str) -> bool:
+        """Learn from a refusal of something this request sent; True when a retry can succeed.
+
+        Race-free: whichever concurrent request hears the refusal first updates the shared caps,
+        and every request whose payload carried the refused thing retries with the current caps.
+        """
+        text = _refusal(exc)
+        if text is None:
+            return False
+        why = _describe(exc)
+        overflow = is_context_overflow(text, None)
+        if "response_format" in sent and _rejects_response_format(text) and not overflow:
+            mode = caps.response_mode
+            nxt = _DOWNGRADE[mode] if mode != "none" else "none"
+            self._learn(f"no response_format {mode}: using {nxt}", label, why, response_mode=nxt)
+            return True
+        if "temperature" in sent and _rejects_param(text, "temperature"):
+            self._learn("temperature not supported: not sent", label, why, temperature=False)
+            return True
+        if "max_tokens" in sent and _rejects_param(text, "max_tokens"):
+            self._learn("max_tokens not supported: using max_completion_tokens", label, why,
+                        token_param="max_completion_tokens")  # fmt: skip
+            return True
+        if "max_completion_tokens" in sent and _rejects_param(text, "max_completion_tokens"):
+            self._learn("max_completion_tokens not supported: using max_tokens", label, why,
+                        token_param="max_tokens")  # fmt: skip
+            return True
+        role = sent["messages"][0].get("role") if sent.get("messages") else None
+        if role in ("system", "developer") and _rejects_role(text, role):
+            fallback = "user"
+            self._learn(f"no {role} role: instructions sent in the user message", label, why,
+                        system_role=fallback)  # fmt: skip
+            return True
+        if is_output_too_large(text):
+            sent_limit = int(sent.get(caps.token_param) or caps.max_output_tokens)
+            limit = output_limit_in(text) or max(256, sent_limit // 2)
+            window = context_window_in(text)
+            if window is not None and window != caps.context_window:
+                self._learn(f"context window {window} tokens", label, why, context_window=window)
+            if limit < sent_limit:
+                self._learn(f"output limit {limit} tokens", label, why, max_output_tokens=limit)
+            return self.output_limit() < sent_limit
+        return False
+
+    async def _send(self, request: PromptRequest, label: str) -> Any:
+        """One answered HTTP call, adapting to what the server refuses (at most a few times)."""
+        for _ in range(8):
             try:
-                resp = await self._client.chat.completions.create(**self._payload(request, mode))
+                async with self._semaphore:
+                    caps = self.caps  # read once the slot is ours: what others learned meanwhile
+                    payload = self._payload(request, caps)
+                    resp = await self._client.chat.completions.create(**payload)
             except openai.APIStatusError as exc:
-                if mode != "none" and _rejects_response_format(exc):
-                    nxt = _DOWNGRADE[mode]
-                    if self.response_mode == mode:  # first request to notice: downgrade for everyone
-                        self.response_mode = nxt
-                        log.warning(
-                            "LLM %s: server rejected response_format=%s (%s); falling back to %s "
-                            "for this client",
-                            label,
-                            mode,
-                            _describe(exc),
-                            nxt,
-                        )
+                if self._adapt(exc, payload, caps, label):
                     continue
-                if self._drop_unsupported_param(exc, label):
-                    continue
+                text = _refusal(exc)
+                if text is not None and is_context_overflow(text, _error_code(exc)):
+                    window = context_window_in(_error_text(exc))
+                    if window is not None and window != caps.context_window:
+                        self._learn(f"context window {window} tokens", label, _describe(exc),
+                                    context_window=window)  # fmt: skip
+                    if window is not None and request.estimated_tokens + self.output_limit() <= window:
+                        continue  # a smaller output limit makes it fit: same request again
+                    raise ContextOverflow(
+                        f"{label} is longer than the model's context window: {_describe(exc)}",
+                        window=window,
+                    ) from exc
                 raise
             if isinstance(resp, str) or not getattr(resp, "choices", None):
                 body = resp if isinstance(resp, str) else repr(resp)
                 raise _Transient(f"malformed response body (not a chat completion): {body[:120]!r}")
-            return resp, attempts
+            return resp
+        raise LLMError(f"{label}: the server kept refusing the request's parameters", status=400)
 
-    def _drop_unsupported_param(self, exc: openai.APIStatusError, label: str) -> bool:
-        """Reasoning models refuse `temperature` and want `max_completion_tokens`: adapt once."""
-        if self.temperature is not None and self._send_temperature and _rejects_param(exc, "temperature"):
-            self._send_temperature = False
-            log.warning(
-                "LLM %s: server rejected temperature (%s); not sending it any more", label, _describe(exc)
-            )
-            return True
-        if (
-            self.max_output_tokens is not None
-            and self._max_tokens_param == "max_tokens"
-            and _rejects_param(exc, "max_tokens")
-        ):
-            self._max_tokens_param = "max_completion_tokens"
-            log.warning(
-                "LLM %s: server rejected max_tokens (%s); using max_completion_tokens", label, _describe(exc)
-            )
-            return True
-        return False
+    def _wait_for(self, exc: BaseException, attempt: int) -> tuple[float, bool]:
+        """(seconds to wait before the next attempt, whether Retry-After said so)."""
+        retry_after = _retry_after_of(exc, datetime.now(UTC))
+        if retry_after is not None:
+            return retry_after, True
+        cap = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return cap / 2 + random.uniform(0, cap / 2), False  # exponential, jittered in [cap/2, cap]
 
     async def complete(self, request: PromptRequest, *, label: str = "request") -> LLMReply:
-        """Send one prompt; retry transient failures; raise LLMError when it cannot be answered."""
+        """Send one prompt; retry transient failures; raise LLMError when it cannot be answered.
+
+        Raises ContextOverflow when the request is longer than the model's window (the caller
+        splits it). Waits between attempts hold no concurrency slot.
+        """
+        if self._fatal is not None:
+            raise LLMError(f"{label} not sent: {self._fatal}", fatal=True)
         attempts = 0
         started = time.monotonic()
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_retryable),
-            wait=self._wait,
-            stop=self._stop,
-            before_sleep=self._before_sleep(label),
-            reraise=True,
-        )
-        try:
-            async with self._semaphore:
-                async for attempt in retrying:
-                    with attempt:
-                        attempts += 1
-                        resp, _ = await self._attempt(request, label)
-        except openai.APIStatusError as exc:
-            retryable = _is_retryable(exc)
-            retry_after = _retry_after_of(exc, datetime.now(UTC))
-            why = ""
-            if retryable and retry_after is not None and attempts < self.max_attempts:
-                why = f" (Retry-After {retry_after:.0f} s exceeds the {self.total_timeout:.0f} s time budget)"
-            raise LLMError(
-                f"{label} failed after {attempts} attempt(s) in {time.monotonic() - started:.1f} s: "
-                f"{_describe(exc)}{why}",
-                status=exc.status_code,
-                retryable=retryable,
-            ) from exc
-        except (openai.APIConnectionError, _Transient) as exc:
-            raise LLMError(
-                f"{label} failed after {attempts} attempt(s) in {time.monotonic() - started:.1f} s: "
-                f"{_describe(exc)}",
-                retryable=True,
-            ) from exc
-        except openai.OpenAIError as exc:
-            raise LLMError(f"{label} failed: {_describe(exc)}") from exc
+        while True:
+            attempts += 1
+            try:
+                resp = await self._send(request, label)
+                break
+            except LLMError:
+                raise
+            except (openai.APIStatusError, openai.APIConnectionError, _Transient) as exc:
+                fatal = _fatal_reason(exc)
+                if fatal is not None:
+                    if self._fatal is None:
+                        self._fatal = fatal
+                        log.error("LLM: %s", fatal)
+                    raise LLMError(f"{label} failed: {fatal}", status=getattr(exc, "status_code", None),
+                                   fatal=True) from exc  # fmt: skip
+                retryable = _is_retryable(exc)
+                elapsed = time.monotonic() - started
+                status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+                if not retryable or attempts >= self.max_attempts:
+                    raise LLMError(
+                        f"{label} failed after {attempts} attempt(s) in {elapsed:.1f} s: {_describe(exc)}",
+                        status=status,
+                        retryable=retryable,
+                    ) from exc
+                wait, honoured = self._wait_for(exc, attempts)
+                if elapsed + wait > self.total_timeout:
+                    why = (
+                        f" (Retry-After {wait:.0f} s exceeds the {self.total_timeout:.0f} s time budget)"
+                        if honoured
+                        else f" (the {self.total_timeout:.0f} s time budget is spent)"
+                    )
+                    raise LLMError(
+                        f"{label} failed after {attempts} attempt(s) in {elapsed:.1f} s: "
+                        f"{_describe(exc)}{why}",
+                        status=status,
+                        retryable=True,
+                    ) from exc
+                log.warning(
+                    "LLM %s: %s; retry %d/%d in %.2f s%s",
+                    label,
+                    _describe(exc),
+                    attempts + 1,
+                    self.max_attempts,
+                    wait,
+                    " (Retry-After honoured)" if honoured else "",
+                )
+                await asyncio.sleep(wait)  # no concurrency slot is held while waiting
+            except openai.OpenAIError as exc:
+                raise LLMError(f"{label} failed: {_describe(exc)}") from exc
         choice = resp.choices[0]
         text = choice.message.content or ""
         usage = getattr(resp, "usage", None)
@@ -356,7 +527,7 @@ class LLMClient:
         else:
             prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens or 0
         if choice.finish_reason == "length":
-            log.warning("LLM %s: reply truncated at the output token limit (finish_reason=length)", label)
+            log.warning("LLM %s: reply cut at the output limit (finish_reason=length)", label)
         return LLMReply(
             text=text,
             prompt_tokens=prompt_tokens,
@@ -367,144 +538,25 @@ class LLMClient:
             finish_reason=choice.finish_reason,
         )
 
-    # --------------------------------------------------------------------------- a whole PR
-    async def review(
-        self,
-        requests: Sequence[PromptRequest],
-        files: Mapping[str, FileDiff] | Sequence[FileDiff],
-        *,
-        source: str = "llm",
-    ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
-        """Run every request concurrently (bounded), parse and anchor each reply.
 
-        Candidate ids are f"{source}:{request index}:{finding index}"; Candidate.source = source.
-
-        Returns (candidates on valid diff positions, dropped candidates with reasons, token usage
-        summed over the PR, problems). A request that fails after its retries counts as an error
-        in the usage and a problem; the other requests' candidates still count.
-        """
-        by_path = files if isinstance(files, Mapping) else {f.path: f for f in files}
-        results = await asyncio.gather(
-            *(self._review_one(i, req, by_path, source) for i, req in enumerate(requests))
-        )
-        candidates: list[Candidate] = []
-        dropped: list[Dropped] = []
-        usage = LLMUsage()
-        problems: list[str] = []
-        for cands, drops, use, probs in results:
-            candidates += cands
-            dropped += drops
-            usage.add(use)
-            problems += probs
-        log.info(
-            "LLM review: %d request(s), %d error(s), %d candidate(s), %d dropped, tokens %d+%d",
-            usage.requests,
-            usage.errors,
-            len(candidates),
-            len(dropped),
-            usage.prompt_tokens,
-            usage.completion_tokens,
-        )
-        return candidates, dropped, usage, problems
-
-    async def _review_one(
-        self, index: int, request: PromptRequest, files: Mapping[str, FileDiff], source: str
-    ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
-        shown = ", ".join(request.paths[:3]) + (
-            f" +{len(request.paths) - 3} more" if len(request.paths) > 3 else ""
-        )
-        label = f"request {index + 1} ({shown})"
-        usage = LLMUsage(requests=1)
-        try:
-            reply = await self.complete(request, label=label)
-        except LLMError as exc:
-            usage.errors = 1
-            log.error("LLM %s", exc)
-            return [], [], usage, [str(exc)]
-        usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
-        kept, dropped, problems = candidates_from_reply(
-            reply.text, request, files, source=source, prefix=f"{source}:{index}", label=label
-        )
-        return kept, dropped, usage, problems
+def caps_overrides_from_settings(settings: Settings) -> CapsOverrides:
+    """The operator's capability settings (None where the family default or learning decides)."""
+    return CapsOverrides(
+        temperature=settings.llm_send_temperature,
+        token_param=settings.llm_token_param,
+        system_role=settings.llm_system_role,
+        context_window=settings.llm_context_window,
+        max_output_tokens=settings.llm_max_output_tokens,
+    )
 
 
-def candidates_from_reply(
-    text: str,
-    request: PromptRequest,
-    files: Mapping[str, FileDiff],
-    *,
-    source: str,
-    prefix: str,
-    label: str = "request",
-) -> tuple[list[Candidate], list[Dropped], list[str]]:
-    """Parse one reply and anchor its findings to the diff (pure apart from log lines).
-
-    Returns (candidates on valid diff positions, dropped ones with reasons, problems).
-    """
-    problems: list[str] = []
-    parsed = parse_reply_detailed(text)
-    for problem in parsed.problems:
-        log.warning("LLM %s: %s", label, problem)
-        problems.append(f"{label}: {problem}")
-    dropped = [
-        Dropped(
-            Candidate(
-                id=f"{prefix}:invalid:{n}",
-                path=_str(item, "path"),
-                line=None,
-                body=_str(item, "body") or "",
-                title=_str(item, "title") or "",
-                source=source,
-            ),
-            "parse",
-            reason,
-        )
-        for n, (item, reason) in enumerate(parsed.rejected)
-    ]
-    cands, drops = anchor_candidates(parsed.findings, files, source=source, id_prefix=prefix)
-    in_request = set(request.paths)
-    kept: list[Candidate] = []
-    for cand in cands:
-        if in_request and cand.path not in in_request:
-            drops.append(Dropped(cand, "anchor", "path not in this request"))
-            continue
-        raw = parsed.findings[int(cand.id.rsplit(":", 1)[1])]
-        if (cand.line, cand.side) != (raw.get("line"), raw.get("side")):
-            log.info(
-                "LLM %s: candidate %s re-anchored from %s:%s %s to line %s %s by its quoted code",
-                label,
-                cand.id,
-                raw.get("path"),
-                raw.get("line"),
-                raw.get("side"),
-                cand.line,
-                cand.side,
-            )
-        kept.append(cand)
-    for drop in drops:
-        c = drop.candidate
-        log.warning(
-            "LLM %s: dropped candidate %s (%s:%s %s, quoted %r): %s",
-            label,
-            c.id,
-            c.path,
-            c.line,
-            c.side,
-            (c.quoted_code or "")[:60],
-            drop.reason,
-        )
-    return kept, dropped + drops, problems
-
-
-def _str(item: Any, key: str) -> str | None:
-    value = item.get(key) if isinstance(item, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def client_from_settings(settings: Settings, **overrides: Any) -> LLMClient | None:
+def client_from_settings(
+    settings: Settings, *, caps: CapsBook | None = None, **overrides: Any
+) -> LLMClient | None:
     """The LLM client the settings describe, or None when no LLM is configured (rules only).
 
-    Called once at the edge (CLI, worker); `overrides` (e.g. max_attempts) go to LLMClient.
+    Called once at the edge (CLI, worker); `caps` is the process's CapsBook (a new one built from
+    the settings when None); `overrides` (e.g. max_attempts) go to LLMClient.
     """
     if not settings.llm_configured:
         return None
@@ -515,6 +567,11 @@ def client_from_settings(settings: Settings, **overrides: Any) -> LLMClient | No
         "model": settings.llm_model,
         "timeout": settings.llm_timeout,
         "max_concurrency": settings.llm_max_concurrency,
+        "max_attempts": settings.llm_max_attempts,
+        "total_timeout": settings.llm_retry_budget,
+        "extra_body": settings.llm_extra_body,
+        "api_version": settings.llm_api_version,
+        "caps": caps if caps is not None else CapsBook(caps_overrides_from_settings(settings)),
     }
     args.update(overrides)
     return LLMClient(**args)

@@ -224,16 +224,30 @@ class Funnel:
 
 @dataclass(slots=True)
 class LLMUsage:
+    """What a review asked of the LLM: requests, tokens, failures, the model, cost, and the cap
+    that stopped it (empty when none did)."""
+
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     errors: int = 0
+    model: str = ""
+    cost: float | None = None  # in the price table's currency; None without a price for the model
+    stopped_by: str = ""  # the operator cap that stopped the review, e.g. "tokens per PR (50000)"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     def add(self, other: LLMUsage) -> None:
         self.requests += other.requests
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.errors += other.errors
+        self.model = self.model or other.model
+        if other.cost is not None:
+            self.cost = (self.cost or 0.0) + other.cost
+        self.stopped_by = self.stopped_by or other.stopped_by
 
 
 @dataclass(slots=True)

@@ -12,30 +12,25 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from reviewbot import context as ctx
 from reviewbot.acceptance import AcceptanceModel
+from reviewbot.asking import AskOutcome, LLMPort, ask_all
 from reviewbot.config import RepoConfig
+from reviewbot.costs import TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
 from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
 from reviewbot.noise import FilterSettings, filter_review
-from reviewbot.prompt import PromptRequest, build_requests
+from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_requests
 from reviewbot.redact import redact_result
+from reviewbot.replies import candidates_from_reply
 from reviewbot.rules import RuleSet
 
 log = logging.getLogger("reviewbot.pipeline")
 
 #: A head file larger than this is reviewed from its hunks alone (no parse, context or rules).
 MAX_FILE_BYTES = 1_000_000
-
-
-class LLMPort(Protocol):
-    """What the pipeline needs from an LLM client (reviewbot.llm.LLMClient satisfies it)."""
-
-    async def review(
-        self, requests: list[PromptRequest], files: dict[str, FileDiff], *, source: str = "llm"
-    ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]: ...
 
 
 @dataclass(slots=True)
@@ -47,6 +42,7 @@ class Change:
     repo: str = "local/repo"
     pr: int | None = None
     files_not_reviewed: dict[str, str] = field(default_factory=dict)
+    intent: ChangeIntent | None = None  # title, description, commit subjects (shown to the LLM)
 
 
 @dataclass(slots=True)
@@ -100,11 +96,15 @@ async def review_change(
     progress: Callable[[str], None] | None = None,
     secrets: Iterable[str | bytes | None] = (),
     explore: bool = True,
+    token_cap: TokenCap | None = None,
 ) -> ReviewResult:
     """Review one change end to end; never raises for bad LLM output (it is dropped and counted).
 
     `explore=False` turns off exploration (posting a few near-threshold candidates to learn from
     the answer): right for a local review, where no feedback comes back.
+
+    `token_cap` (the operator's cost caps) stops sending LLM requests past its budget; the review
+    keeps what it found before, and `result.usage.stopped_by` names the cap.
 
     Every text of the result is passed through `redact.redact_result`: the `secrets` values
     (webhook secret, keys, tokens) and credential-shaped strings never reach a comment or report.
@@ -159,24 +159,34 @@ async def review_change(
             language = file.language if file else None
             return [*rules.instructions_for(path, language), *config.instructions_for(path)]
 
+        options = PromptOptions(allow_nits=config.min_severity == "nit", intent=change.intent)
         requests = build_requests(
             files,
             contexts,
             instructions_for=instructions,
-            max_tokens_per_request=config.llm.max_tokens_per_request,
+            max_tokens_per_request=llm.prompt_budget(config.llm.max_tokens_per_request),
+            options=options,
         )
         timer.add("prompt", started)
         note(f"asking the LLM: {len(requests)} request(s) x {config.passes} pass(es)")
         started = time.perf_counter()
         outcomes = await asyncio.gather(
-            *(llm.review(requests, by_path, source="llm") for _ in range(config.passes))
+            *(
+                ask_all(llm, requests, configured_budget=config.llm.max_tokens_per_request, cap=token_cap)
+                for _ in range(config.passes)
+            )
         )
-        for pass_no, (found, dropped, usage, problems) in enumerate(outcomes, start=1):
+        timer.add("llm", started)
+        started = time.perf_counter()
+        for pass_no, outcome in enumerate(outcomes, start=1):
+            found, dropped, problems = candidates_from_outcome(outcome, by_path, source="llm")
             candidates.extend(_tag_pass(found, pass_no, config.passes))
             result.dropped.extend(dropped)
-            result.usage.add(usage)
+            result.usage.add(outcome.usage)
             result.notes.extend(problems)
-        timer.add("llm", started)
+            result.notes.extend(outcome.notes)
+        result.notes.extend(_llm_notes(llm, result, token_cap))
+        timer.add("anchor", started)
     elif llm is None:
         result.notes.append("no LLM configured: rules only")
 
@@ -205,6 +215,53 @@ async def review_change(
     result.funnel.posted = len(result.posted)
     result.timings = timer.seconds
     return redact_result(result, secrets)
+
+
+def candidates_from_outcome(
+    outcome: AskOutcome, files: dict[str, FileDiff], *, source: str = "llm"
+) -> tuple[list[Candidate], list[Dropped], list[str]]:
+    """Every reply of one pass turned into candidates (ids f"{source}:{request key}:{n}"), the
+    drops, and the problems: failed requests first, then each reply's parse problems."""
+    found: list[Candidate] = []
+    drops: list[Dropped] = []
+    problems = list(outcome.problems)
+    for answered in outcome.answered:
+        kept, dropped, parse_problems = candidates_from_reply(
+            answered.reply.text,
+            answered.request,
+            files,
+            source=source,
+            prefix=f"{source}:{answered.key}",
+            label=answered.label,
+        )
+        found += kept
+        drops += dropped
+        problems += parse_problems
+    return found, drops, problems
+
+
+async def review_requests(
+    llm: LLMPort, requests: list[PromptRequest], files: dict[str, FileDiff], *, source: str = "llm"
+) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
+    """One pass over prepared requests: (candidates, drops, usage, problems). For tools and tests
+    that build their own requests; `review_change` does the same inside the whole pipeline."""
+    outcome = await ask_all(llm, requests)
+    found, dropped, problems = candidates_from_outcome(outcome, files, source=source)
+    return found, dropped, outcome.usage, problems
+
+
+def _llm_notes(llm: LLMPort, result: ReviewResult, cap: TokenCap | None) -> list[str]:
+    """What the report says about the LLM: what the server taught us, and a cap that stopped us."""
+    notes = []
+    learned = llm.learned()
+    if learned:
+        notes.append(f"LLM model {llm.model}: learned from the server: {'; '.join(learned)}.")
+    if result.usage.stopped_by and cap is not None:
+        notes.append(
+            f"Stopped by the operator's cap on {result.usage.stopped_by}: {cap.stopped} LLM request(s) "
+            f"not sent; this review shows what was found before the cap."
+        )
+    return notes
 
 
 def _filter_settings(config: RepoConfig, *, explore: bool) -> FilterSettings:

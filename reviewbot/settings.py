@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,6 +94,50 @@ class Settings(BaseSettings):
     )
     llm_timeout: float = Field(default=60.0, gt=0, description="Seconds per LLM request.")
     llm_max_concurrency: int = Field(default=4, ge=1, description="Concurrent LLM requests per process.")
+    llm_max_attempts: int = Field(default=4, ge=1, description="Attempts per LLM request (first included).")
+    llm_retry_budget: float = Field(
+        default=600.0, gt=0, description="Seconds one LLM request may take with all its retries and waits."
+    )
+    llm_api_version: str | None = Field(
+        default=None, description="Azure OpenAI api-version: deployment URLs and the api-key header."
+    )
+    llm_extra_body: dict[str, Any] | None = Field(
+        default=None,
+        description='JSON merged into every LLM request body (Ollama: {"options": {"num_ctx": 16384}}).',
+
+    )
+    llm_context_window: int | None = Field(
+        default=None, ge=512, description="The model's context window in tokens (default: known or learned)."
+    )
+    llm_max_output_tokens: int | None = Field(
+        default=None, ge=16, description="Output limit sent with every request (default: by model family)."
+    )
+    llm_send_temperature: bool | None = Field(
+        default=None, description="Send the sampling temperature (default: by model family, learned)."
+    )
+    llm_token_param: Literal["max_tokens", "max_completion_tokens"] | None = Field(
+        default=None, description="Parameter the output limit is sent in (default: by model family, learned)."
+    )
+    llm_system_role: Literal["system", "developer", "user"] | None = Field(
+        default=None, description="Role of the instructions message (default: by model family, learned)."
+    )
+    # Cost caps: what a repository's config may ask for, billed to whoever runs the App.
+    llm_max_passes: int | None = Field(
+        default=None, ge=1, description="Most LLM passes a repo config may ask for."
+    )
+    llm_allowed_models: str | None = Field(
+        default=None, description="Comma-separated models a repo config may choose (unset: any)."
+    )
+    llm_max_tokens_per_pr: int | None = Field(
+        default=None, ge=1, description="LLM tokens (prompt + completion) one review may spend."
+    )
+    llm_max_tokens_per_installation_day: int | None = Field(
+        default=None, ge=1, description="LLM tokens one installation may spend per UTC day."
+    )
+    llm_prices: dict[str, dict[str, float]] | None = Field(
+        default=None,
+        description='JSON price per million tokens by model: {"m": {"prompt": 0.15, "completion": 0.6}}.',
+    )
 
     # Storage and processes
     database_path: str = Field(default="./reviewbot.db", description="SQLite database file.")
@@ -113,6 +157,14 @@ class Settings(BaseSettings):
         if level not in _LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices(cls, value: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]] | None:
+        for model, price in (value or {}).items():
+            if set(price) != {"prompt", "completion"}:
+                raise ValueError(f"{model}: give exactly prompt and completion prices per million tokens")
+        return value
 
     @field_validator("github_api_url", "llm_base_url")
     @classmethod

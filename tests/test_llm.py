@@ -18,13 +18,14 @@ import pytest
 
 from reviewbot.llm import LLMClient, LLMError, client_from_settings, parse_retry_after
 from reviewbot.models import FileDiff
+from reviewbot.pipeline import review_requests
 from reviewbot.prompt import build_requests
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
-    from tests.fakes.fake_llm import FakeLLM, diff_lines, prompt_text
+    from tests.fakes.fake_llm import FakeLLM, Fault, diff_lines, prompt_text
     from tests.test_anchor import FILES, UTIL, make_file
 except ModuleNotFoundError:
-    from fakes.fake_llm import FakeLLM, diff_lines, prompt_text  # type: ignore[no-redef]
+    from fakes.fake_llm import FakeLLM, Fault, diff_lines, prompt_text  # type: ignore[no-redef]
     from test_anchor import FILES, UTIL, make_file  # type: ignore[no-redef]
 
 GOOD = {
@@ -87,7 +88,7 @@ def logged(caplog: pytest.LogCaptureFixture, *needles: str) -> bool:
 async def test_429_with_retry_after_is_honoured(fake: FakeLLM, caplog_llm) -> None:
     fake.enqueue_fault(status=429, retry_after=1).enqueue_json({"findings": [GOOD]})
     async with client(fake) as llm:
-        cands, dropped, usage, problems = await llm.review(requests_for([UTIL]), FILES)
+        cands, dropped, usage, problems = await review_requests(llm, requests_for([UTIL]), FILES)
     waited = fake.received[1].at - fake.received[0].at
     assert 1.0 <= waited < 3.0  # the header said 1 s; our own backoff would be <= 0.2 s
     assert [c.line for c in cands] == [43] and dropped == [] and problems == []
@@ -99,7 +100,7 @@ async def test_429_with_retry_after_is_honoured(fake: FakeLLM, caplog_llm) -> No
 async def test_500_then_success(fake: FakeLLM, caplog_llm) -> None:
     fake.enqueue_fault(status=500).enqueue_fault(status=503).enqueue_json({"findings": [GOOD]})
     async with client(fake) as llm:
-        cands, _, usage, problems = await llm.review(requests_for([UTIL]), FILES)
+        cands, _, usage, problems = await review_requests(llm, requests_for([UTIL]), FILES)
     assert len(fake.requests) == 3 and len(cands) == 1 and problems == []
     assert logged(caplog_llm, "HTTP 500", "HTTP 503", "retry 3/4")
     assert_valid(cands)
@@ -109,7 +110,7 @@ async def test_timeout_then_success(fake: FakeLLM, caplog_llm) -> None:
     fake.delay(5).enqueue_json({"findings": [GOOD]})
     started = time.monotonic()
     async with client(fake, timeout=0.5) as llm:
-        cands, _, usage, problems = await llm.review(requests_for([UTIL]), FILES)
+        cands, _, usage, problems = await review_requests(llm, requests_for([UTIL]), FILES)
     assert time.monotonic() - started < 3.0  # did not wait for the slow reply
     assert len(cands) == 1 and usage.errors == 0 and problems == []
     assert logged(caplog_llm, "timeout; retry 2/4")
@@ -119,7 +120,7 @@ async def test_timeout_then_success(fake: FakeLLM, caplog_llm) -> None:
 async def test_malformed_http_body_is_retried(fake: FakeLLM, caplog_llm) -> None:
     fake.enqueue_malformed("<html>502 from a proxy</html>").enqueue_json({"findings": [GOOD]})
     async with client(fake) as llm:
-        cands, _, _, problems = await llm.review(requests_for([UTIL]), FILES)
+        cands, _, _, problems = await review_requests(llm, requests_for([UTIL]), FILES)
     assert len(cands) == 1 and problems == []
     assert logged(caplog_llm, "malformed response body")
     assert_valid(cands)
@@ -131,19 +132,19 @@ async def test_retries_exhausted_is_recorded_and_others_still_count(fake: FakeLL
     reqs = [*requests_for([UTIL]), *requests_for([other])]
     shell = {**GOOD, "path": "app/other.py", "line": 2, "quoted_code": "os.system(cmd)"}
 
-    def responder(body: dict[str, Any]) -> dict[str, Any]:
-        return {"findings": [GOOD if "app/util.py" in diff_lines(body) else shell]}
+    def responder(body: dict[str, Any]) -> Any:  # request 1 (util.py) always meets a 502
+        if "app/util.py" in diff_lines(body):
+            return Fault(502, "Bad gateway")
+        return {"findings": [shell]}
 
     fake.responder = responder
-    for _ in range(2):
-        fake.enqueue_fault(status=502)
-    # Concurrency 1 makes the order deterministic: request 1 takes both 502s and gives up (2 attempts).
-    async with client(fake, max_attempts=2, max_concurrency=1) as llm:
-        cands, _, usage, problems = await llm.review(reqs, files)
+    async with client(fake, max_attempts=2) as llm:
+        cands, _, usage, problems = await review_requests(llm, reqs, files)
     assert usage.requests == 2 and usage.errors == 1
     assert len(problems) == 1 and "failed after 2 attempt(s)" in problems[0] and "HTTP 502" in problems[0]
     assert logged(caplog_llm, "request 1 (app/util.py) failed after 2 attempt(s)")
     assert [(c.id, c.path, c.line) for c in cands] == [("llm:1:0", "app/other.py", 2)]  # request 2 counts
+    assert len([b for b in fake.requests if "app/util.py" in diff_lines(b)]) == 2
     assert_valid(cands, files)
 
 
@@ -159,7 +160,7 @@ async def test_non_retryable_4xx_raises_typed_error(fake: FakeLLM) -> None:
 async def test_reply_that_is_not_json(fake: FakeLLM, caplog_llm) -> None:
     fake.enqueue("I'm sorry, I cannot review code today.")
     async with client(fake) as llm:
-        cands, dropped, usage, problems = await llm.review(requests_for([UTIL]), FILES)
+        cands, dropped, usage, problems = await review_requests(llm, requests_for([UTIL]), FILES)
     assert cands == [] and dropped == [] and usage.errors == 0 and usage.completion_tokens > 0
     assert len(problems) == 1 and "reply is not JSON" in problems[0]
     assert logged(caplog_llm, "reply is not JSON: \"I'm sorry")
@@ -170,7 +171,7 @@ async def test_candidate_outside_the_diff_is_reanchored_or_dropped(fake: FakeLLM
     lost = {**GOOD, "line": 300, "quoted_code": "nothing like this in the diff"}
     fake.enqueue_json({"findings": [moved, lost]})
     async with client(fake) as llm:
-        cands, dropped, _, _ = await llm.review(requests_for([UTIL]), FILES)
+        cands, dropped, _, _ = await review_requests(llm, requests_for([UTIL]), FILES)
     assert [(c.id, c.line) for c in cands] == [("llm:0:0", 43)]
     assert [(d.stage, d.reason) for d in dropped] == [("anchor", "line outside the diff")]
     assert logged(
@@ -185,7 +186,7 @@ async def test_candidate_outside_the_diff_is_reanchored_or_dropped(fake: FakeLLM
 async def test_hallucinated_path_is_dropped(fake: FakeLLM, caplog_llm) -> None:
     fake.enqueue_json({"findings": [{**GOOD, "path": "app/imaginary.py"}, GOOD]})
     async with client(fake) as llm:
-        cands, dropped, _, _ = await llm.review(requests_for([UTIL]), FILES)
+        cands, dropped, _, _ = await review_requests(llm, requests_for([UTIL]), FILES)
     assert [c.path for c in cands] == ["app/util.py"]
     assert [(d.stage, d.reason) for d in dropped] == [("anchor", "unknown path")]
     assert logged(
@@ -198,7 +199,7 @@ async def test_hallucinated_path_is_dropped(fake: FakeLLM, caplog_llm) -> None:
 async def test_invalid_items_become_parse_drops(fake: FakeLLM, caplog_llm) -> None:
     fake.enqueue_json({"findings": [{**GOOD, "severity": "apocalyptic"}, GOOD]})
     async with client(fake) as llm:
-        cands, dropped, _, problems = await llm.review(requests_for([UTIL]), FILES)
+        cands, dropped, _, problems = await review_requests(llm, requests_for([UTIL]), FILES)
     assert len(cands) == 1
     assert [(d.stage, d.reason) for d in dropped] == [("parse", "unknown severity")]
     assert logged(caplog_llm, "finding 0 dropped: unknown severity 'apocalyptic'")
@@ -212,7 +213,7 @@ async def test_response_format_rejected_falls_back_and_is_remembered(
     with FakeLLM(reject_response_format=rejected, default_reply={"findings": [GOOD]}) as fake:
         async with client(fake, max_concurrency=1) as llm:
             reqs = requests_for([UTIL])
-            cands, _, usage, problems = await llm.review(reqs + reqs, FILES)
+            cands, _, usage, problems = await review_requests(llm, reqs + reqs, FILES)
             assert llm.response_mode == final_mode
         kinds = [(b.get("response_format") or {}).get("type") for b in fake.requests]
     if final_mode == "none":
@@ -220,7 +221,9 @@ async def test_response_format_rejected_falls_back_and_is_remembered(
     else:  # the second request goes straight to the remembered fallback
         assert kinds == ["json_schema", "json_object", "json_object"]
     assert len(cands) == 2 and usage.errors == 0 and problems == []
-    assert logged(caplog_llm, "server rejected response_format=json_schema", f"falling back to {final_mode}")
+    assert logged(caplog_llm, "no response_format json_schema: using json_object")
+    if final_mode == "none":
+        assert logged(caplog_llm, "no response_format json_object: using none")
     assert_valid(cands)
 
 
@@ -230,7 +233,7 @@ async def test_requests_run_concurrently_under_the_limit() -> None:
     assert len(reqs) == 6
     with FakeLLM(latency=0.4) as fake:
         async with client(fake, max_concurrency=3) as llm:
-            _, _, usage, _ = await llm.review(reqs, files)
+            _, _, usage, _ = await review_requests(llm, reqs, files)
     assert fake.max_in_flight == 3
     assert usage.requests == 6 and usage.errors == 0
 
@@ -251,7 +254,7 @@ async def test_responder_answers_from_the_diff_and_usage_is_summed() -> None:
     with FakeLLM(responder=flag_eval) as fake:
         async with client(fake) as llm:
             reqs = [*requests_for([a]), *requests_for([b])]
-            cands, dropped, usage, problems = await llm.review(reqs, files)
+            cands, dropped, usage, problems = await review_requests(llm, reqs, files)
             listed = await llm._client.models.list()
     assert sorted((c.path, c.line) for c in cands) == [("a.py", 1), ("b.py", 5)]
     assert dropped == [] and problems == []
@@ -267,7 +270,7 @@ async def test_retry_after_beyond_the_total_cap_gives_up_without_sleeping(fake: 
     fake.enqueue_fault(status=429, retry_after=120)
     started = time.monotonic()
     async with client(fake, total_timeout=10) as llm:
-        cands, _, usage, problems = await llm.review(requests_for([UTIL]), FILES)
+        cands, _, usage, problems = await review_requests(llm, requests_for([UTIL]), FILES)
     assert time.monotonic() - started < 2.0
     assert cands == [] and usage.errors == 1 and "HTTP 429" in problems[0]
     assert logged(caplog_llm, "failed after 1 attempt(s)", "Retry-After 120 s exceeds the 10 s time budget")
@@ -326,7 +329,7 @@ async def test_demo_change_through_real_parse_diff_yields_only_valid_anchors(fix
             reqs = build_requests(
                 list(files.values()), {}, instructions_for=lambda p: [], max_tokens_per_request=1400
             )
-            cands, dropped, usage, problems = await llm.review(reqs, files)
+            cands, dropped, usage, problems = await review_requests(llm, reqs, files)
     assert len(reqs) >= 2 and usage.requests == len(reqs) and problems == []
     assert len(cands) > 10
     assert all(d.reason in ("unknown path", "line outside the diff") for d in dropped)
@@ -357,7 +360,7 @@ async def test_unsupported_temperature_and_max_tokens_are_adapted_once(caplog_ll
     with FakeLLM(reject_params={"temperature", "max_tokens"}, default_reply={"findings": [GOOD]}) as fake:
         async with client(fake, max_output_tokens=2000, max_concurrency=1) as llm:
             reqs = requests_for([UTIL])
-            cands, _, usage, problems = await llm.review(reqs + reqs, FILES)
+            cands, _, usage, problems = await review_requests(llm, reqs + reqs, FILES)
         sent = [
             sorted(k for k in b if k in ("temperature", "max_tokens", "max_completion_tokens"))
             for b in fake.requests
@@ -369,5 +372,5 @@ async def test_unsupported_temperature_and_max_tokens_are_adapted_once(caplog_ll
         ["max_completion_tokens"],  # the second request goes straight to what works
     ]
     assert len(cands) == 2 and usage.errors == 0 and problems == []
-    assert logged(caplog_llm, "rejected temperature", "using max_completion_tokens")
+    assert logged(caplog_llm, "temperature not supported", "using max_completion_tokens")
     assert_valid(cands)

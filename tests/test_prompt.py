@@ -86,7 +86,10 @@ def test_budget_splits_by_whole_hunks_and_covers_every_hunk_once() -> None:
     files = [numbered_file("a.py", 6), numbered_file("b.py", 4)]
     one = build_requests(files, {}, instructions_for=no_instructions, max_tokens_per_request=100_000)
     assert len(one) == 1
-    budget = one[0].estimated_tokens // 3
+    from reviewbot.prompt import PromptOptions, _base_tokens
+
+    base = _base_tokens(PromptOptions())
+    budget = base + (one[0].estimated_tokens - base) // 3 + 40
     reqs = build_requests(files, {}, instructions_for=no_instructions, max_tokens_per_request=budget)
     assert len(reqs) >= 3
     covered = [(h.path, h.hunk_index) for r in reqs for h in r.hunks]
@@ -315,7 +318,7 @@ def test_request_estimate_is_the_estimate_of_its_messages() -> None:
     """estimated_tokens (computed from the units' counts) = estimate of each message + overhead."""
     lines = [f"+    value_{i} = compute(<diff-x>{i}, 'ünï')  # note" for i in range(60)]
     file = make_file("src/a.py", (1, 1, [" def f():", *lines, "-    old()", " return"]))
-    for budget in (12000, 1500, 1100):
+    for budget in (12000, 1800, 1400):
         requests = build_requests(
             [file], {}, instructions_for=lambda _p: ["Check errors.", "Prefer pathlib."],
             max_tokens_per_request=budget,

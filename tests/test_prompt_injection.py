@@ -28,6 +28,7 @@ from reviewbot.acceptance import load_prior
 from reviewbot.config import RepoConfig, load_config
 from reviewbot.diff import DiffParseError, parse_diff
 from reviewbot.llm import LLMClient
+from reviewbot.llm_caps import CapsBook, CapsOverrides
 from reviewbot.models import FileDiff, ReviewResult
 from reviewbot.pipeline import Change, review_change
 from reviewbot.prompt import _nonce, build_requests, system_prompt
@@ -279,7 +280,11 @@ def worst_model(request_json: dict[str, Any]) -> dict[str, Any]:
 
 def run_pipeline(diff_text: str, llm: FakeLLM, config: RepoConfig, secrets: list[str]) -> ReviewResult:
     async def go() -> ReviewResult:
-        async with LLMClient(base_url=llm.base_url, api_key=LLM_KEY, model="fake", max_attempts=1) as client:
+        # An output limit the worst model's hundreds of findings fit in: every one reaches the filter.
+        caps = CapsBook(CapsOverrides(max_output_tokens=10**6))
+        async with LLMClient(
+            base_url=llm.base_url, api_key=LLM_KEY, model="fake", max_attempts=1, caps=caps
+        ) as client:
             return await review_change(
                 Change(diff_text=diff_text, read_head=lambda _p: None, repo="acme/api", pr=1),
                 config=config,

@@ -27,6 +27,18 @@ set such as {"json_schema"} to reject only those types. `reject_params={"tempera
 requests do not consume the queue.
 `latency` adds a delay to every request. GET /v1/models lists `model`.
 
+Real servers' behaviours, each with the error body that server documents or sends (see the
+comments at each one): `context_window` (prompt + requested output over it: 400
+context_length_exceeded, worded per `error_style` "openai" | "azure" | "vllm"; "ollama" instead
+drops the start of the prompt silently, unless the request's `options.num_ctx` is big enough),
+`max_output` (an output limit above it: 400 "supports at most N completion tokens"; a reply longer
+than the limit a request sends is cut there with finish_reason "length"), `reasoning_tokens` (spent
+out of the output limit before any visible text, like OpenAI's reasoning models), `reject_roles`
+({"system"}: 400 like o1-mini), `quota_exhausted` (429 insufficient_quota), `api_key` (401 for any
+other key), `azure_api_version` (serves /openai/deployments/{model}/chat/completions?api-version=
+with the `api-key` header instead). `FakeLLM.reasoning_model(...)` combines them like a reasoning
+model behind a small window. A responder may return `Fault(status, body)` to fail one request.
+
 Helpers for responders: `prompt_text(request_json)` and `diff_lines(request_json)` (the diff
 blocks of a reviewbot prompt, as {path: [(side, line, code), ...]}).
 """
@@ -45,8 +57,31 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Reply = str | dict | list
+
+@dataclass(slots=True)
+class Fault:
+    """A responder's answer that fails this one request (status, OpenAI-shaped error body)."""
+
+    status: int
+    message: str = "error"
+    code: str | int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Reply = str | dict | list | Fault
 Responder = Callable[[dict[str, Any]], Reply]
+
+
+def _openai_error(message: str, type_: str, code: str | int | None, param: str | None = None) -> str:
+    # The shape of OpenAI's (and Azure OpenAI's) error bodies:
+    # https://platform.openai.com/docs/guides/error-codes/api-errors
+    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+def _vllm_error(message: str, code: int = 400) -> str:
+    # vLLM's OpenAI-compatible server (vllm/entrypoints/openai/protocol.py ErrorResponse).
+    return json.dumps({"object": "error", "message": message, "type": "BadRequestError", "param": None,
+                       "code": code})  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -72,6 +107,7 @@ class Received:
 
 
 def _dump(reply: Reply) -> str:
+    assert not isinstance(reply, Fault)
     return reply if isinstance(reply, str) else json.dumps(reply)
 
 
@@ -121,6 +157,11 @@ def diff_lines(request_json: dict[str, Any]) -> dict[str, list[tuple[str, int, s
     return out
 
 
+class _FaultRaised(Exception):
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+
+
 class FakeLLM:
     """An OpenAI-compatible chat-completions server with queued replies and fault injection."""
 
@@ -133,8 +174,26 @@ class FakeLLM:
         latency: float = 0.0,
         default_reply: Reply | None = None,
         reject_params: Iterable[str] = (),
+        context_window: int | None = None,
+        error_style: str = "openai",
+        max_output: int | None = None,
+        reasoning_tokens: int = 0,
+        reject_roles: Iterable[str] = (),
+        quota_exhausted: bool = False,
+        api_key: str | None = None,
+        azure_api_version: str | None = None,
     ) -> None:
         self.model = model
+        self.context_window = context_window
+        self.error_style = error_style
+        self.max_output = max_output
+        self.reasoning_tokens = reasoning_tokens
+        self.reject_roles = set(reject_roles)
+        self.quota_exhausted = quota_exhausted
+        self.api_key = api_key
+        self.azure_api_version = azure_api_version
+        self.truncated_prompts = 0  # Ollama style: prompts whose start was dropped silently
+        self.refused: list[tuple[int, str]] = []  # (status, error body) of every refusal sent
         self.responder = responder
         if reject_response_format is True:
             self.reject_response_format: set[str] = {"json_schema", "json_object", "text"}
@@ -155,6 +214,20 @@ class FakeLLM:
         self._counter = 0
         self.in_flight = 0  # chat requests being answered right now
         self.max_in_flight = 0  # the most answered at once (to check client concurrency limits)
+
+    @classmethod
+    def reasoning_model(cls, *, context_window: int = 3000, **kw: Any) -> FakeLLM:
+        """Like an OpenAI reasoning model (o1-mini) behind a small window: refuses temperature,
+        max_tokens and the system role, spends output tokens on reasoning, cuts long replies."""
+        kw.setdefault("model", "fake-reasoner")
+        kw.setdefault("max_output", 2000)
+        kw.setdefault("reasoning_tokens", 150)
+        return cls(
+            context_window=context_window,
+            reject_params={"temperature", "max_tokens"},
+            reject_roles={"system"},
+            **kw,
+        )
 
     # ------------------------------------------------------------------ queue
     def enqueue(self, content: str, *, delay: float = 0.0) -> FakeLLM:
@@ -261,7 +334,10 @@ class FakeLLM:
         if action.content is not None:
             return action.content
         if self.responder is not None:
-            return _dump(self.responder(request_json))
+            reply = self.responder(request_json)
+            if isinstance(reply, Fault):
+                raise _FaultRaised(reply)
+            return _dump(reply)
         return _dump(self.default_reply)
 
     def _completion(self, request_json: dict[str, Any], content: str) -> dict[str, Any]:
@@ -269,7 +345,22 @@ class FakeLLM:
             self._counter += 1
             n = self._counter
         prompt_tokens = _tokens(prompt_text(request_json))
-        completion_tokens = _tokens(content)
+        limit = request_json.get("max_completion_tokens", request_json.get("max_tokens"))
+        finish = "stop"
+        reasoning = self.reasoning_tokens
+        if isinstance(limit, int):
+            room = max(0, limit - reasoning)
+            if _tokens(content) > room:  # cut at the output limit, as servers do (finish_reason length)
+                content, finish = content[: room * 4], "length"
+                reasoning = min(reasoning, limit)
+        completion_tokens = (_tokens(content) if content else 0) + reasoning
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
         return {
             "id": f"chatcmpl-fake-{n}",
             "object": "chat.completion",
@@ -279,16 +370,95 @@ class FakeLLM:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                     "logprobs": None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": usage,
         }
+
+    def refusal(self, body: dict[str, Any], headers: dict[str, str], path: str) -> tuple[int, str] | None:
+        """The error a real server would answer this request with, or None when it would serve it."""
+        if self.api_key is not None:
+            sent = headers.get("api-key") if self.azure_api_version else None
+            auth = headers.get("Authorization") or headers.get("authorization") or ""
+            sent = sent or auth.removeprefix("Bearer ").strip()
+            if sent != self.api_key:
+                # OpenAI's 401 body (https://platform.openai.com/docs/guides/error-codes/api-errors).
+                return 401, _openai_error(
+                    "Incorrect API key provided: sk-***. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                )
+        if self.quota_exhausted:
+            # OpenAI's 429 for an account without credit: not a rate limit, retrying cannot help.
+            return 429, _openai_error(
+                "You exceeded your current quota, please check your plan and billing details. For more "
+                "information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "insufficient_quota",
+                "insufficient_quota",
+            )
+        for param in sorted(self.reject_params & set(body)):
+            if param == "temperature":
+                # What o1/o3 answer to any temperature but the default.
+                msg = (
+                    f"Unsupported value: 'temperature' does not support {body['temperature']} with this "
+                    "model. Only the default (1) value is supported."
+                )
+                return 400, _openai_error(msg, "invalid_request_error", "unsupported_value", "temperature")
+            hint = " Use 'max_completion_tokens' instead." if param == "max_tokens" else ""
+            msg = f"Unsupported parameter: '{param}' is not supported with this model.{hint}"
+            return 400, _openai_error(msg, "invalid_request_error", "unsupported_parameter", param)
+        messages = body.get("messages") or []
+        for i, msg in enumerate(messages):
+            role = msg.get("role") if isinstance(msg, dict) else None
+            if role in self.reject_roles:
+                # o1-mini / o1-preview on a system (or developer) message.
+                text = f"Unsupported value: 'messages[{i}].role' does not support '{role}' with this model."
+                param = f"messages[{i}].role"
+                return 400, _openai_error(text, "invalid_request_error", "unsupported_value", param)
+        rf = body.get("response_format")
+        if isinstance(rf, dict) and rf.get("type") in self.reject_response_format:
+            # The shape vLLM / older Ollama use for an unsupported parameter.
+            msg = f"response_format of type '{rf.get('type')}' is not supported by this server"
+            return 400, json.dumps(
+                {"object": "error", "message": msg, "type": "BadRequestError", "param": "response_format",
+                 "code": 400}
+            )  # fmt: skip
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if self.max_output is not None and isinstance(limit, int) and limit > self.max_output:
+            name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+            msg = (
+                f"{name} is too large: {limit}. This model supports at most {self.max_output} completion "
+                f"tokens, whereas you provided {limit}."
+            )
+            return 400, _openai_error(msg, "invalid_request_error", "invalid_value", name)
+        window = self.context_window
+        if window is None:
+            return None
+        prompt = _tokens(prompt_text(body))
+        if self.error_style == "ollama":
+            options = body.get("options") if isinstance(body.get("options"), dict) else {}
+            num_ctx = options.get("num_ctx") if isinstance(options.get("num_ctx"), int) else window
+            if prompt > num_ctx:  # Ollama keeps the end of the prompt and says nothing
+                with self._lock:
+                    self.truncated_prompts += 1
+            return None
+        wanted = prompt + (limit if isinstance(limit, int) else 0)
+        if wanted <= window:
+            return None
+        completion = limit if isinstance(limit, int) else 0
+        msg = (
+            f"This model's maximum context length is {window} tokens. However, you requested {wanted} "
+            f"tokens ({prompt} in the messages, {completion} in the completion). Please reduce the "
+            f"length of the messages or completion."
+        )
+        if self.error_style == "vllm":
+            return 400, _vllm_error(msg)
+        # OpenAI and Azure OpenAI: code context_length_exceeded, param messages.
+        return 400, _openai_error(msg, "invalid_request_error", "context_length_exceeded", "messages")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -347,7 +517,19 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         self._record = Received("POST", self.path, dict(self.headers), body, time.monotonic())
         fake.received.append(self._record)
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        route, _, query = self.path.partition("?")
+        if fake.azure_api_version is not None:
+            # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
+            m = re.fullmatch(r"/openai/deployments/([^/]+)/chat/completions", route)
+            if m is None or f"api-version={fake.azure_api_version}" not in query:
+                self._send(404, json.dumps({"error": {"code": "404", "message": "Resource not found"}}))
+                return
+            if m.group(1) != fake.model:
+                msg = ("The API deployment for this resource does not exist. If you created the deployment "
+                       "within the last 5 minutes, please wait a moment and try again.")  # fmt: skip
+                self._send(404, json.dumps({"error": {"code": "DeploymentNotFound", "message": msg}}))
+                return
+        elif route.rstrip("/") != "/v1/chat/completions":
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}", "code": 404}}))
             return
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -378,32 +560,11 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         if fake.latency and fake._stop.wait(fake.latency):
             return
-        for param in sorted(fake.reject_params & set(body)):
-            msg = f"Unsupported parameter: '{param}' is not supported with this model."
-            error = {
-                "message": msg,
-                "type": "invalid_request_error",
-                "param": param,
-                "code": "unsupported_parameter",
-            }
-            self._send(400, json.dumps({"error": error}))
-            return
-        rf = body.get("response_format")
-        if isinstance(rf, dict) and rf.get("type") in fake.reject_response_format:
-            # The shape vLLM / older Ollama use for an unsupported parameter.
-            msg = f"response_format of type '{rf.get('type')}' is not supported by this server"
-            self._send(
-                400,
-                json.dumps(
-                    {
-                        "object": "error",
-                        "message": msg,
-                        "type": "BadRequestError",
-                        "param": "response_format",
-                        "code": 400,
-                    }
-                ),
-            )
+        refused = fake.refusal(body, dict(self.headers), self.path)
+        if refused is not None:
+            with fake._lock:
+                fake.refused.append(refused)
+            self._send(*refused)
             return
         action = fake._next_action(body)
         if action.delay and fake._stop.wait(action.delay):
@@ -433,6 +594,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             try:
                 content = fake._content_for(action, body)
+            except _FaultRaised as fault:
+                f = fault.fault
+                self._send(f.status, _openai_error(f.message, "fake_error", f.code), f.headers)
+                return
             except Exception as exc:  # a broken responder is a test bug: make it loud
                 self._send(500, json.dumps({"error": {"message": f"responder raised {exc!r}", "code": 500}}))
                 raise

@@ -1,0 +1,199 @@
+"""Asking the LLM for a whole review: every request answered, split, salvaged, or accounted for.
+
+Runs the requests concurrently through the LLM port (the port bounds concurrency). A request the
+server refuses as longer than the model's window is split to the window and the pieces asked. A
+reply cut at the output limit keeps the findings written out completely before the cut; when it
+has none (the model spent its output limit thinking) the request is asked again in halves. A
+request past the operator's token cap is not sent. What comes back is replies, not findings:
+`reviewbot.replies` turns them into candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reviewbot.costs import TokenCap
+from reviewbot.llm import ContextOverflow, LLMError, LLMReply
+from reviewbot.models import LLMUsage
+from reviewbot.prompt import PromptBudgetError, PromptRequest, split_request
+from reviewbot.replies import repair_truncated
+
+log = logging.getLogger("reviewbot.llm")
+
+#: How many times one request may be halved (2**4 = 16 pieces) before it counts as failed.
+MAX_SPLIT_DEPTH = 4
+
+
+class LLMPort(Protocol):
+    """What asking needs from an LLM client (reviewbot.llm.LLMClient satisfies it)."""
+
+    model: str
+
+    async def complete(self, request: PromptRequest, *, label: str = "request") -> LLMReply: ...
+
+    def prompt_budget(self, configured: int) -> int: ...
+
+    def learned(self) -> list[str]: ...
+
+
+@dataclass(slots=True)
+class Answered:
+    """One request and the reply to it; `key` numbers it ("3", or "3.2" for a piece of a split)."""
+
+    request: PromptRequest
+    reply: LLMReply
+    key: str
+    label: str
+
+
+@dataclass(slots=True)
+class AskOutcome:
+    """Replies, failures and what it cost, for one pass over the requests."""
+
+    answered: list[Answered] = field(default_factory=list)
+    usage: LLMUsage = field(default_factory=LLMUsage)
+    problems: list[str] = field(default_factory=list)  # failed requests, one line each
+    notes: list[str] = field(default_factory=list)  # splits and salvages, for the report
+
+
+def _label(key: str, request: PromptRequest) -> str:
+    """ "request 4 (a.py, b.py)" for key "3" (keys count from 0, labels from 1); pieces "4.1"."""
+    first, _, rest = key.partition(".")
+    number = f"{int(first) + 1}{'.' + rest if rest else ''}"
+    shown = ", ".join(request.paths[:3]) + (
+        f" +{len(request.paths) - 3} more" if len(request.paths) > 3 else ""
+    )
+    return f"request {number} ({shown})"
+
+
+async def ask_all(
+    llm: LLMPort,
+    requests: Sequence[PromptRequest],
+    *,
+    configured_budget: int = 12000,
+    cap: TokenCap | None = None,
+) -> AskOutcome:
+    """Ask every request; never raises for a failed request (it is counted and described)."""
+    out = AskOutcome()
+    out.usage.model = llm.model
+    await asyncio.gather(
+        *(_ask(llm, req, str(i), 0, out, configured_budget, cap) for i, req in enumerate(requests))
+    )
+    out.answered.sort(key=lambda a: [int(p) for p in a.key.split(".")])
+    out.problems = list(dict.fromkeys(out.problems))  # a fatal error is said once, not per request
+    log.info(
+        "LLM: %d request(s), %d answered, %d error(s), tokens %d+%d",
+        out.usage.requests,
+        len(out.answered),
+        out.usage.errors,
+        out.usage.prompt_tokens,
+        out.usage.completion_tokens,
+    )
+    return out
+
+
+async def _ask(
+    llm: LLMPort,
+    request: PromptRequest,
+    key: str,
+    depth: int,
+    out: AskOutcome,
+    configured_budget: int,
+    cap: TokenCap | None,
+) -> None:
+    label = _label(key, request)
+    reserved = request.estimated_tokens
+    if cap is not None and not cap.reserve(reserved):
+        out.usage.stopped_by = out.usage.stopped_by or cap.name
+        return
+    out.usage.requests += 1
+    try:
+        reply = await llm.complete(request, label=label)
+    except ContextOverflow as exc:
+        if cap is not None:
+            cap.settle(reserved, 0)
+        out.usage.requests -= 1  # the pieces count instead
+        budget = llm.prompt_budget(configured_budget) if exc.window is not None else None
+        await _split(llm, request, key, depth, out, configured_budget, cap, budget, str(exc))
+        return
+    except LLMError as exc:
+        if cap is not None:
+            cap.settle(reserved, 0)
+        out.usage.errors += 1
+        out.problems.append(str(exc).split(" not sent: ", 1)[-1] if exc.fatal else str(exc))
+        if not exc.fatal:
+            log.error("LLM %s", exc)
+        return
+    used = reply.prompt_tokens + reply.completion_tokens
+    if cap is not None:
+        cap.settle(reserved, used)
+    out.usage.prompt_tokens += reply.prompt_tokens
+    out.usage.completion_tokens += reply.completion_tokens
+    if reply.truncated:
+        # Keep the findings written out before the cut; when there are none (a reasoning model
+        # that spent its output limit thinking), ask again in halves.
+        repaired = repair_truncated(reply.text)
+        kept = repaired[1] if repaired is not None else 0
+        if kept == 0 and depth < MAX_SPLIT_DEPTH:
+            try:
+                pieces = split_request(request)
+            except PromptBudgetError:
+                pieces = []
+            if pieces:
+                out.notes.append(
+                    f"{label}: reply cut at the output limit; asked again in {len(pieces)} parts"
+                )
+                await _gather_pieces(llm, pieces, key, depth, out, configured_budget, cap)
+                return
+        if repaired is not None:
+            reply.text = repaired[0]
+            out.notes.append(f"{label}: reply cut at the output limit; {kept} complete finding(s) kept")
+    out.answered.append(Answered(request, reply, key, label))
+
+
+async def _split(
+    llm: LLMPort,
+    request: PromptRequest,
+    key: str,
+    depth: int,
+    out: AskOutcome,
+    configured_budget: int,
+    cap: TokenCap | None,
+    budget: int | None,
+    why: str,
+) -> None:
+    label = _label(key, request)
+    if depth >= MAX_SPLIT_DEPTH:
+        out.usage.requests += 1
+        out.usage.errors += 1
+        out.problems.append(f"{why} (still too long after {depth} splits)")
+        return
+    try:
+        pieces = split_request(
+            request, budget if budget is not None and budget < request.estimated_tokens else None
+        )
+    except PromptBudgetError as exc:
+        out.usage.requests += 1
+        out.usage.errors += 1
+        out.problems.append(f"{why}; cannot split it: {exc}")
+        return
+    out.notes.append(f"{label}: over the model's context window; split into {len(pieces)} requests")
+    await _gather_pieces(llm, pieces, key, depth, out, configured_budget, cap)
+
+
+async def _gather_pieces(
+    llm: LLMPort,
+    pieces: list[PromptRequest],
+    key: str,
+    depth: int,
+    out: AskOutcome,
+    configured_budget: int,
+    cap: TokenCap | None,
+) -> None:
+    await asyncio.gather(
+        *(_ask(llm, p, f"{key}.{n}", depth + 1, out, configured_budget, cap) for n, p in enumerate(pieces, 1))
+    )

@@ -1,0 +1,132 @@
+"""Cost under the operator's control: caps a repository's config cannot exceed, and prices.
+
+A repo's `.github/reviewbot.yml` is written by whoever can push to the repo, but the App's operator
+pays for the LLM. `OperatorLimits` (process settings) caps passes, the models a repo may choose,
+tokens per PR and tokens per installation per day; `TokenCap` enforces a token budget while a
+review runs, so past the cap the review posts what it has and says which cap stopped it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from reviewbot.config import RepoConfig
+from reviewbot.models import LLMUsage
+
+if TYPE_CHECKING:
+    from reviewbot.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """Price per million prompt and completion tokens."""
+
+    prompt: float
+    completion: float
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorLimits:
+    """What the operator allows any repository to ask for (None: no cap)."""
+
+    max_passes: int | None = None
+    allowed_models: tuple[str, ...] | None = None
+    tokens_per_pr: int | None = None
+    tokens_per_installation_day: int | None = None
+    prices: dict[str, Price] = field(default_factory=dict)
+
+
+def limits_from_settings(settings: Settings) -> OperatorLimits:
+    """The operator's caps and price table from the process settings."""
+    models = settings.llm_allowed_models
+    allowed = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    if allowed is not None:
+        allowed = (*allowed, settings.llm_model)  # the operator's own default is always allowed
+    return OperatorLimits(
+        max_passes=settings.llm_max_passes,
+        allowed_models=allowed,
+        tokens_per_pr=settings.llm_max_tokens_per_pr,
+        tokens_per_installation_day=settings.llm_max_tokens_per_installation_day,
+        prices={m: Price(p["prompt"], p["completion"]) for m, p in (settings.llm_prices or {}).items()},
+    )
+
+
+def apply_limits(
+    config: RepoConfig, limits: OperatorLimits, default_model: str
+) -> tuple[RepoConfig, list[str]]:
+    """The repo config within the operator's caps, and one note per setting that was capped."""
+    notes: list[str] = []
+    updates: dict[str, object] = {}
+    if limits.max_passes is not None and config.passes > limits.max_passes:
+        notes.append(
+            f"passes: {config.passes} asked by the repository config, {limits.max_passes} allowed "
+            f"by the operator (REVIEWBOT_LLM_MAX_PASSES)"
+        )
+        updates["passes"] = limits.max_passes
+    model = config.llm.model
+    if model and limits.allowed_models is not None and model not in limits.allowed_models:
+        notes.append(
+            f"llm.model: {model!r} is not among the models the operator allows "
+            f"(REVIEWBOT_LLM_ALLOWED_MODELS); using {default_model!r}"
+        )
+        updates["llm"] = config.llm.model_copy(update={"model": None})
+    return (config.model_copy(update=updates) if updates else config), notes
+
+
+def cost_of(usage: LLMUsage, prices: dict[str, Price]) -> float | None:
+    """What the usage cost by the price table, or None when the model has no price."""
+    price = prices.get(usage.model)
+    if price is None:
+        return None
+    return (usage.prompt_tokens * price.prompt + usage.completion_tokens * price.completion) / 1_000_000
+
+
+class TokenCap:
+    """A token budget shared by every request of a review (all passes); thread- and task-safe.
+
+    A request reserves its estimated prompt tokens before it is sent and settles with what the
+    server reported; a request that would go past the budget is not sent.
+    """
+
+    def __init__(self, limit: int, name: str) -> None:
+        self.limit = limit
+        self.name = name  # e.g. "tokens per PR (REVIEWBOT_LLM_MAX_TOKENS_PER_PR=50000)"
+        self.spent = 0
+        self.stopped = 0  # requests not sent because of the cap
+        self._lock = threading.Lock()
+
+    def reserve(self, tokens: int) -> bool:
+        with self._lock:
+            if self.spent + tokens > self.limit:
+                self.stopped += 1
+                return False
+            self.spent += tokens
+            return True
+
+    def settle(self, reserved: int, used: int) -> None:
+        with self._lock:
+            self.spent += used - reserved
+
+
+def token_cap(limits: OperatorLimits, *, used_today: int = 0) -> TokenCap | None:
+    """The tightest of the per-PR cap and what is left of the installation's daily cap."""
+    caps: list[tuple[int, str]] = []
+    if limits.tokens_per_pr is not None:
+        caps.append(
+            (limits.tokens_per_pr, f"tokens per PR (REVIEWBOT_LLM_MAX_TOKENS_PER_PR={limits.tokens_per_pr})")
+        )
+    if limits.tokens_per_installation_day is not None:
+        left = max(0, limits.tokens_per_installation_day - used_today)
+        caps.append(
+            (
+                left,
+                f"tokens per installation per day (REVIEWBOT_LLM_MAX_TOKENS_PER_INSTALLATION_DAY="
+                f"{limits.tokens_per_installation_day}, {used_today} already used today)",
+            )
+        )
+    if not caps:
+        return None
+    limit, name = min(caps)
+    return TokenCap(limit, name)
