@@ -20,6 +20,7 @@ posting and recording finds the review on GitHub by its marker and only records 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -32,6 +33,7 @@ from typing import Any
 from reviewbot import webhooks
 from reviewbot.acceptance import AcceptanceModel, load_prior
 from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
+from reviewbot.costs import OperatorLimits, apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import parse_diff
 from reviewbot.feedback import resolve_outcome
 from reviewbot.github import (
@@ -41,11 +43,13 @@ from reviewbot.github import (
     GitHubError,
     ReviewRejectedError,
 )
-from reviewbot.llm import LLMClient, client_from_settings
+from reviewbot.llm import LLMClient, caps_overrides_from_settings, client_from_settings
+from reviewbot.llm_caps import CapsBook
 from reviewbot.logs import log_context
 from reviewbot.metrics import Metrics
 from reviewbot.models import Decision, FileDiff, ReviewResult
 from reviewbot.pipeline import Change, reason_kind, review_change
+from reviewbot.prompt import ChangeIntent
 from reviewbot.queue import Job, JobQueue, iso, parse_iso
 from reviewbot.render import (
     ReviewComment,
@@ -346,8 +350,10 @@ class ReviewJobHandler:
         prior: Callable[[], AcceptanceModel] = load_prior,
         enqueue: Callable[..., int] | None = None,
         secrets: Iterable[str] = (),
+        limits: OperatorLimits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits or OperatorLimits()  # the operator's cost caps over any repo config
         self.secrets = list(secrets)  # masked in every text the review publishes (reviewbot.redact)
         self.lock = lock
         self.client_for = client_for
@@ -466,7 +472,8 @@ class ReviewJobHandler:
         diff, since, contents = await self._fetch_change(gh, req, config, full)
         timings["fetch"] += time.perf_counter() - t
 
-        result = await self._review(req, config, rules, diff, since, contents, on_github, timings)
+        intent = ChangeIntent(title=pull.title, description=pull.body)
+        result = await self._review(req, config, rules, diff, since, contents, on_github, timings, intent)
         full_files = {f.path: f for f in parse_diff(str(full))}
         restrict_to_diff(result, full_files)
         return await self._post(gh, req, review_id, result, timings, started)
@@ -501,14 +508,17 @@ class ReviewJobHandler:
         contents: dict[str, str | None],
         on_github: set[str],
         timings: dict[str, float],
+        intent: ChangeIntent | None = None,
     ) -> ReviewResult:
         """The one pipeline on the diff to review; `on_github` are the fingerprints the bot
         already posted on the PR (read from GitHub, so they hold even without our database)."""
+        config, capped = apply_limits(config, self.limits, self._default_model())
         llm, own_llm = self._llm_for(config)
+        cap = token_cap(self.limits, used_today=self._tokens_today(req.installation_id))
         try:
             result = await review_change(
                 Change(diff_text=str(diff), read_head=contents.get, repo=req.repo, pr=req.pr,
-                       files_not_reviewed=dict(diff.skipped)),
+                       files_not_reviewed=dict(diff.skipped), intent=intent),
                 config=config,
                 rules=rules,
                 model=acceptance_model(self.store, req, self._prior),
@@ -516,10 +526,13 @@ class ReviewJobHandler:
                 dismissed_fingerprints=dismissed_fingerprints(self.store, req),
                 posted_fingerprints=on_github | stored_posted_fingerprints(self.store, req),
                 secrets=self.secrets,
+                token_cap=cap,
             )  # fmt: skip
         finally:
             if own_llm and llm is not None:
                 await llm.aclose()
+        result.notes.extend(capped)
+        result.usage.cost = cost_of(result.usage, self.limits.prices)
         result.notes.extend(diff.notes)
         if since is not None:
             result.notes.append(f"Incremental review: only the changes since {since} were reviewed.")
@@ -673,6 +686,9 @@ class ReviewJobHandler:
             "prompt_tokens": result.usage.prompt_tokens,
             "completion_tokens": result.usage.completion_tokens,
             "errors": result.usage.errors,
+            "model": result.usage.model,
+            "cost": result.usage.cost,
+            "stopped_by": result.usage.stopped_by,
         }
         with self.lock, self.store.transaction() as conn:
             conn.execute(
@@ -720,6 +736,29 @@ class ReviewJobHandler:
         if self._prior_model is None:
             self._prior_model = self.prior()
         return self._prior_model
+
+    def _default_model(self) -> str:
+        if not self._llm_made:
+            self._llm = self.llm_factory()
+            self._llm_made = True
+        return self._llm.model if self._llm is not None else ""
+
+    def _tokens_today(self, installation_id: int) -> int:
+        """LLM tokens the installation's reviews spent since 00:00 UTC (for the daily cap)."""
+        if self.limits.tokens_per_installation_day is None:
+            return 0
+        day = iso(self.clock())[:10]
+        with self.lock:
+            rows = self.store.conn.execute(
+                "SELECT usage FROM reviews WHERE installation_id = ? AND posted_at >= ?",
+                (installation_id, day),
+            ).fetchall()
+        total = 0
+        for (raw,) in rows:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                usage = json.loads(raw)
+                total += int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+        return total
 
     def _llm_for(self, config: RepoConfig) -> tuple[LLMClient | None, bool]:
         """(client, owned): the worker's shared client, or a short-lived one when the repo's config
@@ -787,12 +826,15 @@ def review_handlers(
 
         return {"review": unconfigured, "command.review": unconfigured}
 
+    caps = CapsBook(caps_overrides_from_settings(settings))  # what servers taught us, across jobs
+
     def llm_factory(**overrides: Any) -> LLMClient | None:
-        return client_from_settings(settings, **overrides)
+        return client_from_settings(settings, caps=caps, **overrides)
 
 
     handler = ReviewJobHandler(
         store, queue.lock, client_for=app.installation_client, llm_factory=llm_factory,
         metrics=metrics, clock=queue.clock, enqueue=queue.enqueue, secrets=settings_secrets(settings),
+        limits=limits_from_settings(settings),
     )  # fmt: skip
     return {"review": handler.review, "command.review": handler.command_review}

@@ -282,9 +282,14 @@ class LLMConfig(_Strict):
     """Per-repo LLM knobs (the server and key are process settings, not repo settings)."""
 
     model: str | None = Field(default=None, description="Model name; null uses the server's default.")
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    temperature: float | None = Field(
+        default=0.0, ge=0.0, le=2.0, description="Sampling temperature; null: not sent (the model's default)."
+    )
     max_tokens_per_request: int = Field(
-        default=12000, ge=1, description="Upper bound on prompt + completion tokens per LLM request."
+        default=12000,
+        ge=1,
+        description="Upper bound on prompt + completion tokens per LLM request (the model's context "
+        "window bounds it too; the output limit counts against it, up to half).",
     )
 
 

@@ -134,6 +134,15 @@ def default_base(repo: Path) -> str:
     return resolve_revision(repo, "HEAD~1")
 
 
+def commit_subjects(repo_path: str | Path, base: str, head: str | None, limit: int = 50) -> list[str]:
+    """Subjects of the commits in base..head, oldest first (none for the working tree)."""
+    if head is None:
+        return []
+    out = _git(Path(repo_path), "log", "--no-merges", f"--max-count={limit}", "--reverse", "--format=%s",
+               f"{base}..{head}")  # fmt: skip
+    return [line for line in out.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
 def load_change(repo_path: str | Path, base: str | None = None, head: str | None = "HEAD") -> LocalChange:
     """The diff of `base..head` (head None: base against the working tree)."""
     repo = Path(repo_path).resolve()

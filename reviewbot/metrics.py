@@ -55,6 +55,15 @@ class Metrics:
         self.llm_tokens = Counter("reviewbot_llm_tokens", "LLM tokens by kind.", ["kind"], registry=r)
         self.llm_requests = Counter("reviewbot_llm_requests", "LLM requests.", registry=r)
         self.llm_errors = Counter("reviewbot_llm_errors", "LLM errors by kind.", ["kind"], registry=r)
+        self.llm_model_tokens = Counter(
+            "reviewbot_llm_model_tokens", "LLM tokens by model and kind.", ["model", "kind"], registry=r
+        )
+        self.llm_cost = Counter(
+            "reviewbot_llm_cost", "LLM cost by model (REVIEWBOT_LLM_PRICES currency).", ["model"], registry=r
+        )
+        self.llm_capped = Counter(
+            "reviewbot_llm_capped_reviews", "Reviews an operator cost cap stopped early.", registry=r
+        )
         self.github_calls = Counter(
             "reviewbot_github_api_calls",
             "GitHub API calls by method and status.",
@@ -121,6 +130,13 @@ class Metrics:
         self.llm_tokens.labels(kind="completion").inc(usage.completion_tokens)
         if usage.errors:
             self.llm_errors.labels(kind="request").inc(usage.errors)
+        model = usage.model or "unknown"
+        self.llm_model_tokens.labels(model=model, kind="prompt").inc(usage.prompt_tokens)
+        self.llm_model_tokens.labels(model=model, kind="completion").inc(usage.completion_tokens)
+        if usage.cost is not None:
+            self.llm_cost.labels(model=model).inc(usage.cost)
+        if usage.stopped_by:
+            self.llm_capped.inc()
 
     def record_github_call(
         self, method: str, status: int, rate_remaining: int | None = None, installation_id: int | None = None

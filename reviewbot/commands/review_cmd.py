@@ -14,16 +14,30 @@ import typer
 
 from reviewbot.acceptance import load_prior
 from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
+from reviewbot.costs import apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import DiffParseError
 from reviewbot.llm import client_from_settings
-from reviewbot.local import LocalChange, LocalRepoError, build_repo_from_dirs, load_change, read_file
+from reviewbot.local import (
+    LocalChange,
+    LocalRepoError,
+    build_repo_from_dirs,
+    commit_subjects,
+    load_change,
+    read_file,
+)
 from reviewbot.models import SEVERITIES, ReviewResult, at_least
 from reviewbot.pipeline import Change, review_change
+from reviewbot.prompt import ChangeIntent
 from reviewbot.report import to_json, to_sarif, to_text
 from reviewbot.rules import RuleError, ruleset_from_config
 from reviewbot.settings import Settings, SettingsError, settings_secrets
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "demo"
+
+#: Exit codes of `reviewbot review` (documented in the README): a CI can tell them apart.
+EXIT_FINDINGS = 1  # --fail-on: a posted finding is at least that severe
+EXIT_USAGE = 2  # bad arguments, settings or config
+EXIT_LLM_FAILED = 3  # LLM requests failed and were not recovered (unless --allow-llm-failure)
 
 
 class OutputFormat(StrEnum):
@@ -50,8 +64,11 @@ async def run_local_review(
     config: RepoConfig,
     settings: Settings,
     show_progress: bool,
+    intent: ChangeIntent | None = None,
 ) -> ReviewResult:
     """The same pipeline as the App, on a local change; the LLM only when one is configured."""
+    limits = limits_from_settings(settings)
+    config, capped = apply_limits(config, limits, settings.llm_model)
     rules = ruleset_from_config(config.rules)
     overrides: dict[str, Any] = {"temperature": config.llm.temperature}
     if config.llm.model:
@@ -64,8 +81,9 @@ async def run_local_review(
         status = Console(stderr=True).status("reviewing...")
     with status or nullcontext():
         try:
-            return await review_change(
-                Change(diff_text=change.diff_text, read_head=change.read_head, repo=f"local/{change.name}"),
+            result = await review_change(
+                Change(diff_text=change.diff_text, read_head=change.read_head, repo=f"local/{change.name}",
+                       intent=intent),  # fmt: skip
                 config=config,
                 rules=rules,
                 model=load_prior(),
@@ -73,7 +91,11 @@ async def run_local_review(
                 progress=(lambda msg: status.update(msg)) if status is not None else None,
                 explore=False,  # nothing learns from a local run's comments
                 secrets=settings_secrets(settings),  # the LLM key never reaches the report
+                token_cap=token_cap(limits),
             )
+            result.notes[:0] = capped
+            result.usage.cost = cost_of(result.usage, limits.prices)
+            return result
         finally:
             if llm is not None:
                 await llm.aclose()
@@ -103,6 +125,17 @@ def review(
         Path | None, typer.Option("--config", help="Use this reviewbot.yml instead of the repo's.")
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    title: Annotated[str, typer.Option(help="The change's title (e.g. the PR title), for the LLM.")] = "",
+    description: Annotated[
+        str, typer.Option(help="The change's description (e.g. the PR body), shown to the LLM.")
+    ] = "",
+    allow_llm_failure: Annotated[
+        bool,
+        typer.Option(
+            "--allow-llm-failure",
+            help=f"Exit 0 even when LLM requests failed (default: exit {EXIT_LLM_FAILED}).",
+        ),
+    ] = False,
 ) -> None:
     """Review the changes of a local git repository and print the findings it would post.
 
@@ -121,7 +154,7 @@ def review(
     except ConfigError as exc:
         for message in exc.messages:
             typer.echo(message, err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_USAGE) from exc
     if not settings.llm_configured:
         typer.echo(
             "reviewbot: no LLM configured (set REVIEWBOT_LLM_BASE_URL or an API key): "
@@ -129,14 +162,25 @@ def review(
             err=True,
         )
     try:
+        intent = ChangeIntent(title, description, tuple(commit_subjects(change.repo_path, change.base,
+                                                                        change.head)))  # fmt: skip
         result = asyncio.run(
-            run_local_review(change, config=config, settings=settings, show_progress=sys.stderr.isatty())
+            run_local_review(
+                change, config=config, settings=settings, show_progress=sys.stderr.isatty(), intent=intent
+            )
         )
-    except (DiffParseError, RuleError) as exc:
+    except (DiffParseError, RuleError, LocalRepoError) as exc:
         raise _fail(str(exc)) from exc
     _emit(result, fmt, output)
     if fail_on is not None and any(at_least(d.severity, fail_on) for d in result.posted):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FINDINGS)
+    if result.usage.errors and not allow_llm_failure:
+        typer.echo(
+            f"reviewbot: {result.usage.errors} of {result.usage.requests} LLM request(s) failed and were "
+            f"not recovered: review incomplete (exit {EXIT_LLM_FAILED}; --allow-llm-failure accepts it)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_LLM_FAILED)
 
 
 def demo(
@@ -158,7 +202,7 @@ def demo(
             raise _fail(str(exc)) from exc
         typer.echo(f"Reviewing the demo change {base[:8]}..{head[:8]} in {repo}", err=True)
         review(path=repo, base=base, head=head, working_tree=False, fmt=fmt, fail_on=None,
-               config_file=None, output=None)
+               config_file=None, output=None, title="", description="", allow_llm_failure=False)
 
 
 def register(app: typer.Typer) -> None:

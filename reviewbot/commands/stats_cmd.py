@@ -18,6 +18,7 @@ from reviewbot.dashboard import pct
 from reviewbot.settings import Settings, SettingsError
 from reviewbot.stats import RepoStats, Tally, list_repos, load_repo_data, repo_stats, suggest_config
 from reviewbot.store import Store
+from reviewbot.usage_stats import render_usage, usage_totals
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -91,9 +92,13 @@ def stats(
     store = _open(db, repo)
     try:
         s = repo_stats(store, repo)
+        usage = usage_totals(store, repo)
     finally:
         store.close()
-    typer.echo(json.dumps(s.as_dict(), indent=2) if as_json else render_stats(s), nl=as_json)
+    if as_json:
+        typer.echo(json.dumps({**s.as_dict(), "llm_usage": usage.as_dict()}, indent=2))
+    else:
+        typer.echo(render_stats(s) + "\n" + "\n".join(render_usage(usage)) + "\n", nl=False)
 
 
 def suggest(
