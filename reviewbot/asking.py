@@ -2,8 +2,9 @@
 
 Runs the requests concurrently through the LLM port (the port bounds concurrency). A request the
 server refuses as longer than the model's window is split to the window and the pieces asked. A
-reply cut at the output limit keeps the findings written out completely before the cut; when it
-has none (the model spent its output limit thinking) the request is asked again in halves. A
+reply cut at the output limit is asked again in halves when it holds fewer findings than the
+prompt allows (the limit was too small for the request, e.g. a reasoning model spent it thinking);
+otherwise the findings written out completely before the cut are kept. A
 request past the operator's token cap is not sent. What comes back is replies, not findings:
 `reviewbot.replies` turns them into candidates.
 """
@@ -124,7 +125,7 @@ async def _ask(
         if cap is not None:
             cap.settle(reserved, 0)
         out.usage.errors += 1
-        out.problems.append(str(exc).split(" not sent: ", 1)[-1] if exc.fatal else str(exc))
+        out.problems.append(str(exc))  # a fatal error's line is the same for every request
         if not exc.fatal:
             log.error("LLM %s", exc)
         return
@@ -138,7 +139,10 @@ async def _ask(
         # that spent its output limit thinking), ask again in halves.
         repaired = repair_truncated(reply.text)
         kept = repaired[1] if repaired is not None else 0
-        if kept == 0 and depth < MAX_SPLIT_DEPTH:
+        # Fewer findings than the prompt allows: the output limit is too small for this request,
+        # so smaller requests find the rest. As many or more: the model ignored the cap (or is
+        # flooding on purpose): keep what it wrote, ask nothing more.
+        if kept < request.options.max_findings and depth < MAX_SPLIT_DEPTH:
             try:
                 pieces = split_request(request)
             except PromptBudgetError:

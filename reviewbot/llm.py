@@ -58,7 +58,8 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 class LLMError(Exception):
     """A request the LLM server refused or that kept failing after every retry.
 
-    `fatal`: no request of this client can succeed (quota exhausted, key refused, unknown model).
+    `fatal`: no request of this client can succeed (quota exhausted, key refused, unknown model);
+    the message is then the one line that says why, the same for every request.
     """
 
     def __init__(
@@ -426,6 +427,8 @@ class LLMClient:
         for _ in range(8):
             try:
                 async with self._semaphore:
+                    if self._fatal is not None:  # learned while this request waited for a slot
+                        raise LLMError(self._fatal, fatal=True)
                     caps = self.caps  # read once the slot is ours: what others learned meanwhile
                     payload = self._payload(request, caps)
                     resp = await self._client.chat.completions.create(**payload)
@@ -466,7 +469,7 @@ class LLMClient:
         splits it). Waits between attempts hold no concurrency slot.
         """
         if self._fatal is not None:
-            raise LLMError(f"{label} not sent: {self._fatal}", fatal=True)
+            raise LLMError(self._fatal, fatal=True)
         attempts = 0
         started = time.monotonic()
         while True:
@@ -482,8 +485,7 @@ class LLMClient:
                     if self._fatal is None:
                         self._fatal = fatal
                         log.error("LLM: %s", fatal)
-                    raise LLMError(f"{label} failed: {fatal}", status=getattr(exc, "status_code", None),
-                                   fatal=True) from exc  # fmt: skip
+                    raise LLMError(fatal, status=getattr(exc, "status_code", None), fatal=True) from exc
                 retryable = _is_retryable(exc)
                 elapsed = time.monotonic() - started
                 status = exc.status_code if isinstance(exc, openai.APIStatusError) else None

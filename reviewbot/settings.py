@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import logging
 import os
 import stat
@@ -157,6 +158,16 @@ class Settings(BaseSettings):
         if level not in _LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
         return level
+
+    @field_validator("llm_extra_body", "llm_prices", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # given as text (a CLI override, a test); the environment is parsed
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"must be a JSON object: {exc}") from None
+        return value
 
     @field_validator("llm_prices")
     @classmethod
