@@ -34,8 +34,7 @@ from reviewbot import languages  # noqa: E402
 from reviewbot.acceptance import load_prior  # noqa: E402
 from reviewbot.config import load_config  # noqa: E402
 from reviewbot.diff import parse_diff  # noqa: E402
-from reviewbot.llm import LLMClient, candidates_from_reply  # noqa: E402
-from reviewbot.models import Candidate, Dropped, FileDiff, LLMUsage  # noqa: E402
+from reviewbot.llm import LLMClient, LLMReply  # noqa: E402
 from reviewbot.pipeline import Change, review_change  # noqa: E402
 from reviewbot.prompt import PromptRequest  # noqa: E402
 from reviewbot.rules import ruleset_from_config  # noqa: E402
@@ -70,28 +69,25 @@ def responder(request_json: dict[str, Any]) -> dict[str, Any]:
 
 
 class ReplayLLM:
-    """An in-process LLM port: the model's reply is produced off the clock, the rest is ours."""
+    """An in-process LLM port: the model's reply is produced off the clock, the rest is ours (the
+    pipeline parses and anchors every reply itself, as it does with a real client)."""
+
+    model = "replay"
 
     def __init__(self) -> None:
         self.excluded = 0.0
 
-    async def review(
-        self, requests: list[PromptRequest], files: dict[str, FileDiff], *, source: str = "llm"
-    ) -> tuple[list[Candidate], list[Dropped], LLMUsage, list[str]]:
-        cands: list[Candidate] = []
-        drops: list[Dropped] = []
-        problems: list[str] = []
-        for index, request in enumerate(requests):
-            started = time.thread_time()
-            reply = json.dumps(responder({"messages": request.messages}))
-            self.excluded += time.thread_time() - started
-            kept, dropped, probs = candidates_from_reply(
-                reply, request, files, source=source, prefix=f"{source}:{index}"
-            )
-            cands += kept
-            drops += dropped
-            problems += probs
-        return cands, drops, LLMUsage(requests=len(requests)), problems
+    async def complete(self, request: PromptRequest, *, label: str = "request") -> LLMReply:
+        started = time.thread_time()
+        reply = json.dumps(responder({"messages": request.messages}))
+        self.excluded += time.thread_time() - started
+        return LLMReply(reply, request.estimated_tokens, len(reply) // 4, self.model)
+
+    def prompt_budget(self, configured: int) -> int:
+        return configured - min(4096, configured // 2)  # what LLMClient gives a model of unknown family
+
+    def learned(self) -> list[str]:
+        return []
 
 
 def parse_cpu(entries: list[Path]) -> float:
