@@ -272,13 +272,24 @@ def test_primary_rate_limit_exhausted_waits_for_the_reset(rworld: RWorld) -> Non
 
 
 def test_llm_refusing_the_request_posts_the_rules_review_once(rworld: RWorld) -> None:
-    """A non-retryable 400 (context too long): no retry storm, the review still goes out once."""
+    """A non-retryable 400 the client cannot adapt to: no retry storm, the review goes out once."""
     pr = open_pr(rworld)
-    rworld.llm.enqueue_fault(400, message="This model's maximum context length is 8192 tokens")
-    review_once_or_dead(rworld, pr, "llm 400 context too long", expect="posted", comments=0)
+    rworld.llm.enqueue_fault(400, message="Invalid request: messages contain an unsupported token")
+    review_once_or_dead(rworld, pr, "llm 400 refused", expect="posted", comments=0)
     assert len(rworld.llm.requests) == 1
     [check] = rworld.checks(pr.head_sha)
-    assert "maximum context length" in check["output"]["text"]
+    assert "unsupported token" in check["output"]["text"]
+
+
+def test_llm_context_too_long_is_learned_and_the_request_asked_again(rworld: RWorld) -> None:
+    """A 400 naming the context window: the window is learned and the request sent again to fit
+    it (split when needed), so the review still carries the LLM's findings, once."""
+    pr = open_pr(rworld)
+    rworld.llm.enqueue_fault(400, message="This model's maximum context length is 8192 tokens")
+    review_once_or_dead(rworld, pr, "llm 400 context too long", expect="posted", comments=2)
+    assert len(rworld.llm.requests) == 2
+    [check] = rworld.checks(pr.head_sha)
+    assert "context window 8192 tokens" in check["output"]["text"]
 
 
 def test_many_faults_at_once(rworld: RWorld) -> None:
