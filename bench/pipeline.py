@@ -35,6 +35,7 @@ from reviewbot.acceptance import load_prior  # noqa: E402
 from reviewbot.config import load_config  # noqa: E402
 from reviewbot.diff import parse_diff  # noqa: E402
 from reviewbot.llm import LLMClient, LLMReply  # noqa: E402
+from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
 from reviewbot.pipeline import Change, review_change  # noqa: E402
 from reviewbot.prompt import PromptRequest  # noqa: E402
 from reviewbot.rules import ruleset_from_config  # noqa: E402
@@ -84,7 +85,8 @@ class ReplayLLM:
         return LLMReply(reply, request.estimated_tokens, len(reply) // 4, self.model)
 
     def prompt_budget(self, configured: int) -> int:
-        return configured - min(4096, configured // 2)  # what LLMClient gives a model of unknown family
+        # What LLMClient gives a model of unknown family: its output limit counts against the budget.
+        return configured - min(DEFAULT_OUTPUT_TOKENS, configured // 2)
 
     def learned(self) -> list[str]:
         return []

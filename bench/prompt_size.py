@@ -11,7 +11,7 @@ tokens are context blocks (the enclosing function, sent once per request in v2).
 
 `--write` rewrites the "## Prompt size" section of BENCHMARKS.md. Rows: v1 at its 12,000-token
 budget; v2 at the same budget (the prompt alone); v2 as the pipeline sends it to a model of unknown
-family (a 4,096-token output limit counts against the 12,000, leaving 7,904 for the prompt).
+family (its 2,048-token output limit counts against the 12,000, leaving 9,952 for the prompt).
 Target: v2 at the same budget sends no more prompt tokens in total than v1 (exit 1 otherwise).
 """
 
@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
+
 HEADING = "## Prompt size"
 
 #: Run in a subprocess with the tree to measure first on sys.path; prints JSON figures.
@@ -104,11 +108,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="reviewbot-v1-") as tmp:
         v1 = measure(export(args.baseline, Path(tmp)), args.data, 12000)
     v2_same = measure(ROOT, args.data, 12000)
-    v2_sent = measure(ROOT, args.data, 12000 - 4096)
+    v2_sent = measure(ROOT, args.data, 12000 - DEFAULT_OUTPUT_TOKENS)
     rows = [
         (f"v1 ({args.baseline}), budget 12,000", v1),
         ("v2, budget 12,000", v2_same),
-        ("v2 as sent (prompt budget 7,904 + 4,096 output)", v2_sent),
+        (f"v2 as sent ({12000 - DEFAULT_OUTPUT_TOKENS:,} prompt + {DEFAULT_OUTPUT_TOKENS:,} out)", v2_sent),
     ]
     change = v2_same["tokens"] / v1["tokens"] - 1
     ok = v2_same["tokens"] <= v1["tokens"]

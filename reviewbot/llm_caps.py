@@ -19,8 +19,8 @@ ResponseMode = Literal["json_schema", "json_object", "none"]
 TokenParam = Literal["max_tokens", "max_completion_tokens"]
 SystemRole = Literal["system", "developer", "user"]
 
-#: Output limit when nothing else is known: room for a dozen findings with suggestions.
-DEFAULT_OUTPUT_TOKENS = 4096
+#: Output limit when nothing else is known: room for the findings cap (8) with suggestions.
+DEFAULT_OUTPUT_TOKENS = 2048
 #: Reasoning models spend output tokens thinking before they write: give them room.
 REASONING_OUTPUT_TOKENS = 16384
 
