@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from reviewbot.acceptance import load_prior  # noqa: E402
 from reviewbot.config import load_config  # noqa: E402
-from reviewbot.models import LLMUsage  # noqa: E402
+from reviewbot.llm import LLMReply  # noqa: E402
+from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
 from reviewbot.pipeline import Change, review_change  # noqa: E402
 from reviewbot.rules import ruleset_from_config  # noqa: E402
 from reviewbot.webhooks import sign  # noqa: E402
@@ -94,12 +95,20 @@ def flag_bugs(request_json: dict[str, Any]) -> dict[str, Any]:
 class CountingLLM:
     """Implements the pipeline's LLM port only to count how many requests a budget packs into."""
 
+    model = "counting"
+
     def __init__(self) -> None:
         self.requests = 0
 
-    async def review(self, requests: list[Any], files: dict[str, Any], *, source: str = "llm") -> Any:
-        self.requests = len(requests)
-        return [], [], LLMUsage(), []
+    async def complete(self, request: Any, *, label: str = "request") -> LLMReply:
+        self.requests += 1
+        return LLMReply('{"findings": []}', request.estimated_tokens, 4, self.model)
+
+    def prompt_budget(self, configured: int) -> int:
+        return configured - min(DEFAULT_OUTPUT_TOKENS, configured // 2)  # as LLMClient, unknown model
+
+    def learned(self) -> list[str]:
+        return []
 
 
 def config_text(budget: int) -> str:
