@@ -472,7 +472,7 @@ class ReviewJobHandler:
         diff, since, contents = await self._fetch_change(gh, req, config, full)
         timings["fetch"] += time.perf_counter() - t
 
-        intent = ChangeIntent(title=pull.title, description=pull.body)
+        intent = ChangeIntent(pull.title, pull.body, tuple(await self._commit_subjects(gh, req)))
         result = await self._review(req, config, rules, diff, since, contents, on_github, timings, intent)
         full_files = {f.path: f for f in parse_diff(str(full))}
         restrict_to_diff(result, full_files)
@@ -736,6 +736,14 @@ class ReviewJobHandler:
         if self._prior_model is None:
             self._prior_model = self.prior()
         return self._prior_model
+
+    async def _commit_subjects(self, gh: GitHubClient, req: ReviewRequest) -> list[str]:
+        """The PR's commit subjects for the prompt; a review goes on without them if GitHub fails."""
+        try:
+            return await gh.list_pull_commit_subjects(req.repo, req.pr)
+        except GitHubError as exc:
+            log.warning("cannot list the PR's commits: %s", exc)
+            return []
 
     def _default_model(self) -> str:
         if not self._llm_made:

@@ -465,6 +465,15 @@ class GitHubClient:
                 return items[:limit] if limit else items
             page += 1
 
+    async def list_pull_commit_subjects(self, repo: str, number: int, limit: int = 50) -> list[str]:
+        """Subjects of the PR's commits, oldest first (the change's intent, for the LLM prompt)."""
+        owner, name = _split(repo)
+        items = await self._pages(
+            lambda p: self.rest.pulls.async_list_commits(owner, name, number, per_page=100, page=p),
+            limit=limit,
+        )
+        return [str((c.get("commit") or {}).get("message") or "").split("\n", 1)[0] for c in items]
+
     async def list_pull_files(self, repo: str, number: int) -> list[PullFile]:
         owner, name = _split(repo)
         raw = await self._pages(

@@ -145,3 +145,21 @@ def test_cost_by_the_price_table() -> None:
     usage = LLMUsage(prompt_tokens=1_000_000, completion_tokens=500_000, model="m")
     assert cost_of(usage, {"m": Price(0.15, 0.6)}) == pytest.approx(0.45)
     assert cost_of(usage, {}) is None
+
+
+def test_the_pr_title_description_and_commits_reach_the_prompt(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": "min_acceptance: 0.01\n", "a.py": module(20)})
+    w.start_worker()
+    try:
+        pr = w.gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})}, title="Average the stock",
+                           body="Adds the mean of the stock levels.")  # fmt: skip
+        w.gh.push(REPO, 1, {"a.py": module(20, {3: "a3", 9: "a9"})}, message="Also average returns\n\nbody")
+        pr = w.gh.pulls[(REPO, 1)]  # the pushed head
+        w.deliver("pull_request", w.pr_event("opened", pr))
+        w.settle()
+        user = w.llm.requests[-1]["messages"][-1]["content"]
+        assert "Title: Average the stock" in user and "Adds the mean of the stock levels." in user
+        assert "Commits:\n- Average the stock\n- Also average returns\n</intent-" in user  # subjects only
+    finally:
+        w.close()

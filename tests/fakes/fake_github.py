@@ -1092,6 +1092,7 @@ class FakeGitHub:
             ("GET", rf"/repos/{R}", self._r_repo),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)", self._r_pull),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/files", self._r_pull_files),
+            ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/commits", self._r_pull_commits),
             ("GET", rf"/repos/{R}/compare/(?P<base>[^/.]+)\.\.\.(?P<head>[^/]+)", self._r_compare),
             ("GET", rf"/repos/{R}/contents/(?P<path>.+)", self._r_contents),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/reviews", self._r_list_reviews),
@@ -1205,6 +1206,17 @@ class FakeGitHub:
         files = self.pull_files(pr.repo, pr.number)[:MAX_FILES]
         entries = [self._diff_entry(pr.repo, pr.head_sha, f, pr.omit_patch) for f in files]
         return self._paginate(entries, query, f"/repos/{pr.repo}/pulls/{pr.number}/files")
+
+    def _r_pull_commits(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
+        """The PR's commits, oldest first (GitHub lists at most 250)."""
+        pr = self._pull_for(params, installation)
+        chain = []
+        sha: str | None = pr.head_sha
+        while sha is not None and sha != pr.base_sha and sha in self.commits and len(chain) < 250:
+            chain.append(self.commits[sha])
+            sha = self.commits[sha].parent
+        entries = [{"sha": c.sha, "commit": {"message": c.message}} for c in reversed(chain)]
+        return self._paginate(entries, query, f"/repos/{pr.repo}/pulls/{pr.number}/commits")
 
     def _r_compare(self, installation: int, params: dict, accept: str, **_: Any) -> Reply:
         r = self._repo_for(params, installation)
