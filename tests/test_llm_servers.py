@@ -407,3 +407,35 @@ def test_a_per_request_fault_from_the_responder_is_a_real_http_error() -> None:
         _, _, usage, problems = asyncio.run(go())
     assert usage.errors == 1 and "HTTP 503" in problems[0]
     assert [r.status for r in fake.received] == [503, 503]
+
+
+@pytest.mark.parametrize(
+    ("text", "window", "overflow", "too_large"),
+    [
+        # OpenAI / Azure OpenAI (code context_length_exceeded)
+        ("This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 "
+         "tokens. Please reduce the length of the messages.", 8192, True, False),
+        # vLLM, prompt + max_tokens over --max-model-len
+        ("This model's maximum context length is 2048 tokens. However, you requested 2100 tokens (1900 in "
+         "the messages, 200 in the completion). Please reduce the length of the messages or completion.",
+         2048, True, False),
+        # llama.cpp server
+        ("the request exceeds the available context size (4,096 tokens), try increasing it", 4096, True,
+         False),
+        # OpenAI: an output limit above the model's
+        ("max_tokens is too large: 20000. This model supports at most 16384 completion tokens, whereas you "
+         "provided 20000.", None, False, True),
+        # vLLM: an output limit that leaves no room in the window
+        ("'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context length is "
+         "3000 tokens and your request has 1200 input tokens (4096 > 3000 - 1200).", 3000, False, True),
+        ("Invalid value for 'top_p'", None, False, False),
+    ],
+)  # fmt: skip
+def test_servers_error_wordings_are_read(
+    text: str, window: int | None, overflow: bool, too_large: bool
+) -> None:
+    from reviewbot.llm_caps import context_window_in, is_context_overflow, is_output_too_large
+
+    assert context_window_in(text) == window
+    assert is_context_overflow(text, None) == overflow
+    assert is_output_too_large(text) == too_large
