@@ -179,9 +179,9 @@ async def review_change(
         timer.add("llm", started)
         started = time.perf_counter()
         for pass_no, outcome in enumerate(outcomes, start=1):
-            found, dropped, problems = candidates_from_outcome(outcome, by_path, source="llm")
+            found, drops, problems = candidates_from_outcome(outcome, by_path, source="llm")
             candidates.extend(_tag_pass(found, pass_no, config.passes))
-            result.dropped.extend(dropped)
+            result.dropped.extend(drops)
             result.usage.add(outcome.usage)
             result.notes.extend(problems)
             result.notes.extend(outcome.notes)
