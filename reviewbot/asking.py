@@ -135,8 +135,6 @@ async def _ask(
     out.usage.prompt_tokens += reply.prompt_tokens
     out.usage.completion_tokens += reply.completion_tokens
     if reply.truncated:
-        # Keep the findings written out before the cut; when there are none (a reasoning model
-        # that spent its output limit thinking), ask again in halves.
         repaired = repair_truncated(reply.text)
         kept = repaired[1] if repaired is not None else 0
         # Fewer findings than the prompt allows: the output limit is too small for this request,

@@ -439,3 +439,13 @@ def test_servers_error_wordings_are_read(
     assert context_window_in(text) == window
     assert is_context_overflow(text, None) == overflow
     assert is_output_too_large(text) == too_large
+
+
+def test_every_setting_is_documented() -> None:
+    from pathlib import Path
+
+    from reviewbot.settings import env_var
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    missing = [env_var(name) for name in Settings.model_fields if f"`{env_var(name)}`" not in docs]
+    assert not missing, f"docs/configuration.md does not document {missing}"
