@@ -471,8 +471,9 @@ class HistoryRow:
 
 
 def is_rule_finding(candidate: Candidate) -> bool:
-    """A finding of one of reviewbot's own tree-sitter query rules (not another tool's 'rule')."""
-    return bool(candidate.rule_id) and (candidate.source or "").startswith("rule:")
+    """A finding of one of reviewbot's own tree-sitter query rules, or of a linter rule imported
+    from SARIF (source `sarif:<tool>`, reviewbot.sarif_in): fixed texts, scored by their record."""
+    return bool(candidate.rule_id) and (candidate.source or "").startswith(("rule:", "sarif:"))
 
 
 def rule_counts(rows: Sequence[HistoryRow]) -> dict[str, tuple[float, float]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_r
 from reviewbot.redact import redact_result
 from reviewbot.replies import candidates_from_reply
 from reviewbot.rules import RuleSet
+from reviewbot.sarif_in import anchor as anchor_imported
 
 log = logging.getLogger("reviewbot.pipeline")
 
@@ -97,8 +98,12 @@ async def review_change(
     secrets: Iterable[str | bytes | None] = (),
     explore: bool = True,
     token_cap: TokenCap | None = None,
+    imported: Sequence[Candidate] = (),
 ) -> ReviewResult:
     """Review one change end to end; never raises for bad LLM output (it is dropped and counted).
+
+    `imported` are candidates from the repo's own linters (reviewbot.sarif_in): anchored to the
+    lines the change adds, then filtered like every other candidate.
 
     `explore=False` turns off exploration (posting a few near-threshold candidates to learn from
     the answer): right for a local review, where no feedback comes back.
@@ -151,6 +156,13 @@ async def review_change(
     timer.add("rules", started)
 
     by_path = {f.path: f for f in files}
+    if imported:
+        kept, off_diff = anchor_imported(
+            imported, by_path, not_reviewed=result.files_not_reviewed,
+            rule_enabled=config.rules.rule_enabled, severity_override=config.rules.severity,
+        )  # fmt: skip
+        candidates.extend(kept)
+        result.dropped.extend(off_diff)
     if llm is not None and files:
         started = time.perf_counter()
 

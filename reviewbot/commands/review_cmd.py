@@ -25,11 +25,12 @@ from reviewbot.local import (
     load_change,
     read_file,
 )
-from reviewbot.models import SEVERITIES, ReviewResult, at_least
+from reviewbot.models import SEVERITIES, Candidate, ReviewResult, at_least
 from reviewbot.pipeline import Change, review_change
 from reviewbot.prompt import ChangeIntent
 from reviewbot.report import to_json, to_sarif, to_text
 from reviewbot.rules import RuleError, ruleset_from_config
+from reviewbot.sarif_in import SarifError, read_sarif_files
 from reviewbot.settings import Settings, SettingsError, settings_secrets
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "demo"
@@ -65,8 +66,10 @@ async def run_local_review(
     settings: Settings,
     show_progress: bool,
     intent: ChangeIntent | None = None,
+    imported: list[Candidate] | None = None,
 ) -> ReviewResult:
-    """The same pipeline as the App, on a local change; the LLM only when one is configured."""
+    """The same pipeline as the App, on a local change; the LLM only when one is configured.
+    `imported`: the findings of the repo's own linters (`--sarif-in`), filtered like the rest."""
     limits = limits_from_settings(settings)
     config, capped = apply_limits(config, limits, settings.llm_model)
     rules = ruleset_from_config(config.rules)
@@ -92,6 +95,7 @@ async def run_local_review(
                 explore=False,  # nothing learns from a local run's comments
                 secrets=settings_secrets(settings),  # the LLM key never reaches the report
                 token_cap=token_cap(limits),
+                imported=imported or (),
             )
             result.notes[:0] = capped
             result.usage.cost = cost_of(result.usage, limits.prices)
@@ -136,12 +140,22 @@ def review(
             help=f"Exit 0 even when LLM requests failed (default: exit {EXIT_LLM_FAILED}).",
         ),
     ] = False,
+    sarif_in: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--sarif-in",
+            help="A SARIF file from another tool (ruff, eslint, semgrep...): its findings on the "
+            "changed lines go through the same filter. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Review the changes of a local git repository and print the findings it would post.
 
     Example:
 
         reviewbot review . --base origin/main --format sarif -o reviewbot.sarif --fail-on high
+
+        ruff check --output-format sarif -o ruff.sarif . ; reviewbot review . --sarif-in ruff.sarif
     """
     if fail_on is not None and fail_on not in SEVERITIES:
         raise _fail(f"--fail-on must be one of {', '.join(SEVERITIES)}")
@@ -149,7 +163,8 @@ def review(
         settings = Settings.from_env()
         change = load_change(path, base=base, head=None if working_tree else head)
         config = _repo_config(change, config_file)
-    except (LocalRepoError, SettingsError) as exc:
+        imported = read_sarif_files(sarif_in or [])
+    except (LocalRepoError, SettingsError, SarifError) as exc:
         raise _fail(str(exc)) from exc
     except ConfigError as exc:
         for message in exc.messages:
@@ -166,7 +181,8 @@ def review(
                                                                         change.head)))  # fmt: skip
         result = asyncio.run(
             run_local_review(
-                change, config=config, settings=settings, show_progress=sys.stderr.isatty(), intent=intent
+                change, config=config, settings=settings, show_progress=sys.stderr.isatty(), intent=intent,
+                imported=imported.candidates,
             )
         )
     except (DiffParseError, RuleError, LocalRepoError) as exc:
@@ -202,7 +218,8 @@ def demo(
             raise _fail(str(exc)) from exc
         typer.echo(f"Reviewing the demo change {base[:8]}..{head[:8]} in {repo}", err=True)
         review(path=repo, base=base, head=head, working_tree=False, fmt=fmt, fail_on=None,
-               config_file=None, output=None, title="", description="", allow_llm_failure=False)
+               config_file=None, output=None, title="", description="", allow_llm_failure=False,
+               sarif_in=None)
 
 
 def register(app: typer.Typer) -> None:
