@@ -58,6 +58,7 @@ from reviewbot.render import (
     to_review_comment,
 )
 from reviewbot.rules import RuleError, RuleSet, ruleset_from_config
+from reviewbot.sarif_fetch import Fetched, fetch_imported
 from reviewbot.settings import Settings, settings_secrets
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Notify, PermanentJobError, is_paused
@@ -473,7 +474,9 @@ class ReviewJobHandler:
         timings["fetch"] += time.perf_counter() - t
 
         intent = ChangeIntent(pull.title, pull.body, tuple(await self._commit_subjects(gh, req)))
-        result = await self._review(req, config, rules, diff, since, contents, on_github, timings, intent)
+        imported = await fetch_imported(gh, req.repo, req.head_sha, config.sarif_in)  # the repo's linters
+        result = await self._review(req, config, rules, diff, since, contents, on_github, timings, intent,
+                                    imported)  # fmt: skip
         full_files = {f.path: f for f in parse_diff(str(full))}
         restrict_to_diff(result, full_files)
         return await self._post(gh, req, review_id, result, timings, started)
@@ -509,6 +512,7 @@ class ReviewJobHandler:
         on_github: set[str],
         timings: dict[str, float],
         intent: ChangeIntent | None = None,
+        imported: Fetched | None = None,
     ) -> ReviewResult:
         """The one pipeline on the diff to review; `on_github` are the fingerprints the bot
         already posted on the PR (read from GitHub, so they hold even without our database)."""
@@ -527,6 +531,7 @@ class ReviewJobHandler:
                 posted_fingerprints=on_github | stored_posted_fingerprints(self.store, req),
                 secrets=self.secrets,
                 token_cap=cap,
+                imported=imported.candidates if imported else (),
             )  # fmt: skip
         finally:
             if own_llm and llm is not None:
@@ -534,6 +539,7 @@ class ReviewJobHandler:
         result.notes.extend(capped)
         result.usage.cost = cost_of(result.usage, self.limits.prices)
         result.notes.extend(diff.notes)
+        result.notes.extend(imported.notes if imported else [])
         if since is not None:
             result.notes.append(f"Incremental review: only the changes since {since} were reviewed.")
         timings.update({k: v for k, v in result.timings.items() if k != "fetch"})

@@ -293,6 +293,28 @@ class LLMConfig(_Strict):
     )
 
 
+class SarifInConfig(_Strict):
+    """The repository's own linters as candidate sources in the App (reviewbot.sarif_in)."""
+
+    check_runs: list[str] = Field(
+        default_factory=list,
+        description="Names (globs) of check runs on the head commit whose annotations are imported.",
+    )
+    artifacts: list[str] = Field(
+        default_factory=list,
+        description="Names (globs) of workflow-run artifacts of the head commit whose *.sarif files "
+        "are imported.",
+    )
+
+
+class ConversationConfig(_Strict):
+    """Answers to questions asked under reviewbot's comments (reviewbot.conversation)."""
+
+    enabled: bool = Field(
+        default=True, description="Answer a question replied to a reviewbot comment (needs an LLM)."
+    )
+
+
 class RepoConfig(_Strict):
     """The whole `.github/reviewbot.yml`, after merging defaults < org < repo."""
 
@@ -327,6 +349,8 @@ class RepoConfig(_Strict):
         default_factory=list, description="Extra LLM guidance for files matching a glob."
     )
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    sarif_in: SarifInConfig = Field(default_factory=SarifInConfig)
+    conversation: ConversationConfig = Field(default_factory=ConversationConfig)
     exploration_rate: float = Field(
         default=0.05,
         ge=0.0,

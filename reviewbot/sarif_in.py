@@ -236,6 +236,10 @@ def from_annotations(annotations: Iterable[Mapping[str, Any]], *, check_name: st
     results, source `sarif:<check name>`, rule id from the annotation title when it has one."""
     tool = tool_slug(check_name)
     out = Imported()
+    annotations = list(annotations)
+    levels = {str(a.get("annotation_level") or "warning") for a in annotations}
+    titles = {str(a.get("title") or "") for a in annotations}
+    graded = len(levels) > 1 or len(titles) <= 1  # one level for many rules says nothing
     for n, ann in enumerate(annotations):
         path, line = ann.get("path"), ann.get("start_line")
         message = str(ann.get("message") or "").strip()
@@ -249,8 +253,11 @@ def from_annotations(annotations: Iterable[Mapping[str, Any]], *, check_name: st
             id=f"sarif:{tool}:a{n}", path=path, line=line,
             end_line=end if isinstance(end, int) and end > line else None,
             body=message, title=f"{tool} {title}".strip()[:200], severity=severity_for(level),
+            category=_category([], False, message),
             source=f"sarif:{tool}", rule_id=f"{tool}/{_SAFE_NAME.sub('-', title)[:80] or 'annotation'}",
         ))  # fmt: skip
+        if not graded and out.candidates[-1].category != "security":
+            out.candidates[-1].severity = None
     return out
 
 

@@ -46,6 +46,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -449,6 +450,8 @@ class FakeGitHub:
         self.issue_comments: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.reactions: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (kind, comment id)
         self.check_runs: list[dict[str, Any]] = []
+        self.workflow_runs: list[dict[str, Any]] = []  # {id, repo, head_sha, name}
+        self.artifacts: list[dict[str, Any]] = []  # {id, repo, run_id, name, data (zip bytes), expired}
         self.requests: list[RecordedRequest] = []
         self.rejected_reviews: list[dict[str, Any]] = []  # bodies of 422-rejected review posts
         self.deleted_pending_reviews: list[dict[str, Any]] = []
@@ -669,6 +672,37 @@ class FakeGitHub:
                 start_side=None, diff_hunk=parent["diff_hunk"], in_reply_to=comment_id,
                 commit_id=parent["commit_id"], user_type="User",
             )
+
+    def add_check_run(self, repo: str, head_sha: str, name: str, annotations: list[dict[str, Any]],
+                      *, status: str = "completed", conclusion: str | None = "failure") -> dict[str, Any]:
+        """A check run another app (a linter in Actions) left on `head_sha`, with its annotations."""
+        now = _iso(self.clock())
+        done = status == "completed"
+        run = {"repo": repo, "id": self.next_id(), "check_suite_id": self.next_id(), "name": name,
+               "head_sha": head_sha, "status": status, "conclusion": conclusion if done else None,
+               "started_at": now, "completed_at": now if done else None,
+               "output": {"title": name, "summary": "", "annotations": list(annotations)}, "history": []}
+        with self.lock:
+            self.check_runs.append(run)
+        return run
+
+    def add_artifact(self, repo: str, head_sha: str, name: str, files: dict[str, str | bytes],
+                     *, workflow: str = "lint", expired: bool = False) -> dict[str, Any]:
+        """A workflow run on `head_sha` that uploaded an artifact `name` holding `files` (zipped)."""
+        buf = __import__("io").BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for path, content in files.items():
+                zf.writestr(path, content)
+        with self.lock:
+            run = next((r for r in self.workflow_runs if r["repo"] == repo and r["head_sha"] == head_sha
+                        and r["name"] == workflow), None)
+            if run is None:
+                run = {"id": self.next_id(), "repo": repo, "head_sha": head_sha, "name": workflow}
+                self.workflow_runs.append(run)
+            art = {"id": self.next_id(), "repo": repo, "run_id": run["id"], "name": name,
+                   "data": buf.getvalue(), "expired": expired}
+            self.artifacts.append(art)
+        return art
 
     def add_review_comment(
         self, repo: str, number: int, path: str, line: int, body: str, *, user: str = "alice",
@@ -1058,6 +1092,8 @@ class FakeGitHub:
     def _send(self, h: BaseHTTPRequestHandler, reply: Reply, truncate: bool) -> None:
         if reply.body is None:
             data = b""
+        elif isinstance(reply.body, bytes):
+            data = reply.body
         elif isinstance(reply.body, str):
             data = reply.body.encode()
         else:
@@ -1109,6 +1145,12 @@ class FakeGitHub:
             ("POST", rf"/repos/{R}/check-runs", self._r_create_check_run),
             ("PATCH", rf"/repos/{R}/check-runs/(?P<id>\d+)", self._r_update_check_run),
             ("GET", rf"/repos/{R}/commits/(?P<sha>[^/]+)", self._r_commit),
+            ("GET", rf"/repos/{R}/commits/(?P<sha>[^/]+)/check-runs", self._r_list_check_runs),
+            ("GET", rf"/repos/{R}/check-runs/(?P<id>\d+)/annotations", self._r_check_run_annotations),
+            ("GET", rf"/repos/{R}/actions/runs", self._r_list_workflow_runs),
+            ("GET", rf"/repos/{R}/actions/runs/(?P<id>\d+)/artifacts", self._r_list_artifacts),
+            ("GET", rf"/repos/{R}/actions/artifacts/(?P<id>\d+)/zip", self._r_download_artifact),
+            ("GET", r"/_blobs/artifact-(?P<id>\d+)\.zip", self._r_artifact_blob),
         ]
         return [(m, re.compile(p), fn) for m, p, fn in table]
 
@@ -1503,6 +1545,60 @@ class FakeGitHub:
         run["history"] = [dict(body)]
         self.check_runs.append(run)
         return Reply(201, self._check_run_json(run))
+
+    def _r_list_check_runs(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
+        self._repo_for(params, installation)
+        name = (query.get("check_name") or [None])[0]
+        runs = [r for r in self.check_runs if r["repo"] == params["repo"] and r["head_sha"] == params["sha"]
+                and (name is None or r["name"] == name)]
+        return Reply(200, {"total_count": len(runs), "check_runs": [self._check_run_json(r) for r in runs]})
+
+    def _r_check_run_annotations(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
+        self._repo_for(params, installation)
+        wanted = int(params["id"])
+        run = next((r for r in self.check_runs if r["id"] == wanted and r["repo"] == params["repo"]), None)
+        if run is None:
+            raise _error(404, "Not Found", "/checks/runs#list-check-run-annotations")
+        per_page = int((query.get("per_page") or ["30"])[0])
+        page = int((query.get("page") or ["1"])[0])
+        items = [{"path": a.get("path"), "start_line": a.get("start_line"), "end_line": a.get("end_line"),
+                  "start_column": a.get("start_column"), "end_column": a.get("end_column"),
+                  "annotation_level": a.get("annotation_level"), "title": a.get("title"),
+                  "message": a.get("message"), "raw_details": a.get("raw_details"),
+                  "blob_href": f"https://github.com/{params['repo']}/blob/{run['head_sha']}/{a.get('path')}"}
+                 for a in (run.get("output") or {}).get("annotations") or []]
+        return Reply(200, items[(page - 1) * per_page: page * per_page])
+
+    def _r_list_workflow_runs(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
+        self._repo_for(params, installation)
+        sha = (query.get("head_sha") or [None])[0]
+        runs = [{"id": r["id"], "name": r["name"], "head_sha": r["head_sha"], "status": "completed",
+                 "conclusion": "success", "event": "pull_request"}
+                for r in self.workflow_runs if r["repo"] == params["repo"] and sha in (None, r["head_sha"])]
+        return Reply(200, {"total_count": len(runs), "workflow_runs": runs})
+
+    def _r_list_artifacts(self, installation: int, params: dict, **_: Any) -> Reply:
+        self._repo_for(params, installation)
+        arts = [{"id": a["id"], "name": a["name"], "size_in_bytes": len(a["data"]), "expired": a["expired"],
+                 "archive_download_url": self._api(f"/repos/{a['repo']}/actions/artifacts/{a['id']}/zip"),
+                 "workflow_run": {"id": a["run_id"]}}
+                for a in self.artifacts if a["repo"] == params["repo"] and a["run_id"] == int(params["id"])]
+        return Reply(200, {"total_count": len(arts), "artifacts": arts})
+
+    def _r_download_artifact(self, installation: int, params: dict, **_: Any) -> Reply:
+        """Like GitHub: a 302 to short-lived blob storage (here, a path on this server)."""
+        self._repo_for(params, installation)
+        wanted = int(params["id"])
+        art = next((a for a in self.artifacts if a["id"] == wanted and a["repo"] == params["repo"]), None)
+        if art is None or art["expired"]:
+            raise _error(410 if art else 404, "Gone" if art else "Not Found", "/actions/artifacts")
+        return Reply(302, None, {"Location": self._api(f"/_blobs/artifact-{art['id']}.zip")})
+
+    def _r_artifact_blob(self, params: dict, **_: Any) -> Reply:
+        art = next((a for a in self.artifacts if a["id"] == int(params["id"])), None)
+        if art is None:
+            raise _error(404, "Not Found")
+        return Reply(200, art["data"], content_type="application/zip")
 
     def _r_update_check_run(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
         self._repo_for(params, installation)
