@@ -22,6 +22,7 @@ LABELS: tuple[str, ...] = ("accepted", "dismissed", "weak_dismissed")
 SOURCES: tuple[str, ...] = (
     "reaction",
     "reply",
+    "conversation",
     "thread",
     "commit",
     "suggestion",
@@ -47,10 +48,11 @@ UNTOUCHED_WEIGHT = 0.2
 SOURCE_PRIORITY: dict[str, int] = {
     "reply": 0,
     "reaction": 1,
-    "suggestion": 2,
-    "commit": 3,
-    "thread": 4,
-    "untouched": 5,
+    "conversation": 2,  # the bot conceded a finding after an engineer's question (conversation.py)
+    "suggestion": 3,
+    "commit": 4,
+    "thread": 5,
+    "untouched": 6,
 }
 #: Sources that never become training rows: a suppressed candidate was never shown to anyone, so
 #: whether its code changed measures the filter (stats, evaluation), not what engineers accept.

@@ -472,8 +472,23 @@ def plan(action: Action, *, event: str = "", payload: dict[str, Any] | None = No
             )
         ]
     if isinstance(action, Feedback):
-        return [_feedback_job(action, event, payload)]
+        return [_feedback_job(action, event, payload), *_conversation_job(action, payload)]
     return []
+
+
+def _conversation_job(action: Feedback, payload: dict[str, Any] | None) -> list[JobSpec]:
+    """A question replied under a review comment, by someone with write access: a `conversation`
+    job (reviewbot.conversation answers it if the thread is reviewbot's). One per question."""
+    from reviewbot.conversation import is_question, may_ask
+
+    comment = (payload or {}).get("comment") or {}
+    if action.event != "pull_request_review_comment" or action.action != "created" or not payload:
+        return []
+    if not may_ask(comment.get("author_association")) or not is_question(action.body or ""):
+        return []
+    key = f"conversation:{action.repo}#{action.comment_id}"
+    return [JobSpec(kind="conversation", payload={"webhook": payload}, installation_id=action.installation_id,
+                    repo=action.repo, pr=action.pr, dedupe_key=key)]
 
 
 def _feedback_job(action: Feedback, event: str, payload: dict[str, Any] | None) -> JobSpec:

@@ -36,7 +36,7 @@ def test_every_job_kind_the_server_queues_has_a_handler(tmp_path: Path) -> None:
     queue = JobQueue(store)
     handlers = build_handlers(_settings(tmp_path), store, queue=queue, metrics=Metrics(CollectorRegistry()))
     for kind in ("review", "command.review", "command.pause", "command.resume", "installation",
-                 "feedback", "poll_feedback", "retrain"):  # fmt: skip
+                 "feedback", "poll_feedback", "conversation", "retrain"):  # fmt: skip
         assert kind in handlers, kind
 
 

@@ -39,10 +39,12 @@ def build_handlers(
     settings: Settings, store: Store, *, queue: JobQueue, metrics: Metrics
 ) -> dict[str, Handler]:
     """Job kind -> handler for a worker over `store`. Kinds: installation, command.pause,
-    command.resume (built in); review, command.review; feedback, poll_feedback; retrain."""
+    command.resume (built in); review, command.review; feedback, poll_feedback, conversation; retrain."""
     from reviewbot.acceptance import load_prior
     from reviewbot.app_review import command_notifier, github_app_from_settings, review_handlers
+    from reviewbot.conversation import conversation_handlers
     from reviewbot.feedback_poll import feedback_handlers
+    from reviewbot.llm import client_from_settings
     from reviewbot.retrain import retrain_handler
 
     app = github_app_from_settings(settings, metrics)
@@ -52,8 +54,12 @@ def build_handlers(
         handlers.update(
             feedback_handlers(store, app.installation_client, now=_utcnow, enqueue=queue.enqueue)
         )
+        handlers.update(conversation_handlers(
+            store, queue.lock, client_for=app.installation_client, now=_utcnow,
+            llm_factory=lambda **kw: client_from_settings(settings, **kw), secrets=settings_secrets(settings),
+        ))  # fmt: skip
     else:
-        handlers.update({kind: _unconfigured for kind in ("feedback", "poll_feedback")})
+        handlers.update({kind: _unconfigured for kind in ("feedback", "poll_feedback", "conversation")})
     handlers["retrain"] = retrain_handler(store, prior=load_prior, now=_utcnow)
     return handlers
 

@@ -662,16 +662,21 @@ class FakeGitHub:
             self.reactions.setdefault((kind, comment_id), []).append(reaction)
             return reaction
 
-    def add_reply(self, repo: str, number: int, comment_id: int, body: str, user: str = "alice") -> dict:
-        """A human replies in the thread of review comment `comment_id`."""
+    def add_reply(self, repo: str, number: int, comment_id: int, body: str, user: str = "alice",
+                  *, association: str | None = None, user_type: str = "User") -> dict:
+        """Someone replies in the thread of review comment `comment_id` (a MEMBER unless
+        `association` says otherwise: CONTRIBUTOR, NONE...)."""
         with self.lock:
             parent = self._find_review_comment(repo, number, comment_id)
-            return self._new_review_comment(
+            comment = self._new_review_comment(
                 repo, number, parent_review_id=None, path=parent["path"], body=body, user=user,
                 line=parent.get("line"), side=parent.get("side") or "RIGHT", start_line=None,
                 start_side=None, diff_hunk=parent["diff_hunk"], in_reply_to=comment_id,
-                commit_id=parent["commit_id"], user_type="User",
+                commit_id=parent["commit_id"], user_type=user_type,
             )
+            if association is not None:
+                comment["author_association"] = association
+            return comment
 
     def add_check_run(self, repo: str, head_sha: str, name: str, annotations: list[dict[str, Any]],
                       *, status: str = "completed", conclusion: str | None = "failure") -> dict[str, Any]:
