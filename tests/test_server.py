@@ -441,6 +441,7 @@ def test_app_manifest_subscribes_to_what_we_route_with_least_permissions() -> No
         "checks": "write",
         "issues": "write",
         "metadata": "read",
+        "actions": "read",  # SARIF artifacts (sarif_in.artifacts)
     }
 
 
