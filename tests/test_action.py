@@ -2,7 +2,7 @@
 
 A small runner reads action.yml, evaluates the `${{ }}` expressions and `if:` conditions the file
 uses (inputs, github.*, steps.<id>.outputs, always()), runs every `run:` step with bash as Actions
-does (`bash --noprofile --norc -eo pipefail`, GITHUB_OUTPUT, GITHUB_STEP_SUMMARY, the step's env)
+does (`bash --noprofile --norc -eo pipefail`, GITHUB_OUTPUT, GITHUB_PATH, GITHUB_STEP_SUMMARY, env)
 and records `uses:` steps (upload-sarif cannot run offline: the test checks what it would upload).
 The workspace is a shallow clone of the fixture PR, as actions/checkout leaves it: the base commit
 is not there until the action fetches it.
@@ -109,9 +109,10 @@ def run_action(workspace: Path, tmp: Path, inputs: dict[str, str], event: dict[s
             run.steps.append({"name": name, "outcome": "success", "uses": step["uses"], "with": given_with})
             continue
         assert step.get("shell") == "bash", f"{name}: composite run steps must name their shell"
-        out_file = tmp / f"output-{n}"
+        out_file, path_file = tmp / f"output-{n}", tmp / f"path-{n}"
         out_file.touch()
-        env = {**base_env, "GITHUB_OUTPUT": str(out_file)}
+        path_file.touch()
+        env = {**base_env, "GITHUB_OUTPUT": str(out_file), "GITHUB_PATH": str(path_file)}
         env.update({k: _subst(ctx, str(v)) for k, v in (step.get("env") or {}).items()})
         script = tmp / f"step-{n}.sh"
         script.write_text(_subst(ctx, step["run"]))
@@ -120,6 +121,8 @@ def run_action(workspace: Path, tmp: Path, inputs: dict[str, str], event: dict[s
             cwd=workspace, env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         outputs = dict(line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
+        for folder in path_file.read_text().splitlines():  # GITHUB_PATH: first on PATH from the next step
+            base_env["PATH"] = f"{folder}{os.pathsep}{base_env['PATH']}"
         if "id" in step:
             ctx["steps"][step["id"]] = {"outputs": outputs}
         outcome = "success" if proc.returncode == 0 else "failure"
