@@ -39,6 +39,9 @@ CODE_WINDOW = 20
 #: The weight of the LLM's own concession as a dismissal: it is the bot agreeing with a human's
 #: doubt, not the human's verdict, so it counts for less than an explicit reply or reaction.
 CONCESSION_WEIGHT = 0.5
+#: Answers per thread at most: a long back-and-forth belongs to people, and each answer costs an
+#: LLM call.
+MAX_ANSWERS_PER_THREAD = 5
 MAX_QUESTION_CHARS = 4000
 MAX_ANSWER_CHARS = 3000
 
@@ -291,8 +294,11 @@ async def answer_question(
         [c for c in comments if c.id == root.id or c.in_reply_to_id == root.id],
         key=lambda c: (c.created_at or "", c.id),
     )
-    if q.comment_id in answered_ids(c.body for c in thread if gh._is_ours(c)):
+    answered = answered_ids(c.body for c in thread if gh._is_ours(c))
+    if q.comment_id in answered:
         return Outcome("skipped", "already answered")
+    if len(answered) >= MAX_ANSWERS_PER_THREAD:
+        return Outcome("skipped", f"{MAX_ANSWERS_PER_THREAD} answers in this thread already")
     pull = await gh.get_pull(q.repo, q.pr)
     code = await gh.get_file(q.repo, root.path, ref=pull.head_sha) if root.path else None
     history = [

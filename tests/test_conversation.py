@@ -244,6 +244,17 @@ def test_a_conceded_finding_becomes_a_label_and_plain_replies_still_label(world:
                       "WHERE f.github_comment_id = ?", roots[1]) == [("accepted", "reply")]  # fmt: skip
 
 
+def test_answers_per_thread_are_capped(world: ConversationWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reviewbot.conversation as conversation
+
+    monkeypatch.setattr(conversation, "MAX_ANSWERS_PER_THREAD", 2)  # the worker thread reads it per call
+    root_id = next(c["id"] for c in world.gh.review_comments[(REPO, 1)] if c["user"]["type"] == "Bot")
+    for n in range(3):
+        _asks(world, f"why {n}?", {"id": root_id})
+    assert len([c for c in _thread(world, root_id) if "reviewbot:answer" in c["body"]]) == 2
+    assert len(_chat_requests(world)) == 2
+
+
 def test_conversation_off_in_the_config(world: ConversationWorld) -> None:
     gh = world.gh
     gh.set_default_files(REPO, {**CONFIG, ".github/reviewbot.yml": CONFIG[".github/reviewbot.yml"]
