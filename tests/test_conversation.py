@@ -262,3 +262,20 @@ def test_conversation_off_in_the_config(world: ConversationWorld) -> None:
     root_id = next(c["id"] for c in gh.review_comments[(REPO, 1)] if c["user"]["type"] == "Bot")
     _asks(world, "why?", {"id": root_id})
     assert _chat_requests(world) == []
+
+
+def test_real_github_reply_payload_becomes_a_question(shared_data: Path) -> None:
+    """GitHub's own pull_request_review_comment example, made a reply with a question."""
+    from reviewbot.conversation import Question
+
+    payload = json.loads(
+        (shared_data / "github-webhooks" / "pull_request_review_comment" / "created.payload.json").read_text()
+    )
+    payload["comment"].update(in_reply_to_id=1, body="Why more emoji? Is this really needed here?")
+    [job] = [j for j in plan(route("pull_request_review_comment", payload), payload=payload)
+             if j.kind == "conversation"]  # fmt: skip
+    q = Question.from_webhook(json.loads(json.dumps(job.payload))["webhook"])
+    assert (q.repo, q.pr, q.in_reply_to_id, q.association) == (
+        payload["repository"]["full_name"], payload["pull_request"]["number"], 1, "OWNER"
+    )
+    assert not q.user_is_bot
