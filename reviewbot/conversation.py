@@ -121,6 +121,15 @@ Reply with one JSON object and nothing else:
 not hold ("withdrawn"), or you cannot tell ("unsure")."""
 
 
+#: The reply's shape, sent as `response_format` where the server supports structured output.
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}, "verdict": {"type": "string", "enum": list(VERDICTS)}},
+    "required": ["answer", "verdict"],
+    "additionalProperties": False,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadMessage:
     author: str
@@ -162,8 +171,9 @@ def build_messages(
     )
     messages = [{"role": "system", "content": SYSTEM.format(nonce=nonce)}, {"role": "user", "content": user}]
     return PromptRequest(
-        messages=messages, paths=[path], estimated_tokens=sum(estimate_tokens(m["content"]) for m in messages)
-    )
+        messages=messages, paths=[path], schema=ANSWER_SCHEMA,
+        estimated_tokens=sum(estimate_tokens(m["content"]) for m in messages),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +389,7 @@ def conversation_handlers(
         if not config.enabled or not config.conversation.enabled:
             log.info("question not answered: conversation is off in the config")
             return
-        overrides: dict[str, Any] = {"response_mode": "json_object", "temperature": config.llm.temperature}
+        overrides: dict[str, Any] = {"temperature": config.llm.temperature}
         if config.llm.model:
             overrides["model"] = config.llm.model
         llm = llm_factory(**overrides)

@@ -195,6 +195,7 @@ def test_a_question_gets_one_answer_with_the_code_in_view(world: ConversationWor
     assert answer_marker(question["id"]) in answer["body"]
     [req] = _chat_requests(world)
     assert "xs is never empty" in req["messages"][1]["content"]
+    assert req["response_format"]["json_schema"]["schema"]["required"] == ["answer", "verdict"]
 
     # redelivery of the same question: no second answer, no second LLM call
     world.deliver("pull_request_review_comment", _reply_event(world, question))
