@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from reviewbot.costs import TokenCap
-from reviewbot.llm import ContextOverflow, LLMError, LLMReply
+from reviewbot.llm import ContextOverflow, LLMError, LLMReply, failure_scope
 from reviewbot.models import LLMUsage
 from reviewbot.prompt import PromptBudgetError, PromptRequest, split_request
 from reviewbot.replies import repair_truncated
@@ -81,9 +81,10 @@ async def ask_all(
     """Ask every request; never raises for a failed request (it is counted and described)."""
     out = AskOutcome()
     out.usage.model = llm.model
-    await asyncio.gather(
-        *(_ask(llm, req, str(i), 0, out, configured_budget, cap) for i, req in enumerate(requests))
-    )
+    with failure_scope():  # an exhausted quota or a refused key fails the rest of this pass at once
+        await asyncio.gather(
+            *(_ask(llm, req, str(i), 0, out, configured_budget, cap) for i, req in enumerate(requests))
+        )
     out.answered.sort(key=lambda a: [int(p) for p in a.key.split(".")])
     out.problems = list(dict.fromkeys(out.problems))  # a fatal error is said once, not per request
     log.info(

@@ -13,12 +13,15 @@ findings is the pipeline's job (reviewbot.replies).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import email.utils
 import json
 import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +56,24 @@ _DOWNGRADE: dict[ResponseMode, ResponseMode] = {"json_schema": "json_object", "j
 
 #: Used when no base URL is configured (explicitly here, so the environment is never consulted).
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+#: Where a review's requests share what makes all of them fail (see `failure_scope`).
+_FAILURE_SCOPE: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "reviewbot_llm_failure_scope", default=None
+)
+
+
+@contextlib.contextmanager
+def failure_scope() -> Iterator[None]:
+    """Requests sent inside (and in tasks started inside) share fatal failures: after one exhausted
+    quota or refused key, the others fail at once without a round trip. One per review, so a
+    client shared by the App's jobs tries again on the next review."""
+    token = _FAILURE_SCOPE.set({})
+    try:
+        yield
+    finally:
+        _FAILURE_SCOPE.reset(token)
 
 
 class LLMError(Exception):
@@ -255,7 +276,8 @@ class LLMClient:
     accepts; a fresh one when None). `extra_body` is merged into every request body (Ollama
     `options.num_ctx`, vLLM guided-decoding options). `api_version` switches to Azure OpenAI's
     deployment URLs and `api-key` header. Use `async with` or call `aclose()`. One client per event
-    loop (its HTTP pool and semaphore belong to the loop that first uses them).
+    loop (its HTTP pool and semaphore belong to the loop that first uses them). After an exhausted
+    quota or a refused key, requests fail at once without a round trip for `fatal_cooldown` s.
     """
 
     def __init__(
@@ -276,6 +298,7 @@ class LLMClient:
         caps: CapsBook | None = None,
         extra_body: dict[str, Any] | None = None,
         api_version: str | None = None,
+        fatal_cooldown: float = 60.0,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be >= 1")
@@ -296,6 +319,8 @@ class LLMClient:
         self.max_concurrency = max_concurrency
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._fatal: str | None = None
+        self._fatal_at = 0.0
+        self.fatal_cooldown = fatal_cooldown
         # Keyless local servers (Ollama, llama.cpp) ignore the header; the client insists on a key.
         self._client: openai.AsyncOpenAI
         if api_version:
@@ -316,6 +341,24 @@ class LLMClient:
                 timeout=timeout,
                 max_retries=0,
             )
+
+    def _fatal_now(self) -> str | None:
+        """The fatal failure every request meets right now: within a `failure_scope` (one review),
+        for the rest of it; outside one, for `fatal_cooldown` seconds. A long-lived App process
+        tries again on the next review (a topped-up quota, a rotated key)."""
+        scope = _FAILURE_SCOPE.get()
+        if scope is not None:
+            return scope.get("fatal")
+        if self._fatal is not None and time.monotonic() - self._fatal_at > self.fatal_cooldown:
+            self._fatal = None
+        return self._fatal
+
+    def _set_fatal(self, fatal: str) -> None:
+        scope = _FAILURE_SCOPE.get()
+        if scope is not None:
+            scope["fatal"] = fatal
+        else:
+            self._fatal, self._fatal_at = fatal, time.monotonic()
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -427,8 +470,9 @@ class LLMClient:
         for _ in range(8):
             try:
                 async with self._semaphore:
-                    if self._fatal is not None:  # learned while this request waited for a slot
-                        raise LLMError(self._fatal, fatal=True)
+                    fatal = self._fatal_now()
+                    if fatal is not None:  # learned while this request waited for a slot
+                        raise LLMError(fatal, fatal=True)
                     caps = self.caps  # read once the slot is ours: what others learned meanwhile
                     payload = self._payload(request, caps)
                     resp = await self._client.chat.completions.create(**payload)
@@ -468,8 +512,9 @@ class LLMClient:
         Raises ContextOverflow when the request is longer than the model's window (the caller
         splits it). Waits between attempts hold no concurrency slot.
         """
-        if self._fatal is not None:
-            raise LLMError(self._fatal, fatal=True)
+        fatal = self._fatal_now()
+        if fatal is not None:
+            raise LLMError(fatal, fatal=True)
         attempts = 0
         started = time.monotonic()
         while True:
@@ -482,9 +527,9 @@ class LLMClient:
             except (openai.APIStatusError, openai.APIConnectionError, _Transient) as exc:
                 fatal = _fatal_reason(exc)
                 if fatal is not None:
-                    if self._fatal is None:
-                        self._fatal = fatal
-                        log.error("LLM: %s", fatal)
+                    if self._fatal_now() is None:
+                        self._set_fatal(fatal)
+                        log.error("LLM: %s (%s)", fatal, _describe(exc))
                     raise LLMError(fatal, status=getattr(exc, "status_code", None), fatal=True) from exc
                 retryable = _is_retryable(exc)
                 elapsed = time.monotonic() - started

@@ -449,3 +449,19 @@ def test_every_setting_is_documented() -> None:
     docs = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     missing = [env_var(name) for name in Settings.model_fields if f"`{env_var(name)}`" not in docs]
     assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+def test_a_fatal_failure_lasts_one_review_on_a_shared_client() -> None:
+    """The App shares one client across jobs: a topped-up quota is noticed on the next review."""
+    files = many_files(4)
+    reqs = [r for f in files.values() for r in requests_for([f])]
+    with FakeLLM(quota_exhausted=True, responder=flag_bugs) as fake:
+
+        async def go() -> Any:
+            async with client(fake) as llm:
+                first = await review_requests(llm, reqs, files)
+                fake.quota_exhausted = False  # the operator tops the account up
+                return first, await review_requests(llm, reqs, files)
+
+        (_, _, before, _), (cands, _, after, problems) = asyncio.run(go())
+    assert before.errors == 4 and after.errors == 0 and len(cands) == 4 and problems == []
