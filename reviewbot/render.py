@@ -80,6 +80,26 @@ def _defuse_mentions(text: str) -> str:
     return "".join(out)
 
 
+_FENCE_LINE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def _close_fences(text: str) -> str:
+    """Close a fenced block the text leaves open (CommonMark's rules), so it cannot swallow what
+    follows: an open fence in a model's body turned our suggestion block into plain text."""
+    opened: str | None = None
+    for line in text.split("\n"):
+        m = _FENCE_LINE_RE.match(line)
+        if m is None:
+            continue
+        run, rest = m.group(1), m.group(2)
+        if opened is None:
+            if not (run[0] == "`" and "`" in rest):  # a backtick fence's info string has no backtick
+                opened = run
+        elif run[0] == opened[0] and len(run) >= len(opened) and not rest.strip():
+            opened = None
+    return text if opened is None else f"{text}\n{opened}"
+
+
 def _fence(code: str) -> str:
     """A backtick fence longer than any run of backticks inside `code`."""
     longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
@@ -93,7 +113,7 @@ def render_comment(decision: Decision) -> str:
     title = _clean(c.title).replace("\n", " ")
     if title:
         parts.append(f"**{title}**")
-    body = _clean(c.body)
+    body = _close_fences(_clean(c.body))
     if body:
         parts.append(body)
     if c.suggestion is not None:
