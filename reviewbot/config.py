@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from reviewbot.globs import (
+    MAX_PATTERN_CHARS,
+    MAX_PATTERNS,
+    GlobError,
+    check_pattern,
+    check_patterns,
+    glob_list,
+    glob_match,
+    wildcard_match,
+)
 from reviewbot.languages import SUPPORTED, language_for_path, matches_language
 from reviewbot.models import SEVERITIES
 from reviewbot.rulespec import RuleSpec
@@ -31,15 +39,27 @@ Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
 
 
 def _check_glob(pattern: str) -> str:
-    """A glob that cannot compile ('[b-a]') would crash every later review of the repo: reject it now."""
-    try:
-        _glob_regex(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid glob {pattern!r}: {exc.msg}") from None
+    """A glob that cannot compile ('[b-a]') would crash every later review of the repo: reject it
+    now; so is one over the length cap (a tenant's glob must not cost every review a second)."""
+    check_pattern(pattern)  # GlobError is a ValueError: pydantic reports it at the key
+    return pattern
+
+
+def _check_glob_list(patterns: list[str]) -> list[str]:
+    check_patterns(patterns)
+    return patterns
+
+
+def _check_name_pattern(pattern: str) -> str:
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(f"pattern is {len(pattern)} characters long (at most {MAX_PATTERN_CHARS})")
     return pattern
 
 
 Glob = Annotated[str, Field(min_length=1), AfterValidator(_check_glob)]
+Globs = Annotated[list[Glob], AfterValidator(_check_glob_list)]
+NamePattern = Annotated[str, AfterValidator(_check_name_pattern)]
+NamePatterns = Annotated[list[NamePattern], Field(max_length=MAX_PATTERNS)]
 
 
 def _check_language(lang: str) -> str:
@@ -85,96 +105,9 @@ DEFAULT_SKIP_LABELS: tuple[str, ...] = ("skip-review", "reviewbot:skip")
 
 
 # --------------------------------------------------------------------------------------------- globs
+# One dialect for every path glob (reviewbot.globs); re-exported here for callers that read configs.
 
-
-@lru_cache(maxsize=1024)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a path glob: `**` crosses directories, `*`/`?` stay inside one, `{a,b}` alternates."""
-    pat = pattern.strip().lstrip("/")
-    if pat.startswith("./"):
-        pat = pat[2:]
-    if pat.endswith("/"):
-        pat += "**"  # `docs/` means the directory and everything below it
-    out: list[str] = []
-    i, n = 0, len(pat)
-    while i < n:
-        c = pat[i]
-        if pat.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pat.startswith("/**", i) and i + 3 == n:
-            out.append("(?:/.*)?")
-            i += 3
-        elif pat.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            j = pat.find("]", i + 2)
-            if j == -1:
-                out.append(re.escape(c))
-                i += 1
-            else:
-                body = pat[i + 1 : j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
-                i = j + 1
-        elif c == "{":
-            j = pat.find("}", i)
-            if j == -1:
-                out.append(re.escape(c))
-                i += 1
-            else:
-                alts = pat[i + 1 : j].split(",")
-                out.append("(?:" + "|".join(_glob_regex_body(a) for a in alts) + ")")
-                i = j + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
-def _glob_regex_body(alt: str) -> str:
-    return _glob_regex(alt).pattern.removesuffix(r"\Z")
-
-
-def glob_match(pattern: str, path: str) -> bool:
-    """Whether repo-relative `path` matches `pattern`.
-
-    `**` crosses directories; a pattern without any '/' also matches the file's basename anywhere
-    (so `*.min.js` matches `web/app.min.js`), like .gitignore; one with a '/' is anchored at the root.
-    """
-    path = path.lstrip("/")
-    regex = _glob_regex(pattern)
-    if regex.match(path):
-        return True
-    if "/" not in pattern:
-        return bool(regex.match(path.rsplit("/", 1)[-1]))
-    return False
-
-
-@lru_cache(maxsize=1024)
-def _wildcard_regex(pattern: str) -> re.Pattern[str]:
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
-    return re.compile(body + r"\Z", re.DOTALL)
-
-
-def wildcard_match(pattern: str, name: str) -> bool:
-    """Case-insensitive match where only `*` and `?` are special (`[bot]` is literal, unlike fnmatch)."""
-    return bool(_wildcard_regex(pattern).match(name.lower()))
-
-
-def _any_match(patterns: list[str], path: str) -> str | None:
-    for pattern in patterns:
-        if glob_match(pattern, path):
-            return pattern
-    return None
+__all__ = ["glob_match", "wildcard_match"]
 
 
 # -------------------------------------------------------------------------------------------- models
@@ -188,8 +121,8 @@ class _Strict(BaseModel):
 class PathsConfig(_Strict):
     """Which files are reviewed: included by `include`, minus anything matching `exclude`."""
 
-    include: list[Glob] = Field(default_factory=lambda: ["**"], description="Globs of files to review.")
-    exclude: list[Glob] = Field(
+    include: Globs = Field(default_factory=lambda: ["**"], description="Globs of files to review.")
+    exclude: Globs = Field(
         default_factory=lambda: list(DEFAULT_EXCLUDE),
         description="Globs of files never reviewed (lockfiles, vendored, generated, minified by default). "
         "Setting it replaces the default list.",
@@ -200,7 +133,7 @@ class TriggersConfig(_Strict):
     """Which pull requests are reviewed at all."""
 
     drafts: bool = Field(default=False, description="Review draft pull requests too.")
-    skip_authors: list[str] = Field(
+    skip_authors: NamePatterns = Field(
         default_factory=lambda: list(DEFAULT_SKIP_AUTHORS),
         description="Author logins (globs, case-insensitive) whose pull requests are not reviewed.",
     )
@@ -223,20 +156,18 @@ class CustomRule(RuleSpec):
     @field_validator("paths")
     @classmethod
     def _globs_compile(cls, value: list[str]) -> list[str]:
-        from reviewbot.rules import path_selected  # the rule engine's own glob dialect
-
         try:
-            path_selected("x", value)
-        except re.error as exc:
-            raise ValueError(f"invalid glob in paths: {exc.msg}") from None
+            check_patterns([g.removeprefix("!") for g in value])
+        except GlobError as exc:
+            raise ValueError(f"invalid glob in paths: {exc}") from None
         return value
 
 
 class RulesConfig(_Strict):
     """Switch rules on or off by id (globs allowed), override their severity, add custom rules."""
 
-    disable: list[str] = Field(default_factory=list, description="Rule ids (or globs) to switch off.")
-    enable: list[str] = Field(
+    disable: NamePatterns = Field(default_factory=list, description="Rule ids (or globs) to switch off.")
+    enable: NamePatterns = Field(
         default_factory=list, description="Rule ids (or globs) to switch on; wins over `disable`."
     )
     severity: dict[str, Severity] = Field(
@@ -326,7 +257,9 @@ class RepoConfig(_Strict):
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
     min_severity: Severity = Field(default="low", description="Findings below this severity are not posted.")
     min_severity_by_path: dict[Glob, Severity] = Field(
-        default_factory=dict, description="Glob -> min_severity for matching files; the last match wins."
+        default_factory=dict,
+        max_length=MAX_PATTERNS,
+        description="Glob -> min_severity for matching files; the last match wins.",
     )
     max_comments: int = Field(default=10, ge=0, description="At most this many comments per pull request.")
     min_acceptance: float | None = Field(
@@ -346,7 +279,9 @@ class RepoConfig(_Strict):
     passes: int = Field(default=1, ge=1, le=5, description="LLM review passes per hunk (more: more recall).")
     rules: RulesConfig = Field(default_factory=RulesConfig)
     path_instructions: list[PathInstruction] = Field(
-        default_factory=list, description="Extra LLM guidance for files matching a glob."
+        default_factory=list,
+        max_length=MAX_PATTERNS,
+        description="Extra LLM guidance for files matching a glob.",
     )
     llm: LLMConfig = Field(default_factory=LLMConfig)
     sarif_in: SarifInConfig = Field(default_factory=SarifInConfig)
@@ -369,9 +304,9 @@ class RepoConfig(_Strict):
 
     def path_included(self, path: str) -> bool:
         """Whether `path` passes `paths.include` and is not caught by `paths.exclude`."""
-        return (
-            _any_match(self.paths.include, path) is not None and _any_match(self.paths.exclude, path) is None
-        )
+        return glob_list(tuple(self.paths.include)).any(path) and not glob_list(
+            tuple(self.paths.exclude)
+        ).any(path)
 
     def language_included(self, language: str | None) -> bool:
         """Whether a file in `language` is reviewed (None = a language we have no grammar for)."""
@@ -400,15 +335,13 @@ class RepoConfig(_Strict):
 
     def min_severity_for(self, path: str) -> str:
         """The minimum severity for `path`: the last matching `min_severity_by_path` glob wins."""
-        result = self.min_severity
-        for pattern, severity in self.min_severity_by_path.items():
-            if glob_match(pattern, path):
-                result = severity
-        return result
+        last = glob_list(tuple(self.min_severity_by_path)).last(path)
+        return self.min_severity if last is None else self.min_severity_by_path[last]
 
     def instructions_for(self, path: str) -> list[str]:
         """The `path_instructions` texts that apply to `path`, in file order."""
-        return [pi.instructions for pi in self.path_instructions if glob_match(pi.path, path)]
+        found = glob_list(tuple(pi.path for pi in self.path_instructions)).indices(path)
+        return [self.path_instructions[i].instructions for i in found]
 
     def to_yaml(self) -> str:
         """The merged config as YAML (what `reviewbot config check` prints)."""

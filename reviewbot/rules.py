@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 from tree_sitter import Node, Query, QueryCursor, Tree
 
-from reviewbot.config import glob_match
+from reviewbot.globs import path_selected, wildcard_match
 from reviewbot.languages import SUPPORTED, grammar, language_for_path, matches_language, parser
 from reviewbot.models import SEVERITIES, Candidate, DiffLine, FileDiff, Hunk
 from reviewbot.rulespec import RuleSpec
@@ -143,20 +143,8 @@ def _load_builtin_cached() -> tuple[RuleSpec, ...]:
     return tuple(rules)
 
 
-# --------------------------------------------------------------------------- path globs
-
-
-def path_selected(path: str, globs: Iterable[str]) -> bool:
-    """Positive globs include (none: everything), `!glob` entries exclude; exclusion wins."""
-    globs = list(globs)
-    include = [g for g in globs if not g.startswith("!")]
-    exclude = [g[1:] for g in globs if g.startswith("!")]
-    if include and not any(glob_match(g, path) for g in include):
-        return False
-    return not any(glob_match(g, path) for g in exclude)
-
-
 # --------------------------------------------------------------------------- matching
+# Path globs: reviewbot.globs.path_selected (the one dialect), re-exported for callers here.
 
 
 #: Inline markers that silence rules on a line: ours (optionally naming rule ids) and the common
@@ -552,8 +540,7 @@ def _id_match(pattern: str, rule_id: str) -> bool:
         return True
     if "*" not in pattern and "?" not in pattern:
         return False
-    regex = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(regex, rule_id.lower()) is not None
+    return wildcard_match(pattern, rule_id)
 
 
 def _rule_on(rule: RuleSpec, enable: list[str], disable: list[str]) -> bool:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
+from reviewbot.globs import glob_list
 from reviewbot.models import CATEGORIES, SEVERITIES, Candidate, severity_rank
 
 #: Free-form severities seen from LLMs, linters and review tools -> our scale.
@@ -590,7 +590,7 @@ def meets_minimum(
     """
     minimum = min_severity
     if path is not None:
-        for pattern, level in min_severity_by_path.items():
-            if fnmatchcase(path, pattern):
-                minimum = normalise_severity(level) or minimum
+        last = glob_list(tuple(min_severity_by_path)).last(path)  # the config's glob dialect
+        if last is not None:
+            minimum = normalise_severity(min_severity_by_path[last]) or minimum
     return severity_rank(severity) <= severity_rank(minimum), minimum
