@@ -153,6 +153,7 @@ async def review_change(
         if source is None:
             continue
         candidates.extend(rules.run(file, source, tree=trees[file.path]))
+    result.notes.extend(rules.overrun.values())  # custom rules disabled for overrunning (named)
     timer.add("rules", started)
 
     by_path = {f.path: f for f in files}

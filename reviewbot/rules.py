@@ -7,12 +7,17 @@ severity / custom), which `build_ruleset` folds into one `RuleSet`.
 
 Only code the PR adds can trigger a query rule: a match counts when its `@match` node overlaps an
 added line, so pre-existing problems in context lines are never re-reported.
+
+A repo's custom query rules are untrusted: each runs as its own query, its `#match?` regexes on
+RE2 (reviewbot.query_predicates), within a time budget per review; a rule that overruns it is
+disabled for the rest of the review and named in `RuleSet.overrun` (the review's notes).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -26,6 +31,8 @@ from tree_sitter import Node, Query, QueryCursor, Tree
 from reviewbot.globs import path_selected, wildcard_match
 from reviewbot.languages import SUPPORTED, grammar, language_for_path, matches_language, parser
 from reviewbot.models import SEVERITIES, Candidate, DiffLine, FileDiff, Hunk
+from reviewbot.query_predicates import PredicateError, Predicates, rewrite
+from reviewbot.query_predicates import check as check_regexes
 from reviewbot.rulespec import RuleSpec
 
 #: The capture that anchors a finding; every query must define it.
@@ -34,6 +41,12 @@ MATCH_CAPTURE = "match"
 ANY_LANGUAGE = "*"
 RULE_CONFIDENCE = 0.9
 _TITLE_MAX = 80
+#: Seconds of query time one custom rule may spend in one review before it is disabled for it.
+CUSTOM_RULE_BUDGET = 2.0
+#: A custom rule's query runs over this many rows at a time; the budget is checked in between.
+_SLICE_ROWS = 200
+#: In-progress matches a custom rule's cursor may hold (tree-sitter's own cap is 4 billion).
+_CUSTOM_MATCH_LIMIT = 256
 
 
 class RuleError(ValueError):
@@ -190,11 +203,17 @@ class RuleMatch:
 
 @dataclass(slots=True)
 class _Compiled:
-    """All query rules for one grammar folded into one Query, so a file is walked once."""
+    """All trusted query rules for one grammar folded into one Query, so a file is walked once;
+    each untrusted (custom) rule in a Query of its own, so its time is its own."""
 
     query: Query | None
     #: pattern index -> rule, for every pattern of the combined query
     rule_of_pattern: list[RuleSpec]
+    own: list[tuple[RuleSpec, Query]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.query is None and not self.own
 
 
 def _query(language: str, text: str) -> Query:
@@ -213,9 +232,13 @@ def _compiled_or_error(language: str, text: str) -> tuple[Query | None, Exceptio
     lang = grammar(language)
     if lang is None:
         return None, RuleError(f"no grammar installed for {language}")
+    rewritten, regexes = rewrite(text)  # #match? runs on RE2 (linear), not on Python's re
     try:
-        return Query(lang, text), None
-    except Exception as exc:  # QueryError, or a bad regex in a #match? predicate
+        check_regexes(regexes)
+        return Query(lang, rewritten), None
+    except PredicateError as exc:
+        return None, exc
+    except Exception as exc:  # QueryError
         return None, exc
 
 
@@ -266,6 +289,12 @@ class RuleSet:
     warnings: list[str] = field(default_factory=list)
     #: (rule id, language) -> why the rule's query does not run on that grammar
     skipped: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: ids of the repo's own rules: each runs alone, under `budget` seconds per review
+    untrusted: frozenset[str] = frozenset()
+    budget: float = CUSTOM_RULE_BUDGET
+    #: rule id -> why it was disabled during this review (it overran its budget)
+    overrun: dict[str, str] = field(default_factory=dict)
+    _spent: dict[str, float] = field(default_factory=dict, repr=False)
     _compiled: dict[str, _Compiled] = field(default_factory=dict, repr=False)
 
     @property
@@ -289,6 +318,7 @@ class RuleSet:
         lang = grammar(language)
         parts: list[str] = []
         owners: list[RuleSpec] = []
+        own: list[tuple[RuleSpec, Query]] = []
         for rule in self.query_rules:
             if language not in _concrete_languages(rule):
                 continue
@@ -300,16 +330,19 @@ class RuleSet:
             except Exception as exc:  # QueryError, or a bad regex in a #match? predicate
                 self.skipped[(rule.id, language)] = f"query does not compile for {language}: {exc}"
                 continue
+            if rule.id in self.untrusted:
+                own.append((rule, single))
+                continue
             parts.append(rule.query or "")
             owners.extend([rule] * single.pattern_count)
         if not parts or lang is None:
-            return _Compiled(query=None, rule_of_pattern=[])
+            return _Compiled(query=None, rule_of_pattern=[], own=own)
         query = _query(language, "\n".join(parts))
         if query.pattern_count != len(owners):  # pragma: no cover - tree-sitter invariant
             raise RuleError(
                 f"{language}: combined query has {query.pattern_count} patterns, expected {len(owners)}"
             )
-        return _Compiled(query=query, rule_of_pattern=owners)
+        return _Compiled(query=query, rule_of_pattern=owners, own=own)
 
     def validate(self) -> None:
         """Compile every query rule for every grammar it covers; raise if one compiles for none."""
@@ -341,18 +374,34 @@ class RuleSet:
         two ranges is first met in the earlier one).
         """
         compiled = self.compiled(language)
+        out = self._trusted_matches(compiled, tree, rows=rows, path=path, row_ranges=row_ranges)
+        for rule, query in compiled.own:
+            if rule.id not in self.overrun:
+                out.extend(self._own_matches(rule, query, tree, rows=rows, path=path, row_ranges=row_ranges))
+        return out
+
+    def _trusted_matches(
+        self,
+        compiled: _Compiled,
+        tree: Tree,
+        *,
+        rows: tuple[int, int] | None,
+        path: str | None,
+        row_ranges: Sequence[tuple[int, int]] | None,
+    ) -> list[RuleMatch]:
         if compiled.query is None:
             return []
         cursor = QueryCursor(compiled.query)
+        predicate = Predicates()
         if row_ranges is None:
             if rows is not None:
                 cursor.set_point_range((rows[0], 0), (rows[1], 0))
-            batches = [cursor.matches(tree.root_node)]
+            batches = [cursor.matches(tree.root_node, predicate=predicate)]
         else:
             batches = []
             for first, stop in row_ranges:
                 cursor.set_point_range((first, 0), (stop, 0))
-                batches.append(cursor.matches(tree.root_node))
+                batches.append(cursor.matches(tree.root_node, predicate=predicate))
         out: list[RuleMatch] = []
         seen: set[tuple[int, tuple[tuple[int, int], ...]]] = set()
         for pattern_index, captures in (match for batch in batches for match in batch):
@@ -370,13 +419,62 @@ class RuleSet:
                 out.append(RuleMatch(rule=rule, start_line=start, end_line=end))
         return out
 
+    def _own_matches(
+        self,
+        rule: RuleSpec,
+        query: Query,
+        tree: Tree,
+        *,
+        rows: tuple[int, int] | None,
+        path: str | None,
+        row_ranges: Sequence[tuple[int, int]] | None,
+    ) -> list[RuleMatch]:
+        """One untrusted rule's matches, a slice of rows at a time, within what is left of its budget."""
+        if path is not None and rule.paths and not path_selected(path, rule.paths):
+            return []
+        if row_ranges is None:
+            row_ranges = [rows if rows is not None else (0, tree.root_node.end_point.row + 1)]
+        started = time.monotonic()
+        predicate = Predicates(deadline=started + self.budget - self._spent.get(rule.id, 0.0))
+        cursor = QueryCursor(query, match_limit=_CUSTOM_MATCH_LIMIT)
+        out: list[RuleMatch] = []
+        seen: set[tuple[tuple[int, int], ...]] = set()
+        try:
+            for first, stop in row_ranges:
+                for lo in range(first, max(stop, first + 1), _SLICE_ROWS):
+                    if predicate.deadline is not None and time.monotonic() > predicate.deadline:
+                        predicate.overran = True
+                    if predicate.overran:
+                        return []
+                    cursor.set_point_range((lo, 0), (min(lo + _SLICE_ROWS, stop), 0))
+                    for _index, captures in cursor.matches(tree.root_node, predicate=predicate):
+                        nodes = captures.get(MATCH_CAPTURE, [])
+                        key = tuple((node.start_byte, node.end_byte) for node in nodes)
+                        if key in seen:  # met again in a later slice
+                            continue
+                        seen.add(key)
+                        for node in nodes:
+                            start, end = _node_lines(node)
+                            out.append(RuleMatch(rule=rule, start_line=start, end_line=end))
+            if predicate.overran:
+                return []
+            return out
+        finally:
+            self._spent[rule.id] = self._spent.get(rule.id, 0.0) + time.monotonic() - started
+            if predicate.overran or self._spent[rule.id] > self.budget:
+                self.overrun.setdefault(
+                    rule.id,
+                    f"custom rule {rule.id!r} overran its {self.budget:g} s budget for this review: "
+                    "disabled for the rest of it (simplify its query or its #match? regex)",
+                )
+
     def run(self, file: FileDiff, new_source: str, *, tree: Tree | None = None) -> list[Candidate]:
         """Candidates from the query rules for the code this file's diff adds."""
         language = file.language or language_for_path(file.path)
         added = sorted(file.added_line_numbers())
         if language is None or not added or file.is_binary:
             return []
-        if self.compiled(language).query is None:
+        if self.compiled(language).empty:
             return []
         if tree is None:
             ts_parser = parser(language)
@@ -506,7 +604,7 @@ def build_ruleset(
             rule = rule.model_copy(update={"severity": severity[rule.id]})
         active.append(rule)
 
-    ruleset = RuleSet(rules=active, warnings=warnings)
+    ruleset = RuleSet(rules=active, warnings=warnings, untrusted=frozenset(custom_ids))
     custom_active = [r for r in active if r.id in custom_ids and r.query]
     if custom_active:
         probe = RuleSet(rules=custom_active)

@@ -390,7 +390,7 @@ def test_ruleset_from_repo_config() -> None:
                     "severity": "nit",
                     "category": "maintainability",
                     "message": "TODO without an issue link.",
-                    "query": '((comment) @match (#match? @match "TODO(?!\\\\(#)"))',
+                    "query": '((comment) @match (#match? @match "TODO") (#not-match? @match "TODO\\\\(#"))',
                 }
             ],
         }
