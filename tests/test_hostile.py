@@ -155,7 +155,7 @@ def test_a_catastrophic_match_regex_runs_in_linear_time(regex: str) -> None:
     """`#match? "^\\"(a+)+$"` doubled its time per character (Python's backtracking re)."""
     config = _custom_rule_config(regex)
     rules = ruleset_from_config(config.rules)
-    source = "x = '" + "a" * 5000 + "'\n" + "y = \"" + "a" * 60 + "b\"\n"
+    source = "x = '" + "a" * 5000 + "'\n" + 'y = "' + "a" * 60 + 'b"\n'
     found = within(2.0, rules.run, all_added("a.py", source), source)
     assert [c.rule_id for c in found if c.rule_id == "evil"] == []
     assert rules.overrun == {}
@@ -245,7 +245,9 @@ def test_many_small_values_under_the_byte_cap_hit_the_value_cap() -> None:
 
 
 def test_a_realistic_config_still_loads_and_its_globs_are_shared() -> None:
-    config = load_config("paths:\n  exclude: ['docs/', '**/gen/**']\nmin_severity_by_path:\n  'tests/': high\n")
+    config = load_config(
+        "paths:\n  exclude: ['docs/', '**/gen/**']\nmin_severity_by_path:\n  'tests/': high\n"
+    )
     assert not config.path_included("docs/a.md") and config.path_included("src/a.py")
     assert config.min_severity_for("tests/a/b.py") == "high"
     assert glob_list(("docs/", "**/gen/**")) is glob_list(("docs/", "**/gen/**"))
