@@ -84,9 +84,9 @@ ATTACKS = [
     ),
     Attack('2. custom rule `#match? "^\\"(a+)+$"` on a 30-character string', _RULE),
     Attack(
-        "3. config of 8,000 keys (flow style, 94 KiB), org + repo",
+        "3. config of 4,000 keys (flow style, 45 KiB), org + repo",
         "from reviewbot.config import load_config, ConfigError\n"
-        "text = 'rules:\\n  severity: {' + ', '.join(f'r{i}: low' for i in range(8_000)) + '}\\n'\nT0()\n"
+        "text = 'rules:\\n  severity: {' + ', '.join(f'r{i}: low' for i in range(4_000)) + '}\\n'\nT0()\n"
         "try:\n    load_config(text, text); result = 'loaded'\n"
         "except ConfigError as e:\n    result = 'refused: ' + e.messages[0][:60]",
     ),
@@ -226,7 +226,7 @@ rules with tree-sitter queries and `#match?` regexes). Each stage that reads the
   regex RE2 cannot run (lookaround, backreferences) is a query that does not compile. Each custom
   rule runs as its own query, 200 rows at a time, with at most 2 s of query time per review; one
   that overruns is disabled for the rest of the review and named in the check run's notes.
-- **Config**: at most 128 KiB and 20,000 keys and values (alias copies count), refused before
+- **Config**: at most 64 KiB and 10,000 keys and values (alias copies count), refused before
   parsing / while building with a `ConfigError` naming the limit; libyaml composes; the layer
   merge is linear (origins indexed by parent path).
 

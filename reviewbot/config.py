@@ -400,7 +400,7 @@ class _Parsed:
 
 #: A config is a few KiB; the file comes from a tenant's repository and is parsed on every review,
 #: so a bigger one is refused before parsing (a 1 MB file once cost 15 minutes of merging).
-MAX_CONFIG_BYTES = 128 * 1024
+MAX_CONFIG_BYTES = 64 * 1024
 
 #: libyaml's composer when installed (3-4x faster than the pure-Python one, same nodes and marks).
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -458,7 +458,7 @@ def _parse(text: str | None, filename: str) -> _Parsed:
 
 #: A config has a few hundred keys and values; aliases can make a small file expand exponentially
 #: ("billion laughs"), and the file comes from a repository, so building stops here.
-MAX_CONFIG_VALUES = 20_000
+MAX_CONFIG_VALUES = 10_000
 _MAX_NODES = MAX_CONFIG_VALUES
 
 

@@ -299,7 +299,7 @@ def test_yaml_merge_keys_and_anchors_work() -> None:
             "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
             "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
             "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
-            "f.yml:1: more than 20000 keys and values (alias copies count)",
+            "f.yml:1: more than 10000 keys and values (alias copies count)",
         ),
     ],
 )

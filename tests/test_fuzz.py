@@ -35,17 +35,20 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from reviewbot import webhooks
 from reviewbot.anchor import anchor_candidates
 from reviewbot.config import ConfigError, RepoConfig, load_config
 from reviewbot.diff import DiffParseError, parse_diff
+from reviewbot.globs import MAX_PATTERN_CHARS, GlobList, glob_match, wildcard_match
 from reviewbot.models import CATEGORIES, SEVERITIES, FileDiff
-from reviewbot.prompt import parse_reply
+from reviewbot.prompt import neutralise, parse_reply, unneutralise
 from reviewbot.queue import JobQueue
-from reviewbot.rules import path_selected
+from reviewbot.rules import RuleError, all_added, path_selected, ruleset_from_config
 from reviewbot.server import create_app
 from reviewbot.store import Store
+from tests.deadline import deadline
 from tests.fakes.live_server import LiveServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -60,10 +63,15 @@ def fast(n: int) -> settings:
 
 
 def timed(target: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call fn, count it for `target`, and fail if it took longer than PER_CALL_LIMIT."""
+    """Call fn, count it for `target`, and fail if it took longer than PER_CALL_LIMIT.
+
+    A per-input deadline (SIGALRM): a hang is stopped where it hangs and reported with its input,
+    instead of running until the suite's timeout (a quadratic regex once ran for 10 minutes).
+    """
     started = time.perf_counter()
     try:
-        return fn(*args, **kwargs)
+        with deadline(PER_CALL_LIMIT, f"{target}: one input ({args!r:.300})"):
+            return fn(*args, **kwargs)
     finally:
         COUNTS[target] += 1
         elapsed = time.perf_counter() - started
@@ -833,6 +841,176 @@ def test_deeply_nested_and_brace_flooded_replies_are_bounded() -> None:
         check_reply(text)
 
 
+# ============================================================ hostile shapes (issue #11)
+# The shapes that froze the reviewer: whitespace runs after '<', globs of nested '**/' and '*a'
+# runs, catastrophic `#match?` regexes, many-key configs. Each input runs under the per-call
+# deadline, which would have caught every item of issue #11 on the code before the fix.
+
+_TAG_NAMES = ("diff", "context", "instructions")
+
+
+def _tag_survives(text: str) -> bool:
+    """The oracle, written the slow and obvious way: a '<' that still reads like one of our tags."""
+    for i, c in enumerate(text):
+        if c != "<":
+            continue
+        rest = text[i + 1 :].lstrip()
+        if rest.startswith("/"):
+            rest = rest[1:].lstrip()
+        if rest.casefold().startswith(_TAG_NAMES):
+            return True
+    return False
+
+
+def hostile_line(rnd: random.Random, big: bool) -> str:
+    pieces = ["<", "/", " ", "\t", "\n", "diff", "DIFF-x>", "Context", "instructions", "a", "<<", "\u200b"]
+    out: list[str] = []
+    for _ in range(rnd.randrange(1, 12)):
+        piece = rnd.choice(pieces)
+        if big and piece.isspace():
+            piece *= rnd.choice([1, 1000, 50_000, 200_000])
+        elif big and rnd.random() < 0.2:
+            piece *= rnd.randrange(1, 20_000)
+        out.append(piece)
+    return "".join(out)
+
+
+@fast(400)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_hostile_text_is_neutralised_in_time(rnd: random.Random) -> None:
+    small = hostile_line(rnd, big=False)
+    out = timed("hostile-text", neutralise, small)
+    assert not _tag_survives(out), (small, out)
+    assert unneutralise(out) == small.replace("<\u200b", "<") or "<\u200b" in small
+    timed("hostile-text", neutralise, hostile_line(rnd, big=True))
+
+
+GLOB_TOKENS = ["**/", "**", "*", "?", "a", "b", "ab", "/", "{a,b}", "[ab]", "[!a]", ".", "x", "{a,**/b}"]
+
+
+def glob_shaped(rnd: random.Random, tokens: int) -> str:
+    return "".join(rnd.choice(GLOB_TOKENS) for _ in range(rnd.randrange(1, tokens + 1)))
+
+
+def path_shaped(rnd: random.Random, depth: int, width: int) -> str:
+    segment = ["a", "b", "ab", "x", ".", "a.b", "aaaa"]
+    parts = []
+    for _ in range(rnd.randrange(1, depth + 1)):
+        seg = rnd.choice(segment)
+        parts.append(seg * rnd.randrange(1, width + 1))
+    return "/".join(parts)
+
+
+def _reference_glob(pattern: str, path: str) -> bool:
+    """The documented dialect as it was written before (Python re): the oracle on small inputs."""
+    import re
+
+    def body(pat: str) -> str:
+        out, i = [], 0
+        while i < len(pat):
+            c = pat[i]
+            if pat.startswith("**/", i):
+                out.append("(?:.*/)?")
+                i += 3
+            elif pat.startswith("/**", i) and i + 3 == len(pat):
+                out.append("(?:/.*)?")
+                i += 3
+            elif pat.startswith("**", i):
+                out.append(".*")
+                i += 2
+            elif c == "*":
+                out.append("[^/]*")
+                i += 1
+            elif c == "?":
+                out.append("[^/]")
+                i += 1
+            elif c == "[" and (j := pat.find("]", i + 2)) != -1:
+                b = pat[i + 1 : j]
+                out.append("[" + ("^" + b[1:] if b.startswith("!") else b) + "]")
+                i = j + 1
+            elif c == "{" and (j := pat.find("}", i)) != -1:
+                out.append("(?:" + "|".join(body(a) for a in pat[i + 1 : j].split(",")) + ")")
+                i = j + 1
+            else:
+                out.append(re.escape(c))
+                i += 1
+        return "".join(out)
+
+    pat = pattern.strip().lstrip("/")
+    pat = pat[2:] if pat.startswith("./") else pat
+    pat = pat + "**" if pat.endswith("/") else pat
+    regex = re.compile(body(pat) + r"\Z", re.DOTALL)
+    if regex.match(path):
+        return True
+    return "/" not in pattern and bool(regex.match(path.rsplit("/", 1)[-1]))
+
+
+@fast(600)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_globs_agree_with_the_dialect_and_stay_linear(rnd: random.Random) -> None:
+    # small: the new matcher agrees with the documented dialect (pattern without '**' in '{}'
+    # alternatives nor a class after a '/': the old translation's quirks are not the dialect)
+    pattern = glob_shaped(rnd, 6)
+    path = path_shaped(rnd, 5, 2)
+    if "{a,**/b}" not in pattern:
+        assert timed("globs", glob_match, pattern, path) is _reference_glob(pattern, path), (pattern, path)
+    # hostile: long patterns of nested '**/' and '*a' runs against deep, wide paths
+    big = ("**/" * rnd.randrange(0, 60)) + glob_shaped(rnd, 60)
+    big = big[:MAX_PATTERN_CHARS]
+    deep = path_shaped(rnd, 80, 40)
+    timed("globs", glob_match, big, deep)
+    globs = GlobList([big, glob_shaped(rnd, 30), "*a" * rnd.randrange(1, 40) + "b"])
+    timed("globs", globs.indices, deep)
+    timed("globs", wildcard_match, "*a" * rnd.randrange(1, 200) + "b", "a" * rnd.randrange(1, 5000))
+
+
+REGEX_SHAPES = ["(a+)+$", "(a|aa)*c", "(a*)*b", "(.*a){20}", "^(a|a?)+$", "(\\w+\\s?)*$", "((a)*)*\"$"]
+
+
+@fast(150)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_custom_rule_regexes_run_in_time(rnd: random.Random) -> None:
+    regex = rnd.choice(REGEX_SHAPES)
+    if rnd.random() < 0.5:
+        regex = "^" + regex.replace("a", rnd.choice(["a", "[ab]", "."]))
+    quoted = regex.replace("\\", "\\\\").replace('"', '\\"')
+    predicate = rnd.choice(["match?", "not-match?", "any-match?"])
+    rule = {
+        "id": "fz", "languages": ["python"], "severity": "low", "category": "bug", "message": "m",
+        "query": f'((string) @match (#{predicate} @match "{quoted}"))',
+    }  # fmt: skip
+    try:
+        config = RepoConfig.model_validate({"rules": {"custom": [rule]}})
+        rules = ruleset_from_config(config.rules)
+    except (ValidationError, RuleError):
+        return
+    n = rnd.choice([30, 1000, 20_000])
+    source = f"x = '{'a' * n}b'\ny = \"{'a' * (n // 2)}\"\n"
+    timed("rule-regex", rules.run, all_added("a.py", source), source)
+
+
+@fast(60)
+@given(st.randoms(use_true_random=False))
+def test_fuzz_many_key_configs_are_answered_in_time(rnd: random.Random) -> None:
+    n = rnd.choice([10, 1000, 8000, 20_000, 60_000])
+    kind = rnd.randrange(4)
+    if kind == 0:
+        text = "rules:\n  severity:\n" + "".join(f"    r{i}: high\n" for i in range(n))
+    elif kind == 1:
+        text = "rules:\n  severity: {" + ", ".join(f"r{i}: low" for i in range(n)) + "}\n"
+    elif kind == 2:
+        text = "paths:\n  exclude: [" + ", ".join(f"'g{i}/**'" for i in range(n)) + "]\n"
+    else:
+        text = "".join(f"k{i}:\n  a: {i}\n" for i in range(n))
+    org = text if rnd.random() < 0.5 else None
+    try:
+        config = timed("many-keys", load_config, text, org)
+    except ConfigError as exc:
+        assert exc.messages
+        return
+    timed("many-keys", config.path_included, "a/" * 40 + "b.py")
+
+
 # =============================================================================== the counts
 
 
@@ -845,6 +1023,10 @@ def test_fuzz_counts_reach_the_target() -> None:
         "llm-reply": TARGET,
         "anchor": TARGET,
         "webhook-http": 250,
+        "hostile-text": 800,
+        "globs": 1200,
+        "rule-regex": 100,
+        "many-keys": 60,
     }
     if any(COUNTS[t] == 0 for t in targets):
         pytest.skip(f"not every fuzz test ran in this session: {dict(COUNTS)}")

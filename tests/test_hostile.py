@@ -203,7 +203,7 @@ def test_merging_20k_keys_is_linear() -> None:
     text = "rules:\n  severity:\n" + "".join(f"    r{i}: high\n" for i in range(20_000))
     parsed = _parse_unbounded(text)
     origin = _Origins()
-    with deadline(1.0, "merge 20k keys twice"):
+    with deadline(3.0, "merge 20k keys twice"):
         merged = _merge({}, parsed.data, origin, parsed.lines, "org")
         merged = _merge(merged, parsed.data, origin, parsed.lines, "repo")
     assert len(merged["rules"]["severity"]) == 20_000
@@ -240,7 +240,7 @@ def test_a_one_megabyte_config_is_refused_at_once_with_the_limit_named() -> None
 def test_many_small_values_under_the_byte_cap_hit_the_value_cap() -> None:
     text = "paths:\n  exclude: [" + ",".join("a" for _ in range(30_000)) + "]\n"
     assert len(text) < MAX_CONFIG_BYTES
-    with pytest.raises(ConfigError, match="more than 20000 keys and values"), deadline(1.0, "load"):
+    with pytest.raises(ConfigError, match="more than 10000 keys and values"), deadline(3.0, "load"):
         load_config(text)
 
 
