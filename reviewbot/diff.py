@@ -22,7 +22,9 @@ DEV_NULL = "/dev/null"
 #: git's default, mnemonic (diff.mnemonicPrefix) and --no-index source/destination prefixes.
 _PREFIX = re.compile(r"^[abciow12]/")
 #: svn writes "path\t(revision 12)" (unidiff splits at the tab) or, in some tools, "path(working copy)".
-_SVN_SUFFIX = re.compile(r"\s*\((?:revision \d+|working copy|nonexistent)\)$")
+#: Anchored at its '(' (the whitespace before it is stripped apart): `\s*\(...` was retried from
+#: every position of a whitespace run, quadratic in a file name of spaces.
+_SVN_SUFFIX = re.compile(r"\((?:revision \d+|working copy|nonexistent)\)$")
 _KINDS = {"+": "added", "-": "deleted", " ": "context"}
 _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 
@@ -184,7 +186,9 @@ def _located_error(exc: Exception, patch: list[PatchedFile], tracker: _LineTrack
 def _clean_name(name: str | None) -> str | None:
     if name is None:
         return None
-    name = _SVN_SUFFIX.sub("", name.strip())
+    name = name.strip()
+    if (suffix := _SVN_SUFFIX.search(name)) is not None:
+        name = name[: suffix.start()].rstrip()
     if name == DEV_NULL:
         return None
     return unquote_path(name)

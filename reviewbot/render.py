@@ -16,7 +16,6 @@ from reviewbot.models import SEVERITIES, Decision, ReviewResult, Side
 #: and nothing in it can close the HTML comment early.
 FINGERPRINT_MARKER = "<!-- reviewbot:fp={hex} -->"
 _MARKER_RE = re.compile(r"<!-- reviewbot:fp=([0-9a-f]+) -->")
-_HTML_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 #: GitHub rejects check-run output.summary / output.text longer than this.
 CHECK_OUTPUT_LIMIT = 65535
 
@@ -61,7 +60,19 @@ def parse_fingerprint(body: str | None) -> str | None:
 def _clean(text: str) -> str:
     """Drop HTML comments from model output so it cannot forge (or hide) a marker, and defuse its
     @mentions so it cannot make the bot notify people or teams."""
-    return _defuse_mentions(_HTML_COMMENT_RE.sub("", text or "").replace("<!--", "&lt;!--").strip())
+    return _defuse_mentions(_drop_html_comments(text or "").replace("<!--", "&lt;!--").strip())
+
+
+def _drop_html_comments(text: str) -> str:
+    """`re.sub(r"<!--.*?-->", "", text, flags=re.S)` in linear time: that regex rescanned to the end
+    from every unclosed `<!--` (quadratic on a flood of them); past the last `-->` nothing closes."""
+    out: list[str] = []
+    i = 0
+    while (start := text.find("<!--", i)) != -1 and (end := text.find("-->", start + 4)) != -1:
+        out.append(text[i:start])
+        i = end + 3
+    out.append(text[i:])
+    return "".join(out)
 
 
 _MENTION_RE = re.compile(r"(?<![\w@`/])@(?=[A-Za-z0-9])")

@@ -22,6 +22,7 @@ import contextlib
 import copy
 import json
 import random
+import re
 import string
 import time
 from collections import Counter
@@ -1009,6 +1010,61 @@ def test_fuzz_many_key_configs_are_answered_in_time(rnd: random.Random) -> None:
         assert exc.messages
         return
     timed("many-keys", config.path_included, "a/" * 40 + "b.py")
+
+
+def _module_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    """Every compiled regex at module level in the reviewbot package."""
+    import importlib
+    import pkgutil
+
+    import reviewbot
+
+    found: list[tuple[str, re.Pattern[str]]] = []
+    for info in pkgutil.walk_packages(reviewbot.__path__, "reviewbot."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
+                found.append((f"{info.name}.{name}", value))
+    return found
+
+
+#: Regexes still quadratic on some shape, with what bounds their input (RELIABILITY.md, limits).
+KNOWN_QUADRATIC = {
+    "reviewbot.prompt._FENCE": 16_000,  # the LLM's reply (a flood of backticks): bounded by max_tokens
+    "reviewbot.render._CODE_RE": 16_000,  # comment bodies the LLM wrote, before posting
+}
+
+
+def regex_shapes(pattern: str, size: int) -> Iterator[str]:
+    """Hostile texts for one regex: its own literal fragments repeated, joined by whitespace, or
+    followed by a long run; and the generic runs (spaces after '<', backticks, one character)."""
+    words = {w.replace("\\", "") for w in re.findall(r"[^\s()\[\]?*+{}|^$]{1,10}", pattern)} - {""}
+    for word in sorted(words)[:40]:
+        k = max(1, size // len(word))
+        yield word * k
+        yield (word + " ") * (k // 2)
+        yield word + " " * size
+        yield (word + "a") * (k // 2)
+    for run in (" ", "`", "~", "\n", "a", "'", "-", "<"):
+        yield run * size
+    yield "<" + " " * size
+    yield "a" * size + "!"
+
+
+def _regex_id(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+@pytest.mark.parametrize(("name", "pattern"), _module_patterns(), ids=_regex_id)
+def test_every_module_regex_is_linear_on_hostile_shapes(name: str, pattern: re.Pattern[str]) -> None:
+    """A regex over untrusted text must not be quadratic: each shape of 40,000 characters within
+    PER_CALL_LIMIT (the old tag regex took 26 s on 40,000 spaces, the noqa one 13 s on 50,000, the
+    SVN-suffix one 5 s on a 40,000-space file name)."""
+    size = KNOWN_QUADRATIC.get(name, 40_000)
+    for text in regex_shapes(pattern.pattern, size):
+        timed("module-regex", pattern.findall, text)
 
 
 # =============================================================================== the counts
