@@ -173,7 +173,9 @@ class RulesConfig(_Strict):
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="Rule id -> severity that replaces the rule's own."
     )
-    custom: list[CustomRule] = Field(default_factory=list, description="Extra rules for this repository.")
+    custom: list[CustomRule] = Field(
+        default_factory=list, max_length=50, description="Extra rules for this repository (at most 50)."
+    )
 
     @field_validator("custom")
     @classmethod

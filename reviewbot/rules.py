@@ -43,6 +43,8 @@ RULE_CONFIDENCE = 0.9
 _TITLE_MAX = 80
 #: Seconds of query time one custom rule may spend in one review before it is disabled for it.
 CUSTOM_RULE_BUDGET = 2.0
+#: ...and all of a repo's custom rules together (a config may hold up to 50 of them).
+CUSTOM_RULES_TOTAL_BUDGET = 6.0
 #: A custom rule's query runs over this many rows at a time; the budget is checked in between.
 _SLICE_ROWS = 200
 #: In-progress matches a custom rule's cursor may hold (tree-sitter's own cap is 4 billion).
@@ -305,6 +307,7 @@ class RuleSet:
     #: ids of the repo's own rules: each runs alone, under `budget` seconds per review
     untrusted: frozenset[str] = frozenset()
     budget: float = CUSTOM_RULE_BUDGET
+    total_budget: float = CUSTOM_RULES_TOTAL_BUDGET
     #: rule id -> why it was disabled during this review (it overran its budget)
     overrun: dict[str, str] = field(default_factory=dict)
     _spent: dict[str, float] = field(default_factory=dict, repr=False)
@@ -448,7 +451,9 @@ class RuleSet:
         if row_ranges is None:
             row_ranges = [rows if rows is not None else (0, tree.root_node.end_point.row + 1)]
         started = time.monotonic()
-        predicate = Predicates(deadline=started + self.budget - self._spent.get(rule.id, 0.0))
+        own_left = self.budget - self._spent.get(rule.id, 0.0)
+        total_left = self.total_budget - sum(self._spent.values())
+        predicate = Predicates(deadline=started + min(own_left, total_left))
         cursor = QueryCursor(query, match_limit=_CUSTOM_MATCH_LIMIT)
         out: list[RuleMatch] = []
         seen: set[tuple[tuple[int, int], ...]] = set()
@@ -475,10 +480,15 @@ class RuleSet:
         finally:
             self._spent[rule.id] = self._spent.get(rule.id, 0.0) + time.monotonic() - started
             if predicate.overran or self._spent[rule.id] > self.budget:
+                which = (
+                    f"its {self.budget:g} s budget"
+                    if own_left <= total_left
+                    else f"the {self.total_budget:g} s budget of all custom rules"
+                )
                 self.overrun.setdefault(
                     rule.id,
-                    f"custom rule {rule.id!r} overran its {self.budget:g} s budget for this review: "
-                    "disabled for the rest of it (simplify its query or its #match? regex)",
+                    f"custom rule {rule.id!r} overran {which} for this review: disabled for the rest "
+                    "of it (simplify its query or its #match? regex)",
                 )
 
     def run(self, file: FileDiff, new_source: str, *, tree: Tree | None = None) -> list[Candidate]:

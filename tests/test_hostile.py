@@ -282,3 +282,21 @@ def test_a_file_name_of_spaces_in_a_diff_header_parses_in_time() -> None:
     diff = f"diff --git a/{name} b/{name}\n--- a/{name}\n+++ b/{name}\n@@ -1 +1 @@\n-x\n+y\n"
     [file] = within(2.0, parse_diff, diff)
     assert file.path.endswith("b.py")
+
+
+def test_all_custom_rules_share_one_budget_and_their_count_is_capped() -> None:
+    rule = {"languages": ["python"], "severity": "low", "category": "bug", "message": "m",
+            "query": '((string) @match (#match? @match "a"))'}  # fmt: skip
+    config = RepoConfig.model_validate({"rules": {"custom": [{**rule, "id": f"r{i}"} for i in range(3)]}})
+    rules = ruleset_from_config(config.rules)
+    rules.total_budget = 0.0  # the shared budget is gone before any rule runs
+    source = "x = 'a'\n"
+    rules.run(all_added("a.py", source), source)
+    assert set(rules.overrun) == {"r0", "r1", "r2"}
+    assert "the 0 s budget of all custom rules" in rules.overrun["r0"]
+    with pytest.raises(ConfigError, match="rules.custom"):
+        load_config("rules:\n  custom:\n" + "".join(
+            f"    - {{id: r{i}, languages: [python], severity: low, category: bug, message: m, "
+            "instruction: i}\n"
+            for i in range(51)
+        ))  # fmt: skip
