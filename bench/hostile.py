@@ -84,6 +84,11 @@ ATTACKS = [
     ),
     Attack('2. custom rule `#match? "^\\"(a+)+$"` on a 30-character string', _RULE),
     Attack(
+        "1. a matched line with 10,000 `noqa:` markers (rule suppression)",
+        "from reviewbot.rules import suppressed\nline = 'x = eval(y)  # ' + 'noqa:' * 10_000\nT0()\n"
+        "result = f'suppressed={suppressed(\"py-eval-exec\", [line], 1, 1)}'",
+    ),
+    Attack(
         "3. config of 4,000 keys (flow style, 45 KiB), org + repo",
         "from reviewbot.config import load_config, ConfigError\n"
         "text = 'rules:\\n  severity: {' + ', '.join(f'r{i}: low' for i in range(4_000)) + '}\\n'\nT0()\n"
@@ -216,7 +221,11 @@ A PR author controls the diff's text; a tenant controls `.github/reviewbot.yml` 
 rules with tree-sitter queries and `#match?` regexes). Each stage that reads them is bounded:
 
 - **Text** (`prompt.neutralise`): the tag look-alike regex is linear (possessive whitespace runs
-  split by a '/', so no run is tried twice); it may run on a whole line before any cut.
+  split by a '/', so no run is tried twice); it may run on a whole line before any cut. The
+  other regexes over a PR's text were quadratic too and are now linear scans: the `noqa: S123`
+  suppression check, HTML comments dropped from bodies, the SVN suffix of diff file names. A
+  test runs hostile shapes (each regex's own fragments repeated, long runs) against every
+  module-level regex in the package.
 - **Globs** (`reviewbot/globs.py`, one dialect for `paths`, rule `paths`, `path_instructions`,
   `min_severity_by_path`; `triggers.skip_authors` and rule ids use its `*`/`?` name patterns):
   translated to RE2 (google-re2), linear in the path; a list is compiled once into one
@@ -224,8 +233,9 @@ rules with tree-sitter queries and `#match?` regexes). Each stage that reads the
 - **Custom rules** (`reviewbot/query_predicates.py`, `rules.py`): `#match?`-family regexes run on
   RE2 through a predicate callback (the query text is rewritten outside strings and comments); a
   regex RE2 cannot run (lookaround, backreferences) is a query that does not compile. Each custom
-  rule runs as its own query, 200 rows at a time, with at most 2 s of query time per review; one
-  that overruns is disabled for the rest of the review and named in the check run's notes.
+  rule runs as its own query, 200 rows at a time, with at most 2 s of query time per review (6 s
+  for all of a repo's custom rules, at most 50 of them); one that overruns is disabled for the
+  rest of the review and named in the check run's notes.
 - **Config**: at most 64 KiB and 10,000 keys and values (alias copies count), refused before
   parsing / while building with a `ConfigError` naming the limit; libyaml composes; the layer
   merge is linear (origins indexed by parent path).
@@ -239,11 +249,15 @@ Tests: `tests/test_hostile.py` (each item under a per-call deadline, `tests/dead
 regression fails in about a second) and the hostile-shape fuzzers in `tests/test_fuzz.py`.
 
 Limits that remain:
+- Two regexes are still quadratic on a flood of backticks, both over the LLM's output (which a
+  PR can steer): `prompt._FENCE` (reply parsing, h12's rewrite) and `render._CODE_RE` (comment
+  bodies); the reply's size bounds them (16,000 characters: 0.3 s; 60,000: 4.6 s).
 - tree-sitter's own query matching has no deadline inside one 200-row slice (the binding's
   progress callback crashes in tree-sitter 0.26.1, and a predicate may not raise); a cursor's
   in-progress matches are capped at 256 and the predicates stop costing once the budget is spent.
-- The budget is per rule and per review: a config with many custom rules can spend up to 2 s each.
-  The built-in rules are trusted and run without a budget (their regexes are on RE2 too).
+- The budgets are per review: a PR's review spends at most 6 s in custom rules, but many PRs of
+  one tenant each spend it (the per-job timeout and the queue's per-installation limit bound
+  that). The built-in rules are trusted and run without a budget (their regexes are on RE2 too).
 - Parsing (tree-sitter, unidiff) is linear but not budgeted; the file-size cap bounds it.
 - The server side (CPU work off the event loop, per-job timeouts, connection limits) is in its
   own section.
