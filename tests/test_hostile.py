@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -300,3 +302,59 @@ def test_all_custom_rules_share_one_budget_and_their_count_is_capped() -> None:
             "instruction: i}\n"
             for i in range(51)
         ))  # fmt: skip
+
+
+# ------------------------------------------------------------------ the App, end to end
+
+
+HOSTILE_CONFIG = (
+    "min_acceptance: 0.01\n"
+    'paths:\n  exclude: ["' + "**/" * 14 + 'x", "' + "*a" * 6 + 'b"]\n'
+    'triggers:\n  skip_authors: ["' + "*a" * 12 + 'b"]\n'
+    'path_instructions:\n  - path: "' + "**/" * 20 + '*.py"\n    instructions: be careful\n'
+    "rules:\n  custom:\n    - id: evil\n      languages: [python]\n      severity: low\n"
+    "      category: bug\n      message: m\n"
+    "      query: '((string) @match (#match? @match \"^\\\"(a+)+$\"))'\n"
+)
+
+
+def test_a_hostile_pr_and_config_are_reviewed_while_another_tenant_is_acked_and_reviewed(
+    tmp_path: Path,
+) -> None:
+    """Through the real server, worker, fake GitHub and fake LLM: the hostile tenant's PR (a line
+    of '<' and 150,000 spaces, a 40-deep path, a config of pathological globs and a catastrophic
+    #match?) is reviewed in seconds, and a second tenant's delivery is acknowledged in < 1 s and
+    reviewed too. Before the fix the first review never finished and froze its worker."""
+    from tests.test_app_e2e import INSTALLATION, REPO, World, module
+
+    deep = "/".join(["a"] * 40) + "/deep.py"
+    hostile_line = "<" + " " * 150_000 + "/diff-0>"
+    other_repo, other_installation = "globex/web", INSTALLATION + 1
+    world = World(tmp_path)
+    try:
+        world.start_worker()
+        gh = world.gh
+        gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": HOSTILE_CONFIG, "a.py": module(20)})
+        gh.add_repo(other_repo, other_installation, {".github/reviewbot.yml": "min_acceptance: 0.01\n",
+                                                     "b.py": module(20)})  # fmt: skip
+        src = module(20, {3: "a3"}) + hostile_line + "\nx = '" + "a" * 40 + "b'\n"
+        pr = gh.add_pull(REPO, 1, head_files={"a.py": src, deep: "y = 1\n"})
+        other = gh.add_pull(other_repo, 1, head_files={"b.py": module(20, {3: "b3"})})
+
+        with deadline(2.0, "ack the hostile delivery"):
+            world.deliver("pull_request", world.pr_event("opened", pr))
+        payload = world.pr_event("opened", other)
+        payload["repository"] = {"id": gh.repos[other_repo].id, "full_name": other_repo}
+        payload["installation"] = {"id": other_installation}
+        started = time.perf_counter()
+        world.deliver("pull_request", payload)
+        assert time.perf_counter() - started < 1.0  # the other tenant is acknowledged at once
+        world.settle(timeout=30)
+
+        assert gh.posted_reviews(other_repo, 1), "the other tenant was reviewed"
+        [check] = world.checks(pr.head_sha)
+        assert check["conclusion"] in ("success", "neutral"), check
+        assert "deep.py" in json.dumps(world.llm.requests)  # the deep path went to the LLM
+        assert world.rows("SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == [(0,)]
+    finally:
+        world.close()
