@@ -25,9 +25,9 @@ from reviewbot.globs import (
     check_pattern,
     check_patterns,
     glob_list,
-    glob_match,
     wildcard_match,
 )
+from reviewbot.globs import glob_match as glob_match  # re-exported: callers that read configs
 from reviewbot.languages import SUPPORTED, language_for_path, matches_language
 from reviewbot.models import SEVERITIES
 from reviewbot.rulespec import RuleSpec
@@ -102,12 +102,6 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 )
 DEFAULT_SKIP_AUTHORS: tuple[str, ...] = ("*[bot]", "dependabot*", "renovate*")
 DEFAULT_SKIP_LABELS: tuple[str, ...] = ("skip-review", "reviewbot:skip")
-
-
-# --------------------------------------------------------------------------------------------- globs
-# One dialect for every path glob (reviewbot.globs); re-exported here for callers that read configs.
-
-__all__ = ["glob_match", "wildcard_match"]
 
 
 # -------------------------------------------------------------------------------------------- models
