@@ -403,10 +403,11 @@ _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoad
 
 
 def _compose(text: str) -> yaml.Node | None:
-    """Compose with libyaml; on a YAML error compose again in Python for its clearer message."""
+    """Compose with libyaml; on a YAML error compose again in Python for its clearer message (and
+    its handling of text libyaml cannot encode, such as a lone surrogate)."""
     try:
         return yaml.compose(text, Loader=_YAML_LOADER)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeEncodeError):
         if _YAML_LOADER is yaml.SafeLoader:
             raise
         return yaml.compose(text, Loader=yaml.SafeLoader)

@@ -94,9 +94,12 @@ def _body(pat: str, *, one_segment: bool = False) -> str:
             i += 1
         elif c == "[" and (j := pat.find("]", i + 2)) != -1:
             body = pat[i + 1 : j]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+            negated = body.startswith("!")
+            body = body[1:] if negated else body
+            body = body.replace("\\", "\\\\").replace("[", "\\[")
+            if negated:  # within a file name, `[!a]` must not match the '/' before it either
+                body = "^" + body + ("/" if one_segment else "")
+            out.append("[" + body + "]")
             i = j + 1
         elif c == "{" and (j := pat.find("}", i)) != -1:
             alts = pat[i + 1 : j].split(",")

@@ -120,6 +120,8 @@ def test_glob_list_answers_any_first_last_and_every_match_in_order() -> None:
         ("a.b", "aXb", False),  # '.' is literal
         ("a+b(c)|d$", "a+b(c)|d$", True),  # punctuation is literal
         ("é/*.rs", "é/ü.rs", True),
+        ("*[!a]*", "a/a/a", False),  # found by fuzzing: the file name 'a' has no non-'a' character
+        ("*[!a]*", "a/a/b", True),
     ],
 )
 def test_dialect_edges(pattern: str, path: str, expected: bool) -> None:

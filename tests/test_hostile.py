@@ -358,3 +358,13 @@ def test_a_hostile_pr_and_config_are_reviewed_while_another_tenant_is_acked_and_
         assert world.rows("SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == [(0,)]
     finally:
         world.close()
+
+
+def test_a_lone_surrogate_in_a_config_is_a_config_error_not_a_crash() -> None:
+    """Found by the fuzzer: libyaml cannot encode a lone surrogate (UnicodeEncodeError); the
+    Python composer answers instead."""
+    for text in ("a: \ud800\n", "paths:\n  exclude: ['\udcff/**']\n", "\ud800"):
+        try:
+            load_config(text)
+        except ConfigError as exc:
+            assert exc.messages
