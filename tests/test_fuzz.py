@@ -848,7 +848,7 @@ def test_deeply_nested_and_brace_flooded_replies_are_bounded() -> None:
 # runs, catastrophic `#match?` regexes, many-key configs. Each input runs under the per-call
 # deadline, which would have caught every item of issue #11 on the code before the fix.
 
-_TAG_NAMES = ("diff", "context", "instructions")
+_TAG_NAMES = ("diff", "context", "instructions", "intent")
 
 
 def _tag_survives(text: str) -> bool:
