@@ -204,7 +204,10 @@ def main() -> int:
 
     table = ["| attack | before | after |", "| --- | --- | --- |"]
     table += [f"| {name} | {b} | {a} |" for name, b, a in rows]
-    section = SECTION.format(before=args.before, timeout=f"{args.timeout:g}", table="\n".join(table))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    section = SECTION.format(
+        before=args.before, timeout=f"{args.timeout:g}", table="\n".join(table), load=load
+    )
     if not args.no_write:
         write_section(HEADING, section, RELIABILITY)
         print(f"wrote the section to {RELIABILITY}")
@@ -241,7 +244,7 @@ rules with tree-sitter queries and `#match?` regexes). Each stage that reads the
   merge is linear (origins indexed by parent path).
 
 Measured by `python bench/hostile.py` (each attack in its own process, stopped after {timeout} s;
-"before" is the code at `{before}`):
+"before" is the code at `{before}`; 2 cores shared with other work, load average {load} at the end):
 
 {table}
 
