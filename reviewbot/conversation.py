@@ -51,7 +51,8 @@ _QUESTION_WORDS = re.compile(
     re.IGNORECASE,
 )
 _MARKER = re.compile(r"<!--\s*reviewbot:answer:(\d+)\s*-->")
-_OUR_TAGS = re.compile(r"<(?=\s*/?\s*(?:code|thread)-)", re.IGNORECASE)
+# possessive runs split by '/': linear (`\s*/?\s*` was quadratic on '<' and spaces, issue #11)
+_OUR_TAGS = re.compile(r"<(?=\s*+(?:/\s*+)?(?:code|thread)-)", re.IGNORECASE)
 
 
 def neutralise(text: str) -> str:
