@@ -854,14 +854,32 @@ def _strip_trailing_commas(text: str) -> str:
     return "".join(out)
 
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[^\n]*\n(.*?)```", re.DOTALL)
+_FENCE_LANG = re.compile(r"[ \t]*([A-Za-z0-9_-]*)")
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of each ```lang ... ``` block, leftmost first, in one pass: the regex
+    `'```[ \\t]*(lang)[^\\n]*\\n(.*?)```'` it replaces was quadratic on a flood of backticks."""
+    blocks: list[tuple[str, str]] = []
+    pos = 0
+    while (start := text.find("```", pos)) != -1:
+        newline = text.find("\n", start + 3)
+        if newline == -1:
+            break  # no opening line ends after here
+        end = text.find("```", newline + 1)
+        if end == -1:
+            break  # nothing after here closes
+        lang = _FENCE_LANG.match(text, start + 3, newline)
+        blocks.append((lang.group(1) if lang else "", text[newline + 1 : end]))
+        pos = end + 3
+    return blocks
 
 
 def _loads_lenient(text: str) -> tuple[Any, bool]:
     """(value, ok): JSON anywhere in `text` — whole, fenced, or embedded in prose."""
     decoder = json.JSONDecoder()
     candidates: list[str] = [text]
-    fences = _FENCE.findall(text)
+    fences = _fenced_blocks(text)
     candidates += [body for lang, body in fences if lang.lower() in ("json", "")]
     candidates += [body for lang, body in fences if lang.lower() not in ("json", "")]
     for cand in candidates:

@@ -76,22 +76,79 @@ def _drop_html_comments(text: str) -> str:
 
 
 _MENTION_RE = re.compile(r"(?<![\w@`/])@(?=[A-Za-z0-9])")
-#: Fenced blocks and inline code, where GitHub links no mention (and code must stay intact).
-_CODE_RE = re.compile(r"(?ms)^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?^ {0,3}\1[`~]*[ \t]*$|`+[^`\n]*`+")
+_FENCE_LINE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_BACKTICKS_RE = re.compile(r"`+")
 
 
 def _defuse_mentions(text: str) -> str:
     """'@user' -> '@\u200buser' outside code: shown the same, but no longer a mention."""
     out: list[str] = []
     pos = 0
-    for m in _CODE_RE.finditer(text):
-        out += [_MENTION_RE.sub("@\u200b", text[pos : m.start()]), m.group(0)]
-        pos = m.end()
+    for start, end in _code_spans(text):
+        out += [_MENTION_RE.sub("@\u200b", text[pos:start]), text[start:end]]
+        pos = end
     out.append(_MENTION_RE.sub("@\u200b", text[pos:]))
     return "".join(out)
 
 
-_FENCE_LINE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+def _opens_fence(match: re.Match[str] | None) -> bool:
+    return match is not None and not (match.group(1)[0] == "`" and "`" in match.group(2))
+
+
+def _closes_fence(match: re.Match[str] | None, opened: str) -> bool:
+    return (
+        match is not None
+        and match.group(1)[0] == opened[0]
+        and len(match.group(1)) >= len(opened)
+        and not match.group(2).strip()
+    )
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    """Where GitHub links no mention: fenced blocks (an unclosed one runs to the end) and inline
+    code spans (a backtick run closed by the next run of the same length, on its line). One pass;
+    the regex it replaces was quadratic on a flood of backticks."""
+    spans: list[tuple[int, int]] = []
+    opened: str | None = None
+    block_start = 0
+    offset = 0
+    for line in text.split("\n"):
+        match = _FENCE_LINE_RE.match(line)
+        if opened is None and _opens_fence(match):
+            assert match is not None
+            opened, block_start = match.group(1), offset
+        elif opened is None:
+            spans += [(offset + a, offset + b) for a, b in _inline_spans(line)]
+        elif _closes_fence(match, opened):
+            spans.append((block_start, offset + len(line)))
+            opened = None
+        offset += len(line) + 1
+    if opened is not None:
+        spans.append((block_start, len(text)))
+    return spans
+
+
+def _inline_spans(line: str) -> list[tuple[int, int]]:
+    runs = [(m.start(), m.end()) for m in _BACKTICKS_RE.finditer(line)]
+    by_length: dict[int, list[int]] = {}
+    for index, (a, b) in enumerate(runs):
+        by_length.setdefault(b - a, []).append(index)
+    cursor = dict.fromkeys(by_length, 0)
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(runs):
+        length = runs[i][1] - runs[i][0]
+        same, k = by_length[length], cursor[length]
+        while k < len(same) and same[k] <= i:
+            k += 1
+        cursor[length] = k
+        if k == len(same):
+            i += 1
+            continue
+        j = same[k]
+        spans.append((runs[i][0], runs[j][1]))
+        i = j + 1
+    return spans
 
 
 def _close_fences(text: str) -> str:
@@ -99,14 +156,11 @@ def _close_fences(text: str) -> str:
     follows: an open fence in a model's body turned our suggestion block into plain text."""
     opened: str | None = None
     for line in text.split("\n"):
-        m = _FENCE_LINE_RE.match(line)
-        if m is None:
-            continue
-        run, rest = m.group(1), m.group(2)
-        if opened is None:
-            if not (run[0] == "`" and "`" in rest):  # a backtick fence's info string has no backtick
-                opened = run
-        elif run[0] == opened[0] and len(run) >= len(opened) and not rest.strip():
+        match = _FENCE_LINE_RE.match(line)
+        if opened is None and _opens_fence(match):
+            assert match is not None
+            opened = match.group(1)
+        elif opened is not None and _closes_fence(match, opened):
             opened = None
     return text if opened is None else f"{text}\n{opened}"
 

@@ -1033,8 +1033,6 @@ def _module_patterns() -> list[tuple[str, re.Pattern[str]]]:
 
 #: Regexes still quadratic on some shape, with what bounds their input (RELIABILITY.md, limits).
 KNOWN_QUADRATIC = {
-    "reviewbot.prompt._FENCE": 16_000,  # the LLM's reply (a flood of backticks): bounded by max_tokens
-    "reviewbot.render._CODE_RE": 16_000,  # comment bodies the LLM wrote, before posting
 }
 
 

@@ -341,3 +341,18 @@ def test_a_hunk_that_fits_once_its_snippet_is_left_out_stays_whole() -> None:
     bare = _hunk_units("app.py", 0, hunk, None, 10**6)[0].cost()
     units = _hunk_units("app.py", 0, hunk, big, bare)
     assert len(units) == 1 and units[0].snippet is None
+
+
+def test_fenced_blocks_scanner_agrees_with_the_regex_it_replaced() -> None:
+    """The one-pass scanner finds what the old (quadratic) regex found, on fence-heavy texts."""
+    import random
+    import re
+
+    from reviewbot.prompt import _fenced_blocks
+
+    old = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[^\n]*\n(.*?)```", re.DOTALL)
+    rnd = random.Random(7)
+    for _ in range(3000):
+        parts = ["```", "`", "json", " ", "\n", "{}", "x", "\t", "py-3"]
+        text = "".join(rnd.choice(parts) for _ in range(30))
+        assert _fenced_blocks(text) == old.findall(text), text

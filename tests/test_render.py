@@ -111,3 +111,18 @@ def test_check_run_counts_from_lists_when_funnel_is_empty_and_limits_size() -> N
     assert "| low score | 3 |" in summary
     assert len(text) <= CHECK_OUTPUT_LIMIT and text.endswith("(truncated)")
     assert render_review_summary(ReviewResult()) == "reviewbot found nothing worth a comment."
+
+
+def test_mentions_defused_outside_code_only_and_backtick_floods_are_linear() -> None:
+    import time
+
+    from reviewbot.render import _defuse_mentions
+
+    assert _defuse_mentions("ping @alice") == "ping @\u200balice"
+    assert _defuse_mentions("`@alice` and ``@bob`` @carol") == "`@alice` and ``@bob`` @\u200bcarol"
+    assert _defuse_mentions("```\n@alice\n```\n@bob") == "```\n@alice\n```\n@\u200bbob"
+    assert _defuse_mentions("`` @a ` @b") == "`` @\u200ba ` @\u200bb"  # no closing run of the same length
+    started = time.perf_counter()
+    _defuse_mentions("`" * 200_000 + " @x")
+    _defuse_mentions("` `` " * 40_000 + "@x")
+    assert time.perf_counter() - started < 2.0
