@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import numpy as np  # noqa: E402
 from train_prior import SHARED, bench_candidate, bench_history, bench_split, build_prior, load_bench  # noqa: E402
 
 from reviewbot.acceptance import HistoryRow, auc, load_prior, train  # noqa: E402
@@ -160,6 +162,100 @@ def history_cv(
     out["auc"] = auc([o["score"] for o in outputs], [by_id[o["id"]]["label"] == "tp" for o in outputs])
     out["missed"] = why_missed(outputs, by_id, golden_ids)
     return out
+
+
+def _source_outputs(
+    settings: FilterSettings, own: list[dict], test_prs: set[tuple[str, int]], history_of: Any
+) -> list[dict]:
+    """One source's filter outputs on `test_prs`; `history_of(repo, pr)` gives its history PRs."""
+    outputs: list[dict] = []
+    for repo, pr in sorted(test_prs):
+        rows = [c for c in own if (c["repo"], c["pr"]) == (repo, pr)]
+        if not rows:
+            continue
+        history = bench_history(own, history_of(repo, pr))
+        outputs += run_filter([bench_candidate(c) for c in rows], history, settings, prior=_loro_prior(repo))
+    return outputs
+
+
+def per_source(
+    settings: FilterSettings, *, cands: list[dict], golden: list[dict], history_cv: bool = False
+) -> dict[str, Any]:
+    """The single-reviewer evaluation: each source (tool) alone, as one installation sees it.
+
+    For each source: its candidates on the evaluation PRs, its own history only (its earlier
+    PRs of the same repo), the leave-repo-out prior. `history_cv` runs the same inside the
+    history half (each history PR held out, the source's other history PRs as history): the
+    split settings are chosen on. Raw = every comment of the source posted.
+    """
+    hist_prs, eval_prs = bench_split(cands)
+    test = hist_prs if history_cv else eval_prs
+    golden_ids = [g["golden_id"] for g in golden if (g["repo"], g["pr"]) in test]
+    result: dict[str, Any] = {}
+    for tool in sorted({c["tool"] for c in cands}):
+        own = [c for c in cands if c["tool"] == tool]
+        tested = [c for c in own if (c["repo"], c["pr"]) in test]
+        by_id = {c["id"]: c for c in tested}
+        if history_cv:
+            outputs = _source_outputs(
+                settings, own, test, lambda r, p: {q for q in hist_prs if q[0] == r and q != (r, p)}
+            )
+        else:
+            outputs = _source_outputs(settings, own, test, lambda r, p: {q for q in hist_prs if q[0] == r})
+        posted = [by_id[o["id"]] for o in outputs if o["decision"] == "post"]
+        raw = distinct_metrics(tested, len(golden_ids), len(test))
+        filtered = distinct_metrics(posted, len(golden_ids), len(test))
+        filtered["auc"] = auc([o["score"] for o in outputs], [by_id[o["id"]]["label"] == "tp" for o in outputs])
+        met = (
+            raw["precision"] > 0
+            and filtered["precision"] >= 1.3 * raw["precision"]
+            and filtered["recall"] >= 0.5 * raw["recall"]
+        )
+        result[tool] = {"raw": raw, "filtered": filtered, "n": len(tested), "target_met": met}
+    keys = ("posted_per_pr", "precision", "recall", "f1")
+    mean: dict[str, Any] = {
+        part: {k: float(np.mean([r[part][k] for r in result.values()])) for k in keys}
+        for part in ("raw", "filtered")
+    }
+    aucs = [r["filtered"]["auc"] for r in result.values() if not math.isnan(r["filtered"]["auc"])]
+    mean["filtered"]["auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    mean["targets_met"] = sum(1 for r in result.values() if r["target_met"])
+    mean["sources"] = len(result)
+    return {"sources": result, "mean": mean}
+
+
+def per_source_markdown(ps: dict[str, Any], cv: dict[str, Any] | None) -> list[str]:
+    """The primary table: one row per source, raw vs filtered."""
+    lines = [
+        "| source | comments | raw P | raw R | raw F1 | filtered P | filtered R | filtered F1 | AUC | "
+        "posted/PR | P >= 1.3x raw, R >= 0.5x raw |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for tool, r in ps["sources"].items():
+        raw, f = r["raw"], r["filtered"]
+        a = "-" if math.isnan(f["auc"]) else f"{f['auc']:.3f}"
+        lines.append(
+            f"| {tool} | {r['n']} | {raw['precision']:.3f} | {raw['recall']:.3f} | {raw['f1']:.3f} | "
+            f"{f['precision']:.3f} | {f['recall']:.3f} | {f['f1']:.3f} | {a} | {f['posted_per_pr']:.2f} | "
+            f"{'met' if r['target_met'] else 'missed'} |"
+        )
+    m = ps["mean"]
+    lines.append(
+        f"| **mean** | | {m['raw']['precision']:.3f} | {m['raw']['recall']:.3f} | {m['raw']['f1']:.3f} | "
+        f"{m['filtered']['precision']:.3f} | {m['filtered']['recall']:.3f} | {m['filtered']['f1']:.3f} | "
+        f"{m['filtered']['auc']:.3f} | {m['filtered']['posted_per_pr']:.2f} | "
+        f"{m['targets_met']} of {m['sources']} |"
+    )
+    if cv is not None:
+        c = cv["mean"]
+        lines += [
+            "",
+            f"History-CV (the split settings are chosen on): mean filtered precision "
+            f"{c['filtered']['precision']:.3f} (raw {c['raw']['precision']:.3f}), recall "
+            f"{c['filtered']['recall']:.3f} (raw {c['raw']['recall']:.3f}), AUC {c['filtered']['auc']:.3f}, "
+            f"targets met for {c['targets_met']} of {c['sources']} sources.",
+        ]
+    return lines
 
 
 def tool_metrics(cands: list[dict], golden: list[dict]) -> dict[str, dict[str, float]]:

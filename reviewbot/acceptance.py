@@ -27,7 +27,9 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
 from reviewbot.models import SEVERITIES, Candidate, severity_rank
+from reviewbot.roles import role_tokens
 from reviewbot.severity import Assessment, assess
+from reviewbot.signals import SIGNAL_COLUMNS, comment_signals, signal_columns
 
 FORMAT = "reviewbot-acceptance"
 FORMAT_VERSION = 1
@@ -62,7 +64,28 @@ NUMERIC: tuple[str, ...] = (
     "is_rule",
     "has_path",
     *(f"sev_{s}" for s in SEVERITIES),
+    "single_source",
+    "log_review_size",
+    "log_rank",
+    "rank_share",
+    *SIGNAL_COLUMNS,
 )
+
+#: Starting weights (logit per unit) of the columns that public labelled comments cannot teach,
+#: because only reviewbot's own pipeline fills them in: whether the quoted code is the code at the
+#: line, whether the line is added, a suggestion field, the reviewer's stated severity and
+#: confidence, and the verification step's verdict. bench/train_prior.py writes them into the
+#: prior for the columns its training rows leave at zero; each repo's layer then learns its own
+#: correction from feedback like any other feature (so the judge's calibration is per repo).
+CLAIM_PRIOR: dict[str, float] = {
+    "quote_verified": 0.6,
+    "on_added_line": 0.3,
+    "stated_high": 0.5,
+    "stated_low": -0.7,
+    "stated_confidence": 1.5,
+    "verified": 1.0,
+    "verify_logit": 2.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +124,7 @@ class Example:
     assessment: Assessment
     support: int = 1
     sources: int = 1  # distinct sources (passes, rules, tools) in the whole review
+    review_size: int = 1  # candidates its own source raised in the whole review
 
 
 def source_kind(source: str | None) -> str:
@@ -130,6 +154,7 @@ def _cat_tokens(ex: Example) -> list[str]:
         toks.append(f"dir={top}")
         if "test" in c.path.lower():
             toks.append("path=test")
+        toks.append(role_tokens(c.path))
     return toks
 
 
@@ -186,6 +211,13 @@ class Featurizer:
             1.0 if (c.rule_id or source_kind(c.source) == "rule") else 0.0,
             1.0 if c.path else 0.0,
             *(1.0 if rank == k else 0.0 for k in range(len(SEVERITIES))),
+            1.0 if ex.sources <= 1 else 0.0,
+            # a source that raises many remarks on one change is right about fewer of them, and
+            # a reviewer lists what matters most first
+            math.log1p(max(ex.review_size, 1) - 1) / 3.0,
+            math.log1p(c.rank) / 3.0 if c.rank is not None else 0.0,
+            c.rank / max(ex.review_size - 1, 1) if c.rank is not None and ex.review_size > 1 else 0.0,
+            *signal_columns(comment_signals(c)),
         ]
 
     def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:
@@ -392,6 +424,13 @@ class AcceptanceModel:
         accepted, total = self.rule_counts.get(rule_id, (0.0, 0.0))
         return (RULE_PRIOR_STRENGTH * p0 + accepted) / (RULE_PRIOR_STRENGTH + total)
 
+    def history_rate(self) -> tuple[float, int] | None:
+        """(accept rate, labels) of the history the repo layer was trained on, if any."""
+        for layer in reversed(self.layers):
+            if layer.name.startswith("repo:") and "n" in layer.metrics:
+                return float(layer.metrics.get("accept_rate", 0.0)), int(layer.metrics["n"])
+        return None
+
     def threshold_for(self, target_precision: float, *, min_count: int = 5) -> float | None:
         """The lowest threshold whose held-out precision reached the target, or None."""
         best: float | None = None
@@ -468,6 +507,7 @@ class HistoryRow:
     cluster: str = ""  # the issue it belonged to in its review ("" = its own)
     assessment: Assessment | None = None  # severity.assess(candidate), when already computed
     weight: float = 1.0  # how much the label counts (a weak dismissal of an untouched comment: 0.2)
+    review_size: int = 1  # candidates its own source raised in its review
 
 
 def is_rule_finding(candidate: Candidate) -> bool:
@@ -506,7 +546,10 @@ class TrainSettings:
 
 def history_examples(rows: Sequence[HistoryRow]) -> list[Example]:
     """History rows as scoring examples (with the support they had in their review)."""
-    return [Example(r.candidate, r.assessment or assess(r.candidate), r.support, r.sources) for r in rows]
+    return [
+        Example(r.candidate, r.assessment or assess(r.candidate), r.support, r.sources, r.review_size)
+        for r in rows
+    ]
 
 
 def _grouped_cv(
@@ -714,13 +757,15 @@ def with_support(
     sources: Sequence[int],
     clusters: Sequence[str] | None = None,
     assessments: Sequence[Assessment | None] | None = None,
+    review_sizes: Sequence[int] | None = None,
 ) -> list[HistoryRow]:
     """Rows with their cluster support, review source count, cluster and assessment filled in;
     each row keeps its label weight (a weak label must not train as a full one)."""
     rows = list(rows)
     names = list(clusters) if clusters is not None else [r.cluster for r in rows]
     found = list(assessments) if assessments is not None else [r.assessment for r in rows]
+    sizes = list(review_sizes) if review_sizes is not None else [r.review_size for r in rows]
     return [
-        HistoryRow(r.candidate, r.accepted, r.at, s, n, c, a, r.weight)
-        for r, s, n, c, a in zip(rows, support, sources, names, found, strict=True)
+        HistoryRow(r.candidate, r.accepted, r.at, s, n, c, a, r.weight, z)
+        for r, s, n, c, a, z in zip(rows, support, sources, names, found, sizes, strict=True)
     ]

@@ -181,6 +181,16 @@ class Candidate:
     pr: int | None = None
     hunk_size: int | None = None
     language: str | None = None
+    #: whether its line (or range) is on lines the change adds; None when not known
+    on_added_line: bool | None = None
+    #: whether the code it quotes is the code at its line; None when it quotes nothing
+    quote_verified: bool | None = None
+    #: its position in its source's reply (0 = listed first), when the source orders its findings
+    rank: int | None = None
+    #: the verification step's answer about it ("confirmed" | "refuted" | "unsure"), when run
+    verdict: str | None = None
+    #: the verification step's probability that it holds, when run
+    verify_probability: float | None = None
 
 
 @dataclass(slots=True)

@@ -74,7 +74,33 @@ def parse_candidate(obj: Any, line_no: int) -> Candidate:
         symbol=_opt(obj, "symbol", str, line_no),
         language=_opt(obj, "language", str, line_no),
         hunk_size=_opt(obj, "hunk_size", int, line_no),
+        rank=_opt(obj, "rank", int, line_no),
+        on_added_line=_opt_bool(obj, "on_added_line", line_no),
+        quote_verified=_opt_bool(obj, "quote_verified", line_no),
+        verdict=_verdict(obj, line_no),
+        verify_probability=_probability(obj, "verify_probability", line_no),
     )
+
+
+def _opt_bool(obj: dict[str, Any], key: str, line_no: int) -> bool | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(line_no, f"field {key!r} must be true or false, got {value!r}")
+
+
+def _verdict(obj: dict[str, Any], line_no: int) -> str | None:
+    value = _opt(obj, "verdict", str, line_no)
+    if value is not None and value not in ("confirmed", "refuted", "unsure"):
+        raise InputError(line_no, f"field 'verdict' must be confirmed, refuted or unsure, got {value!r}")
+    return value
+
+
+def _probability(obj: dict[str, Any], key: str, line_no: int) -> float | None:
+    value = _opt(obj, key, (int, float), line_no)
+    if value is not None and not 0 <= value <= 1:
+        raise InputError(line_no, f"field {key!r} must be in [0, 1], got {value!r}")
+    return None if value is None else float(value)
 
 
 def parse_history_row(obj: Any, line_no: int) -> HistoryRow:

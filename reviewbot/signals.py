@@ -1,0 +1,139 @@
+"""What one review comment carries by itself, as numbers the acceptance model can weigh.
+
+Why: an installation has one reviewer (its LLM passes and its rules), so agreement among many
+tools is not available; the comment itself must say whether it is worth posting. A comment that
+names an identifier or value, quotes the code it is about and sits on an added line is acted on
+far more often than one that hedges about nothing in particular. Pure functions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from reviewbot.models import Candidate
+from reviewbot.roles import ROLES, file_role
+from reviewbot.severity import normalise_severity
+
+_BACKTICK = re.compile(r"`[^`\n]{1,120}`")
+_CALL = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\(")
+_SNAKE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")
+_CAMEL = re.compile(r"\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")
+_DOTTED = re.compile(r"\b[A-Za-z_]\w*\.[A-Za-z_]\w*\b")
+_VALUE = re.compile(
+    r"(?<![\w.])(?:-?\d+(?:\.\d+)?|null|nil|None|undefined|NaN|true|false|True|False)(?![\w.])"
+)
+_FENCE = re.compile(r"```")
+_SUGGESTION = re.compile(r"```suggestion\b")
+_FAILURE = re.compile(
+    r"\b(panic|crash|throws?|raises?|exception|deadlock|race|leak|overflow|out of bounds|off[- ]by[- ]one|"
+    r"infinite loop|null pointer|nil pointer|undefined|injection|never (?:called|closed|released|reached)|"
+    r"always (?:true|false)|returns? (?:the )?wrong|incorrect(?:ly)?|wrong|missing|lost|skipped|ignored|"
+    r"fails?|broken|bypass)\b",
+    re.IGNORECASE,
+)
+
+#: Roles other than 'source', each a column (source is the baseline).
+ROLE_COLUMNS: tuple[str, ...] = tuple(r for r in ROLES if r != "source")
+
+
+@dataclass(frozen=True, slots=True)
+class CommentSignals:
+    """The features one comment carries; all in [0, 1] or [-1, 1], 0 meaning 'not known'."""
+
+    names_code: float  # identifiers, calls or backticked code in the text (saturating)
+    names_value: float  # a literal value (a number, null, true...) named in the text
+    names_failure: float  # a concrete failure mode named (crash, leak, off-by-one, wrong result...)
+    quotes_code: float  # quotes code (a quoted_code field or a fenced block)
+    quote_verified: float  # +1 its quote is the code at its line, -1 it is not, 0 unknown
+    on_added_line: float  # 1 on an added line, -1 on context/old lines, 0 unknown
+    suggestion: float  # proposes replacement code
+    stated_high: float  # the reviewer itself called it critical/high (not our re-assessment)
+    stated_low: float  # the reviewer itself called it low/nit
+    stated_confidence: float  # stated confidence - 0.5, 0 when none stated
+    verified: float  # the verification step: +1 confirmed, -1 refuted, 0 unsure or not run
+    verify_logit: float  # logit of the verification probability / 4 (clipped), 0 when not run
+    role: str
+
+
+def _saturate(n: int, at: int = 3) -> float:
+    return min(n, at) / at
+
+
+def comment_signals(c: Candidate) -> CommentSignals:
+    """The signals of one candidate, from its text and the fields the pipeline filled in."""
+    text = f"{c.title}\n{c.body}"
+    prose = _FENCE.split(text)[0] if "```" in text else text
+    code_refs = (
+        len(_BACKTICK.findall(prose))
+        + len(_CALL.findall(prose))
+        + len(_SNAKE.findall(prose))
+        + len(_CAMEL.findall(prose))
+        + len(_DOTTED.findall(prose))
+    )
+    quotes = 1.0 if (c.quoted_code or _FENCE.search(text)) else 0.0
+    stated = normalise_severity(c.severity)
+    if c.verdict == "confirmed":
+        verified = 1.0
+    elif c.verdict == "refuted":
+        verified = -1.0
+    else:
+        verified = 0.0
+    if c.verify_probability is None:
+        verify_logit = 0.0
+    else:
+        p = min(max(float(c.verify_probability), 0.02), 0.98)
+        verify_logit = math.log(p / (1 - p)) / 4.0
+    return CommentSignals(
+        names_code=_saturate(code_refs),
+        names_value=1.0 if _VALUE.search(prose) else 0.0,
+        names_failure=_saturate(len(_FAILURE.findall(prose)), 2),
+        quotes_code=quotes,
+        quote_verified=0.0 if c.quote_verified is None else (1.0 if c.quote_verified else -1.0),
+        on_added_line=0.0 if c.on_added_line is None else (1.0 if c.on_added_line else -1.0),
+        suggestion=1.0 if (c.suggestion or _SUGGESTION.search(text)) else 0.0,
+        stated_high=1.0 if stated in ("critical", "high") else 0.0,
+        stated_low=1.0 if stated in ("low", "nit") else 0.0,
+        stated_confidence=0.0 if c.confidence is None else float(c.confidence) - 0.5,
+        verified=verified,
+        verify_logit=verify_logit,
+        role=file_role(c.path),
+    )
+
+
+#: The numeric columns `signal_columns` returns, in order.
+SIGNAL_COLUMNS: tuple[str, ...] = (
+    "names_code",
+    "names_value",
+    "names_failure",
+    "quotes_code",
+    "quote_verified",
+    "on_added_line",
+    "suggestion",
+    "stated_high",
+    "stated_low",
+    "stated_confidence",
+    "verified",
+    "verify_logit",
+    *(f"role_{r}" for r in ROLE_COLUMNS),
+)
+
+
+def signal_columns(s: CommentSignals) -> list[float]:
+    """The signals as the acceptance model's numeric columns (SIGNAL_COLUMNS order)."""
+    return [
+        s.names_code,
+        s.names_value,
+        s.names_failure,
+        s.quotes_code,
+        s.quote_verified,
+        s.on_added_line,
+        s.suggestion,
+        s.stated_high,
+        s.stated_low,
+        s.stated_confidence,
+        s.verified,
+        s.verify_logit,
+        *(1.0 if s.role == r else 0.0 for r in ROLE_COLUMNS),
+    ]
