@@ -63,7 +63,10 @@ def _vague(request_json: dict[str, Any]) -> dict[str, Any]:
                 body = "Consider renaming this variable to something more descriptive for readability."
                 title, severity, category = "Naming", "low", "style"
             else:
-                body = "This might potentially cause issues in some edge cases; perhaps consider adding more checks."
+                body = (
+                    "This might potentially cause issues in some edge cases; "
+                    "perhaps consider adding more checks."
+                )
                 title, severity, category = "Possible issue", "medium", "maintainability"
             findings.append({
                 "path": path, "line": n, "end_line": None, "side": "RIGHT", "severity": severity,
