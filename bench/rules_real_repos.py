@@ -91,17 +91,29 @@ def run(n: int) -> dict[str, Any]:
                 continue
             candidates += int(report["funnel"]["candidates"])
             for f in report["findings"]:
-                out["findings"].append({
-                    "key": key_of(project, sha, f), "project": project, "commit": sha[:10],
-                    "path": f["path"], "line": f["line"], "rule_id": f.get("rule_id"),
-                    "severity": f.get("severity"), "role": file_role(f["path"]),
-                })
+                out["findings"].append(
+                    {
+                        "key": key_of(project, sha, f),
+                        "project": project,
+                        "commit": sha[:10],
+                        "path": f["path"],
+                        "line": f["line"],
+                        "rule_id": f.get("rule_id"),
+                        "severity": f.get("severity"),
+                        "role": file_role(f["path"]),
+                    }
+                )
         out["projects"][project] = {
-            "commits": len(shas), "errors": errors, "candidates": candidates,
+            "commits": len(shas),
+            "errors": errors,
+            "candidates": candidates,
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        print(f"{project}: {len(shas)} commits, {candidates} rule candidates, {errors} errors, "
-              f"{out['projects'][project]['seconds']} s", flush=True)
+        print(
+            f"{project}: {len(shas)} commits, {candidates} rule candidates, {errors} errors, "
+            f"{out['projects'][project]['seconds']} s",
+            flush=True,
+        )
     return out
 
 
@@ -132,7 +144,9 @@ def markdown(out: dict[str, Any], judgements: dict[str, dict[str, str]]) -> str:
         "",
         f"**Target** at most one posted finding in test code: {'met' if len(in_tests) <= 1 else 'missed'} "
         f"({len(in_tests)}). Judgements: {counts['true']} true, {counts['debatable']} debatable, "
-        f"{counts['false']} false" + (f", {counts['unjudged']} not judged yet" if counts["unjudged"] else "") + ".",
+        f"{counts['false']} false"
+        + (f", {counts['unjudged']} not judged yet" if counts["unjudged"] else "")
+        + ".",
         "",
         "| project | commit | file (role) | line | rule | judgement | why |",
         "|---|---|---|---:|---|---|---|",
@@ -169,8 +183,10 @@ def main() -> int:
         write_section("## Rules on real repositories", markdown(out, judgements))
     in_tests = sum(1 for f in out["findings"] if f["role"] == "test")
     ok = in_tests <= 1 and not unjudged
-    print(f"posted {len(out['findings'])}, in test code {in_tests}, unjudged {len(unjudged)}: "
-          f"{'OK' if ok else 'MISSED'}")
+    print(
+        f"posted {len(out['findings'])}, in test code {in_tests}, unjudged {len(unjudged)}: "
+        f"{'OK' if ok else 'MISSED'}"
+    )
     return 0 if ok else 1
 
 

@@ -272,3 +272,5 @@ class ReviewResult:
     files_not_reviewed: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: when candidates existed but none was posted: how many, the best score, what would post it
+    silence: str | None = None

@@ -7,6 +7,7 @@ per-PR budget. Every candidate comes back, in input order, posted or with why it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,6 +217,30 @@ def threshold_for(model: AcceptanceModel, settings: FilterSettings) -> tuple[flo
         history_rate=model.history_rate(),
         rate_lift=settings.rate_lift,
     )
+
+
+def silence_note(decisions: Sequence[Decision], threshold: float, origin: str) -> str | None:
+    """Why nothing was posted, and which setting would post the best candidate; None when
+    something was posted or there was nothing to post. Never silently silent."""
+    if not decisions or any(d.decision == "post" for d in decisions):
+        return None
+    best = max(decisions, key=lambda d: d.score)
+    where = f"{best.candidate.path}:{best.candidate.line}" if best.candidate.path else best.candidate.id
+    head = (
+        f"Nothing posted: {len(decisions)} candidate{'s' if len(decisions) != 1 else ''}; the best scored "
+        f"{best.score:.2f} ({best.severity} {best.category} at {where}) against the acceptance threshold "
+        f"{threshold:.2f} ({origin})."
+    )
+    below = [d for d in decisions if d.reason.startswith("below acceptance threshold")]
+    if below:
+        top = max(below, key=lambda d: d.score)
+        value = math.floor(top.score * 100) / 100
+        return f"{head} `min_acceptance: {value:.2f}` in the repo config would post it."
+    by_severity = [d for d in decisions if d.reason.startswith("below min_severity")]
+    if by_severity:
+        top = max(by_severity, key=lambda d: d.score)
+        return f"{head} It is {top.severity}: `min_severity: {top.severity}` would let it through."
+    return f"{head} Every candidate was held back for another reason ({best.reason})."
 
 
 def decisions_as_rows(decisions: Sequence[Decision]) -> list[dict[str, Any]]:

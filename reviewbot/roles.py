@@ -16,15 +16,66 @@ Role = Literal["source", "test", "example", "fixture", "generated", "vendored", 
 #: Every role, the default first.
 ROLES: tuple[Role, ...] = ("source", "test", "example", "fixture", "generated", "vendored", "docs")
 
-_VENDORED_DIRS = frozenset({"vendor", "vendored", "third_party", "third-party", "thirdparty", "node_modules",
-                            "bower_components", "external", "_vendor"})
+_VENDORED_DIRS = frozenset(
+    {
+        "vendor",
+        "vendored",
+        "third_party",
+        "third-party",
+        "thirdparty",
+        "node_modules",
+        "bower_components",
+        "external",
+        "_vendor",
+    }
+)
 _GENERATED_DIRS = frozenset({"generated", "gen", "__generated__", "dist", "build"})
-_FIXTURE_DIRS = frozenset({"fixtures", "fixture", "testdata", "test_data", "__fixtures__", "__mocks__",
-                           "mocks", "snapshots", "__snapshots__", "golden", "goldens"})
-_TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs", "e2e", "integration_test",
-                        "integration_tests", "integration", "acceptance_tests", "it"})
-_EXAMPLE_DIRS = frozenset({"example", "examples", "_example", "_examples", "sample", "samples", "demo",
-                           "demos", "cookbook", "tutorial", "tutorials"})
+_FIXTURE_DIRS = frozenset(
+    {
+        "fixtures",
+        "fixture",
+        "testdata",
+        "test_data",
+        "__fixtures__",
+        "__mocks__",
+        "mocks",
+        "snapshots",
+        "__snapshots__",
+        "golden",
+        "goldens",
+    }
+)
+_TEST_DIRS = frozenset(
+    {
+        "test",
+        "tests",
+        "testing",
+        "__tests__",
+        "spec",
+        "specs",
+        "e2e",
+        "integration_test",
+        "integration_tests",
+        "integration",
+        "acceptance_tests",
+        "it",
+    }
+)
+_EXAMPLE_DIRS = frozenset(
+    {
+        "example",
+        "examples",
+        "_example",
+        "_examples",
+        "sample",
+        "samples",
+        "demo",
+        "demos",
+        "cookbook",
+        "tutorial",
+        "tutorials",
+    }
+)
 _DOCS_DIRS = frozenset({"docs", "doc", "documentation"})
 
 # File-name conventions per language (the name alone, case-insensitive).

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 FIELDS = {"id", "decision", "score", "reason", "severity", "category", "cluster"}
+FIELDS |= {"threshold", "threshold_from"}
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -69,6 +70,16 @@ def test_without_history_and_with_config(filt: Path, tmp_path: Path) -> None:
             posted_per_pr[r["id"][0]] = posted_per_pr.get(r["id"][0], 0) + 1
     assert posted_per_pr == {"a": 1, "b": 1}
     assert any(r["reason"] == "over budget (max_comments=1)" for r in out)
+    assert {(r["threshold"], r["threshold_from"]) for r in out} == {(0.0, "min_acceptance")}
+
+
+def test_reports_the_threshold_and_where_it_came_from(filt: Path) -> None:
+    """Without a setting: the default on a fresh repo; with history, the repo's accept rate."""
+    res = run(filt / "candidates.jsonl")
+    assert res.returncode == 0, res.stderr
+    origin = "default (fewer than 10 labelled findings in this repo)"
+    assert {r["threshold_from"] for r in rows(res.stdout)} == {origin}
+    assert {r["threshold"] for r in rows(res.stdout)} == {0.5}
 
 
 def test_malformed_lines_exit_2_with_line_numbers(filt: Path) -> None:

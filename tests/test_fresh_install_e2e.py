@@ -44,13 +44,22 @@ def _concrete(request_json: dict[str, Any]) -> dict[str, Any]:
         for side, n, code in lines:
             if side == "RIGHT" and "range(1, len(" in code:
                 name = code.split("len(")[1].split(")")[0]
-                findings.append({
-                    "path": path, "line": n, "end_line": None, "side": "RIGHT", "severity": "high",
-                    "category": "bug", "confidence": 0.9, "title": "Off-by-one: the loop skips index 0",
-                    "body": f"`range(1, len({name}))` starts at 1, so `{name}[0]` is never added and "
-                            "the total is wrong for every non-empty input.",
-                    "suggestion": code.replace("range(1, ", "range(0, "), "quoted_code": code,
-                })
+                findings.append(
+                    {
+                        "path": path,
+                        "line": n,
+                        "end_line": None,
+                        "side": "RIGHT",
+                        "severity": "high",
+                        "category": "bug",
+                        "confidence": 0.9,
+                        "title": "Off-by-one: the loop skips index 0",
+                        "body": f"`range(1, len({name}))` starts at 1, so `{name}[0]` is never added and "
+                        "the total is wrong for every non-empty input.",
+                        "suggestion": code.replace("range(1, ", "range(0, "),
+                        "quoted_code": code,
+                    }
+                )
     return {"findings": findings}
 
 
@@ -68,11 +77,21 @@ def _vague(request_json: dict[str, Any]) -> dict[str, Any]:
                     "perhaps consider adding more checks."
                 )
                 title, severity, category = "Possible issue", "medium", "maintainability"
-            findings.append({
-                "path": path, "line": n, "end_line": None, "side": "RIGHT", "severity": severity,
-                "category": category, "confidence": 0.5, "title": title, "body": body,
-                "suggestion": None, "quoted_code": code,
-            })
+            findings.append(
+                {
+                    "path": path,
+                    "line": n,
+                    "end_line": None,
+                    "side": "RIGHT",
+                    "severity": severity,
+                    "category": category,
+                    "confidence": 0.5,
+                    "title": title,
+                    "body": body,
+                    "suggestion": None,
+                    "quoted_code": code,
+                }
+            )
     return {"findings": findings}
 
 
@@ -80,7 +99,14 @@ def _review(tmp_path: Path, responder: Any) -> dict[str, Any]:
     repo, base, head = _planted_repo(tmp_path)
     with FakeLLM(responder=responder) as llm:
         proc = run_cli(
-            "review", str(repo), "--base", base, "--head", head, "--format", "json",
+            "review",
+            str(repo),
+            "--base",
+            base,
+            "--head",
+            head,
+            "--format",
+            "json",
             env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key"},
         )
         assert llm.requests, "the LLM was never asked"
@@ -99,3 +125,6 @@ def test_fresh_install_posts_no_style_remark_or_hedged_speculation(tmp_path: Pat
     report = _review(tmp_path, _vague)
     assert report["funnel"]["candidates"] >= N_PLANTED
     assert report["findings"] == [], report["findings"]
+    # never silently silent: the report says how many, the best score and what would post it
+    assert report["silence"].startswith(f"Nothing posted: {report['funnel']['candidates']} candidates")
+    assert "the best scored" in report["silence"] and "would" in report["silence"]

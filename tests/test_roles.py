@@ -49,20 +49,31 @@ PY_TLS = "import requests\n\ndef ping(url):\n    return requests.get(url, verify
 
 
 def _tls_rules() -> list[RuleSpec]:
-    return [r for r in load_builtin_rules() if r.query and "python" in r.languages and r.category == "security"]
+    return [
+        r for r in load_builtin_rules() if r.query and "python" in r.languages and r.category == "security"
+    ]
 
 
 def test_security_rules_are_off_in_tests_examples_and_fixtures_by_default() -> None:
     ruleset = RuleSet(rules=_tls_rules())
     fired = ruleset.run(all_added("svc/client.py", PY_TLS), PY_TLS)
     assert fired, "the security rule must fire in source code"
-    for path in ("tests/test_client.py", "examples/client.py", "tests/fixtures/client.py", "vendor/x/client.py"):
+    for path in (
+        "tests/test_client.py",
+        "examples/client.py",
+        "tests/fixtures/client.py",
+        "vendor/x/client.py",
+    ):
         assert ruleset.run(all_added(path, PY_TLS), PY_TLS) == [], path
 
 
 def test_a_rule_opts_in_to_test_code() -> None:
-    rule = next(r for r in _tls_rules() if r.id in {c.rule_id for c in RuleSet(rules=_tls_rules()).run(
-        all_added("svc/client.py", PY_TLS), PY_TLS)})
+    rule = next(
+        r
+        for r in _tls_rules()
+        if r.id
+        in {c.rule_id for c in RuleSet(rules=_tls_rules()).run(all_added("svc/client.py", PY_TLS), PY_TLS)}
+    )
     opted = rule.model_copy(update={"roles": ["source", "test"]})
     found = RuleSet(rules=[opted]).run(all_added("tests/test_client.py", PY_TLS), PY_TLS)
     assert [c.rule_id for c in found] == [rule.id]
@@ -71,13 +82,26 @@ def test_a_rule_opts_in_to_test_code() -> None:
 
 def test_unknown_role_is_refused() -> None:
     with pytest.raises(ValueError, match="roles"):
-        RuleSpec(id="x", languages=["python"], severity="high", category="bug", message="m",
-                 query="(identifier) @match", roles=["tests"])
+        RuleSpec(
+            id="x",
+            languages=["python"],
+            severity="high",
+            category="bug",
+            message="m",
+            query="(identifier) @match",
+            roles=["tests"],
+        )
 
 
 def test_style_rules_still_run_in_tests_but_not_in_generated_code() -> None:
-    rule = RuleSpec(id="py-any-ident", languages=["python"], severity="nit", category="style", message="m",
-                    query="((identifier) @match (#eq? @match \"requests\"))")
+    rule = RuleSpec(
+        id="py-any-ident",
+        languages=["python"],
+        severity="nit",
+        category="style",
+        message="m",
+        query='((identifier) @match (#eq? @match "requests"))',
+    )
     rs = RuleSet(rules=[rule])
     assert rs.run(all_added("tests/test_x.py", PY_TLS), PY_TLS)
     assert rs.run(all_added("proto/x_pb2.py", PY_TLS), PY_TLS) == []

@@ -18,7 +18,7 @@ import typer
 from reviewbot.acceptance import AcceptanceModel, HistoryRow, ModelBank, load_prior
 from reviewbot.dedup import fingerprint
 from reviewbot.models import Candidate
-from reviewbot.noise import FilterSettings, decisions_as_rows, filter_review, prepare_history
+from reviewbot.noise import FilterSettings, decisions_as_rows, filter_review, prepare_history, threshold_for
 
 
 class InputError(ValueError):
@@ -187,14 +187,19 @@ def run_filter(
         reviews.setdefault((c.repo, c.pr), []).append(i)
     rows: list[dict[str, Any] | None] = [None] * len(candidates)
     for (repo, pr), members in reviews.items():
+        model = bank.for_repo(repo)
+        threshold, origin = threshold_for(model, settings)
         decisions = filter_review(
             [candidates[i] for i in members],
-            model=bank.for_repo(repo),
+            model=model,
             settings=settings,
             dismissed_fingerprints=dismissed.get(repo, ()),
             posted_fingerprints=posted.get((repo, pr), ()) if pr is not None else (),
         )
         for i, row in zip(members, decisions_as_rows(decisions), strict=True):
+            # which bar it was held to, and why that bar: a replay is never silently silent
+            row["threshold"] = round(threshold, 6)
+            row["threshold_from"] = origin
             rows[i] = row
     return [r for r in rows if r is not None]
 
