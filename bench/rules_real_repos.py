@@ -123,8 +123,9 @@ def markdown(out: dict[str, Any], judgements: dict[str, dict[str, str]]) -> str:
     lines = [
         "## Rules on real repositories",
         "",
-        "Reproduce: `.venv/bin/python bench/rules_real_repos.py --markdown` (needs ../shared/data/real-repos;",
-        "about 15 minutes on 2 shared cores). `reviewbot review --format json` with the rules alone (no LLM)",
+        "Reproduce: `.venv/bin/python bench/rules_real_repos.py --markdown` (needs",
+        "../shared/data/real-repos; about 15 minutes on 2 shared cores). `reviewbot review --format json`",
+        "with the rules alone (no LLM)",
         "on each of the latest commits of each project, against its first parent; every posted finding is",
         "listed with a human judgement from `bench/rules_judgements.json` (true: a real issue worth the",
         "comment; debatable: defensible either way; false: noise).",
@@ -154,8 +155,8 @@ def markdown(out: dict[str, Any], judgements: dict[str, dict[str, str]]) -> str:
     for f, v in zip(findings, verdicts, strict=True):
         note = judgements.get(f["key"], {}).get("note", "")
         lines.append(
-            f"| {f['project']} | {f['commit']} | `{f['path']}` ({f['role']}) | {f['line']} | {f['rule_id']} | "
-            f"{v} | {note} |"
+            f"| {f['project']} | {f['commit']} | `{f['path']}` ({f['role']}) | {f['line']} | "
+            f"{f['rule_id']} | {v} | {note} |"
         )
     return "\n".join(lines) + "\n"
 
