@@ -37,6 +37,7 @@ from reviewbot.roles import file_role  # noqa: E402
 PROJECTS = ("click", "cobra", "express")
 JUDGEMENTS = ROOT / "bench" / "rules_judgements.json"
 REPORT = ROOT / "bench" / "reports" / "rules_real_repos.json"
+PRECISION = ROOT / "reviewbot" / "data" / "rule_precision.json"
 WORK = Path(os.environ.get("TMPDIR", "/tmp")) / "reviewbot-real-repos"
 
 
@@ -161,6 +162,25 @@ def markdown(out: dict[str, Any], judgements: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rule_precision(out: dict[str, Any], judgements: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """rule id -> {true, judged} over the judged findings (debatable counts half)."""
+    worth = {"true": 1.0, "debatable": 0.5, "false": 0.0}
+    rules: dict[str, dict[str, float]] = {}
+    for f in out["findings"]:
+        verdict = judgements.get(f["key"], {}).get("verdict")
+        if verdict not in worth or not f["rule_id"]:
+            continue
+        r = rules.setdefault(f["rule_id"], {"true": 0.0, "judged": 0.0})
+        r["true"] += worth[verdict]
+        r["judged"] += 1.0
+    commits = sum(p["commits"] for p in out["projects"].values())
+    return {
+        "source": f"bench/rules_real_repos.py: rules alone over {commits} commits of "
+        + ", ".join(out["projects"]),
+        "rules": dict(sorted(rules.items())),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commits", type=int, default=1000)
@@ -182,6 +202,7 @@ def main() -> int:
         print(f"{f['key']} role={f['role']} -> {judgements.get(f['key'], {}).get('verdict', 'UNJUDGED')}")
     if args.markdown:
         write_section("## Rules on real repositories", markdown(out, judgements))
+        PRECISION.write_text(json.dumps(rule_precision(out, judgements), indent=1, sort_keys=True) + "\n")
     in_tests = sum(1 for f in out["findings"] if f["role"] == "test")
     ok = in_tests <= 1 and not unjudged
     print(

@@ -17,6 +17,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -418,11 +419,13 @@ class AcceptanceModel:
         return self.score_examples([Example(c, assess(c), s) for c, s in zip(candidates, sup, strict=True)])
 
     def rule_score(self, rule_id: str, severity: str) -> float:
-        """Beta-smoothed accept rate of a query rule: RULE_PRIOR[severity] worth
-        RULE_PRIOR_STRENGTH labels, updated by this repo's feedback on the rule."""
+        """Beta-smoothed precision of a query rule: RULE_PRIOR[severity] worth RULE_PRIOR_STRENGTH
+        labels, then the rule's measured precision (its judged findings on real repositories,
+        reviewbot/data/rule_precision.json), then this repo's feedback on the rule."""
         p0 = RULE_PRIOR.get(severity, RULE_PRIOR["low"])
+        good, judged = measured_rule_precision().get(rule_id, (0.0, 0.0))
         accepted, total = self.rule_counts.get(rule_id, (0.0, 0.0))
-        return (RULE_PRIOR_STRENGTH * p0 + accepted) / (RULE_PRIOR_STRENGTH + total)
+        return (RULE_PRIOR_STRENGTH * p0 + good + accepted) / (RULE_PRIOR_STRENGTH + judged + total)
 
     def history_rate(self) -> tuple[float, int] | None:
         """(accept rate, labels) of the history the repo layer was trained on, if any."""
@@ -483,6 +486,17 @@ class AcceptanceModel:
                 raise
             raise ModelFormatError(f"malformed model: {exc}") from exc
         return cls(config, layers, thresholds, FORMAT_VERSION, rule_counts)
+
+
+@lru_cache(maxsize=1)
+def measured_rule_precision() -> dict[str, tuple[float, float]]:
+    """rule id -> (findings judged true, findings judged) over real repositories; a debatable one
+    counts half. Written by bench/rules_real_repos.py from bench/rules_judgements.json."""
+    path = resources.files("reviewbot").joinpath("data/rule_precision.json")
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {str(k): (float(v["true"]), float(v["judged"])) for k, v in dict(data.get("rules", {})).items()}
 
 
 def load_prior() -> AcceptanceModel:

@@ -48,7 +48,7 @@ class RuleSpec(BaseModel):
         default=None,
         description=(
             "File roles it runs in (source, test, example, fixture, generated, vendored, docs). "
-            "Default: security, bug and correctness rules run in source and docs only, others "
+            "Default: security, bug, correctness and performance rules run in source and docs only, others "
             "everywhere but generated and vendored code."
         ),
     )
