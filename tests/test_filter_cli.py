@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,8 +112,38 @@ def test_help_has_example() -> None:
     assert "Example: reviewbot filter --history" in res.stdout
 
 
+def _gate_module() -> object:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "check_filter_regression.py"
+    spec = importlib.util.spec_from_file_location("check_filter_regression", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regression_gate_checks_f1_and_auc_too() -> None:
+    gate: Any = _gate_module()
+    base = {"precision": 0.6, "recall": 0.3, "f1": 0.4, "auc": 0.7}
+    assert gate.compare(dict(base), base) == []
+    assert [m.split(":")[0] for m in gate.compare({**base, "f1": 0.3}, base)] == ["f1"]
+    assert [m.split(":")[0] for m in gate.compare({**base, "auc": 0.6}, base)] == ["auc"]
+
+
+def test_regression_gate_refuses_to_run_without_its_baseline(shared_data: Path, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run(
+        [sys.executable, str(root / "bench/check_filter_regression.py"), "--baseline", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 2 and "refused: no baseline" in res.stderr
+
+
 def test_review_bench_regression_gate(shared_data: Path) -> None:
-    """The filter on review-bench must not fall more than 0.05 below the committed baseline."""
+    """The per-source filter on review-bench must not fall more than 0.05 below the baseline."""
     root = Path(__file__).resolve().parent.parent
     res = subprocess.run(
         [sys.executable, str(root / "bench" / "check_filter_regression.py")],
