@@ -206,6 +206,8 @@ class Decision:
     cluster: str
     fingerprint: str
     explore: bool = False
+    #: how many candidates its source raised in the review (a feature the model scored it with)
+    review_size: int = 1
 
 
 @dataclass(slots=True)

@@ -136,6 +136,7 @@ def filter_review(
             cluster=cluster,
             fingerprint=fps[i],
             explore=explore,
+            review_size=sizes[i],
         )
 
     for (_repo, pr), members in groups.items():

@@ -137,3 +137,47 @@ def signal_columns(s: CommentSignals) -> list[float]:
         s.verify_logit,
         *(1.0 if s.role == r else 0.0 for r in ROLE_COLUMNS),
     ]
+
+
+#: Candidate fields the acceptance model reads beyond the findings table's columns; stored in a
+#: finding's `features` JSON so that retraining sees what scoring saw (no train/serve skew).
+PERSISTED_FIELDS: tuple[str, ...] = (
+    "on_added_line",
+    "quote_verified",
+    "rank",
+    "verdict",
+    "verify_probability",
+    "quoted_code",
+    "suggestion",
+)
+_MAX_PERSISTED_TEXT = 500
+
+
+def persisted_signals(c: Candidate, review_size: int = 1) -> dict[str, object]:
+    """The signal fields of `c` (and its review size) for a finding's features JSON."""
+    out: dict[str, object] = {"review_size": review_size}
+    for name in PERSISTED_FIELDS:
+        value = getattr(c, name)
+        if isinstance(value, str):
+            value = value[:_MAX_PERSISTED_TEXT]
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def restore_signals(c: Candidate, features: dict[str, object]) -> Candidate:
+    """`c` with the signal fields read back from a finding's features JSON (in place)."""
+    kinds: dict[str, tuple[type, ...]] = {
+        "on_added_line": (bool,),
+        "quote_verified": (bool,),
+        "rank": (int,),
+        "verdict": (str,),
+        "verify_probability": (int, float),
+        "quoted_code": (str,),
+        "suggestion": (str,),
+    }
+    for name, kind in kinds.items():
+        value = features.get(name)
+        if isinstance(value, kind) and not (isinstance(value, bool) and bool not in kind):
+            setattr(c, name, float(value) if name == "verify_probability" else value)  # type: ignore[arg-type]
+    return c
