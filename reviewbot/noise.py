@@ -101,10 +101,11 @@ def filter_review(
     sources = [1] * len(candidates)
     sizes = [1] * len(candidates)
     cluster_of: dict[int, list[int]] = {}
-    for members in groups.values():
+    for (_repo, pr), members in groups.items():
         sub = [candidates[i] for i in members]
         n_sources = len({c.source or "unknown" for c in sub})
-        for i, size in zip(members, review_sizes(sub), strict=True):
+        # candidates without a PR are not one review (as in prepare_history): each its own size
+        for i, size in zip(members, review_sizes(sub) if pr is not None else [1] * len(sub), strict=True):
             sources[i] = n_sources
             sizes[i] = size
         clusters, _ = cluster_candidates(

@@ -9,6 +9,7 @@ unless a rule opts in) and the acceptance model sees it as a feature. Pure, no I
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 
 Role = Literal["source", "test", "example", "fixture", "generated", "vendored", "docs"]
@@ -101,6 +102,7 @@ _GENERATED_NAME = re.compile(
 _EXAMPLE_NAME = re.compile(r"^(example|examples|demo|sample)_.*|.*_example\.\w+$")
 
 
+@lru_cache(maxsize=1 << 14)
 def file_role(path: str | None) -> Role:
     """The role of `path` (a repo-relative POSIX path); 'source' when nothing says otherwise.
 

@@ -16,23 +16,83 @@ from reviewbot.models import Candidate
 from reviewbot.roles import ROLES, file_role
 from reviewbot.severity import normalise_severity
 
-_BACKTICK = re.compile(r"`[^`\n]{1,120}`")
-_CALL = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\(")
-_SNAKE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")
-_CAMEL = re.compile(r"\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*\b")
-_DOTTED = re.compile(r"\b[A-Za-z_]\w*\.[A-Za-z_]\w*\b")
-_VALUE = re.compile(
-    r"(?<![\w.])(?:-?\d+(?:\.\d+)?|null|nil|None|undefined|NaN|true|false|True|False)(?![\w.])"
-)
+#: Candidate tokens for code named in prose: `backticked` spans and (dotted) words, with a call's "(".
+_TOKEN = re.compile(r"`[^`\n]{1,120}`|[A-Za-z_][\w.]*\(?")
+_NUMBER = re.compile(r"\b\d")
+_VALUE_WORDS = frozenset({"null", "nil", "none", "undefined", "nan", "true", "false"})
 _FENCE = re.compile(r"```")
 _SUGGESTION = re.compile(r"```suggestion\b")
-_FAILURE = re.compile(
-    r"\b(panic|crash|throws?|raises?|exception|deadlock|race|leak|overflow|out of bounds|off[- ]by[- ]one|"
-    r"infinite loop|null pointer|nil pointer|undefined|injection|never (?:called|closed|released|reached)|"
-    r"always (?:true|false)|returns? (?:the )?wrong|incorrect(?:ly)?|wrong|missing|lost|skipped|ignored|"
-    r"fails?|broken|bypass)\b",
-    re.IGNORECASE,
+_WORDS = re.compile(r"[a-z]+")
+#: A concrete failure named: one word, or a phrase (checked only when its first word occurs).
+_FAILURE_WORDS = frozenset(
+    [
+        "panic",
+        "panics",
+        "crash",
+        "crashes",
+        "throw",
+        "throws",
+        "raise",
+        "raises",
+        "exception",
+        "deadlock",
+        "race",
+        "leak",
+        "leaks",
+        "overflow",
+        "undefined",
+        "incorrect",
+        "incorrectly",
+        "wrong",
+        "missing",
+        "lost",
+        "skipped",
+        "ignored",
+        "fail",
+        "fails",
+        "broken",
+        "bypass",
+        "injection",
+    ]
 )
+_FAILURE_PHRASES: dict[str, tuple[str, ...]] = {
+    "out": ("out of bounds",),
+    "off": ("off by one",),
+    "infinite": ("infinite loop",),
+    "null": ("null pointer",),
+    "nil": ("nil pointer",),
+    "never": ("never called", "never closed", "never released", "never reached"),
+    "always": ("always true", "always false"),
+}
+
+
+def _code_refs(prose: str, at: int = 3) -> int:
+    """How many identifiers, calls or backticked spans the prose names (counting up to `at`): a
+    token with '(' or '_' or an inner '.', or mixed case that is not Title case (camelCase)."""
+    n = 0
+    for tok in _TOKEN.findall(prose):
+        if (
+            tok[0] == "`"
+            or tok[-1] == "("
+            or "_" in tok
+            or "." in tok[1:-1]
+            or not (tok.islower() or tok.isupper() or tok.istitle())
+        ):
+            n += 1
+            if n >= at:
+                break
+    return n
+
+
+def _failures(words: list[str]) -> int:
+    """Distinct concrete failure terms among the lower-case `words` of the prose."""
+    found = sum(1 for w in set(words) if w in _FAILURE_WORDS)
+    starts = _FAILURE_PHRASES.keys() & set(words)
+    if starts:
+        joined = " " + " ".join(words) + " "
+        found += sum(1 for w in starts for p in _FAILURE_PHRASES[w] if f" {p} " in joined)
+    return found
+
 
 #: Roles other than 'source', each a column (source is the baseline).
 ROLE_COLUMNS: tuple[str, ...] = tuple(r for r in ROLES if r != "source")
@@ -65,13 +125,8 @@ def comment_signals(c: Candidate) -> CommentSignals:
     """The signals of one candidate, from its text and the fields the pipeline filled in."""
     text = f"{c.title}\n{c.body}"
     prose = _FENCE.split(text)[0] if "```" in text else text
-    code_refs = (
-        len(_BACKTICK.findall(prose))
-        + len(_CALL.findall(prose))
-        + len(_SNAKE.findall(prose))
-        + len(_CAMEL.findall(prose))
-        + len(_DOTTED.findall(prose))
-    )
+    code_refs = _code_refs(prose)
+    words = _WORDS.findall(prose.lower().replace("-", " "))
     quotes = 1.0 if (c.quoted_code or _FENCE.search(text)) else 0.0
     stated = normalise_severity(c.severity)
     if c.verdict == "confirmed":
@@ -87,8 +142,8 @@ def comment_signals(c: Candidate) -> CommentSignals:
         verify_logit = math.log(p / (1 - p)) / 4.0
     return CommentSignals(
         names_code=_saturate(code_refs),
-        names_value=1.0 if _VALUE.search(prose) else 0.0,
-        names_failure=_saturate(len(_FAILURE.findall(prose)), 2),
+        names_value=1.0 if (_NUMBER.search(prose) or not _VALUE_WORDS.isdisjoint(words)) else 0.0,
+        names_failure=_saturate(_failures(words), 2),
         quotes_code=quotes,
         quote_verified=0.0 if c.quote_verified is None else (1.0 if c.quote_verified else -1.0),
         on_added_line=0.0 if c.on_added_line is None else (1.0 if c.on_added_line else -1.0),
