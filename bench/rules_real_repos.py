@@ -11,7 +11,7 @@ Each commit is reviewed against its first parent (merge commits too: cobra has 9
 commits, so its 1,000 include a few merges). The CLI runs in-process through typer's runner
 (the same command, without 3,000 interpreter start-ups).
 
-Run: .venv/bin/python bench/rules_real_repos.py [--commits 1000] [--markdown]   (~15 min on 2 cores)
+Run: .venv/bin/python bench/rules_real_repos.py [--commits 1000] [--markdown]   (~30 min on 2 busy cores)
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ def markdown(out: dict[str, Any], judgements: dict[str, dict[str, str]]) -> str:
         "## Rules on real repositories",
         "",
         "Reproduce: `.venv/bin/python bench/rules_real_repos.py --markdown` (needs",
-        "../shared/data/real-repos; about 15 minutes on 2 shared cores). `reviewbot review --format json`",
-        "with the rules alone (no LLM)",
+        "../shared/data/real-repos; about 30 minutes on 2 busy shared cores). `reviewbot review --format json`",
+        "with the rules alone (no LLM), in-process through typer's runner,",
         "on each of the latest commits of each project, against its first parent; every posted finding is",
         "listed with a human judgement from `bench/rules_judgements.json` (true: a real issue worth the",
         "comment; debatable: defensible either way; false: noise).",
