@@ -19,6 +19,10 @@ from reviewbot.select import SEVERITY_WEIGHT, Choice, resolve_threshold, select
 from reviewbot.severity import Assessment, assess, meets_minimum, normalise_severity
 
 
+#: The reason a candidate the verification step refuted is suppressed with.
+REFUTED = "refuted by the verification step"
+
+
 @dataclass(frozen=True, slots=True)
 class FilterSettings:
     """What a repo configures about the filter; built once at the edge from its RepoConfig."""
@@ -170,6 +174,8 @@ def filter_review(
                     decide(j, "suppress", reason, name)
                 elif fps[j] in dismissed and candidates[j].path is not None:
                     decide(j, "suppress", "dismissed before", name)
+                elif candidates[j].verdict == "refuted":
+                    decide(j, "suppress", REFUTED, name)
                 elif not passes:
                     decide(j, "suppress", f"below min_severity ({minimum})", name)
                 else:

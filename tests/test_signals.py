@@ -64,3 +64,14 @@ def test_signals_survive_a_stored_finding() -> None:
         restore_signals(Candidate(id="x", path=None, line=None, body=""), {"rank": "3", "verdict": 1}).rank
         is None
     )
+
+
+def test_a_refuted_finding_is_suppressed_with_that_reason() -> None:
+    from reviewbot.noise import REFUTED, FilterSettings, filter_review
+
+    cands = [
+        replace(CONCRETE, id="ok", repo="o/r", pr=1, verdict="confirmed", verify_probability=0.9),
+        replace(CONCRETE, id="no", repo="o/r", pr=1, line=40, verdict="refuted", verify_probability=0.1),
+    ]
+    decisions = filter_review(cands, model=load_prior(), settings=FilterSettings())
+    assert [(d.decision, d.reason == REFUTED) for d in decisions] == [("post", False), ("suppress", True)]
