@@ -18,7 +18,6 @@ from reviewbot.models import Candidate, Decision
 from reviewbot.select import SEVERITY_WEIGHT, Choice, resolve_threshold, select
 from reviewbot.severity import Assessment, assess, meets_minimum, normalise_severity
 
-
 #: The reason a candidate the verification step refuted is suppressed with.
 REFUTED = "refuted by the verification step"
 
