@@ -464,7 +464,12 @@ def main() -> int:
         action="store_true",
         help="also run leave-one-PR-out CV inside the history half (the split for choosing settings)",
     )
+    parser.add_argument(
+        "--reuse", type=Path, help="take the results from this earlier --json output instead of running"
+    )
     args = parser.parse_args()
+    if args.reuse is not None:
+        return report(json.loads(args.reuse.read_text()), args)
     if not (SHARED / "review-bench").is_dir():
         print(f"skipped: {SHARED / 'review-bench'} is absent")
         return 0
@@ -498,6 +503,11 @@ def main() -> int:
         results["history_cv"] = cv
     if not args.no_speed:
         results["speed"] = speed(cands)
+    return report(results, args)
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print the tables, write the requested files; 1 when a target is missed."""
     print("| run | posted/PR | precision | recall | F1 | AUC |")
     print("|---|---:|---:|---:|---:|---:|")
     for key in ("per_source", "per_source_cv"):
@@ -517,7 +527,7 @@ def main() -> int:
             print(f"{k}: {v:.3f}")
     if args.markdown:
         write_section("## Noise filter", markdown(results) + "\n")
-    if args.json:
+    if args.json and args.reuse is None:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     missed = missed_targets(results)
     for message in missed:
