@@ -47,17 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, default=BASELINE, help="the baseline JSON to compare with")
     args = parser.parse_args(argv)
     baseline_path: Path = args.baseline
+    if not args.update and not baseline_path.exists():
+        print(
+            f"refused: no baseline at {baseline_path}; run with --update after checking the figures",
+            file=sys.stderr,
+        )
+        return 2
     from filter_eval import SHARED, load_bench, per_source, settings_from_file
 
     if not (SHARED / "review-bench").is_dir():
         print(f"skipped: {SHARED / 'review-bench'} is absent, nothing to compare")
         return 0
-    if not args.update and not BASELINE.exists():
-        print(
-            f"refused: no baseline at {BASELINE}; run with --update after checking the figures",
-            file=sys.stderr,
-        )
-        return 2
     cands, golden = load_bench()
     summary = summarise(per_source(settings_from_file(None), cands=cands, golden=golden))
     if args.update:
