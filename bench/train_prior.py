@@ -15,6 +15,7 @@ Run: .venv/bin/python bench/train_prior.py   (deterministic; ~10 s)
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reviewbot.acceptance import (  # noqa: E402
+    CLAIM_PRIOR,
+    NUMERIC,
     AcceptanceModel,
     FeatureConfig,
     HistoryRow,
@@ -36,7 +39,8 @@ from reviewbot.acceptance import (  # noqa: E402
 from reviewbot.models import Candidate  # noqa: E402
 from reviewbot.noise import prepare_history  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+#: ../shared/data beside the project; REVIEWBOT_SHARED_DATA points elsewhere (e.g. from a worktree)
+SHARED = Path(os.environ.get("REVIEWBOT_SHARED_DATA") or ROOT.parent / "shared" / "data")
 PRIOR_PATH = ROOT / "reviewbot" / "data" / "prior.json"
 REPORT_PATH = ROOT / "bench" / "reports" / "prior_training.md"
 L2_GRID = (1.0, 3.0, 10.0, 30.0)
@@ -84,8 +88,11 @@ def bench_split(cands: Sequence[dict]) -> tuple[set[tuple[str, int]], set[tuple[
 
 
 def bench_candidate(c: dict) -> Candidate:
+    # the id ends with the comment's position in its tool's review: the order the tool listed it
+    tail = str(c["id"]).rsplit("/", 1)[-1]
     return Candidate(id=c["id"], path=c.get("path"), line=c.get("line"), body=c["body"],
-                     source=c.get("tool") or "unknown", repo=c["repo"], pr=c["pr"])
+                     source=c.get("tool") or "unknown", repo=c["repo"], pr=c["pr"],
+                     rank=int(tail) if tail.isdigit() else None)
 
 
 def bench_history(cands: Sequence[dict], prs: set[tuple[str, int]]) -> list[HistoryRow]:
@@ -103,6 +110,14 @@ def fit_prior(rows: Sequence[HistoryRow], l2: float, config: FeatureConfig = Fea
     y = np.array([r.accepted for r in rows], dtype=np.float64)
     layer = fit_layer(X, y, np.zeros(len(rows)), l2=l2, name=name, intercept_l2=0.0)
     layer.metrics = {"n": float(len(rows)), "accept_rate": float(y.mean())}
+    # Columns only reviewbot's own pipeline fills in are zero on every public row: they start
+    # from CLAIM_PRIOR (documented there) and each repo learns its correction from feedback.
+    used = set(np.unique(X.indices).tolist())
+    base = config.n_text + config.n_cat
+    for name_, weight in CLAIM_PRIOR.items():
+        col = base + NUMERIC.index(name_)
+        if col not in used:
+            layer.weights[col] = weight
     return AcceptanceModel(config, [layer])
 
 
@@ -122,7 +137,14 @@ def prior_rows(shared: Path = SHARED, exclude_repos: Sequence[str] = ()) -> dict
         if repo in exclude_repos:
             continue
         groups[repo] = bench_history(cands, {p for p in hist_prs if p[0] == repo})
-    return {g: prepare_history(rows) for g, rows in groups.items()}
+    out = {g: prepare_history(rows) for g, rows in groups.items()}
+    # One installation has one reviewer: each tool's comments also appear as their own review
+    # (support and sources from that tool alone), so the prior learns what a comment is worth
+    # without other tools agreeing with it, not only with them.
+    for repo in [g for g in groups if not g.startswith("revhelper/")]:
+        for tool in sorted({r.candidate.source for r in groups[repo]}):
+            out[repo] += prepare_history([r for r in groups[repo] if r.candidate.source == tool])
+    return out
 
 
 def build_prior(shared: Path = SHARED, exclude_repos: Sequence[str] = (), l2: float = 10.0

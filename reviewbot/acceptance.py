@@ -17,6 +17,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -27,7 +28,9 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
 from reviewbot.models import SEVERITIES, Candidate, severity_rank
+from reviewbot.roles import role_tokens
 from reviewbot.severity import Assessment, assess
+from reviewbot.signals import SIGNAL_COLUMNS, comment_signals, signal_columns
 
 FORMAT = "reviewbot-acceptance"
 FORMAT_VERSION = 1
@@ -62,7 +65,28 @@ NUMERIC: tuple[str, ...] = (
     "is_rule",
     "has_path",
     *(f"sev_{s}" for s in SEVERITIES),
+    "single_source",
+    "log_review_size",
+    "log_rank",
+    "rank_share",
+    *SIGNAL_COLUMNS,
 )
+
+#: Starting weights (logit per unit) of the columns that public labelled comments cannot teach,
+#: because only reviewbot's own pipeline fills them in: whether the quoted code is the code at the
+#: line, whether the line is added, a suggestion field, the reviewer's stated severity and
+#: confidence, and the verification step's verdict. bench/train_prior.py writes them into the
+#: prior for the columns its training rows leave at zero; each repo's layer then learns its own
+#: correction from feedback like any other feature (so the judge's calibration is per repo).
+CLAIM_PRIOR: dict[str, float] = {
+    "quote_verified": 0.6,
+    "on_added_line": 0.3,
+    "stated_high": 0.5,
+    "stated_low": -0.7,
+    "stated_confidence": 1.5,
+    "verified": 1.0,
+    "verify_logit": 2.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +125,7 @@ class Example:
     assessment: Assessment
     support: int = 1
     sources: int = 1  # distinct sources (passes, rules, tools) in the whole review
+    review_size: int = 1  # candidates its own source raised in the whole review
 
 
 def source_kind(source: str | None) -> str:
@@ -130,6 +155,7 @@ def _cat_tokens(ex: Example) -> list[str]:
         toks.append(f"dir={top}")
         if "test" in c.path.lower():
             toks.append("path=test")
+        toks.append(role_tokens(c.path))
     return toks
 
 
@@ -186,6 +212,13 @@ class Featurizer:
             1.0 if (c.rule_id or source_kind(c.source) == "rule") else 0.0,
             1.0 if c.path else 0.0,
             *(1.0 if rank == k else 0.0 for k in range(len(SEVERITIES))),
+            1.0 if ex.sources <= 1 else 0.0,
+            # a source that raises many remarks on one change is right about fewer of them, and
+            # a reviewer lists what matters most first
+            math.log1p(max(ex.review_size, 1) - 1) / 3.0,
+            math.log1p(c.rank) / 3.0 if c.rank is not None else 0.0,
+            c.rank / max(ex.review_size - 1, 1) if c.rank is not None and ex.review_size > 1 else 0.0,
+            *signal_columns(comment_signals(c)),
         ]
 
     def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:
@@ -386,11 +419,20 @@ class AcceptanceModel:
         return self.score_examples([Example(c, assess(c), s) for c, s in zip(candidates, sup, strict=True)])
 
     def rule_score(self, rule_id: str, severity: str) -> float:
-        """Beta-smoothed accept rate of a query rule: RULE_PRIOR[severity] worth
-        RULE_PRIOR_STRENGTH labels, updated by this repo's feedback on the rule."""
+        """Beta-smoothed precision of a query rule: RULE_PRIOR[severity] worth RULE_PRIOR_STRENGTH
+        labels, then the rule's measured precision (its judged findings on real repositories,
+        reviewbot/data/rule_precision.json), then this repo's feedback on the rule."""
         p0 = RULE_PRIOR.get(severity, RULE_PRIOR["low"])
+        good, judged = measured_rule_precision().get(rule_id, (0.0, 0.0))
         accepted, total = self.rule_counts.get(rule_id, (0.0, 0.0))
-        return (RULE_PRIOR_STRENGTH * p0 + accepted) / (RULE_PRIOR_STRENGTH + total)
+        return (RULE_PRIOR_STRENGTH * p0 + good + accepted) / (RULE_PRIOR_STRENGTH + judged + total)
+
+    def history_rate(self) -> tuple[float, int] | None:
+        """(accept rate, labels) of the history the repo layer was trained on, if any."""
+        for layer in reversed(self.layers):
+            if layer.name.startswith("repo:") and "n" in layer.metrics:
+                return float(layer.metrics.get("accept_rate", 0.0)), int(layer.metrics["n"])
+        return None
 
     def threshold_for(self, target_precision: float, *, min_count: int = 5) -> float | None:
         """The lowest threshold whose held-out precision reached the target, or None."""
@@ -446,6 +488,17 @@ class AcceptanceModel:
         return cls(config, layers, thresholds, FORMAT_VERSION, rule_counts)
 
 
+@lru_cache(maxsize=1)
+def measured_rule_precision() -> dict[str, tuple[float, float]]:
+    """rule id -> (findings judged true, findings judged) over real repositories; a debatable one
+    counts half. Written by bench/rules_real_repos.py from bench/rules_judgements.json."""
+    path = resources.files("reviewbot").joinpath("data/rule_precision.json")
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {str(k): (float(v["true"]), float(v["judged"])) for k, v in dict(data.get("rules", {})).items()}
+
+
 def load_prior() -> AcceptanceModel:
     """The global prior shipped with the package (reviewbot/data/prior.json)."""
     text = resources.files("reviewbot").joinpath("data/prior.json").read_text(encoding="utf-8")
@@ -468,6 +521,7 @@ class HistoryRow:
     cluster: str = ""  # the issue it belonged to in its review ("" = its own)
     assessment: Assessment | None = None  # severity.assess(candidate), when already computed
     weight: float = 1.0  # how much the label counts (a weak dismissal of an untouched comment: 0.2)
+    review_size: int = 1  # candidates its own source raised in its review
 
 
 def is_rule_finding(candidate: Candidate) -> bool:
@@ -506,7 +560,10 @@ class TrainSettings:
 
 def history_examples(rows: Sequence[HistoryRow]) -> list[Example]:
     """History rows as scoring examples (with the support they had in their review)."""
-    return [Example(r.candidate, r.assessment or assess(r.candidate), r.support, r.sources) for r in rows]
+    return [
+        Example(r.candidate, r.assessment or assess(r.candidate), r.support, r.sources, r.review_size)
+        for r in rows
+    ]
 
 
 def _grouped_cv(
@@ -714,13 +771,15 @@ def with_support(
     sources: Sequence[int],
     clusters: Sequence[str] | None = None,
     assessments: Sequence[Assessment | None] | None = None,
+    review_sizes: Sequence[int] | None = None,
 ) -> list[HistoryRow]:
     """Rows with their cluster support, review source count, cluster and assessment filled in;
     each row keeps its label weight (a weak label must not train as a full one)."""
     rows = list(rows)
     names = list(clusters) if clusters is not None else [r.cluster for r in rows]
     found = list(assessments) if assessments is not None else [r.assessment for r in rows]
+    sizes = list(review_sizes) if review_sizes is not None else [r.review_size for r in rows]
     return [
-        HistoryRow(r.candidate, r.accepted, r.at, s, n, c, a, r.weight)
-        for r, s, n, c, a in zip(rows, support, sources, names, found, strict=True)
+        HistoryRow(r.candidate, r.accepted, r.at, s, n, c, a, r.weight, z)
+        for r, s, n, c, a, z in zip(rows, support, sources, names, found, sizes, strict=True)
     ]

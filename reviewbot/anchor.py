@@ -155,6 +155,7 @@ def anchor_candidates(
             suggestion=_clean(item.get("suggestion")),
             quoted_code=_clean(item.get("quoted_code")),
             source=source,
+            rank=index,
         )
         path = resolve_path(cand.path, files)
         if path is None:
@@ -194,5 +195,9 @@ def anchor_candidates(
         if cand.side == "LEFT":
             cand.suggestion = None  # suggestions replace new-file lines only
         cand.hunk_size = len(hunk.lines)
+        cand.on_added_line = new_side == "RIGHT" and any(
+            ln.kind == "added" and ln.new_no == new_line for ln in hunk.lines
+        )
+        cand.quote_verified = _matches(_line_text(hunk, new_line, new_side), quote) if quote else None
         kept.append(cand)
     return kept, dropped

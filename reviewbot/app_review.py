@@ -60,6 +60,7 @@ from reviewbot.render import (
 from reviewbot.rules import RuleError, RuleSet, ruleset_from_config
 from reviewbot.sarif_fetch import Fetched, fetch_imported
 from reviewbot.settings import Settings, settings_secrets
+from reviewbot.signals import persisted_signals
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Notify, PermanentJobError, is_paused
 
@@ -190,6 +191,7 @@ def config_error_check(messages: list[str]) -> tuple[str, str, str]:
 def _features(d: Decision) -> str:
     c = d.candidate
     data = {"confidence": c.confidence, "hunk_size": c.hunk_size, "language": c.language, "support": 1}
+    data.update(persisted_signals(c, d.review_size))
     return json.dumps({k: v for k, v in data.items() if v is not None}, sort_keys=True)
 
 

@@ -114,15 +114,19 @@ def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class DedupSettings:
-    """Thresholds for calling two candidates the same issue.
+    """Thresholds for calling two candidates the same issue: the same thing said about the same code.
 
-    `threshold` is the text similarity needed with no place information (no paths or lines);
-    nearby lines on the same path need less, far-apart lines on the same path need more.
+    `threshold` is the text similarity needed with no place information (no paths or lines).
+    On one path, lines within `same_code` of each other are the same code and need
+    `near_threshold`; lines up to `window` apart need `far_threshold` (two passes may anchor
+    one remark on neighbouring lines); lines further apart are different places and never merge,
+    whatever the text says (the same rule at two places is two comments).
     """
 
     threshold: float = 0.20
-    near_threshold: float = 0.15
+    near_threshold: float = 0.20
     far_threshold: float = 0.45
+    same_code: int = 2
     window: int = 10
     copy_threshold: float = 0.8
 
@@ -145,27 +149,38 @@ class Cluster:
         return len(self.sources)
 
 
+def _rule_of(c: Candidate) -> str | None:
+    """The query rule that raised it (rule findings of different rules are different issues)."""
+    if c.rule_id and (c.source or "").startswith("rule"):
+        return c.rule_id
+    return None
+
+
 def _needs(candidates: Sequence[Candidate], settings: DedupSettings) -> np.ndarray:
     """Pairwise similarity needed to merge, NaN where two candidates may never merge.
 
-    Different paths never merge; the same path with nearby lines needs less text similarity,
-    far-apart lines need more; without place information the plain threshold applies.
+    Called per path (see cluster_candidates), so every pair here shares its path or has none.
+    Two findings of query rules merge only when they are the same rule at the same place; a
+    different rule is a different claim however close. Place decides the rest (see DedupSettings).
     """
     n = len(candidates)
-    paths = [c.path for c in candidates]
-    path_ids = {p: k for k, p in enumerate(sorted({p for p in paths if p is not None}))}
-    pid = np.array([path_ids[p] if p is not None else -1 for p in paths])
-    has_line = np.array([c.line is not None for c in candidates])
+    has_line = np.array([c.line is not None and c.path is not None for c in candidates])
     lo = np.array([c.line if c.line is not None else 0 for c in candidates], dtype=np.int64)
     hi = np.array([max(c.end_line or 0, c.line or 0) for c in candidates], dtype=np.int64)
     need = np.full((n, n), settings.threshold)
-    both_paths = (pid[:, None] >= 0) & (pid[None, :] >= 0)
-    same_path = both_paths & (pid[:, None] == pid[None, :])
-    lines = same_path & has_line[:, None] & has_line[None, :]
+    lines = has_line[:, None] & has_line[None, :]
     gap = np.maximum(lo[:, None], lo[None, :]) - np.minimum(hi[:, None], hi[None, :])
-    need[lines & (gap <= settings.window)] = settings.near_threshold
-    need[lines & (gap > settings.window)] = settings.far_threshold
-    need[both_paths & ~same_path] = np.nan
+    need[lines & (gap <= settings.same_code)] = settings.near_threshold
+    need[lines & (gap > settings.same_code) & (gap <= settings.window)] = settings.far_threshold
+    need[lines & (gap > settings.window)] = np.nan
+    rules = [_rule_of(c) for c in candidates]
+    if any(rules):
+        rid = {r: k for k, r in enumerate(sorted({r for r in rules if r}))}
+        code = np.array([rid[r] if r else -1 for r in rules])
+        both = (code[:, None] >= 0) & (code[None, :] >= 0)
+        other_rule = both & (code[:, None] != code[None, :])
+        same_rule_elsewhere = both & (code[:, None] == code[None, :]) & ~(lines & (gap <= 0))
+        need[other_rule | same_rule_elsewhere] = np.nan
     return need
 
 
@@ -178,46 +193,64 @@ def cluster_candidates(
 ) -> tuple[list[Cluster], list[int]]:
     """Cluster one review's candidates; returns (clusters, cluster index for every candidate).
 
-    Candidates are visited best first (`priority(i)`, larger is better) and each joins the
-    cluster of its most similar earlier candidate when that pair clears its threshold, so the
-    first member of a cluster is its representative.
+    Candidates on different paths never merge, so each path is clustered alone (memory grows
+    with the largest path's candidates squared, not the review's). Within a path candidates are
+    visited best first (`priority(i)`, larger is better) and each joins the cluster of its most
+    similar earlier candidate when that pair clears its threshold, so the first member of a
+    cluster is its representative. Clusters are numbered in the order their representatives
+    come in the whole review's priority order.
     """
     n = len(candidates)
     if n == 0:
         return [], []
-    sims = similarity_matrix([f"{c.title}\n{c.body}" for c in candidates])
-    need = _needs(candidates, settings)
-    with np.errstate(invalid="ignore"):
-        ok = sims >= need  # NaN (never merge) compares False
-    order = sorted(range(n), key=lambda i: (tuple(-p for p in priority(i)), i))
+    order_all = sorted(range(n), key=lambda i: (tuple(-p for p in priority(i)), i))
+    by_path: dict[str | None, list[int]] = {}
+    for i in order_all:
+        by_path.setdefault(candidates[i].path, []).append(i)
     assigned = [-1] * n
+    groups: list[list[int]] = []  # clusters as lists of global indices, best member first
+    for members in by_path.values():
+        sub = [candidates[i] for i in members]  # already in priority order
+        sims = similarity_matrix([f"{c.title}\n{c.body}" for c in sub])
+        need = _needs(sub, settings)
+        with np.errstate(invalid="ignore"):
+            ok = sims >= need  # NaN (never merge) compares False
+        local: list[int] = [-1] * len(sub)
+        local_sources: list[set[str]] = []
+        local_groups: list[list[int]] = []
+        for k in range(len(sub)):
+            best = -1
+            if k:
+                prev = np.arange(k)
+                cand = prev[ok[k, :k]]
+                if cand.size:
+                    # Most similar first; a cluster that already holds this candidate's source is
+                    # skipped: one source (a pass, a rule, a tool) does not report one issue twice
+                    # in a review, so a second remark from it is a different issue (unless it is
+                    # a near copy on the same code, e.g. one pass repeating itself).
+                    source = sub[k].source or "unknown"
+                    for j in cand[np.argsort(-sims[k, cand], kind="stable")]:
+                        home = local[int(j)]
+                        if sims[k, j] >= settings.copy_threshold or source not in local_sources[home]:
+                            best = home
+                            break
+            if best == -1:
+                local_groups.append([])
+                local_sources.append(set())
+                best = len(local_groups) - 1
+            local_groups[best].append(members[k])
+            local_sources[best].add(sub[k].source or "unknown")
+            local[k] = best
+        groups.extend(local_groups)
+    rank = {i: r for r, i in enumerate(order_all)}
+    groups.sort(key=lambda g: rank[g[0]])
     clusters: list[Cluster] = []
-    seen: list[int] = []
-    for i in order:
-        best = -1
-        if seen:
-            prev = np.array(seen)
-            cand = prev[ok[i, prev]]
-            if cand.size:
-                # Most similar first; a cluster that already holds this candidate's source is
-                # skipped: one source (a pass, a rule, a tool) does not report one issue twice
-                # in a review, so a second remark from it is a different issue (unless it is
-                # a near copy, e.g. one pass repeating itself on two lines).
-                source = candidates[i].source or "unknown"
-                for j in cand[np.argsort(-sims[i, cand], kind="stable")]:
-                    if (
-                        sims[i, j] >= settings.copy_threshold
-                        or source not in clusters[assigned[int(j)]].sources
-                    ):
-                        best = assigned[int(j)]
-                        break
-        if best == -1:
-            clusters.append(Cluster(id=f"{prefix}{len(clusters) + 1}"))
-            best = len(clusters) - 1
-        clusters[best].members.append(i)
-        clusters[best].sources.add(candidates[i].source or "unknown")
-        assigned[i] = best
-        seen.append(i)
+    for g in groups:
+        cl = Cluster(id=f"{prefix}{len(clusters) + 1}", members=list(g))
+        for i in g:
+            cl.sources.add(candidates[i].source or "unknown")
+            assigned[i] = len(clusters)
+        clusters.append(cl)
     return clusters, assigned
 
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from reviewbot.models import Decision
+from reviewbot.signals import persisted_signals
 from reviewbot.store import Store
 
 
@@ -28,6 +29,7 @@ def _features(d: Decision) -> str:
         "language": c.language,
         "support": 1,
     }
+    data.update(persisted_signals(c, d.review_size))
     return json.dumps({k: v for k, v in data.items() if v is not None}, sort_keys=True)
 
 

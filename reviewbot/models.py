@@ -181,6 +181,16 @@ class Candidate:
     pr: int | None = None
     hunk_size: int | None = None
     language: str | None = None
+    #: whether its line (or range) is on lines the change adds; None when not known
+    on_added_line: bool | None = None
+    #: whether the code it quotes is the code at its line; None when it quotes nothing
+    quote_verified: bool | None = None
+    #: its position in its source's reply (0 = listed first), when the source orders its findings
+    rank: int | None = None
+    #: the verification step's answer about it ("confirmed" | "refuted" | "unsure"), when run
+    verdict: str | None = None
+    #: the verification step's probability that it holds, when run
+    verify_probability: float | None = None
 
 
 @dataclass(slots=True)
@@ -196,6 +206,8 @@ class Decision:
     cluster: str
     fingerprint: str
     explore: bool = False
+    #: how many candidates its source raised in the review (a feature the model scored it with)
+    review_size: int = 1
 
 
 @dataclass(slots=True)
@@ -262,3 +274,5 @@ class ReviewResult:
     files_not_reviewed: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: when candidates existed but none was posted: how many, the best score, what would post it
+    silence: str | None = None

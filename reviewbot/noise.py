@@ -7,6 +7,7 @@ per-PR budget. Every candidate comes back, in input order, posted or with why it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ from reviewbot.dedup import DedupSettings, FingerprintIndex, cluster_candidates,
 from reviewbot.models import Candidate, Decision
 from reviewbot.select import SEVERITY_WEIGHT, Choice, resolve_threshold, select
 from reviewbot.severity import Assessment, assess, meets_minimum, normalise_severity
+
+#: The reason a candidate the verification step refuted is suppressed with.
+REFUTED = "refuted by the verification step"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,9 @@ class FilterSettings:
     seed: int = 0
     default_threshold: float = DEFAULT_THRESHOLD
     dedup: DedupSettings = field(default_factory=DedupSettings)
+    #: with enough history, post what is this many times as likely as the repo's average finding
+    #: (0.8 chosen on the per-source history-CV of bench/filter_eval.py: F1 0.246 vs 0.210 at 1.0)
+    rate_lift: float | None = 0.8
 
     @classmethod
     def from_config(cls, cfg: Any) -> FilterSettings:
@@ -57,6 +64,14 @@ class FilterSettings:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def review_sizes(candidates: Sequence[Candidate]) -> list[int]:
+    """For each candidate of one review, how many candidates its own source raised in it."""
+    counts: dict[str, int] = {}
+    for c in candidates:
+        counts[c.source or "unknown"] = counts.get(c.source or "unknown", 0) + 1
+    return [counts[c.source or "unknown"] for c in candidates]
 
 
 def _priority(candidate: Candidate, assessment: Assessment) -> tuple[float, float]:
@@ -87,12 +102,15 @@ def filter_review(
     # Score every candidate in one batch (with its cluster support) after clustering all groups.
     support = [1] * len(candidates)
     sources = [1] * len(candidates)
+    sizes = [1] * len(candidates)
     cluster_of: dict[int, list[int]] = {}
-    for members in groups.values():
+    for (_repo, pr), members in groups.items():
         sub = [candidates[i] for i in members]
         n_sources = len({c.source or "unknown" for c in sub})
-        for i in members:
+        # candidates without a PR are not one review (as in prepare_history): each its own size
+        for i, size in zip(members, review_sizes(sub) if pr is not None else [1] * len(sub), strict=True):
             sources[i] = n_sources
+            sizes[i] = size
         clusters, _ = cluster_candidates(
             sub,
             priority=lambda k, m=members: _priority(candidates[m[k]], assessments[m[k]]),
@@ -104,14 +122,12 @@ def filter_review(
                 support[i] = cl.support
                 cluster_of[i] = global_members
     scores = model.score_examples(
-        [Example(c, a, s, n) for c, a, s, n in zip(candidates, assessments, support, sources, strict=True)]
+        [
+            Example(c, a, s, n, z)
+            for c, a, s, n, z in zip(candidates, assessments, support, sources, sizes, strict=True)
+        ]
     )
-    threshold, _origin = resolve_threshold(
-        min_acceptance=settings.min_acceptance,
-        target_precision=settings.target_precision,
-        history_thresholds=model.thresholds,
-        default=settings.default_threshold,
-    )
+    threshold, _origin = threshold_for(model, settings)
 
     def decide(i: int, verdict: str, reason: str, cluster: str, explore: bool = False) -> None:
         decisions[i] = Decision(
@@ -124,6 +140,7 @@ def filter_review(
             cluster=cluster,
             fingerprint=fps[i],
             explore=explore,
+            review_size=sizes[i],
         )
 
     for (_repo, pr), members in groups.items():
@@ -156,6 +173,8 @@ def filter_review(
                     decide(j, "suppress", reason, name)
                 elif fps[j] in dismissed and candidates[j].path is not None:
                     decide(j, "suppress", "dismissed before", name)
+                elif candidates[j].verdict == "refuted":
+                    decide(j, "suppress", REFUTED, name)
                 elif not passes:
                     decide(j, "suppress", f"below min_severity ({minimum})", name)
                 else:
@@ -195,6 +214,42 @@ def filter_review(
     return out
 
 
+def threshold_for(model: AcceptanceModel, settings: FilterSettings) -> tuple[float, str]:
+    """The acceptance threshold this repo's review uses, and where it came from."""
+    return resolve_threshold(
+        min_acceptance=settings.min_acceptance,
+        target_precision=settings.target_precision,
+        history_thresholds=model.thresholds,
+        default=settings.default_threshold,
+        history_rate=model.history_rate(),
+        rate_lift=settings.rate_lift,
+    )
+
+
+def silence_note(decisions: Sequence[Decision], threshold: float, origin: str) -> str | None:
+    """Why nothing was posted, and which setting would post the best candidate; None when
+    something was posted or there was nothing to post. Never silently silent."""
+    if not decisions or any(d.decision == "post" for d in decisions):
+        return None
+    best = max(decisions, key=lambda d: d.score)
+    where = f"{best.candidate.path}:{best.candidate.line}" if best.candidate.path else best.candidate.id
+    head = (
+        f"Nothing posted: {len(decisions)} candidate{'s' if len(decisions) != 1 else ''}; the best scored "
+        f"{best.score:.2f} ({best.severity} {best.category} at {where}) against the acceptance threshold "
+        f"{threshold:.2f} ({origin})."
+    )
+    below = [d for d in decisions if d.reason.startswith("below acceptance threshold")]
+    if below:
+        top = max(below, key=lambda d: d.score)
+        value = math.floor(top.score * 100) / 100
+        return f"{head} `min_acceptance: {value:.2f}` in the repo config would post it."
+    by_severity = [d for d in decisions if d.reason.startswith("below min_severity")]
+    if by_severity:
+        top = max(by_severity, key=lambda d: d.score)
+        return f"{head} It is {top.severity}: `min_severity: {top.severity}` would let it through."
+    return f"{head} Every candidate was held back for another reason ({best.reason})."
+
+
 def decisions_as_rows(decisions: Sequence[Decision]) -> list[dict[str, Any]]:
     """The `reviewbot filter` output shape for a list of decisions."""
     return [
@@ -221,6 +276,7 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
         groups.setdefault((r.candidate.repo, r.candidate.pr), []).append(i)
     support = [1] * len(rows)
     sources = [1] * len(rows)
+    sizes = [1] * len(rows)
     cluster_ids = [""] * len(rows)
     found = [r.assessment or assess(r.candidate) for r in rows]  # kept on the rows for training
     for (_repo, pr), members in groups.items():
@@ -228,8 +284,9 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
             continue  # rows without a PR were not one review; each stands alone
         sub = [rows[i].candidate for i in members]
         n_sources = len({c.source or "unknown" for c in sub})
-        for i in members:
+        for i, size in zip(members, review_sizes(sub), strict=True):
             sources[i] = n_sources
+            sizes[i] = size
         assessments = [found[i] for i in members]
         clusters, _ = cluster_candidates(
             sub, priority=lambda k, a=assessments, s=sub: _priority(s[k], a[k]), settings=dedup
@@ -238,4 +295,4 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
             for k in cl.members:
                 support[members[k]] = cl.support
                 cluster_ids[members[k]] = cl.id
-    return with_support(rows, support, sources, cluster_ids, found)
+    return with_support(rows, support, sources, cluster_ids, found, sizes)

@@ -21,7 +21,7 @@ from reviewbot.config import RepoConfig
 from reviewbot.costs import TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
 from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
-from reviewbot.noise import FilterSettings, filter_review
+from reviewbot.noise import FilterSettings, filter_review, silence_note, threshold_for
 from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_requests
 from reviewbot.redact import redact_result
 from reviewbot.replies import candidates_from_reply
@@ -207,13 +207,15 @@ async def review_change(
 
     note(f"filtering {len(candidates)} candidates")
     started = time.perf_counter()
+    filter_settings = _filter_settings(config, explore=explore)
     decisions = filter_review(
         candidates,
         model=model,
-        settings=_filter_settings(config, explore=explore),
+        settings=filter_settings,
         dismissed_fingerprints=dismissed_fingerprints,
         posted_fingerprints=posted_fingerprints,
     )
+    result.silence = silence_note(decisions, *threshold_for(model, filter_settings))
     timer.add("filter", started)
 
     result.funnel.candidates = len(candidates) + len(result.dropped)

@@ -76,6 +76,7 @@ def redact_result(result: ReviewResult, secrets: Iterable[str | bytes | None] = 
     for dropped in result.dropped:
         _redact_candidate(dropped.candidate, values)
     result.notes = [redact(n, values) or "" for n in result.notes]
+    result.silence = redact(result.silence, values)
     result.files_not_reviewed = {
         path: redact(why, values) or "" for path, why in result.files_not_reviewed.items()
     }

@@ -269,6 +269,8 @@ def render_check_run(result: ReviewResult) -> tuple[str, str, str]:
     if result.usage.stopped_by:  # the operator's cost cap ended the LLM review early: say which
         title += "; stopped by a cost cap"
         summary += ["", f"**Stopped by the operator's cost cap:** {_cell(result.usage.stopped_by)}"]
+    if result.silence:
+        summary += ["", result.silence]
     if dropped:
         summary += ["", "| Held back because | Count |", "| --- | ---: |"]
         ranked = sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -48,6 +48,7 @@ def to_json(result: ReviewResult, *, include_suppressed: bool = True) -> str:
             "errors": result.usage.errors,
         },
         "notes": result.notes,
+        "silence": result.silence,
     }
     if include_suppressed:
         doc["suppressed"] = [decision_dict(d) for d in result.suppressed]
@@ -128,6 +129,8 @@ def to_text(result: ReviewResult) -> str:
         lines.append("")
     if not ordered:
         lines.append("No findings worth posting.")
+        if result.silence:
+            lines.append(result.silence)
         lines.append("")
     funnel = result.funnel
     lines.append(f"Funnel: {funnel.candidates} candidates -> {funnel.posted} posted")

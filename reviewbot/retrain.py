@@ -25,6 +25,7 @@ from typing import Any
 from reviewbot.acceptance import AcceptanceModel, HistoryRow, auc, train
 from reviewbot.feedback import resolve_outcome
 from reviewbot.models import Candidate
+from reviewbot.signals import restore_signals
 from reviewbot.stats import repo_scope
 from reviewbot.store import Store
 
@@ -66,7 +67,7 @@ class RetrainResult:
 
 def _candidate(r: dict[str, Any]) -> Candidate:
     features = json.loads(r["features"] or "{}")
-    return Candidate(
+    return restore_signals(Candidate(
         id=str(r["id"]),
         path=r["path"],
         line=r["line"],
@@ -84,7 +85,7 @@ def _candidate(r: dict[str, Any]) -> Candidate:
         pr=r["pr"],
         hunk_size=features.get("hunk_size"),
         language=features.get("language"),
-    )
+    ), features)
 
 
 def labelled_findings(store: Store, repo: str) -> list[LabelledFinding]:
@@ -116,9 +117,11 @@ def labelled_findings(store: Store, repo: str) -> list[LabelledFinding]:
         if outcome is None:
             continue
         extra = {"weight": outcome.weight} if WEIGHTED_ROWS else {}
+        size = json.loads(r["features"] or "{}").get("review_size", 1)
         row = HistoryRow(
             candidate=_candidate(r), accepted=outcome.label == "accepted", at=outcome.at, **extra
         )
+        row.review_size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 1
         out.append(LabelledFinding(row=row, weight=outcome.weight, feedback_id=newest[r["id"]]))
     out.sort(key=lambda lf: (lf.row.at, lf.feedback_id))
     return out

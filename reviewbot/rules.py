@@ -33,6 +33,7 @@ from reviewbot.languages import SUPPORTED, grammar, language_for_path, matches_l
 from reviewbot.models import SEVERITIES, Candidate, DiffLine, FileDiff, Hunk
 from reviewbot.query_predicates import PredicateError, Predicates, rewrite
 from reviewbot.query_predicates import check as check_regexes
+from reviewbot.roles import file_role
 from reviewbot.rulespec import RuleSpec
 
 #: The capture that anchors a finding; every query must define it.
@@ -384,7 +385,8 @@ class RuleSet:
         """Every @match of the rules for `language` in `tree`, optionally only within `rows`.
 
         `rows` is a 0-based half-open row range; matches intersecting it are returned. When `path`
-        is given, rules whose path globs exclude it are skipped. `row_ranges` (sorted, disjoint,
+        is given, rules whose path globs exclude it, or that do not run in its role (test,
+        example, fixture... see reviewbot.roles), are skipped. `row_ranges` (sorted, disjoint,
         instead of `rows`): the matches intersecting any of them, each once, in the order one range
         spanning them all would give for the matches that share a start line (a match spanning
         two ranges is first met in the earlier one).
@@ -407,6 +409,7 @@ class RuleSet:
     ) -> list[RuleMatch]:
         if compiled.query is None:
             return []
+        role = file_role(path) if path is not None else None
         cursor = QueryCursor(compiled.query)
         predicate = Predicates()
         if row_ranges is None:
@@ -423,6 +426,8 @@ class RuleSet:
         for pattern_index, captures in (match for batch in batches for match in batch):
             rule = compiled.rule_of_pattern[pattern_index]
             if path is not None and rule.paths and not path_selected(path, rule.paths):
+                continue
+            if role is not None and not rule.runs_in(role):
                 continue
             nodes = captures.get(MATCH_CAPTURE, [])
             if row_ranges is not None and len(row_ranges) > 1:
@@ -447,6 +452,8 @@ class RuleSet:
     ) -> list[RuleMatch]:
         """One untrusted rule's matches, a slice of rows at a time, within what is left of its budget."""
         if path is not None and rule.paths and not path_selected(path, rule.paths):
+            return []
+        if path is not None and not rule.runs_in(file_role(path)):
             return []
         if row_ranges is None:
             row_ranges = [rows if rows is not None else (0, tree.root_node.end_point.row + 1)]
@@ -555,6 +562,8 @@ class RuleSet:
                     source=f"rule:{rule.id}",
                     rule_id=rule.id,
                     language=language,
+                    on_added_line=True,
+                    quote_verified=True,
                 )
             )
         return candidates

@@ -41,8 +41,18 @@ def resolve_threshold(
     history_thresholds: Sequence[tuple[float, float, int]] = (),
     default: float = 0.5,
     min_count: int = 5,
+    history_rate: tuple[float, int] | None = None,
+    rate_lift: float | None = None,
+    min_history: int = 10,
+    floor: float = 0.1,
 ) -> tuple[float, str]:
-    """(threshold, where it came from). `history_thresholds` is (threshold, precision, count)."""
+    """(threshold, where it came from). `history_thresholds` is (threshold, precision, count).
+
+    Without an explicit setting, a repo with at least `min_history` labelled findings posts what
+    is `rate_lift` times as likely to be acted on as its average past finding (`history_rate` is
+    (accept rate, labels)): scores are calibrated probabilities, so a source that is right a
+    third of the time is not held to the fixed default meant for a fresh install.
+    """
     if min_acceptance is not None:
         return float(min_acceptance), "min_acceptance"
     if target_precision is not None:
@@ -50,7 +60,11 @@ def resolve_threshold(
         if reached:
             return min(reached), f"target_precision {target_precision:g} on history"
         return default, f"default (target_precision {target_precision:g} never reached on history)"
-    return default, "default"
+    if rate_lift is not None and history_rate is not None and history_rate[1] >= min_history:
+        rate, n = history_rate
+        value = min(max(rate_lift * rate, floor), default)
+        return value, f"{rate_lift:g} x this repo's accept rate {rate:.2f} over {n} labelled findings"
+    return default, f"default (fewer than {min_history} labelled findings in this repo)"
 
 
 def expected_value(score: float, severity: str) -> float:

@@ -18,7 +18,7 @@ import typer
 from reviewbot.acceptance import AcceptanceModel, HistoryRow, ModelBank, load_prior
 from reviewbot.dedup import fingerprint
 from reviewbot.models import Candidate
-from reviewbot.noise import FilterSettings, decisions_as_rows, filter_review, prepare_history
+from reviewbot.noise import FilterSettings, decisions_as_rows, filter_review, prepare_history, threshold_for
 
 
 class InputError(ValueError):
@@ -74,7 +74,33 @@ def parse_candidate(obj: Any, line_no: int) -> Candidate:
         symbol=_opt(obj, "symbol", str, line_no),
         language=_opt(obj, "language", str, line_no),
         hunk_size=_opt(obj, "hunk_size", int, line_no),
+        rank=_opt(obj, "rank", int, line_no),
+        on_added_line=_opt_bool(obj, "on_added_line", line_no),
+        quote_verified=_opt_bool(obj, "quote_verified", line_no),
+        verdict=_verdict(obj, line_no),
+        verify_probability=_probability(obj, "verify_probability", line_no),
     )
+
+
+def _opt_bool(obj: dict[str, Any], key: str, line_no: int) -> bool | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError(line_no, f"field {key!r} must be true or false, got {value!r}")
+
+
+def _verdict(obj: dict[str, Any], line_no: int) -> str | None:
+    value = _opt(obj, "verdict", str, line_no)
+    if value is not None and value not in ("confirmed", "refuted", "unsure"):
+        raise InputError(line_no, f"field 'verdict' must be confirmed, refuted or unsure, got {value!r}")
+    return value
+
+
+def _probability(obj: dict[str, Any], key: str, line_no: int) -> float | None:
+    value = _opt(obj, key, (int, float), line_no)
+    if value is not None and not 0 <= value <= 1:
+        raise InputError(line_no, f"field {key!r} must be in [0, 1], got {value!r}")
+    return None if value is None else float(value)
 
 
 def parse_history_row(obj: Any, line_no: int) -> HistoryRow:
@@ -161,14 +187,19 @@ def run_filter(
         reviews.setdefault((c.repo, c.pr), []).append(i)
     rows: list[dict[str, Any] | None] = [None] * len(candidates)
     for (repo, pr), members in reviews.items():
+        model = bank.for_repo(repo)
+        threshold, origin = threshold_for(model, settings)
         decisions = filter_review(
             [candidates[i] for i in members],
-            model=bank.for_repo(repo),
+            model=model,
             settings=settings,
             dismissed_fingerprints=dismissed.get(repo, ()),
             posted_fingerprints=posted.get((repo, pr), ()) if pr is not None else (),
         )
         for i, row in zip(members, decisions_as_rows(decisions), strict=True):
+            # which bar it was held to, and why that bar: a replay is never silently silent
+            row["threshold"] = round(threshold, 6)
+            row["threshold_from"] = origin
             rows[i] = row
     return [r for r in rows if r is not None]
 

@@ -1,0 +1,77 @@
+"""What one comment carries (reviewbot.signals) and its round trip through a stored finding."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from reviewbot.acceptance import Example, load_prior
+from reviewbot.models import Candidate
+from reviewbot.severity import assess
+from reviewbot.signals import comment_signals, persisted_signals, restore_signals
+
+CONCRETE = Candidate(
+    id="a", path="svc/calc.py", line=3, title="Off-by-one skips the first item",
+    body="`range(1, len(items))` starts at 1, so `items[0]` is never added: the total is wrong.",
+    severity="high", category="bug", confidence=0.9, quoted_code="for i in range(1, len(items)):",
+    on_added_line=True, quote_verified=True, source="llm", rank=0,
+)  # fmt: skip
+VAGUE = Candidate(
+    id="b", path="svc/calc.py", line=3, title="Possible issue",
+    body="This might potentially cause issues; perhaps consider more checks.",
+    severity="medium", category="maintainability", confidence=0.5, source="llm", rank=5,
+)  # fmt: skip
+
+
+def test_concrete_comment_carries_code_failure_and_quote() -> None:
+    s = comment_signals(CONCRETE)
+    assert s.names_code > 0.5 and s.names_failure > 0 and s.names_value == 1.0
+    assert s.quotes_code == 1.0 and s.quote_verified == 1.0 and s.on_added_line == 1.0
+    assert s.stated_high == 1.0 and s.stated_confidence > 0.3 and s.role == "source"
+    v = comment_signals(VAGUE)
+    assert v.names_code == 0 and v.quotes_code == 0 and v.quote_verified == 0 and v.on_added_line == 0
+
+
+def test_file_role_and_verdict_are_features() -> None:
+    assert comment_signals(replace(CONCRETE, path="tests/test_calc.py")).role == "test"
+    confirmed = comment_signals(replace(CONCRETE, verdict="confirmed", verify_probability=0.9))
+    refuted = comment_signals(replace(CONCRETE, verdict="refuted", verify_probability=0.1))
+    assert confirmed.verified == 1.0 and refuted.verified == -1.0
+    assert confirmed.verify_logit > 0 > refuted.verify_logit
+
+
+def test_prior_ranks_concrete_over_vague_and_verdict_moves_the_score() -> None:
+    prior = load_prior()
+
+    def score(c: Candidate) -> float:
+        return prior.score_examples([Example(c, assess(c), 1, 1, 6)])[0]
+
+    assert score(CONCRETE) > 0.5 > score(VAGUE)
+    base = score(CONCRETE)
+    assert score(replace(CONCRETE, verdict="refuted", verify_probability=0.05)) < base
+    assert score(replace(CONCRETE, verdict="confirmed", verify_probability=0.95)) > base
+    assert score(replace(CONCRETE, quote_verified=False)) < base
+
+
+def test_signals_survive_a_stored_finding() -> None:
+    c = replace(CONCRETE, verdict="unsure", verify_probability=0.4)
+    features = json.loads(json.dumps(persisted_signals(c, review_size=7)))
+    assert features["review_size"] == 7
+    back = restore_signals(Candidate(id="a", path=c.path, line=c.line, body=c.body), features)
+    for name in ("on_added_line", "quote_verified", "rank", "verdict", "verify_probability", "quoted_code"):
+        assert getattr(back, name) == getattr(c, name), name
+    assert (
+        restore_signals(Candidate(id="x", path=None, line=None, body=""), {"rank": "3", "verdict": 1}).rank
+        is None
+    )
+
+
+def test_a_refuted_finding_is_suppressed_with_that_reason() -> None:
+    from reviewbot.noise import REFUTED, FilterSettings, filter_review
+
+    cands = [
+        replace(CONCRETE, id="ok", repo="o/r", pr=1, verdict="confirmed", verify_probability=0.9),
+        replace(CONCRETE, id="no", repo="o/r", pr=1, line=40, verdict="refuted", verify_probability=0.1),
+    ]
+    decisions = filter_review(cands, model=load_prior(), settings=FilterSettings())
+    assert [(d.decision, d.reason == REFUTED) for d in decisions] == [("post", False), ("suppress", True)]
