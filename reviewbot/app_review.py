@@ -307,9 +307,10 @@ def acceptance_model(
 
 
 async def find_bot_review(gh: GitHubClient, repo: str, pr: int, marker: str) -> int | None:
-    """Our submitted review whose body carries `marker`, or None."""
-    for r in await gh.list_reviews(repo, pr):
-        if r.get("state") != "PENDING" and marker in (r.get("body") or ""):
+    """Our submitted review whose body carries `marker`, or None. Only reviews by the App's own bot
+    account count (checked by id): anyone can paste the marker into a review of their own."""
+    for r in await gh.own_reviews(repo, pr):
+        if marker in (r.get("body") or ""):
             return int(r["id"])
     return None
 

@@ -187,6 +187,7 @@ def create_app(
                     dedupe_key=spec.dedupe_key,
                     supersede=spec.supersede,
                     cancel_installation=spec.cancel_installation,
+                    head_at=spec.head_at,
                 )
                 for spec in specs
             ]
