@@ -406,8 +406,8 @@ class JobQueue:
         with self.lock:
             try:
                 cur = self.store.conn.execute(
-                    "UPDATE jobs SET state = 'queued', attempts = 0, lease_losses = 0, run_after = ?, updated_at = ? "
-                    "WHERE id = ? AND state = 'dead'",
+                    "UPDATE jobs SET state = 'queued', attempts = 0, lease_losses = 0, run_after = ?, "
+                    "updated_at = ? WHERE id = ? AND state = 'dead'",
                     (now, now, job_id),
                 )
             except sqlite3.IntegrityError:  # the same work is already queued again

@@ -17,8 +17,8 @@ Drive it from a test::
         ...
         gh.posted_reviews("acme/shop", 1)   # submitted reviews: {"event", "body", "comments", ...}
 
-State helpers: add_repo, set_default_files, add_pull, add_pull_from_dirs, push, commit,
-add_review (someone else's review), add_review_comment, add_reply, add_reaction, add_issue_comment, issue_token.
+State helpers: add_repo, set_default_files, add_pull, add_pull_from_dirs, push, commit, add_review
+(someone else's review), add_review_comment, add_reply, add_reaction, add_issue_comment, issue_token.
 Faults and limits: fail_next (after_processing=True loses the answer of a request that took effect),
 secondary_limit_next, too_many_requests_next, reset_next, slow_next, truncate_next, set_rate_limit.
 Records: reviews, posted_reviews(), rejected_reviews, deleted_pending_reviews, review_comments,
