@@ -30,9 +30,16 @@ def sign(secret: bytes, body: bytes) -> str:
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     """True when `header` is GitHub's HMAC-SHA256 of the raw `body` under `secret` (constant time)."""
-    if not secret or not header or not header.startswith("sha256="):
+    if not secret:
         return False
-    expected = sign(secret, body)
+    return verify_digest(hmac.new(secret, body, hashlib.sha256), header)
+
+
+def verify_digest(mac: hmac.HMAC, header: str | None) -> bool:
+    """`verify_signature` for a body already fed to `mac` chunk by chunk (the server streams it)."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + mac.hexdigest()
     return hmac.compare_digest(expected.encode("ascii"), header.strip().encode("ascii", "replace"))
 
 
