@@ -196,6 +196,7 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
+        from reviewbot.http_guard import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, guarded_h11
         from reviewbot.server import create_app
 
         settings = _load({"host": host, "port": port, "database_path": database})
@@ -242,6 +243,9 @@ def register(app: typer.Typer) -> None:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=10,
+                # header deadline and connection cap (the body's are the app's): issue #11
+                http=guarded_h11(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS),
+                timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
             )
         finally:
             if runner is not None:
