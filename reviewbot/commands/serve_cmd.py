@@ -1,6 +1,11 @@
 """`reviewbot serve` (webhook server, with a worker in the same process by default) and
 `reviewbot worker` (workers alone). The only place these processes read Settings.
 
+The worker's own loop only claims jobs, keeps leases and waits: with `job_processes` (the
+default) every handler runs in a child process (reviewbot.job_process) under `job_timeout`, so
+the CPU work of a hostile PR never delays a webhook acknowledgement, /healthz or another tenant's
+job, and a frozen review is killed rather than waited for.
+
 `build_handlers` is where job kinds meet their code: the built-in ones (installation bookkeeping,
 pause/resume) are here; the review and feedback handlers are added by the modules that own them.
 A job kind without a handler is dead-lettered with a reason that names it.
@@ -21,6 +26,7 @@ from typing import Any
 import typer
 from prometheus_client import CollectorRegistry
 
+from reviewbot.job_process import JobProcessPool
 from reviewbot.logs import configure_logging
 from reviewbot.metrics import Metrics
 from reviewbot.queue import JobQueue
@@ -62,6 +68,40 @@ def build_handlers(
         handlers.update({kind: _unconfigured for kind in ("feedback", "poll_feedback", "conversation")})
     handlers["retrain"] = retrain_handler(store, prior=load_prior, now=_utcnow)
     return handlers
+
+
+def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
+    """The handlers of a job process (reviewbot.job_process): its own logging, database connection
+    and queue; `metrics` records what the handlers observe for the parent to replay."""
+    configure_logging(settings.log_level, secrets=settings_secrets(settings))
+    store = Store.open(settings.database_path)
+    queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
+    return build_handlers(settings, store, queue=queue, metrics=metrics)
+
+
+def make_worker(
+    settings: Settings, store: Store, queue: JobQueue, metrics: Metrics, worker_id: str
+) -> tuple[Worker, JobProcessPool | None]:
+    """The worker of `serve` and `worker`: handlers in job processes unless `job_processes` is off,
+    and every job under `job_timeout`. Close the pool (if any) when the worker stops."""
+    handlers = build_handlers(settings, store, queue=queue, metrics=metrics)
+    pool = None
+    if settings.job_processes:
+        pool = JobProcessPool(
+            child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics
+        )
+        handlers = pool.handlers(handlers)
+    worker = Worker(
+        queue,
+        handlers,
+        worker_id=worker_id,
+        concurrency=settings.worker_concurrency,
+        per_installation_limit=settings.per_installation_concurrency,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        metrics=metrics,
+        job_timeout=settings.job_timeout,
+    )
+    return worker, pool
 
 
 def _utcnow() -> datetime:
@@ -153,23 +193,18 @@ class WorkerThread:
 
     def _main(self) -> None:
         store = Store.open(self.settings.database_path)
+        pool = None
         try:
             queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-            self.worker = Worker(
-                queue,
-                build_handlers(self.settings, store, queue=queue, metrics=self.metrics),
-                worker_id=_worker_id("-w"),
-                concurrency=self.settings.worker_concurrency,
-                per_installation_limit=self.settings.per_installation_concurrency,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                metrics=self.metrics,
-            )
+            self.worker, pool = make_worker(self.settings, store, queue, self.metrics, _worker_id("-w"))
             self._ready.set()
             asyncio.run(run_worker(queue, self.worker))
         except Exception:
             log.exception("worker thread crashed")
         finally:
             self._ready.set()
+            if pool is not None:
+                pool.close()
             store.close()
 
 
@@ -276,15 +311,7 @@ def register(app: typer.Typer) -> None:
         store = Store.open(settings.database_path)
         metrics = Metrics(CollectorRegistry())
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-        w = Worker(
-            queue,
-            build_handlers(settings, store, queue=queue, metrics=metrics),
-            worker_id=_worker_id(),
-            concurrency=settings.worker_concurrency,
-            per_installation_limit=settings.per_installation_concurrency,
-            heartbeat_interval=HEARTBEAT_INTERVAL,
-            metrics=metrics,
-        )
+        w, pool = make_worker(settings, store, queue, metrics, _worker_id())
 
         async def main() -> None:
             if once:
@@ -300,4 +327,6 @@ def register(app: typer.Typer) -> None:
         try:
             asyncio.run(main())
         finally:
+            if pool is not None:
+                pool.close()
             store.close()
