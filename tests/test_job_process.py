@@ -44,7 +44,9 @@ def pool_handlers(marker_dir: str, *, metrics: Any) -> dict[str, Handler]:
     return {"ok": ok, "boom": boom, "permanent": permanent, "spin": spin, "die": die}
 
 
-def run_worker(queue: JobQueue, pool: JobProcessPool, *, job_timeout: float, until: Any, limit: float = 60) -> None:
+def run_worker(
+    queue: JobQueue, pool: JobProcessPool, *, job_timeout: float, until: Any, limit: float = 60
+) -> None:
     worker = Worker(
         queue, pool.handlers(["ok", "boom", "permanent", "spin", "die"]), worker_id="w", concurrency=2,
         per_installation_limit=1, heartbeat_interval=0.2, poll_interval=0.05, job_timeout=job_timeout,
@@ -69,7 +71,8 @@ def test_results_errors_and_metrics_cross_the_process_boundary(tmp_path: Path) -
     queue = JobQueue(store, backoff_base=3600)
     metrics = Metrics(CollectorRegistry())
     pool = JobProcessPool(pool_handlers, (str(tmp_path),), size=2, metrics=metrics)
-    ids = {kind: queue.enqueue(kind, {}, installation_id=i) for i, kind in enumerate(["ok", "boom", "permanent"])}
+    kinds = ["ok", "boom", "permanent"]
+    ids = {kind: queue.enqueue(kind, {}, installation_id=i) for i, kind in enumerate(kinds)}
 
     def settled() -> bool:
         return all(queue.get(i).state != "queued" and queue.get(i).state != "running" for i in ids.values())
