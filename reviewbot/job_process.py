@@ -163,6 +163,11 @@ class JobProcessPool:
         self._slots: asyncio.Semaphore | None = None
         self.started = 0  # children spawned (tests and logs: a kill spawns a replacement)
 
+    def prewarm(self, n: int = 1) -> None:
+        """Start `n` children now, so the first jobs do not wait for an interpreter to start."""
+        while len(self._idle) < min(n, self.size):
+            self._idle.append(self._spawn())
+
     def handlers(self, kinds: Iterable[str]) -> dict[str, Handler]:
         """A handler per kind that runs the job in a child process."""
         return {kind: self.run for kind in kinds}

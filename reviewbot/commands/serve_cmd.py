@@ -90,6 +90,7 @@ def make_worker(
         pool = JobProcessPool(
             child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics
         )
+        pool.prewarm(1)
         handlers = pool.handlers(handlers)
     worker = Worker(
         queue,
