@@ -116,6 +116,7 @@ def _child_main(conn: multiprocessing.connection.Connection, factory: Factory, a
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     handlers = factory(*args, metrics=recorder)
+    conn.send("ready")  # the parent's job timeout starts after this, not with the interpreter
     while True:
         try:
             job: Job = conn.recv()
@@ -143,14 +144,24 @@ def _child_main(conn: multiprocessing.connection.Connection, factory: Factory, a
 class _Child:
     process: multiprocessing.process.BaseProcess
     conn: multiprocessing.connection.Connection
+    ready: bool = False
 
 
 class JobProcessPool:
     """Up to `size` child processes running handlers built by `factory(*factory_args, metrics=...)`.
-    Use one pool per event loop (the worker's); `close()` stops the children."""
+    A job that has not answered `timeout` seconds after it was handed to a ready child is stopped
+    (its process killed) with a TimeoutError; starting a child does not count. Use one pool per
+    event loop (the worker's); `close()` stops the children."""
 
     def __init__(
-        self, factory: Factory, factory_args: tuple[Any, ...] = (), *, size: int = 2, metrics: Any = None
+        self,
+        factory: Factory,
+        factory_args: tuple[Any, ...] = (),
+        *,
+        size: int = 2,
+        metrics: Any = None,
+        timeout: float | None = None,
+        start_timeout: float = 300.0,
     ) -> None:
         if size < 1:
             raise ValueError("size must be >= 1")
@@ -158,6 +169,8 @@ class JobProcessPool:
         self.factory_args = factory_args
         self.size = size
         self.metrics = metrics
+        self.timeout = timeout
+        self.start_timeout = start_timeout
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: list[_Child] = []
         self._slots: asyncio.Semaphore | None = None
@@ -180,8 +193,19 @@ class JobProcessPool:
             child = self._idle.pop() if self._idle else self._spawn()
             healthy = False
             try:
+                if not child.ready:
+                    async with asyncio.timeout(self.start_timeout):
+                        if await self._answer(child) != "ready":
+                            raise JobProcessDied("the job process did not start")
+                    child.ready = True
                 child.conn.send(job)
-                (status, message), calls = await self._answer(child)
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        (status, message), calls = await self._answer(child)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"job timed out after {self.timeout}s; its process was killed"
+                    ) from None
                 healthy = True
             finally:
                 if healthy:

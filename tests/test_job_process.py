@@ -44,12 +44,11 @@ def pool_handlers(marker_dir: str, *, metrics: Any) -> dict[str, Handler]:
     return {"ok": ok, "boom": boom, "permanent": permanent, "spin": spin, "die": die}
 
 
-def run_worker(
-    queue: JobQueue, pool: JobProcessPool, *, job_timeout: float, until: Any, limit: float = 60
-) -> None:
+def run_worker(queue: JobQueue, pool: JobProcessPool, *, until: Any, limit: float = 90) -> None:
+    """The real Worker with the pool's handlers (the pool times the jobs, as `serve` wires it)."""
     worker = Worker(
         queue, pool.handlers(["ok", "boom", "permanent", "spin", "die"]), worker_id="w", concurrency=2,
-        per_installation_limit=1, heartbeat_interval=0.2, poll_interval=0.05, job_timeout=job_timeout,
+        per_installation_limit=1, heartbeat_interval=0.2, poll_interval=0.05,
     )  # fmt: skip
 
     async def main() -> None:
@@ -77,7 +76,7 @@ def test_results_errors_and_metrics_cross_the_process_boundary(tmp_path: Path) -
     def settled() -> bool:
         return all(queue.get(i).state != "queued" and queue.get(i).state != "running" for i in ids.values())
 
-    run_worker(queue, pool, job_timeout=60, until=settled)
+    run_worker(queue, pool, until=settled)
     assert queue.get(ids["ok"]).state == "done"
     assert int((tmp_path / f"done-{ids['ok']}").read_text()) != os.getpid()  # ran in a child
     boom = queue.get(ids["boom"])
@@ -91,7 +90,8 @@ def test_results_errors_and_metrics_cross_the_process_boundary(tmp_path: Path) -
 def test_a_frozen_job_is_killed_at_the_timeout_while_another_tenant_is_served(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "q.db")
     queue = JobQueue(store, backoff_base=3600)
-    pool = JobProcessPool(pool_handlers, (str(tmp_path),), size=2)
+    pool = JobProcessPool(pool_handlers, (str(tmp_path),), size=2, timeout=4)
+    pool.prewarm(2)  # the timeout starts when a ready process has the job, never before
     frozen = queue.enqueue("spin", {}, installation_id=1)
     started = time.monotonic()
 
@@ -106,13 +106,14 @@ def test_a_frozen_job_is_killed_at_the_timeout_while_another_tenant_is_served(tm
             holder["at"] = time.monotonic()
         return queue.get(frozen).state != "running" and spinning()
 
-    run_worker(queue, pool, job_timeout=4, until=until)
+    run_worker(queue, pool, until=until)
     other = int(holder["other"])
     assert queue.get(other).state == "done"
     done_after = (tmp_path / f"done-{other}").stat().st_mtime
     assert done_after - (time.time() - (time.monotonic() - holder["at"])) < 3  # not behind the frozen job
     job = queue.get(frozen)
-    assert job.state == "queued" and job.last_error == "timed out after 4s"
+    assert job.state == "queued"
+    assert job.last_error == "TimeoutError: job timed out after 4s; its process was killed"
     assert time.monotonic() - started < 30
     spinner = int((tmp_path / f"spinning-{frozen}").read_text())
     time.sleep(0.2)
@@ -125,7 +126,7 @@ def test_a_job_that_kills_its_process_is_dead_lettered_with_that_reason(tmp_path
     queue = JobQueue(store, max_attempts=2, backoff_base=0.01)
     pool = JobProcessPool(pool_handlers, (str(tmp_path),), size=1)
     job_id = queue.enqueue("die", {}, installation_id=1)
-    run_worker(queue, pool, job_timeout=60, until=lambda: queue.get(job_id).state == "dead")
+    run_worker(queue, pool, until=lambda: queue.get(job_id).state == "dead")
     job = queue.get(job_id)
     assert job.state == "dead" and "the job's process died (exit code 3)" in (job.last_error or "")
     assert pool.started == 2  # a fresh process for the second attempt

@@ -88,8 +88,9 @@ def make_worker(
     pool = None
     if settings.job_processes:
         pool = JobProcessPool(
-            child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics
-        )
+            child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics,
+            timeout=settings.job_timeout,
+        )  # fmt: skip
         pool.prewarm(1)
         handlers = pool.handlers(handlers)
     worker = Worker(
@@ -100,7 +101,8 @@ def make_worker(
         per_installation_limit=settings.per_installation_concurrency,
         heartbeat_interval=HEARTBEAT_INTERVAL,
         metrics=metrics,
-        job_timeout=settings.job_timeout,
+        # in job processes the pool times the job itself (a process's start-up is not the job's)
+        job_timeout=None if pool is not None else settings.job_timeout,
     )
     return worker, pool
 
