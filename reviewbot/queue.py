@@ -38,6 +38,7 @@ from typing import Any
 from reviewbot.store import Store
 
 LIVE_STATES = ("queued", "running")
+CLAIM_BATCH = 8  # candidates read per query when claiming (the per-installation limit is checked on them)
 SUPERSEDING_KINDS = frozenset({"review"})
 
 
@@ -100,6 +101,12 @@ _COLUMNS = (
     "lease_owner, last_error, dedupe_key, lease_losses, head_at"
 )
 _COLUMN_NAMES = [c.strip() for c in _COLUMNS.split(",")]
+
+
+def _kind_filter(kinds: list[str] | None) -> tuple[str, list[str]]:
+    if kinds is None:
+        return "", []
+    return f" AND kind IN ({', '.join('?' * len(kinds))})", list(kinds)
 
 
 class JobQueue:
@@ -241,66 +248,129 @@ class JobQueue:
         kinds: Iterable[str] | None = None,
         per_installation_limit: int | None = None,
     ) -> Job | None:
-        """Take the next runnable job with a lease, or None. Runnable: queued and due, or running
-        with an expired lease (its worker died). Installations already running
-        `per_installation_limit` jobs are skipped. Taking over an expired lease counts a lease
-        loss, not a failed attempt; a job that lost `max_lease_losses` leases is dead-lettered
-        instead of claimed again (it is likely what kills or hangs the worker: poison)."""
+        """Take the next runnable job with a lease, or None. Runnable: running with an expired lease
+        (its worker died; these first), or queued and due, oldest `run_after` first. Installations
+        already running `per_installation_limit` jobs are skipped. Taking over an expired lease
+        counts a lease loss, not a failed attempt; a job that lost `max_lease_losses` leases is
+        dead-lettered instead of claimed again (it is likely what kills or hangs the worker).
+
+        Under a backlog this stays cheap: a read-only peek answers "nothing to do" without the
+        write lock; candidates come `CLAIM_BATCH` at a time from two indexed queries (expired
+        leases by `jobs_lease`, due jobs by `jobs_claim` in `run_after, id` order); the
+        per-installation limit is checked on those few candidates only, and installations found at
+        their limit are excluded from the next batch."""
         kinds = list(kinds) if kinds is not None else None
+        if kinds is not None and not kinds:
+            return None
+        if not self._anything_runnable(kinds):
+            return None
         with self.lock, self.store.transaction() as conn:
-            while True:
-                now_ts = self.clock()
-                now = iso(now_ts)
-                sql = (
-                    f"SELECT {_COLUMNS}, lease_expires_at FROM jobs j "
-                    "WHERE ((state = 'queued' AND run_after <= :now) "
-                    "    OR (state = 'running' AND lease_expires_at <= :now)) "
-                )
-                params: dict[str, Any] = {"now": now}
-                if kinds is not None:
-                    marks = ", ".join(f":k{i}" for i in range(len(kinds)))
-                    sql += f"AND kind IN ({marks}) " if kinds else "AND 0 "
-                    params.update({f"k{i}": k for i, k in enumerate(kinds)})
-                if per_installation_limit is not None:
-                    sql += (
-                        "AND (installation_id IS NULL OR (SELECT COUNT(*) FROM jobs r "
-                        "     WHERE r.installation_id = j.installation_id AND r.state = 'running' "
-                        "     AND r.lease_expires_at > :now AND r.id != j.id) < :limit) "
-                    )
-                    params["limit"] = per_installation_limit
-                sql += "ORDER BY run_after, id LIMIT 1"
-                row = conn.execute(sql, params).fetchone()
-                if row is None:
-                    return None
-                job = Job.from_row(row[:-1], _COLUMN_NAMES)
-                lost = int(job.state == "running")  # its worker died or hung: bad luck, not an error
-                if lost and job.lease_losses + 1 >= self.max_lease_losses:
-                    conn.execute(
-                        "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
-                        "lease_losses = lease_losses + 1, last_error = ?, updated_at = ? WHERE id = ?",
-                        (
-                            f"poison: the lease ran out {job.lease_losses + 1} times (limit "
-                            f"{self.max_lease_losses}): the worker running it died or hung each time "
-                            f"(last: {job.lease_owner}); failed attempts: {job.failures - 1}; "
-                            f"last error: {job.last_error}",
-                            now,
-                            job.id,
-                        ),
-                    )
-                    continue
-                conn.execute(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
-                    "lease_losses = lease_losses + ?, lease_owner = ?, "
-                    "lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
-                    (lost, worker_id, iso(now_ts + self.lease_seconds), now, now, job.id),
-                )
-                return replace(
-                    job,
-                    state="running",
-                    attempts=job.attempts + 1,
-                    lease_losses=job.lease_losses + lost,
-                    lease_owner=worker_id,
-                )
+            now_ts = self.clock()
+            now = iso(now_ts)
+            running = self._running_per_installation(conn, now) if per_installation_limit else {}
+            full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
+            for state in ("running", "queued"):
+                after: tuple[str, int] | None = None
+                while True:
+                    batch = self._candidates(conn, state, now, kinds, full, after)
+                    for job, _key in batch:
+                        if job.installation_id is not None and job.installation_id in full:
+                            continue
+                        taken = self._take(conn, job, worker_id, now_ts)
+                        if taken is not None:
+                            return taken
+                    if len(batch) < CLAIM_BATCH:
+                        break
+                    after = batch[-1][1]
+            return None
+
+    def _anything_runnable(self, kinds: list[str] | None) -> bool:
+        """A read (no write lock): is any job due or any lease expired? Most polls find none."""
+        now = iso(self.clock())
+        kind_sql, params = _kind_filter(kinds)
+        with self.lock:
+            row = self.store.conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND run_after <= ?{kind_sql}) "
+                f"OR EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_expires_at <= ?{kind_sql})",
+                (now, *params, now, *params),
+            ).fetchone()
+        return bool(row[0])
+
+    @staticmethod
+    def _running_per_installation(conn: sqlite3.Connection, now: str) -> dict[int, int]:
+        """Live leases per installation (jobs_lease index: running jobs are few)."""
+        rows = conn.execute(
+            "SELECT installation_id, COUNT(*) FROM jobs WHERE state = 'running' "
+            "AND lease_expires_at > ? AND installation_id IS NOT NULL GROUP BY installation_id",
+            (now,),
+        ).fetchall()
+        return {int(i): int(n) for i, n in rows}
+
+    @staticmethod
+    def _candidates(
+        conn: sqlite3.Connection,
+        state: str,
+        now: str,
+        kinds: list[str] | None,
+        full: set[int],
+        after: tuple[str, int] | None,
+    ) -> list[tuple[Job, tuple[str, int]]]:
+        """Up to CLAIM_BATCH runnable jobs in `state`, in claim order, after the key `after`."""
+        order = "lease_expires_at" if state == "running" else "run_after"
+        kind_sql, params = _kind_filter(kinds)
+        sql = f"SELECT {_COLUMNS}, {order} FROM jobs WHERE state = ? AND {order} <= ?{kind_sql}"
+        args: list[Any] = [state, now, *params]
+        if full:
+            marks = ", ".join("?" * len(full))
+            sql += f" AND (installation_id IS NULL OR installation_id NOT IN ({marks}))"
+            args += sorted(full)
+        if after is not None:
+            sql += f" AND ({order}, id) > (?, ?)"
+            args += list(after)
+        sql += f" ORDER BY {order}, id LIMIT {CLAIM_BATCH}"
+        out = []
+        for row in conn.execute(sql, args).fetchall():
+            job = Job.from_row(row[:-1], _COLUMN_NAMES)
+            out.append((job, (str(row[-1]), job.id)))
+        return out
+
+    def _take(self, conn: sqlite3.Connection, job: Job, worker_id: str, now_ts: float) -> Job | None:
+        """Lease `job` to `worker_id`, or dead-letter it as poison (None) after too many lost leases."""
+        now = iso(now_ts)
+        lost = int(job.state == "running")  # its worker died or hung: bad luck, not an error
+        if lost and job.lease_losses + 1 >= self.max_lease_losses:
+            conn.execute(
+                "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
+                "lease_losses = lease_losses + 1, last_error = ?, updated_at = ? WHERE id = ?",
+                (
+                    f"poison: the lease ran out {job.lease_losses + 1} times (limit "
+                    f"{self.max_lease_losses}): the worker running it died or hung each time "
+                    f"(last: {job.lease_owner}); failed attempts: {job.failures - 1}; "
+                    f"last error: {job.last_error}",
+                    now,
+                    job.id,
+                ),
+            )
+            return None
+        conn.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+            "lease_losses = lease_losses + ?, lease_owner = ?, "
+            "lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
+            (lost, worker_id, iso(now_ts + self.lease_seconds), now, now, job.id),
+        )
+        return replace(
+            job,
+            state="running",
+            attempts=job.attempts + 1,
+            lease_losses=job.lease_losses + lost,
+            lease_owner=worker_id,
+        )
+
+    def checkpoint(self) -> None:
+        """A passive WAL checkpoint (never waits for readers or writers): keeps the WAL file from
+        growing under a steady stream of small writes; the worker calls it in the background."""
+        with self.lock:
+            self.store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def heartbeat(self, job: Job) -> bool:
         """Extend the lease. False when the lease was lost (expired and taken by another worker)."""

@@ -190,6 +190,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         -- Runs whose lease ran out (the worker died or hung): counted apart from failed attempts,
         -- with their own, higher cap (a job that kills every worker is poison).
         ALTER TABLE jobs ADD COLUMN lease_losses INTEGER NOT NULL DEFAULT 0;
+        -- Claiming under a backlog: expired leases by their own index; due jobs in (run_after, id)
+        -- order come from jobs_claim (its rowid is the id).
+        CREATE INDEX IF NOT EXISTS jobs_lease ON jobs(state, lease_expires_at);
         """,
     ),
 ]

@@ -4,6 +4,7 @@ per-installation limits. Time is a fake clock: nothing sleeps."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,47 @@ def test_uninstall_job_voids_the_installations_queued_work(queue: JobQueue) -> N
     assert running.id == mine[0] and queue.get(mine[0]).state == "running"
     assert queue.get(mine[1]).state == "superseded"
     assert queue.get(other).state == "queued" and queue.get(cleanup).state == "queued"
+
+
+def test_claim_under_a_backlog_finds_the_one_installation_below_its_limit(queue: JobQueue) -> None:
+    """Issue #14: 20,000 due jobs of an installation already at its limit, then one of another:
+    the claim reads a few candidates, excludes the full installation, and finds it at once."""
+    busy = review(queue, pr=0, inst=1)
+    assert queue.claim("w", per_installation_limit=1).id == busy
+    with queue.store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO jobs (kind, installation_id, repo, pr, payload, state, run_after, created_at, "
+            "updated_at) VALUES ('review', 1, 'o/r', ?, '{}', 'queued', ?, ?, ?)",
+            [(n, iso(1.0e9 + n), iso(1.0e9), iso(1.0e9)) for n in range(1, 20_001)],
+        )
+    other = review(queue, pr=99, inst=2)
+    started = time.perf_counter()
+    job = queue.claim("w", per_installation_limit=1)
+    took = time.perf_counter() - started
+    assert job is not None and job.id == other
+    assert took < 0.5, f"claim took {took:.3f} s"
+    started = time.perf_counter()
+    assert queue.claim("w", per_installation_limit=1) is None  # both installations at their limit
+    assert time.perf_counter() - started < 0.5
+    plans = " ".join(
+        str(r[-1]) for r in queue.store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state = 'queued' AND run_after <= ? "
+            "ORDER BY run_after, id LIMIT 8", (iso(2.0e9),)
+        )
+    )
+    assert "jobs_claim" in plans and "TEMP B-TREE" not in plans
+
+
+def test_the_idle_poll_takes_no_write_lock(queue: JobQueue, store: Store, tmp_path: Path) -> None:
+    """Nothing runnable: the claim answers from a read, even while another connection holds the
+    write lock (a worker polling every second must not queue behind the webhook's writes)."""
+    other = Store.open(tmp_path / "q.db")
+    other.conn.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.perf_counter()
+        assert queue.claim("w") is None
+        assert time.perf_counter() - started < 1.0
+    finally:
+        other.conn.execute("ROLLBACK")
+        other.close()
+    queue.checkpoint()  # passive: returns at once
