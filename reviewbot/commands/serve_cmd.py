@@ -91,7 +91,7 @@ def make_worker(
             child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics,
             timeout=settings.job_timeout,
         )  # fmt: skip
-        pool.prewarm(1)
+        pool.prewarm(settings.worker_concurrency)  # no first job waits for an interpreter
         handlers = pool.handlers(handlers)
     worker = Worker(
         queue,
