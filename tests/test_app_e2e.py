@@ -539,7 +539,7 @@ def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
                      "WHERE state = 'running'")  # fmt: skip
     w.llm.latency = 0
     done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr
 
 

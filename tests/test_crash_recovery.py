@@ -109,7 +109,7 @@ def crash_at(w: World, reached: Callable[[], bool], dead: Callable[[], None] = l
         conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
                      "WHERE state = 'running'")  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
-                          cwd=ROOT, capture_output=True, text=True, timeout=90)  # fmt: skip
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return llm_at_kill
 
@@ -264,7 +264,7 @@ def test_a_frozen_worker_that_wakes_after_its_lease_ran_out_does_not_post_again(
             conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
                          "WHERE state = 'running'")  # fmt: skip
         done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(world),
-                              cwd=ROOT, capture_output=True, text=True, timeout=90)  # fmt: skip
+                              cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         assert len(world.reviews()) == 1  # the second worker reviewed it
         release.set()  # the frozen worker's answer is waiting for it

@@ -80,10 +80,12 @@ def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
 
 
 def make_worker(
-    settings: Settings, store: Store, queue: JobQueue, metrics: Metrics, worker_id: str
+    settings: Settings, store: Store, queue: JobQueue, metrics: Metrics, worker_id: str,
+    *, prewarm: bool = True,
 ) -> tuple[Worker, JobProcessPool | None]:
     """The worker of `serve` and `worker`: handlers in job processes unless `job_processes` is off,
-    and every job under `job_timeout`. Close the pool (if any) when the worker stops."""
+    and every job under `job_timeout`. With `prewarm` one job process per slot starts now (a
+    long-running worker), else on the first job (`worker --once`). Close the pool when done."""
     handlers = build_handlers(settings, store, queue=queue, metrics=metrics)
     pool = None
     if settings.job_processes:
@@ -91,7 +93,8 @@ def make_worker(
             child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics,
             timeout=settings.job_timeout,
         )  # fmt: skip
-        pool.prewarm(settings.worker_concurrency)  # no first job waits for an interpreter
+        if prewarm:
+            pool.prewarm(settings.worker_concurrency)  # no first job waits for an interpreter
         handlers = pool.handlers(handlers)
     worker = Worker(
         queue,
@@ -314,7 +317,7 @@ def register(app: typer.Typer) -> None:
         store = Store.open(settings.database_path)
         metrics = Metrics(CollectorRegistry())
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-        w, pool = make_worker(settings, store, queue, metrics, _worker_id())
+        w, pool = make_worker(settings, store, queue, metrics, _worker_id(), prewarm=not once)
 
         async def main() -> None:
             if once:
