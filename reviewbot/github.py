@@ -246,8 +246,10 @@ class GitHubApp:
             if self.bot_user_id is None:
                 login = self.bot_login
                 if login is None:
+                    # this App's own token cache: githubkit's default one is process-wide and
+                    # would hand out a JWT cached for another App with the same id
                     app_kit = GitHub(self._auth, base_url=self.base_url, timeout=self.timeout,
-                                     http_cache=False, auto_retry=False)
+                                     cache_strategy=self._cache, http_cache=False, auto_retry=False)
                     async with app_kit:
                         resp = await via._call(lambda: app_kit.rest.apps.async_get_authenticated())
                     login = f"{resp.json()['slug']}[bot]"

@@ -31,7 +31,7 @@ from tests.fakes.fake_llm import FakeLLM
 from tests.test_app_e2e import APP_ID, CONFIG, ROOT, app_keys, flag_bug_lines, module
 
 SECRET = "hostile-serve-secret"
-JOB_TIMEOUT = 20
+JOB_TIMEOUT = 12
 
 
 def free_port() -> int:

@@ -39,6 +39,8 @@ log = logging.getLogger("reviewbot.serve")
 LEASE_SECONDS = 120.0
 HEARTBEAT_INTERVAL = 15.0
 FEEDBACK_TICK_SECONDS = 15 * 60.0
+#: Job kinds run on the worker's loop even with job processes: short database bookkeeping.
+INLINE_KINDS = frozenset({"installation", "command.pause", "command.resume"})
 
 
 def build_handlers(
@@ -95,7 +97,8 @@ def make_worker(
         )  # fmt: skip
         if prewarm:
             pool.prewarm(settings.worker_concurrency)  # no first job waits for an interpreter
-        handlers = pool.handlers(handlers)
+        # bookkeeping (installations, pause/resume) touches no untrusted text: it stays inline
+        handlers = {**handlers, **pool.handlers(k for k in handlers if k not in INLINE_KINDS)}
     worker = Worker(
         queue,
         handlers,
