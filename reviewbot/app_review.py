@@ -41,6 +41,7 @@ from reviewbot.github import (
     GitHubApp,
     GitHubClient,
     GitHubError,
+    ReviewCommentInfo,
     ReviewRejectedError,
 )
 from reviewbot.llm import LLMClient, caps_overrides_from_settings, client_from_settings
@@ -309,11 +310,29 @@ def acceptance_model(
 
 
 async def find_bot_review(gh: GitHubClient, repo: str, pr: int, marker: str) -> int | None:
-    """Our submitted review whose body carries `marker`, or None."""
-    for r in await gh.list_reviews(repo, pr):
-        if r.get("state") != "PENDING" and marker in (r.get("body") or ""):
+    """Our submitted review whose body carries `marker`, or None. Only reviews by the App's own bot
+    account count (checked by id): anyone can paste the marker into a review of their own."""
+    return review_with_marker(await gh.own_reviews(repo, pr), marker)
+
+
+def review_with_marker(own_reviews: list[dict[str, Any]], marker: str) -> int | None:
+    for r in own_reviews:
+        if marker in (r.get("body") or ""):
             return int(r["id"])
     return None
+
+
+def stale_pending_rows(store: Store, req: ReviewRequest) -> list[tuple[int, str]]:
+    """(id, head_sha) of this PR's reviews rows still 'pending' for another head: a run that died
+    between posting and recording, whose head moved on before any retry could record it."""
+    return [
+        (int(r[0]), str(r[1]))
+        for r in store.conn.execute(
+            "SELECT id, head_sha FROM reviews WHERE repo = ? AND pr = ? AND installation_id = ? "
+            "AND state = 'pending' AND head_sha != ?",
+            (req.repo, req.pr, req.installation_id, req.head_sha),
+        )
+    ]
 
 
 async def is_ancestor(gh: GitHubClient, repo: str, old_sha: str, new_sha: str) -> bool:
@@ -439,13 +458,14 @@ class ReviewJobHandler:
         marker = (
             request_marker(req.job_id) if req.force and req.job_id is not None else head_marker(req.head_sha)
         )
-        (org_text, repo_text), pull, full, found, on_github = await asyncio.gather(
+        (org_text, repo_text), pull, full, own_reviews, on_github = await asyncio.gather(
             gh.get_repo_config(req.repo),
             gh.get_pull(req.repo, req.pr),
             gh.get_pull_diff(req.repo, req.pr),
-            find_bot_review(gh, req.repo, req.pr, marker),
+            gh.own_reviews(req.repo, req.pr),
             gh.existing_fingerprints(req.repo, req.pr),
         )
+        found = review_with_marker(own_reviews, marker)
         try:
             config = load_config(repo_text, org_text)
             rules = ruleset_from_config(config.rules)
@@ -469,6 +489,7 @@ class ReviewJobHandler:
         if row is not None and row[1] == "posted" and not req.force:
             return skip("this head was already reviewed", "already_reviewed")
         review_id = claim_review_row(self.store, self.lock, req, pull.base_sha, iso(self.clock()))
+        await self._reconcile_pending(gh, req, own_reviews)
         if found is not None:
             return await self._record_found(gh, req, review_id, found, timings)
         t = time.perf_counter()
@@ -612,6 +633,31 @@ class ReviewJobHandler:
         log.warning("config invalid: %s", text)
         return ReviewOutcome("config_error", title, check_run_id=check_id)
 
+    async def _reconcile_pending(
+        self, gh: GitHubClient, req: ReviewRequest, own_reviews: list[dict[str, Any]]
+    ) -> None:
+        """Rows of older heads left 'pending' although their review is on GitHub (the run died
+        after posting and the head moved on): record them as posted, so the incremental diff and
+        the feedback loop see them. Rows whose review is not on GitHub stay as they are."""
+        for row_id, head_sha in stale_pending_rows(self.store, req):
+            gid = review_with_marker(own_reviews, head_marker(head_sha))
+            if gid is None:
+                continue
+            old = ReviewRequest(req.installation_id, req.repo, req.pr, head_sha, job_id=req.job_id)
+            comments = await self._github_comments(gh, old, gid)
+            self._store_found(old, row_id, gid, comments, None)
+            log.info("pending review of an older head reconciled from GitHub",
+                     extra={"head_sha": head_sha, "github_review_id": gid})  # fmt: skip
+
+    async def _github_comments(
+        self, gh: GitHubClient, req: ReviewRequest, github_review_id: int
+    ) -> list[ReviewCommentInfo]:
+        return [
+            c
+            for c in await gh.list_review_comments(req.repo, req.pr)
+            if c.review_id == github_review_id and c.fingerprint
+        ]
+
     async def _record_found(
         self,
         gh: GitHubClient,
@@ -622,11 +668,7 @@ class ReviewJobHandler:
     ) -> ReviewOutcome:
         """The bot's review for this head is already on GitHub (a crash after posting, or a lost
         database): record what GitHub shows, post nothing."""
-        comments = [
-            c
-            for c in await gh.list_review_comments(req.repo, req.pr)
-            if c.review_id == github_review_id and c.fingerprint
-        ]
+        comments = await self._github_comments(gh, req, github_review_id)
         # The crashed run may have died before its check run: create one from what GitHub shows
         # (its funnel died with it), unless the run that posted recorded one.
         with self.lock:
@@ -639,6 +681,28 @@ class ReviewJobHandler:
             recovered.funnel.candidates = recovered.funnel.posted = len(comments)
             recovered.notes.append("Recorded after a restart: the review was already on GitHub.")
             check_run_id = await self._check_run(gh, req, recovered)
+        self._store_found(req, review_id, github_review_id, comments, check_run_id)
+        log.info(
+            "review already on GitHub: recorded, not reposted", extra={"github_review_id": github_review_id}
+        )
+        return ReviewOutcome(
+            "recorded",
+            "review already on GitHub",
+            review_id,
+            github_review_id,
+            len(comments),
+            timings=timings,
+        )
+
+    def _store_found(
+        self,
+        req: ReviewRequest,
+        review_id: int,
+        github_review_id: int,
+        comments: list[ReviewCommentInfo],
+        check_run_id: int | None,
+    ) -> None:
+        """Record a review found on GitHub (and its fingerprinted comments) as posted."""
         now = iso(self.clock())
         with self.lock, self.store.transaction() as conn:
             conn.execute(
@@ -665,17 +729,6 @@ class ReviewJobHandler:
                     (review_id, req.installation_id, req.repo, req.pr, c.path, c.line, c.side, c.body,
                      "recovered from GitHub after a restart", c.fingerprint, c.id, now),
                 )  # fmt: skip
-        log.info(
-            "review already on GitHub: recorded, not reposted", extra={"github_review_id": github_review_id}
-        )
-        return ReviewOutcome(
-            "recorded",
-            "review already on GitHub",
-            review_id,
-            github_review_id,
-            len(comments),
-            timings=timings,
-        )
 
     # -- recording and metrics --------------------------------------------------------------
 

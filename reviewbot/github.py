@@ -145,6 +145,7 @@ class ReviewCommentInfo:
     review_id: int | None
     created_at: str
     fingerprint: str | None
+    user_id: int | None = None  # the author's numeric id: what "the bot's own comment" is checked by
 
 
 @dataclass(slots=True)
@@ -216,6 +217,7 @@ class GitHubApp:
         bot_login: str | None = None,
         on_call: CallHook | None = None,
         stats: GitHubStats | None = None,
+        bot_user_id: int | None = None,
     ) -> None:
         self.app_id = app_id
         self.base_url = base_url
@@ -229,6 +231,30 @@ class GitHubApp:
         self._auth = AppAuthStrategy(app_id, private_key_pem)
         self._cache = MemCacheStrategy()
         self._clients: dict[int, GitHubClient] = {}
+        self.bot_user_id = bot_user_id
+        self._bot_lock: asyncio.Lock | None = None
+
+    async def bot_identity(self, via: GitHubClient) -> int:
+        """The numeric id of the App's bot account (`<slug>[bot]`): GET /app with the App's JWT
+        for the slug (unless `bot_login` was given), then GET /users/<login> with an installation
+        token (`via`). Asked once per process; only reviews and comments by this id are ours."""
+        if self.bot_user_id is not None:
+            return self.bot_user_id
+        if self._bot_lock is None:
+            self._bot_lock = asyncio.Lock()
+        async with self._bot_lock:
+            if self.bot_user_id is None:
+                login = self.bot_login
+                if login is None:
+                    # this App's own token cache: githubkit's default one is process-wide and
+                    # would hand out a JWT cached for another App with the same id
+                    app_kit = GitHub(self._auth, base_url=self.base_url, timeout=self.timeout,
+                                     cache_strategy=self._cache, http_cache=False, auto_retry=False)
+                    async with app_kit:
+                        resp = await via._call(lambda: app_kit.rest.apps.async_get_authenticated())
+                    login = f"{resp.json()['slug']}[bot]"
+                self.bot_user_id = await via.user_id(login)
+        return self.bot_user_id
 
     async def installation_client(self, installation_id: int) -> GitHubClient:
         """The client for one installation; the same object (and token) on every call."""
@@ -245,7 +271,7 @@ class GitHubApp:
             )
             self._clients[installation_id] = GitHubClient(
                 kit, state=state, limits=self.limits, sleep=self.sleep, clock=self.clock,
-                stats=self.stats, bot_login=self.bot_login,
+                stats=self.stats, bot_login=self.bot_login, identity=self.bot_identity,
             )
         return self._clients[installation_id]
 
@@ -323,7 +349,10 @@ class GitHubClient:
         clock: Clock = time.time,
         stats: GitHubStats | None = None,
         bot_login: str | None = None,
+        identity: Callable[[GitHubClient], Awaitable[int]] | None = None,
     ) -> None:
+        """`identity(client)` answers the bot account's numeric id (GitHubApp.bot_identity);
+        without it the id of `bot_login` is looked up; with neither, nothing on GitHub is ours."""
         self.kit = kit
         self.rest = kit.rest
         self.state = state or _InstallationState()
@@ -332,6 +361,31 @@ class GitHubClient:
         self.clock = clock
         self.stats = stats or GitHubStats()
         self.bot_login = bot_login
+        self._identity = identity
+        self._own_id: int | None = None
+
+    async def own_id(self) -> int | None:
+        """The numeric id of the account this client posts as (cached)."""
+        if self._own_id is None:
+            if self._identity is not None:
+                self._own_id = await self._identity(self)
+            elif self.bot_login:
+                self._own_id = await self.user_id(self.bot_login)
+        return self._own_id
+
+    async def user_id(self, login: str) -> int:
+        """GET /users/<login>: an account's numeric id (logins can change hands; ids cannot)."""
+        resp = await self._call(lambda: self.rest.users.async_get_by_username(login))
+        return int(resp.json()["id"])
+
+    async def own_reviews(self, repo: str, number: int) -> list[dict[str, Any]]:
+        """The submitted reviews of the pull request authored by this client's own account: a
+        marker in anyone else's review (a PR author pasting `reviewbot:head=...`) means nothing."""
+        own = await self.own_id()
+        return [
+            r for r in await self.list_reviews(repo, number)
+            if own is not None and (r.get("user") or {}).get("id") == own and r.get("state") != "PENDING"
+        ]
 
     @classmethod
     def with_token(
@@ -608,21 +662,19 @@ class GitHubClient:
                 user_type=user.get("type", "User"), in_reply_to_id=c.get("in_reply_to_id"),
                 commit_id=c.get("commit_id", ""), review_id=c.get("pull_request_review_id"),
                 created_at=c.get("created_at", ""), fingerprint=parse_fingerprint(c.get("body")),
+                user_id=user.get("id") if isinstance(user.get("id"), int) else None,
             ))
         return out
-
-    def _is_ours(self, c: ReviewCommentInfo) -> bool:
-        if self.bot_login:
-            return c.user == self.bot_login
-        return c.user_type == "Bot"
 
     async def existing_fingerprints(self, repo: str, number: int) -> set[str]:
         """Fingerprints of the findings the bot already posted on this PR, read from GitHub itself.
 
-        Only the bot's own comments count, so nobody can suppress a finding by pasting a marker.
+        Only the bot's own comments count (by account id, not login or type), so nobody -- a
+        human or another App -- can suppress a finding by pasting a marker.
         """
         comments = await self.list_review_comments(repo, number)
-        return {c.fingerprint for c in comments if c.fingerprint and self._is_ours(c)}
+        own = await self.own_id()
+        return {c.fingerprint for c in comments if c.fingerprint and own is not None and c.user_id == own}
 
     async def get_comment_reactions(
         self, repo: str, comment_id: int, etag: str | None = None
@@ -758,10 +810,11 @@ class GitHubClient:
         reviews = await self._pages(
             lambda p: self.rest.pulls.async_list_reviews(owner, name, number, per_page=100, page=p)
         )
+        own = None if pending else await self.own_id()
         for r in reviews:
-            if pending and r.get("state") == "PENDING":
+            if pending and r.get("state") == "PENDING":  # GitHub shows a pending review to its author only
                 return int(r["id"])
-            if not pending and marker in (r.get("body") or ""):
+            if not pending and marker in (r.get("body") or "") and (r.get("user") or {}).get("id") == own:
                 return int(r["id"])
         return None
 

@@ -5,6 +5,17 @@ with a lease (BEGIN IMMEDIATE, so two workers never claim the same row), extends
 it runs, and a job whose lease ran out (its worker died) is claimed again. Failures retry with
 exponential backoff (`run_after`) and end as 'dead' with the reason after `max_attempts`.
 
+A run whose lease ran out (its worker was killed, or hung) is not a failure of the job: it is
+counted apart (`lease_losses`) with its own, higher cap (`max_lease_losses`), so bad luck -- a host
+restarting workers -- never dead-letters a healthy job, while a job that kills every worker that
+takes it (poison) is still dead-lettered, with that reason. `attempts` counts every run (it is
+also the lease's fencing token); failed attempts are `attempts - lease_losses`.
+
+Supersession goes by head recency, not arrival order: a review job carries `head_at` (the PR's
+`updated_at` in the event) and cancels only queued jobs of the same PR with an OLDER `head_at`; an
+event older than a live job's is born superseded. Without `head_at` nothing is superseded (the
+review handler still skips a head that is no longer the PR's).
+
 Times are stored as ISO-8601 UTC strings with a fixed width, so SQL compares them as text. The
 clock is injected (`clock() -> epoch seconds`): tests move time instead of sleeping.
 
@@ -27,6 +38,7 @@ from typing import Any
 from reviewbot.store import Store
 
 LIVE_STATES = ("queued", "running")
+CLAIM_BATCH = 8  # candidates read per query when claiming (the per-installation limit is checked on them)
 SUPERSEDING_KINDS = frozenset({"review"})
 
 
@@ -54,6 +66,13 @@ class Job:
     lease_owner: str | None
     last_error: str | None
     dedupe_key: str | None = None
+    lease_losses: int = 0
+    head_at: str | None = None
+
+    @property
+    def failures(self) -> int:
+        """Attempts that ended in an error (or are running now), not in a lost lease."""
+        return self.attempts - self.lease_losses
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple[Any, ...], columns: list[str]) -> Job:
@@ -72,14 +91,22 @@ class Job:
             lease_owner=d["lease_owner"],
             last_error=d["last_error"],
             dedupe_key=d.get("dedupe_key"),
+            lease_losses=d.get("lease_losses") or 0,
+            head_at=d.get("head_at"),
         )
 
 
 _COLUMNS = (
     "id, kind, payload, installation_id, repo, pr, head_sha, state, attempts, max_attempts, "
-    "lease_owner, last_error, dedupe_key"
+    "lease_owner, last_error, dedupe_key, lease_losses, head_at"
 )
 _COLUMN_NAMES = [c.strip() for c in _COLUMNS.split(",")]
+
+
+def _kind_filter(kinds: list[str] | None) -> tuple[str, list[str]]:
+    if kinds is None:
+        return "", []
+    return f" AND kind IN ({', '.join('?' * len(kinds))})", list(kinds)
 
 
 class JobQueue:
@@ -92,6 +119,7 @@ class JobQueue:
         clock: Callable[[], float] = time.time,
         lease_seconds: float = 60.0,
         max_attempts: int = 5,
+        max_lease_losses: int = 10,
         backoff_base: float = 10.0,
         backoff_max: float = 3600.0,
         lock: threading.RLock | None = None,
@@ -100,6 +128,7 @@ class JobQueue:
         self.clock = clock
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.max_lease_losses = max_lease_losses
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.lock = lock or threading.RLock()
@@ -118,6 +147,7 @@ class JobQueue:
         dedupe_key: str | None = None,
         supersede: bool | None = None,
         cancel_installation: bool = False,
+        head_at: str | None = None,
     ) -> int:
         """Add a job; returns its id (the live job's id when `dedupe_key` is already queued/running)."""
         with self.lock, self.store.transaction() as conn:
@@ -132,6 +162,7 @@ class JobQueue:
                 dedupe_key=dedupe_key,
                 supersede=supersede,
                 cancel_installation=cancel_installation,
+                head_at=head_at,
             )
 
     def enqueue_in(
@@ -147,9 +178,11 @@ class JobQueue:
         dedupe_key: str | None = None,
         supersede: bool | None = None,
         cancel_installation: bool = False,
+        head_at: str | None = None,
     ) -> int:
         """`enqueue` inside a transaction the caller already opened (the server stores the delivery
-        and its job together). A newer review of the same (repo, pr) supersedes queued older ones;
+        and its job together). A review with a newer `head_at` supersedes queued ones of the same
+        (repo, pr) with an older one; one older than a live job's is born superseded by it.
         `cancel_installation` supersedes every queued job of `installation_id`."""
         now = iso(self.clock())
         if dedupe_key is not None:
@@ -158,10 +191,20 @@ class JobQueue:
             ).fetchone()
             if row is not None:
                 return int(row[0])
+        if supersede is None:
+            supersede = kind in SUPERSEDING_KINDS
+        supersede = supersede and repo is not None and pr is not None and head_at is not None
+        newer = None
+        if supersede:
+            newer = conn.execute(
+                "SELECT id FROM jobs WHERE kind = ? AND repo = ? AND pr = ? AND state IN ('queued', "
+                "'running') AND head_at > ? ORDER BY head_at DESC, id DESC LIMIT 1",
+                (kind, repo, pr, head_at),
+            ).fetchone()
         cur = conn.execute(
             "INSERT INTO jobs (kind, installation_id, repo, pr, head_sha, payload, state, attempts, "
-            "max_attempts, run_after, created_at, updated_at, dedupe_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
+            "max_attempts, run_after, created_at, updated_at, dedupe_key, head_at, superseded_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
             (
                 kind,
                 installation_id,
@@ -169,21 +212,23 @@ class JobQueue:
                 pr,
                 head_sha,
                 json.dumps(payload, sort_keys=True),
+                "superseded" if newer else "queued",
                 self.max_attempts,
                 now,
                 now,
                 now,
                 dedupe_key,
+                head_at,
+                newer[0] if newer else None,
             ),
         )
         job_id = int(cur.lastrowid or 0)
-        if supersede is None:
-            supersede = kind in SUPERSEDING_KINDS
-        if supersede and repo is not None and pr is not None:
+        if supersede and newer is None:
             conn.execute(
                 "UPDATE jobs SET state = 'superseded', superseded_by = ?, updated_at = ? "
-                "WHERE kind = ? AND repo = ? AND pr = ? AND state = 'queued' AND id < ?",
-                (job_id, now, kind, repo, pr, job_id),
+                "WHERE kind = ? AND repo = ? AND pr = ? AND state = 'queued' AND id < ? "
+                "AND head_at < ?",
+                (job_id, now, kind, repo, pr, job_id, head_at),
             )
         if cancel_installation and installation_id is not None:
             # The App was uninstalled: queued work for it can only fail (no token any more).
@@ -203,55 +248,129 @@ class JobQueue:
         kinds: Iterable[str] | None = None,
         per_installation_limit: int | None = None,
     ) -> Job | None:
-        """Take the next runnable job with a lease, or None. Runnable: queued and due, or running
-        with an expired lease (its worker died). Installations already running
-        `per_installation_limit` jobs are skipped. A job whose worker died `max_attempts` times is
-        dead-lettered instead of claimed again (it may be what kills the worker)."""
+        """Take the next runnable job with a lease, or None. Runnable: running with an expired lease
+        (its worker died; these first), or queued and due, oldest `run_after` first. Installations
+        already running `per_installation_limit` jobs are skipped. Taking over an expired lease
+        counts a lease loss, not a failed attempt; a job that lost `max_lease_losses` leases is
+        dead-lettered instead of claimed again (it is likely what kills or hangs the worker).
+
+        Under a backlog this stays cheap: a read-only peek answers "nothing to do" without the
+        write lock; candidates come `CLAIM_BATCH` at a time from two indexed queries (expired
+        leases by `jobs_lease`, due jobs by `jobs_claim` in `run_after, id` order); the
+        per-installation limit is checked on those few candidates only, and installations found at
+        their limit are excluded from the next batch."""
         kinds = list(kinds) if kinds is not None else None
+        if kinds is not None and not kinds:
+            return None
+        if not self._anything_runnable(kinds):
+            return None
         with self.lock, self.store.transaction() as conn:
-            while True:
-                now_ts = self.clock()
-                now = iso(now_ts)
-                sql = (
-                    f"SELECT {_COLUMNS}, lease_expires_at FROM jobs j "
-                    "WHERE ((state = 'queued' AND run_after <= :now) "
-                    "    OR (state = 'running' AND lease_expires_at <= :now)) "
-                )
-                params: dict[str, Any] = {"now": now}
-                if kinds is not None:
-                    marks = ", ".join(f":k{i}" for i in range(len(kinds)))
-                    sql += f"AND kind IN ({marks}) " if kinds else "AND 0 "
-                    params.update({f"k{i}": k for i, k in enumerate(kinds)})
-                if per_installation_limit is not None:
-                    sql += (
-                        "AND (installation_id IS NULL OR (SELECT COUNT(*) FROM jobs r "
-                        "     WHERE r.installation_id = j.installation_id AND r.state = 'running' "
-                        "     AND r.lease_expires_at > :now AND r.id != j.id) < :limit) "
-                    )
-                    params["limit"] = per_installation_limit
-                sql += "ORDER BY run_after, id LIMIT 1"
-                row = conn.execute(sql, params).fetchone()
-                if row is None:
-                    return None
-                job = Job.from_row(row[:-1], _COLUMN_NAMES)
-                if job.state == "running" and job.attempts >= job.max_attempts:
-                    conn.execute(
-                        "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
-                        "last_error = ?, updated_at = ? WHERE id = ?",
-                        (
-                            f"lease expired after attempt {job.attempts} of {job.max_attempts} "
-                            f"(worker {job.lease_owner} died or hung); last error: {job.last_error}",
-                            now,
-                            job.id,
-                        ),
-                    )
-                    continue
-                conn.execute(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, "
-                    "lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
-                    (worker_id, iso(now_ts + self.lease_seconds), now, now, job.id),
-                )
-                return replace(job, state="running", attempts=job.attempts + 1, lease_owner=worker_id)
+            now_ts = self.clock()
+            now = iso(now_ts)
+            running = self._running_per_installation(conn, now) if per_installation_limit else {}
+            full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
+            for state in ("running", "queued"):
+                after: tuple[str, int] | None = None
+                while True:
+                    batch = self._candidates(conn, state, now, kinds, full, after)
+                    for job, _key in batch:
+                        if job.installation_id is not None and job.installation_id in full:
+                            continue
+                        taken = self._take(conn, job, worker_id, now_ts)
+                        if taken is not None:
+                            return taken
+                    if len(batch) < CLAIM_BATCH:
+                        break
+                    after = batch[-1][1]
+            return None
+
+    def _anything_runnable(self, kinds: list[str] | None) -> bool:
+        """A read (no write lock): is any job due or any lease expired? Most polls find none."""
+        now = iso(self.clock())
+        kind_sql, params = _kind_filter(kinds)
+        with self.lock:
+            row = self.store.conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND run_after <= ?{kind_sql}) "
+                f"OR EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_expires_at <= ?{kind_sql})",
+                (now, *params, now, *params),
+            ).fetchone()
+        return bool(row[0])
+
+    @staticmethod
+    def _running_per_installation(conn: sqlite3.Connection, now: str) -> dict[int, int]:
+        """Live leases per installation (jobs_lease index: running jobs are few)."""
+        rows = conn.execute(
+            "SELECT installation_id, COUNT(*) FROM jobs WHERE state = 'running' "
+            "AND lease_expires_at > ? AND installation_id IS NOT NULL GROUP BY installation_id",
+            (now,),
+        ).fetchall()
+        return {int(i): int(n) for i, n in rows}
+
+    @staticmethod
+    def _candidates(
+        conn: sqlite3.Connection,
+        state: str,
+        now: str,
+        kinds: list[str] | None,
+        full: set[int],
+        after: tuple[str, int] | None,
+    ) -> list[tuple[Job, tuple[str, int]]]:
+        """Up to CLAIM_BATCH runnable jobs in `state`, in claim order, after the key `after`."""
+        order = "lease_expires_at" if state == "running" else "run_after"
+        kind_sql, params = _kind_filter(kinds)
+        sql = f"SELECT {_COLUMNS}, {order} FROM jobs WHERE state = ? AND {order} <= ?{kind_sql}"
+        args: list[Any] = [state, now, *params]
+        if full:
+            marks = ", ".join("?" * len(full))
+            sql += f" AND (installation_id IS NULL OR installation_id NOT IN ({marks}))"
+            args += sorted(full)
+        if after is not None:
+            sql += f" AND ({order}, id) > (?, ?)"
+            args += list(after)
+        sql += f" ORDER BY {order}, id LIMIT {CLAIM_BATCH}"
+        out = []
+        for row in conn.execute(sql, args).fetchall():
+            job = Job.from_row(row[:-1], _COLUMN_NAMES)
+            out.append((job, (str(row[-1]), job.id)))
+        return out
+
+    def _take(self, conn: sqlite3.Connection, job: Job, worker_id: str, now_ts: float) -> Job | None:
+        """Lease `job` to `worker_id`, or dead-letter it as poison (None) after too many lost leases."""
+        now = iso(now_ts)
+        lost = int(job.state == "running")  # its worker died or hung: bad luck, not an error
+        if lost and job.lease_losses + 1 >= self.max_lease_losses:
+            conn.execute(
+                "UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
+                "lease_losses = lease_losses + 1, last_error = ?, updated_at = ? WHERE id = ?",
+                (
+                    f"poison: the lease ran out {job.lease_losses + 1} times (limit "
+                    f"{self.max_lease_losses}): the worker running it died or hung each time "
+                    f"(last: {job.lease_owner}); failed attempts: {job.failures - 1}; "
+                    f"last error: {job.last_error}",
+                    now,
+                    job.id,
+                ),
+            )
+            return None
+        conn.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+            "lease_losses = lease_losses + ?, lease_owner = ?, "
+            "lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
+            (lost, worker_id, iso(now_ts + self.lease_seconds), now, now, job.id),
+        )
+        return replace(
+            job,
+            state="running",
+            attempts=job.attempts + 1,
+            lease_losses=job.lease_losses + lost,
+            lease_owner=worker_id,
+        )
+
+    def checkpoint(self) -> None:
+        """A passive WAL checkpoint (never waits for readers or writers): keeps the WAL file from
+        growing under a steady stream of small writes; the worker calls it in the background."""
+        with self.lock:
+            self.store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def heartbeat(self, job: Job) -> bool:
         """Extend the lease. False when the lease was lost (expired and taken by another worker)."""
@@ -280,8 +399,8 @@ class JobQueue:
         """Record a failed attempt: back to 'queued' after an exponential backoff, or 'dead' with the
         reason when permanent or out of attempts. Returns the new state (None: lease lost)."""
         now = self.clock()
-        dead = permanent or job.attempts >= job.max_attempts
-        reason = error if not dead or permanent else f"{error} (gave up after {job.attempts} attempts)"
+        dead = permanent or job.failures >= job.max_attempts
+        reason = error if not dead or permanent else f"{error} (gave up after {job.failures} attempts)"
         with self.lock:
             if dead:
                 cur = self.store.conn.execute(
@@ -296,7 +415,7 @@ class JobQueue:
                     "run_after = ?, last_error = ?, updated_at = ? "
                     "WHERE id = ? AND lease_owner = ? AND state = 'running' AND attempts = ?",
                     (
-                        iso(now + self.backoff(job.attempts)),
+                        iso(now + self.backoff(job.failures)),
                         reason,
                         iso(now),
                         job.id,
@@ -357,8 +476,8 @@ class JobQueue:
         with self.lock:
             try:
                 cur = self.store.conn.execute(
-                    "UPDATE jobs SET state = 'queued', attempts = 0, run_after = ?, updated_at = ? "
-                    "WHERE id = ? AND state = 'dead'",
+                    "UPDATE jobs SET state = 'queued', attempts = 0, lease_losses = 0, run_after = ?, "
+                    "updated_at = ? WHERE id = ? AND state = 'dead'",
                     (now, now, job_id),
                 )
             except sqlite3.IntegrityError:  # the same work is already queued again

@@ -4,13 +4,22 @@ Order matters: the signature is checked on the raw bytes BEFORE anything parses 
 unauthenticated sender cannot reach the JSON parser or the database), the body is read with a size
 limit (a declared oversize body is refused before it is read), and the request does nothing slow:
 every piece of work, even a pause command or an uninstall cleanup, becomes a job.
+
+Unauthenticated senders cost little: a request without a signature header is refused before its
+body is read; the body streams through the HMAC into a spool that holds at most
+`buffer_bytes` in memory (the rest goes to a temporary file), so 25 MB forged bodies do not
+pile up in RAM; and the whole body must arrive within `body_timeout` seconds (else 408). The
+header, keep-alive and connection limits are the HTTP protocol's (reviewbot.http_guard).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 OFFLOAD_BYTES = 256 * 1024
+BUFFER_BYTES = 1024 * 1024  # in memory per request before the spool moves to a temporary file
+BODY_TIMEOUT = 30.0  # seconds for the whole body: GitHub itself gives up after 10
 
 
 class ServerConfigError(RuntimeError):
@@ -49,6 +60,8 @@ def create_app(
     heartbeat_stale_seconds: float = 120.0,
     mention: str = "reviewbot",
     dashboard_store: Store | None = None,
+    body_timeout: float = BODY_TIMEOUT,
+    buffer_bytes: int = BUFFER_BYTES,
 ) -> FastAPI:
     """Build the app. `registry` is a prometheus CollectorRegistry (a `Metrics` is created on it
     unless one is passed); `enqueue_hook(job_id)` runs after a job is committed (wakes a worker).
@@ -89,25 +102,32 @@ def create_app(
                     return reply(413, "-", "too_large", started, error="payload too large")
             except ValueError:
                 return reply(400, "-", "bad_request", started, error="invalid Content-Length")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                return reply(413, "-", "too_large", started, error="payload too large")
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        # Hashing and parsing megabytes takes milliseconds: keep big bodies off the event loop.
-        offload = len(body) > OFFLOAD_BYTES
-        # 2. Authenticity, on the raw bytes, before any parsing.
         signature = request.headers.get("x-hub-signature-256")
-        if offload:
-            valid = await run_in_threadpool(webhooks.verify_signature, webhook_secret, body, signature)
-        else:
-            valid = webhooks.verify_signature(webhook_secret, body, signature)
-        if not valid:
-            log.warning("webhook signature missing or wrong")
+        if not signature or not signature.startswith("sha256="):
+            log.warning("webhook signature missing")  # refused before reading a byte of the body
             return reply(401, "-", "unauthorized", started, error="invalid signature")
+        # 2. Authenticity: the body streams through the HMAC into a bounded spool.
+        mac = hmac.new(webhook_secret, digestmod=hashlib.sha256)
+        with tempfile.SpooledTemporaryFile(max_size=buffer_bytes) as spool:
+            size = 0
+            try:
+                async with asyncio.timeout(body_timeout):
+                    async for chunk in request.stream():
+                        size += len(chunk)
+                        if size > max_body_bytes:
+                            return reply(413, "-", "too_large", started, error="payload too large")
+                        mac.update(chunk)
+                        spool.write(chunk)
+            except TimeoutError:
+                log.warning("webhook body not received within %ss", body_timeout)
+                return reply(408, "-", "timeout", started, error="request body too slow")
+            if not webhooks.verify_digest(mac, signature):
+                log.warning("webhook signature wrong")
+                return reply(401, "-", "unauthorized", started, error="invalid signature")
+            spool.seek(0)
+            body = spool.read()
+        # Parsing megabytes takes milliseconds: keep big bodies off the event loop.
+        offload = len(body) > OFFLOAD_BYTES
         event = request.headers.get("x-github-event")
         delivery_id = request.headers.get("x-github-delivery")
         if not event or not delivery_id or len(delivery_id) > 200 or len(event) > 100:
@@ -187,6 +207,7 @@ def create_app(
                     dedupe_key=spec.dedupe_key,
                     supersede=spec.supersede,
                     cancel_installation=spec.cancel_installation,
+                    head_at=spec.head_at,
                 )
                 for spec in specs
             ]

@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     per_installation_concurrency: int = Field(
         default=1, ge=1, description="Jobs of one installation that run at once."
     )
+    job_timeout: float = Field(
+        default=600.0, gt=0,
+        description="Seconds a job may run; then its process is killed and the attempt fails.",
+    )
+    job_processes: bool = Field(
+        default=True,
+        description="Run each job's handler in a child process (CPU work off the server and worker).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level name.")
 
     @field_validator("log_level")

@@ -180,6 +180,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX IF NOT EXISTS jobs_installation ON jobs(installation_id, state);
         """,
     ),
+    (
+        4,
+        "jobs: head recency for supersession, lease losses counted apart from errors (queue.py)",
+        """
+        -- When the event's PR was last updated (pull_request.updated_at): a review job supersedes
+        -- only queued jobs of an OLDER head, so a late or redelivered event never cancels a newer one.
+        ALTER TABLE jobs ADD COLUMN head_at TEXT;
+        -- Runs whose lease ran out (the worker died or hung): counted apart from failed attempts,
+        -- with their own, higher cap (a job that kills every worker is poison).
+        ALTER TABLE jobs ADD COLUMN lease_losses INTEGER NOT NULL DEFAULT 0;
+        -- Claiming under a backlog: expired leases by their own index; due jobs in (run_after, id)
+        -- order come from jobs_claim (its rowid is the id).
+        CREATE INDEX IF NOT EXISTS jobs_lease ON jobs(state, lease_expires_at);
+        """,
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 REVIEW_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize"})
@@ -29,9 +30,16 @@ def sign(secret: bytes, body: bytes) -> str:
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     """True when `header` is GitHub's HMAC-SHA256 of the raw `body` under `secret` (constant time)."""
-    if not secret or not header or not header.startswith("sha256="):
+    if not secret:
         return False
-    expected = sign(secret, body)
+    return verify_digest(hmac.new(secret, body, hashlib.sha256), header)
+
+
+def verify_digest(mac: hmac.HMAC, header: str | None) -> bool:
+    """`verify_signature` for a body already fed to `mac` chunk by chunk (the server streams it)."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + mac.hexdigest()
     return hmac.compare_digest(expected.encode("ascii"), header.strip().encode("ascii", "replace"))
 
 
@@ -54,6 +62,7 @@ class EnqueueReview:
     author_is_bot: bool = False
     repo_id: int | None = None
     before_sha: str | None = None  # on synchronize: the previous head
+    updated_at: str | None = None  # the PR's updated_at in the event (ISO UTC): head recency
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +141,7 @@ class JobSpec:
     head_sha: str | None = None
     dedupe_key: str | None = None
     supersede: bool = False  # a newer job of this kind for the same (repo, pr) replaces queued ones
+    head_at: str | None = None  # what "newer" means: the event's pull_request.updated_at
     cancel_installation: bool = False  # queued jobs of the installation are void (uninstall)
 
 
@@ -200,6 +210,19 @@ def _is_bot(user: dict[str, Any]) -> bool:
     return kind == "Bot" or login.endswith("[bot]")
 
 
+def _utc_text(value: str | None) -> str | None:
+    """GitHub's timestamp as fixed-width ISO UTC text (sortable as text), or None if unreadable."""
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _repo(payload: dict[str, Any]) -> tuple[str, int | None]:
     return _get(payload, "repository.full_name", str), _get(payload, "repository.id", int, optional=True)
 
@@ -246,6 +269,7 @@ def _route_pull_request(action: str, payload: dict[str, Any], mention: str) -> A
             author_is_bot=_is_bot(user),
             repo_id=repo_id,
             before_sha=_get(payload, "before", str, optional=True) if action == "synchronize" else None,
+            updated_at=_utc_text(_get(pr, "updated_at", str, optional=True)),
         )
     if action == "closed":
         installation_id = _installation_id(payload)
@@ -437,6 +461,7 @@ def plan(action: Action, *, event: str = "", payload: dict[str, Any] | None = No
                 head_sha=action.head_sha,
                 dedupe_key=f"review:{action.repo}#{action.pr}@{action.head_sha}",
                 supersede=True,
+                head_at=action.updated_at,
             )
         ]
         if action.action == "synchronize":

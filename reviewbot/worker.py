@@ -29,6 +29,7 @@ from reviewbot.store import Store
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Job], Awaitable[None]]
+CHECKPOINT_EVERY = 20  # heartbeats between passive WAL checkpoints
 
 
 class PermanentJobError(Exception):
@@ -219,9 +220,16 @@ class Worker:
                     self.metrics.job_seconds.labels(kind=job.kind).observe(time.perf_counter() - started)
 
     async def _heartbeat_loop(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             self.beat()
+            beats += 1
+            if beats % CHECKPOINT_EVERY == 0:
+                try:  # passive: never waits for the server's readers or writers
+                    self.queue.checkpoint()
+                except Exception:
+                    log.exception("WAL checkpoint failed")
 
     def beat(self) -> None:
         """Extend every running job's lease and record liveness; cancel jobs whose lease was lost."""

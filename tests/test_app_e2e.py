@@ -526,7 +526,8 @@ def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(w), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        wait_until(lambda: when() or proc.poll() is not None)
+        # the worker and its job process are two interpreters to start on a loaded machine
+        wait_until(lambda: when() or proc.poll() is not None, timeout=90)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         os.kill(proc.pid, signal.SIGKILL)
     finally:
@@ -538,7 +539,7 @@ def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
                      "WHERE state = 'running'")  # fmt: skip
     w.llm.latency = 0
     done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr
 
 

@@ -92,7 +92,7 @@ def crash_at(w: World, reached: Callable[[], bool], dead: Callable[[], None] = l
     proc = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(w), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        wait_until(lambda: reached() or proc.poll() is not None, timeout=30)
+        wait_until(lambda: reached() or proc.poll() is not None, timeout=90)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         os.kill(proc.pid, signal.SIGKILL)
     finally:
@@ -109,7 +109,7 @@ def crash_at(w: World, reached: Callable[[], bool], dead: Callable[[], None] = l
         conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
                      "WHERE state = 'running'")  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
-                          cwd=ROOT, capture_output=True, text=True, timeout=90)  # fmt: skip
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return llm_at_kill
 
@@ -257,14 +257,14 @@ def test_a_frozen_worker_that_wakes_after_its_lease_ran_out_does_not_post_again(
     frozen = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(world), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        wait_until(lambda: first.is_set() or frozen.poll() is not None, timeout=30)
+        wait_until(lambda: first.is_set() or frozen.poll() is not None, timeout=90)
         assert frozen.poll() is None
         os.kill(frozen.pid, signal.SIGSTOP)
         with sqlite3.connect(world.db) as conn:  # its lease runs out while it is frozen
             conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
                          "WHERE state = 'running'")  # fmt: skip
         done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(world),
-                              cwd=ROOT, capture_output=True, text=True, timeout=90)  # fmt: skip
+                              cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         assert len(world.reviews()) == 1  # the second worker reviewed it
         release.set()  # the frozen worker's answer is waiting for it

@@ -4,11 +4,12 @@ per-installation limits. Time is a fake clock: nothing sleeps."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from reviewbot.queue import JobQueue
+from reviewbot.queue import JobQueue, iso
 from reviewbot.store import Store
 from tests.fakes.clock import ManualClock
 
@@ -32,10 +33,14 @@ def store(tmp_path: Path) -> Store:
 
 @pytest.fixture
 def queue(store: Store, clock: Clock) -> JobQueue:
-    return JobQueue(store, clock=clock, lease_seconds=60, max_attempts=3, backoff_base=10)
+    return JobQueue(store, clock=clock, lease_seconds=60, max_attempts=3, max_lease_losses=5, backoff_base=10)
 
 
-def review(queue: JobQueue, pr: int = 1, sha: str = "a" * 40, inst: int = 1, repo: str = "o/r") -> int:
+def review(
+    queue: JobQueue, pr: int = 1, sha: str = "a" * 40, inst: int = 1, repo: str = "o/r",
+    at: float | None = None,
+) -> int:
+    """A review job; `at` is the PR's updated_at in the event (epoch seconds): head recency."""
     return queue.enqueue(
         "review",
         {"sha": sha},
@@ -44,6 +49,7 @@ def review(queue: JobQueue, pr: int = 1, sha: str = "a" * 40, inst: int = 1, rep
         pr=pr,
         head_sha=sha,
         dedupe_key=f"review:{repo}#{pr}@{sha}",
+        head_at=None if at is None else iso(at),
     )
 
 
@@ -70,9 +76,9 @@ def test_dedupe_key_returns_the_live_job(queue: JobQueue) -> None:
 
 
 def test_newer_review_supersedes_queued_older_one(queue: JobQueue) -> None:
-    old = review(queue, sha="a" * 40)
-    other_pr = review(queue, pr=2, sha="c" * 40)
-    new = review(queue, sha="b" * 40)
+    old = review(queue, sha="a" * 40, at=1000)
+    other_pr = review(queue, pr=2, sha="c" * 40, at=1001)
+    new = review(queue, sha="b" * 40, at=1002)
     assert queue.get(old).state == "superseded"
     assert queue.get(other_pr).state == "queued"
     row = queue.store.conn.execute("SELECT superseded_by FROM jobs WHERE id = ?", (old,)).fetchone()
@@ -81,10 +87,33 @@ def test_newer_review_supersedes_queued_older_one(queue: JobQueue) -> None:
     assert {j.id for j in claimed} == {other_pr, new}
 
 
-def test_running_review_is_not_superseded(queue: JobQueue) -> None:
-    old = review(queue, sha="a" * 40)
+def test_an_older_head_arriving_late_never_cancels_a_newer_one(queue: JobQueue) -> None:
+    """Issue #11 item 5: `synchronize` (head B) then a late `opened` (head A, older updated_at):
+    arrival order used to decide, and A's job cancelled B's, so neither head was reviewed."""
+    newer = review(queue, sha="b" * 40, at=2000)
+    late_old = review(queue, sha="a" * 40, at=1000)
+    assert queue.get(newer).state == "queued"
+    assert queue.get(late_old).state == "superseded"
+    row = queue.store.conn.execute("SELECT superseded_by FROM jobs WHERE id = ?", (late_old,)).fetchone()
+    assert row[0] == newer
+    # redelivering the old event again, even while the newer head's job runs, changes nothing
     job = queue.claim("w1")
-    review(queue, sha="b" * 40)
+    assert job.id == newer
+    assert queue.get(review(queue, sha="a" * 40, at=1000)).state == "superseded"
+    assert queue.get(newer).state == "running"
+
+
+def test_without_head_recency_nothing_is_superseded(queue: JobQueue) -> None:
+    """No updated_at in the event: both stay queued (the handler skips a head that moved on)."""
+    first = review(queue, sha="a" * 40)
+    second = review(queue, sha="b" * 40)
+    assert queue.get(first).state == queue.get(second).state == "queued"
+
+
+def test_running_review_is_not_superseded(queue: JobQueue) -> None:
+    old = review(queue, sha="a" * 40, at=1000)
+    job = queue.claim("w1")
+    review(queue, sha="b" * 40, at=1001)
     assert queue.get(old).state == "running"
     assert queue.complete(job)
 
@@ -148,12 +177,34 @@ def test_permanent_failure_dead_letters_at_once(queue: JobQueue) -> None:
 
 def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(queue: JobQueue, clock: Clock) -> None:
     job_id = review(queue)
-    for _ in range(3):
+    for _ in range(queue.max_lease_losses):
         assert queue.claim("w") is not None
         clock.advance(61)  # the worker died mid-job
     assert queue.claim("w") is None
     job = queue.get(job_id)
-    assert job.state == "dead" and "lease expired" in job.last_error
+    assert job.state == "dead" and job.last_error.startswith("poison: the lease ran out 5 times")
+    assert "failed attempts: 0" in job.last_error
+
+
+def test_lost_leases_are_bad_luck_not_failed_attempts(queue: JobQueue, clock: Clock) -> None:
+    """Issue #11 item 8: with workers killed often, every death counted as an attempt and healthy
+    jobs were dead-lettered ("lease expired after attempt 5 of 5 ... last error: None")."""
+    job_id = review(queue)
+    for _ in range(queue.max_attempts + 1):  # more deaths than max_attempts
+        assert queue.claim("w") is not None
+        clock.advance(61)
+    job = queue.claim("w")
+    assert job is not None and job.id == job_id and job.lease_losses == queue.max_attempts + 1
+    # errors still have their own budget: two failures retry, the third dead-letters
+    assert job.failures == 1 and queue.fail(job, "boom 1") == "queued"
+    clock.advance(10)
+    job = queue.claim("w")
+    assert job.failures == 2 and queue.fail(job, "boom 2") == "queued"
+    clock.advance(20)
+    job = queue.claim("w")
+    assert job.failures == 3 and queue.fail(job, "boom 3") == "dead"
+    assert "gave up after 3 attempts" in queue.get(job_id).last_error
+    assert queue.retry_dead(job_id) and queue.get(job_id).lease_losses == 0
 
 
 def test_per_installation_limit(queue: JobQueue) -> None:
@@ -232,3 +283,47 @@ def test_uninstall_job_voids_the_installations_queued_work(queue: JobQueue) -> N
     assert running.id == mine[0] and queue.get(mine[0]).state == "running"
     assert queue.get(mine[1]).state == "superseded"
     assert queue.get(other).state == "queued" and queue.get(cleanup).state == "queued"
+
+
+def test_claim_under_a_backlog_finds_the_one_installation_below_its_limit(queue: JobQueue) -> None:
+    """Issue #14: 20,000 due jobs of an installation already at its limit, then one of another:
+    the claim reads a few candidates, excludes the full installation, and finds it at once."""
+    busy = review(queue, pr=0, inst=1)
+    assert queue.claim("w", per_installation_limit=1).id == busy
+    with queue.store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO jobs (kind, installation_id, repo, pr, payload, state, run_after, created_at, "
+            "updated_at) VALUES ('review', 1, 'o/r', ?, '{}', 'queued', ?, ?, ?)",
+            [(n, iso(1.0e9 + n), iso(1.0e9), iso(1.0e9)) for n in range(1, 20_001)],
+        )
+    other = review(queue, pr=99, inst=2)
+    started = time.perf_counter()
+    job = queue.claim("w", per_installation_limit=1)
+    took = time.perf_counter() - started
+    assert job is not None and job.id == other
+    assert took < 0.5, f"claim took {took:.3f} s"
+    started = time.perf_counter()
+    assert queue.claim("w", per_installation_limit=1) is None  # both installations at their limit
+    assert time.perf_counter() - started < 0.5
+    plans = " ".join(
+        str(r[-1]) for r in queue.store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state = 'queued' AND run_after <= ? "
+            "ORDER BY run_after, id LIMIT 8", (iso(2.0e9),)
+        )
+    )
+    assert "jobs_claim" in plans and "TEMP B-TREE" not in plans
+
+
+def test_the_idle_poll_takes_no_write_lock(queue: JobQueue, store: Store, tmp_path: Path) -> None:
+    """Nothing runnable: the claim answers from a read, even while another connection holds the
+    write lock (a worker polling every second must not queue behind the webhook's writes)."""
+    other = Store.open(tmp_path / "q.db")
+    other.conn.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.perf_counter()
+        assert queue.claim("w") is None
+        assert time.perf_counter() - started < 1.0
+    finally:
+        other.conn.execute("ROLLBACK")
+        other.close()
+    queue.checkpoint()  # passive: returns at once

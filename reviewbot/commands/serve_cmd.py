@@ -1,6 +1,11 @@
 """`reviewbot serve` (webhook server, with a worker in the same process by default) and
 `reviewbot worker` (workers alone). The only place these processes read Settings.
 
+The worker's own loop only claims jobs, keeps leases and waits: with `job_processes` (the
+default) every handler runs in a child process (reviewbot.job_process) under `job_timeout`, so
+the CPU work of a hostile PR never delays a webhook acknowledgement, /healthz or another tenant's
+job, and a frozen review is killed rather than waited for.
+
 `build_handlers` is where job kinds meet their code: the built-in ones (installation bookkeeping,
 pause/resume) are here; the review and feedback handlers are added by the modules that own them.
 A job kind without a handler is dead-lettered with a reason that names it.
@@ -21,6 +26,7 @@ from typing import Any
 import typer
 from prometheus_client import CollectorRegistry
 
+from reviewbot.job_process import JobProcessPool
 from reviewbot.logs import configure_logging
 from reviewbot.metrics import Metrics
 from reviewbot.queue import JobQueue
@@ -33,6 +39,8 @@ log = logging.getLogger("reviewbot.serve")
 LEASE_SECONDS = 120.0
 HEARTBEAT_INTERVAL = 15.0
 FEEDBACK_TICK_SECONDS = 15 * 60.0
+#: Job kinds run on the worker's loop even with job processes: short database bookkeeping.
+INLINE_KINDS = frozenset({"installation", "command.pause", "command.resume"})
 
 
 def build_handlers(
@@ -62,6 +70,47 @@ def build_handlers(
         handlers.update({kind: _unconfigured for kind in ("feedback", "poll_feedback", "conversation")})
     handlers["retrain"] = retrain_handler(store, prior=load_prior, now=_utcnow)
     return handlers
+
+
+def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
+    """The handlers of a job process (reviewbot.job_process): its own logging, database connection
+    and queue; `metrics` records what the handlers observe for the parent to replay."""
+    configure_logging(settings.log_level, secrets=settings_secrets(settings))
+    store = Store.open(settings.database_path)
+    queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
+    return build_handlers(settings, store, queue=queue, metrics=metrics)
+
+
+def make_worker(
+    settings: Settings, store: Store, queue: JobQueue, metrics: Metrics, worker_id: str,
+    *, prewarm: bool = True,
+) -> tuple[Worker, JobProcessPool | None]:
+    """The worker of `serve` and `worker`: handlers in job processes unless `job_processes` is off,
+    and every job under `job_timeout`. With `prewarm` one job process per slot starts now (a
+    long-running worker), else on the first job (`worker --once`). Close the pool when done."""
+    handlers = build_handlers(settings, store, queue=queue, metrics=metrics)
+    pool = None
+    if settings.job_processes:
+        pool = JobProcessPool(
+            child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics,
+            timeout=settings.job_timeout,
+        )  # fmt: skip
+        if prewarm:
+            pool.prewarm(settings.worker_concurrency)  # no first job waits for an interpreter
+        # bookkeeping (installations, pause/resume) touches no untrusted text: it stays inline
+        handlers = {**handlers, **pool.handlers(k for k in handlers if k not in INLINE_KINDS)}
+    worker = Worker(
+        queue,
+        handlers,
+        worker_id=worker_id,
+        concurrency=settings.worker_concurrency,
+        per_installation_limit=settings.per_installation_concurrency,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        metrics=metrics,
+        # in job processes the pool times the job itself (a process's start-up is not the job's)
+        job_timeout=None if pool is not None else settings.job_timeout,
+    )
+    return worker, pool
 
 
 def _utcnow() -> datetime:
@@ -153,23 +202,18 @@ class WorkerThread:
 
     def _main(self) -> None:
         store = Store.open(self.settings.database_path)
+        pool = None
         try:
             queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-            self.worker = Worker(
-                queue,
-                build_handlers(self.settings, store, queue=queue, metrics=self.metrics),
-                worker_id=_worker_id("-w"),
-                concurrency=self.settings.worker_concurrency,
-                per_installation_limit=self.settings.per_installation_concurrency,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                metrics=self.metrics,
-            )
+            self.worker, pool = make_worker(self.settings, store, queue, self.metrics, _worker_id("-w"))
             self._ready.set()
             asyncio.run(run_worker(queue, self.worker))
         except Exception:
             log.exception("worker thread crashed")
         finally:
             self._ready.set()
+            if pool is not None:
+                pool.close()
             store.close()
 
 
@@ -196,6 +240,7 @@ def register(app: typer.Typer) -> None:
         """
         import uvicorn
 
+        from reviewbot.http_guard import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, guarded_h11
         from reviewbot.server import create_app
 
         settings = _load({"host": host, "port": port, "database_path": database})
@@ -242,6 +287,9 @@ def register(app: typer.Typer) -> None:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=10,
+                # header deadline and connection cap (the body's are the app's): issue #11
+                http=guarded_h11(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS),
+                timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
             )
         finally:
             if runner is not None:
@@ -272,15 +320,7 @@ def register(app: typer.Typer) -> None:
         store = Store.open(settings.database_path)
         metrics = Metrics(CollectorRegistry())
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-        w = Worker(
-            queue,
-            build_handlers(settings, store, queue=queue, metrics=metrics),
-            worker_id=_worker_id(),
-            concurrency=settings.worker_concurrency,
-            per_installation_limit=settings.per_installation_concurrency,
-            heartbeat_interval=HEARTBEAT_INTERVAL,
-            metrics=metrics,
-        )
+        w, pool = make_worker(settings, store, queue, metrics, _worker_id(), prewarm=not once)
 
         async def main() -> None:
             if once:
@@ -296,4 +336,6 @@ def register(app: typer.Typer) -> None:
         try:
             asyncio.run(main())
         finally:
+            if pool is not None:
+                pool.close()
             store.close()

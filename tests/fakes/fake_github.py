@@ -17,8 +17,8 @@ Drive it from a test::
         ...
         gh.posted_reviews("acme/shop", 1)   # submitted reviews: {"event", "body", "comments", ...}
 
-State helpers: add_repo, set_default_files, add_pull, add_pull_from_dirs, push, commit,
-add_review_comment, add_reply, add_reaction, add_issue_comment, issue_token.
+State helpers: add_repo, set_default_files, add_pull, add_pull_from_dirs, push, commit, add_review
+(someone else's review), add_review_comment, add_reply, add_reaction, add_issue_comment, issue_token.
 Faults and limits: fail_next (after_processing=True loses the answer of a request that took effect),
 secondary_limit_next, too_many_requests_next, reset_next, slow_next, truncate_next, set_rate_limit.
 Records: reviews, posted_reviews(), rejected_reviews, deleted_pending_reviews, review_comments,
@@ -429,14 +429,18 @@ class FakeGitHub:
         rate_limit: int = 5000,
         bot_login: str = "reviewbot[bot]",
         api_prefix: str = "",
+        bot_user_id: int = 41898282,
     ) -> None:
-        """`api_prefix="/api/v3"` serves the API where GitHub Enterprise Server has it."""
+        """`api_prefix="/api/v3"` serves the API where GitHub Enterprise Server has it.
+        `bot_login`/`bot_user_id` are the App's bot account (GET /app gives its slug, GET
+        /users/<slug>[bot] its id); every other login gets an id derived from its name."""
         self.api_prefix = api_prefix.rstrip("/")
         self.app_id = app_id
         self.app_public_key = app_public_key
         self.clock = clock
         self.token_ttl = token_ttl
         self.bot_login = bot_login
+        self.bot_user_id = bot_user_id
         self.lock = threading.RLock()
         self._ids = itertools.count(1001)
         self.installations: set[int] = set()
@@ -800,7 +804,8 @@ class FakeGitHub:
 
     def _user(self, login: str, type_: str | None = None) -> dict[str, Any]:
         type_ = type_ or ("Bot" if login.endswith("[bot]") else "User")
-        uid = int(hashlib.sha1(login.encode()).hexdigest()[:7], 16)
+        uid = (self.bot_user_id if login == self.bot_login
+               else int(hashlib.sha1(login.encode()).hexdigest()[:7], 16))
         u = self._api(f"/users/{login}")
         return {
             "login": login, "id": uid, "node_id": f"U_{uid}",
@@ -1033,7 +1038,7 @@ class FakeGitHub:
         if route is None:
             raise _error(404, "Not Found")
         fn, params = route
-        is_token_route = path.startswith("/app/")
+        is_token_route = path == "/app" or path.startswith("/app/")
         with self.lock:
             rate = self._rate_headers(consume=not is_token_route)
             if fault and fault.kind == "status":
@@ -1130,6 +1135,8 @@ class FakeGitHub:
         R = r"(?P<repo>[^/]+/[^/]+)"
         table: list[tuple[str, str, Callable[..., Reply]]] = [
             ("POST", r"/app/installations/(?P<iid>\d+)/access_tokens", self._r_access_token),
+            ("GET", r"/app", self._r_app),
+            ("GET", r"/users/(?P<login>[^/]+)", self._r_user),
             ("GET", rf"/repos/{R}", self._r_repo),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)", self._r_pull),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/files", self._r_pull_files),
@@ -1232,6 +1239,37 @@ class FakeGitHub:
                                            "checks": "write", "metadata": "read", "issues": "write"},
                            "repository_selection": "all"})
 
+    def _app_claims(self, jwt: str) -> dict[str, Any]:
+        token = jwt.split(" ", 1)[1] if jwt.startswith("Bearer ") else ""
+        if not self.app_public_key:
+            raise _error(401, "A JSON web token could not be decoded", "/apps/apps")
+        try:
+            claims = _decode_jwt(token, self.app_public_key, time.time())
+        except Exception as e:  # noqa: BLE001 - any decode failure is a 401 on GitHub too
+            raise _error(401, f"A JSON web token could not be decoded ({type(e).__name__})",
+                         "/apps/apps") from e
+        if self.app_id is not None and str(claims.get("iss")) != str(self.app_id):
+            raise _error(401, "'Issuer' claim ('iss') must be an Integer or String", "/apps/apps")
+        return claims
+
+    def _r_app(self, jwt: str, **_: Any) -> Reply:
+        """GET /app (JWT): the App itself; its bot account is `<slug>[bot]`."""
+        self._app_claims(jwt)
+        slug = self.bot_login.removesuffix("[bot]")
+        owner = self._user("acme", "Organization")
+        now = _iso(self.clock())
+        return Reply(200, {
+            "id": self.app_id or 1, "slug": slug, "node_id": f"A_{slug}", "client_id": f"Iv1.{slug}",
+            "owner": owner, "name": slug, "description": "", "external_url": "https://example.test",
+            "html_url": f"https://github.com/apps/{slug}", "created_at": now, "updated_at": now,
+            "permissions": {"pull_requests": "write", "checks": "write", "contents": "read"},
+            "events": ["pull_request"], "installations_count": len(self.installations),
+        })
+
+    def _r_user(self, installation: int, params: dict, **_: Any) -> Reply:
+        """GET /users/{login}: the account's public profile (its numeric id)."""
+        return Reply(200, self._user(params["login"]))
+
     def _r_repo(self, installation: int, params: dict, **_: Any) -> Reply:
         r = self._repo_for(params, installation)
         return Reply(200, self._repo_json(r.full_name))
@@ -1314,14 +1352,28 @@ class FakeGitHub:
     def _review_json(self, repo: str, number: int, review: dict[str, Any]) -> dict[str, Any]:
         html = f"https://github.com/{repo}/pull/{number}#pullrequestreview-{review['id']}"
         return {
-            "id": review["id"], "node_id": f"PRR_{review['id']}", "user": self._user(self.bot_login, "Bot"),
+            "id": review["id"], "node_id": f"PRR_{review['id']}",
+            "user": self._user(review.get("user") or self.bot_login, review.get("user_type") or "Bot"),
             "body": review["body"], "state": review["state"], "html_url": html,
             "pull_request_url": self._api(f"/repos/{repo}/pulls/{number}"),
             "_links": {"html": {"href": html},
                        "pull_request": {"href": self._api(f"/repos/{repo}/pulls/{number}")}},
             "submitted_at": review["submitted_at"], "commit_id": review["commit_id"],
-            "author_association": "NONE",
+            "author_association": "NONE" if review.get("user_type", "Bot") == "Bot" else "CONTRIBUTOR",
         }
+
+    def add_review(self, repo: str, number: int, body: str, *, user: str = "mallory",
+                   user_type: str = "User", state: str = "COMMENTED") -> dict[str, Any]:
+        """A submitted review by someone else (e.g. a PR author pasting the bot's head marker)."""
+        with self.lock:
+            pr = self.pulls[(repo, number)]
+            review: dict[str, Any] = {
+                "id": self.next_id(), "body": body, "event": "COMMENT", "state": state,
+                "commit_id": pr.head_sha, "submitted_at": _iso(self.clock()), "comments": [],
+                "user": user, "user_type": user_type,
+            }
+            self.reviews.setdefault((repo, number), []).append(review)
+            return review
 
     def _r_list_reviews(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
         pr = self._pull_for(params, installation)

@@ -17,11 +17,12 @@ class LiveServer:
     choosing it and serving on it.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **config_kw: Any) -> None:
+        """`config_kw` go to uvicorn.Config (e.g. `http=guarded_h11(...)`, `timeout_keep_alive`)."""
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", **config_kw)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
