@@ -111,6 +111,11 @@ def test_one_installations_feedback_never_reaches_another(world: RWorld) -> None
     req_b = ReviewRequest(B["installation"], B["repo"], 1, "y")
     assert acceptance_model(w.store, req_a, lambda: prior) is not prior  # A has its own model now
     assert dismissed_fingerprints(w.store, req_a) == {fp for _, fp, _ in a_posted}
+    # the model is A's: written with A's installation id, never found under B's, even for a repo
+    # of the same name (a transferred or re-created repository)
+    assert w.rows("SELECT installation_id FROM model_versions") == [(A["installation"],)]
+    b_named_like_a = ReviewRequest(B["installation"], A["repo"], 1, "z")
+    assert acceptance_model(w.store, b_named_like_a, lambda: prior) is prior
 
     # B: the same code, so the same fingerprints A dismissed; none of A's data applies to B
     review(w, B)
