@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from reviewbot import webhooks
+from reviewbot import records, webhooks
 from reviewbot.logs import log_context
 from reviewbot.metrics import Metrics
 from reviewbot.queue import Job, JobQueue, iso
@@ -400,14 +400,7 @@ def delete_installation_data(
     accounts = {a for a in (account, row[0] if row else None) if a}
     repo_list = sorted(repos)
     marks = ", ".join("?" for _ in repo_list) or "NULL"
-    for table in ("feedback", "findings", "reviews"):
-        conn.execute(f"DELETE FROM {table} WHERE installation_id = ? OR repo IN ({marks})", (iid, *repo_list))
-    conn.execute(f"DELETE FROM reaction_polls WHERE repo IN ({marks})", repo_list)
-    scopes = [f"repo:{r}" for r in repo_list] + [f"org:{a}" for a in sorted(accounts)]
-    scope_marks = ", ".join("?" for _ in scopes) or "NULL"
-    conn.execute(
-        f"DELETE FROM model_versions WHERE installation_id = ? OR scope IN ({scope_marks})", (iid, *scopes)
-    )
+    records.forget_installation(conn, iid, repo_list, sorted(accounts))
     conn.execute(f"DELETE FROM deliveries WHERE installation_id = ? OR repo IN ({marks})", (iid, *repo_list))
     conn.execute("DELETE FROM jobs WHERE installation_id = ? AND id != ?", (iid, keep_job_id or -1))
     conn.execute("DELETE FROM repositories WHERE installation_id = ?", (iid,))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from reviewbot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -22,3 +25,11 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"../shared/data is absent ({SHARED}); this test uses the shared real data")
     return SHARED
+
+
+@pytest.fixture()
+def store() -> Iterator[Store]:
+    """A fresh, migrated in-memory store (a test module may define its own, seeded one)."""
+    s = Store.open(":memory:")
+    yield s
+    s.close()

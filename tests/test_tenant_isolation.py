@@ -23,6 +23,7 @@ from reviewbot.acceptance import load_prior
 from reviewbot.app_review import ReviewRequest, acceptance_model, dismissed_fingerprints
 from reviewbot.dashboard import dashboard_router
 from reviewbot.queue import iso
+from reviewbot.records import Tenant
 from reviewbot.retrain import RetrainPolicy, retrain_repo
 from tests.test_app_e2e import module
 from tests.test_faults import RWorld
@@ -104,7 +105,7 @@ def test_one_installations_feedback_never_reaches_another(world: RWorld) -> None
                 ),
             )
     prior = load_prior()
-    trained = retrain_repo(w.store, A["repo"], now=now, prior=prior,
+    trained = retrain_repo(w.store, Tenant(A["installation"], A["repo"]), now=now, prior=prior,
                            policy=RetrainPolicy(min_train=2, min_holdout=1, tolerance=100.0))  # fmt: skip
     assert trained.activated, trained
     req_a = ReviewRequest(A["installation"], A["repo"], 1, "x")
