@@ -392,14 +392,6 @@ class AcceptanceModel:
         accepted, total = self.rule_counts.get(rule_id, (0.0, 0.0))
         return (RULE_PRIOR_STRENGTH * p0 + accepted) / (RULE_PRIOR_STRENGTH + total)
 
-    def threshold_for(self, target_precision: float, *, min_count: int = 5) -> float | None:
-        """The lowest threshold whose held-out precision reached the target, or None."""
-        best: float | None = None
-        for threshold, precision, count in self.thresholds:
-            if count >= min_count and precision >= target_precision and (best is None or threshold < best):
-                best = threshold
-        return best
-
     def with_layer(self, layer: Layer) -> AcceptanceModel:
         return AcceptanceModel(
             self.config, [*self.layers, layer], list(self.thresholds), self.version, dict(self.rule_counts)

@@ -254,22 +254,6 @@ class RulesConfig(_Strict):
             seen.add(rule.id)
         return rules
 
-    def rule_enabled(self, rule_id: str, *, default: bool = True) -> bool:
-        """Exact ids beat globs; at the same precision `enable` beats `disable`."""
-        if rule_id in self.enable:
-            return True
-        if rule_id in self.disable:
-            return False
-        if any(wildcard_match(p, rule_id) for p in self.enable):
-            return True
-        if any(wildcard_match(p, rule_id) for p in self.disable):
-            return False
-        return default
-
-    def severity_for(self, rule_id: str, default: str) -> str:
-        """The configured severity for a rule, or `default` (the rule's own)."""
-        return self.severity.get(rule_id, default)
-
 
 class PathInstruction(_Strict):
     """Extra guidance for the LLM on files matching `path`."""
@@ -397,14 +381,6 @@ class RepoConfig(_Strict):
             if label.lower() in skip:
                 return False, f"label '{label}' is in triggers.skip_labels"
         return True, "eligible for review"
-
-    def min_severity_for(self, path: str) -> str:
-        """The minimum severity for `path`: the last matching `min_severity_by_path` glob wins."""
-        result = self.min_severity
-        for pattern, severity in self.min_severity_by_path.items():
-            if glob_match(pattern, path):
-                result = severity
-        return result
 
     def instructions_for(self, path: str) -> list[str]:
         """The `path_instructions` texts that apply to `path`, in file order."""

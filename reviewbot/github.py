@@ -167,10 +167,6 @@ class GitHubStats:
     retries: int = 0
     transport_errors: int = 0
 
-    @property
-    def total_calls(self) -> int:
-        return sum(self.calls.values())
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -826,18 +822,6 @@ class GitHubClient:
         resp = await self._call(lambda: self.rest.checks.async_create(owner, repo_name, data=data),
                                 write=True)
         return int(resp.json()["id"])
-
-    async def update_check_run(
-        self, repo: str, check_run_id: int, *, title: str, summary: str, text: str = "",
-        conclusion: str | None = None,
-    ) -> None:
-        owner, name = _split(repo)
-        data: dict[str, Any] = {"output": {"title": title, "summary": summary, "text": text}}
-        if conclusion:
-            data["conclusion"] = conclusion
-            data["status"] = "completed"
-        await self._call(lambda: self.rest.checks.async_update(owner, name, check_run_id, data=data),
-                         write=True)
 
     async def reply(self, repo: str, number: int, comment_id: int, body: str) -> int:
         """Reply in a review comment's thread; returns the new comment's id."""

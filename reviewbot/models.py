@@ -124,15 +124,6 @@ class FileDiff:
     def added_line_numbers(self) -> set[int]:
         return {n for h in self.hunks for n in h.added_line_numbers()}
 
-    def new_line_text(self) -> dict[int, str]:
-        """New-file line number -> text, for every added or context line in the diff."""
-        return {
-            ln.new_no: ln.text
-            for h in self.hunks
-            for ln in h.lines
-            if ln.kind != "deleted" and ln.new_no is not None
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Symbol:

@@ -8,7 +8,6 @@ App and `reviewbot review` both call `review_change`; neither has a pipeline of 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,8 +26,6 @@ from reviewbot.redact import redact_result
 from reviewbot.replies import candidates_from_reply
 from reviewbot.rules import RuleSet
 from reviewbot.sarif_in import anchor as anchor_imported
-
-log = logging.getLogger("reviewbot.pipeline")
 
 #: A head file larger than this is reviewed from its hunks alone (no parse, context or rules).
 MAX_FILE_BYTES = 1_000_000

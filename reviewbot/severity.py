@@ -575,12 +575,6 @@ def assess(candidate: Candidate) -> Assessment:
     return Assessment(severity, category, hedge, concrete, nit, style_only)
 
 
-def classify(candidate: Candidate) -> tuple[str, str]:
-    """(severity, category) for one candidate: the short form of `assess`."""
-    found = assess(candidate)
-    return found.severity, found.category
-
-
 def meets_minimum(
     severity: str, path: str | None, min_severity: str, min_severity_by_path: dict[str, str]
 ) -> tuple[bool, str]:

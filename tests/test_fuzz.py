@@ -45,6 +45,7 @@ from reviewbot.prompt import parse_reply
 from reviewbot.queue import JobQueue
 from reviewbot.rules import path_selected
 from reviewbot.server import create_app
+from reviewbot.severity import meets_minimum
 from reviewbot.store import Store
 from tests.fakes.live_server import LiveServer
 
@@ -395,12 +396,11 @@ def check_config(text: str | None, org: str | None = None) -> None:
     for path in PROBE_PATHS:
         config.path_included(path)
         config.file_included(path)
-        config.min_severity_for(path)
+        meets_minimum("low", path, config.min_severity, config.min_severity_by_path)
         config.instructions_for(path)
     config.should_review("alice", ["x"], draft=False)
     for rule in config.rules.custom:
         path_selected(PROBE_PATHS[0], rule.paths)
-    config.rules.rule_enabled("py-eval")
 
 
 @fast(1800)
