@@ -10,7 +10,8 @@ only orchestrates I/O around the one pipeline (`pipeline.review_change`):
 3. idempotency: the store's `reviews` row for (repo, pr, head_sha) and, independently of the
    database, the bot's own review on GitHub (found by the hidden head marker in its body);
 4. the diff (on `synchronize` only what changed since the last reviewed SHA), the head files
-   prefetched concurrently, the pipeline, anchors re-checked against the FULL PR diff;
+   prefetched concurrently (the files `pipeline.select_files` keeps), the pipeline (which holds back what
+   the FULL PR diff would refuse);
 5. ONE review + the `reviewbot` check run, then the outcome recorded in one transaction.
 
 Crash safety: a `pending` reviews row is written before posting; a retry after a crash between
@@ -45,8 +46,8 @@ from reviewbot.llm import LLMClient, caps_overrides_from_settings, client_from_s
 from reviewbot.llm_caps import CapsBook
 from reviewbot.logs import log_context
 from reviewbot.metrics import Metrics
-from reviewbot.models import Decision, FileDiff, ReviewResult
-from reviewbot.pipeline import Change, reason_kind, review_change
+from reviewbot.models import ReviewResult
+from reviewbot.pipeline import Change, move_to_suppressed, review_change, select_files
 from reviewbot.prompt import ChangeIntent
 from reviewbot.queue import Job, JobQueue, iso, parse_iso
 from reviewbot.render import (
@@ -65,7 +66,6 @@ log = logging.getLogger("reviewbot.app_review")
 
 #: Head files fetched at once for context (bounded: a 300-file PR must not open 300 requests).
 FILE_CONCURRENCY = 8
-NOT_IN_PR_DIFF = "not part of the pull request's diff"
 
 ClientFor = Callable[[int], Awaitable[GitHubClient]]
 
@@ -134,43 +134,12 @@ def request_marker(job_id: int) -> str:
     return f"<!-- reviewbot:request={job_id} -->"
 
 
-def _move_to_suppressed(result: ReviewResult, decision: Decision, reason: str) -> None:
-    result.posted.remove(decision)
-    decision.decision = "suppress"
-    decision.reason = reason
-    decision.explore = False
-    result.suppressed.append(decision)
-    result.funnel.posted = len(result.posted)
-    result.funnel.drop(reason_kind(reason))
-
-
-def anchored_in(decision: Decision, files: dict[str, FileDiff]) -> bool:
-    """Whether GitHub accepts the decision's comment against these (full PR diff) files."""
-    c = decision.candidate
-    file = files.get(c.path or "")
-    if file is None or c.line is None:
-        return False
-    comment = to_review_comment(decision)
-    if comment.start_line is not None:
-        return file.accepts_range(comment.start_line, comment.line, comment.side)
-    return file.accepts(comment.line, comment.side)
-
-
-def restrict_to_diff(result: ReviewResult, full_files: dict[str, FileDiff]) -> list[Decision]:
-    """Hold back findings GitHub would refuse on the PR diff (incremental reviews: a line changed
-    since the last review but back to the base text is in the compare diff, not the PR diff)."""
-    moved = [d for d in result.posted if not anchored_in(d, full_files)]
-    for d in moved:
-        _move_to_suppressed(result, d, NOT_IN_PR_DIFF)
-    return moved
-
-
 def apply_rejections(result: ReviewResult, rejected: list[tuple[ReviewComment, str]]) -> None:
     """Comments GitHub refused become suppressed findings with GitHub's reason."""
     by_fp = {c.fingerprint: why for c, why in rejected}
     for d in list(result.posted):
         if d.fingerprint in by_fp:
-            _move_to_suppressed(result, d, f"rejected by GitHub: {by_fp[d.fingerprint]}")
+            move_to_suppressed(result, d, f"rejected by GitHub: {by_fp[d.fingerprint]}")
 
 
 def check_conclusion(result: ReviewResult) -> str:
@@ -388,10 +357,8 @@ class ReviewJobHandler:
 
         intent = ChangeIntent(pull.title, pull.body, tuple(await self._commit_subjects(gh, req)))
         imported = await fetch_imported(gh, req.repo, req.head_sha, config.sarif_in)  # the repo's linters
-        result = await self._review(req, config, rules, diff, since, contents, on_github, timings, intent,
-                                    imported)  # fmt: skip
-        full_files = {f.path: f for f in parse_diff(str(full))}
-        restrict_to_diff(result, full_files)
+        result = await self._review(req, config, rules, diff, full, since, contents, on_github, timings,
+                                    intent, imported)  # fmt: skip
         return await self._post(gh, req, review_id, result, timings, started)
 
     async def _fetch_change(
@@ -411,11 +378,8 @@ class ReviewJobHandler:
             log.info("incremental review since %s", since[:12], extra={"since": since})
         else:
             since = None
-        wanted = [
-            f.path for f in parse_diff(str(diff))
-            if f.hunks and not f.is_binary and f.status != "deleted" and config.file_included(f.path)
-        ]  # fmt: skip
-        return diff, since, await prefetch_files(gh, req.repo, req.head_sha, wanted)
+        wanted, _ = select_files(parse_diff(str(diff)), config)
+        return diff, since, await prefetch_files(gh, req.repo, req.head_sha, [f.path for f in wanted])
 
     async def _review(
         self,
@@ -423,6 +387,7 @@ class ReviewJobHandler:
         config: RepoConfig,
         rules: RuleSet,
         diff: DiffText,
+        full: DiffText,
         since: str | None,
         contents: dict[str, str | None],
         on_github: set[str],
@@ -430,8 +395,9 @@ class ReviewJobHandler:
         intent: ChangeIntent | None = None,
         imported: Fetched | None = None,
     ) -> ReviewResult:
-        """The one pipeline on the diff to review; `on_github` are the fingerprints the bot
-        already posted on the PR (read from GitHub, so they hold even without our database)."""
+        """The one pipeline on the diff to review (`full`, the PR's whole diff, is where GitHub
+        accepts comments); `on_github` are the fingerprints the bot already posted on the PR
+        (read from GitHub, so they hold even without our database)."""
         config, capped = apply_limits(config, self.limits, self._default_model())
         llm, own_llm = self._llm_for(config)
         cap = token_cap(self.limits, used_today=self._tokens_today(req.installation_id))
@@ -442,7 +408,8 @@ class ReviewJobHandler:
         try:
             result = await review_change(
                 Change(diff_text=str(diff), read_head=contents.get, repo=req.repo, pr=req.pr,
-                       files_not_reviewed=dict(diff.skipped), intent=intent),
+                       files_not_reviewed=dict(diff.skipped), intent=intent,
+                       pr_diff_text=str(full)),
                 config=config,
                 rules=rules,
                 model=model,

@@ -19,13 +19,16 @@ from reviewbot.asking import AskOutcome, LLMPort, ask_all
 from reviewbot.config import RepoConfig
 from reviewbot.costs import TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
-from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
+from reviewbot.models import Candidate, Decision, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
 from reviewbot.noise import FilterSettings, filter_review
 from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_requests
 from reviewbot.redact import redact_result
+from reviewbot.render import to_review_comment
 from reviewbot.replies import candidates_from_reply
 from reviewbot.rules import RuleSet
 from reviewbot.sarif_in import anchor as anchor_imported
+
+NOT_IN_PR_DIFF = "not part of the pull request's diff"
 
 #: A head file larger than this is reviewed from its hunks alone (no parse, context or rules).
 MAX_FILE_BYTES = 1_000_000
@@ -41,6 +44,9 @@ class Change:
     pr: int | None = None
     files_not_reviewed: dict[str, str] = field(default_factory=dict)
     intent: ChangeIntent | None = None  # title, description, commit subjects (shown to the LLM)
+    #: The whole pull request's diff when `diff_text` is only part of it (an incremental review):
+    #: GitHub accepts comments only on lines of this one.
+    pr_diff_text: str | None = None
 
 
 @dataclass(slots=True)
@@ -222,6 +228,8 @@ async def review_change(
             result.suppressed.append(decision)
             result.funnel.drop(reason_kind(decision.reason))
     result.funnel.posted = len(result.posted)
+    if change.pr_diff_text is not None:
+        restrict_to_diff(result, {f.path: f for f in parse_diff(change.pr_diff_text)})
     result.timings = timer.seconds
     return redact_result(result, secrets)
 
@@ -276,6 +284,38 @@ def _llm_notes(llm: LLMPort, result: ReviewResult, cap: TokenCap | None) -> list
 def _filter_settings(config: RepoConfig, *, explore: bool) -> FilterSettings:
     settings = FilterSettings.from_config(config)
     return settings if explore else replace(settings, exploration_rate=0.0)
+
+
+def move_to_suppressed(result: ReviewResult, decision: Decision, reason: str) -> None:
+    """Take a posted decision back (GitHub would refuse it, or did), keeping it for the record."""
+    result.posted.remove(decision)
+    decision.decision = "suppress"
+    decision.reason = reason
+    decision.explore = False
+    result.suppressed.append(decision)
+    result.funnel.posted = len(result.posted)
+    result.funnel.drop(reason_kind(reason))
+
+
+def anchored_in(decision: Decision, files: dict[str, FileDiff]) -> bool:
+    """Whether GitHub accepts the decision's comment against these files."""
+    c = decision.candidate
+    file = files.get(c.path or "")
+    if file is None or c.line is None:
+        return False
+    comment = to_review_comment(decision)
+    if comment.start_line is not None:
+        return file.accepts_range(comment.start_line, comment.line, comment.side)
+    return file.accepts(comment.line, comment.side)
+
+
+def restrict_to_diff(result: ReviewResult, pr_files: dict[str, FileDiff]) -> list[Decision]:
+    """Hold back findings GitHub would refuse on the PR diff (incremental reviews: a line changed
+    since the last review but back to the base text is in the compare diff, not the PR diff)."""
+    moved = [d for d in result.posted if not anchored_in(d, pr_files)]
+    for d in moved:
+        move_to_suppressed(result, d, NOT_IN_PR_DIFF)
+    return moved
 
 
 def reason_kind(reason: str) -> str:
