@@ -256,7 +256,8 @@ def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+    return out
 
 
 def fit_layer(
@@ -647,7 +648,7 @@ def train(
     layer.metrics = {
         "n": float(n),
         "accept_rate": float(y.mean()),
-        "base_auc": auc(base_scores, y),
+        "base_auc": auc(base_scores.tolist(), y.tolist()),
         "l2": float(l2) if not math.isinf(l2) else -1.0,
     }
     out = model.with_layer(layer)

@@ -98,9 +98,9 @@ class ReviewRequest:
         p = job.payload or {}
         try:
             return cls(
-                installation_id=int(p.get("installation_id") or job.installation_id),
+                installation_id=_as_int(p.get("installation_id") or job.installation_id),
                 repo=str(p.get("repo") or job.repo),
-                pr=int(p.get("pr") or job.pr),
+                pr=_as_int(p.get("pr") or job.pr),
                 head_sha=str(p.get("head_sha") or job.head_sha),
                 action=str(p.get("action") or "opened"),
                 delivery_id=p.get("delivery_id"),
@@ -109,6 +109,12 @@ class ReviewRequest:
             )
         except (TypeError, ValueError) as exc:
             raise PermanentJobError(f"bad review job payload: {exc}") from exc
+
+
+def _as_int(value: object) -> int:
+    if not isinstance(value, int | str):
+        raise TypeError(f"expected a number, got {value!r}")
+    return int(value)
 
 
 @dataclass(slots=True)

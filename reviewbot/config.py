@@ -646,8 +646,8 @@ def _message(err: Any, loc: Path_) -> str:
         return "is required"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-        key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}
-        return f"must be {op[kind]} {ctx.get(key[kind])} (got {shown})"
+        bound = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}
+        return f"must be {op[kind]} {ctx.get(bound[kind])} (got {shown})"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be a whole number (got {shown})"
     if kind in ("float_type", "float_parsing"):

@@ -107,7 +107,7 @@ def acceptance_chart_svg(points: Sequence[Tally], *, width: int = 960, height: i
 
 
 def _token_ok(given: str | None, admin_token: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), admin_token.encode())
+    return given is not None and bool(given) and hmac.compare_digest(given.encode(), admin_token.encode())
 
 
 def _cookie_value(admin_token: str) -> str:

@@ -93,7 +93,8 @@ def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
     norms = np.linalg.norm(mat, axis=1)
     norms[norms == 0] = 1.0
     mat /= norms[:, None]
-    return mat @ mat.T
+    similarity: np.ndarray = mat @ mat.T
+    return similarity
 
 
 @dataclass(frozen=True, slots=True)

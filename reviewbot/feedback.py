@@ -334,10 +334,10 @@ def resolve_outcome(
     """
     skip = set(NOT_FOR_TRAINING) | (set() if include_untouched else {"untouched"})
     by_source: dict[str, list[tuple[str, float, str]]] = {}
-    for label, source, weight, at in labels:
+    for name, source, weight, at in labels:
         if source in skip or source not in SOURCE_PRIORITY:
             continue
-        by_source.setdefault(source, []).append((label, float(weight), at))
+        by_source.setdefault(source, []).append((name, float(weight), at))
     if not by_source:
         return None
     source = min(by_source, key=lambda s: SOURCE_PRIORITY[s])

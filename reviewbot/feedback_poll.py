@@ -225,7 +225,8 @@ class _Files:
     """Per-call cache of file texts at SHAs (many findings share a file)."""
 
     def __init__(self, gh: FeedbackGitHub, repo: str) -> None:
-        self.gh, self.repo, self.cache = gh, repo, {}
+        self.gh, self.repo = gh, repo
+        self.cache: dict[tuple[str, str], str | None] = {}
 
     async def get(self, path: str, ref: str) -> str | None:
         key = (path, ref)
@@ -386,7 +387,9 @@ async def handle_event(
         return [ev] if ev else []
     if event == "pull_request" and action in ("synchronize", "closed"):
         pr_obj = payload.get("pull_request") or {}
-        pr = int(pr_obj.get("number") or payload.get("number"))
+        pr = int(pr_obj.get("number") or payload.get("number") or 0)
+        if not pr:
+            return []
         head = str(payload.get("after") or (pr_obj.get("head") or {}).get("sha"))
         if action == "closed":
             return await on_pr_closed(

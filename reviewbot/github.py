@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
@@ -720,7 +720,7 @@ class GitHubClient:
                     await self._delete_pending(owner, name, number, found)
             try:
                 resp = await self._call(
-                    lambda: self.rest.pulls.async_create_review(owner, name, number, data=data),
+                    lambda: self.rest.pulls.async_create_review(owner, name, number, data=cast(Any, data)),
                     write=True, attempts=1,
                 )
                 return int(resp.json()["id"])
@@ -819,7 +819,7 @@ class GitHubClient:
             data["status"] = "completed"
         else:
             data["status"] = "in_progress"
-        resp = await self._call(lambda: self.rest.checks.async_create(owner, repo_name, data=data),
+        resp = await self._call(lambda: self.rest.checks.async_create(owner, repo_name, data=cast(Any, data)),
                                 write=True)
         return int(resp.json()["id"])
 
@@ -844,10 +844,10 @@ class GitHubClient:
         owner, name = _split(repo)
         if kind == "issue":
             await self._call(lambda: self.rest.reactions.async_create_for_issue_comment(
-                owner, name, comment_id, content=content), write=True)  # type: ignore[arg-type]
+                owner, name, comment_id, content=cast(Any, content)), write=True)
         else:
             await self._call(lambda: self.rest.reactions.async_create_for_pull_request_review_comment(
-                owner, name, comment_id, content=content), write=True)  # type: ignore[arg-type]
+                owner, name, comment_id, content=cast(Any, content)), write=True)
 
 
 @dataclass(slots=True)

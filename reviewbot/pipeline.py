@@ -219,8 +219,8 @@ async def review_change(
     timer.add("filter", started)
 
     result.funnel.candidates = len(candidates) + len(result.dropped)
-    for dropped in result.dropped:
-        result.funnel.drop(f"{dropped.stage}: {dropped.reason}")
+    for drop in result.dropped:
+        result.funnel.drop(f"{drop.stage}: {drop.reason}")
     for decision in decisions:
         if decision.decision == "post":
             result.posted.append(decision)
@@ -344,5 +344,6 @@ def _annotate(
         if index is not None:
             cand.hunk_size = cand.hunk_size or len(file.hunks[index].lines)
             hunk_ctx = contexts.get(file.path, [])
-            if index < len(hunk_ctx) and hunk_ctx[index].enclosing is not None and not cand.symbol:
-                cand.symbol = hunk_ctx[index].enclosing.name
+            enclosing = hunk_ctx[index].enclosing if index < len(hunk_ctx) else None
+            if enclosing is not None and not cand.symbol:
+                cand.symbol = enclosing.name

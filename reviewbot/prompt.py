@@ -394,8 +394,7 @@ class _Unit:
 
 
 def _line_numbers(lines: list[DiffLine]) -> tuple[int | None, int | None]:
-    nums = [ln.new_no if ln.new_no is not None else ln.old_no for ln in lines]
-    nums = [n for n in nums if n is not None]
+    nums = [n for ln in lines if (n := ln.new_no if ln.new_no is not None else ln.old_no) is not None]
     return (min(nums), max(nums)) if nums else (None, None)
 
 
@@ -896,8 +895,8 @@ def validate_finding(item: Any) -> tuple[dict[str, Any] | None, list[str]]:
         confidence = min(1.0, max(0.0, confidence))
     if conf_raw is not None and confidence is None:
         problems.append(f"invalid confidence {conf_raw!r} ignored")
-    title = item.get("title") if isinstance(item.get("title"), str) else ""
-    body = item.get("body") if isinstance(item.get("body"), str) else ""
+    title = item["title"] if isinstance(item.get("title"), str) else ""
+    body = item["body"] if isinstance(item.get("body"), str) else ""
     if not body.strip() and not title.strip():
         return None, ["no title or body"]
     if not title.strip():

@@ -433,7 +433,13 @@ def stats_findings(store: Store, t: Tenant) -> list[StatsFinding]:
         "FROM findings WHERE installation_id = ? AND repo = ? ORDER BY created_at, id",
         (t.installation_id, t.repo),
     )
-    return [StatsFinding(*r[:8], bool(r[8]), *r[9:]) for r in rows]
+    return [
+        StatsFinding(
+            id=r[0], pr=r[1], path=r[2], category=r[3], rule_id=r[4], source=r[5], score=r[6],
+            decision=r[7], explore=bool(r[8]), created_at=r[9], fingerprint=r[10],
+        )
+        for r in rows
+    ]
 
 
 # ------------------------------------------------------------------------- tenants listed

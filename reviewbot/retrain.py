@@ -13,7 +13,6 @@ Model parameters are stored as JSON (`AcceptanceModel.to_json`), never pickle.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,10 +26,6 @@ from reviewbot.feedback import resolve_outcome
 from reviewbot.models import Candidate
 from reviewbot.records import Tenant
 from reviewbot.store import Store
-
-#: Whether acceptance.HistoryRow carries a per-row weight (passed to the fit as sample_weight).
-#: Without it, weak labels would train as full ones, so 'untouched' (weight 0.2) is left out then.
-WEIGHTED_ROWS = "weight" in {f.name for f in dataclasses.fields(HistoryRow)}
 
 TrainFn = Callable[[Sequence[HistoryRow], AcceptanceModel], AcceptanceModel]
 
@@ -91,7 +86,7 @@ def labelled_findings(store: Store, t: Tenant) -> list[LabelledFinding]:
     """The tenant's posted findings that have a training outcome, oldest outcome first.
 
     Explored comments are included (that is why they were posted); suppressed candidates and
-    'suppressed_followup' labels are not; 'untouched' ones only when rows carry weights
+    'suppressed_followup' labels are not; 'untouched' ones are, with their weak weight
     (see docs/feedback.md).
     """
     labels = records.labels_by_finding(store, t)
@@ -100,13 +95,11 @@ def labelled_findings(store: Store, t: Tenant) -> list[LabelledFinding]:
         return out
     for r in records.posted_finding_rows(store, t):
         mine = labels.get(r["id"], [])
-        outcome = resolve_outcome([lb.as_vote() for lb in mine], include_untouched=WEIGHTED_ROWS)
+        outcome = resolve_outcome([lb.as_vote() for lb in mine], include_untouched=True)
         if outcome is None:
             continue
-        extra = {"weight": outcome.weight} if WEIGHTED_ROWS else {}
-        row = HistoryRow(
-            candidate=_candidate(r), accepted=outcome.label == "accepted", at=outcome.at, **extra
-        )
+        accepted = outcome.label == "accepted"
+        row = HistoryRow(candidate=_candidate(r), accepted=accepted, at=outcome.at, weight=outcome.weight)
         out.append(LabelledFinding(row=row, weight=outcome.weight, feedback_id=max(lb.id for lb in mine)))
     out.sort(key=lambda lf: (lf.row.at, lf.feedback_id))
     return out

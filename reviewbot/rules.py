@@ -530,10 +530,14 @@ def build_ruleset(
 class RulesSettings(Protocol):
     """What `ruleset_from_config` reads: RepoConfig.rules (reviewbot.config.RulesConfig) fits."""
 
-    disable: list[str]
-    enable: list[str]
-    severity: dict[str, str]
-    custom: Sequence[RuleSpec]
+    @property
+    def disable(self) -> Sequence[str]: ...
+    @property
+    def enable(self) -> Sequence[str]: ...
+    @property
+    def severity(self) -> Mapping[str, str]: ...
+    @property
+    def custom(self) -> Sequence[RuleSpec]: ...
 
 
 def ruleset_from_config(settings: RulesSettings, builtin: list[RuleSpec] | None = None) -> RuleSet:

@@ -168,8 +168,8 @@ def run_filter(
             dismissed_fingerprints=dismissed.get(repo, ()),
             posted_fingerprints=posted.get((repo, pr), ()) if pr is not None else (),
         )
-        for i, row in zip(members, decisions_as_rows(decisions), strict=True):
-            rows[i] = row
+        for i, decided in zip(members, decisions_as_rows(decisions), strict=True):
+            rows[i] = decided
     return [r for r in rows if r is not None]
 
 
