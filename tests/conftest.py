@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reviewbot.store import Store
+from tests.fakes.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -28,8 +29,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture()
-def store() -> Iterator[Store]:
-    """A fresh, migrated in-memory store (a test module may define its own, seeded one)."""
-    s = Store.open(":memory:")
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh, migrated store in a file (WAL, so threads and other processes can share it);
+    a test module may define its own, seeded one."""
+    s = Store.open(tmp_path / "reviewbot.db")
     yield s
     s.close()
+
+
+@pytest.fixture()
+def clock() -> ManualClock:
+    """A clock that moves only when a test moves it (starts at the real time)."""
+    return ManualClock()
