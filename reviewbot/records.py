@@ -693,6 +693,12 @@ def activate_model_version(store: Store, t: Tenant, version: int) -> bool:
 # ------------------------------------------------------------------------------- uninstall
 
 
+def reviewed_repos(conn: sqlite3.Connection, installation_id: int) -> set[str]:
+    """Every repo the installation has reviews of (an uninstall forgets them all)."""
+    rows = conn.execute("SELECT DISTINCT repo FROM reviews WHERE installation_id = ?", (installation_id,))
+    return {str(r[0]) for r in rows}
+
+
 def forget_installation(
     conn: sqlite3.Connection, installation_id: int, repos: Sequence[str], accounts: Sequence[str]
 ) -> None:

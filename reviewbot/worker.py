@@ -387,13 +387,12 @@ def delete_installation_data(
     """Delete an installation's rows everywhere: by installation id, and by its repositories' names
     (rows a stage wrote without an installation id still belong to the tenant)."""
     iid = installation_id
-    repos = {
+    repos = records.reviewed_repos(conn, iid) | {
         r[0]
         for r in conn.execute(
             "SELECT full_name FROM repositories WHERE installation_id = ? "
-            "UNION SELECT repo FROM reviews WHERE installation_id = ? "
             "UNION SELECT repo FROM jobs WHERE installation_id = ? AND repo IS NOT NULL",
-            (iid, iid, iid),
+            (iid, iid),
         )
     }
     row = conn.execute("SELECT account FROM installations WHERE id = ?", (iid,)).fetchone()
