@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -636,14 +635,10 @@ class ReviewJobHandler:
             return 0
         day = iso(self.clock())[:10]
         with self.lock:
-            rows = self.store.conn.execute(
-                "SELECT usage FROM reviews WHERE installation_id = ? AND posted_at >= ?",
-                (installation_id, day),
-            ).fetchall()
+            usages = records.installation_usages_since(self.store, installation_id, day)
         total = 0
-        for (raw,) in rows:
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                usage = json.loads(raw)
+        for usage in usages:
+            with contextlib.suppress(ValueError, TypeError):
                 total += int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
         return total
 

@@ -305,6 +305,38 @@ def record_recovered_review(
                 _insert_finding(conn, t, review_id, f, now)
 
 
+def _usages(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for (raw,) in rows:
+        try:
+            usage = json.loads(raw or "{}")
+        except (TypeError, ValueError):
+            continue
+        if isinstance(usage, dict):
+            out.append(usage)
+    return out
+
+
+def posted_usages(store: Store, t: Tenant) -> list[dict[str, Any]]:
+    """The LLM usage (tokens, model, cost) recorded with each of the tenant's posted reviews."""
+    return _usages(
+        store.conn.execute(
+            "SELECT usage FROM reviews WHERE installation_id = ? AND repo = ? AND state = 'posted'",
+            (t.installation_id, t.repo),
+        )
+    )
+
+
+def installation_usages_since(store: Store, installation_id: int, since: str) -> list[dict[str, Any]]:
+    """The LLM usage of every review the installation posted since `since` (all its repos: the
+    operator's daily cap is per installation)."""
+    return _usages(
+        store.conn.execute(
+            "SELECT usage FROM reviews WHERE installation_id = ? AND posted_at >= ?", (installation_id, since)
+        )
+    )
+
+
 # --------------------------------------------------------------------------------- findings
 
 

@@ -94,7 +94,7 @@ def stats(
     store, tenant = _open(db, repo)
     try:
         s = repo_stats(store, tenant)
-        usage = usage_totals(store, repo)
+        usage = usage_totals(store, tenant)
     finally:
         store.close()
     if as_json:
