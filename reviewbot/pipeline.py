@@ -25,7 +25,7 @@ from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_r
 from reviewbot.redact import redact_result
 from reviewbot.render import to_review_comment
 from reviewbot.replies import candidates_from_reply
-from reviewbot.rules import RuleSet
+from reviewbot.rules import RuleSet, rule_switched_on
 from reviewbot.sarif_in import anchor as anchor_imported
 
 NOT_IN_PR_DIFF = "not part of the pull request's diff"
@@ -162,7 +162,10 @@ async def review_change(
     if imported:
         kept, off_diff = anchor_imported(
             imported, by_path, not_reviewed=result.files_not_reviewed,
-            rule_enabled=config.rules.rule_enabled, severity_override=config.rules.severity,
+            rule_enabled=lambda rule_id: rule_switched_on(
+                rule_id, config.rules.enable, config.rules.disable, default=True
+            ),
+            severity_override=config.rules.severity,
         )  # fmt: skip
         candidates.extend(kept)
         result.dropped.extend(off_diff)
