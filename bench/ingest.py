@@ -9,7 +9,8 @@ exactly the jobs its event calls for, nothing from a forged one.
     python bench/ingest.py                 # 1,000 deliveries, writes BENCHMARKS.md "Webhook ingest"
     python bench/ingest.py -n 100 --no-write
 
-Exit status 1 when any delivery is lost, processed twice, or a forgery is accepted.
+Exit status 1 when it misses its target: any delivery lost or processed twice, a forgery accepted,
+or a p99 acknowledgement over 50 ms (`--p99-target-ms`) in any run.
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def start_server(db_path: Path, secret: str, port: int, *, worker: bool = False)
     }
     args = [sys.executable, "-m", "reviewbot", "serve"] + ([] if worker else ["--no-worker"])
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(ROOT))
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # importing the stack takes long on a loaded machine
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
@@ -270,7 +271,7 @@ def start_server(db_path: Path, secret: str, port: int, *, worker: bool = False)
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("server did not become healthy within 30 s")
+    raise RuntimeError("server did not become healthy within 120 s")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -306,10 +307,23 @@ def run(n: int = 1000, *, concurrency: int = 8, seed: int = 1, workdir: Path | N
             tmp.cleanup()
 
 
-def render(reports: list[tuple[int, Report]], n: int) -> str:
+P99_TARGET_MS = 50.0
+
+
+def verdict(reports: list[tuple[int, Report]], p99_target_ms: float = P99_TARGET_MS) -> tuple[bool, str]:
+    """(met the target?, what to print): correct in every run AND p99 within the target in every run."""
     ok = all(rep.ok for _, rep in reports)
-    fast = all(rep.p99_ms <= 50 for _, rep in reports)
-    verdict = "PASS" if ok and fast else ("PASS, but p99 over the 50 ms target in a row" if ok else "FAIL")
+    slow = [c for c, rep in reports if rep.p99_ms > p99_target_ms]
+    if not ok:
+        return False, "FAIL (deliveries lost, processed twice, or a forgery accepted)"
+    if slow:
+        levels = ", ".join(str(c) for c in slow)
+        return False, f"FAIL: p99 over the {p99_target_ms:g} ms target at {levels} in flight"
+    return True, "PASS"
+
+
+def render(reports: list[tuple[int, Report]], n: int, p99_target_ms: float = P99_TARGET_MS) -> str:
+    _, said = verdict(reports, p99_target_ms)
     levels = " ".join(str(c) for c, _ in reports)
     lines = [
         SECTION,
@@ -318,8 +332,9 @@ def render(reports: list[tuple[int, Report]], n: int) -> str:
         "deliveries (mixed events; 10% sent again with the same delivery id, 5% forged) to",
         "`reviewbot serve --no-worker` on 127.0.0.1 (SQLite WAL on local disk) with that many requests in",
         "flight, then checks the database against what was sent. Targets: 0 lost, 0 processed twice,",
-        "every forgery rejected, p99 acknowledgement <= 50 ms. `ack` is measured by the client (network,",
-        "queueing and the client's own CPU included); `in server` is the Server-Timing the server reports.",
+        f"every forgery rejected, p99 acknowledgement <= {p99_target_ms:g} ms. `ack` is measured by the",
+        "client (network, queueing and the client's own CPU included); `in server` is the Server-Timing the",
+        "server reports.",
         "",
         "| in flight | sent | unique valid | repeats | forged | accepted (202) | duplicate (200) |"
         " rejected (401) | other | lost | processed twice | forged accepted | jobs expected / stored |"
@@ -337,7 +352,7 @@ def render(reports: list[tuple[int, Report]], n: int) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines += [
         "",
-        f"Result: **{verdict}** (last run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on"
+        f"Result: **{said}** (last run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on"
         f" {os.cpu_count()} CPUs shared with other work, load average {load:.1f} at the end; client and"
         " server on the same machine).",
         "",
@@ -352,17 +367,18 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, nargs="+", default=[1, 8, 16], help="requests in flight; one run each"
     )
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--p99-target-ms", type=float, default=P99_TARGET_MS, help="p99 acknowledgement target")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args(argv)
     reports = [(c, run(args.n, concurrency=c, seed=args.seed)) for c in args.concurrency]
-    text = render(reports, args.n)
+    text = render(reports, args.n, args.p99_target_ms)
     print(text)
     for _, rep in reports:
         for p in rep.problems[:10]:
             print("problem:", p, file=sys.stderr)
     if not args.no_write:
         write_section(SECTION, text)
-    return 0 if all(rep.ok for _, rep in reports) else 1
+    return 0 if verdict(reports, args.p99_target_ms)[0] else 1
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ async def _one_pr(pr: Path, config: Any, rules: Any, model: Any, reached_filter:
         "contexts": digest(contexts),
         "rules": digest(candidates),
         "requests": digest(requests(config.llm.max_tokens_per_request)),
-        "requests_small_budget": digest(requests(1500)),
+        "requests_small_budget": digest(requests(3000)),
         "filter_input": digest(reached_filter[-1] if reached_filter else None),
         "decisions": digest(result),
     }

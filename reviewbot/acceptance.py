@@ -289,7 +289,8 @@ def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+    return out
 
 
 def fit_layer(
@@ -433,14 +434,6 @@ class AcceptanceModel:
             if layer.name.startswith("repo:") and "n" in layer.metrics:
                 return float(layer.metrics.get("accept_rate", 0.0)), int(layer.metrics["n"])
         return None
-
-    def threshold_for(self, target_precision: float, *, min_count: int = 5) -> float | None:
-        """The lowest threshold whose held-out precision reached the target, or None."""
-        best: float | None = None
-        for threshold, precision, count in self.thresholds:
-            if count >= min_count and precision >= target_precision and (best is None or threshold < best):
-                best = threshold
-        return best
 
     def with_layer(self, layer: Layer) -> AcceptanceModel:
         return AcceptanceModel(
@@ -712,7 +705,7 @@ def train(
     layer.metrics = {
         "n": float(n),
         "accept_rate": float(y.mean()),
-        "base_auc": auc(base_scores, y),
+        "base_auc": auc(base_scores.tolist(), y.tolist()),
         "l2": float(l2) if not math.isinf(l2) else -1.0,
     }
     out = model.with_layer(layer)

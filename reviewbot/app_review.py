@@ -10,7 +10,8 @@ only orchestrates I/O around the one pipeline (`pipeline.review_change`):
 3. idempotency: the store's `reviews` row for (repo, pr, head_sha) and, independently of the
    database, the bot's own review on GitHub (found by the hidden head marker in its body);
 4. the diff (on `synchronize` only what changed since the last reviewed SHA), the head files
-   prefetched concurrently, the pipeline, anchors re-checked against the FULL PR diff;
+   prefetched concurrently (the files `pipeline.select_files` keeps), the pipeline (which holds back what
+   the FULL PR diff would refuse);
 5. ONE review + the `reviewbot` check run, then the outcome recorded in one transaction.
 
 Crash safety: a `pending` reviews row is written before posting; a retry after a crash between
@@ -21,21 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewbot import webhooks
+from reviewbot import records, webhooks
 from reviewbot.acceptance import AcceptanceModel, load_prior
 from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
 from reviewbot.costs import OperatorLimits, apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import parse_diff
-from reviewbot.feedback import resolve_outcome
 from reviewbot.github import (
     DiffText,
     GitHubApp,
@@ -48,8 +46,8 @@ from reviewbot.llm import LLMClient, caps_overrides_from_settings, client_from_s
 from reviewbot.llm_caps import CapsBook
 from reviewbot.logs import log_context
 from reviewbot.metrics import Metrics
-from reviewbot.models import Decision, FileDiff, ReviewResult
-from reviewbot.pipeline import Change, reason_kind, review_change
+from reviewbot.models import ReviewResult
+from reviewbot.pipeline import Change, move_to_suppressed, review_change, select_files
 from reviewbot.prompt import ChangeIntent
 from reviewbot.queue import Job, JobQueue, iso, parse_iso
 from reviewbot.render import (
@@ -61,7 +59,6 @@ from reviewbot.render import (
 from reviewbot.rules import RuleError, RuleSet, ruleset_from_config
 from reviewbot.sarif_fetch import Fetched, fetch_imported
 from reviewbot.settings import Settings, settings_secrets
-from reviewbot.signals import persisted_signals
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Notify, PermanentJobError, is_paused
 
@@ -69,7 +66,6 @@ log = logging.getLogger("reviewbot.app_review")
 
 #: Head files fetched at once for context (bounded: a 300-file PR must not open 300 requests).
 FILE_CONCURRENCY = 8
-NOT_IN_PR_DIFF = "not part of the pull request's diff"
 
 ClientFor = Callable[[int], Awaitable[GitHubClient]]
 
@@ -93,14 +89,18 @@ class ReviewRequest:
     force: bool = False
     job_id: int | None = None
 
+    @property
+    def tenant(self) -> records.Tenant:
+        return records.Tenant(self.installation_id, self.repo)
+
     @classmethod
     def from_job(cls, job: Job) -> ReviewRequest:
         p = job.payload or {}
         try:
             return cls(
-                installation_id=int(p.get("installation_id") or job.installation_id),
+                installation_id=_as_int(p.get("installation_id") or job.installation_id),
                 repo=str(p.get("repo") or job.repo),
-                pr=int(p.get("pr") or job.pr),
+                pr=_as_int(p.get("pr") or job.pr),
                 head_sha=str(p.get("head_sha") or job.head_sha),
                 action=str(p.get("action") or "opened"),
                 delivery_id=p.get("delivery_id"),
@@ -109,6 +109,12 @@ class ReviewRequest:
             )
         except (TypeError, ValueError) as exc:
             raise PermanentJobError(f"bad review job payload: {exc}") from exc
+
+
+def _as_int(value: object) -> int:
+    if not isinstance(value, int | str):
+        raise TypeError(f"expected a number, got {value!r}")
+    return int(value)
 
 
 @dataclass(slots=True)
@@ -134,43 +140,12 @@ def request_marker(job_id: int) -> str:
     return f"<!-- reviewbot:request={job_id} -->"
 
 
-def _move_to_suppressed(result: ReviewResult, decision: Decision, reason: str) -> None:
-    result.posted.remove(decision)
-    decision.decision = "suppress"
-    decision.reason = reason
-    decision.explore = False
-    result.suppressed.append(decision)
-    result.funnel.posted = len(result.posted)
-    result.funnel.drop(reason_kind(reason))
-
-
-def anchored_in(decision: Decision, files: dict[str, FileDiff]) -> bool:
-    """Whether GitHub accepts the decision's comment against these (full PR diff) files."""
-    c = decision.candidate
-    file = files.get(c.path or "")
-    if file is None or c.line is None:
-        return False
-    comment = to_review_comment(decision)
-    if comment.start_line is not None:
-        return file.accepts_range(comment.start_line, comment.line, comment.side)
-    return file.accepts(comment.line, comment.side)
-
-
-def restrict_to_diff(result: ReviewResult, full_files: dict[str, FileDiff]) -> list[Decision]:
-    """Hold back findings GitHub would refuse on the PR diff (incremental reviews: a line changed
-    since the last review but back to the base text is in the compare diff, not the PR diff)."""
-    moved = [d for d in result.posted if not anchored_in(d, full_files)]
-    for d in moved:
-        _move_to_suppressed(result, d, NOT_IN_PR_DIFF)
-    return moved
-
-
 def apply_rejections(result: ReviewResult, rejected: list[tuple[ReviewComment, str]]) -> None:
     """Comments GitHub refused become suppressed findings with GitHub's reason."""
     by_fp = {c.fingerprint: why for c, why in rejected}
     for d in list(result.posted):
         if d.fingerprint in by_fp:
-            _move_to_suppressed(result, d, f"rejected by GitHub: {by_fp[d.fingerprint]}")
+            move_to_suppressed(result, d, f"rejected by GitHub: {by_fp[d.fingerprint]}")
 
 
 def check_conclusion(result: ReviewResult) -> str:
@@ -189,120 +164,26 @@ def config_error_check(messages: list[str]) -> tuple[str, str, str]:
     return title[:255], summary, text
 
 
-def _features(d: Decision) -> str:
-    c = d.candidate
-    data = {"confidence": c.confidence, "hunk_size": c.hunk_size, "language": c.language, "support": 1}
-    data.update(persisted_signals(c, d.review_size))
-    return json.dumps({k: v for k, v in data.items() if v is not None}, sort_keys=True)
-
-
-def finding_row(
-    d: Decision,
-    *,
-    review_id: int,
-    installation_id: int,
-    repo: str,
-    pr: int,
-    comment_id: int | None,
-    now: str,
-) -> tuple[Any, ...]:
-    c = d.candidate
-    return (
-        review_id, installation_id, repo, pr, c.path, c.line, c.end_line, c.side, c.title, c.body,
-        d.severity, d.category, c.source, c.rule_id, c.symbol, d.score, d.decision, d.reason,
-        d.cluster, d.fingerprint, int(d.explore and d.decision == "post"), comment_id, _features(d), now,
-    )  # fmt: skip
-
-
-_FINDING_INSERT = (
-    "INSERT INTO findings (review_id, installation_id, repo, pr, path, line, end_line, side, title, "
-    "body, severity, category, source, rule_id, symbol, score, decision, reason, cluster, fingerprint, "
-    "explore, github_comment_id, features, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 # ---------------------------------------------------------------------------------------------
-# Store reads and writes (one installation's rows only)
-
-
-def review_row(store: Store, repo: str, pr: int, head_sha: str) -> tuple[int, str] | None:
-    row = store.conn.execute(
-        "SELECT id, state FROM reviews WHERE repo = ? AND pr = ? AND head_sha = ?", (repo, pr, head_sha)
-    ).fetchone()
-    return (int(row[0]), str(row[1])) if row else None
-
-
-def claim_review_row(store: Store, lock: threading.RLock, req: ReviewRequest, base_sha: str, now: str) -> int:
-    """The reviews row for this head, created 'pending' BEFORE anything is posted."""
-    with lock, store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO reviews (installation_id, repo, pr, head_sha, base_sha, state, created_at) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT(repo, pr, head_sha) DO NOTHING",
-            (req.installation_id, req.repo, req.pr, req.head_sha, base_sha, now),
-        )
-        row = conn.execute(
-            "SELECT id FROM reviews WHERE repo = ? AND pr = ? AND head_sha = ?",
-            (req.repo, req.pr, req.head_sha),
-        ).fetchone()
-    return int(row[0])
-
-
-def last_reviewed_sha(store: Store, req: ReviewRequest) -> str | None:
-    """The head of this PR's latest posted review other than the current head."""
-    row = store.conn.execute(
-        "SELECT head_sha FROM reviews WHERE repo = ? AND pr = ? AND state = 'posted' AND head_sha != ? "
-        "AND installation_id = ? ORDER BY posted_at DESC, id DESC LIMIT 1",
-        (req.repo, req.pr, req.head_sha, req.installation_id),
-    ).fetchone()
-    return str(row[0]) if row else None
-
-
-def stored_posted_fingerprints(store: Store, req: ReviewRequest) -> set[str]:
-    return {
-        r[0]
-        for r in store.conn.execute(
-            "SELECT fingerprint FROM findings WHERE repo = ? AND pr = ? AND decision = 'post' "
-            "AND installation_id = ?",
-            (req.repo, req.pr, req.installation_id),
-        )
-    }
-
-
-def dismissed_fingerprints(store: Store, req: ReviewRequest) -> set[str]:
-    """Fingerprints of this repo's findings whose feedback resolves to 'dismissed'."""
-    labels: dict[tuple[int, str], list[tuple[str, str, float, str]]] = defaultdict(list)
-    for fid, fp, label, source, weight, at in store.conn.execute(
-        "SELECT f.id, f.fingerprint, fb.label, fb.source, fb.weight, fb.at FROM findings f "
-        "JOIN feedback fb ON fb.finding_id = f.id WHERE f.repo = ? AND f.installation_id = ?",
-        (req.repo, req.installation_id),
-    ):
-        labels[(fid, fp)].append((label, source, weight, at))
-    out = set()
-    for (_fid, fp), rows in labels.items():
-        outcome = resolve_outcome(rows, include_untouched=False)
-        if outcome is not None and outcome.label == "dismissed":
-            out.add(fp)
-    return out
+# Store reads (records.py owns the SQL; one installation's rows only)
 
 
 def acceptance_model(
     store: Store, req: ReviewRequest, prior: Callable[[], AcceptanceModel]
 ) -> AcceptanceModel:
-    """The repo's active model, else its org's, else the shipped prior: this installation's only."""
-    org = req.repo.split("/", 1)[0]
-    for scope in (f"repo:{req.repo}", f"org:{org}"):
-        row = store.conn.execute(
-            "SELECT params FROM model_versions WHERE scope = ? AND active = 1 "
-            "AND (installation_id = ? OR installation_id IS NULL) ORDER BY version DESC LIMIT 1",
-            (scope, req.installation_id),
-        ).fetchone()
-        if row is not None:
-            try:
-                return AcceptanceModel.from_json(row[0])
-            except ValueError:
-                log.exception("stored model for %s is unreadable; falling back", scope)
+    """The repo's active model for this installation, else the shipped prior."""
+    params = records.active_model_params(store, req.tenant)
+    if params is not None:
+        try:
+            return AcceptanceModel.from_json(params)
+        except ValueError:
+            log.exception("stored model for %s is unreadable; falling back", req.repo)
     return prior()
+
+
+def dismissed_fingerprints(store: Store, req: ReviewRequest) -> set[str]:
+    """Fingerprints of this installation's repo findings the team dismissed (records' policy)."""
+    return records.dismissed_fingerprints(store, req.tenant)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,19 +201,6 @@ def review_with_marker(own_reviews: list[dict[str, Any]], marker: str) -> int | 
         if marker in (r.get("body") or ""):
             return int(r["id"])
     return None
-
-
-def stale_pending_rows(store: Store, req: ReviewRequest) -> list[tuple[int, str]]:
-    """(id, head_sha) of this PR's reviews rows still 'pending' for another head: a run that died
-    between posting and recording, whose head moved on before any retry could record it."""
-    return [
-        (int(r[0]), str(r[1]))
-        for r in store.conn.execute(
-            "SELECT id, head_sha FROM reviews WHERE repo = ? AND pr = ? AND installation_id = ? "
-            "AND state = 'pending' AND head_sha != ?",
-            (req.repo, req.pr, req.installation_id, req.head_sha),
-        )
-    ]
 
 
 async def is_ancestor(gh: GitHubClient, repo: str, old_sha: str, new_sha: str) -> bool:
@@ -485,10 +353,14 @@ class ReviewJobHandler:
             return skip(why)
 
         # Idempotency: our database, then GitHub itself (holds even if the database was lost).
-        row = review_row(self.store, req.repo, req.pr, req.head_sha)
+        with self.lock:
+            row = records.review_state(self.store, req.tenant, req.pr, req.head_sha)
         if row is not None and row[1] == "posted" and not req.force:
             return skip("this head was already reviewed", "already_reviewed")
-        review_id = claim_review_row(self.store, self.lock, req, pull.base_sha, iso(self.clock()))
+        with self.lock:
+            review_id = records.claim_review(
+                self.store, req.tenant, req.pr, req.head_sha, pull.base_sha, iso(self.clock())
+            )
         await self._reconcile_pending(gh, req, own_reviews)
         if found is not None:
             return await self._record_found(gh, req, review_id, found, timings)
@@ -498,10 +370,8 @@ class ReviewJobHandler:
 
         intent = ChangeIntent(pull.title, pull.body, tuple(await self._commit_subjects(gh, req)))
         imported = await fetch_imported(gh, req.repo, req.head_sha, config.sarif_in)  # the repo's linters
-        result = await self._review(req, config, rules, diff, since, contents, on_github, timings, intent,
-                                    imported)  # fmt: skip
-        full_files = {f.path: f for f in parse_diff(str(full))}
-        restrict_to_diff(result, full_files)
+        result = await self._review(req, config, rules, diff, full, since, contents, on_github, timings,
+                                    intent, imported)  # fmt: skip
         return await self._post(gh, req, review_id, result, timings, started)
 
     async def _fetch_change(
@@ -512,17 +382,17 @@ class ReviewJobHandler:
         On `synchronize`, only what changed since the last reviewed SHA, when that SHA is still an
         ancestor of the head (not after a force-push); otherwise the whole PR diff."""
         diff: DiffText = full
-        since = last_reviewed_sha(self.store, req) if req.action == "synchronize" else None
+        since = None
+        if req.action == "synchronize":
+            with self.lock:
+                since = records.last_posted_head(self.store, req.tenant, req.pr, other_than=req.head_sha)
         if since and await is_ancestor(gh, req.repo, since, req.head_sha):
             diff = await gh.compare_diff(req.repo, since, req.head_sha)
             log.info("incremental review since %s", since[:12], extra={"since": since})
         else:
             since = None
-        wanted = [
-            f.path for f in parse_diff(str(diff))
-            if f.hunks and not f.is_binary and f.status != "deleted" and config.file_included(f.path)
-        ]  # fmt: skip
-        return diff, since, await prefetch_files(gh, req.repo, req.head_sha, wanted)
+        wanted, _ = select_files(parse_diff(str(diff)), config)
+        return diff, since, await prefetch_files(gh, req.repo, req.head_sha, [f.path for f in wanted])
 
     async def _review(
         self,
@@ -530,6 +400,7 @@ class ReviewJobHandler:
         config: RepoConfig,
         rules: RuleSet,
         diff: DiffText,
+        full: DiffText,
         since: str | None,
         contents: dict[str, str | None],
         on_github: set[str],
@@ -537,21 +408,27 @@ class ReviewJobHandler:
         intent: ChangeIntent | None = None,
         imported: Fetched | None = None,
     ) -> ReviewResult:
-        """The one pipeline on the diff to review; `on_github` are the fingerprints the bot
-        already posted on the PR (read from GitHub, so they hold even without our database)."""
+        """The one pipeline on the diff to review (`full`, the PR's whole diff, is where GitHub
+        accepts comments); `on_github` are the fingerprints the bot already posted on the PR
+        (read from GitHub, so they hold even without our database)."""
         config, capped = apply_limits(config, self.limits, self._default_model())
         llm, own_llm = self._llm_for(config)
         cap = token_cap(self.limits, used_today=self._tokens_today(req.installation_id))
+        with self.lock:
+            model = acceptance_model(self.store, req, self._prior)
+            dismissed = dismissed_fingerprints(self.store, req)
+            posted = records.posted_fingerprints(self.store, req.tenant, req.pr)
         try:
             result = await review_change(
                 Change(diff_text=str(diff), read_head=contents.get, repo=req.repo, pr=req.pr,
-                       files_not_reviewed=dict(diff.skipped), intent=intent),
+                       files_not_reviewed=dict(diff.skipped), intent=intent,
+                       pr_diff_text=str(full)),
                 config=config,
                 rules=rules,
-                model=acceptance_model(self.store, req, self._prior),
+                model=model,
                 llm=llm,
-                dismissed_fingerprints=dismissed_fingerprints(self.store, req),
-                posted_fingerprints=on_github | stored_posted_fingerprints(self.store, req),
+                dismissed_fingerprints=dismissed,
+                posted_fingerprints=on_github | posted,
                 secrets=self.secrets,
                 token_cap=cap,
                 imported=imported.candidates if imported else (),
@@ -596,7 +473,7 @@ class ReviewJobHandler:
         except ReviewRejectedError as exc:
             pull = await gh.get_pull(req.repo, req.pr)
             if pull.head_sha != req.head_sha:
-                self._set_state(review_id, "failed")
+                self._set_state(req, review_id, "failed")
                 return ReviewOutcome("superseded", f"head moved on while posting: {exc}", review_id)
             raise PermanentJobError(f"GitHub refused the review: {exc}") from exc
         timings["post"] = time.perf_counter() - t  # the review is visible from here on
@@ -639,7 +516,7 @@ class ReviewJobHandler:
         """Rows of older heads left 'pending' although their review is on GitHub (the run died
         after posting and the head moved on): record them as posted, so the incremental diff and
         the feedback loop see them. Rows whose review is not on GitHub stay as they are."""
-        for row_id, head_sha in stale_pending_rows(self.store, req):
+        for row_id, head_sha in records.stale_pending_reviews(self.store, req.tenant, req.pr, req.head_sha):
             gid = review_with_marker(own_reviews, head_marker(head_sha))
             if gid is None:
                 continue
@@ -672,11 +549,8 @@ class ReviewJobHandler:
         # The crashed run may have died before its check run: create one from what GitHub shows
         # (its funnel died with it), unless the run that posted recorded one.
         with self.lock:
-            row = self.store.conn.execute(
-                "SELECT check_run_id FROM reviews WHERE id = ?", (review_id,)
-            ).fetchone()
-        check_run_id = None
-        if row is None or row[0] is None:
+            check_run_id = records.review_check_run(self.store, req.tenant, review_id)
+        if check_run_id is None:
             recovered = ReviewResult()
             recovered.funnel.candidates = recovered.funnel.posted = len(comments)
             recovered.notes.append("Recorded after a restart: the review was already on GitHub.")
@@ -703,32 +577,19 @@ class ReviewJobHandler:
         check_run_id: int | None,
     ) -> None:
         """Record a review found on GitHub (and its fingerprinted comments) as posted."""
-        now = iso(self.clock())
-        with self.lock, self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE reviews SET state = 'posted', github_review_id = ?, funnel = ?, posted_at = ?, "
-                "check_run_id = COALESCE(check_run_id, ?) WHERE id = ?",
-                (github_review_id, json.dumps({"recovered": True, "posted": len(comments)}), now,
-                 check_run_id, review_id),
+        rows = [
+            records.NewFinding(
+                pr=req.pr, path=c.path, line=c.line, side=c.side, body=c.body, decision="post",
+                reason="recovered from GitHub after a restart", fingerprint=c.fingerprint or "",
+                comment_id=c.id,
+            )
+            for c in comments
+        ]  # fmt: skip
+        with self.lock:
+            records.record_recovered_review(
+                self.store, req.tenant, review_id, github_review_id=github_review_id,
+                check_run_id=check_run_id, comments=rows, now=iso(self.clock()),
             )  # fmt: skip
-            known = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT github_comment_id FROM findings WHERE review_id = ? "
-                    "AND github_comment_id IS NOT NULL",
-                    (review_id,),
-                )
-            }
-            for c in comments:
-                if c.id in known:
-                    continue
-                conn.execute(
-                    "INSERT INTO findings (review_id, installation_id, repo, pr, path, line, side, body, "
-                    "decision, reason, fingerprint, github_comment_id, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'post', ?, ?, ?, ?)",
-                    (review_id, req.installation_id, req.repo, req.pr, c.path, c.line, c.side, c.body,
-                     "recovered from GitHub after a restart", c.fingerprint, c.id, now),
-                )  # fmt: skip
 
     # -- recording and metrics --------------------------------------------------------------
 
@@ -751,24 +612,20 @@ class ReviewJobHandler:
             "cost": result.usage.cost,
             "stopped_by": result.usage.stopped_by,
         }
-        with self.lock, self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE reviews SET state = 'posted', github_review_id = ?, check_run_id = ?, funnel = ?, "
-                "usage = ?, posted_at = ? WHERE id = ?",
-                (github_review_id, check_run_id, json.dumps(result.funnel.as_dict(), sort_keys=True),
-                 json.dumps(usage, sort_keys=True), now, review_id),
+        findings = [
+            records.NewFinding.from_decision(d, pr=req.pr, comment_id=comment_ids.get(d.fingerprint))
+            for d in [*result.posted, *result.suppressed]
+        ]
+        with self.lock:
+            records.finish_review(
+                self.store, req.tenant, review_id, github_review_id=github_review_id,
+                check_run_id=check_run_id, funnel=result.funnel.as_dict(), usage=usage, findings=findings,
+                now=now,
             )  # fmt: skip
-            for d in [*result.posted, *result.suppressed]:
-                cid = comment_ids.get(d.fingerprint) if d.decision == "post" else None
-                conn.execute(_FINDING_INSERT, finding_row(
-                    d, review_id=review_id, installation_id=req.installation_id, repo=req.repo,
-                    pr=req.pr, comment_id=cid, now=now))  # fmt: skip
 
-    def _set_state(self, review_id: int, state: str) -> None:
-        with self.lock, self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE reviews SET state = ? WHERE id = ? AND state = 'pending'", (state, review_id)
-            )
+    def _set_state(self, req: ReviewRequest, review_id: int, state: str) -> None:
+        with self.lock:
+            records.set_review_state(self.store, req.tenant, review_id, state)
 
     def _observe(
         self, req: ReviewRequest, result: ReviewResult, timings: dict[str, float], started: float
@@ -818,14 +675,10 @@ class ReviewJobHandler:
             return 0
         day = iso(self.clock())[:10]
         with self.lock:
-            rows = self.store.conn.execute(
-                "SELECT usage FROM reviews WHERE installation_id = ? AND posted_at >= ?",
-                (installation_id, day),
-            ).fetchall()
+            usages = records.installation_usages_since(self.store, installation_id, day)
         total = 0
-        for (raw,) in rows:
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                usage = json.loads(raw)
+        for usage in usages:
+            with contextlib.suppress(ValueError, TypeError):
                 total += int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
         return total
 

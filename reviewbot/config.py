@@ -181,22 +181,6 @@ class RulesConfig(_Strict):
             seen.add(rule.id)
         return rules
 
-    def rule_enabled(self, rule_id: str, *, default: bool = True) -> bool:
-        """Exact ids beat globs; at the same precision `enable` beats `disable`."""
-        if rule_id in self.enable:
-            return True
-        if rule_id in self.disable:
-            return False
-        if any(wildcard_match(p, rule_id) for p in self.enable):
-            return True
-        if any(wildcard_match(p, rule_id) for p in self.disable):
-            return False
-        return default
-
-    def severity_for(self, rule_id: str, default: str) -> str:
-        """The configured severity for a rule, or `default` (the rule's own)."""
-        return self.severity.get(rule_id, default)
-
 
 class PathInstruction(_Strict):
     """Extra guidance for the LLM on files matching `path`."""
@@ -328,11 +312,6 @@ class RepoConfig(_Strict):
             if label.lower() in skip:
                 return False, f"label '{label}' is in triggers.skip_labels"
         return True, "eligible for review"
-
-    def min_severity_for(self, path: str) -> str:
-        """The minimum severity for `path`: the last matching `min_severity_by_path` glob wins."""
-        last = glob_list(tuple(self.min_severity_by_path)).last(path)
-        return self.min_severity if last is None else self.min_severity_by_path[last]
 
     def instructions_for(self, path: str) -> list[str]:
         """The `path_instructions` texts that apply to `path`, in file order."""
@@ -669,8 +648,8 @@ def _message(err: Any, loc: Path_) -> str:
         return "is required"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-        key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}
-        return f"must be {op[kind]} {ctx.get(key[kind])} (got {shown})"
+        bound = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}
+        return f"must be {op[kind]} {ctx.get(bound[kind])} (got {shown})"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be a whole number (got {shown})"
     if kind in ("float_type", "float_parsing"):

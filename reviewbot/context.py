@@ -129,17 +129,6 @@ def symbols(language: str, source: bytes | str) -> list[Symbol]:
     return _symbols_from_tree(language, tree)[0] if tree is not None else []
 
 
-def enclosing_symbol(found: Sequence[Symbol], line: int) -> Symbol | None:
-    """The innermost symbol whose range contains `line` (None at module level)."""
-    best: Symbol | None = None
-    for sym in found:
-        if sym.start_line <= line <= sym.end_line and (
-            best is None or sym.end_line - sym.start_line < best.end_line - best.start_line
-        ):
-            best = sym
-    return best
-
-
 @dataclass(slots=True)
 class ParsedFile:
     """One new-file source, parsed once and indexed for per-hunk lookups."""
@@ -247,17 +236,6 @@ def hunk_contexts(
             log.warning("%s hunk %d: context failed (%s); plain hunk context", file.path, index + 1, exc)
             out.append(_plain(file, index, hunk, budget, parse_error=False))
     return out
-
-
-def numbered_snippet(ctx: HunkContext) -> str:
-    """The snippet with each line prefixed by its new-file line number ("  42 | code")."""
-    if not ctx.snippet:
-        return ""
-    lines = ctx.snippet.split("\n")
-    if ctx.snippet_start_line is None:
-        return ctx.snippet
-    width = len(str(ctx.snippet_start_line + len(lines) - 1))
-    return "\n".join(f"{ctx.snippet_start_line + i:>{width}} | {t}" for i, t in enumerate(lines))
 
 
 # --------------------------------------------------------------------------- internals

@@ -331,23 +331,21 @@ async def answer_question(
 def concession_recorder(store: Any, lock: Any, *, now: Callable[[], datetime]) -> RecordConcession:
     """Records the LLM's concession as a weak `dismissed` label (source `conversation`) on the
     finding behind the thread's first comment, when the store knows it."""
+    from reviewbot import records
     from reviewbot.feedback import LabelEvent
-    from reviewbot.feedback_poll import record_label, remove_labels
 
     def record(q: Question, root_comment_id: int, verdict: str) -> None:
+        t = records.Tenant(q.installation_id, q.repo)
         with lock:
-            row = store.conn.execute(
-                "SELECT id, repo, installation_id FROM findings WHERE github_comment_id = ? AND repo = ?",
-                (root_comment_id, q.repo),
-            ).fetchone()
-            if row is None:
+            finding = records.finding_by_comment(store, t, root_comment_id)
+            if finding is None:
                 return
-            remove_labels(store, int(row[0]), "conversation", comment_id=q.comment_id)
-            record_label(store, str(row[1]), LabelEvent(
-                finding_id=int(row[0]), label="dismissed", source="conversation",
+            records.remove_labels(store, t, finding.id, "conversation", comment_id=q.comment_id)
+            records.add_label(store, t, LabelEvent(
+                finding_id=finding.id, label="dismissed", source="conversation",
                 provenance={"comment_id": q.comment_id, "user": q.user, "verdict": verdict},
                 weight=CONCESSION_WEIGHT, at=now().isoformat(),
-            ), installation_id=row[2])  # fmt: skip
+            ))  # fmt: skip
 
     return record
 

@@ -20,7 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from reviewbot.stats import RepoStats, Tally, list_repos, repo_stats
+from reviewbot.records import tenant_of, tenants
+from reviewbot.stats import RepoStats, Tally, repo_stats
 from reviewbot.store import Store
 
 COOKIE = "reviewbot_admin"
@@ -106,7 +107,7 @@ def acceptance_chart_svg(points: Sequence[Tally], *, width: int = 960, height: i
 
 
 def _token_ok(given: str | None, admin_token: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), admin_token.encode())
+    return given is not None and bool(given) and hmac.compare_digest(given.encode(), admin_token.encode())
 
 
 def _cookie_value(admin_token: str) -> str:
@@ -148,16 +149,17 @@ def dashboard_router(store: Store, admin_token: str, *, secure_cookie: bool = Fa
         if (denied := authorise(request)) is not None:
             return denied
         with lock:
-            rows = [repo_stats(store, name) for name in list_repos(store)]
+            rows = [repo_stats(store, t) for t in tenants(store)]
         html = env.get_template("repos.html").render(repos=rows)
         return HTMLResponse(html)
 
     def _load(owner: str, repo: str) -> RepoStats:
         name = f"{owner}/{repo}"
         with lock:
-            if name not in list_repos(store):
+            tenant = tenant_of(store, name)
+            if tenant is None:
                 raise HTTPException(status_code=404, detail=f"unknown repository {name}")
-            return repo_stats(store, name)
+            return repo_stats(store, tenant)
 
     @router.get("/repos/{owner}/{repo}.json")
     def repo_json(owner: str, repo: str, request: Request) -> Response:

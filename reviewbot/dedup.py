@@ -69,22 +69,6 @@ def _word_tokens(raw: str) -> tuple[str, ...]:
     return ()
 
 
-def normalise_claim(text: str) -> str:
-    """The claim as a canonical string: content tokens, in order, without repeats."""
-    seen: dict[str, None] = {}
-    for tok in tokens(text):
-        seen.setdefault(tok, None)
-    return " ".join(seen)
-
-
-def jaccard(a: str, b: str) -> float:
-    """Token Jaccard similarity of two texts (0 when either has no content tokens)."""
-    ta, tb = set(tokens(a)), set(tokens(b))
-    if not ta or not tb:
-        return 0.0
-    return len(ta & tb) / len(ta | tb)
-
-
 def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
     """Pairwise tf-idf cosine similarity of `texts` (idf from the texts themselves).
 
@@ -109,7 +93,8 @@ def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
     norms = np.linalg.norm(mat, axis=1)
     norms[norms == 0] = 1.0
     mat /= norms[:, None]
-    return mat @ mat.T
+    similarity: np.ndarray = mat @ mat.T
+    return similarity
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,16 +280,6 @@ def _parts(fp: str) -> tuple[str, str, int] | None:
         return bits[1], bits[2], int(bits[3], 16)
     except ValueError:
         return None
-
-
-def fingerprints_match(a: str, b: str, *, max_distance: int = 8) -> bool:
-    """Same finding: equal, or same path and symbol with claims within `max_distance` bits."""
-    if a == b:
-        return True
-    pa, pb = _parts(a), _parts(b)
-    if pa is None or pb is None:
-        return False
-    return pa[0] == pb[0] and pa[1] == pb[1] and bin(pa[2] ^ pb[2]).count("1") <= max_distance
 
 
 class FingerprintIndex:

@@ -80,24 +80,6 @@ def parse_diff(text: str) -> list[FileDiff]:
         raise DiffParseError(f"cannot interpret the diff: {exc}") from exc
 
 
-def diff_stats(files: Iterable[FileDiff]) -> tuple[int, int]:
-    """(added, deleted) line counts over all files."""
-    added = deleted = 0
-    for file in files:
-        for hunk in file.hunks:
-            for line in hunk.lines:
-                if line.kind == "added":
-                    added += 1
-                elif line.kind == "deleted":
-                    deleted += 1
-    return added, deleted
-
-
-def changed_new_lines(file: FileDiff) -> set[int]:
-    """New-file line numbers the change adds (where a rule or the LLM may raise a finding)."""
-    return file.added_line_numbers()
-
-
 def hunk_index_for(file: FileDiff, line: int, side: str = "RIGHT") -> int | None:
     """Index into file.hunks of the hunk GitHub would attach (line, side) to, or None."""
     hunk = file.hunk_for(line, "LEFT" if side == "LEFT" else "RIGHT")

@@ -314,6 +314,14 @@ class Outcome:
     at: str
 
 
+def silences(outcome: Outcome | None) -> bool:
+    """The one dismissal policy: a posted finding is not raised again once the team clearly said
+    no (a full-weight dismissal: a thumbs-down, a "false positive" reply). Weak signals (a thread
+    resolved with the lines unchanged, silence at close) only train the model with their weight:
+    they are too ambiguous to silence a finding forever (docs/feedback.md)."""
+    return outcome is not None and outcome.label == "dismissed" and outcome.weight >= 1.0
+
+
 def resolve_outcome(
     labels: Iterable[tuple[str, str, float, str]], *, include_untouched: bool = True
 ) -> Outcome | None:
@@ -326,10 +334,10 @@ def resolve_outcome(
     """
     skip = set(NOT_FOR_TRAINING) | (set() if include_untouched else {"untouched"})
     by_source: dict[str, list[tuple[str, float, str]]] = {}
-    for label, source, weight, at in labels:
+    for name, source, weight, at in labels:
         if source in skip or source not in SOURCE_PRIORITY:
             continue
-        by_source.setdefault(source, []).append((label, float(weight), at))
+        by_source.setdefault(source, []).append((name, float(weight), at))
     if not by_source:
         return None
     source = min(by_source, key=lambda s: SOURCE_PRIORITY[s])

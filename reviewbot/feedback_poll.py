@@ -9,17 +9,18 @@ contents at two SHAs) and writes `feedback` rows. Entry points the worker calls:
   touching commented lines, an applied suggestion) and closed (untouched comments, suppressed
   candidates' follow-up).
 
+Every read and write of findings and labels goes through `records`, under the delivery's tenant.
 `gh` is anything with the two async methods of `FeedbackGitHub`: github.GitHubClient has them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reviewbot import records
 from reviewbot.feedback import (
     LabelEvent,
     Reaction,
@@ -31,6 +32,7 @@ from reviewbot.feedback import (
     thread_label,
     untouched_label,
 )
+from reviewbot.records import FindingRef, Tenant
 from reviewbot.store import Store
 
 if TYPE_CHECKING:
@@ -83,47 +85,8 @@ def reactions_from_json(items: Iterable[Mapping[str, Any]]) -> list[Reaction]:
 # --------------------------------------------------------------------------- store writes
 
 
-def _prov(provenance: Mapping[str, object]) -> str:
-    return json.dumps(dict(provenance), sort_keys=True, separators=(",", ":"))
-
-
-def record_label(store: Store, repo: str, ev: LabelEvent, *, installation_id: int | None = None) -> bool:
-    """Insert a label; the same (finding, source, provenance) twice is a no-op. True if new."""
-    cur = store.conn.execute(
-        "INSERT OR IGNORE INTO feedback (finding_id, installation_id, repo, label, source, provenance, "
-        "weight, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (ev.finding_id, installation_id, repo, ev.label, ev.source, _prov(ev.provenance), ev.weight, ev.at),
-    )
-    return cur.rowcount > 0
-
-
-def remove_labels(store: Store, finding_id: int, source: str, **match: object) -> int:
-    """Delete a finding's labels from `source` whose provenance has the given key=value pairs."""
-    sql = "DELETE FROM feedback WHERE finding_id = ? AND source = ?"
-    args: list[object] = [finding_id, source]
-    for key, value in match.items():
-        sql += f" AND json_extract(provenance, '$.{key}') = ?"
-        args.append(value)
-    return store.conn.execute(sql, args).rowcount
-
-
-def _finding_by_comment(store: Store, comment_id: int) -> dict[str, Any] | None:
-    row = store.conn.execute(
-        "SELECT f.id, f.repo, f.pr, f.path, f.line, f.end_line, f.side, f.body, f.installation_id, "
-        "r.head_sha FROM findings f JOIN reviews r ON r.id = f.review_id "
-        "WHERE f.github_comment_id = ?",
-        (comment_id,),
-    ).fetchone()
-    return _as_finding(row) if row else None
-
-
-def _as_finding(row: tuple[Any, ...]) -> dict[str, Any]:
-    keys = ("id", "repo", "pr", "path", "line", "end_line", "side", "body", "installation_id", "head_sha")
-    return dict(zip(keys, row, strict=True))
-
-
 def sync_reactions(
-    store: Store, finding: Mapping[str, Any], reactions: list[Reaction], *, bot_logins: Iterable[str]
+    store: Store, t: Tenant, finding: FindingRef, reactions: list[Reaction], *, bot_logins: Iterable[str]
 ) -> int:
     """Make the finding's reaction labels match the reactions now on the comment; returns changes.
 
@@ -131,35 +94,28 @@ def sync_reactions(
     reaction removes it.
     """
     wanted = reaction_labels(reactions, bot_logins=bot_logins)
-    have = {
-        json.loads(p)["user"]: (rid, label, json.loads(p))
-        for rid, label, p in store.conn.execute(
-            "SELECT id, label, provenance FROM feedback WHERE finding_id = ? AND source = 'reaction'",
-            (finding["id"],),
-        )
-    }
+    mine = records.finding_labels(store, t, finding.id, source="reaction")
+    have = {str(lb.provenance.get("user")): lb for lb in mine}
     changes = 0
     with store.transaction():
-        for user, (rid, _label, _p) in have.items():
+        for user, lb in have.items():
             if user not in wanted:
-                store.conn.execute("DELETE FROM feedback WHERE id = ?", (rid,))
+                records.delete_label(store, t, lb.id)
                 changes += 1
         for user, (label, r) in wanted.items():
             old = have.get(user)
-            if old is not None and old[2].get("reaction_id") == r.id:
+            if old is not None and old.provenance.get("reaction_id") == r.id:
                 continue
             if old is not None:
-                store.conn.execute("DELETE FROM feedback WHERE id = ?", (old[0],))
+                records.delete_label(store, t, old.id)
             ev = LabelEvent(
-                finding_id=finding["id"],
+                finding_id=finding.id,
                 label=label,
                 source="reaction",
                 provenance={"user": user, "reaction_id": r.id, "content": r.content},
                 at=r.created_at,
             )
-            changes += int(
-                record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
-            )
+            changes += int(records.add_label(store, t, ev))
     return changes
 
 
@@ -177,51 +133,36 @@ class PollReport:
 async def poll_reactions(
     store: Store,
     gh: FeedbackGitHub,
-    repo: str,
+    t: Tenant,
     *,
     now: datetime,
     bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS,
     window_days: int = POLL_WINDOW_DAYS,
 ) -> PollReport:
-    """Poll the reactions of the repo's bot comments posted in the last `window_days`.
+    """Poll the reactions of the tenant's bot comments posted in the last `window_days`.
 
     Each request carries the ETag of the previous answer, so an unchanged comment costs a 304 and
     no rate limit. A failing comment is reported and skipped; the others are still polled.
     """
     bots = list(bot_logins)
     since = (now - timedelta(days=window_days)).isoformat()
-    rows = store.conn.execute(
-        "SELECT f.id, f.repo, f.pr, f.path, f.line, f.end_line, f.side, f.body, f.installation_id, "
-        "r.head_sha, f.github_comment_id FROM findings f JOIN reviews r ON r.id = f.review_id "
-        "WHERE f.repo = ? AND f.decision = 'post' AND f.github_comment_id IS NOT NULL "
-        "AND f.created_at >= ? ORDER BY f.id",
-        (repo, since),
-    ).fetchall()
     report = PollReport()
-    for row in rows:
-        finding, comment_id = _as_finding(row[:-1]), int(row[-1])
-        prev = store.conn.execute(
-            "SELECT etag FROM reaction_polls WHERE github_comment_id = ?", (comment_id,)
-        ).fetchone()
+    for finding in records.recent_comments(store, t, since=since):
+        comment_id = int(finding.comment_id or 0)
         try:
-            items, etag = await gh.get_comment_reactions(repo, comment_id, prev[0] if prev else None)
+            previous = records.poll_etag(store, t, comment_id)
+            items, etag = await gh.get_comment_reactions(t.repo, comment_id, previous)
         except Exception as exc:  # one bad comment must not stop the poll of the others
             report.errors.append(f"comment {comment_id}: {type(exc).__name__}: {exc}")
             continue
         report.polled += 1
-        status = 304 if items is None else 200
         if items is None:
             report.not_modified += 1
         else:
             reactions = reactions_from_json(items)
-            report.label_changes += sync_reactions(store, finding, reactions, bot_logins=bots)
-        store.conn.execute(
-            "INSERT INTO reaction_polls (github_comment_id, repo, etag, last_status, polled_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(github_comment_id) DO UPDATE SET "
-            "etag = COALESCE(excluded.etag, reaction_polls.etag), last_status = excluded.last_status, "
-            "polled_at = excluded.polled_at",
-            (comment_id, repo, etag, status, now.isoformat()),
-        )
+            report.label_changes += sync_reactions(store, t, finding, reactions, bot_logins=bots)
+        status = 304 if items is None else 200
+        records.save_poll(store, t, comment_id, etag=etag, status=status, now=now.isoformat())
     return report
 
 
@@ -243,6 +184,7 @@ def _may_give_feedback(comment: Mapping[str, Any], pull_request: Mapping[str, An
 
 def on_review_comment(
     store: Store,
+    t: Tenant,
     payload: Mapping[str, Any],
     *,
     now: datetime,
@@ -253,7 +195,7 @@ def on_review_comment(
     parent = comment.get("in_reply_to_id")
     if not parent:
         return None
-    finding = _finding_by_comment(store, int(parent))
+    finding = records.finding_by_comment(store, t, int(parent))
     if finding is None:
         return None
     user = (comment.get("user") or {}).get("login", "")
@@ -262,20 +204,20 @@ def on_review_comment(
     if not _may_give_feedback(comment, payload.get("pull_request") or {}):
         return None
     reply_id = int(comment["id"])
-    remove_labels(store, finding["id"], "reply", comment_id=reply_id)
+    records.remove_labels(store, t, finding.id, "reply", comment_id=reply_id)
     if payload.get("action") == "deleted":
         return None
     label = classify_reply(str(comment.get("body") or ""))
     if label is None:
         return None
     ev = LabelEvent(
-        finding_id=finding["id"],
+        finding_id=finding.id,
         label=label,
         source="reply",
         provenance={"comment_id": reply_id, "user": user},
         at=iso_time(comment.get("updated_at") or comment.get("created_at"), now.isoformat()),
     )
-    record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
+    records.add_label(store, t, ev)
     return ev
 
 
@@ -283,7 +225,8 @@ class _Files:
     """Per-call cache of file texts at SHAs (many findings share a file)."""
 
     def __init__(self, gh: FeedbackGitHub, repo: str) -> None:
-        self.gh, self.repo, self.cache = gh, repo, {}
+        self.gh, self.repo = gh, repo
+        self.cache: dict[tuple[str, str], str | None] = {}
 
     async def get(self, path: str, ref: str) -> str | None:
         key = (path, ref)
@@ -292,18 +235,18 @@ class _Files:
         return self.cache[key]
 
 
-async def _code_changed(files: _Files, finding: Mapping[str, Any], head_sha: str) -> bool | None:
+async def _code_changed(files: _Files, finding: FindingRef, head_sha: str) -> bool | None:
     """Whether the finding's lines changed between its review's SHA and head_sha (None: unknown)."""
-    if not finding["path"] or not finding["line"] or finding["side"] == "LEFT":
+    if not finding.path or not finding.line or finding.side == "LEFT":
         return None
-    if finding["head_sha"] == head_sha:
+    if finding.head_sha == head_sha:
         return False
-    old = await files.get(finding["path"], finding["head_sha"])
+    old = await files.get(finding.path, finding.head_sha)
     if old is None:
         return None
-    new = await files.get(finding["path"], head_sha)
-    start = int(finding["line"])
-    end = int(finding["end_line"] or start)
+    new = await files.get(finding.path, head_sha)
+    start = int(finding.line)
+    end = int(finding.end_line or start)
     lo, hi = min(start, end), max(start, end)
     if hi > len(old.splitlines()):
         return None
@@ -311,7 +254,7 @@ async def _code_changed(files: _Files, finding: Mapping[str, Any], head_sha: str
 
 
 async def on_review_thread(
-    store: Store, gh: FeedbackGitHub, payload: Mapping[str, Any], *, now: datetime
+    store: Store, gh: FeedbackGitHub, t: Tenant, payload: Mapping[str, Any], *, now: datetime
 ) -> LabelEvent | None:
     """Resolved + the lines changed -> accepted; resolved, unchanged -> weak dismissal; unresolved
     -> the thread's label is withdrawn."""
@@ -319,111 +262,99 @@ async def on_review_thread(
     comments = thread.get("comments") or []
     if not comments:
         return None
-    finding = _finding_by_comment(store, int(comments[0]["id"]))
+    finding = records.finding_by_comment(store, t, int(comments[0]["id"]))
     if finding is None:
         return None
     node = str(thread.get("node_id") or comments[0]["id"])
-    remove_labels(store, finding["id"], "thread", thread=node)
+    records.remove_labels(store, t, finding.id, "thread", thread=node)
     if payload.get("action") != "resolved":
         return None
-    head = ((payload.get("pull_request") or {}).get("head") or {}).get("sha") or finding["head_sha"]
-    changed = await _code_changed(_Files(gh, finding["repo"]), finding, head)
+    head = ((payload.get("pull_request") or {}).get("head") or {}).get("sha") or finding.head_sha
+    changed = await _code_changed(_Files(gh, t.repo), finding, head)
     verdict = thread_label(True, bool(changed))
     assert verdict is not None
     label, weight = verdict
     user = (payload.get("sender") or {}).get("login", "")
     ev = LabelEvent(
-        finding_id=finding["id"],
+        finding_id=finding.id,
         label=label,
         source="thread",
         provenance={"thread": node, "user": user, "head_sha": head, "code_changed": bool(changed)},
         weight=weight,
         at=iso_time((payload.get("pull_request") or {}).get("updated_at"), now.isoformat()),
     )
-    record_label(store, finding["repo"], ev, installation_id=finding["installation_id"])
+    records.add_label(store, t, ev)
     return ev
 
 
-def _pr_findings(store: Store, repo: str, pr: int) -> list[tuple[dict[str, Any], str]]:
-    rows = store.conn.execute(
-        "SELECT f.id, f.repo, f.pr, f.path, f.line, f.end_line, f.side, f.body, f.installation_id, "
-        "r.head_sha, f.decision FROM findings f JOIN reviews r ON r.id = f.review_id "
-        "WHERE f.repo = ? AND f.pr = ? ORDER BY f.id",
-        (repo, pr),
-    ).fetchall()
-    return [(_as_finding(r[:-1]), r[-1]) for r in rows]
-
-
-def _sources(store: Store, finding_id: int) -> set[str]:
-    return {
-        r[0] for r in store.conn.execute("SELECT source FROM feedback WHERE finding_id = ?", (finding_id,))
-    }
+def _sources(store: Store, t: Tenant, finding_id: int) -> set[str]:
+    return {lb.source for lb in records.finding_labels(store, t, finding_id)}
 
 
 async def check_addressed(
-    store: Store, gh: FeedbackGitHub, repo: str, pr: int, head_sha: str, *, at: str
+    store: Store, gh: FeedbackGitHub, t: Tenant, pr: int, head_sha: str, *, at: str
 ) -> list[LabelEvent]:
     """After a push: posted findings whose lines changed -> accepted ('suggestion' when the new
     code is the comment's suggestion, else 'commit'); suppressed ones -> 'suppressed_followup'."""
-    files = _Files(gh, repo)
+    files = _Files(gh, t.repo)
     events: list[LabelEvent] = []
-    for finding, decision in _pr_findings(store, repo, pr):
-        have = _sources(store, finding["id"])
+    for finding in records.pr_findings(store, t, pr):
+        have = _sources(store, t, finding.id)
         if have & {"commit", "suggestion", "suppressed_followup"}:
             continue
         changed = await _code_changed(files, finding, head_sha)
         if not changed:
             continue
-        if decision != "post":
+        if finding.decision != "post":
             source = "suppressed_followup"
         else:
             source = "commit"
-            sugg = extract_suggestion(str(finding["body"]))
-            if sugg is not None:
-                start = int(finding["line"])
-                end = int(finding["end_line"] or start)
-                old = await files.get(finding["path"], finding["head_sha"]) or ""
-                new = await files.get(finding["path"], head_sha)
+            sugg = extract_suggestion(finding.body)
+            if sugg is not None and finding.path and finding.line:
+                start = int(finding.line)
+                end = int(finding.end_line or start)
+                old = await files.get(finding.path, finding.head_sha) or ""
+                new = await files.get(finding.path, head_sha)
                 if suggestion_applied(old, new, min(start, end), max(start, end), sugg):
                     source = "suggestion"
         ev = LabelEvent(
-            finding_id=finding["id"],
+            finding_id=finding.id,
             label="accepted",
             source=source,
             provenance={"sha": head_sha},
             at=at,
         )
-        if record_label(store, repo, ev, installation_id=finding["installation_id"]):
+        if records.add_label(store, t, ev):
             events.append(ev)
     return events
 
 
 async def on_pr_closed(
-    store: Store, gh: FeedbackGitHub, repo: str, pr: int, head_sha: str, *, merged: bool, at: str
+    store: Store, gh: FeedbackGitHub, t: Tenant, pr: int, head_sha: str, *, merged: bool, at: str
 ) -> list[LabelEvent]:
     """The PR closed: check its final head for addressed comments, then mark the rest.
 
     Posted comments with no signal at all get the weak 'untouched' label (see docs/feedback.md);
     suppressed candidates whose code never changed get suppressed_followup 'dismissed'.
     """
-    events = await check_addressed(store, gh, repo, pr, head_sha, at=at)
-    for finding, decision in _pr_findings(store, repo, pr):
-        have = _sources(store, finding["id"])
-        if decision == "post":
+    events = await check_addressed(store, gh, t, pr, head_sha, at=at)
+    for finding in records.pr_findings(store, t, pr):
+        have = _sources(store, t, finding.id)
+        if finding.decision == "post":
             if have:
                 continue
-            ev = untouched_label(finding["id"], merged=merged, pr=pr, at=at)
+            ev = untouched_label(finding.id, merged=merged, pr=pr, at=at)
         else:
             if "suppressed_followup" in have:
                 continue
             ev = LabelEvent(
-                finding_id=finding["id"],
+                finding_id=finding.id,
                 label="dismissed",
                 source="suppressed_followup",
                 provenance={"sha": head_sha, "closed": True},
                 at=at,
             )
-        if record_label(store, repo, ev, installation_id=finding["installation_id"]):
+        if records.add_label(store, t, ev):
             events.append(ev)
     return events
 
@@ -436,25 +367,35 @@ async def handle_event(
     *,
     now: datetime,
     bot_logins: Iterable[str] = DEFAULT_BOT_LOGINS,
+    installation_id: int | None = None,
 ) -> list[LabelEvent]:
-    """Route one webhook delivery to the handler that turns it into labels (others: [])."""
+    """Route one webhook delivery to the handler that turns it into labels (others: []).
+
+    The labels go to the delivery's tenant: its installation (the payload's, else
+    `installation_id`, the job's) and repository; without both there is nobody to label for."""
     action = payload.get("action")
     repo = str((payload.get("repository") or {}).get("full_name") or "")
+    iid = (payload.get("installation") or {}).get("id") or installation_id
+    if not repo or iid is None:
+        return []
+    t = Tenant(int(iid), repo)
     if event == "pull_request_review_comment":
-        ev = on_review_comment(store, payload, now=now, bot_logins=bot_logins)
+        ev = on_review_comment(store, t, payload, now=now, bot_logins=bot_logins)
         return [ev] if ev else []
     if event == "pull_request_review_thread":
-        ev = await on_review_thread(store, gh, payload, now=now)
+        ev = await on_review_thread(store, gh, t, payload, now=now)
         return [ev] if ev else []
     if event == "pull_request" and action in ("synchronize", "closed"):
         pr_obj = payload.get("pull_request") or {}
-        pr = int(pr_obj.get("number") or payload.get("number"))
+        pr = int(pr_obj.get("number") or payload.get("number") or 0)
+        if not pr:
+            return []
         head = str(payload.get("after") or (pr_obj.get("head") or {}).get("sha"))
         if action == "closed":
             return await on_pr_closed(
-                store, gh, repo, pr, head, merged=bool(pr_obj.get("merged")), at=now.isoformat()
+                store, gh, t, pr, head, merged=bool(pr_obj.get("merged")), at=now.isoformat()
             )
-        return await check_addressed(store, gh, repo, pr, head, at=now.isoformat())
+        return await check_addressed(store, gh, t, pr, head, at=now.isoformat())
     return []
 
 
@@ -465,17 +406,9 @@ ClientFor = Callable[[int], Awaitable[FeedbackGitHub]]
 Enqueue = Callable[..., int]
 
 
-def repos_to_poll(
-    store: Store, *, now: datetime, window_days: int = POLL_WINDOW_DAYS
-) -> list[tuple[int, str]]:
-    """(installation id, repo) of every repo with bot comments posted within the polling window."""
-    since = (now - timedelta(days=window_days)).isoformat()
-    rows = store.conn.execute(
-        "SELECT DISTINCT installation_id, repo FROM findings WHERE decision = 'post' "
-        "AND github_comment_id IS NOT NULL AND installation_id IS NOT NULL AND created_at >= ? ORDER BY repo",
-        (since,),
-    ).fetchall()
-    return [(int(i), str(r)) for i, r in rows]
+def repos_to_poll(store: Store, *, now: datetime, window_days: int = POLL_WINDOW_DAYS) -> list[Tenant]:
+    """Every tenant with bot comments posted within the polling window."""
+    return records.tenants_with_recent_comments(store, since=(now - timedelta(days=window_days)).isoformat())
 
 
 def schedule_feedback_jobs(
@@ -494,14 +427,14 @@ def schedule_feedback_jobs(
     policy = retrain_policy or RetrainPolicy()
 
     ids = [
-        enqueue("poll_feedback", {}, installation_id=iid, repo=repo, dedupe_key=f"poll_feedback:{repo}")
-        for iid, repo in repos_to_poll(store, now=now, window_days=window_days)
-    ]
-    for iid, repo in store.conn.execute(
-        "SELECT DISTINCT installation_id, repo FROM feedback WHERE installation_id IS NOT NULL ORDER BY repo"
-    ).fetchall():
-        if is_due(store, repo, now=now, policy=policy)[0]:
-            ids.append(enqueue("retrain", {}, installation_id=iid, repo=repo, dedupe_key=f"retrain:{repo}"))
+        enqueue("poll_feedback", {}, installation_id=t.installation_id, repo=t.repo,
+                dedupe_key=f"poll_feedback:{t.installation_id}:{t.repo}")
+        for t in repos_to_poll(store, now=now, window_days=window_days)
+    ]  # fmt: skip
+    for t in records.tenants_with_labels(store):
+        if is_due(store, t, now=now, policy=policy)[0]:
+            ids.append(enqueue("retrain", {}, installation_id=t.installation_id, repo=t.repo,
+                               dedupe_key=f"retrain:{t.installation_id}:{t.repo}"))  # fmt: skip
     return ids
 
 
@@ -524,20 +457,25 @@ def feedback_handlers(
         from reviewbot.retrain import RetrainPolicy, is_due
 
         policy = retrain_policy or RetrainPolicy()
-        if enqueue is not None and job.repo and is_due(store, job.repo, now=now(), policy=policy)[0]:
-            enqueue("retrain", {}, installation_id=job.installation_id, repo=job.repo,
-                    dedupe_key=f"retrain:{job.repo}")  # fmt: skip
+        t = Tenant(int(job.installation_id), str(job.repo)) if job.repo else None
+        if enqueue is not None and t is not None and is_due(store, t, now=now(), policy=policy)[0]:
+            enqueue("retrain", {}, installation_id=t.installation_id, repo=t.repo,
+                    dedupe_key=f"retrain:{t.installation_id}:{t.repo}")  # fmt: skip
 
     async def feedback(job: Any) -> None:
         event = str(job.payload.get("webhook_event") or "")
         payload = job.payload.get("webhook") or {}
         gh = await client_for(int(job.installation_id))
-        if await handle_event(store, gh, event, payload, now=now(), bot_logins=bots):
+        labels = await handle_event(
+            store, gh, event, payload, now=now(), bot_logins=bots, installation_id=int(job.installation_id)
+        )
+        if labels:
             maybe_retrain(job)
 
     async def poll_feedback(job: Any) -> None:
         gh = await client_for(int(job.installation_id))
-        report = await poll_reactions(store, gh, str(job.repo), now=now(), bot_logins=bots)
+        t = Tenant(int(job.installation_id), str(job.repo))
+        report = await poll_reactions(store, gh, t, now=now(), bot_logins=bots)
         if report.errors and report.polled == 0:
             raise RuntimeError(f"reaction poll of {job.repo} failed: {report.errors[0]}")
         if report.label_changes:

@@ -569,7 +569,7 @@ class LLMClient:
         text = choice.message.content or ""
         usage = getattr(resp, "usage", None)
         estimated = usage is None or usage.prompt_tokens is None
-        if estimated:
+        if usage is None or usage.prompt_tokens is None:
             prompt_tokens, completion_tokens = request.estimated_tokens, estimate_tokens(text)
         else:
             prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens or 0

@@ -9,35 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# The vocabulary lives in vocabulary.py; re-exported here for the stages that import it with the data.
+from reviewbot.vocabulary import CATEGORIES as CATEGORIES
+from reviewbot.vocabulary import SEVERITIES as SEVERITIES
+from reviewbot.vocabulary import at_least as at_least
+from reviewbot.vocabulary import severity_rank as severity_rank
+
 Side = Literal["LEFT", "RIGHT"]
 LineKind = Literal["added", "deleted", "context"]
 FileStatus = Literal["added", "deleted", "modified", "renamed"]
-
-#: Ordered most to least severe; index = rank (0 is worst).
-SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low", "nit")
-CATEGORIES: tuple[str, ...] = (
-    "bug",
-    "security",
-    "performance",
-    "correctness",
-    "maintainability",
-    "style",
-    "docs",
-    "tests",
-)
-
-
-def severity_rank(severity: str) -> int:
-    """0 for critical ... 4 for nit; unknown severities rank as 'low'."""
-    try:
-        return SEVERITIES.index(severity)
-    except ValueError:
-        return SEVERITIES.index("low")
-
-
-def at_least(severity: str, minimum: str) -> bool:
-    """True when `severity` is as severe as `minimum` or more."""
-    return severity_rank(severity) <= severity_rank(minimum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +103,6 @@ class FileDiff:
 
     def added_line_numbers(self) -> set[int]:
         return {n for h in self.hunks for n in h.added_line_numbers()}
-
-    def new_line_text(self) -> dict[int, str]:
-        """New-file line number -> text, for every added or context line in the diff."""
-        return {
-            ln.new_no: ln.text
-            for h in self.hunks
-            for ln in h.lines
-            if ln.kind != "deleted" and ln.new_no is not None
-        }
 
 
 @dataclass(frozen=True, slots=True)

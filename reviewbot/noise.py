@@ -8,15 +8,16 @@ per-PR budget. Every candidate comes back, in input order, posted or with why it
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from reviewbot.acceptance import DEFAULT_THRESHOLD, AcceptanceModel, Example, HistoryRow, with_support
 from reviewbot.dedup import DedupSettings, FingerprintIndex, cluster_candidates, fingerprint
 from reviewbot.models import Candidate, Decision
 from reviewbot.select import SEVERITY_WEIGHT, Choice, resolve_threshold, select
-from reviewbot.severity import Assessment, assess, meets_minimum, normalise_severity
+from reviewbot.severity import Assessment, assess, meets_minimum
+from reviewbot.vocabulary import normalise_severity
 
 #: The reason a candidate the verification step refuted is suppressed with.
 REFUTED = "refuted by the verification step"
@@ -74,6 +75,13 @@ def review_sizes(candidates: Sequence[Candidate]) -> list[int]:
     return [counts[c.source or "unknown"] for c in candidates]
 
 
+def _member_priority(
+    candidates: Sequence[Candidate], assessments: Sequence[Assessment], members: Sequence[int]
+) -> Callable[[int], tuple[float, float]]:
+    """`_priority` of a group's k-th member (members index into candidates and assessments)."""
+    return lambda k: _priority(candidates[members[k]], assessments[members[k]])
+
+
 def _priority(candidate: Candidate, assessment: Assessment) -> tuple[float, float]:
     """Who represents a cluster: severity x confidence, then a rule over an LLM."""
     conf = candidate.confidence if candidate.confidence is not None else 0.5
@@ -112,9 +120,7 @@ def filter_review(
             sources[i] = n_sources
             sizes[i] = size
         clusters, _ = cluster_candidates(
-            sub,
-            priority=lambda k, m=members: _priority(candidates[m[k]], assessments[m[k]]),
-            settings=settings.dedup,
+            sub, priority=_member_priority(candidates, assessments, members), settings=settings.dedup
         )
         for cl in clusters:
             global_members = [members[k] for k in cl.members]
@@ -129,12 +135,14 @@ def filter_review(
     )
     threshold, _origin = threshold_for(model, settings)
 
-    def decide(i: int, verdict: str, reason: str, cluster: str, explore: bool = False) -> None:
+    def decide(
+        i: int, verdict: Literal["post", "suppress"], reason: str, cluster: str, explore: bool = False
+    ) -> None:
         decisions[i] = Decision(
             candidate=candidates[i],
             decision=verdict,
             reason=reason,
-            score=round(scores[i], 6),  # type: ignore[arg-type]
+            score=round(scores[i], 6),
             severity=assessments[i].severity,
             category=assessments[i].category,
             cluster=cluster,
@@ -289,7 +297,7 @@ def prepare_history(rows: Sequence[HistoryRow], dedup: DedupSettings = DedupSett
             sizes[i] = size
         assessments = [found[i] for i in members]
         clusters, _ = cluster_candidates(
-            sub, priority=lambda k, a=assessments, s=sub: _priority(s[k], a[k]), settings=dedup
+            sub, priority=_member_priority(sub, assessments, range(len(sub))), settings=dedup
         )
         for cl in clusters:
             for k in cl.members:

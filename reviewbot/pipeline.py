@@ -8,7 +8,6 @@ App and `reviewbot review` both call `review_change`; neither has a pipeline of 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,15 +19,16 @@ from reviewbot.asking import AskOutcome, LLMPort, ask_all
 from reviewbot.config import RepoConfig
 from reviewbot.costs import TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
-from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
+from reviewbot.models import Candidate, Decision, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
 from reviewbot.noise import FilterSettings, filter_review, silence_note, threshold_for
 from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_requests
 from reviewbot.redact import redact_result
+from reviewbot.render import to_review_comment
 from reviewbot.replies import candidates_from_reply
-from reviewbot.rules import RuleSet
+from reviewbot.rules import RuleSet, rule_switched_on
 from reviewbot.sarif_in import anchor as anchor_imported
 
-log = logging.getLogger("reviewbot.pipeline")
+NOT_IN_PR_DIFF = "not part of the pull request's diff"
 
 #: A head file larger than this is reviewed from its hunks alone (no parse, context or rules).
 MAX_FILE_BYTES = 1_000_000
@@ -44,6 +44,9 @@ class Change:
     pr: int | None = None
     files_not_reviewed: dict[str, str] = field(default_factory=dict)
     intent: ChangeIntent | None = None  # title, description, commit subjects (shown to the LLM)
+    #: The whole pull request's diff when `diff_text` is only part of it (an incremental review):
+    #: GitHub accepts comments only on lines of this one.
+    pr_diff_text: str | None = None
 
 
 @dataclass(slots=True)
@@ -160,7 +163,10 @@ async def review_change(
     if imported:
         kept, off_diff = anchor_imported(
             imported, by_path, not_reviewed=result.files_not_reviewed,
-            rule_enabled=config.rules.rule_enabled, severity_override=config.rules.severity,
+            rule_enabled=lambda rule_id: rule_switched_on(
+                rule_id, config.rules.enable, config.rules.disable, default=True
+            ),
+            severity_override=config.rules.severity,
         )  # fmt: skip
         candidates.extend(kept)
         result.dropped.extend(off_diff)
@@ -219,8 +225,8 @@ async def review_change(
     timer.add("filter", started)
 
     result.funnel.candidates = len(candidates) + len(result.dropped)
-    for dropped in result.dropped:
-        result.funnel.drop(f"{dropped.stage}: {dropped.reason}")
+    for drop in result.dropped:
+        result.funnel.drop(f"{drop.stage}: {drop.reason}")
     for decision in decisions:
         if decision.decision == "post":
             result.posted.append(decision)
@@ -228,6 +234,8 @@ async def review_change(
             result.suppressed.append(decision)
             result.funnel.drop(reason_kind(decision.reason))
     result.funnel.posted = len(result.posted)
+    if change.pr_diff_text is not None:
+        restrict_to_diff(result, {f.path: f for f in parse_diff(change.pr_diff_text)})
     result.timings = timer.seconds
     return redact_result(result, secrets)
 
@@ -284,6 +292,38 @@ def _filter_settings(config: RepoConfig, *, explore: bool) -> FilterSettings:
     return settings if explore else replace(settings, exploration_rate=0.0)
 
 
+def move_to_suppressed(result: ReviewResult, decision: Decision, reason: str) -> None:
+    """Take a posted decision back (GitHub would refuse it, or did), keeping it for the record."""
+    result.posted.remove(decision)
+    decision.decision = "suppress"
+    decision.reason = reason
+    decision.explore = False
+    result.suppressed.append(decision)
+    result.funnel.posted = len(result.posted)
+    result.funnel.drop(reason_kind(reason))
+
+
+def anchored_in(decision: Decision, files: dict[str, FileDiff]) -> bool:
+    """Whether GitHub accepts the decision's comment against these files."""
+    c = decision.candidate
+    file = files.get(c.path or "")
+    if file is None or c.line is None:
+        return False
+    comment = to_review_comment(decision)
+    if comment.start_line is not None:
+        return file.accepts_range(comment.start_line, comment.line, comment.side)
+    return file.accepts(comment.line, comment.side)
+
+
+def restrict_to_diff(result: ReviewResult, pr_files: dict[str, FileDiff]) -> list[Decision]:
+    """Hold back findings GitHub would refuse on the PR diff (incremental reviews: a line changed
+    since the last review but back to the base text is in the compare diff, not the PR diff)."""
+    moved = [d for d in result.posted if not anchored_in(d, pr_files)]
+    for d in moved:
+        move_to_suppressed(result, d, NOT_IN_PR_DIFF)
+    return moved
+
+
 def reason_kind(reason: str) -> str:
     """Group reasons that carry ids or numbers ('duplicate of llm:3') under one funnel key."""
     for prefix in ("duplicate", "below acceptance", "over budget", "below min_severity"):
@@ -310,5 +350,6 @@ def _annotate(
         if index is not None:
             cand.hunk_size = cand.hunk_size or len(file.hunks[index].lines)
             hunk_ctx = contexts.get(file.path, [])
-            if index < len(hunk_ctx) and hunk_ctx[index].enclosing is not None and not cand.symbol:
-                cand.symbol = hunk_ctx[index].enclosing.name
+            enclosing = hunk_ctx[index].enclosing if index < len(hunk_ctx) else None
+            if enclosing is not None and not cand.symbol:
+                cand.symbol = enclosing.name

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reviewbot.models import CATEGORIES, SEVERITIES, DiffLine, FileDiff, Hunk, HunkContext
+from reviewbot.models import DiffLine, FileDiff, Hunk, HunkContext
+from reviewbot.vocabulary import CATEGORIES, SEVERITIES, normalise_category, normalise_severity
 
 
 class PromptBudgetError(ValueError):
@@ -399,8 +400,7 @@ class _Unit:
 
 
 def _line_numbers(lines: list[DiffLine]) -> tuple[int | None, int | None]:
-    nums = [ln.new_no if ln.new_no is not None else ln.old_no for ln in lines]
-    nums = [n for n in nums if n is not None]
+    nums = [n for ln in lines if (n := ln.new_no if ln.new_no is not None else ln.old_no) is not None]
     return (min(nums), max(nums)) if nums else (None, None)
 
 
@@ -768,60 +768,6 @@ def _recut(unit: _Unit, budget: int) -> list[_Unit]:
 
 # ------------------------------------------------------------------------------------------- parsing
 
-_SEVERITY_SYNONYMS = {
-    "blocker": "critical",
-    "fatal": "critical",
-    "severe": "critical",
-    "major": "high",
-    "error": "high",
-    "important": "high",
-    "moderate": "medium",
-    "warning": "medium",
-    "warn": "medium",
-    "normal": "medium",
-    "minor": "low",
-    "info": "low",
-    "informational": "low",
-    "suggestion": "low",
-    "nitpick": "nit",
-    "trivial": "nit",
-    "optional": "nit",
-}
-_CATEGORY_SYNONYMS = {
-    "logic": "bug",
-    "defect": "bug",
-    "error": "bug",
-    "crash": "bug",
-    "bugs": "bug",
-    "vulnerability": "security",
-    "safety": "security",
-    "injection": "security",
-    "perf": "performance",
-    "efficiency": "performance",
-    "error handling": "correctness",
-    "error-handling": "correctness",
-    "concurrency": "correctness",
-    "reliability": "correctness",
-    "robustness": "correctness",
-    "readability": "maintainability",
-    "design": "maintainability",
-    "complexity": "maintainability",
-    "refactor": "maintainability",
-    "best practice": "maintainability",
-    "best-practice": "maintainability",
-    "formatting": "style",
-    "naming": "style",
-    "typo": "style",
-    "lint": "style",
-    "documentation": "docs",
-    "doc": "docs",
-    "comments": "docs",
-    "test": "tests",
-    "testing": "tests",
-    "test coverage": "tests",
-}
-
-
 def _strip_trailing_commas(text: str) -> str:
     """Remove commas directly before } or ] outside strings (a common LLM JSON slip)."""
     out: list[str] = []
@@ -927,15 +873,6 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _enum(value: Any, allowed: tuple[str, ...], synonyms: dict[str, str]) -> str | None:
-    if not isinstance(value, str):
-        return None
-    key = value.strip().lower()
-    if key in allowed:
-        return key
-    return synonyms.get(key)
-
-
 def validate_finding(item: Any) -> tuple[dict[str, Any] | None, list[str]]:
     """One raw finding -> (normalised dict or None when unusable, problems)."""
     problems: list[str] = []
@@ -956,12 +893,12 @@ def validate_finding(item: Any) -> tuple[dict[str, Any] | None, list[str]]:
     if side not in ("RIGHT", "LEFT"):
         problems.append(f"unknown side {side_raw!r}, using RIGHT")
         side = "RIGHT"
-    severity = _enum(item.get("severity"), SEVERITIES, _SEVERITY_SYNONYMS)
+    severity = normalise_severity(item.get("severity"))
     if severity is None:
         return None, [f"unknown severity {item.get('severity')!r}"]
     if severity != item.get("severity"):
         problems.append(f"severity {item.get('severity')!r} mapped to {severity!r}")
-    category = _enum(item.get("category"), CATEGORIES, _CATEGORY_SYNONYMS)
+    category = normalise_category(item.get("category"))
     if category is None:
         return None, [f"unknown category {item.get('category')!r}"]
     if category != item.get("category"):
@@ -982,8 +919,8 @@ def validate_finding(item: Any) -> tuple[dict[str, Any] | None, list[str]]:
         confidence = min(1.0, max(0.0, confidence))
     if conf_raw is not None and confidence is None:
         problems.append(f"invalid confidence {conf_raw!r} ignored")
-    title = item.get("title") if isinstance(item.get("title"), str) else ""
-    body = item.get("body") if isinstance(item.get("body"), str) else ""
+    title = item["title"] if isinstance(item.get("title"), str) else ""
+    body = item["body"] if isinstance(item.get("body"), str) else ""
     if not body.strip() and not title.strip():
         return None, ["no title or body"]
     if not title.strip():

@@ -13,25 +13,20 @@ Model parameters are stored as JSON (`AcceptanceModel.to_json`), never pickle.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from reviewbot import records
 from reviewbot.acceptance import AcceptanceModel, HistoryRow, auc, train
 from reviewbot.feedback import resolve_outcome
 from reviewbot.models import Candidate
+from reviewbot.records import Tenant
 from reviewbot.signals import restore_signals
-from reviewbot.stats import repo_scope
 from reviewbot.store import Store
-
-#: Whether acceptance.HistoryRow carries a per-row weight (passed to the fit as sample_weight).
-#: Without it, weak labels would train as full ones, so 'untouched' (weight 0.2) is left out then.
-WEIGHTED_ROWS = "weight" in {f.name for f in dataclasses.fields(HistoryRow)}
 
 TrainFn = Callable[[Sequence[HistoryRow], AcceptanceModel], AcceptanceModel]
 
@@ -88,80 +83,43 @@ def _candidate(r: dict[str, Any]) -> Candidate:
     ), features)
 
 
-def labelled_findings(store: Store, repo: str) -> list[LabelledFinding]:
-    """The repo's posted findings that have a training outcome, oldest outcome first.
+def labelled_findings(store: Store, t: Tenant) -> list[LabelledFinding]:
+    """The tenant's posted findings that have a training outcome, oldest outcome first.
 
     Explored comments are included (that is why they were posted); suppressed candidates and
-    'suppressed_followup' labels are not; 'untouched' ones only when rows carry weights
+    'suppressed_followup' labels are not; 'untouched' ones are, with their weak weight
     (see docs/feedback.md).
     """
-    labels: dict[int, list[tuple[str, str, float, str]]] = defaultdict(list)
-    newest: dict[int, int] = {}
-    for fid, label, source, weight, at, lid in store.conn.execute(
-        "SELECT finding_id, label, source, weight, at, id FROM feedback WHERE repo = ?", (repo,)
-    ):
-        labels[fid].append((label, source, weight, at))
-        newest[fid] = max(newest.get(fid, 0), lid)
-    cols = [
-        "id", "path", "line", "end_line", "side", "title", "body", "severity", "category",
-        "source", "rule_id", "symbol", "repo", "pr", "features",
-    ]  # fmt: skip
+    labels = records.labels_by_finding(store, t)
     out: list[LabelledFinding] = []
     if not labels:
         return out
-    for values in store.conn.execute(
-        f"SELECT {', '.join(cols)} FROM findings WHERE repo = ? AND decision = 'post'", (repo,)
-    ):
-        r = dict(zip(cols, values, strict=True))
-        outcome = resolve_outcome(labels.get(r["id"], []), include_untouched=WEIGHTED_ROWS)
+    for r in records.posted_finding_rows(store, t):
+        mine = labels.get(r["id"], [])
+        outcome = resolve_outcome([lb.as_vote() for lb in mine], include_untouched=True)
         if outcome is None:
             continue
-        extra = {"weight": outcome.weight} if WEIGHTED_ROWS else {}
+        accepted = outcome.label == "accepted"
+        row = HistoryRow(candidate=_candidate(r), accepted=accepted, at=outcome.at, weight=outcome.weight)
         size = json.loads(r["features"] or "{}").get("review_size", 1)
-        row = HistoryRow(
-            candidate=_candidate(r), accepted=outcome.label == "accepted", at=outcome.at, **extra
-        )
         row.review_size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 1
-        out.append(LabelledFinding(row=row, weight=outcome.weight, feedback_id=newest[r["id"]]))
+        out.append(LabelledFinding(row=row, weight=outcome.weight, feedback_id=max(lb.id for lb in mine)))
     out.sort(key=lambda lf: (lf.row.at, lf.feedback_id))
     return out
 
 
-def _versions(store: Store, repo: str) -> list[dict[str, Any]]:
-    cols = ["id", "version", "params", "metrics", "n_labels", "active", "created_at"]
-    return [
-        dict(zip(cols, v, strict=True))
-        for v in store.conn.execute(
-            f"SELECT {', '.join(cols)} FROM model_versions WHERE scope = ? ORDER BY version",
-            (repo_scope(repo),),
-        )
-    ]
-
-
-def active_model(store: Store, repo: str) -> AcceptanceModel | None:
-    """The repo's active model, or None (use the prior / org model)."""
-    row = store.conn.execute(
-        "SELECT params FROM model_versions WHERE scope = ? AND active = 1 ORDER BY version DESC LIMIT 1",
-        (repo_scope(repo),),
-    ).fetchone()
-    return AcceptanceModel.from_json(row[0]) if row else None
-
-
 def is_due(
-    store: Store, repo: str, *, now: datetime, policy: RetrainPolicy = RetrainPolicy()
+    store: Store, t: Tenant, *, now: datetime, policy: RetrainPolicy = RetrainPolicy()
 ) -> tuple[bool, str]:
     """(due?, why): enough new labels since the last version, or a day old with any new label."""
-    versions = _versions(store, repo)
+    versions = records.model_versions(store, t)
     last = versions[-1] if versions else None
-    seen = int(json.loads(last["metrics"]).get("feedback_id_max", 0)) if last else 0
-    new = store.conn.execute(
-        "SELECT COUNT(*) FROM feedback WHERE repo = ? AND id > ? AND source != 'suppressed_followup'",
-        (repo, seen),
-    ).fetchone()[0]
+    seen = int(last.metrics.get("feedback_id_max", 0)) if last else 0
+    new = records.count_labels_after(store, t, seen)
     if new >= policy.min_new_labels:
         return True, f"{new} new labels (>= {policy.min_new_labels})"
     if last and new > 0:
-        age = now - datetime.fromisoformat(last["created_at"])
+        age = now - datetime.fromisoformat(last.created_at)
         if age >= policy.max_age:
             return True, f"{new} new labels and the last model is {age} old"
     return False, f"{new} new labels"
@@ -187,7 +145,7 @@ def _finite(x: float) -> float | None:
 
 def retrain_repo(
     store: Store,
-    repo: str,
+    t: Tenant,
     *,
     now: datetime,
     prior: AcceptanceModel,
@@ -195,31 +153,29 @@ def retrain_repo(
     train_fn: TrainFn | None = None,
 ) -> RetrainResult:
     """Fit, compare on the held-back recent labels, store the new version, activate it or not."""
-    fit: TrainFn = train_fn or (lambda rows, base: train(rows, base, repo=repo))
-    data = labelled_findings(store, repo)
+    fit: TrainFn = train_fn or (lambda rows, base: train(rows, base, repo=t.repo))
+    data = labelled_findings(store, t)
     n_hold = max(policy.min_holdout, int(len(data) * policy.holdout_fraction))
     if len(data) - n_hold < policy.min_train:
-        return RetrainResult(repo, None, False, f"only {len(data)} labelled findings")
+        return RetrainResult(t.repo, None, False, f"only {len(data)} labelled findings")
     older, recent = data[:-n_hold], data[-n_hold:]
     hold_rows = [lf.row for lf in recent]
     hold_y = [r.accepted for r in hold_rows]
     hold_w = [lf.weight for lf in recent]
 
-    versions = _versions(store, repo)
-    current = next((v for v in reversed(versions) if v["active"]), None)
-    baseline = AcceptanceModel.from_json(current["params"]) if current else prior
+    current = next((v for v in reversed(records.model_versions(store, t)) if v.active), None)
+    baseline = AcceptanceModel.from_json(current.params) if current else prior
     base_scores = _score(baseline, hold_rows)
     cand_scores = _score(fit([lf.row for lf in older], prior), hold_rows)
     new_ll, old_ll = _log_loss(cand_scores, hold_y, hold_w), _log_loss(base_scores, hold_y, hold_w)
     better = new_ll <= old_ll + policy.tolerance
     # Ship a model that saw every label, once the held-back ones have vouched for the method.
     final = fit([lf.row for lf in data], prior) if better else fit([lf.row for lf in older], prior)
-    version = (versions[-1]["version"] + 1) if versions else 1
     metrics: dict[str, Any] = {
         "holdout_n": len(recent),
         "holdout_log_loss": round(new_ll, 6),
         "holdout_auc": _finite(auc(cand_scores, hold_y)),
-        "previous_version": current["version"] if current else None,
+        "previous_version": current.version if current else None,
         "previous_log_loss": round(old_ll, 6),
         "previous_auc": _finite(auc(base_scores, hold_y)),
         "n_train": len(data) if better else len(older),
@@ -227,49 +183,28 @@ def retrain_repo(
         "feedback_id_max": max(lf.feedback_id for lf in data),
         "decision": "activated" if better else "kept_previous",
     }
-    with store.transaction():
-        if better:
-            store.conn.execute("UPDATE model_versions SET active = 0 WHERE scope = ?", (repo_scope(repo),))
-        store.conn.execute(
-            "INSERT INTO model_versions (scope, version, params, metrics, n_labels, active, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                repo_scope(repo),
-                version,
-                final.to_json(),
-                json.dumps(metrics),
-                metrics["n_train"],
-                int(better),
-                now.isoformat(),
-            ),
-        )
+    version = records.add_model_version(
+        store, t, params=final.to_json(), metrics=metrics, n_labels=metrics["n_train"], activate=better,
+        now=now.isoformat(),
+    )  # fmt: skip
     reason = (
         f"v{version} log loss {new_ll:.4f} <= {old_ll:.4f} on {len(recent)} recent labels"
         if better
         else f"v{version} log loss {new_ll:.4f} > {old_ll:.4f} on {len(recent)} recent labels: "
-        f"kept {'v' + str(current['version']) if current else 'the prior'}"
+        f"kept {'v' + str(current.version) if current else 'the prior'}"
     )
-    return RetrainResult(repo, version, better, reason, metrics)
+    return RetrainResult(t.repo, version, better, reason, metrics)
 
 
-def activate(store: Store, repo: str, version: int) -> None:
+def activate(store: Store, t: Tenant, version: int) -> None:
     """Make `version` the active model of the repo (a manual rollback)."""
-    with store.transaction():
-        hit = store.conn.execute(
-            "SELECT 1 FROM model_versions WHERE scope = ? AND version = ?", (repo_scope(repo), version)
-        ).fetchone()
-        if hit is None:
-            raise ValueError(f"{repo} has no model version {version}")
-        store.conn.execute("UPDATE model_versions SET active = 0 WHERE scope = ?", (repo_scope(repo),))
-        store.conn.execute(
-            "UPDATE model_versions SET active = 1 WHERE scope = ? AND version = ?",
-            (repo_scope(repo), version),
-        )
+    if not records.activate_model_version(store, t, version):
+        raise ValueError(f"{t.repo} has no model version {version}")
 
 
 def run_retrain_job(
     store: Store,
-    repo: str,
+    t: Tenant,
     *,
     now: datetime,
     prior: AcceptanceModel,
@@ -277,10 +212,10 @@ def run_retrain_job(
     force: bool = False,
 ) -> RetrainResult:
     """The worker's 'retrain' job: retrain when due (or forced), otherwise say why not."""
-    due, why = is_due(store, repo, now=now, policy=policy)
+    due, why = is_due(store, t, now=now, policy=policy)
     if not (due or force):
-        return RetrainResult(repo, None, False, f"not due: {why}")
-    return retrain_repo(store, repo, now=now, prior=prior, policy=policy)
+        return RetrainResult(t.repo, None, False, f"not due: {why}")
+    return retrain_repo(store, t, now=now, prior=prior, policy=policy)
 
 
 def retrain_handler(
@@ -290,12 +225,14 @@ def retrain_handler(
     now: Callable[[], datetime],
     policy: RetrainPolicy = RetrainPolicy(),
 ) -> Callable[[Any], Awaitable[None]]:
-    """The worker handler for job kind 'retrain' (job.repo; payload {'force': true} skips the due
-    check). It runs on the worker's loop, not in a thread: the store's one connection must not see
-    two transactions at once. A fit takes seconds, well inside a job lease."""
+    """The worker handler for job kind 'retrain' (job.installation_id, job.repo; payload
+    {'force': true} skips the due check). It runs on the worker's loop, not in a thread: the
+    store's one connection must not see two transactions at once. A fit takes seconds, well
+    inside a job lease."""
 
     async def retrain(job: Any) -> None:
         force = bool((job.payload or {}).get("force"))
-        run_retrain_job(store, str(job.repo), now=now(), prior=prior(), policy=policy, force=force)
+        t = Tenant(int(job.installation_id), str(job.repo))
+        run_retrain_job(store, t, now=now(), prior=prior(), policy=policy, force=force)
 
     return retrain

@@ -648,10 +648,14 @@ def build_ruleset(
 class RulesSettings(Protocol):
     """What `ruleset_from_config` reads: RepoConfig.rules (reviewbot.config.RulesConfig) fits."""
 
-    disable: list[str]
-    enable: list[str]
-    severity: dict[str, str]
-    custom: Sequence[RuleSpec]
+    @property
+    def disable(self) -> Sequence[str]: ...
+    @property
+    def enable(self) -> Sequence[str]: ...
+    @property
+    def severity(self) -> Mapping[str, str]: ...
+    @property
+    def custom(self) -> Sequence[RuleSpec]: ...
 
 
 def ruleset_from_config(settings: RulesSettings, builtin: list[RuleSpec] | None = None) -> RuleSet:
@@ -673,16 +677,22 @@ def _id_match(pattern: str, rule_id: str) -> bool:
     return wildcard_match(pattern, rule_id)
 
 
+def rule_switched_on(rule_id: str, enable: Sequence[str], disable: Sequence[str], *, default: bool) -> bool:
+    """The repo's `rules.enable` / `rules.disable` on one rule id: exact ids beat globs, and at the
+    same precision `enable` beats `disable`; `default` when neither names it."""
+    if rule_id in enable:
+        return True
+    if rule_id in disable:
+        return False
+    if any(_id_match(p, rule_id) for p in enable):
+        return True
+    if any(_id_match(p, rule_id) for p in disable):
+        return False
+    return default
+
+
 def _rule_on(rule: RuleSpec, enable: list[str], disable: list[str]) -> bool:
-    if rule.id in enable:
-        return True
-    if rule.id in disable:
-        return False
-    if any(_id_match(p, rule.id) for p in enable):
-        return True
-    if any(_id_match(p, rule.id) for p in disable):
-        return False
-    return rule.enabled
+    return rule_switched_on(rule.id, enable, disable, default=rule.enabled)
 
 
 def _did_you_mean(name: str, known: set[str]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 #: How much a finding of each severity is worth when accepted (orders the budget).
 SEVERITY_WEIGHT: dict[str, float] = {"critical": 4.0, "high": 2.5, "medium": 1.6, "low": 1.0, "nit": 0.5}
@@ -29,7 +30,7 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    decision: str  # "post" | "suppress"
+    decision: Literal["post", "suppress"]
     reason: str
     explore: bool = False
 

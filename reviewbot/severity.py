@@ -12,64 +12,8 @@ import re
 from dataclasses import dataclass
 
 from reviewbot.globs import glob_list
-from reviewbot.models import CATEGORIES, SEVERITIES, Candidate, severity_rank
-
-#: Free-form severities seen from LLMs, linters and review tools -> our scale.
-SEVERITY_ALIASES: dict[str, str] = {
-    "blocker": "critical",
-    "critical": "critical",
-    "fatal": "critical",
-    "urgent": "critical",
-    "high": "high",
-    "major": "high",
-    "error": "high",
-    "severe": "high",
-    "important": "high",
-    "medium": "medium",
-    "moderate": "medium",
-    "warning": "medium",
-    "warn": "medium",
-    "normal": "medium",
-    "low": "low",
-    "minor": "low",
-    "info": "low",
-    "information": "low",
-    "note": "low",
-    "suggestion": "low",
-    "hint": "nit",
-    "nit": "nit",
-    "nitpick": "nit",
-    "trivial": "nit",
-    "style": "nit",
-}
-
-CATEGORY_ALIASES: dict[str, str] = {
-    "bug": "bug",
-    "defect": "bug",
-    "code defect": "bug",
-    "error": "bug",
-    "security": "security",
-    "security vulnerability": "security",
-    "vulnerability": "security",
-    "performance": "performance",
-    "perf": "performance",
-    "correctness": "correctness",
-    "logic": "correctness",
-    "maintainability": "maintainability",
-    "maintainability and readability": "maintainability",
-    "readability": "maintainability",
-    "design": "maintainability",
-    "refactor": "maintainability",
-    "style": "style",
-    "formatting": "style",
-    "naming": "style",
-    "docs": "docs",
-    "documentation": "docs",
-    "doc": "docs",
-    "tests": "tests",
-    "test": "tests",
-    "testing": "tests",
-}
+from reviewbot.models import Candidate
+from reviewbot.vocabulary import SEVERITIES, normalise_category, normalise_severity, severity_rank
 
 _SUFFIXES = ("", "s", "es", "ed", "d", "ing", "ly")
 
@@ -464,30 +408,6 @@ class Assessment:
     style_only: bool
 
 
-def normalise_severity(value: str | None) -> str | None:
-    """Map a free-form severity ('Major', 'warning', 'P1'...) onto SEVERITIES, or None."""
-    if not value:
-        return None
-    key = value.strip().lower()
-    if key in SEVERITIES:
-        return key
-    if key in SEVERITY_ALIASES:
-        return SEVERITY_ALIASES[key]
-    if re.fullmatch(r"p[0-4]", key):
-        return SEVERITIES[int(key[1])]
-    return None
-
-
-def normalise_category(value: str | None) -> str | None:
-    """Map a free-form category onto CATEGORIES, or None when it says nothing we know."""
-    if not value:
-        return None
-    key = value.strip().lower().replace("_", " ").replace("-", " ")
-    if key in CATEGORIES:
-        return key
-    return CATEGORY_ALIASES.get(key)
-
-
 def hedging_score(text: str | _Doc) -> float:
     """0..1: how much the text hedges (distinct hedge phrases, saturating at three)."""
     doc = text if isinstance(text, _Doc) else _Doc(text)
@@ -573,12 +493,6 @@ def assess(candidate: Candidate) -> Assessment:
         # Hedged with no concrete failure: demote one step, two when it hedges repeatedly.
         severity = _shift(severity, 2 if hedge >= 0.66 else 1)
     return Assessment(severity, category, hedge, concrete, nit, style_only)
-
-
-def classify(candidate: Candidate) -> tuple[str, str]:
-    """(severity, category) for one candidate: the short form of `assess`."""
-    found = assess(candidate)
-    return found.severity, found.category
 
 
 def meets_minimum(

@@ -1,7 +1,8 @@
 """What the bot's comments achieved in one repo: the figures the dashboard and `reviewbot stats` show.
 
-`load_repo_data` is the only function that reads the store; everything after it is pure over the
-rows it returns, so the dashboard, the CLI and the tests compute exactly the same numbers.
+`load_repo_data` is the only function that reads the store (through `records`, one tenant's
+rows); everything after it is pure over the rows it returns, so the dashboard, the CLI and the
+tests compute exactly the same numbers.
 
 Definitions (also in docs/feedback.md):
 - a finding's outcome combines its labels with `feedback.resolve_outcome` (the most direct source
@@ -13,14 +14,14 @@ Definitions (also in docs/feedback.md):
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from reviewbot import records
 from reviewbot.config import DEFAULT_EXCLUDE
 from reviewbot.feedback import Outcome, resolve_outcome
+from reviewbot.records import Tenant
 from reviewbot.store import Store
 
 
@@ -156,68 +157,44 @@ class RepoStats:
         }
 
 
-def repo_scope(repo: str) -> str:
-    """The model_versions scope of a repo's own model."""
-    return f"repo:{repo}"
-
-
 # --------------------------------------------------------------------------- I/O: read the store
 
 
-def list_repos(store: Store) -> list[str]:
-    """Every repo with findings or an installation record, sorted."""
-    names = {r[0] for r in store.conn.execute("SELECT DISTINCT repo FROM findings")}
-    if store.db["repositories"].exists():
-        names |= {r[0] for r in store.conn.execute("SELECT full_name FROM repositories")}
-    return sorted(names)
-
-
-def load_repo_data(store: Store, repo: str) -> RepoData:
-    """Read a repo's findings, their labels and its model versions."""
-    labels: dict[int, list[tuple[str, str, float, str]]] = defaultdict(list)
-    for fid, label, source, weight, at in store.conn.execute(
-        "SELECT finding_id, label, source, weight, at FROM feedback WHERE repo = ?", (repo,)
-    ):
-        labels[fid].append((label, source, weight, at))
+def load_repo_data(store: Store, t: Tenant) -> RepoData:
+    """Read a tenant's findings, their labels and its model versions (through `records`)."""
+    labels = records.labels_by_finding(store, t)
     findings: list[FindingRow] = []
-    for fid, pr, path, category, rule_id, source, score, decision, explore, created, fp in store.conn.execute(
-        "SELECT id, pr, path, category, rule_id, source, score, decision, explore, created_at, fingerprint "
-        "FROM findings WHERE repo = ? ORDER BY created_at, id",
-        (repo,),
-    ):
-        rows = labels.get(fid, [])
+    for f in records.stats_findings(store, t):
+        rows = [lb.as_vote() for lb in labels.get(f.id, [])]
         followups = [lab for lab, src, _w, _at in rows if src == "suppressed_followup"]
         findings.append(
             FindingRow(
-                id=fid,
-                pr=pr,
-                path=path,
-                category=category,
-                rule=rule_id or (f"{source}" if source else "unknown"),
-                has_rule_id=bool(rule_id),
-                score=score,
-                decision=decision,
-                explore=bool(explore),
-                created_at=created,
-                fingerprint=fp,
+                id=f.id,
+                pr=f.pr,
+                path=f.path,
+                category=f.category,
+                rule=f.rule_id or (f"{f.source}" if f.source else "unknown"),
+                has_rule_id=bool(f.rule_id),
+                score=f.score,
+                decision=f.decision,
+                explore=f.explore,
+                created_at=f.created_at,
+                fingerprint=f.fingerprint,
                 outcome=resolve_outcome(rows, include_untouched=False),
                 untouched=any(src == "untouched" for _l, src, _w, _a in rows),
                 followup_changed=(followups[-1] == "accepted") if followups else None,
             )
         )
     models = [
-        ModelVersion(version=v, n_labels=n, active=bool(a), created_at=c, metrics=json.loads(m or "{}"))
-        for v, n, a, c, m in store.conn.execute(
-            "SELECT version, n_labels, active, created_at, metrics FROM model_versions "
-            "WHERE scope = ? ORDER BY version",
-            (repo_scope(repo),),
-        )
-    ]
-    return RepoData(repo=repo, findings=findings, models=models)
+        ModelVersion(version=v.version, n_labels=v.n_labels, active=v.active, created_at=v.created_at,
+                     metrics=v.metrics)
+        for v in records.model_versions(store, t)
+    ]  # fmt: skip
+    return RepoData(repo=t.repo, findings=findings, models=models)
 
 
-def repo_stats(store: Store, repo: str) -> RepoStats:
-    return compute_stats(load_repo_data(store, repo))
+def repo_stats(store: Store, t: Tenant) -> RepoStats:
+    return compute_stats(load_repo_data(store, t))
 
 
 # --------------------------------------------------------------------------- pure
@@ -365,19 +342,3 @@ def suggest_config(
                 )
             break
     return ConfigSuggestion(changes=changes, reasons=reasons)
-
-
-def dismissed_fingerprints(store: Store, repo: str) -> list[str]:
-    """Fingerprints of the repo's posted findings that engineers clearly dismissed (a full-weight
-    dismissal: a 👎, a "false positive" reply), for the filter's `dismissed_fingerprints`: a
-    finding the team dismissed is not raised again. Silence and weak signals do not count."""
-    return sorted(
-        {
-            f.fingerprint
-            for f in load_repo_data(store, repo).findings
-            if f.decision == "post"
-            and f.outcome is not None
-            and f.outcome.label == "dismissed"
-            and f.outcome.weight >= 1.0
-        }
-    )

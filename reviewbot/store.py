@@ -1,8 +1,9 @@
 """SQLite store: one file, WAL mode, versioned idempotent migrations.
 
-Every table is described where it is created. Modules that own a table's behaviour (queue.py for
-`jobs`, feedback.py for `feedback`...) read and write it through `Store.db` (a sqlite_utils
-Database); this module only owns the schema and opening the file safely.
+Every table is described where it is created. One module owns each table's SQL: queue.py the
+`jobs` and `deliveries`, worker.py `installations` and `repositories`, records.py `reviews`,
+`findings`, `feedback`, `model_versions` and `reaction_polls` (tenant-scoped). This module only
+owns the schema and opening the file safely.
 """
 
 from __future__ import annotations
@@ -193,6 +194,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         -- Claiming under a backlog: expired leases by their own index; due jobs in (run_after, id)
         -- order come from jobs_claim (its rowid is the id).
         CREATE INDEX IF NOT EXISTS jobs_lease ON jobs(state, lease_expires_at);
+        """,
+    ),
+    (
+        5,
+        "model_versions: installation id backfilled (records.py reads models by installation)",
+        """
+        -- Before records.py, retrain wrote model versions without an installation id; the repo's
+        -- installation owns them. A version whose repo is not installed stays NULL: nobody's.
+        UPDATE model_versions SET installation_id = (
+            SELECT r.installation_id FROM repositories r WHERE 'repo:' || r.full_name = model_versions.scope
+        ) WHERE installation_id IS NULL;
+        CREATE INDEX IF NOT EXISTS findings_tenant ON findings(installation_id, repo, decision);
+        CREATE INDEX IF NOT EXISTS feedback_tenant ON feedback(installation_id, repo);
         """,
     ),
 ]

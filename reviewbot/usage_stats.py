@@ -3,9 +3,10 @@ reviews an operator cap stopped (read from the usage each posted review recorded
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
+from reviewbot import records
+from reviewbot.records import Tenant
 from reviewbot.store import Store
 
 
@@ -32,17 +33,10 @@ class UsageTotals:
         }
 
 
-def usage_totals(store: Store, repo: str) -> UsageTotals:
-    """Sum of the usage of the repo's posted reviews, by model."""
+def usage_totals(store: Store, t: Tenant) -> UsageTotals:
+    """Sum of the usage of the tenant's posted reviews (read through records), by model."""
     totals = UsageTotals()
-    rows = store.conn.execute("SELECT usage FROM reviews WHERE repo = ? AND state = 'posted'", (repo,))
-    for (raw,) in rows:
-        try:
-            usage = json.loads(raw or "{}")
-        except ValueError:
-            continue
-        if not isinstance(usage, dict):
-            continue
+    for usage in records.posted_usages(store, t):
         totals.reviews += 1
         totals.capped += bool(usage.get("stopped_by"))
         m = totals.by_model.setdefault(str(usage.get("model") or "unknown"), ModelUsage())

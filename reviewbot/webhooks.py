@@ -201,11 +201,12 @@ def _names(types: tuple[type, ...]) -> str:
 
 
 def _installation_id(payload: dict[str, Any]) -> int | None:
-    return _get(payload, "installation.id", int, optional=True)
+    found = _get(payload, "installation.id", int, optional=True)
+    return int(found) if found is not None else None
 
 
 def _is_bot(user: dict[str, Any]) -> bool:
-    login = _get(user, "login", str)
+    login = str(_get(user, "login", str))
     kind = _get(user, "type", str, optional=True)
     return kind == "Bot" or login.endswith("[bot]")
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from reviewbot import webhooks
+from reviewbot import records, webhooks
 from reviewbot.logs import log_context
 from reviewbot.metrics import Metrics
 from reviewbot.queue import Job, JobQueue, iso
@@ -395,27 +395,19 @@ def delete_installation_data(
     """Delete an installation's rows everywhere: by installation id, and by its repositories' names
     (rows a stage wrote without an installation id still belong to the tenant)."""
     iid = installation_id
-    repos = {
+    repos = records.reviewed_repos(conn, iid) | {
         r[0]
         for r in conn.execute(
             "SELECT full_name FROM repositories WHERE installation_id = ? "
-            "UNION SELECT repo FROM reviews WHERE installation_id = ? "
             "UNION SELECT repo FROM jobs WHERE installation_id = ? AND repo IS NOT NULL",
-            (iid, iid, iid),
+            (iid, iid),
         )
     }
     row = conn.execute("SELECT account FROM installations WHERE id = ?", (iid,)).fetchone()
     accounts = {a for a in (account, row[0] if row else None) if a}
     repo_list = sorted(repos)
     marks = ", ".join("?" for _ in repo_list) or "NULL"
-    for table in ("feedback", "findings", "reviews"):
-        conn.execute(f"DELETE FROM {table} WHERE installation_id = ? OR repo IN ({marks})", (iid, *repo_list))
-    conn.execute(f"DELETE FROM reaction_polls WHERE repo IN ({marks})", repo_list)
-    scopes = [f"repo:{r}" for r in repo_list] + [f"org:{a}" for a in sorted(accounts)]
-    scope_marks = ", ".join("?" for _ in scopes) or "NULL"
-    conn.execute(
-        f"DELETE FROM model_versions WHERE installation_id = ? OR scope IN ({scope_marks})", (iid, *scopes)
-    )
+    records.forget_installation(conn, iid, repo_list, sorted(accounts))
     conn.execute(f"DELETE FROM deliveries WHERE installation_id = ? OR repo IN ({marks})", (iid, *repo_list))
     conn.execute("DELETE FROM jobs WHERE installation_id = ? AND id != ?", (iid, keep_job_id or -1))
     conn.execute("DELETE FROM repositories WHERE installation_id = ?", (iid,))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from reviewbot.store import Store
+from tests.fakes.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -23,3 +27,18 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"../shared/data is absent ({SHARED}); this test uses the shared real data")
     return SHARED
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh, migrated store in a file (WAL, so threads and other processes can share it);
+    a test module may define its own, seeded one."""
+    s = Store.open(tmp_path / "reviewbot.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def clock() -> ManualClock:
+    """A clock that moves only when a test moves it (starts at the real time)."""
+    return ManualClock()

@@ -6,13 +6,13 @@ rather than from the code under test.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from reviewbot import records
 from reviewbot.feedback import LabelEvent
-from reviewbot.feedback_poll import record_label
+from reviewbot.records import NewFinding, Tenant
 from reviewbot.store import Store
 
 try:
@@ -22,6 +22,9 @@ except ImportError:  # tests/ run as a plain folder
 
 REPO = "acme/web"
 OTHER = "acme/api"
+INSTALLATION = 1
+TENANT = Tenant(INSTALLATION, REPO)
+OTHER_TENANT = Tenant(INSTALLATION, OTHER)
 
 
 @dataclass(frozen=True)
@@ -131,38 +134,19 @@ def add_finding(
     head_sha: str = "a" * 40,
     line: int = 10,
     body: str = "finding",
+    installation_id: int = INSTALLATION,
 ) -> int:
-    """Insert a finding (and its review, once per repo/pr/sha); returns the finding id."""
-    store.conn.execute(
-        "INSERT OR IGNORE INTO reviews (repo, pr, head_sha, state, created_at) VALUES (?, ?, ?, 'posted', ?)",
-        (repo, pr, head_sha, created_at),
-    )
-    review_id = store.conn.execute(
-        "SELECT id FROM reviews WHERE repo = ? AND pr = ? AND head_sha = ?", (repo, pr, head_sha)
-    ).fetchone()[0]
-    cur = store.conn.execute(
-        "INSERT INTO findings (review_id, repo, pr, path, line, side, title, body, severity, category, "
-        "source, rule_id, score, decision, reason, fingerprint, explore, github_comment_id, created_at) "
-        "VALUES (?, ?, ?, ?, ?, 'RIGHT', 't', ?, 'medium', ?, ?, ?, ?, ?, 'r', ?, ?, ?, ?)",
-        (
-            review_id,
-            repo,
-            pr,
-            path,
-            line,
-            body,
-            category,
-            "rule" if rule_id else "llm",
-            rule_id,
-            score,
-            decision,
-            f"fp-{pr}-{path}-{line}-{created_at}-{score}",
-            int(explore),
-            comment_id,
-            created_at,
-        ),
-    )
-    return int(cur.lastrowid)
+    """Store a finding (and its review, once per repo/pr/sha) through records; its id."""
+    t = Tenant(installation_id, repo)
+    review_id = records.claim_review(store, t, pr, head_sha, "b" * 40, created_at)
+    row = NewFinding(
+        pr=pr, path=path, line=line, side="RIGHT", title="t", body=body, severity="medium",
+        category=category, source="rule" if rule_id else "llm", rule_id=rule_id, score=score,
+        decision=decision, reason="r", fingerprint=f"fp-{pr}-{path}-{line}-{created_at}-{score}",
+        explore=explore, comment_id=comment_id,
+    )  # fmt: skip
+    [fid] = records.add_findings(store, t, review_id, [row], created_at)
+    return fid
 
 
 def seed(store: Store) -> None:
@@ -188,9 +172,9 @@ def seed(store: Store) -> None:
             if labels[i] is None:
                 continue
             label, source, weight = _LABEL[labels[i]]
-            record_label(
+            records.add_label(
                 store,
-                REPO,
+                TENANT,
                 LabelEvent(fid, label, source, {"i": i}, weight, f"{spec.week}T13:00:00+00:00"),  # type: ignore[arg-type]
             )
     add_finding(
@@ -204,18 +188,11 @@ def seed(store: Store) -> None:
         score=0.5,
     )
     for version, active, auc in ((1, 0, 0.61), (2, 1, 0.74)):
-        store.conn.execute(
-            "INSERT INTO model_versions (scope, version, params, metrics, n_labels, active, created_at) "
-            "VALUES (?, ?, '{}', ?, ?, ?, ?)",
-            (
-                f"repo:{REPO}",
-                version,
-                json.dumps({"auc": auc}),
-                20 * version,
-                active,
-                "2026-01-20T00:00:00+00:00",
-            ),
-        )
+        stored = records.add_model_version(
+            store, TENANT, params="{}", metrics={"auc": auc}, n_labels=20 * version, activate=bool(active),
+            now="2026-01-20T00:00:00+00:00",
+        )  # fmt: skip
+        assert stored == version
 
 
 @contextmanager

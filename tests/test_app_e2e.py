@@ -29,10 +29,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from reviewbot.app_review import NOT_IN_PR_DIFF, command_notifier, review_handlers
+from reviewbot.app_review import command_notifier, review_handlers
 from reviewbot.github import GitHubApp, Limits
 from reviewbot.logs import JsonFormatter
 from reviewbot.metrics import Metrics
+from reviewbot.pipeline import NOT_IN_PR_DIFF
 from reviewbot.queue import JobQueue
 from reviewbot.server import create_app
 from reviewbot.settings import Settings
@@ -592,9 +593,9 @@ def _decision(path: str, line: int, end_line: int | None = None, side: str = "RI
 
 
 def test_restrict_to_diff_keeps_only_what_the_pr_diff_accepts() -> None:
-    from reviewbot.app_review import restrict_to_diff
     from reviewbot.diff import parse_diff
     from reviewbot.models import ReviewResult
+    from reviewbot.pipeline import restrict_to_diff
 
     full = parse_diff(
         "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n"

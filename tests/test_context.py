@@ -13,9 +13,7 @@ from hypothesis import strategies as st
 
 from reviewbot.context import (
     ParsedFile,
-    enclosing_symbol,
     hunk_contexts,
-    numbered_snippet,
     parse_file,
     parse_source,
     symbols,
@@ -173,14 +171,6 @@ def test_symbol_tables_find_containers_and_qualified_names() -> None:
     assert symbols("markdown", b"# title\n") == []
 
 
-def test_enclosing_symbol_is_innermost() -> None:
-    found = symbols("python", CASES["python"][2])
-    assert enclosing_symbol(found, 9) == Symbol("run", "method", 8, 10)
-    assert enclosing_symbol(found, 7) == Symbol("Service", "class", 4, 10)
-    assert enclosing_symbol(found, 1) is None
-    assert enclosing_symbol([], 3) is None
-
-
 def test_change_at_module_level_gets_a_window_and_no_symbol() -> None:
     before = "import os\nimport sys\n\n\ndef f():\n    return 1\n"
     after = "import os\nimport re\n\n\ndef f():\n    return 1\n"
@@ -293,13 +283,12 @@ def test_parse_once_and_reuse_across_hunks() -> None:
     assert [c.hunk_index for c in reused] == [0, 1]
 
 
-def test_crlf_source_lines_and_numbered_snippet() -> None:
+def test_crlf_source_lines() -> None:
     before = "def f():\r\n    return 1\r\n"
     after = "def f():\r\n    return 2\r\n"
     (ctx,) = hunk_contexts(diff_of("w.py", before, after), after)
     assert ctx.enclosing == Symbol("f", "function", 1, 2)
     assert ctx.snippet == "def f():\n    return 2"
-    assert numbered_snippet(ctx) == "1 | def f():\n2 |     return 2"
 
 
 def test_parse_source_unknown_language() -> None:

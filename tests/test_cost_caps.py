@@ -105,12 +105,13 @@ def test_the_installation_daily_cap_stops_the_next_review(tmp_path: Path) -> Non
 
 
 def test_stats_shows_usage_by_model_and_capped_reviews(capped: CappedWorld) -> None:
+    from reviewbot.records import Tenant
     from reviewbot.usage_stats import render_usage, usage_totals
 
     pr = big_pull(capped, 1, files=2)
     capped.deliver("pull_request", capped.pr_event("opened", pr))
     capped.settle()
-    totals = usage_totals(capped.store, REPO)
+    totals = usage_totals(capped.store, Tenant(INSTALLATION, REPO))
     assert totals.reviews == 1 and set(totals.by_model) == {"fake-model"}
     assert totals.by_model["fake-model"].cost is not None
     assert "fake-model" in "\n".join(render_usage(totals))

@@ -22,9 +22,9 @@ from reviewbot.stats import repo_stats
 from reviewbot.store import Store
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
-    from tests.feedback_data import REPO, seed, serve
+    from tests.feedback_data import REPO, TENANT, seed, serve
 except ImportError:
-    from feedback_data import REPO, seed, serve  # type: ignore[no-redef]
+    from feedback_data import REPO, TENANT, seed, serve  # type: ignore[no-redef]
 
 TOKEN = "browser-admin-token"
 CHROMIUM = next(
@@ -79,7 +79,7 @@ def test_dashboard_renders_store_numbers_in_chromium(app_url: tuple[str, Store],
     dump = _chromium(["--dump-dom", page], tmp_path / "profile")
     assert dump.returncode == 0, dump.stderr[-2000:]
     dom = dump.stdout
-    s = repo_stats(store, REPO)
+    s = repo_stats(store, TENANT)
     assert _text(dom, r'id="repo">([^<]+)<') == REPO
     assert _text(dom, r'id="precision">([^<]+)<') == f"{s.precision * 100:.1f}%"
     assert _text(dom, r'id="posted">([^<]+)<') == str(s.posted)

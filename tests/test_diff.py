@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,6 @@ from hypothesis import strategies as st
 
 from reviewbot.diff import (
     DiffParseError,
-    changed_new_lines,
-    diff_stats,
     hunk_index_for,
     parse_diff,
     unquote_path,
@@ -177,9 +176,15 @@ def test_non_text_input_is_a_diff_parse_error() -> None:
         parse_diff(None)  # type: ignore[arg-type]
 
 
+def line_counts(files: Iterable[FileDiff]) -> tuple[int, int]:
+    """(added, deleted) lines over the parsed files."""
+    kinds = [ln.kind for f in files for h in f.hunks for ln in h.lines]
+    return kinds.count("added"), kinds.count("deleted")
+
+
 def test_stats_and_changed_lines(mixed: dict[str, FileDiff]) -> None:
-    assert diff_stats(mixed.values()) == (8, 7)
-    assert changed_new_lines(mixed["multi.py"]) == {5, 30, 31}
+    assert line_counts(mixed.values()) == (8, 7)
+    assert mixed["multi.py"].added_line_numbers() == {5, 30, 31}
 
 
 # --------------------------------------------------------------------------- GitHub anchoring
@@ -337,7 +342,7 @@ def test_real_pr_diffs_parse_and_counts_match(shared_data: Path, pr_id: str) -> 
     files = parse_diff(text)
     check_hunk_invariants(files)
     meta = json.loads((pr / "meta.json").read_text())
-    assert diff_stats(files) == independent_counts(text) == (meta["added"], meta["deleted"])
+    assert line_counts(files) == independent_counts(text) == (meta["added"], meta["deleted"])
     assert {f.path for f in files} == set(meta["files"])
 
 

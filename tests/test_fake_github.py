@@ -43,11 +43,6 @@ def keys() -> tuple[str, str]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def gh(keys: tuple[str, str], clock: Clock) -> Iterator[FakeGitHub]:
     with FakeGitHub(app_id=42, app_public_key=keys[1], clock=clock) as fake:
         fake.add_repo(REPO, 7, BASE)

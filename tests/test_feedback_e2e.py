@@ -16,13 +16,15 @@ from typing import Any
 
 import pytest
 
+from reviewbot import records
 from reviewbot.acceptance import AcceptanceModel, FeatureConfig
 from reviewbot.feedback_poll import feedback_handlers, handle_event, poll_reactions, schedule_feedback_jobs
 from reviewbot.github import GitHubClient, Limits
 from reviewbot.models import Candidate
 from reviewbot.queue import JobQueue
+from reviewbot.records import Tenant
 from reviewbot.render import ReviewComment, fingerprint_marker
-from reviewbot.retrain import RetrainPolicy, active_model, retrain_handler, retrain_repo
+from reviewbot.retrain import RetrainPolicy, retrain_handler, retrain_repo
 from reviewbot.stats import repo_stats
 from reviewbot.store import Store
 from reviewbot.worker import Worker
@@ -33,6 +35,7 @@ except ImportError:
     from fakes.fake_github import FakeGitHub  # type: ignore[no-redef]
 
 REPO = "acme/shop"
+T = Tenant(7, REPO)
 BOT = "reviewbot[bot]"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -154,6 +157,11 @@ async def world(fake: tuple[FakeGitHub, list[float]]) -> AsyncIterator[World]:
     store.close()
 
 
+def active_model(store: Store) -> AcceptanceModel | None:
+    params = records.active_model_params(store, T)
+    return AcceptanceModel.from_json(params) if params is not None else None
+
+
 def _payload(event_body: dict[str, Any]) -> dict[str, Any]:
     return {"repository": {"full_name": REPO}, "installation": {"id": 7}, **event_body}
 
@@ -164,14 +172,14 @@ async def test_reactions_polled_with_etags_latest_per_user_wins(world: World) ->
     w.gh.add_reaction(w.comment[15], "+1", "alice")
     w.gh.add_reaction(w.comment[14], "+1", BOT)  # the bot's own reaction: ignored
     w.gh.add_reaction(w.comment[14], "-1", "bob")
-    report = await poll_reactions(w.store, w.client, REPO, now=now)
+    report = await poll_reactions(w.store, w.client, T, now=now)
     assert report.polled == len(POSTED) and not report.errors
     assert w.labels(15) == [("accepted", "reaction", 1.0)]
     assert w.labels(14) == [("dismissed", "reaction", 1.0)]
 
     # nothing changed: every request is conditional and answered 304
     before = len(w.gh.requests)
-    report = await poll_reactions(w.store, w.client, REPO, now=now)
+    report = await poll_reactions(w.store, w.client, T, now=now)
     assert report.not_modified == len(POSTED) and report.label_changes == 0
     polls = [r for r in w.gh.requests[before:] if r.path.endswith("/reactions")]
     assert len(polls) == len(POSTED)
@@ -180,12 +188,12 @@ async def test_reactions_polled_with_etags_latest_per_user_wins(world: World) ->
     # alice changes her mind: her latest reaction replaces her label
     w.tick(60)  # (the fake also uses this clock for token expiry: stay within the hour)
     w.gh.add_reaction(w.comment[15], "confused", "alice")
-    report = await poll_reactions(w.store, w.client, REPO, now=now + timedelta(hours=1))
+    report = await poll_reactions(w.store, w.client, T, now=now + timedelta(hours=1))
     assert w.labels(15) == [("dismissed", "reaction", 1.0)]
     assert report.not_modified == len(POSTED) - 1
 
     # comments older than the polling window are left alone
-    report = await poll_reactions(w.store, w.client, REPO, now=T0 + timedelta(days=15))
+    report = await poll_reactions(w.store, w.client, T, now=T0 + timedelta(days=15))
     assert report.polled == 0
 
 
@@ -279,7 +287,7 @@ async def test_commits_suggestions_threads_and_closing(world: World) -> None:
     assert w.labels(12) == [("weak_dismissed", "untouched", 0.2)]
     assert w.labels(21) == [("dismissed", "suppressed_followup", 1.0)]
     assert [s for _, s, _ in w.labels(4)] == ["commit", "thread"]
-    s = repo_stats(w.store, REPO)
+    s = repo_stats(w.store, T)
     assert (s.suppressed_followed_up, s.suppressed_changed) == (2, 1)
     assert s.untouched == 6  # 11, 12, 14, 15, 17, 18 had no signal in this test
 
@@ -290,7 +298,7 @@ async def test_the_loop_retrains_the_repo_the_way_its_labels_say(world: World) -
     for line in (15,):
         w.gh.add_reaction(w.comment[line], "rocket", "alice")
     w.gh.add_reaction(w.comment[14], "-1", "bob")
-    await poll_reactions(w.store, w.client, REPO, now=T0 + timedelta(hours=1))
+    await poll_reactions(w.store, w.client, T, now=T0 + timedelta(hours=1))
     for line, body in {17: "@reviewbot ignore", 18: "thanks, updated"}.items():
         reply = w.gh.add_reply(REPO, 1, w.comment[line], body, user="carol")
         await handle_event(
@@ -342,9 +350,9 @@ async def test_the_loop_retrains_the_repo_the_way_its_labels_say(world: World) -
 
     prior = AcceptanceModel(FeatureConfig(n_text=2**12, n_cat=2**8), [])
     policy = RetrainPolicy(min_holdout=2, min_train=4, holdout_fraction=0.25)
-    result = retrain_repo(w.store, REPO, now=T0 + timedelta(days=1), prior=prior, policy=policy)
+    result = retrain_repo(w.store, T, now=T0 + timedelta(days=1), prior=prior, policy=policy)
     assert result.version == 1, result.reason
-    model = active_model(w.store, REPO) if result.activated else None
+    model = active_model(w.store) if result.activated else None
     assert model is not None, result.reason
     probe = [
         Candidate(id="sql", path="app/new.py", line=1, body=SQL, repo=REPO, category="security"),
@@ -388,7 +396,7 @@ async def test_worker_wiring_polls_handles_deliveries_and_retrains(world: World)
     kinds = [k for (k,) in w.store.conn.execute("SELECT kind FROM jobs WHERE state = 'done' ORDER BY id")]
     assert kinds == ["poll_feedback", "retrain"]
     assert w.store.conn.execute("SELECT COUNT(*) FROM feedback WHERE source = 'reaction'").fetchone()[0] == 8
-    assert active_model(w.store, REPO) is not None
+    assert active_model(w.store) is not None
 
     # a webhook delivery queued as webhooks.plan does it: a reply, handled by the 'feedback' job
     reply = w.gh.add_reply(REPO, 1, w.comment[12], "won't fix", user="carol")
@@ -414,16 +422,11 @@ async def test_real_github_payloads(shared_data: Path, fake: tuple[FakeGitHub, l
     hooks = shared_data / "github-webhooks"
     store = Store.open(":memory:")
     head = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
-    store.conn.execute(
-        "INSERT INTO reviews (repo, pr, head_sha, created_at) VALUES ('Codertocat/Hello-World', 2, ?, ?)",
-        (head, T0.isoformat()),
-    )
-    store.conn.execute(
-        "INSERT INTO findings (review_id, repo, pr, path, line, side, body, decision, fingerprint, "
-        "github_comment_id, created_at) VALUES (1, 'Codertocat/Hello-World', 2, 'README.md', 1, 'RIGHT', "
-        "'x', 'post', 'fp', 284312630, ?)",
-        (T0.isoformat(),),
-    )
+    hello = Tenant(1, "Codertocat/Hello-World")  # the installation GitHub's examples carry
+    review_id = records.claim_review(store, hello, 2, head, "b" * 40, T0.isoformat())
+    records.add_findings(store, hello, review_id, [records.NewFinding(
+        pr=2, path="README.md", line=1, side="RIGHT", body="x", decision="post", reason="r", fingerprint="fp",
+        comment_id=284312630)], T0.isoformat())  # fmt: skip
 
     def load(path: str) -> dict[str, Any]:
         return json.loads((hooks / path).read_text(encoding="utf-8"))

@@ -48,6 +48,7 @@ from reviewbot.prompt import neutralise, parse_reply, unneutralise
 from reviewbot.queue import JobQueue
 from reviewbot.rules import RuleError, all_added, path_selected, ruleset_from_config
 from reviewbot.server import create_app
+from reviewbot.severity import meets_minimum
 from reviewbot.store import Store
 from tests.deadline import deadline
 from tests.fakes.live_server import LiveServer
@@ -405,12 +406,11 @@ def check_config(text: str | None, org: str | None = None) -> None:
     for path in PROBE_PATHS:
         config.path_included(path)
         config.file_included(path)
-        config.min_severity_for(path)
+        meets_minimum("low", path, config.min_severity, config.min_severity_by_path)
         config.instructions_for(path)
     config.should_review("alice", ["x"], draft=False)
     for rule in config.rules.custom:
         path_selected(PROBE_PATHS[0], rule.paths)
-    config.rules.rule_enabled("py-eval")
 
 
 @fast(1800)

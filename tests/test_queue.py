@@ -13,22 +13,7 @@ from reviewbot.queue import JobQueue, iso
 from reviewbot.store import Store
 from tests.fakes.clock import ManualClock
 
-
-class Clock(ManualClock):
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        super().__init__(t)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store.open(tmp_path / "q.db")
-    yield s
-    s.close()
+Clock = ManualClock
 
 
 @pytest.fixture

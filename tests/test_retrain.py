@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reviewbot import records
 from reviewbot.acceptance import AcceptanceModel, FeatureConfig, HistoryRow, train
 from reviewbot.feedback import LabelEvent
-from reviewbot.feedback_poll import record_label
 from reviewbot.models import Candidate
-from reviewbot.retrain import RetrainPolicy, activate, active_model, is_due, labelled_findings, retrain_repo
+from reviewbot.records import Tenant
+from reviewbot.retrain import RetrainPolicy, activate, is_due, labelled_findings, retrain_repo
 from reviewbot.store import Store
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
@@ -20,7 +21,13 @@ except ImportError:
     from feedback_data import add_finding  # type: ignore[no-redef]
 
 REPO = "acme/shop"
+T = Tenant(1, REPO)
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+def active_model(store: Store) -> AcceptanceModel | None:
+    params = records.active_model_params(store, T)
+    return AcceptanceModel.from_json(params) if params is not None else None
 
 
 def flat_prior() -> AcceptanceModel:
@@ -41,7 +48,7 @@ def _label(store: Store, n: int, body: str, rule: str, accepted: bool, start: in
             line=start + i + 1, body=body,
         )  # fmt: skip
         label = "accepted" if accepted else "dismissed"
-        record_label(store, REPO, LabelEvent(fid, label, "reaction", {"user": "u"}, 1.0, at))
+        records.add_label(store, T, LabelEvent(fid, label, "reaction", {"user": "u"}, 1.0, at))
 
 
 def _probe(model: AcceptanceModel) -> tuple[float, float]:
@@ -66,28 +73,28 @@ def store() -> Store:
 
 def test_retrain_moves_scores_the_way_the_labels_say(store: Store) -> None:
     prior = flat_prior()
-    assert len(labelled_findings(store, REPO)) == 48
-    due, why = is_due(store, REPO, now=NOW)
+    assert len(labelled_findings(store, T)) == 48
+    due, why = is_due(store, T, now=NOW)
     assert due, why
-    result = retrain_repo(store, REPO, now=NOW, prior=prior)
+    result = retrain_repo(store, T, now=NOW, prior=prior)
     assert result.activated and result.version == 1, result.reason
     assert result.metrics["holdout_n"] == 9 and result.metrics["previous_version"] is None
-    model = active_model(store, REPO)
+    model = active_model(store)
     assert model is not None
     p_noisy, p_useful = _probe(prior)
     m_noisy, m_useful = _probe(model)
     assert m_noisy < p_noisy and m_useful > p_useful
     assert m_useful > m_noisy
     # nothing new since: not due; a day later with one new label: due
-    assert not is_due(store, REPO, now=NOW)[0]
+    assert not is_due(store, T, now=NOW)[0]
     _label(store, 1, USEFUL, "py.sql-injection", True, start=500)
-    assert not is_due(store, REPO, now=NOW + timedelta(hours=2))[0]
-    assert is_due(store, REPO, now=NOW + timedelta(days=1, minutes=1))[0]
+    assert not is_due(store, T, now=NOW + timedelta(hours=2))[0]
+    assert is_due(store, T, now=NOW + timedelta(days=1, minutes=1))[0]
 
 
 def test_a_worse_model_is_stored_but_the_previous_stays_active(store: Store) -> None:
     prior = flat_prior()
-    first = retrain_repo(store, REPO, now=NOW, prior=prior)
+    first = retrain_repo(store, T, now=NOW, prior=prior)
     assert first.activated
 
     def sabotaged(rows: Sequence[HistoryRow], base: AcceptanceModel) -> AcceptanceModel:
@@ -96,7 +103,7 @@ def test_a_worse_model_is_stored_but_the_previous_stays_active(store: Store) -> 
 
     _label(store, 10, NOISY, "py.bare-except", False, start=600)
     _label(store, 10, USEFUL, "py.sql-injection", True, start=700)
-    second = retrain_repo(store, REPO, now=NOW + timedelta(days=1), prior=prior, train_fn=sabotaged)
+    second = retrain_repo(store, T, now=NOW + timedelta(days=1), prior=prior, train_fn=sabotaged)
     assert not second.activated and second.version == 2
     assert second.metrics["decision"] == "kept_previous"
     assert second.metrics["holdout_log_loss"] > second.metrics["previous_log_loss"]
@@ -105,19 +112,19 @@ def test_a_worse_model_is_stored_but_the_previous_stays_active(store: Store) -> 
     ).fetchall()
     assert rows == [(1, 1), (2, 0)]
     # a later honest retrain wins again; a manual activate() rolls back to a chosen version
-    third = retrain_repo(store, REPO, now=NOW + timedelta(days=2), prior=prior, policy=RetrainPolicy())
+    third = retrain_repo(store, T, now=NOW + timedelta(days=2), prior=prior, policy=RetrainPolicy())
     assert third.version == 3
-    activate(store, REPO, 1)
+    activate(store, T, 1)
     assert store.conn.execute(
         "SELECT version FROM model_versions WHERE scope = ? AND active = 1", (f"repo:{REPO}",)
     ).fetchall() == [(1,)]
     with pytest.raises(ValueError):
-        activate(store, REPO, 99)
+        activate(store, T, 99)
 
 
 def test_too_few_labels_is_not_an_error() -> None:
     s = Store.open(":memory:")
     _label(s, 3, USEFUL, "py.sql-injection", True, start=0)
-    result = retrain_repo(s, REPO, now=NOW, prior=flat_prior())
+    result = retrain_repo(s, T, now=NOW, prior=flat_prior())
     assert result.version is None and "only 3" in result.reason
-    assert active_model(s, REPO) is None
+    assert active_model(s) is None

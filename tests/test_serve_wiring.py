@@ -56,9 +56,8 @@ def test_feedback_job_without_an_app_dead_letters_with_the_settings_to_set(tmp_p
 def test_feedback_tick_queues_reaction_polls_for_repos_with_recent_comments(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "rb.db")
     now = datetime.now(UTC).isoformat()
-    fid = add_finding(store, repo="acme/api", pr=3, created_at=now, path="a.py", category="bug",
-                      rule_id=None, score=0.8, comment_id=501)  # fmt: skip
-    store.conn.execute("UPDATE findings SET installation_id = 7 WHERE id = ?", (fid,))
+    add_finding(store, repo="acme/api", pr=3, created_at=now, path="a.py", category="bug",
+                rule_id=None, score=0.8, comment_id=501, installation_id=7)  # fmt: skip
     add_finding(store, repo="acme/old", pr=1, created_at="2020-01-01T00:00:00+00:00", path="b.py",
                 category="bug", rule_id=None, score=0.8, comment_id=502)  # fmt: skip
     queue = JobQueue(store)

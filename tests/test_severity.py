@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from reviewbot.models import Candidate, severity_rank
-from reviewbot.severity import assess, classify, hedging_score, meets_minimum, normalise_severity
+from reviewbot.severity import assess, hedging_score, meets_minimum, normalise_severity
 
 
 def cand(body: str, **kw: object) -> Candidate:
     return Candidate(id="c", path="app.py", line=1, body=body, **kw)  # type: ignore[arg-type]
+
+
+def classify(candidate: Candidate) -> tuple[str, str]:
+    found = assess(candidate)
+    return found.severity, found.category
 
 
 def test_hedged_vague_remark_is_demoted_below_its_claim() -> None:

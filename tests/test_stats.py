@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 
 from reviewbot.commands import stats_cmd
 from reviewbot.config import DEFAULT_EXCLUDE, load_config
-from reviewbot.stats import list_repos, load_repo_data, path_group, repo_stats, suggest_config, week_of
+from reviewbot.records import Tenant, tenant_of, tenants
+from reviewbot.stats import load_repo_data, path_group, repo_stats, suggest_config, week_of
 from reviewbot.store import Store
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
-    from tests.feedback_data import OTHER, REPO, seed
+    from tests.feedback_data import OTHER_TENANT, REPO, TENANT, seed
 except ImportError:
-    from feedback_data import OTHER, REPO, seed  # type: ignore[no-redef]
+    from feedback_data import OTHER_TENANT, REPO, TENANT, seed  # type: ignore[no-redef]
 
 
 @pytest.fixture()
@@ -32,7 +33,7 @@ def store() -> Iterator[Store]:
 
 
 def test_funnel_and_headline_figures(store: Store) -> None:
-    s = repo_stats(store, REPO)
+    s = repo_stats(store, TENANT)
     assert (s.candidates, s.posted, s.suppressed) == (35, 29, 6)
     assert (s.labelled, s.accepted, s.dismissed, s.untouched) == (28, 14, 14, 1)
     # explored comments are counted apart from the regular ones
@@ -43,7 +44,7 @@ def test_funnel_and_headline_figures(store: Store) -> None:
 
 
 def test_over_time_category_rule_and_dismissed(store: Store) -> None:
-    s = repo_stats(store, REPO)
+    s = repo_stats(store, TENANT)
     assert [(t.key, t.posted, t.accepted, t.dismissed) for t in s.over_time] == [
         ("2026-01-05", 10, 7, 2),
         ("2026-01-12", 12, 2, 10),
@@ -63,16 +64,17 @@ def test_over_time_category_rule_and_dismissed(store: Store) -> None:
 
 
 def test_other_repo_and_listing(store: Store) -> None:
-    assert list_repos(store) == [OTHER, REPO]
-    s = repo_stats(store, OTHER)
+    assert tenants(store) == [OTHER_TENANT, TENANT]
+    assert tenant_of(store, REPO) == TENANT and tenant_of(store, "nobody/none") is None
+    s = repo_stats(store, OTHER_TENANT)
     assert (s.posted, s.labelled, s.precision, s.model) == (1, 0, None, None)
-    assert repo_stats(store, "nobody/none").candidates == 0
-    d = repo_stats(store, REPO).as_dict()
+    assert repo_stats(store, Tenant(1, "nobody/none")).candidates == 0
+    d = repo_stats(store, TENANT).as_dict()
     assert d["funnel"] == {"candidates": 35, "posted": 29, "labelled": 28, "accepted": 14}
 
 
 def test_suggest_config_follows_the_data(store: Store) -> None:
-    sug = suggest_config(load_repo_data(store, REPO), min_samples=10)
+    sug = suggest_config(load_repo_data(store, TENANT), min_samples=10)
     assert sug.changes["rules"] == {"disable": ["py.bare-except"]}
     assert sug.changes["paths"] == {"exclude": [*DEFAULT_EXCLUDE, "src/legacy/**"]}
     # the suggestion is a valid config file
@@ -82,8 +84,8 @@ def test_suggest_config_follows_the_data(store: Store) -> None:
     assert sug.changes["min_acceptance"] == pytest.approx(0.357)
     assert any("10 of 12" in r for r in sug.reasons)
     # not enough samples -> no suggestion at all
-    assert suggest_config(load_repo_data(store, REPO), min_samples=100).changes == {}
-    assert suggest_config(load_repo_data(store, OTHER)).changes == {}
+    assert suggest_config(load_repo_data(store, TENANT), min_samples=100).changes == {}
+    assert suggest_config(load_repo_data(store, OTHER_TENANT)).changes == {}
 
 
 def test_helpers() -> None:

@@ -23,6 +23,7 @@ from reviewbot.acceptance import load_prior
 from reviewbot.app_review import ReviewRequest, acceptance_model, dismissed_fingerprints
 from reviewbot.dashboard import dashboard_router
 from reviewbot.queue import iso
+from reviewbot.records import Tenant
 from reviewbot.retrain import RetrainPolicy, retrain_repo
 from tests.test_app_e2e import module
 from tests.test_faults import RWorld
@@ -104,13 +105,18 @@ def test_one_installations_feedback_never_reaches_another(world: RWorld) -> None
                 ),
             )
     prior = load_prior()
-    trained = retrain_repo(w.store, A["repo"], now=now, prior=prior,
+    trained = retrain_repo(w.store, Tenant(A["installation"], A["repo"]), now=now, prior=prior,
                            policy=RetrainPolicy(min_train=2, min_holdout=1, tolerance=100.0))  # fmt: skip
     assert trained.activated, trained
     req_a = ReviewRequest(A["installation"], A["repo"], 1, "x")
     req_b = ReviewRequest(B["installation"], B["repo"], 1, "y")
     assert acceptance_model(w.store, req_a, lambda: prior) is not prior  # A has its own model now
     assert dismissed_fingerprints(w.store, req_a) == {fp for _, fp, _ in a_posted}
+    # the model is A's: written with A's installation id, never found under B's, even for a repo
+    # of the same name (a transferred or re-created repository)
+    assert w.rows("SELECT installation_id FROM model_versions") == [(A["installation"],)]
+    b_named_like_a = ReviewRequest(B["installation"], A["repo"], 1, "z")
+    assert acceptance_model(w.store, b_named_like_a, lambda: prior) is prior
 
     # B: the same code, so the same fingerprints A dismissed; none of A's data applies to B
     review(w, B)

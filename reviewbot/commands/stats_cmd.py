@@ -15,15 +15,16 @@ import yaml
 
 from reviewbot.config import ConfigError, load_config
 from reviewbot.dashboard import pct
+from reviewbot.records import Tenant, tenant_of
 from reviewbot.settings import Settings, SettingsError
-from reviewbot.stats import RepoStats, Tally, list_repos, load_repo_data, repo_stats, suggest_config
+from reviewbot.stats import RepoStats, Tally, load_repo_data, repo_stats, suggest_config
 from reviewbot.store import Store
 from reviewbot.usage_stats import render_usage, usage_totals
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
-def _open(db: Path | None, repo: str) -> Store:
+def _open(db: Path | None, repo: str) -> tuple[Store, Tenant]:
     if not _REPO.match(repo):
         typer.echo(f"{repo!r}: expected OWNER/REPO", err=True)
         raise typer.Exit(2)
@@ -37,11 +38,12 @@ def _open(db: Path | None, repo: str) -> Store:
         typer.echo(f"{db}: no such database (set REVIEWBOT_DATABASE_PATH or pass --db)", err=True)
         raise typer.Exit(2)
     store = Store.open(db)
-    if repo not in list_repos(store):
+    tenant = tenant_of(store, repo)
+    if tenant is None:
         store.close()
         typer.echo(f"{repo}: no findings recorded in {db}", err=True)
         raise typer.Exit(1)
-    return store
+    return store, tenant
 
 
 def _table(title: str, rows: list[Tally], key: str) -> list[str]:
@@ -89,10 +91,10 @@ def stats(
 
       reviewbot stats acme/shop --db ./reviewbot.db
     """
-    store = _open(db, repo)
+    store, tenant = _open(db, repo)
     try:
-        s = repo_stats(store, repo)
-        usage = usage_totals(store, repo)
+        s = repo_stats(store, tenant)
+        usage = usage_totals(store, tenant)
     finally:
         store.close()
     if as_json:
@@ -123,9 +125,9 @@ def suggest(
 
       reviewbot suggest-config acme/shop --current .github/reviewbot.yml --min-samples 20
     """
-    store = _open(db, repo)
+    store, tenant = _open(db, repo)
     try:
-        data = load_repo_data(store, repo)
+        data = load_repo_data(store, tenant)
     finally:
         store.close()
     exclude: list[str] | None = None
