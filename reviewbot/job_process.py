@@ -223,7 +223,11 @@ class JobProcessPool:
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         fd = child.conn.fileno()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
         try:
             await ready
         finally:

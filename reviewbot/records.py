@@ -145,7 +145,7 @@ class NewFinding:
         """The row of a filter decision; explore is kept only on posted ones (a suppressed
         candidate was not explored), and with it the features the acceptance model saw."""
         c = d.candidate
-        features = {
+        features: dict[str, object] = {
             "confidence": c.confidence,
             "hunk_size": c.hunk_size,
             "language": c.language,

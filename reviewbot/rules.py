@@ -415,12 +415,12 @@ class RuleSet:
         if row_ranges is None:
             if rows is not None:
                 cursor.set_point_range((rows[0], 0), (rows[1], 0))
-            batches = [cursor.matches(tree.root_node, predicate=predicate)]
+            batches = [cursor.matches(tree.root_node, predicate=predicate)]  # type: ignore[call-arg]
         else:
             batches = []
             for first, stop in row_ranges:
                 cursor.set_point_range((first, 0), (stop, 0))
-                batches.append(cursor.matches(tree.root_node, predicate=predicate))
+                batches.append(cursor.matches(tree.root_node, predicate=predicate))  # type: ignore[call-arg]
         out: list[RuleMatch] = []
         seen: set[tuple[int, tuple[tuple[int, int], ...]]] = set()
         for pattern_index, captures in (match for batch in batches for match in batch):
@@ -472,7 +472,7 @@ class RuleSet:
                     if predicate.overran:
                         return []
                     cursor.set_point_range((lo, 0), (min(lo + _SLICE_ROWS, stop), 0))
-                    for _index, captures in cursor.matches(tree.root_node, predicate=predicate):
+                    for _index, captures in cursor.matches(tree.root_node, predicate=predicate):  # type: ignore[call-arg]
                         nodes = captures.get(MATCH_CAPTURE, [])
                         key = tuple((node.start_byte, node.end_byte) for node in nodes)
                         if key in seen:  # met again in a later slice

@@ -17,8 +17,9 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewbot.config import SarifInConfig, wildcard_match
+from reviewbot.config import SarifInConfig
 from reviewbot.github import GitHubClient, GitHubError, _split
+from reviewbot.globs import wildcard_match
 from reviewbot.models import Candidate
 from reviewbot.sarif_in import SarifError, from_annotations, parse_sarif
 

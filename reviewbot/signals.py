@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from reviewbot.models import Candidate
 from reviewbot.roles import ROLES, file_role
-from reviewbot.severity import normalise_severity
+from reviewbot.vocabulary import normalise_severity
 
 #: Candidate tokens for code named in prose: `backticked` spans and (dotted) words, with a call's "(".
 _TOKEN = re.compile(r"`[^`\n]{1,120}`|[A-Za-z_][\w.]*\(?")

@@ -196,11 +196,11 @@ def run_filter(
             dismissed_fingerprints=dismissed.get(repo, ()),
             posted_fingerprints=posted.get((repo, pr), ()) if pr is not None else (),
         )
-        for i, row in zip(members, decisions_as_rows(decisions), strict=True):
+        for i, decided in zip(members, decisions_as_rows(decisions), strict=True):
             # which bar it was held to, and why that bar: a replay is never silently silent
-            row["threshold"] = round(threshold, 6)
-            row["threshold_from"] = origin
-            rows[i] = row
+            decided["threshold"] = round(threshold, 6)
+            decided["threshold_from"] = origin
+            rows[i] = decided
     return [r for r in rows if r is not None]
 
 
