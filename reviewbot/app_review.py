@@ -32,7 +32,7 @@ from typing import Any
 
 from reviewbot import webhooks
 from reviewbot.acceptance import AcceptanceModel, load_prior
-from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
+from reviewbot.config import CONFIG_PATH, DISABLED_REASON, ConfigError, RepoConfig
 from reviewbot.costs import OperatorLimits, apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import parse_diff
 from reviewbot.feedback import resolve_outcome
@@ -57,7 +57,8 @@ from reviewbot.render import (
     render_review_summary,
     to_review_comment,
 )
-from reviewbot.rules import RuleError, RuleSet, ruleset_from_config
+from reviewbot.review_config import load_review_config
+from reviewbot.rules import RuleSet
 from reviewbot.sarif_fetch import Fetched, fetch_imported
 from reviewbot.settings import Settings, settings_secrets
 from reviewbot.store import Store
@@ -445,14 +446,12 @@ class ReviewJobHandler:
             gh.existing_fingerprints(req.repo, req.pr),
         )
         try:
-            config = load_config(repo_text, org_text)
-            rules = ruleset_from_config(config.rules)
+            loaded = load_review_config(repo_text, org_text)
         except ConfigError as exc:
             return await self._config_error(gh, req, config_error_check(exc.messages))
-        except RuleError as exc:
-            return await self._config_error(gh, req, config_error_check([f"{CONFIG_PATH}: rules: {exc}"]))
-        if not config.enabled:
-            return skip("reviewbot is disabled in the config (enabled: false)")
+        config, rules = loaded.config, loaded.rules
+        if not config.enabled:  # before any file is fetched; review_change would say the same
+            return skip(DISABLED_REASON)
         timings["fetch"] = time.perf_counter() - t
         if pull.state != "open":
             return skip(f"pull request is {pull.state}")

@@ -69,7 +69,7 @@ def test_good_fixture_loads_every_key() -> None:
     assert cfg.min_severity == "medium"
     assert cfg.min_severity_by_path == {"tests/**": "high", "src/core/**": "low"}
     assert (cfg.max_comments, cfg.target_precision, cfg.min_acceptance, cfg.passes) == (7, 0.8, None, 2)
-    assert cfg.rules.severity == {"py-eval": "critical"}
+    assert cfg.rules.severity == {"py-eval-exec": "critical"}
     assert [r.id for r in cfg.rules.custom] == ["no-requests-without-timeout"]
     assert cfg.rules.custom[0].instruction.startswith("Flag calls")  # type: ignore[union-attr]
     assert len(cfg.path_instructions) == 2
@@ -448,13 +448,13 @@ def test_instructions_for() -> None:
 
 def test_rule_switches_and_severity() -> None:
     cfg = load_config(_text("good.yml"))
-    assert cfg.rules.rule_enabled("py-eval")
-    assert not cfg.rules.rule_enabled("py-print")
+    assert cfg.rules.rule_enabled("py-eval-exec")
+    assert not cfg.rules.rule_enabled("py-except-pass")
     assert not cfg.rules.rule_enabled("js-innerhtml")  # disabled by the 'js-*' glob
     assert cfg.rules.rule_enabled("js-eval")  # an exact enable beats the glob disable
     assert not cfg.rules.rule_enabled("opt-in-rule", default=False)
-    assert cfg.rules.severity_for("py-eval", "high") == "critical"
-    assert cfg.rules.severity_for("py-print", "nit") == "nit"
+    assert cfg.rules.severity_for("py-eval-exec", "high") == "critical"
+    assert cfg.rules.severity_for("py-except-pass", "nit") == "nit"
 
 
 def test_merged_config_round_trips_through_yaml() -> None:
