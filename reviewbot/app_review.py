@@ -60,7 +60,7 @@ from reviewbot.render import (
 from reviewbot.review_config import load_review_config
 from reviewbot.rules import RuleSet
 from reviewbot.sarif_fetch import Fetched, fetch_imported
-from reviewbot.settings import Settings, settings_secrets
+from reviewbot.settings import Settings, github_app_credentials, settings_secrets
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Notify, PermanentJobError, is_paused
 
@@ -793,12 +793,16 @@ class ReviewJobHandler:
 
 
 def github_app_from_settings(settings: Settings, metrics: Metrics | None = None) -> GitHubApp | None:
-    """The App client the settings describe, or None when the App id or key is not set."""
-    if settings.github_app_id is None or settings.github_private_key is None:
+    """The App client the settings describe, or None when neither the App id nor the key is set.
+    Raises SettingsError (one line naming the variable) when they are set but unusable."""
+    if settings.github_app_id is None and settings.github_private_key is None:
         return None
+    app_id, pem, warnings = github_app_credentials(settings)
+    for warning in warnings:
+        log.warning("%s", warning)
     return GitHubApp(
-        settings.github_app_id,
-        settings.private_key_pem(),
+        app_id,
+        pem,
         base_url=settings.github_api_url,
         on_call=metrics.record_github_call if metrics is not None else None,
     )

@@ -20,7 +20,14 @@ from reviewbot.config import (
     key_lines,
     load_config,
 )
-from reviewbot.rules import RuleError, RuleSet, RuleSpec, load_builtin_rules, ruleset_from_config, unknown_rule_names
+from reviewbot.rules import (
+    RuleError,
+    RuleSet,
+    RuleSpec,
+    load_builtin_rules,
+    ruleset_from_config,
+    unknown_rule_names,
+)
 
 _RULE_ID = re.compile(r"rule '([^']+)'")
 
@@ -89,7 +96,9 @@ def unknown_rule_issues(
     known = {r.id for r in (load_builtin_rules() if builtin is None else builtin)}
     known |= {r.id for r in config.rules.custom}
     issues = []
-    for u in unknown_rule_names(known, config.rules.disable, config.rules.enable, list(config.rules.severity)):
+    for u in unknown_rule_names(
+        known, config.rules.disable, config.rules.enable, list(config.rules.severity)
+    ):
         sub: str | int = u.name if u.key == "severity" else u.index
         file, line = layers.locate("rules", u.key, sub)
         key = f"rules.{u.key}.{u.name}" if u.key == "severity" else f"rules.{u.key}[{u.index}]"

@@ -259,6 +259,28 @@ class Settings(BaseSettings):
         return _normalise_pem(text.strip()), warnings
 
 
+def github_app_credentials(settings: Settings) -> tuple[int, str, list[str]]:
+    """(app id, private key PEM, warnings) the App authenticates with. Raises SettingsError, one
+    line naming the variable, when either is unset or the key cannot be read or is no usable
+    private key (checked here, before any webhook is accepted, not at the first job)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    require(settings, "github_app_id", "github_private_key")
+    assert settings.github_app_id is not None
+    pem, warnings = settings.load_private_key()
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:  # not PEM, encrypted, or not a private key
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        var = env_var("github_private_key")
+        raise InvalidSettingError([f"{var}: not a usable private key: {reason}"]) from None
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm and friends
+        raise InvalidSettingError(
+            [f"{env_var('github_private_key')}: not a usable private key: {type(exc).__name__}"]
+        ) from None
+    return settings.github_app_id, pem, warnings
+
+
 def require(settings: Settings, *names: str, purpose: str | None = None) -> None:
     """Raise `MissingSettingError` (one line naming the env var) for the first unset setting."""
     for name in names:

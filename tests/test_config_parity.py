@@ -54,8 +54,14 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dic
 
 def test_the_rule_set_refusals_have_their_fixtures() -> None:
     """The refusals that come from building the rule set, not from the config's schema."""
-    assert {"rule-without-match.yml", "rule-query-does-not-compile.yml", "rule-duplicate-id.yml",
-            "rule-any-language-query.yml", "broken-yaml.yml", "unknown-key.yml"} <= set(REFUSED)
+    assert {
+        "rule-without-match.yml",
+        "rule-query-does-not-compile.yml",
+        "rule-duplicate-id.yml",
+        "rule-any-language-query.yml",
+        "broken-yaml.yml",
+        "unknown-key.yml",
+    } <= set(REFUSED)
 
 
 @pytest.mark.parametrize("name", REFUSED)
@@ -81,7 +87,7 @@ def test_unknown_rule_ids_fail_config_check_with_a_did_you_mean(tmp_path: Path) 
     path = tmp_path / "reviewbot.yml"
     path.write_text(
         "rules:\n"
-        "  disable: [py-print, \"js-*\", no-such-thing-at-all]\n"
+        '  disable: [py-print, "js-*", no-such-thing-at-all]\n'
         "  enable:\n"
         "    - py-except-pas\n"
         "  severity:\n"
@@ -113,7 +119,7 @@ def test_unknown_rule_id_in_the_org_file_names_the_org_file(tmp_path: Path) -> N
 def test_custom_rule_ids_and_wildcards_are_known(tmp_path: Path) -> None:
     path = tmp_path / "reviewbot.yml"
     path.write_text(
-        "rules:\n  disable: [\"go-*\"]\n  severity: {mine: high}\n  custom:\n"
+        'rules:\n  disable: ["go-*"]\n  severity: {mine: high}\n  custom:\n'
         "    - {id: mine, languages: [python], severity: low, category: style, message: m, instruction: i}\n"
     )
     result = runner.invoke(app, ["config", "check", str(path)])
