@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
 
+    #: Unknown REVIEWBOT_* variables seen by `from_env` (one message each); not a setting.
+    _env_warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def env_warnings(self) -> list[str]:
+        return list(self._env_warnings)
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -188,16 +195,22 @@ class Settings(BaseSettings):
         return value
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> Settings:
+    def from_env(cls, *, log_warnings: bool = True, **overrides: Any) -> Settings:
         """Read the environment once (the edge); invalid values raise `InvalidSettingError`.
 
         Keyword `overrides` (field names, e.g. from CLI options) win over the environment.
-        Unknown `REVIEWBOT_*` variables (typos) are logged as warnings, not silently ignored.
+        Unknown `REVIEWBOT_*` variables (typos) are logged as warnings, not silently ignored; a
+        command that sets up JSON logging first passes `log_warnings=False` and logs
+        `env_warnings` once its handler is in place, so they are JSON lines like the rest.
         """
-        for warning in unknown_env_warnings(os.environ):
-            log.warning("%s", warning)
+        warnings = unknown_env_warnings(os.environ)
+        if log_warnings:
+            for warning in warnings:
+                log.warning("%s", warning)
         try:
-            return cls(**overrides)
+            settings = cls(**overrides)
+            settings._env_warnings = warnings
+            return settings
         except ValidationError as exc:
             problems = []
             for err in exc.errors():

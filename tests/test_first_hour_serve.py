@@ -4,6 +4,7 @@ Docker key layout of docs/deploy.md read as the container's user (uid 10001)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -315,3 +316,17 @@ def test_store_probe_write_fails_on_a_read_only_connection(tmp_path: Path) -> No
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         store.probe_write("2026-01-01T00:00:00+00:00")
     store.close()
+
+
+def test_the_unknown_variable_warning_is_a_json_log_line(tmp_path: Path) -> None:
+    env = _env(REVIEWBOT_DATABASE_PATH=str(tmp_path / "a.db"), REVIEWBOT_GITHUB_APP_IDD="42")
+    p = _run("worker", env=env)
+    assert p.returncode == 1  # no App id: refused, after logging
+    first, *rest = p.stderr.strip().splitlines()
+    record = json.loads(first)
+    assert record["level"].lower() == "warning"
+    assert "REVIEWBOT_GITHUB_APP_IDD is not a reviewbot setting" in record["msg"]
+    assert "did you mean REVIEWBOT_GITHUB_APP_ID" in record["msg"]
+    assert rest == [
+        "REVIEWBOT_GITHUB_APP_ID is not set: the GitHub App needs its app id to authenticate as the app"
+    ]

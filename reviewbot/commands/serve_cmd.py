@@ -169,11 +169,18 @@ async def run_worker(
 
 
 def _load(overrides: dict[str, Any]) -> Settings:
+    """Settings from the environment; its warnings wait for `_start_logging` (JSON lines)."""
     try:
-        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings.from_env(log_warnings=False, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+
+
+def _start_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, secrets=settings_secrets(settings))
+    for warning in settings.env_warnings:
+        log.warning("%s", warning)
 
 
 def _refuse(message: str) -> typer.Exit:
@@ -296,7 +303,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
         assert settings.webhook_secret is not None
-        configure_logging(settings.log_level, secrets=settings_secrets(settings))
+        _start_logging(settings)
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         gh_app = None if no_worker else github_app_or_exit(settings, metrics)
@@ -363,7 +370,7 @@ def register(app: typer.Typer) -> None:
           REVIEWBOT_DATABASE_PATH=/data/reviewbot.db reviewbot worker --concurrency 4
         """
         settings = _load({"database_path": database, "worker_concurrency": concurrency})
-        configure_logging(settings.log_level, secrets=settings_secrets(settings))
+        _start_logging(settings)
         metrics = Metrics(CollectorRegistry())
         gh_app = github_app_or_exit(settings, metrics)
         store = writable_store_or_exit(settings.database_path)
