@@ -18,7 +18,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check reviewbot tests bench
 
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 demo: $(STAMP)
 	$(BIN)/reviewbot demo

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from reviewbot.acceptance import load_prior
 from reviewbot.local import build_repo_from_dirs
@@ -150,3 +153,32 @@ def test_a_single_commit_repository_asks_for_a_base(tmp_path: Path) -> None:
     proc = run_cli("review", str(repo))
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("pass --base REV") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.shared
+def test_a_1000_commit_range_of_a_real_project_fits_a_screen(shared_data: Path, tmp_path: Path) -> None:
+    """click (../shared/data/real-repos), the last 1,000 commits reviewed in one range."""
+    repo = tmp_path / "click"
+    subprocess.run(
+        ["git", "clone", "-q", str(shared_data / "real-repos" / "click.bundle"), str(repo)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    base = subprocess.run(
+        ["git", "-C", str(repo), "rev-list", "--skip=1000", "--max-count=1", "HEAD"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    text = run_cli("review", str(repo), "--base", base)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert len(lines) <= 40, text.stdout  # one screen
+    assert lines[0].startswith(f"Reviewed {base[:12]}..")
+    [summary] = [ln for ln in lines if ln.startswith("Files not reviewed: ")]
+    total = int(summary.split()[3])
+    per_reason = lines[lines.index(summary) + 1 :]
+    counted = sum(int(ln.split()[0]) for ln in per_reason if ln[:6].strip().isdigit())
+    assert total == counted > 10
+
+    verbose = run_cli("review", str(repo), "--base", base, "-v")
+    listed = verbose.stdout.splitlines()
+    start = listed.index("Files not reviewed:")
+    assert sum(1 for ln in listed[start + 1 :] if ln.startswith("  ") and ": " in ln) == total
