@@ -26,7 +26,8 @@ USER reviewbot
 WORKDIR /data
 VOLUME /data
 EXPOSE 8000
-# /healthz answers 200 while the database is usable (status "degraded" when the worker is stale).
+# /healthz answers 200 when the database takes a write and a worker with accepted credentials
+# heartbeats; 503 otherwise (docs/deploy.md). The App key must be readable by uid 10001.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('REVIEWBOT_PORT', '8000'), timeout=4)"]
 CMD ["reviewbot", "serve"]

@@ -250,9 +250,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(db_path: Path, secret: str, port: int, *, worker: bool = False) -> subprocess.Popen[bytes]:
+def start_server(
+    db_path: Path, secret: str, port: int, *, worker: bool = False, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`reviewbot serve` in a subprocess, returned once /healthz says the database is usable
+    (without a worker /healthz answers 503: deliveries would wait for one). With `worker` the
+    App's credentials must be in `env` (serve refuses to start a worker without them)."""
     env = {
         **os.environ,
+        **(env or {}),
         "REVIEWBOT_WEBHOOK_SECRET": secret,
         "REVIEWBOT_DATABASE_PATH": str(db_path),
         "REVIEWBOT_HOST": "127.0.0.1",
@@ -266,7 +272,8 @@ def start_server(db_path: Path, secret: str, port: int, *, worker: bool = False)
         if proc.poll() is not None:
             raise RuntimeError(f"server exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            if health.status_code in (200, 503) and health.json().get("database") == "ok":
                 return proc
         except httpx.HTTPError:
             time.sleep(0.1)

@@ -31,7 +31,7 @@ from typing import Any
 
 from reviewbot import records, webhooks
 from reviewbot.acceptance import AcceptanceModel, load_prior
-from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
+from reviewbot.config import CONFIG_PATH, DISABLED_REASON, ConfigError, RepoConfig
 from reviewbot.costs import OperatorLimits, apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import parse_diff
 from reviewbot.github import (
@@ -56,9 +56,10 @@ from reviewbot.render import (
     render_review_summary,
     to_review_comment,
 )
-from reviewbot.rules import RuleError, RuleSet, ruleset_from_config
+from reviewbot.review_config import load_review_config
+from reviewbot.rules import RuleSet
 from reviewbot.sarif_fetch import Fetched, fetch_imported
-from reviewbot.settings import Settings, settings_secrets
+from reviewbot.settings import Settings, github_app_credentials, settings_secrets
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Notify, PermanentJobError, is_paused
 
@@ -335,14 +336,12 @@ class ReviewJobHandler:
         )
         found = review_with_marker(own_reviews, marker)
         try:
-            config = load_config(repo_text, org_text)
-            rules = ruleset_from_config(config.rules)
+            loaded = load_review_config(repo_text, org_text)
         except ConfigError as exc:
             return await self._config_error(gh, req, config_error_check(exc.messages))
-        except RuleError as exc:
-            return await self._config_error(gh, req, config_error_check([f"{CONFIG_PATH}: rules: {exc}"]))
-        if not config.enabled:
-            return skip("reviewbot is disabled in the config (enabled: false)")
+        config, rules = loaded.config, loaded.rules
+        if not config.enabled:  # before any file is fetched; review_change would say the same
+            return skip(DISABLED_REASON)
         timings["fetch"] = time.perf_counter() - t
         if pull.state != "open":
             return skip(f"pull request is {pull.state}")
@@ -702,12 +701,16 @@ class ReviewJobHandler:
 
 
 def github_app_from_settings(settings: Settings, metrics: Metrics | None = None) -> GitHubApp | None:
-    """The App client the settings describe, or None when the App id or key is not set."""
-    if settings.github_app_id is None or settings.github_private_key is None:
+    """The App client the settings describe, or None when neither the App id nor the key is set.
+    Raises SettingsError (one line naming the variable) when they are set but unusable."""
+    if settings.github_app_id is None and settings.github_private_key is None:
         return None
+    app_id, pem, warnings = github_app_credentials(settings)
+    for warning in warnings:
+        log.warning("%s", warning)
     return GitHubApp(
-        settings.github_app_id,
-        settings.private_key_pem(),
+        app_id,
+        pem,
         base_url=settings.github_api_url,
         on_call=metrics.record_github_call if metrics is not None else None,
     )

@@ -34,6 +34,8 @@ from reviewbot.rulespec import RuleSpec
 
 CONFIG_PATH = ".github/reviewbot.yml"
 ORG_CONFIG_FILENAME = "org:.github/reviewbot.yml"
+#: Why a repository with `enabled: false` is not reviewed (the App's check and `reviewbot review`).
+DISABLED_REASON = "reviewbot is disabled in the config (enabled: false)"
 
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
 
@@ -301,7 +303,7 @@ class RepoConfig(_Strict):
     def should_review(self, author: str, labels: list[str], draft: bool) -> tuple[bool, str]:
         """Whether a PR is reviewed at all, and why (the reason is shown in logs and checks)."""
         if not self.enabled:
-            return False, "reviewbot is disabled in the config (enabled: false)"
+            return False, DISABLED_REASON
         if draft and not self.triggers.drafts:
             return False, "draft pull request (triggers.drafts is false)"
         for pattern in self.triggers.skip_authors:
@@ -430,6 +432,12 @@ def _parse(text: str | None, filename: str) -> _Parsed:
     if issues:
         raise ConfigError(issues)
     return _Parsed(data, lines)
+
+
+def key_lines(text: str | None, filename: str = CONFIG_PATH) -> dict[tuple[str | int, ...], int]:
+    """Key path -> 1-based line in `text` (e.g. ("rules", "disable", 0) -> 3), for messages about
+    a config that is valid YAML but names something that does not exist. Raises ConfigError."""
+    return _parse(text, filename).lines
 
 
 #: A config has a few hundred keys and values; aliases can make a small file expand exponentially

@@ -252,6 +252,28 @@ class GitHubApp:
                 self.bot_user_id = await via.user_id(login)
         return self.bot_user_id
 
+    async def authenticate(self) -> str:
+        """GET /app with the App's JWT: its slug when GitHub accepts the id and key. Raises
+        GitHubAPIError (401: the key does not belong to the App id), GitHubTransientError (5xx,
+        network) or GitHubError (the key cannot sign a JWT). The worker's health probe."""
+        kit = GitHub(self._auth, base_url=self.base_url, timeout=self.timeout, http_cache=False,
+                     auto_retry=False, cache_strategy=self._cache)  # fmt: skip
+        try:
+            async with kit:
+                resp = await kit.arequest("GET", "/app")
+        except RequestFailed as e:
+            status = e.response.status_code
+            err = GitHubTransientError if status >= 500 else None
+            if err is not None:
+                raise err(f"GET /app -> {status}") from e
+            raise GitHubAPIError(status, _error_text(e.response), "GET", "/app") from e
+        except RequestError as e:
+            raise GitHubTransientError(f"GET /app: transport error: {e}") from e
+        except Exception as e:  # a key that parses as PEM but cannot sign (wrong type)
+            raise GitHubError(f"cannot sign the App's JWT with the private key: {e}") from e
+        body = resp.json()
+        return str(body.get("slug") or body.get("id") or "") if isinstance(body, dict) else ""
+
     async def installation_client(self, installation_id: int) -> GitHubClient:
         """The client for one installation; the same object (and token) on every call."""
         if installation_id not in self._clients:

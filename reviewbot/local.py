@@ -30,6 +30,7 @@ class LocalChange:
     head: str | None  # None: the working tree
     diff_text: str
     name: str
+    base_how: str = "--base"  # how the base was chosen, for the report's "Reviewed" line
     changed_paths: tuple[str, ...] = ()
     _blobs: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
@@ -118,8 +119,9 @@ def resolve_revision(repo: Path, rev: str) -> str:
         raise LocalRepoError(f"{repo}: unknown revision '{rev}'") from exc
 
 
-def default_base(repo: Path) -> str:
-    """The merge base with the first of origin/HEAD, main, master that exists; else HEAD~1."""
+def default_base(repo: Path) -> tuple[str, str]:
+    """(base SHA, how it was chosen): the merge base with the first of origin/HEAD, origin/main,
+    main, origin/master, master that is not HEAD itself; else HEAD~1 (on the default branch)."""
     for ref in ("origin/HEAD", "origin/main", "main", "origin/master", "master"):
         try:
             resolve_revision(repo, ref)
@@ -130,8 +132,16 @@ def default_base(repo: Path) -> str:
         except LocalRepoError:
             continue
         if base != resolve_revision(repo, "HEAD"):
-            return base
-    return resolve_revision(repo, "HEAD~1")
+            return base, f"merge base with {ref}"
+    try:
+        return resolve_revision(repo, "HEAD~1"), (
+            "HEAD~1: HEAD is on the default branch, so only its last commit; "
+            "pass --base REV to review more"
+        )
+    except LocalRepoError:
+        raise LocalRepoError(
+            f"{repo}: HEAD has no parent and no other branch to compare with; pass --base REV"
+        ) from None
 
 
 def commit_subjects(repo_path: str | Path, base: str, head: str | None, limit: int = 50) -> list[str]:
@@ -144,7 +154,8 @@ def commit_subjects(repo_path: str | Path, base: str, head: str | None, limit: i
 
 
 def load_change(repo_path: str | Path, base: str | None = None, head: str | None = "HEAD") -> LocalChange:
-    """The diff of `base..head` (head None: base against the working tree)."""
+    """The diff of `base..head` (head None: base against the working tree); without `base`, see
+    `default_base`."""
     repo = Path(repo_path).resolve()
     if not repo.is_dir():
         raise LocalRepoError(f"{repo}: no such directory")
@@ -152,7 +163,7 @@ def load_change(repo_path: str | Path, base: str | None = None, head: str | None
         _git(repo, "rev-parse", "--git-dir")
     except LocalRepoError as exc:
         raise LocalRepoError(f"{repo}: not a git repository") from exc
-    base_sha = resolve_revision(repo, base) if base else default_base(repo)
+    base_sha, how = (resolve_revision(repo, base), "--base") if base else default_base(repo)
     head_sha = resolve_revision(repo, head) if head else None
     args = ["diff", "--no-color", "--no-ext-diff", "-M", "--src-prefix=a/", "--dst-prefix=b/", base_sha]
     if head_sha:
@@ -164,7 +175,7 @@ def load_change(repo_path: str | Path, base: str | None = None, head: str | None
         changed = tuple(n.decode("utf-8", errors="surrogateescape") for n in names.split(b"\x00") if n)
     return LocalChange(
         repo_path=repo, base=base_sha, head=head_sha, diff_text=diff_text, name=repo.name,
-        changed_paths=changed,
+        changed_paths=changed, base_how=how,
     )
 
 

@@ -96,8 +96,12 @@ def filter_review(
     settings: FilterSettings,
     dismissed_fingerprints: Iterable[str] = (),
     posted_fingerprints: Iterable[str] = (),
+    one_review: bool = False,
 ) -> list[Decision]:
-    """One Decision per candidate, in input order; groups by (repo, pr) as separate reviews."""
+    """One Decision per candidate, in input order; groups by (repo, pr) as separate reviews.
+
+    `one_review`: the candidates are one review even without a PR number (`reviewbot review`
+    on a local range), so max_comments applies to them as it does to a pull request."""
     dismissed = FingerprintIndex(list(dismissed_fingerprints))
     posted = FingerprintIndex(list(posted_fingerprints))
     assessments = [assess(c) for c in candidates]
@@ -210,7 +214,7 @@ def filter_review(
             choices,
             threshold=threshold,
             # the budget is per pull request; candidates with no PR are not one review's comments
-            max_comments=settings.max_comments if pr is not None else None,
+            max_comments=settings.max_comments if pr is not None or one_review else None,
             exploration_rate=settings.exploration_rate,
             seed=settings.seed,
         )

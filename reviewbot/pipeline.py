@@ -16,7 +16,7 @@ from typing import Any
 from reviewbot import context as ctx
 from reviewbot.acceptance import AcceptanceModel
 from reviewbot.asking import AskOutcome, LLMPort, ask_all
-from reviewbot.config import RepoConfig
+from reviewbot.config import DISABLED_REASON, RepoConfig
 from reviewbot.costs import TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
 from reviewbot.models import Candidate, Decision, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
@@ -68,6 +68,8 @@ def select_files(files: list[FileDiff], config: RepoConfig) -> tuple[list[FileDi
             skipped[file.path] = "binary file"
         elif file.status == "deleted":
             skipped[file.path] = "deleted file"
+        elif not file.hunks and file.status == "added":
+            skipped[file.path] = "new empty file"
         elif not file.hunks:
             skipped[file.path] = "no content change (rename or mode change)"
         elif not config.path_included(file.path):
@@ -118,6 +120,9 @@ async def review_change(
     (webhook secret, keys, tokens) and credential-shaped strings never reach a comment or report.
     """
     result = ReviewResult(files_not_reviewed=dict(change.files_not_reviewed))
+    if not config.enabled:
+        result.notes.append(f"not reviewed: {DISABLED_REASON}")
+        return result
     result.notes.extend(rules.warnings)
     timer = StageTimer()
     note = progress or (lambda _msg: None)
@@ -220,6 +225,7 @@ async def review_change(
         settings=filter_settings,
         dismissed_fingerprints=dismissed_fingerprints,
         posted_fingerprints=posted_fingerprints,
+        one_review=True,  # the App and `reviewbot review` share max_comments: one change, one budget
     )
     result.silence = silence_note(decisions, *threshold_for(model, filter_settings))
     timer.add("filter", started)

@@ -218,6 +218,15 @@ def _severity_counts(decisions: list[Decision]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in order)
 
 
+def held_back(result: ReviewResult) -> int:
+    """Findings the filter held back: suppressed ones that are not a copy of another (a duplicate
+    or one already posted). Dropped candidates (lines outside the diff, invented files) are not
+    findings at all."""
+    return sum(
+        1 for d in result.suppressed if not d.reason.startswith(("duplicate", "already posted"))
+    )
+
+
 def render_review_summary(result: ReviewResult) -> str:
     """The review body: one or two lines; the details live in the check run."""
     n = len(result.posted)
@@ -225,7 +234,7 @@ def render_review_summary(result: ReviewResult) -> str:
         lines = [f"reviewbot left {n} comment{'s' if n != 1 else ''} ({_severity_counts(result.posted)})."]
     else:
         lines = ["reviewbot found nothing worth a comment."]
-    held = len(result.suppressed) + len(result.dropped)
+    held = held_back(result)
     if held:
         plural = "s" if held != 1 else ""
         lines.append(f"{held} lower-value finding{plural} held back; see the `reviewbot` check.")

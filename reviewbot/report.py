@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from reviewbot import __version__
@@ -109,9 +110,17 @@ def to_sarif(result: ReviewResult) -> str:
     return json.dumps(doc, indent=2)
 
 
-def to_text(result: ReviewResult) -> str:
-    """A terminal report: each finding as file:line, severity, title, body; then the funnel."""
+#: Up to this many files not reviewed are listed one per line; more are counted per reason.
+LIST_NOT_REVIEWED_MAX = 10
+
+
+def to_text(result: ReviewResult, *, scope: str | None = None, verbose: bool = False) -> str:
+    """A terminal report: what was reviewed (`scope`), each finding as file:line, severity, title,
+    body; then the funnel. It stays one screen for a large range: the files not reviewed are
+    counted per reason unless there are few of them or `verbose` asks for the list."""
     lines: list[str] = []
+    if scope:
+        lines += [f"Reviewed {scope}", ""]
     ordered = sorted(
         result.posted,
         key=lambda d: (d.candidate.path or "", d.candidate.line or 0, severity_rank(d.severity)),
@@ -137,10 +146,9 @@ def to_text(result: ReviewResult) -> str:
     for reason, count in sorted(funnel.dropped.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {count:>4}  {reason}")
     by_severity = {s: sum(1 for d in result.posted if d.severity == s) for s in SEVERITIES}
-    lines.append("Posted by severity: " + ", ".join(f"{s} {n}" for s, n in by_severity.items() if n))
-    if result.files_not_reviewed:
-        lines.append("Files not reviewed:")
-        lines.extend(f"  {path}: {why}" for path, why in sorted(result.files_not_reviewed.items()))
+    if any(by_severity.values()):
+        lines.append("Posted by severity: " + ", ".join(f"{s} {n}" for s, n in by_severity.items() if n))
+    lines.extend(_not_reviewed(result.files_not_reviewed, verbose=verbose))
     if result.usage.requests:
         lines.append(
             f"LLM: {result.usage.requests} requests, {result.usage.prompt_tokens} prompt + "
@@ -148,3 +156,14 @@ def to_text(result: ReviewResult) -> str:
         )
     lines.extend(f"Note: {n}" for n in result.notes)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _not_reviewed(files: dict[str, str], *, verbose: bool) -> list[str]:
+    if not files:
+        return []
+    if verbose or len(files) <= LIST_NOT_REVIEWED_MAX:
+        return ["Files not reviewed:", *(f"  {path}: {why}" for path, why in sorted(files.items()))]
+    per_reason = Counter(files.values())
+    out = [f"Files not reviewed: {len(files)} (-v lists them)"]
+    out += [f"  {n:>4}  {why}" for why, n in sorted(per_reason.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return out

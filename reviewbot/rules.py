@@ -620,11 +620,8 @@ def build_ruleset(
         custom_ids.add(rule.id)
         if rule.id in builtin_ids:
             warnings.append(f"rules.custom: rule {rule.id!r} replaces the built-in rule with that id")
-    known = builtin_ids | custom_ids
-    for key, names in (("disable", disable), ("enable", enable), ("severity", list(severity))):
-        for name in names:
-            if not any(_id_match(name, rule_id) for rule_id in known):
-                warnings.append(f"rules.{key}: {name!r} names no rule (ignored){_did_you_mean(name, known)}")
+    for unknown in unknown_rule_names(builtin_ids | custom_ids, disable, enable, list(severity)):
+        warnings.append(f"rules.{unknown.key}: {unknown.name!r} names no rule (ignored){unknown.hint}")
 
     replaced = {r.id: r for r in custom}
     candidates = [*(replaced.pop(r.id, r) for r in builtin), *replaced.values()]
@@ -693,6 +690,29 @@ def rule_switched_on(rule_id: str, enable: Sequence[str], disable: Sequence[str]
 
 def _rule_on(rule: RuleSpec, enable: list[str], disable: list[str]) -> bool:
     return rule_switched_on(rule.id, enable, disable, default=rule.enabled)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownRuleName:
+    """An id (or wildcard) in rules.disable / enable / severity that names no rule."""
+
+    key: str  # "disable", "enable" or "severity"
+    index: int  # position in the list (disable, enable) or in the mapping (severity)
+    name: str
+    hint: str  # "; did you mean 'x'?" or ""
+
+
+def unknown_rule_names(
+    known: set[str], disable: Sequence[str], enable: Sequence[str], severity: Sequence[str]
+) -> list[UnknownRuleName]:
+    """Every name in the three settings that matches none of the `known` rule ids, with a
+    did-you-mean: one list shared by the review's notes and `reviewbot config check`."""
+    out = []
+    for key, names in (("disable", disable), ("enable", enable), ("severity", severity)):
+        for index, name in enumerate(names):
+            if not any(_id_match(name, rule_id) for rule_id in known):
+                out.append(UnknownRuleName(key, index, name, _did_you_mean(name, known)))
+    return out
 
 
 def _did_you_mean(name: str, known: set[str]) -> str:

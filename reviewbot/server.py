@@ -19,9 +19,11 @@ import hashlib
 import hmac
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,6 +42,34 @@ MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 OFFLOAD_BYTES = 256 * 1024
 BUFFER_BYTES = 1024 * 1024  # in memory per request before the spool moves to a temporary file
 BODY_TIMEOUT = 30.0  # seconds for the whole body: GitHub itself gives up after 10
+
+
+#: /healthz fails when the database's disk has less free space than this.
+MIN_FREE_BYTES = 64 * 1024 * 1024
+
+
+def free_bytes_beside(path: str) -> int:
+    """Bytes free on the file system holding `path`."""
+    return shutil.disk_usage(Path(path).resolve().parent).free
+
+
+def _worker_health(
+    beats: list[tuple[str, str | None]], now: float, stale_after: float
+) -> tuple[str, float | None, str | None]:
+    """(state, age of the freshest usable heartbeat, why not ok) from the heartbeat rows.
+
+    States: "ok" (a fresh worker whose credentials GitHub accepted or that was not checked yet),
+    "auth_failed" (every fresh worker was refused by GitHub), "stale", "none"."""
+    if not beats:
+        return "none", None, None
+    ages = [(max(0.0, now - parse_iso(at)), auth) for at, auth in beats]
+    fresh = [(age, auth) for age, auth in ages if age <= stale_after]
+    usable = [age for age, auth in fresh if auth in (None, "ok")]
+    if usable:
+        return "ok", min(usable), None
+    if fresh:
+        return "auth_failed", min(a for a, _ in fresh), fresh[0][1]
+    return "stale", min(a for a, _ in ages), None
 
 
 class ServerConfigError(RuntimeError):
@@ -62,11 +92,15 @@ def create_app(
     dashboard_store: Store | None = None,
     body_timeout: float = BODY_TIMEOUT,
     buffer_bytes: int = BUFFER_BYTES,
+    disk_free: Callable[[str], int] = free_bytes_beside,
+    min_free_bytes: int = MIN_FREE_BYTES,
 ) -> FastAPI:
     """Build the app. `registry` is a prometheus CollectorRegistry (a `Metrics` is created on it
     unless one is passed); `enqueue_hook(job_id)` runs after a job is committed (wakes a worker).
     With an `admin_token` the dashboard (/repos) is served from `dashboard_store` (its own
-    connection, so page reads never interleave with webhook writes), else from `store`."""
+    connection, so page reads never interleave with webhook writes), else from `store`.
+    `disk_free(path)`: bytes free on the disk of the database file; /healthz fails under
+    `min_free_bytes` (a delivery can be 25 MB)."""
     if not webhook_secret:
         raise ServerConfigError("a webhook secret is required (REVIEWBOT_WEBHOOK_SECRET): refusing to start")
     if queue.store is not store:
@@ -217,31 +251,39 @@ def create_app(
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
+        """200 only when a delivery would be stored and a worker would run it: the database takes
+        a write (not read-only, not full) and a worker heartbeat is fresh with credentials GitHub
+        accepts (workers in other processes count: they heartbeat into the same database)."""
         try:
             with queue.lock:
-                store.conn.execute("SELECT 1").fetchone()
-                row = store.conn.execute("SELECT MAX(at) FROM heartbeats").fetchone()
+                store.probe_write(iso(clock()))
+                beats = store.conn.execute("SELECT at, github_auth FROM heartbeats").fetchall()
             depth = queue.depth()
             dead = queue.counts().get("dead", 0)
         except Exception as exc:
             log.exception("healthz: database error")
             return JSONResponse(
-                {"status": "error", "database": f"error: {type(exc).__name__}"}, status_code=503
+                {"status": "error", "database": f"error: {type(exc).__name__}: {exc}"}, status_code=503
             )
-        age = None if row is None or row[0] is None else max(0.0, clock() - parse_iso(row[0]))
-        worker = "none" if age is None else ("stale" if age > heartbeat_stale_seconds else "ok")
+        database = "ok"
+        free = None if store.path == ":memory:" else disk_free(store.path)
+        if free is not None and free < min_free_bytes:
+            database = f"error: {free} bytes free on the database's disk (under {min_free_bytes})"
+        worker, age, why = _worker_health(beats, clock(), heartbeat_stale_seconds)
         metrics.queue_depth.set(depth)
         metrics.dead_letters.set(dead)
-        return JSONResponse(
-            {
-                "status": "ok" if worker == "ok" else "degraded",
-                "database": "ok",
-                "worker": worker,
-                "worker_heartbeat_age_seconds": None if age is None else round(age, 3),
-                "queue_depth": depth,
-                "dead_letters": dead,
-            }
-        )
+        healthy = database == "ok" and worker == "ok"
+        body: dict[str, Any] = {
+            "status": "ok" if healthy else ("error" if database != "ok" else "degraded"),
+            "database": database,
+            "worker": worker,
+            "worker_heartbeat_age_seconds": None if age is None else round(age, 3),
+            "queue_depth": depth,
+            "dead_letters": dead,
+        }
+        if why:
+            body["worker_error"] = why
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
 
+    #: Unknown REVIEWBOT_* variables seen by `from_env` (one message each); not a setting.
+    _env_warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def env_warnings(self) -> list[str]:
+        return list(self._env_warnings)
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -196,16 +203,22 @@ class Settings(BaseSettings):
         return value
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> Settings:
+    def from_env(cls, *, log_warnings: bool = True, **overrides: Any) -> Settings:
         """Read the environment once (the edge); invalid values raise `InvalidSettingError`.
 
         Keyword `overrides` (field names, e.g. from CLI options) win over the environment.
-        Unknown `REVIEWBOT_*` variables (typos) are logged as warnings, not silently ignored.
+        Unknown `REVIEWBOT_*` variables (typos) are logged as warnings, not silently ignored; a
+        command that sets up JSON logging first passes `log_warnings=False` and logs
+        `env_warnings` once its handler is in place, so they are JSON lines like the rest.
         """
-        for warning in unknown_env_warnings(os.environ):
-            log.warning("%s", warning)
+        warnings = unknown_env_warnings(os.environ)
+        if log_warnings:
+            for warning in warnings:
+                log.warning("%s", warning)
         try:
-            return cls(**overrides)
+            settings = cls(**overrides)
+            settings._env_warnings = warnings
+            return settings
         except ValidationError as exc:
             problems = []
             for err in exc.errors():
@@ -265,6 +278,28 @@ class Settings(BaseSettings):
                 f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
             )
         return _normalise_pem(text.strip()), warnings
+
+
+def github_app_credentials(settings: Settings) -> tuple[int, str, list[str]]:
+    """(app id, private key PEM, warnings) the App authenticates with. Raises SettingsError, one
+    line naming the variable, when either is unset or the key cannot be read or is no usable
+    private key (checked here, before any webhook is accepted, not at the first job)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    require(settings, "github_app_id", "github_private_key")
+    assert settings.github_app_id is not None
+    pem, warnings = settings.load_private_key()
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:  # not PEM, encrypted, or not a private key
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        var = env_var("github_private_key")
+        raise InvalidSettingError([f"{var}: not a usable private key: {reason}"]) from None
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm and friends
+        raise InvalidSettingError(
+            [f"{env_var('github_private_key')}: not a usable private key: {type(exc).__name__}"]
+        ) from None
+    return settings.github_app_id, pem, warnings
 
 
 def require(settings: Settings, *names: str, purpose: str | None = None) -> None:

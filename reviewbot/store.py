@@ -209,7 +209,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX IF NOT EXISTS feedback_tenant ON feedback(installation_id, repo);
         """,
     ),
+    (
+        6,
+        "health: the worker's GitHub authentication and the server's write probe",
+        """
+        -- NULL: not checked yet; 'ok'; else why GitHub refused the App's credentials.
+        ALTER TABLE heartbeats ADD COLUMN github_auth TEXT;
+        -- One row /healthz rewrites: a database it cannot write is not healthy.
+        CREATE TABLE IF NOT EXISTS write_probe (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            pad BLOB
+        );
+        """,
+    ),
 ]
+
+#: The write probe allocates this much, so a database that cannot grow fails it like a delivery.
+WRITE_PROBE_BYTES = 16 * 1024
 
 
 class Store:
@@ -247,10 +264,21 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite ends it itself on some errors (SQLITE_FULL)
+                self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def probe_write(self, now: str) -> None:
+        """Commit a small write (and free it again); raises sqlite3.Error when the file is
+        read-only, the disk or the database is full, or the lock cannot be had: what would make
+        every webhook delivery fail."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM write_probe")
+            conn.execute(
+                "INSERT INTO write_probe (at, pad) VALUES (?, zeroblob(?))", (now, WRITE_PROBE_BYTES)
+            )
 
     def schema_version(self) -> int:
         self.conn.execute(

@@ -126,7 +126,25 @@ class Ignore:
     reason: str
 
 
-Action = EnqueueReview | Command | InstallationChange | Feedback | Ping | Ignore
+@dataclass(frozen=True, slots=True)
+class RerunReview:
+    """The "Re-run" button of the `reviewbot` check run (check_run.rerequested): review that
+    head of the pull request again, like `@reviewbot review`."""
+
+    installation_id: int
+    repo: str
+    pr: int
+    head_sha: str
+    base_sha: str
+    check_run_id: int
+    user: str
+    repo_id: int | None = None
+
+
+#: The name of the check run the App creates (GitHubClient.create_check_run's default).
+CHECK_RUN_NAME = "reviewbot"
+
+Action = EnqueueReview | Command | InstallationChange | Feedback | RerunReview | Ping | Ignore
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +451,35 @@ def _route_review_comment(action: str, payload: dict[str, Any], mention: str) ->
     )
 
 
+def _route_check_run(action: str, payload: dict[str, Any], mention: str) -> Action:
+    if action != "rerequested":
+        return Ignore(f"check_run.{action} is not used")
+    run = _get(payload, "check_run", dict)
+    if _get(run, "name", str) != CHECK_RUN_NAME:
+        return Ignore("check_run.rerequested for another check")
+    installation_id = _installation_id(payload)
+    if installation_id is None:
+        return Ignore("no installation: not a GitHub App delivery")
+    head_sha = _get(run, "head_sha", str)
+    pulls = _get(run, "pull_requests", list, optional=True) or []
+    pull = next((p for p in pulls if isinstance(p, dict) and _get(p, "head.sha", str) == head_sha), None)
+    if pull is None:
+        return Ignore("check_run.rerequested: no open pull request has this head")
+    repo, repo_id = _repo(payload)
+    return RerunReview(
+        installation_id=installation_id,
+        repo=repo,
+        pr=_get(pull, "number", int),
+        head_sha=head_sha,
+        base_sha=_get(pull, "base.sha", str),
+        check_run_id=_get(run, "id", int),
+        user=_get(payload, "sender.login", str),
+        repo_id=repo_id,
+    )
+
+
 _ROUTES = {
+    "check_run": _route_check_run,
     "pull_request": _route_pull_request,
     "issue_comment": _route_issue_comment,
     "installation": _route_installation,
@@ -477,6 +523,18 @@ def plan(action: Action, *, event: str = "", payload: dict[str, Any] | None = No
             )
             jobs.append(_feedback_job(signal, event, payload))
         return jobs
+    if isinstance(action, RerunReview):
+        return [
+            JobSpec(
+                kind="review",
+                payload={**_jsonable(action), "action": "rerequested", "force": True},
+                installation_id=action.installation_id,
+                repo=action.repo,
+                pr=action.pr,
+                head_sha=action.head_sha,
+                dedupe_key=f"review-rerun:{action.repo}#{action.pr}@{action.head_sha}",
+            )
+        ]
     if isinstance(action, Command):
         return [
             JobSpec(

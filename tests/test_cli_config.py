@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from reviewbot.cli import app
 from reviewbot.config import ConfigError, load_config
+from reviewbot.review_config import load_review_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "fixtures" / "configs"
@@ -86,7 +87,7 @@ def test_check_bad_exits_1_with_file_and_line(name: str) -> None:
         assert line.split(":")[1].isdigit(), line
     assert "Traceback" not in result.stderr
     with pytest.raises(ConfigError) as info:
-        load_config(path.read_text(), filename=str(path))
+        load_review_config(path.read_text(), filename=str(path))  # what the App loads it with
     assert lines == info.value.messages
 
 

@@ -70,7 +70,7 @@ def test_good_fixture_loads_every_key() -> None:
     assert cfg.min_severity == "medium"
     assert cfg.min_severity_by_path == {"tests/**": "high", "src/core/**": "low"}
     assert (cfg.max_comments, cfg.target_precision, cfg.min_acceptance, cfg.passes) == (7, 0.8, None, 2)
-    assert cfg.rules.severity == {"py-eval": "critical"}
+    assert cfg.rules.severity == {"py-eval-exec": "critical"}
     assert [r.id for r in cfg.rules.custom] == ["no-requests-without-timeout"]
     assert cfg.rules.custom[0].instruction.startswith("Flag calls")  # type: ignore[union-attr]
     assert len(cfg.path_instructions) == 2

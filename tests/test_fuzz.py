@@ -549,6 +549,7 @@ ACTIONS = (
     webhooks.EnqueueReview,
     webhooks.Command,
     webhooks.InstallationChange,
+    webhooks.RerunReview,
     webhooks.Feedback,
     webhooks.Ping,
     webhooks.Ignore,

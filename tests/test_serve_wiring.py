@@ -86,7 +86,8 @@ def test_serve_mounts_the_dashboard_behind_the_admin_token(tmp_path: Path) -> No
     env.update({"REVIEWBOT_WEBHOOK_SECRET": "s3cret", "REVIEWBOT_ADMIN_TOKEN": "admin-token-123",
                 "REVIEWBOT_DATABASE_PATH": str(tmp_path / "rb.db")})  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reviewbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "reviewbot", "serve", "--no-worker", "--host", "127.0.0.1",
+         "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -286,7 +286,9 @@ def test_concurrent_deliveries_each_stored_once(live: LiveServer, store: Store, 
 def test_healthz_reports_database_worker_and_queue(
     live: LiveServer, store: Store, clock: Clock, fixtures_dir: Path
 ) -> None:
-    h = httpx.get(f"{live.url}/healthz").json()
+    none = httpx.get(f"{live.url}/healthz")
+    assert none.status_code == 503  # no worker: a delivery would be queued and never run
+    h = none.json()
     assert h == {
         "status": "degraded",
         "database": "ok",
@@ -303,8 +305,9 @@ def test_healthz_reports_database_worker_and_queue(
     assert h["status"] == "ok" and h["worker"] == "ok" and h["queue_depth"] == 1
     assert h["worker_heartbeat_age_seconds"] == pytest.approx(5, abs=0.01)
     clock.t += 120  # the worker stopped heartbeating
-    h = httpx.get(f"{live.url}/healthz").json()
-    assert h["status"] == "degraded" and h["worker"] == "stale"
+    stale = httpx.get(f"{live.url}/healthz")
+    assert stale.status_code == 503
+    assert stale.json()["status"] == "degraded" and stale.json()["worker"] == "stale"
 
 
 def test_metrics_text(live: LiveServer, fixtures_dir: Path) -> None:
@@ -361,10 +364,16 @@ def _load_bench():
 def test_reviewbot_serve_subprocess(tmp_path: Path, fixtures_dir: Path) -> None:
     """What the Dockerfile runs: `reviewbot serve` with a worker, healthz, a signed ping, a pause
     command processed by the in-process worker, then a clean stop."""
+    from tests.fakes.fake_github import FakeGitHub, generate_app_key
+
     bench = _load_bench()
     port = bench.free_port()
     db = tmp_path / "data" / "reviewbot.db"
-    proc = bench.start_server(db, SECRET.decode(), port, worker=True)
+    priv, pub = generate_app_key()
+    github = FakeGitHub(app_id=42, app_public_key=pub).start()
+    creds = {"REVIEWBOT_GITHUB_APP_ID": "42", "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
+             "REVIEWBOT_GITHUB_API_URL": github.base_url}  # fmt: skip
+    proc = bench.start_server(db, SECRET.decode(), port, worker=True, env=creds)
     try:
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/healthz").json()["database"] == "ok"
@@ -395,6 +404,7 @@ def test_reviewbot_serve_subprocess(tmp_path: Path, fixtures_dir: Path) -> None:
         assert check.returncode == 0
     finally:
         bench.stop_server(proc)
+        github.stop()
     assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
 
 

@@ -367,15 +367,21 @@ def test_reviewbot_worker_once_subprocess(tmp_path: Path, fixtures_dir: Path) ->
     q.enqueue("command.pause", _command("pause"), installation_id=7)
     unknown = q.enqueue("not-a-kind", {})
     st.close()
+    from tests.fakes.fake_github import FakeGitHub, generate_app_key
+
+    priv, pub = generate_app_key()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWBOT_")}
-    env.update(REVIEWBOT_DATABASE_PATH=str(db), REVIEWBOT_LOG_LEVEL="WARNING")
-    p = subprocess.run(
-        [sys.executable, "-m", "reviewbot", "worker", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env.update(REVIEWBOT_DATABASE_PATH=str(db), REVIEWBOT_LOG_LEVEL="WARNING",
+               REVIEWBOT_GITHUB_APP_ID="42", REVIEWBOT_GITHUB_PRIVATE_KEY=priv)  # fmt: skip
+    with FakeGitHub(app_id=42, app_public_key=pub) as github:
+        env["REVIEWBOT_GITHUB_API_URL"] = github.base_url
+        p = subprocess.run(
+            [sys.executable, "-m", "reviewbot", "worker", "--once"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert p.returncode == 0, p.stderr
     assert "processed 3 job(s)" in p.stdout
     st = Store.open(db)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from reviewbot.config import ConfigError, config_schema_text, load_config
+from reviewbot.config import ConfigError, config_schema_text
+from reviewbot.review_config import load_review_config, unknown_rule_issues
 
 config_app = typer.Typer(
     name="config",
@@ -36,7 +37,10 @@ def check(
 ) -> None:
     """Validate FILE (merged over --org and the built-in defaults) and print the merged config.
 
-    Exit status 0 when valid; 1 with one `file:line: key: message` line per problem on stderr.
+    Checks everything the App checks before a review (keys, values, custom rules: `@match`
+    capture, queries that compile) and also rule ids in rules.disable / enable / severity that
+    name no rule. Exit status 0 when valid; 1 with one `file:line: key: message` line per problem
+    on stderr.
 
     Example:
 
@@ -44,13 +48,20 @@ def check(
     """
     repo_text = _read(file)
     org_text = _read(org) if org is not None else None
+    filename, org_filename = str(file), str(org) if org else "org"
     try:
-        cfg = load_config(repo_text, org_text, filename=str(file), org_filename=str(org) if org else "org")
+        loaded = load_review_config(repo_text, org_text, filename=filename, org_filename=org_filename)
+        issues = unknown_rule_issues(
+            loaded.config, repo_text, org_text, filename=filename, org_filename=org_filename
+        )
+        problems = [str(i) for i in issues]
     except ConfigError as exc:
-        for message in exc.messages:
-            typer.echo(message, err=True)
-        raise typer.Exit(1) from None
-    typer.echo(cfg.to_yaml(), nl=False)
+        problems = exc.messages
+    for message in problems:
+        typer.echo(message, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(loaded.config.to_yaml(), nl=False)
 
 
 @config_app.command("schema")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from reviewbot.acceptance import load_prior
-from reviewbot.config import CONFIG_PATH, ConfigError, RepoConfig, load_config
+from reviewbot.config import CONFIG_PATH, ConfigError
 from reviewbot.costs import apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import DiffParseError
 from reviewbot.llm import client_from_settings
@@ -29,7 +29,8 @@ from reviewbot.models import SEVERITIES, Candidate, ReviewResult, at_least
 from reviewbot.pipeline import Change, review_change
 from reviewbot.prompt import ChangeIntent
 from reviewbot.report import to_json, to_sarif, to_text
-from reviewbot.rules import RuleError, ruleset_from_config
+from reviewbot.review_config import ReviewConfig, load_review_config
+from reviewbot.rules import RuleError
 from reviewbot.sarif_in import SarifError, read_sarif_files
 from reviewbot.settings import Settings, SettingsError, settings_secrets
 
@@ -52,30 +53,32 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _repo_config(change: LocalChange, config_file: Path | None) -> RepoConfig:
-    """--config wins; else `.github/reviewbot.yml` as of the BASE revision (like the App)."""
+def _repo_config(change: LocalChange, config_file: Path | None) -> ReviewConfig:
+    """--config wins; else `.github/reviewbot.yml` as of the BASE revision (like the App); loaded
+    exactly as the App loads it (the same refusals)."""
     if config_file is not None:
-        return load_config(config_file.read_text(encoding="utf-8"), filename=str(config_file))
-    return load_config(read_file(change.repo_path, change.base, CONFIG_PATH), filename=CONFIG_PATH)
+        return load_review_config(config_file.read_text(encoding="utf-8"), filename=str(config_file))
+    return load_review_config(read_file(change.repo_path, change.base, CONFIG_PATH), filename=CONFIG_PATH)
 
 
 async def run_local_review(
     change: LocalChange,
     *,
-    config: RepoConfig,
+    config: ReviewConfig,
     settings: Settings,
     show_progress: bool,
     intent: ChangeIntent | None = None,
     imported: list[Candidate] | None = None,
 ) -> ReviewResult:
     """The same pipeline as the App, on a local change; the LLM only when one is configured.
-    `imported`: the findings of the repo's own linters (`--sarif-in`), filtered like the rest."""
+    `imported`: the findings of the repo's own linters (`--sarif-in`), filtered like the rest.
+    `enabled: false` and `max_comments` are honoured inside `review_change`, as for the App."""
     limits = limits_from_settings(settings)
-    config, capped = apply_limits(config, limits, settings.llm_model)
-    rules = ruleset_from_config(config.rules)
-    overrides: dict[str, Any] = {"temperature": config.llm.temperature}
-    if config.llm.model:
-        overrides["model"] = config.llm.model
+    repo_config, capped = apply_limits(config.config, limits, settings.llm_model)
+    rules = config.rules
+    overrides: dict[str, Any] = {"temperature": repo_config.llm.temperature}
+    if repo_config.llm.model:
+        overrides["model"] = repo_config.llm.model
     llm = client_from_settings(settings, **overrides)
     status = None
     if show_progress:
@@ -87,7 +90,7 @@ async def run_local_review(
             result = await review_change(
                 Change(diff_text=change.diff_text, read_head=change.read_head, repo=f"local/{change.name}",
                        intent=intent),  # fmt: skip
-                config=config,
+                config=repo_config,
                 rules=rules,
                 model=load_prior(),
                 llm=llm,
@@ -105,8 +108,19 @@ async def run_local_review(
                 await llm.aclose()
 
 
-def _emit(result: ReviewResult, fmt: OutputFormat, output: Path | None) -> None:
-    text = {OutputFormat.text: to_text, OutputFormat.json: to_json, OutputFormat.sarif: to_sarif}[fmt](result)
+def scope_line(change: LocalChange) -> str:
+    """What was compared, e.g. `1a2b3c4d5e6f..9f8e7d6c5b4a (merge base with main)`."""
+    head = change.head[:12] if change.head else "the working tree"
+    return f"{change.base[:12]}..{head} ({change.base_how})"
+
+
+def _emit(
+    result: ReviewResult, fmt: OutputFormat, output: Path | None, *, scope: str, verbose: bool
+) -> None:
+    if fmt is OutputFormat.text:
+        text = to_text(result, scope=scope, verbose=verbose)
+    else:
+        text = {OutputFormat.json: to_json, OutputFormat.sarif: to_sarif}[fmt](result)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -148,6 +162,9 @@ def review(
             "changed lines go through the same filter. Repeatable.",
         ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List every file not reviewed (text report).")
+    ] = False,
 ) -> None:
     """Review the changes of a local git repository and print the findings it would post.
 
@@ -187,7 +204,7 @@ def review(
         )
     except (DiffParseError, RuleError, LocalRepoError) as exc:
         raise _fail(str(exc)) from exc
-    _emit(result, fmt, output)
+    _emit(result, fmt, output, scope=scope_line(change), verbose=verbose)
     if fail_on is not None and any(at_least(d.severity, fail_on) for d in result.posted):
         raise typer.Exit(EXIT_FINDINGS)
     if result.usage.errors and not allow_llm_failure:
@@ -219,7 +236,7 @@ def demo(
         typer.echo(f"Reviewing the demo change {base[:8]}..{head[:8]} in {repo}", err=True)
         review(path=repo, base=base, head=head, working_tree=False, fmt=fmt, fail_on=None,
                config_file=None, output=None, title="", description="", allow_llm_failure=False,
-               sarif_in=None)
+               sarif_in=None, verbose=False)
 
 
 def register(app: typer.Typer) -> None:

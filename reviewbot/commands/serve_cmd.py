@@ -19,18 +19,21 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from prometheus_client import CollectorRegistry
 
+from reviewbot.github import GitHubApp, GitHubError, GitHubTransientError
 from reviewbot.job_process import JobProcessPool
 from reviewbot.logs import configure_logging
 from reviewbot.metrics import Metrics
-from reviewbot.queue import JobQueue
-from reviewbot.settings import Settings, SettingsError, settings_secrets
+from reviewbot.queue import JobQueue, iso
+from reviewbot.settings import Settings, SettingsError, env_var, settings_secrets
 from reviewbot.store import Store
 from reviewbot.worker import Handler, Worker, builtin_handlers
 
@@ -42,12 +45,20 @@ FEEDBACK_TICK_SECONDS = 15 * 60.0
 #: Job kinds run on the worker's loop even with job processes: short database bookkeeping.
 INLINE_KINDS = frozenset({"installation", "command.pause", "command.resume"})
 
+AUTH_PROBE_SECONDS = 10 * 60.0
+
 
 def build_handlers(
-    settings: Settings, store: Store, *, queue: JobQueue, metrics: Metrics
+    settings: Settings,
+    store: Store,
+    *,
+    queue: JobQueue,
+    metrics: Metrics,
+    app: GitHubApp | None | Literal["from-settings"] = "from-settings",
 ) -> dict[str, Handler]:
     """Job kind -> handler for a worker over `store`. Kinds: installation, command.pause,
-    command.resume (built in); review, command.review; feedback, poll_feedback, conversation; retrain."""
+    command.resume (built in); review, command.review; feedback, poll_feedback, conversation; retrain.
+    `app`: the GitHub App client (built from `settings` unless given)."""
     from reviewbot.acceptance import load_prior
     from reviewbot.app_review import command_notifier, github_app_from_settings, review_handlers
     from reviewbot.conversation import conversation_handlers
@@ -55,7 +66,9 @@ def build_handlers(
     from reviewbot.llm import client_from_settings
     from reviewbot.retrain import retrain_handler
 
-    app = github_app_from_settings(settings, metrics)
+    if app == "from-settings":
+        app = github_app_from_settings(settings, metrics)
+    assert not isinstance(app, str)
     handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
     handlers.update(review_handlers(settings, store, queue=queue, metrics=metrics, app=app))
     if app is not None:
@@ -83,12 +96,12 @@ def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
 
 def make_worker(
     settings: Settings, store: Store, queue: JobQueue, metrics: Metrics, worker_id: str,
-    *, prewarm: bool = True,
+    *, prewarm: bool = True, app: GitHubApp | None | Literal["from-settings"] = "from-settings",
 ) -> tuple[Worker, JobProcessPool | None]:
     """The worker of `serve` and `worker`: handlers in job processes unless `job_processes` is off,
     and every job under `job_timeout`. With `prewarm` one job process per slot starts now (a
     long-running worker), else on the first job (`worker --once`). Close the pool when done."""
-    handlers = build_handlers(settings, store, queue=queue, metrics=metrics)
+    handlers = build_handlers(settings, store, queue=queue, metrics=metrics, app=app)
     pool = None
     if settings.job_processes:
         pool = JobProcessPool(
@@ -151,25 +164,108 @@ async def feedback_ticker(
             waited += 1.0
 
 
-async def run_worker(queue: JobQueue, worker: Worker, *, tick: bool = True) -> None:
-    """The worker loop plus the periodic feedback tick, on one event loop."""
-    if not tick:
-        await worker.run()
-        return
-    ticker = asyncio.create_task(feedback_ticker(queue, worker), name="feedback-tick")
+def record_github_auth(queue: JobQueue, worker_id: str, state: str) -> None:
+    """Put the App's authentication state on this worker's heartbeat row (read by /healthz)."""
+    with queue.lock:
+        queue.store.conn.execute(
+            "INSERT INTO heartbeats (worker, at, github_auth) VALUES (?, ?, ?) "
+            "ON CONFLICT(worker) DO UPDATE SET github_auth = excluded.github_auth",
+            (worker_id, iso(queue.clock()), state),
+        )
+
+
+async def github_auth_probe(
+    app: GitHubApp, queue: JobQueue, worker: Worker, *, interval: float = AUTH_PROBE_SECONDS
+) -> None:
+    """Ask GitHub whether it accepts the App's id and key (GET /app) now and every `interval`;
+    a refusal (a revoked key, a key of another App) marks the worker unhealthy on /healthz. A 5xx
+    or a network error changes nothing: it says nothing about the credentials."""
+    while not worker.stopping:
+        state: str | None = None
+        try:
+            await app.authenticate()
+            state = "ok"
+        except GitHubTransientError as exc:
+            log.warning("cannot check the App's credentials with GitHub: %s", exc)
+        except GitHubError as exc:
+            state = f"GitHub refused the App's credentials: {exc}"
+            log.error("%s (check REVIEWBOT_GITHUB_APP_ID and REVIEWBOT_GITHUB_PRIVATE_KEY)", state)
+        if state is not None and not worker.stopping:
+            try:
+                record_github_auth(queue, worker.worker_id, state)
+            except Exception:
+                log.exception("cannot record the App's authentication state")
+        waited = 0.0
+        while waited < interval and not worker.stopping:
+            await asyncio.sleep(min(1.0, interval - waited))
+            waited += 1.0
+
+
+async def run_worker(
+    queue: JobQueue, worker: Worker, *, tick: bool = True, app: GitHubApp | None = None
+) -> None:
+    """The worker loop plus the periodic feedback tick and, given the App, its credential probe."""
+    tasks = []
+    if tick:
+        tasks.append(asyncio.create_task(feedback_ticker(queue, worker), name="feedback-tick"))
+    if app is not None:
+        tasks.append(asyncio.create_task(github_auth_probe(app, queue, worker), name="github-auth"))
     try:
         await worker.run()
     finally:
-        ticker.cancel()
-        await asyncio.gather(ticker, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _load(overrides: dict[str, Any]) -> Settings:
+    """Settings from the environment; its warnings wait for `_start_logging` (JSON lines)."""
     try:
-        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings.from_env(log_warnings=False, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+
+
+def _start_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, secrets=settings_secrets(settings))
+    for warning in settings.env_warnings:
+        log.warning("%s", warning)
+
+
+def _refuse(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(1)
+
+
+def github_app_or_exit(settings: Settings, metrics: Metrics) -> GitHubApp:
+    """The App a worker needs, or exit 1 with one line naming the variable: a worker without
+    usable credentials would accept jobs it can only dead-letter."""
+    from reviewbot.app_review import github_app_from_settings
+
+    try:
+        app = github_app_from_settings(settings, metrics)
+        if app is None:
+            settings.require("github_app_id", "github_private_key")
+    except SettingsError as exc:
+        raise _refuse(str(exc).splitlines()[0]) from None
+    assert app is not None
+    return app
+
+
+def writable_store_or_exit(path: str) -> Store:
+    """Open the database and prove it takes a write, or exit 1 with one line: a read-only file
+    or a full disk would turn every delivery into a 500."""
+    try:
+        store = Store.open(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise _refuse(f"{env_var('database_path')}: cannot open {path}: {exc}") from None
+    try:
+        store.probe_write(iso(time.time()))
+    except sqlite3.Error as exc:
+        store.close()
+        raise _refuse(f"{env_var('database_path')}: cannot write {path}: {exc}") from None
+    return store
 
 
 def _worker_id(suffix: str = "") -> str:
@@ -180,9 +276,10 @@ class WorkerThread:
     """A worker with its own event loop, database connection and queue, beside uvicorn's loop, so a
     slow handler never delays a webhook acknowledgement."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, app: GitHubApp | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.app = app
         self.worker: Worker | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="reviewbot-worker", daemon=True)
@@ -205,9 +302,11 @@ class WorkerThread:
         pool = None
         try:
             queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-            self.worker, pool = make_worker(self.settings, store, queue, self.metrics, _worker_id("-w"))
+            self.worker, pool = make_worker(
+                self.settings, store, queue, self.metrics, _worker_id("-w"), app=self.app
+            )
             self._ready.set()
-            asyncio.run(run_worker(queue, self.worker))
+            asyncio.run(run_worker(queue, self.worker, app=self.app))
         except Exception:
             log.exception("worker thread crashed")
         finally:
@@ -231,8 +330,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the webhook server (POST /webhook, GET /healthz, GET /metrics) and a worker.
 
-        Needs REVIEWBOT_WEBHOOK_SECRET. Deliveries are verified, stored with their job in one
-        transaction and acknowledged with 202; the worker runs the jobs.
+        Needs REVIEWBOT_WEBHOOK_SECRET, a database it can write and, unless --no-worker, the App's
+        REVIEWBOT_GITHUB_APP_ID and REVIEWBOT_GITHUB_PRIVATE_KEY (it refuses to start without them,
+        naming the variable). Deliveries are verified, stored with their job in one transaction and
+        acknowledged with 202; the worker runs the jobs.
 
         Example:
 
@@ -250,12 +351,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
         assert settings.webhook_secret is not None
-        configure_logging(settings.log_level, secrets=settings_secrets(settings))
-        store = Store.open(settings.database_path)
+        _start_logging(settings)
         registry = CollectorRegistry()
         metrics = Metrics(registry)
+        gh_app = None if no_worker else github_app_or_exit(settings, metrics)
+        store = writable_store_or_exit(settings.database_path)
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-        runner = None if no_worker else WorkerThread(settings, metrics)
+        runner = None if no_worker else WorkerThread(settings, metrics, gh_app)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         dashboard_store = Store.open(settings.database_path) if admin else None
         app_ = create_app(
@@ -308,6 +410,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a worker alone: claim jobs from the database, run them, retry or dead-letter them.
 
+        Needs REVIEWBOT_GITHUB_APP_ID and REVIEWBOT_GITHUB_PRIVATE_KEY: without usable ones it
+        exits 1 with one line naming the variable.
+
         Run several (processes or hosts sharing the database file) for more throughput; a job whose
         worker dies is taken over when its lease runs out.
 
@@ -316,11 +421,12 @@ def register(app: typer.Typer) -> None:
           REVIEWBOT_DATABASE_PATH=/data/reviewbot.db reviewbot worker --concurrency 4
         """
         settings = _load({"database_path": database, "worker_concurrency": concurrency})
-        configure_logging(settings.log_level, secrets=settings_secrets(settings))
-        store = Store.open(settings.database_path)
+        _start_logging(settings)
         metrics = Metrics(CollectorRegistry())
+        gh_app = github_app_or_exit(settings, metrics)
+        store = writable_store_or_exit(settings.database_path)
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
-        w, pool = make_worker(settings, store, queue, metrics, _worker_id(), prewarm=not once)
+        w, pool = make_worker(settings, store, queue, metrics, _worker_id(), prewarm=not once, app=gh_app)
 
         async def main() -> None:
             if once:
@@ -331,7 +437,7 @@ def register(app: typer.Typer) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, w.stop)
-            await run_worker(queue, w)
+            await run_worker(queue, w, app=gh_app)
 
         try:
             asyncio.run(main())

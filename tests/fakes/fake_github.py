@@ -1038,7 +1038,7 @@ class FakeGitHub:
         if route is None:
             raise _error(404, "Not Found")
         fn, params = route
-        is_token_route = path == "/app" or path.startswith("/app/")
+        is_token_route = path == "/app" or path.startswith("/app/")  # JWT-authenticated routes
         with self.lock:
             rate = self._rate_headers(consume=not is_token_route)
             if fault and fault.kind == "status":
@@ -1215,8 +1215,12 @@ class FakeGitHub:
 
     # handlers
 
-    def _r_access_token(self, jwt: str, params: dict, **_: Any) -> Reply:
-        iid = int(params["iid"])
+    def _r_app(self, jwt: str, **_: Any) -> Reply:
+        """GET /app: the authenticated App, for a JWT signed with its key (else 401)."""
+        self._app_claims(jwt)
+        return Reply(200, {"id": self.app_id, "slug": "reviewbot", "name": "reviewbot"})
+
+    def _app_claims(self, jwt: str) -> dict[str, Any]:
         token = jwt.split(" ", 1)[1] if jwt.startswith("Bearer ") else ""
         if not self.app_public_key:
             raise _error(401, "A JSON web token could not be decoded", "/apps/apps")
@@ -1228,6 +1232,11 @@ class FakeGitHub:
                          "/apps/apps") from e
         if self.app_id is not None and str(claims.get("iss")) != str(self.app_id):
             raise _error(401, "'Issuer' claim ('iss') must be an Integer or String", "/apps/apps")
+        return claims
+
+    def _r_access_token(self, jwt: str, params: dict, **_: Any) -> Reply:
+        iid = int(params["iid"])
+        self._app_claims(jwt)
         if iid not in self.installations:
             raise _error(404, "Not Found", "/apps/apps#create-an-installation-access-token-for-an-app")
         self.token_requests.append(iid)
