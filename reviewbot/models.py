@@ -11,6 +11,8 @@ from typing import Literal
 
 Side = Literal["LEFT", "RIGHT"]
 LineKind = Literal["added", "deleted", "context"]
+#: The verification step's answer on a candidate (reviewbot.verify); None when it was not asked.
+Verdict = Literal["confirmed", "refuted", "unsure"]
 FileStatus = Literal["added", "deleted", "modified", "renamed"]
 
 #: Ordered most to least severe; index = rank (0 is worst).
@@ -181,6 +183,11 @@ class Candidate:
     pr: int | None = None
     hunk_size: int | None = None
     language: str | None = None
+    #: Set by the verification step (reviewbot.verify) after dedup; read by the filter as a
+    #: feature, and a "refuted" one is suppressed with "refuted by verification: <verify_reason>".
+    verdict: Verdict | None = None
+    verify_probability: float | None = None  # the judge's probability that the issue is real
+    verify_reason: str | None = None  # the judge's one-line why, quoting the line that proves it
 
 
 @dataclass(slots=True)
