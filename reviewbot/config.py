@@ -107,6 +107,12 @@ DEFAULT_SKIP_LABELS: tuple[str, ...] = ("skip-review", "reviewbot:skip")
 # -------------------------------------------------------------------------------------------- models
 
 
+#: How many LLM passes `llm.passes` allows, and how many run when it is not set: the default is
+#: the one bench/passes_eval.py recommends from review-bench (docs/configuration.md, BENCHMARKS.md).
+MAX_PASSES = 5
+DEFAULT_PASSES = 1
+
+
 class _Strict(BaseModel):
     # strict: YAML already types its scalars, so `max_comments: true` or `model: 4` are mistakes.
     model_config = ConfigDict(extra="forbid", strict=True)
