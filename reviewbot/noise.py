@@ -158,6 +158,9 @@ def filter_review(
                     decide(j, "suppress", "dismissed before", name)
                 elif not passes:
                     decide(j, "suppress", f"below min_severity ({minimum})", name)
+                elif candidates[j].verdict == "refuted":  # set by reviewbot.verify
+                    why = candidates[j].verify_reason or "no reason given"
+                    decide(j, "suppress", f"refuted by verification: {why}", name)
                 else:
                     eligible.append(j)
             if not eligible:

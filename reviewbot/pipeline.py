@@ -22,11 +22,13 @@ from reviewbot.costs import TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
 from reviewbot.models import Candidate, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
 from reviewbot.noise import FilterSettings, filter_review
+from reviewbot.passes import plan_passes, shuffled, tag
 from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_requests
 from reviewbot.redact import redact_result
 from reviewbot.replies import candidates_from_reply
 from reviewbot.rules import RuleSet
 from reviewbot.sarif_in import anchor as anchor_imported
+from reviewbot.verify import Gate, verify_review
 
 log = logging.getLogger("reviewbot.pipeline")
 
@@ -74,15 +76,6 @@ def select_files(files: list[FileDiff], config: RepoConfig) -> tuple[list[FileDi
         else:
             keep.append(file)
     return keep, skipped
-
-
-def _tag_pass(candidates: list[Candidate], pass_no: int, passes: int) -> list[Candidate]:
-    if passes <= 1:
-        return candidates
-    for cand in candidates:
-        cand.source = f"{cand.source}#pass{pass_no}"
-        cand.id = f"{cand.id}#pass{pass_no}"
-    return candidates
 
 
 async def review_change(
@@ -173,27 +166,34 @@ async def review_change(
             return [*rules.instructions_for(path, language), *config.instructions_for(path)]
 
         options = PromptOptions(allow_nits=config.min_severity == "nit", intent=change.intent)
-        requests = build_requests(
-            files,
-            contexts,
-            instructions_for=instructions,
-            max_tokens_per_request=llm.prompt_budget(config.llm.max_tokens_per_request),
-            options=options,
-        )
+        plans = plan_passes(config.pass_specs(), config.llm.temperature)
+        per_pass: list[list[PromptRequest]] = []
+        for plan in plans:
+            pass_files, pass_contexts = shuffled(files, contexts, plan.seed)
+            requests = build_requests(
+                pass_files,
+                pass_contexts,
+                instructions_for=instructions,
+                max_tokens_per_request=llm.prompt_budget(config.llm.max_tokens_per_request),
+                options=replace(options, system_extra=plan.system_extra()),
+            )
+            for request in requests:
+                request.model, request.temperature = plan.model, plan.temperature
+            per_pass.append(requests)
         timer.add("prompt", started)
-        note(f"asking the LLM: {len(requests)} request(s) x {config.passes} pass(es)")
+        note(f"asking the LLM: {sum(map(len, per_pass))} request(s) in {len(plans)} pass(es)")
         started = time.perf_counter()
         outcomes = await asyncio.gather(
             *(
                 ask_all(llm, requests, configured_budget=config.llm.max_tokens_per_request, cap=token_cap)
-                for _ in range(config.passes)
+                for requests in per_pass
             )
         )
         timer.add("llm", started)
         started = time.perf_counter()
-        for pass_no, outcome in enumerate(outcomes, start=1):
+        for plan, outcome in zip(plans, outcomes, strict=True):
             found, drops, problems = candidates_from_outcome(outcome, by_path, source="llm")
-            candidates.extend(_tag_pass(found, pass_no, config.passes))
+            candidates.extend(tag(found, plan, len(plans)))
             result.dropped.extend(drops)
             result.usage.add(outcome.usage)
             result.notes.extend(problems)
@@ -204,6 +204,25 @@ async def review_change(
         result.notes.append("no LLM configured: rules only")
 
     _annotate(candidates, by_path, contexts, change)
+    dismissed_fingerprints, posted_fingerprints = list(dismissed_fingerprints), list(posted_fingerprints)
+
+    if llm is not None and config.verify and candidates:
+        note(f"verifying up to {len(candidates)} candidates")
+        started = time.perf_counter()
+        outcome = await verify_review(
+            candidates,
+            llm,
+            files=by_path,
+            sources=sources,
+            enclosing=_enclosing_finder(by_path, sources, trees),
+            gate=Gate(config.min_severity, dict(config.min_severity_by_path)),
+            dismissed=dismissed_fingerprints,
+            posted=posted_fingerprints,
+            max_tokens=config.llm.max_tokens_per_request,
+        )
+        result.usage.add(outcome.usage)
+        result.notes.extend(outcome.problems)
+        timer.add("verify", started)
 
     note(f"filtering {len(candidates)} candidates")
     started = time.perf_counter()
@@ -284,10 +303,41 @@ def _filter_settings(config: RepoConfig, *, explore: bool) -> FilterSettings:
 
 def reason_kind(reason: str) -> str:
     """Group reasons that carry ids or numbers ('duplicate of llm:3') under one funnel key."""
-    for prefix in ("duplicate", "below acceptance", "over budget", "below min_severity"):
+    for prefix in (
+        "duplicate",
+        "below acceptance",
+        "over budget",
+        "below min_severity",
+        "refuted by verification",
+    ):
         if reason.startswith(prefix):
             return prefix
     return reason
+
+
+def _enclosing_finder(
+    files: dict[str, FileDiff], sources: dict[str, str | None], trees: dict[str, Any]
+) -> Callable[[Candidate], tuple[str, int, int] | None]:
+    """(name, first line, last line) of the symbol around a candidate's lines, for verification;
+    each file is indexed once, on first use, from the tree the context stage already parsed."""
+    parsed: dict[str, ctx.ParsedFile | None] = {}
+
+    def find(cand: Candidate) -> tuple[str, int, int] | None:
+        path = cand.path or ""
+        if cand.line is None or cand.side != "RIGHT" or path not in files:
+            return None
+        if path not in parsed:
+            source, file = sources.get(path), files[path]
+            parsed[path] = (
+                ctx.parse_file(file.language, source, tree=trees.get(path), hunks=file.hunks)
+                if source is not None and trees.get(path) is not None
+                else None
+            )
+        index = parsed[path]
+        symbol = index.enclosing(cand.line, max(cand.end_line or cand.line, cand.line)) if index else None
+        return (symbol.name, symbol.start_line, symbol.end_line) if symbol is not None else None
+
+    return find
 
 
 def _annotate(
