@@ -47,6 +47,8 @@ MAX_EXCERPT_LINES = 80
 MAX_WHY = 300
 #: At most this many findings (clusters) are verified per PR, the most severe and confident first.
 MAX_FINDINGS = 30
+#: Members of a cluster this many lines apart or closer are one place (one question).
+NEAR = 3
 
 _VERDICT_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string", "description": "The finding's id, as in its block."},
@@ -160,11 +162,12 @@ def worth_verifying(
     posted: Sequence[str] = (),
     limit: int = MAX_FINDINGS,
 ) -> list[list[int]]:
-    """The review's clusters to verify (candidate indices, the representative first), best first.
+    """The review's groups to verify (candidate indices, the best first), best group first.
 
-    Clustered as the filter will (same dedup settings): one question per issue, the answer shared
-    by its members. A cluster is left out when none of its members passes `min_severity`, or one
-    of them was already posted or dismissed: the filter suppresses those whatever the verdict.
+    Clustered as the filter will (same dedup settings), then split by place: one question per
+    issue and place, the answer shared by the group's members. A group is left out when none of
+    its members passes `min_severity`, or one of them was already posted or dismissed: the
+    filter suppresses those whatever the verdict.
     """
     if not candidates:
         return []
@@ -178,8 +181,8 @@ def worth_verifying(
     clusters, _ = cluster_candidates(candidates, priority=priority, settings=gate.dedup)
     known = FingerprintIndex([*dismissed, *posted])
     chosen: list[list[int]] = []
-    for cl in sorted(clusters, key=lambda cl: tuple(-p for p in priority(cl.representative))):
-        members = list(cl.members)
+    groups = [g for cl in clusters for g in _by_place(cl.members, candidates)]
+    for members in sorted(groups, key=lambda g: tuple(-p for p in priority(g[0]))):
         if any(fingerprint(candidates[i]) in known for i in members):
             continue
         if not any(
@@ -190,6 +193,26 @@ def worth_verifying(
             continue
         chosen.append(members)
     return chosen[:limit]
+
+
+def _by_place(members: Sequence[int], candidates: Sequence[Candidate]) -> list[list[int]]:
+    """A cluster split by place: the same claim at two places of a file is two questions (the
+    code differs), while passes that anchored one issue a line or two apart stay one."""
+    groups: list[list[int]] = []
+    for i in members:
+        c = candidates[i]
+        for group in groups:
+            head = candidates[group[0]]
+            if (head.path, head.side) == (c.path, c.side) and (
+                head.line == c.line or (
+                    head.line is not None and c.line is not None and abs(head.line - c.line) <= NEAR
+                )
+            ):  # fmt: skip
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
 
 
 # ------------------------------------------------------------------------------------- excerpts
