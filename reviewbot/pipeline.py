@@ -219,6 +219,8 @@ async def review_change(
             dismissed=dismissed_fingerprints,
             posted=posted_fingerprints,
             max_tokens=config.llm.max_tokens_per_request,
+            # the review passes are done: the client's whole concurrency is free for the judge
+            parallel=getattr(llm, "max_concurrency", 1),
         )
         result.usage.add(outcome.usage)
         result.notes.extend(outcome.problems)

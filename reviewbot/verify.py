@@ -38,9 +38,12 @@ from reviewbot.severity import assess, meets_minimum
 log = logging.getLogger("reviewbot.verify")
 
 VERDICTS: tuple[Verdict, ...] = ("confirmed", "refuted", "unsure")
-#: Findings per verification request: small batches answer sooner (the answer is most of the
-#: latency) and run side by side; bench/latency.py measures the end-to-end cost.
+#: Most findings per verification request: small batches answer sooner (the answer is most of
+#: the latency) and run side by side; bench/latency.py measures the end-to-end cost.
 BATCH = 4
+#: Fewest findings per request when splitting for parallelism: a batch of one pays the system
+#: prompt for a single short answer.
+MIN_BATCH = 2
 #: Lines of code shown around a finding when its enclosing function is unknown or too long.
 WINDOW = 12
 MAX_EXCERPT_LINES = 80
@@ -409,15 +412,20 @@ async def verify(
     llm: CompletePort,
     *,
     max_tokens: int,
-    batch: int = BATCH,
+    parallel: int = 1,
 ) -> Outcome:
     """Ask the judge about every item (batched, requests side by side); never raises.
+
+    Batches hold at most BATCH findings, fewer (down to MIN_BATCH) when that keeps `parallel`
+    requests busy: the answer's length is most of a request's latency, and the review waits for
+    the last one.
 
     A request that fails or answers garbage leaves its findings unverified (verdict None) and is
     reported in `problems`; the others' answers still count.
     """
     outcome = Outcome(asked=len(items))
     by_key = {item.key: index for index, item in items.items()}
+    batch = max(MIN_BATCH, min(BATCH, math.ceil(len(items) / max(1, parallel))))
     groups = batches(list(items.values()), max_tokens=max_tokens, batch=batch)
 
     async def one(n: int, group: list[Item]) -> None:
@@ -455,6 +463,7 @@ async def verify_review(
     dismissed: Sequence[str] = (),
     posted: Sequence[str] = (),
     max_tokens: int = 12000,
+    parallel: int = 1,
 ) -> Outcome:
     """Verify one review's candidates in place (their verdict fields); returns cost and problems.
 
@@ -477,7 +486,7 @@ async def verify_review(
                 break
     if not items:
         return Outcome()
-    outcome = await verify(items, llm, max_tokens=max_tokens)
+    outcome = await verify(items, llm, max_tokens=max_tokens, parallel=parallel)
     for members in clusters:
         answer = next((outcome.answers[i] for i in members if i in outcome.answers), None)
         if answer is not None:

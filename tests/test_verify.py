@@ -248,3 +248,20 @@ def test_one_question_per_cluster_and_nothing_the_filter_drops_anyway() -> None:
         [same_a, same_b, nit, posted], gate=Gate(min_severity="low"), posted=[fingerprint(posted)]
     )
     assert [sorted(c) for c in clusters] == [[0, 1]]
+
+
+def test_the_judge_spreads_a_large_review_over_the_clients_concurrency() -> None:
+    from reviewbot.verify import MIN_BATCH, verify
+
+    items = {i: Item(f"f{i}", f"claim {i}", Excerpt("a.py", i, i, f">> {i} | x = {i}"), i) for i in range(8)}
+
+    async def run(parallel: int) -> int:
+        with FakeLLM(verifier=lambda item: "confirmed") as fake:
+            async with LLMClient(base_url=fake.base_url, api_key="k", model="m", max_concurrency=4) as client:
+                outcome = await verify(items, client, max_tokens=12000, parallel=parallel)
+            assert [a.verdict for a in outcome.answers.values()] == ["confirmed"] * 8
+            assert outcome.usage.requests == len(fake.verify_requests)
+            return len(fake.verify_requests)
+
+    assert asyncio.run(run(4)) == 8 // MIN_BATCH  # 4 requests of 2, side by side
+    assert asyncio.run(run(1)) == 8 // BATCH  # no parallelism to use: full batches

@@ -111,6 +111,7 @@ class Received:
     body: dict[str, Any] | None
     at: float  # time.monotonic() on arrival
     status: int = 0  # what the fake answered (0 when the client went away first)
+    answered: float | None = None  # time.monotonic() when the answer was sent
 
 
 def _dump(reply: Reply) -> str:
@@ -543,6 +544,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._record is not None:
             self._record.status = status
+            self._record.answered = time.monotonic()
 
     _record: Received | None = None
 
