@@ -130,13 +130,16 @@ async def review_change(
     started = time.perf_counter()
     contexts: dict[str, list[HunkContext]] = {}
     trees: dict[str, Any] = {}
+    parsed: dict[str, ctx.ParsedFile] = {}  # indexed once: the context stage and verification read it
     for file in files:
         source = sources[file.path]
         tree = None
         if source is not None and file.language is not None:
             tree = ctx.parse_source(file.language, source.encode("utf-8"))
         trees[file.path] = tree
-        contexts[file.path] = ctx.hunk_contexts(file, source, tree=tree)
+        if source is not None:
+            parsed[file.path] = ctx.parse_file(file.language, source, tree=tree, hunks=file.hunks)
+        contexts[file.path] = ctx.hunk_contexts(file, source, tree=tree, parsed=parsed.get(file.path))
     timer.add("context", started)
 
     started = time.perf_counter()
@@ -214,7 +217,7 @@ async def review_change(
             llm,
             files=by_path,
             sources=sources,
-            enclosing=_enclosing_finder(by_path, sources, trees),
+            enclosing=_enclosing_finder(by_path, parsed),
             gate=Gate(config.min_severity, dict(config.min_severity_by_path)),
             dismissed=dismissed_fingerprints,
             posted=posted_fingerprints,
@@ -318,25 +321,16 @@ def reason_kind(reason: str) -> str:
 
 
 def _enclosing_finder(
-    files: dict[str, FileDiff], sources: dict[str, str | None], trees: dict[str, Any]
+    files: dict[str, FileDiff], parsed: dict[str, ctx.ParsedFile]
 ) -> Callable[[Candidate], tuple[str, int, int] | None]:
-    """(name, first line, last line) of the symbol around a candidate's lines, for verification;
-    each file is indexed once, on first use, from the tree the context stage already parsed."""
-    parsed: dict[str, ctx.ParsedFile | None] = {}
+    """(name, first line, last line) of the symbol around a candidate's lines, for verification,
+    from the index the context stage built."""
 
     def find(cand: Candidate) -> tuple[str, int, int] | None:
-        path = cand.path or ""
-        if cand.line is None or cand.side != "RIGHT" or path not in files:
+        index = parsed.get(cand.path or "")
+        if cand.line is None or cand.side != "RIGHT" or index is None or cand.path not in files:
             return None
-        if path not in parsed:
-            source, file = sources.get(path), files[path]
-            parsed[path] = (
-                ctx.parse_file(file.language, source, tree=trees.get(path), hunks=file.hunks)
-                if source is not None and trees.get(path) is not None
-                else None
-            )
-        index = parsed[path]
-        symbol = index.enclosing(cand.line, max(cand.end_line or cand.line, cand.line)) if index else None
+        symbol = index.enclosing(cand.line, max(cand.end_line or cand.line, cand.line))
         return (symbol.name, symbol.start_line, symbol.end_line) if symbol is not None else None
 
     return find

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reviewbot.dedup import DedupSettings, FingerprintIndex, cluster_candidates, fingerprint
+from reviewbot.dedup import FingerprintIndex, fingerprint, tokens
 from reviewbot.models import Candidate, FileDiff, LLMUsage, Verdict
 from reviewbot.prompt import (
     PromptRequest,
@@ -33,7 +33,7 @@ from reviewbot.prompt import (
     render_line,
 )
 from reviewbot.select import SEVERITY_WEIGHT
-from reviewbot.severity import assess, meets_minimum
+from reviewbot.severity import meets_minimum, normalise_severity
 
 log = logging.getLogger("reviewbot.verify")
 
@@ -48,10 +48,12 @@ MIN_BATCH = 2
 WINDOW = 12
 MAX_EXCERPT_LINES = 80
 MAX_WHY = 300
-#: At most this many findings (clusters) are verified per PR, the most severe and confident first.
+#: At most this many questions (issue and place) are asked per PR, the most severe and confident first.
 MAX_FINDINGS = 30
-#: Members of a cluster this many lines apart or closer are one place (one question).
+#: Candidates this many lines apart or closer are at one place; with this share of their claim's
+#: words in common (Jaccard) they say the same thing there: one question.
 NEAR = 3
+SAME_CLAIM = 0.3
 
 _VERDICT_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string", "description": "The finding's id, as in its block."},
@@ -100,6 +102,9 @@ for confirmed; otherwise one sentence of at most 20 words quoting the decisive c
 """
 
 
+_SYSTEM_TOKENS = estimate_tokens(SYSTEM_PROMPT)
+
+
 class CompletePort(Protocol):
     """What verification needs from an LLM client (reviewbot.llm.LLMClient satisfies it)."""
 
@@ -125,6 +130,12 @@ class Item:
     claim: str
     excerpt: Excerpt
     line: int | None
+    tokens: int = 0  # estimated prompt tokens of its blocks (0: estimated when needed)
+
+    def cost(self) -> int:
+        if not self.tokens:
+            self.tokens = estimate_tokens(self.claim) + estimate_tokens(self.excerpt.text) + 30
+        return self.tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +165,6 @@ class Gate:
 
     min_severity: str = "nit"
     min_severity_by_path: Mapping[str, str] = field(default_factory=dict)
-    dedup: DedupSettings = field(default_factory=DedupSettings)
 
 
 def worth_verifying(
@@ -167,55 +177,81 @@ def worth_verifying(
 ) -> list[list[int]]:
     """The review's groups to verify (candidate indices, the best first), best group first.
 
-    Clustered as the filter will (same dedup settings), then split by place: one question per
-    issue and place, the answer shared by the group's members. A group is left out when none of
-    its members passes `min_severity`, or one of them was already posted or dismissed: the
-    filter suppresses those whatever the verdict.
+    One question per issue and place, the answer shared by the group's members (candidates at
+    one place that say the same thing, as passes and rules do: see `_questions`). A group is left
+    out when none of its members passes `min_severity`, or one of them was already posted or
+    dismissed: the filter suppresses those whatever the verdict.
     """
     if not candidates:
         return []
-    assessments = [assess(c) for c in candidates]
+    by_path = dict(gate.min_severity_by_path)
+    stated = [normalise_severity(c.severity) for c in candidates]
 
     def priority(i: int) -> tuple[float, ...]:
         c = candidates[i]
         conf = c.confidence if c.confidence is not None else 0.5
-        return (SEVERITY_WEIGHT.get(assessments[i].severity, 1.0) * conf, 1.0 if c.rule_id else 0.0)
+        return (SEVERITY_WEIGHT.get(stated[i] or "low", 1.0) * conf, 1.0 if c.rule_id else 0.0)
 
-    clusters, _ = cluster_candidates(candidates, priority=priority, settings=gate.dedup)
-    known = FingerprintIndex([*dismissed, *posted])
+    def passes(i: int) -> bool:
+        """The severity as stated (the filter's calibration is not repeated here): a finding
+        without one is asked about, the filter decides."""
+        sev = stated[i]
+        return sev is None or meets_minimum(sev, candidates[i].path, gate.min_severity, by_path)[0]
+
+    order = sorted(range(len(candidates)), key=lambda i: (tuple(-p for p in priority(i)), i))
+    known = FingerprintIndex([*dismissed, *posted]) if (dismissed or posted) else None
     chosen: list[list[int]] = []
-    groups = [g for cl in clusters for g in _by_place(cl.members, candidates)]
+    groups = _questions(order, candidates)
     for members in sorted(groups, key=lambda g: tuple(-p for p in priority(g[0]))):
-        if any(fingerprint(candidates[i]) in known for i in members):
+        if known is not None and any(fingerprint(candidates[i]) in known for i in members):
             continue
-        if not any(
-            meets_minimum(assessments[i].severity, candidates[i].path, gate.min_severity,
-                          dict(gate.min_severity_by_path))[0]
-            for i in members
-        ):  # fmt: skip
+        if not any(passes(i) for i in members):
             continue
         chosen.append(members)
-    return chosen[:limit]
+        if len(chosen) == limit:
+            break
+    return chosen
 
 
-def _by_place(members: Sequence[int], candidates: Sequence[Candidate]) -> list[list[int]]:
-    """A cluster split by place: the same claim at two places of a file is two questions (the
-    code differs), while passes that anchored one issue a line or two apart stay one."""
+def _questions(order: Sequence[int], candidates: Sequence[Candidate]) -> list[list[int]]:
+    """Candidates (best first) grouped into questions: each joins the first earlier group whose
+    head is at its place and says the same thing. The code decides the verdict, so the same claim
+    at two places is two questions; cheaper than the filter's clustering (no tf-idf), which runs
+    after this on every candidate anyway."""
     groups: list[list[int]] = []
-    for i in members:
+    words: dict[int, frozenset[str]] = {}
+
+    def claim(i: int) -> frozenset[str]:
+        if i not in words:
+            c = candidates[i]
+            words[i] = frozenset(tokens(f"{c.title}\n{c.body}"))
+        return words[i]
+
+    for i in order:
         c = candidates[i]
         for group in groups:
             head = candidates[group[0]]
-            if (head.path, head.side) == (c.path, c.side) and (
-                head.line == c.line or (
-                    head.line is not None and c.line is not None and abs(head.line - c.line) <= NEAR
-                )
-            ):  # fmt: skip
+            if _same_place(head, c) and _same_claim(claim(group[0]), claim(i), head, c):
                 group.append(i)
                 break
         else:
             groups.append([i])
     return groups
+
+
+def _same_place(a: Candidate, b: Candidate) -> bool:
+    if (a.path, a.side) != (b.path, b.side):
+        return False
+    if a.line is None or b.line is None:
+        return a.line == b.line
+    return abs(a.line - b.line) <= NEAR
+
+
+def _same_claim(wa: frozenset[str], wb: frozenset[str], a: Candidate, b: Candidate) -> bool:
+    if a.rule_id and a.rule_id == b.rule_id:
+        return True
+    union = len(wa | wb)
+    return bool(union) and len(wa & wb) / union >= SAME_CLAIM
 
 
 # ------------------------------------------------------------------------------------- excerpts
@@ -316,7 +352,7 @@ def build_request(items: Sequence[Item]) -> PromptRequest:
     )
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     paths = list(dict.fromkeys(i.excerpt.path for i in items))
-    tokens = estimate_tokens(system) + estimate_tokens(user) + 8
+    tokens = _SYSTEM_TOKENS + 60 + sum(i.cost() for i in items)
     return PromptRequest(messages, paths, tokens, response_format=response_format())
 
 
@@ -335,9 +371,9 @@ def batches(items: Sequence[Item], *, max_tokens: int, batch: int = BATCH) -> li
     out: list[list[Item]] = []
     current: list[Item] = []
     used = 0
-    base = estimate_tokens(SYSTEM_PROMPT) + 60
+    base = _SYSTEM_TOKENS + 60
     for item in items:
-        cost = estimate_tokens(item.claim) + estimate_tokens(item.excerpt.text) + 30
+        cost = item.cost()
         if current and (len(current) >= batch or base + used + cost > max_tokens):
             out.append(current)
             current, used = [], 0
@@ -467,13 +503,13 @@ async def verify_review(
 ) -> Outcome:
     """Verify one review's candidates in place (their verdict fields); returns cost and problems.
 
-    One question per cluster worth asking (see worth_verifying), about its best member that has
-    code to show; every member of the cluster gets the answer.
+    One question per group worth asking (see worth_verifying), about its best member that has
+    code to show; every member of the group gets the answer.
     """
-    clusters = worth_verifying(candidates, gate=gate, dismissed=dismissed, posted=posted)
+    groups = worth_verifying(candidates, gate=gate, dismissed=dismissed, posted=posted)
     lines: dict[str, list[str] | None] = {}
     items: dict[int, Item] = {}
-    for n, members in enumerate(clusters, start=1):
+    for n, members in enumerate(groups, start=1):
         for i in members:
             cand = candidates[i]
             path = cand.path or ""
@@ -487,7 +523,7 @@ async def verify_review(
     if not items:
         return Outcome()
     outcome = await verify(items, llm, max_tokens=max_tokens, parallel=parallel)
-    for members in clusters:
+    for members in groups:
         answer = next((outcome.answers[i] for i in members if i in outcome.answers), None)
         if answer is not None:
             for i in members:

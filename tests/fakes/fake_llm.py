@@ -194,6 +194,19 @@ def verify_items(request_json: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def verdicts(request_json: dict[str, Any], verifier: Callable[[dict[str, Any]], Any] | None = None) -> str:
+    """The reply to a verification request: `verifier(item)` per finding, "unsure" without one."""
+    out = []
+    for item in verify_items(request_json):
+        answer = verifier(item) if verifier is not None else "unsure"
+        if isinstance(answer, str):
+            answer = {"verdict": answer}
+        marked = [n for n, _text, mine in item["code"] if mine]
+        out.append({"id": item["id"], "verdict": "unsure", "probability": 0.5,
+                    "line": marked[0] if marked else item["line"], "why": "", **answer})  # fmt: skip
+    return json.dumps({"verdicts": out})
+
+
 class _FaultRaised(Exception):
     def __init__(self, fault: Fault) -> None:
         self.fault = fault
@@ -383,15 +396,7 @@ class FakeLLM:
         return _dump(self.default_reply)
 
     def _verdicts(self, request_json: dict[str, Any]) -> str:
-        out = []
-        for item in verify_items(request_json):
-            answer = self.verifier(item) if self.verifier is not None else "unsure"
-            if isinstance(answer, str):
-                answer = {"verdict": answer}
-            marked = [n for n, _text, mine in item["code"] if mine]
-            out.append({"id": item["id"], "verdict": "unsure", "probability": 0.5,
-                        "line": marked[0] if marked else item["line"], "why": "", **answer})  # fmt: skip
-        return json.dumps({"verdicts": out})
+        return verdicts(request_json, self.verifier)
 
     def _completion(self, request_json: dict[str, Any], content: str) -> dict[str, Any]:
         with self._lock:
