@@ -189,7 +189,8 @@ def config_error_check(messages: list[str]) -> tuple[str, str, str]:
 
 def _features(d: Decision) -> str:
     c = d.candidate
-    data = {"confidence": c.confidence, "hunk_size": c.hunk_size, "language": c.language, "support": 1}
+    data = {"confidence": c.confidence, "hunk_size": c.hunk_size, "language": c.language, "support": 1,
+            "verdict": c.verdict, "verify_probability": c.verify_probability}  # fmt: skip
     return json.dumps({k: v for k, v in data.items() if v is not None}, sort_keys=True)
 
 

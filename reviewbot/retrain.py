@@ -84,6 +84,8 @@ def _candidate(r: dict[str, Any]) -> Candidate:
         pr=r["pr"],
         hunk_size=features.get("hunk_size"),
         language=features.get("language"),
+        verdict=features.get("verdict"),
+        verify_probability=features.get("verify_probability"),
     )
 
 

@@ -265,3 +265,25 @@ def test_the_judge_spreads_a_large_review_over_the_clients_concurrency() -> None
 
     assert asyncio.run(run(4)) == 8 // MIN_BATCH  # 4 requests of 2, side by side
     assert asyncio.run(run(1)) == 8 // BATCH  # no parallelism to use: full batches
+
+
+def test_the_verdict_is_stored_with_the_finding_and_read_back_for_retraining() -> None:
+    """The judge's calibration is learned per repo from feedback: its answer must survive the store."""
+    import json
+
+    from reviewbot.app_review import _features
+    from reviewbot.models import Decision
+    from reviewbot.report import decision_dict
+    from reviewbot.retrain import _candidate
+
+    cand = _cand(1, 3, verdict="confirmed", verify_probability=0.83)
+    decision = Decision(cand, "post", "posted", 0.7, "high", "bug", "c1", "fp1:x")
+    row = {"id": 1, "path": cand.path, "line": 3, "body": cand.body, "title": cand.title, "end_line": None,
+           "side": "RIGHT", "severity": "high", "category": "bug", "source": "llm", "rule_id": None,
+           "symbol": None, "repo": "acme/stats", "pr": 7, "features": _features(decision)}  # fmt: skip
+    back = _candidate(row)
+    assert (back.verdict, back.verify_probability) == ("confirmed", 0.83)
+    assert json.loads(row["features"])["verdict"] == "confirmed"
+    assert decision_dict(decision)["verdict"] == "confirmed"
+    unverified = Decision(_cand(2, 3), "post", "posted", 0.7, "high", "bug", "c2", "fp1:y")
+    assert "verdict" not in json.loads(_features(unverified))
