@@ -287,3 +287,27 @@ def test_the_verdict_is_stored_with_the_finding_and_read_back_for_retraining() -
     assert decision_dict(decision)["verdict"] == "confirmed"
     unverified = Decision(_cand(2, 3), "post", "posted", 0.7, "high", "bug", "c2", "fp1:y")
     assert "verdict" not in json.loads(_features(unverified))
+
+
+def test_the_app_posts_the_confirmed_finding_and_records_the_refuted_one(tmp_path: Any) -> None:
+    """Through the App's real HTTP edges: webhook -> worker -> FakeLLM (review + judge) -> FakeGitHub."""
+    from tests.test_app_e2e import CONFIG, INSTALLATION, REPO, World, module
+
+    w = World(tmp_path)
+    w.llm.verifier = lambda item: (
+        {"verdict": "refuted", "probability": 0.1, "why": "xs is checked non-empty two lines above"}
+        if "(guarded)" in item["claim"] else {"verdict": "confirmed", "probability": 0.9}
+    )  # fmt: skip
+    try:
+        w.start_worker()
+        w.gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+        pr = w.gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "real", 15: "guarded"})})
+        w.deliver("pull_request", w.pr_event("opened", pr))
+        w.settle()
+        [review] = w.reviews()
+        assert [c["line"] for c in review["comments"]] == [3]
+        assert len(w.llm.verify_requests) == 1
+        rows = dict(w.rows("SELECT line, reason FROM findings"))
+        assert rows[15] == "refuted by verification: xs is checked non-empty two lines above"
+    finally:
+        w.close()
