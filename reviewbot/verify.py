@@ -1,10 +1,11 @@
 """The verification step: a second look at each surviving candidate, against the code it points at.
 
-A review pass proposes findings from a whole diff at once; the judge here sees one finding at a
-time with the code it is about (the enclosing function, or the lines around it, the finding's
-lines marked) and answers a verdict ("confirmed", "refuted", "unsure"), the probability the
-problem is real, the line that proves it, and for anything but "confirmed" a short why. The
-filter reads the verdict as a feature; a refuted finding is suppressed with the judge's why.
+A review pass proposes findings from a whole diff at once; the judge here sees each finding next
+to the code it is about (the enclosing function, or the lines around it, the finding's lines
+marked), a few findings per request, and answers a verdict ("confirmed", "refuted", "unsure"),
+the probability the problem is real, the line that proves it, and for anything but "confirmed"
+a short why. The filter reads the verdict as a feature; a refuted finding is suppressed with the
+judge's why.
 
 Pure parts (excerpts, requests, reply parsing) are separate from the one async function that
 calls the LLM through `complete(PromptRequest)`, so each is tested without a server. Findings and
