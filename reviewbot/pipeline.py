@@ -221,9 +221,10 @@ async def review_change(
             gate=Gate(config.min_severity, dict(config.min_severity_by_path)),
             dismissed=dismissed_fingerprints,
             posted=posted_fingerprints,
-            max_tokens=config.llm.max_tokens_per_request,
+            max_tokens=llm.prompt_budget(config.llm.max_tokens_per_request),
             # the review passes are done: the client's whole concurrency is free for the judge
             parallel=getattr(llm, "max_concurrency", 1),
+            cap=token_cap,
         )
         result.usage.add(outcome.usage)
         result.notes.extend(outcome.problems)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reviewbot.costs import TokenCap
 from reviewbot.dedup import FingerprintIndex, fingerprint, tokens
 from reviewbot.models import Candidate, FileDiff, LLMUsage, Verdict
 from reviewbot.prompt import (
@@ -82,7 +83,6 @@ VERIFY_SCHEMA: dict[str, Any] = {
     "required": ["verdicts"],
     "additionalProperties": False,
 }
-SCHEMA_NAME = "verify_findings"
 
 SYSTEM_PROMPT = """\
 You verify code review findings before they are posted. For each finding, read the code it points \
@@ -354,15 +354,7 @@ def build_request(items: Sequence[Item]) -> PromptRequest:
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     paths = list(dict.fromkeys(i.excerpt.path for i in items))
     tokens = _SYSTEM_TOKENS + 60 + sum(i.cost() for i in items)
-    return PromptRequest(messages, paths, tokens, response_format=response_format())
-
-
-def response_format() -> dict[str, Any]:
-    """The strict structured-output `response_format` for VERIFY_SCHEMA."""
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": VERIFY_SCHEMA},
-    }
+    return PromptRequest(messages, paths, tokens, schema=VERIFY_SCHEMA)
 
 
 def batches(items: Sequence[Item], *, max_tokens: int, batch: int = BATCH) -> list[list[Item]]:
@@ -450,8 +442,12 @@ async def verify(
     *,
     max_tokens: int,
     parallel: int = 1,
+    cap: TokenCap | None = None,
 ) -> Outcome:
     """Ask the judge about every item (batched, requests side by side); never raises.
+
+    A request that would go past `cap` (the operator's token budget for the review) is not sent:
+    its findings stay unverified and `usage.stopped_by` names the cap.
 
     Batches hold at most BATCH findings, fewer (down to MIN_BATCH) when that keeps `parallel`
     requests busy: the answer's length is most of a request's latency, and the review waits for
@@ -468,16 +464,26 @@ async def verify(
     async def one(n: int, group: list[Item]) -> None:
         request = build_request(group)
         label = f"verification {n + 1}/{len(groups)}"
+        reserved = request.estimated_tokens
+        if cap is not None and not cap.reserve(reserved):
+            outcome.usage.stopped_by = outcome.usage.stopped_by or cap.name
+            return
         outcome.usage.requests += 1
         try:
             reply = await llm.complete(request, label=label)
         except Exception as exc:  # LLMError and anything the port raises: the review goes on
+            if cap is not None:
+                cap.settle(reserved, 0)
             outcome.usage.errors += 1
             outcome.problems.append(f"{label} failed: {exc}")
             log.warning("LLM %s failed: %s", label, exc)
             return
-        outcome.usage.prompt_tokens += int(getattr(reply, "prompt_tokens", 0) or 0)
-        outcome.usage.completion_tokens += int(getattr(reply, "completion_tokens", 0) or 0)
+        prompt_tokens = int(getattr(reply, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(reply, "completion_tokens", 0) or 0)
+        if cap is not None:
+            cap.settle(reserved, prompt_tokens + completion_tokens)
+        outcome.usage.prompt_tokens += prompt_tokens
+        outcome.usage.completion_tokens += completion_tokens
         answers, problems = parse_reply(str(getattr(reply, "text", "")), [i.key for i in group])
         for problem in problems:
             outcome.problems.append(f"{label}: {problem}")
@@ -501,6 +507,7 @@ async def verify_review(
     posted: Sequence[str] = (),
     max_tokens: int = 12000,
     parallel: int = 1,
+    cap: TokenCap | None = None,
 ) -> Outcome:
     """Verify one review's candidates in place (their verdict fields); returns cost and problems.
 
@@ -523,7 +530,7 @@ async def verify_review(
                 break
     if not items:
         return Outcome()
-    outcome = await verify(items, llm, max_tokens=max_tokens, parallel=parallel)
+    outcome = await verify(items, llm, max_tokens=max_tokens, parallel=parallel, cap=cap)
     for members in groups:
         answer = next((outcome.answers[i] for i in members if i in outcome.answers), None)
         if answer is not None:

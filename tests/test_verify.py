@@ -114,7 +114,7 @@ def test_a_refuted_finding_is_suppressed_with_the_judges_why_and_a_confirmed_one
     # one batched request for the PR, with its own reply schema, counted in the usage
     assert len(fake.verify_requests) == 1 and len(fake.requests) == 1
     body = fake.verify_requests[0]
-    assert body["response_format"]["json_schema"]["name"] == "verify_findings"
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["verdicts"]
     assert result.usage.requests == 2 and result.usage.errors == 0
     assert result.usage.completion_tokens > 0
     # the judge saw each finding with its enclosing function, the finding's own line marked
@@ -197,7 +197,7 @@ def test_untrusted_text_cannot_close_its_block() -> None:
     assert user.count(f"</finding-{nonce}>") == 1 and user.count(f"</code-{nonce}>") == 1
     assert "</finding-000000000000>" not in user and "<\u200b/finding-000000000000>" in user
     assert nonce in request.messages[0]["content"]
-    assert request.response_format is not None
+    assert request.schema["required"] == ["verdicts"]
 
 
 def test_parse_reply_keeps_good_verdicts_and_reports_the_rest() -> None:
@@ -311,3 +311,21 @@ def test_the_app_posts_the_confirmed_finding_and_records_the_refuted_one(tmp_pat
         assert rows[15] == "refuted by verification: xs is checked non-empty two lines above"
     finally:
         w.close()
+
+
+def test_the_operators_token_cap_stops_verification_requests_too() -> None:
+    from reviewbot.costs import TokenCap
+    from reviewbot.verify import verify
+
+    items = {i: Item(f"f{i}", f"claim {i}", Excerpt("a.py", i, i, f">> {i} | x = {i}"), i) for i in range(4)}
+    cap = TokenCap(build_request([items[0], items[1]]).estimated_tokens + 1, "tokens per PR (test)")
+
+    async def run() -> Any:
+        with FakeLLM(verifier=lambda item: "confirmed") as fake:
+            async with LLMClient(base_url=fake.base_url, api_key="k", model="m", max_concurrency=1) as client:
+                outcome = await verify(items, client, max_tokens=12000, parallel=2, cap=cap)
+            return outcome, len(fake.verify_requests)
+
+    outcome, sent = asyncio.run(run())
+    assert sent == 1 and outcome.usage.requests == 1 and len(outcome.answers) == 2
+    assert outcome.usage.stopped_by == "tokens per PR (test)" and cap.stopped == 1
