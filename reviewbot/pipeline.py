@@ -227,7 +227,7 @@ async def review_change(
             cap=token_cap,
         )
         result.usage.add(outcome.usage)
-        result.notes.extend(outcome.problems)
+        result.notes.extend(p for p in outcome.problems if p not in result.notes)
         timer.add("verify", started)
 
     note(f"filtering {len(candidates)} candidates")

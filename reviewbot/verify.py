@@ -475,6 +475,10 @@ async def verify(
             if cap is not None:
                 cap.settle(reserved, 0)
             outcome.usage.errors += 1
+            if getattr(exc, "fatal", False):  # out of quota, bad key: one line, as the review says it
+                if str(exc) not in outcome.problems:
+                    outcome.problems.append(str(exc))
+                return
             outcome.problems.append(f"{label} failed: {exc}")
             log.warning("LLM %s failed: %s", label, exc)
             return
