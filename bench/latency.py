@@ -1,17 +1,23 @@
-"""Review latency: delivery -> review posted, against the slowest single LLM call, in one run.
+"""Review latency with the verification step: delivery -> review posted, against the slowest LLM call.
 
-A PR whose review needs 8 LLM requests (8 files; the repo's `llm.max_tokens_per_request` is chosen
-by running the real pipeline until `build_requests` packs them into exactly 8), the fake LLM
-answering each request after 1 s. `reviewbot serve` runs as a subprocess (server + worker, the
-deployed shape) against FakeGitHub and FakeLLM on loopback, with REVIEWBOT_LLM_MAX_CONCURRENCY=8.
-Each run: a signed `pull_request.opened` is posted, and the clock stops when the review appears
-on the fake GitHub. The LLM calls of that run are timed by the fake (arrival -> answer). If the 8
-requests ran one after another the review would take >= 8 s; the target is <= 1.3x the slowest.
+A PR whose review needs as many LLM requests as the client runs at once by default (the default
+REVIEWBOT_LLM_MAX_CONCURRENCY over the default number of passes: 4 files, one request each; the
+repo's `llm.max_tokens_per_request` is chosen by running the real pipeline until `build_requests`
+packs them into exactly that many). Every setting is the default: one pass, verification on.
+`reviewbot serve` runs as a subprocess (server + worker, the deployed shape) against FakeGitHub
+and FakeLLM on loopback. Each run: a signed `pull_request.opened` is posted, and the clock stops
+when the review appears on the fake GitHub.
+
+The fake LLM answers like a hosted model: after a time to first token, plus the prompt at a
+prefill rate, plus the answer at a decoding rate (LatencyModel), so a long review reply takes
+longer than a short verdict list, as on a real server. Every LLM call of a run (review and
+verification) is timed by the fake (arrival -> answer). Target: end to end <= 1.6x the slowest.
 
     .venv/bin/python bench/latency.py              # 1 warm-up + 5 runs, writes BENCHMARKS.md
     .venv/bin/python bench/latency.py --runs 2 --no-write
 
-Exit status 1 when the median ratio is over the target or a run did not use exactly 8 requests.
+Exit status 1 when the median ratio is over the target, a run did not use exactly the expected
+review requests, or a run made no verification request.
 """
 
 from __future__ import annotations
@@ -40,23 +46,40 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reviewbot.acceptance import load_prior  # noqa: E402
-from reviewbot.config import load_config  # noqa: E402
+from reviewbot.config import DEFAULT_PASSES, load_config  # noqa: E402
 from reviewbot.llm import LLMReply  # noqa: E402
 from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
 from reviewbot.pipeline import Change, review_change  # noqa: E402
 from reviewbot.rules import ruleset_from_config  # noqa: E402
+from reviewbot.settings import Settings  # noqa: E402
 from reviewbot.webhooks import sign  # noqa: E402
 from tests.fakes.fake_github import FakeGitHub, generate_app_key  # noqa: E402
-from tests.fakes.fake_llm import FakeLLM, diff_lines  # noqa: E402
+from tests.fakes.fake_llm import FakeLLM, diff_lines, is_verification, prompt_text  # noqa: E402
 
 SECTION = "## Review latency"
 REPO = "acme/latency"
 INSTALLATION = 11
 APP_ID = 4242
 SECRET = "latency-bench-secret"
-REQUESTS = 8
-LLM_LATENCY = 1.0
-TARGET = 1.3
+CONCURRENCY = int(Settings.model_fields["llm_max_concurrency"].default)
+REQUESTS = CONCURRENCY // DEFAULT_PASSES
+TARGET = 1.6
+
+
+class LatencyModel:
+    """Seconds a hosted model takes to answer: first token, then prefill and decoding rates."""
+
+    first_token = 0.3
+    prefill_per_s = 5000.0  # prompt tokens
+    decode_per_s = 100.0  # answer tokens
+
+    @staticmethod
+    def tokens(text: str) -> int:
+        return max(1, len(text) // 4)  # the fake's own token count
+
+    def __call__(self, request_json: dict[str, Any], content: str) -> float:
+        prompt = self.tokens(prompt_text(request_json))
+        return self.first_token + prompt / self.prefill_per_s + self.tokens(content) / self.decode_per_s
 
 
 def source_file(i: int, bugs: bool) -> str:
@@ -116,7 +139,7 @@ def config_text(budget: int) -> str:
 
 
 def requests_for(diff: str, head: dict[str, str], budget: int) -> int:
-    config = load_config(config_text(budget))
+    config = load_config(config_text(budget) + "verify: false\n")  # counting review requests only
     llm = CountingLLM()
     asyncio.run(review_change(Change(diff, head.get), config=config, rules=ruleset_from_config(config.rules),
                               model=load_prior(), llm=llm))  # fmt: skip
@@ -124,7 +147,7 @@ def requests_for(diff: str, head: dict[str, str], budget: int) -> int:
 
 
 def choose_budget(diff: str, head: dict[str, str]) -> int:
-    """The largest max_tokens_per_request for which the real pipeline still sends 8 requests."""
+    """The largest max_tokens_per_request for which the real pipeline still sends REQUESTS requests."""
     lo, hi = 600, 12000  # requests(lo) >= 8 > requests(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -144,18 +167,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class TimedLLM(FakeLLM):
-    """FakeLLM that remembers when each chat request arrived and when its answer was ready."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(responder=self._respond, **kw)
-        self.calls: list[tuple[float, float]] = []  # (arrival, answered), time.monotonic()
-
-    def _respond(self, request_json: dict[str, Any]) -> dict[str, Any]:
-        arrived = next(r.at for r in reversed(self.received) if r.body is request_json)
-        reply = flag_bugs(request_json)
-        self.calls.append((arrived, time.monotonic()))
-        return reply
+def confirm(item: dict[str, Any]) -> dict[str, Any]:
+    """The judge: every flagged division is a real bug (the fixture plants them)."""
+    marked = [n for n, _text, mine in item["code"] if mine]
+    return {"verdict": "confirmed", "probability": 0.9, "line": marked[0] if marked else item["line"]}
 
 
 def pr_delivery(gh: FakeGitHub, number: int) -> dict[str, Any]:
@@ -185,7 +200,7 @@ def run(runs: int) -> dict[str, Any]:
         diff = probe.pull_diff(REPO, probe.add_pull(REPO, 1, head_files=head).number)
         budget = choose_budget(diff, head)
         gh.add_repo(REPO, INSTALLATION, {**base, ".github/reviewbot.yml": config_text(budget)})
-        llm = TimedLLM(latency=LLM_LATENCY).start()
+        llm = FakeLLM(responder=flag_bugs, verifier=confirm, reply_delay=LatencyModel()).start()
         tmp = Path(tempfile.mkdtemp(prefix="reviewbot-latency-"))
         port = free_port()
         log_level = os.environ.get("BENCH_LOG_LEVEL")
@@ -195,7 +210,7 @@ def run(runs: int) -> dict[str, Any]:
             "REVIEWBOT_GITHUB_APP_ID": str(APP_ID), "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
             "REVIEWBOT_GITHUB_API_URL": gh.base_url, "REVIEWBOT_LLM_BASE_URL": llm.base_url,
             "REVIEWBOT_LLM_API_KEY": "bench", "REVIEWBOT_LLM_MODEL": "fake-model",
-            "REVIEWBOT_LLM_MAX_CONCURRENCY": str(REQUESTS), "REVIEWBOT_LOG_LEVEL": log_level or "WARNING",
+            "REVIEWBOT_LOG_LEVEL": log_level or "WARNING",
             "REVIEWBOT_HOST": "127.0.0.1", "REVIEWBOT_PORT": str(port),
         })  # fmt: skip
         errors = sys.stderr if log_level else subprocess.PIPE  # BENCH_LOG_LEVEL=INFO shows the job logs
@@ -221,7 +236,7 @@ def run(runs: int) -> dict[str, Any]:
                 headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": f"lat-{k}",
                            "X-Hub-Signature-256": sign(SECRET.encode(), body),
                            "Content-Type": "application/json"}  # fmt: skip
-                first_call = len(llm.calls)
+                first_call = len(llm.received)
                 t0 = time.monotonic()
                 r = httpx.post(f"{url}/webhook", content=body, headers=headers, timeout=10)
                 assert r.status_code == 202, r.text
@@ -235,12 +250,15 @@ def run(runs: int) -> dict[str, Any]:
                     if time.monotonic() - t1 > 30:
                         raise SystemExit(f"run {k}: no check run: {server.stderr.read().decode()}")
                     time.sleep(0.01)
-                calls = llm.calls[first_call:]
+                posts = [r for r in llm.received[first_call:] if r.method == "POST" and r.answered]
+                calls = [(r.at, r.answered or r.at) for r in posts]
+                judge = [(r.answered or r.at) - r.at for r in posts if r.body and is_verification(r.body)]
                 review = gh.posted_reviews(REPO, number)[0]
                 rows.append({
                     "run": "warm-up" if k == 0 else str(k), "e2e": t1 - t0,
                     "slowest": max((b - a for a, b in calls), default=0.0),
-                    "requests": len(calls), "comments": len(review["comments"]),
+                    "requests": len(posts) - len(judge), "verify_requests": len(judge),
+                    "slowest_verify": max(judge, default=0.0), "comments": len(review["comments"]),
                     "llm_span": (max(b for _, b in calls) - min(a for a, _ in calls)) if calls else 0.0,
                 })  # fmt: skip
         finally:
@@ -254,7 +272,7 @@ def run(runs: int) -> dict[str, Any]:
     ratios = [r["e2e"] / r["slowest"] for r in measured if r["slowest"]]
     return {"rows": rows, "budget": budget, "max_in_flight": llm.max_in_flight,
             "median_ratio": statistics.median(ratios) if ratios else float("inf"),
-            "ok_requests": all(r["requests"] == REQUESTS for r in rows)}  # fmt: skip
+            "ok_requests": all(r["requests"] == REQUESTS and r["verify_requests"] for r in rows)}  # fmt: skip
 
 
 def render(res: dict[str, Any], command: str) -> str:
@@ -262,32 +280,39 @@ def render(res: dict[str, Any], command: str) -> str:
     ok = res["median_ratio"] <= TARGET and res["ok_requests"]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lm = LatencyModel
     lines = [
         SECTION,
         "",
         f"`{command}`: `reviewbot serve` (server + worker in one process, as deployed) against FakeGitHub",
-        f"and FakeLLM on 127.0.0.1. The PR changes {REQUESTS} Python files; the repo config sets",
-        f"`llm.max_tokens_per_request: {res['budget']}`, the largest budget for which the real pipeline",
-        f"packs it into exactly {REQUESTS} LLM requests. The fake LLM answers each after "
-        f"{LLM_LATENCY:.0f} s;",
-        f"REVIEWBOT_LLM_MAX_CONCURRENCY={REQUESTS}. `end to end` runs from sending the signed",
-        "`pull_request.opened` delivery to the review appearing on the fake GitHub; `slowest LLM call`",
-        "is that run's slowest request as timed by the fake (arrival -> answer). Sequential requests",
-        f"would need >= {REQUESTS * LLM_LATENCY:.0f} s. Target: end to end <= {TARGET}x the slowest call.",
-        "The rest of the time is GitHub round trips (config, PR, diff, the PR's reviews and comments at",
-        "once; then the 8 head files at once), the pipeline's CPU and the review POST. Both fakes",
-        "listen with a 128-connection backlog: socketserver's default of 5 turns 8 simultaneous connects",
-        "into a 1 s SYN retransmit, which GitHub's front ends do not do.",
+        "and FakeLLM on 127.0.0.1, every setting at its default: one LLM pass, verification on,",
+        f"REVIEWBOT_LLM_MAX_CONCURRENCY={CONCURRENCY}. The PR changes {REQUESTS} Python files with 2 planted",
+        f"bugs each; the repo config sets `llm.max_tokens_per_request: {res['budget']}`, the largest budget",
+        f"for which the real pipeline packs them into exactly {REQUESTS} review requests. The fake LLM",
+        f"answers like a hosted model: {lm.first_token:.1f} s to the first token, plus the prompt at "
+        f"{lm.prefill_per_s:.0f} tokens/s,",
+        f"plus the answer at {lm.decode_per_s:.0f} tokens/s, so a review reply (findings with bodies and "
+        "quoted code) takes",
+        "longer than the judge's verdict list. The judge confirms the 8 findings; its requests (2 to 4",
+        "findings each, spread over the free concurrency) start when the review requests have answered.",
+        "`end to end` runs from sending the signed `pull_request.opened` delivery to the review appearing",
+        "on the fake GitHub; `slowest LLM call` is that run's slowest request, review or verification, as",
+        f"timed by the fake (arrival -> answer). Target: end to end <= {TARGET}x the slowest call.",
+        "The rest of the time is the verification round, GitHub round trips (config, PR, diff, the PR's",
+        "reviews and comments at once; then the head files at once), the pipeline's CPU and the review",
+        "POST. Both fakes listen with a 128-connection backlog: socketserver's default of 5 turns",
+        "simultaneous connects into a 1 s SYN retransmit, which GitHub's front ends do not do.",
         "",
-        "| run | LLM requests | end to end | slowest LLM call | ratio | first request -> last answer "
-        "| comments posted |",
-        "|---|---|---|---|---|---|---|",
+        "| run | review requests | verification requests | end to end | slowest LLM call "
+        "| slowest verification | ratio | first request -> last answer | comments posted |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = r["e2e"] / r["slowest"] if r["slowest"] else float("inf")
         lines.append(
-            f"| {r['run']} | {r['requests']} | {r['e2e']:.3f} s | {r['slowest']:.3f} s | {ratio:.2f}x | "
-            f"{r['llm_span']:.3f} s | {r['comments']} |"
+            f"| {r['run']} | {r['requests']} | {r['verify_requests']} | {r['e2e']:.3f} s "
+            f"| {r['slowest']:.3f} s | {r['slowest_verify']:.3f} s | {ratio:.2f}x | {r['llm_span']:.3f} s "
+            f"| {r['comments']} |"
         )
     lines += [
         "",

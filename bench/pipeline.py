@@ -1,7 +1,8 @@
 """CPU cost of the review pipeline against tree-sitter parsing alone, side by side in one run.
 
 For every PR in ../shared/data/real-prs, the whole `review_change` (diff parse, context, rules,
-prompt building, reply parsing, anchoring, the noise filter), in two ways:
+prompt building, reply parsing, anchoring, the verification step's selection, excerpts and reply
+parsing, the noise filter), in two ways:
 
 - `replay` (the target): the LLM port answers in-process with the reply a model would send; only
   producing that reply is left out of the count, so this is everything but waiting for the LLM.
@@ -79,8 +80,13 @@ class ReplayLLM:
         self.excluded = 0.0
 
     async def complete(self, request: PromptRequest, *, label: str = "request") -> LLMReply:
+        """A review request gets `responder`'s findings; a verification request the fake server's
+        verdicts (every finding "unsure")."""
+        from tests.fakes.fake_llm import is_verification, verdicts
+
         started = time.thread_time()
-        reply = json.dumps(responder({"messages": request.messages}))
+        body = {"messages": request.messages}
+        reply = verdicts(body) if is_verification(body) else json.dumps(responder(body))
         self.excluded += time.thread_time() - started
         return LLMReply(reply, request.estimated_tokens, len(reply) // 4, self.model)
 

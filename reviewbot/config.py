@@ -109,6 +109,15 @@ DEFAULT_SKIP_LABELS: tuple[str, ...] = ("skip-review", "reviewbot:skip")
 # -------------------------------------------------------------------------------------------- models
 
 
+#: How many LLM passes `llm.passes` allows, and how many run when it is not set: the default is
+#: the one bench/passes_eval.py recommends from review-bench (docs/configuration.md, BENCHMARKS.md).
+MAX_PASSES = 5
+DEFAULT_PASSES = 1
+#: The lowest temperature of a pass after the first when its entry sets none: passes that sample
+#: the same tokens at temperature 0 agree by construction, and their agreement says nothing.
+DIVERSE_TEMPERATURE = 0.7
+
+
 class _Strict(BaseModel):
     # strict: YAML already types its scalars, so `max_comments: true` or `model: 4` are mistakes.
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -191,6 +200,24 @@ class PathInstruction(_Strict):
     instructions: str = Field(min_length=1, description="Text added to the LLM prompt for those files.")
 
 
+class LLMPass(_Strict):
+    """One entry of `llm.passes`: a review pass with its own model, focus or temperature."""
+
+    model: str | None = Field(
+        default=None, description="Model for this pass (same server); null: `llm.model` or the server's."
+    )
+    focus: str | None = Field(
+        default=None, min_length=1, description="What this pass looks for, added to its prompt."
+    )
+    temperature: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature of this pass; null: `llm.temperature` for the first pass, "
+        f"at least {DIVERSE_TEMPERATURE} for the others.",
+    )
+
+
 class LLMConfig(_Strict):
     """Per-repo LLM knobs (the server and key are process settings, not repo settings)."""
 
@@ -204,6 +231,19 @@ class LLMConfig(_Strict):
         description="Upper bound on prompt + completion tokens per LLM request (the model's context "
         "window bounds it too; the output limit counts against it, up to half).",
     )
+    passes: int | list[LLMPass] | None = Field(
+        default=None,
+        description=f"Review passes: a count (1 to {MAX_PASSES}) or a list of {{model, focus, temperature}} "
+        f"entries. Each pass sees the files and hunks in its own shuffled order; null: {DEFAULT_PASSES}.",
+    )
+
+    @field_validator("passes")
+    @classmethod
+    def _pass_range(cls, value: int | list[LLMPass] | None) -> int | list[LLMPass] | None:
+        n = len(value) if isinstance(value, list) else value
+        if n is not None and not 1 <= n <= MAX_PASSES:
+            raise ValueError(f"must be between 1 and {MAX_PASSES} passes (got {n})")
+        return value
 
 
 class SarifInConfig(_Strict):
@@ -258,7 +298,17 @@ class RepoConfig(_Strict):
         description="Pick the acceptance threshold that reaches this precision on past feedback. "
         "Exclusive with min_acceptance.",
     )
-    passes: int = Field(default=1, ge=1, le=5, description="LLM review passes per hunk (more: more recall).")
+    passes: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PASSES,
+        description="Deprecated: the count form of `llm.passes`, which wins.",
+    )
+    verify: bool = Field(
+        default=True,
+        description="Ask the LLM to verify each surviving finding against its code before posting "
+        "(one batched request per PR); refuted findings are not posted. Needs an LLM.",
+    )
     rules: RulesConfig = Field(default_factory=RulesConfig)
     path_instructions: list[PathInstruction] = Field(
         default_factory=list,
@@ -283,6 +333,13 @@ class RepoConfig(_Strict):
         return value
 
     # ---- questions the pipeline asks
+
+    def pass_specs(self) -> list[LLMPass]:
+        """The LLM passes to run: `llm.passes`, else the deprecated `passes`, else the default."""
+        chosen = self.llm.passes if self.llm.passes is not None else self.passes
+        if isinstance(chosen, list):
+            return list(chosen)
+        return [LLMPass() for _ in range(DEFAULT_PASSES if chosen is None else chosen)]
 
     def path_included(self, path: str) -> bool:
         """Whether `path` passes `paths.include` and is not caught by `paths.exclude`."""

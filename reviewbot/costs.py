@@ -58,21 +58,34 @@ def apply_limits(
 ) -> tuple[RepoConfig, list[str]]:
     """The repo config within the operator's caps, and one note per setting that was capped."""
     notes: list[str] = []
-    updates: dict[str, object] = {}
-    if limits.max_passes is not None and config.passes > limits.max_passes:
+    llm_updates: dict[str, object] = {}
+    specs = config.pass_specs()
+    capped = list(specs)
+    if limits.max_passes is not None and len(specs) > limits.max_passes:
         notes.append(
-            f"passes: {config.passes} asked by the repository config, {limits.max_passes} allowed "
+            f"passes: {len(specs)} asked by the repository config, {limits.max_passes} allowed "
             f"by the operator (REVIEWBOT_LLM_MAX_PASSES)"
         )
-        updates["passes"] = limits.max_passes
+        capped = capped[: limits.max_passes]
     model = config.llm.model
     if model and limits.allowed_models is not None and model not in limits.allowed_models:
         notes.append(
             f"llm.model: {model!r} is not among the models the operator allows "
             f"(REVIEWBOT_LLM_ALLOWED_MODELS); using {default_model!r}"
         )
-        updates["llm"] = config.llm.model_copy(update={"model": None})
-    return (config.model_copy(update=updates) if updates else config), notes
+        llm_updates["model"] = None
+    for n, spec in enumerate(capped):  # a pass's own model is held to the same list
+        if spec.model and limits.allowed_models is not None and spec.model not in limits.allowed_models:
+            notes.append(
+                f"llm.passes[{n}].model: {spec.model!r} is not among the models the operator allows "
+                f"(REVIEWBOT_LLM_ALLOWED_MODELS); that pass uses the repository's model"
+            )
+            capped[n] = spec.model_copy(update={"model": None})
+    if capped != specs:
+        llm_updates["passes"] = capped
+    if not llm_updates:
+        return config, notes
+    return config.model_copy(update={"llm": config.llm.model_copy(update=llm_updates), "passes": None}), notes
 
 
 def cost_of(usage: LLMUsage, prices: dict[str, Price]) -> float | None:

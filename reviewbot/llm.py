@@ -403,11 +403,12 @@ class LLMClient:
     # ------------------------------------------------------------------------- one request
     def _payload(self, request: PromptRequest, caps: ModelCaps) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "model": self.model,
+            "model": request.model or self.model,
             "messages": adapt_messages(request.messages, caps.system_role),
         }
-        if self.temperature is not None and caps.temperature:
-            kwargs["temperature"] = self.temperature
+        temperature = self.temperature if request.temperature is None else request.temperature
+        if temperature is not None and caps.temperature:
+            kwargs["temperature"] = temperature
         kwargs[caps.token_param] = self.output_limit(caps)
         if caps.response_mode == "json_schema":
             kwargs["response_format"] = response_format_json_schema(schema=request.schema)

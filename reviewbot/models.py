@@ -17,6 +17,8 @@ from reviewbot.vocabulary import severity_rank as severity_rank
 
 Side = Literal["LEFT", "RIGHT"]
 LineKind = Literal["added", "deleted", "context"]
+#: The verification step's answer on a candidate (reviewbot.verify); None when it was not asked.
+Verdict = Literal["confirmed", "refuted", "unsure"]
 FileStatus = Literal["added", "deleted", "modified", "renamed"]
 
 
@@ -159,9 +161,11 @@ class Candidate:
     #: its position in its source's reply (0 = listed first), when the source orders its findings
     rank: int | None = None
     #: the verification step's answer about it ("confirmed" | "refuted" | "unsure"), when run
-    verdict: str | None = None
+    verdict: Verdict | None = None
     #: the verification step's probability that it holds, when run
     verify_probability: float | None = None
+    #: the judge's one-line why, quoting the line that proves it
+    verify_reason: str | None = None
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from reviewbot.severity import Assessment, assess, meets_minimum
 from reviewbot.vocabulary import normalise_severity
 
 #: The reason a candidate the verification step refuted is suppressed with.
-REFUTED = "refuted by the verification step"
+REFUTED = "refuted by verification"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +185,11 @@ def filter_review(
                     decide(j, "suppress", reason, name)
                 elif fps[j] in dismissed and candidates[j].path is not None:
                     decide(j, "suppress", "dismissed before", name)
-                elif candidates[j].verdict == "refuted":
-                    decide(j, "suppress", REFUTED, name)
                 elif not passes:
                     decide(j, "suppress", f"below min_severity ({minimum})", name)
+                elif candidates[j].verdict == "refuted":  # set by reviewbot.verify
+                    why = candidates[j].verify_reason or "no reason given"
+                    decide(j, "suppress", f"{REFUTED}: {why}", name)
                 else:
                     eligible.append(j)
             if not eligible:

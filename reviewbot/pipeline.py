@@ -21,12 +21,14 @@ from reviewbot.costs import TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
 from reviewbot.models import Candidate, Decision, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
 from reviewbot.noise import FilterSettings, filter_review, silence_note, threshold_for
+from reviewbot.passes import plan_passes, shuffled, tag
 from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_requests
 from reviewbot.redact import redact_result
 from reviewbot.render import to_review_comment
 from reviewbot.replies import candidates_from_reply
 from reviewbot.rules import RuleSet, rule_switched_on
 from reviewbot.sarif_in import anchor as anchor_imported
+from reviewbot.verify import Gate, verify_review
 
 NOT_IN_PR_DIFF = "not part of the pull request's diff"
 
@@ -79,15 +81,6 @@ def select_files(files: list[FileDiff], config: RepoConfig) -> tuple[list[FileDi
         else:
             keep.append(file)
     return keep, skipped
-
-
-def _tag_pass(candidates: list[Candidate], pass_no: int, passes: int) -> list[Candidate]:
-    if passes <= 1:
-        return candidates
-    for cand in candidates:
-        cand.source = f"{cand.source}#pass{pass_no}"
-        cand.id = f"{cand.id}#pass{pass_no}"
-    return candidates
 
 
 async def review_change(
@@ -145,13 +138,16 @@ async def review_change(
     started = time.perf_counter()
     contexts: dict[str, list[HunkContext]] = {}
     trees: dict[str, Any] = {}
+    parsed: dict[str, ctx.ParsedFile] = {}  # indexed once: the context stage and verification read it
     for file in files:
         source = sources[file.path]
         tree = None
         if source is not None and file.language is not None:
             tree = ctx.parse_source(file.language, source.encode("utf-8"))
         trees[file.path] = tree
-        contexts[file.path] = ctx.hunk_contexts(file, source, tree=tree)
+        if source is not None:
+            parsed[file.path] = ctx.parse_file(file.language, source, tree=tree, hunks=file.hunks)
+        contexts[file.path] = ctx.hunk_contexts(file, source, tree=tree, parsed=parsed.get(file.path))
     timer.add("context", started)
 
     started = time.perf_counter()
@@ -184,27 +180,34 @@ async def review_change(
             return [*rules.instructions_for(path, language), *config.instructions_for(path)]
 
         options = PromptOptions(allow_nits=config.min_severity == "nit", intent=change.intent)
-        requests = build_requests(
-            files,
-            contexts,
-            instructions_for=instructions,
-            max_tokens_per_request=llm.prompt_budget(config.llm.max_tokens_per_request),
-            options=options,
-        )
+        plans = plan_passes(config.pass_specs(), config.llm.temperature)
+        per_pass: list[list[PromptRequest]] = []
+        for plan in plans:
+            pass_files, pass_contexts = shuffled(files, contexts, plan.seed)
+            requests = build_requests(
+                pass_files,
+                pass_contexts,
+                instructions_for=instructions,
+                max_tokens_per_request=llm.prompt_budget(config.llm.max_tokens_per_request),
+                options=replace(options, system_extra=plan.system_extra()),
+            )
+            for request in requests:
+                request.model, request.temperature = plan.model, plan.temperature
+            per_pass.append(requests)
         timer.add("prompt", started)
-        note(f"asking the LLM: {len(requests)} request(s) x {config.passes} pass(es)")
+        note(f"asking the LLM: {sum(map(len, per_pass))} request(s) in {len(plans)} pass(es)")
         started = time.perf_counter()
         outcomes = await asyncio.gather(
             *(
                 ask_all(llm, requests, configured_budget=config.llm.max_tokens_per_request, cap=token_cap)
-                for _ in range(config.passes)
+                for requests in per_pass
             )
         )
         timer.add("llm", started)
         started = time.perf_counter()
-        for pass_no, outcome in enumerate(outcomes, start=1):
+        for plan, outcome in zip(plans, outcomes, strict=True):
             found, drops, problems = candidates_from_outcome(outcome, by_path, source="llm")
-            candidates.extend(_tag_pass(found, pass_no, config.passes))
+            candidates.extend(tag(found, plan, len(plans)))
             result.dropped.extend(drops)
             result.usage.add(outcome.usage)
             result.notes.extend(problems)
@@ -215,6 +218,28 @@ async def review_change(
         result.notes.append("no LLM configured: rules only")
 
     _annotate(candidates, by_path, contexts, change)
+    dismissed_fingerprints, posted_fingerprints = list(dismissed_fingerprints), list(posted_fingerprints)
+
+    if llm is not None and config.verify and candidates:
+        note(f"verifying up to {len(candidates)} candidates")
+        started = time.perf_counter()
+        verified = await verify_review(
+            candidates,
+            llm,
+            files=by_path,
+            sources=sources,
+            enclosing=_enclosing_finder(by_path, parsed),
+            gate=Gate(config.min_severity, dict(config.min_severity_by_path)),
+            dismissed=dismissed_fingerprints,
+            posted=posted_fingerprints,
+            max_tokens=llm.prompt_budget(config.llm.max_tokens_per_request),
+            # the review passes are done: the client's whole concurrency is free for the judge
+            parallel=getattr(llm, "max_concurrency", 1),
+            cap=token_cap,
+        )
+        result.usage.add(verified.usage)
+        result.notes.extend(p for p in verified.problems if p not in result.notes)
+        timer.add("verify", started)
 
     note(f"filtering {len(candidates)} candidates")
     started = time.perf_counter()
@@ -332,10 +357,32 @@ def restrict_to_diff(result: ReviewResult, pr_files: dict[str, FileDiff]) -> lis
 
 def reason_kind(reason: str) -> str:
     """Group reasons that carry ids or numbers ('duplicate of llm:3') under one funnel key."""
-    for prefix in ("duplicate", "below acceptance", "over budget", "below min_severity"):
+    for prefix in (
+        "duplicate",
+        "below acceptance",
+        "over budget",
+        "below min_severity",
+        "refuted by verification",
+    ):
         if reason.startswith(prefix):
             return prefix
     return reason
+
+
+def _enclosing_finder(
+    files: dict[str, FileDiff], parsed: dict[str, ctx.ParsedFile]
+) -> Callable[[Candidate], tuple[str, int, int] | None]:
+    """(name, first line, last line) of the symbol around a candidate's lines, for verification,
+    from the index the context stage built."""
+
+    def find(cand: Candidate) -> tuple[str, int, int] | None:
+        index = parsed.get(cand.path or "")
+        if cand.line is None or cand.side != "RIGHT" or index is None or cand.path not in files:
+            return None
+        symbol = index.enclosing(cand.line, max(cand.end_line or cand.line, cand.line))
+        return (symbol.name, symbol.start_line, symbol.end_line) if symbol is not None else None
+
+    return find
 
 
 def _annotate(

@@ -250,6 +250,10 @@ class PromptRequest:
     units: list[_Unit] = field(default_factory=list, repr=False, compare=False)
     instructions: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
     options: PromptOptions = field(default_factory=PromptOptions, repr=False, compare=False)
+    #: Per-request overrides of the client's model and temperature: a review pass's own
+    #: (reviewbot.passes). None: the client's.
+    model: str | None = None
+    temperature: float | None = None
 
 
 SYSTEM_PROMPT = """\

@@ -34,6 +34,8 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
         "cluster": decision.cluster,
         "fingerprint": decision.fingerprint,
         "explore": decision.explore,
+        "verdict": cand.verdict,
+        "verify_probability": cand.verify_probability,
     }
 
 

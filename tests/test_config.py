@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from reviewbot.config import (
     CONFIG_PATH,
     DEFAULT_EXCLUDE,
+    DEFAULT_PASSES,
     ConfigError,
     RepoConfig,
     config_json_schema,
@@ -55,7 +56,8 @@ def test_no_or_empty_file_means_defaults(text: str | None) -> None:
     assert cfg.triggers.skip_authors == ["*[bot]", "dependabot*", "renovate*"]
     assert cfg.triggers.skip_labels == ["skip-review", "reviewbot:skip"]
     assert (cfg.min_severity, cfg.min_severity_by_path, cfg.max_comments) == ("low", {}, 10)
-    assert (cfg.min_acceptance, cfg.target_precision, cfg.passes) == (None, None, 1)
+    assert (cfg.min_acceptance, cfg.target_precision, cfg.passes, cfg.llm.passes) == (None, None, None, None)
+    assert (len(cfg.pass_specs()), cfg.verify) == (DEFAULT_PASSES, True)
     assert cfg.rules.model_dump() == {"disable": [], "enable": [], "severity": {}, "custom": []}
     assert cfg.path_instructions == []
     assert (cfg.llm.model, cfg.llm.temperature, cfg.llm.max_tokens_per_request) == (None, 0.0, 12000)
@@ -70,6 +72,7 @@ def test_good_fixture_loads_every_key() -> None:
     assert cfg.min_severity == "medium"
     assert cfg.min_severity_by_path == {"tests/**": "high", "src/core/**": "low"}
     assert (cfg.max_comments, cfg.target_precision, cfg.min_acceptance, cfg.passes) == (7, 0.8, None, 2)
+    assert len(cfg.pass_specs()) == 2  # the deprecated count still counts
     assert cfg.rules.severity == {"py-eval-exec": "critical"}
     assert [r.id for r in cfg.rules.custom] == ["no-requests-without-timeout"]
     assert cfg.rules.custom[0].instruction.startswith("Flag calls")  # type: ignore[union-attr]
@@ -84,7 +87,7 @@ def test_merge_precedence_defaults_then_org_then_repo() -> None:
     cfg = load_config(repo, org)
     assert cfg.max_comments == 2  # repo beats org (5) and default (10)
     assert cfg.min_severity == "high"  # org beats default, repo silent
-    assert cfg.passes == 1  # nobody set it: default
+    assert len(cfg.pass_specs()) == DEFAULT_PASSES  # nobody set it: default
     # mappings merge key by key across layers
     assert cfg.llm.temperature == 0.5  # repo
     assert cfg.llm.model == "gpt-4o-mini"  # org
@@ -152,7 +155,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     [msg] = _errors("llm:\n  zzz: 1\n")
     assert msg == (
         ".github/reviewbot.yml:2: llm.zzz: unknown key 'zzz' "
-        "(allowed: model, temperature, max_tokens_per_request)"
+        "(allowed: model, temperature, max_tokens_per_request, passes)"
     )
 
 
@@ -540,3 +543,16 @@ def test_a_bracket_inside_a_glob_class_is_literal_and_warns_nothing() -> None:
         assert glob_match("src/[[x]y.py", "src/[y.py")
         assert glob_match("src/[[x]y.py", "src/xy.py")
         assert not glob_match("src/[[x]y.py", "src/zy.py")
+
+
+def test_llm_passes_is_a_count_or_a_list_of_entries_and_wins_over_the_deprecated_key() -> None:
+    cfg = load_config("passes: 4\nllm:\n  passes:\n    - {}\n    - {model: local-coder, focus: security}\n")
+    specs = cfg.pass_specs()
+    assert [(s.model, s.focus) for s in specs] == [(None, None), ("local-coder", "security")]
+    assert len(load_config("llm:\n  passes: 3\n").pass_specs()) == 3
+    assert [e.splitlines()[0] for e in _errors("llm:\n  passes: 6\n", filename="t.yml")] == [
+        "t.yml:2: llm.passes: must be between 1 and 5 passes (got 6)"
+    ]
+    assert _errors("llm:\n  passes: []\n", filename="t.yml")
+    assert _errors("llm:\n  passes:\n    - {model: m, shots: 3}\n", filename="t.yml")
+    assert load_config("verify: false\n").verify is False

@@ -85,7 +85,9 @@ class DailyCappedWorld(CappedWorld):
 
 def test_the_installation_daily_cap_stops_the_next_review(tmp_path: Path) -> None:
     w = DailyCappedWorld(tmp_path)
-    w.gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": "min_acceptance: 0.01\nmax_comments: 50\n"})
+    # verify: false keeps the first review's tokens (the review requests alone) under the cap
+    config = "min_acceptance: 0.01\nmax_comments: 50\nverify: false\n"
+    w.gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": config})
     w.start_worker()
     try:
         first = big_pull(w, 1, files=3)
@@ -124,10 +126,20 @@ def test_apply_limits_caps_passes_and_models_and_leaves_the_rest() -> None:
     config = load_config("passes: 4\nllm:\n  model: big\n  temperature: 0.3\n")
     limits = OperatorLimits(max_passes=2, allowed_models=("small",))
     capped, notes = apply_limits(config, limits, "small")
-    assert capped.passes == 2 and capped.llm.model is None and capped.llm.temperature == 0.3
+    assert len(capped.pass_specs()) == 2 and capped.llm.model is None and capped.llm.temperature == 0.3
     assert len(notes) == 2
     same, none = apply_limits(config, OperatorLimits(), "small")
     assert same is config and none == []
+
+
+def test_apply_limits_holds_each_pass_to_the_allowed_models() -> None:
+    config = load_config("llm:\n  passes:\n    - {model: small}\n    - {model: big, focus: security}\n")
+    capped, notes = apply_limits(config, OperatorLimits(allowed_models=("small",)), "small")
+    assert [(p.model, p.focus) for p in capped.pass_specs()] == [("small", None), (None, "security")]
+    assert notes == [
+        "llm.passes[1].model: 'big' is not among the models the operator allows "
+        "(REVIEWBOT_LLM_ALLOWED_MODELS); that pass uses the repository's model"
+    ]
 
 
 def test_token_cap_takes_the_tighter_of_per_pr_and_what_is_left_today() -> None:

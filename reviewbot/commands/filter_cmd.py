@@ -17,7 +17,7 @@ import typer
 
 from reviewbot.acceptance import AcceptanceModel, HistoryRow, ModelBank, load_prior
 from reviewbot.dedup import fingerprint
-from reviewbot.models import Candidate
+from reviewbot.models import Candidate, Verdict
 from reviewbot.noise import FilterSettings, decisions_as_rows, filter_review, prepare_history, threshold_for
 
 
@@ -89,11 +89,13 @@ def _opt_bool(obj: dict[str, Any], key: str, line_no: int) -> bool | None:
     raise InputError(line_no, f"field {key!r} must be true or false, got {value!r}")
 
 
-def _verdict(obj: dict[str, Any], line_no: int) -> str | None:
+def _verdict(obj: dict[str, Any], line_no: int) -> Verdict | None:
     value = _opt(obj, "verdict", str, line_no)
-    if value is not None and value not in ("confirmed", "refuted", "unsure"):
-        raise InputError(line_no, f"field 'verdict' must be confirmed, refuted or unsure, got {value!r}")
-    return value
+    if value is None:
+        return None
+    if value == "confirmed" or value == "refuted" or value == "unsure":
+        return value
+    raise InputError(line_no, f"field 'verdict' must be confirmed, refuted or unsure, got {value!r}")
 
 
 def _probability(obj: dict[str, Any], key: str, line_no: int) -> float | None:

@@ -41,6 +41,13 @@ model behind a small window. A responder may return `Fault(status, body)` to fai
 
 Helpers for responders: `prompt_text(request_json)` and `diff_lines(request_json)` (the diff
 blocks of a reviewbot prompt, as {path: [(side, line, code), ...]}).
+
+Verification requests (reviewbot.verify) have a lane of their own: they never consume the queue
+nor reach the responder, are recorded in `verify_requests` (not `requests`), and are answered by
+`verifier(item) -> "confirmed" | "refuted" | "unsure" | dict` once per finding of the request
+(`verify_items(request_json)` shows what an item holds); without a verifier every finding is
+"unsure". `reply_delay(request_json, content) -> seconds` delays any answer by what it returns
+(a latency model: time to first token plus decoding).
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ class Received:
     body: dict[str, Any] | None
     at: float  # time.monotonic() on arrival
     status: int = 0  # what the fake answered (0 when the client went away first)
+    answered: float | None = None  # time.monotonic() when the answer was sent
 
 
 def _dump(reply: Reply) -> str:
@@ -157,6 +165,48 @@ def diff_lines(request_json: dict[str, Any]) -> dict[str, list[tuple[str, int, s
     return out
 
 
+_FINDING = re.compile(
+    r'<finding-([0-9a-f]+) id="([^"]*)" path="([^"]*)"(?: line="(\d+)")?>\n(.*?)\n</finding-\1>', re.DOTALL
+)
+_CODE = re.compile(r'<code-([0-9a-f]+) id="([^"]*)"[^>]*>\n(.*?)\n</code-\1>', re.DOTALL)
+_CODE_ROW = re.compile(r"^(>>|  ) +(?:old )?(\d+) (?:\||[+ -]) ?(.*)$")
+
+
+def is_verification(request_json: dict[str, Any]) -> bool:
+    """Whether a chat request is one of reviewbot's verification requests."""
+    return "<finding-" in prompt_text(request_json)
+
+
+def verify_items(request_json: dict[str, Any]) -> list[dict[str, Any]]:
+    """The findings of a verification request: id, path, line, claim, and code as
+    [(line number, text, marked as the finding's own line)]."""
+    import html
+
+    text = prompt_text(request_json)
+    codes: dict[str, list[tuple[int, str, bool]]] = {}
+    for _nonce, key, body in _CODE.findall(text):
+        rows = [_CODE_ROW.match(row) for row in body.split("\n")]
+        codes[key] = [(int(m.group(2)), m.group(3), m.group(1) == ">>") for m in rows if m]
+    return [
+        {"id": key, "path": html.unescape(path), "line": int(line) if line else None, "claim": claim,
+         "code": codes.get(key, [])}
+        for _nonce, key, path, line, claim in _FINDING.findall(text)
+    ]  # fmt: skip
+
+
+def verdicts(request_json: dict[str, Any], verifier: Callable[[dict[str, Any]], Any] | None = None) -> str:
+    """The reply to a verification request: `verifier(item)` per finding, "unsure" without one."""
+    out = []
+    for item in verify_items(request_json):
+        answer = verifier(item) if verifier is not None else "unsure"
+        if isinstance(answer, str):
+            answer = {"verdict": answer}
+        marked = [n for n, _text, mine in item["code"] if mine]
+        out.append({"id": item["id"], "verdict": "unsure", "probability": 0.5,
+                    "line": marked[0] if marked else item["line"], "why": "", **answer})  # fmt: skip
+    return json.dumps({"verdicts": out})
+
+
 class _FaultRaised(Exception):
     def __init__(self, fault: Fault) -> None:
         self.fault = fault
@@ -182,6 +232,8 @@ class FakeLLM:
         quota_exhausted: bool = False,
         api_key: str | None = None,
         azure_api_version: str | None = None,
+        verifier: Callable[[dict[str, Any]], str | dict[str, Any]] | None = None,
+        reply_delay: Callable[[dict[str, Any], str], float] | None = None,
     ) -> None:
         self.model = model
         self.context_window = context_window
@@ -195,6 +247,9 @@ class FakeLLM:
         self.truncated_prompts = 0  # Ollama style: prompts whose start was dropped silently
         self.refused: list[tuple[int, str]] = []  # (status, error body) of every refusal sent
         self.responder = responder
+        self.verifier = verifier
+        self.reply_delay = reply_delay
+        self.verify_requests: list[dict[str, Any]] = []  # verification request bodies, in order
         if reject_response_format is True:
             self.reject_response_format: set[str] = {"json_schema", "json_object", "text"}
         elif reject_response_format is False:
@@ -339,6 +394,9 @@ class FakeLLM:
                 raise _FaultRaised(reply)
             return _dump(reply)
         return _dump(self.default_reply)
+
+    def _verdicts(self, request_json: dict[str, Any]) -> str:
+        return verdicts(request_json, self.verifier)
 
     def _completion(self, request_json: dict[str, Any], content: str) -> dict[str, Any]:
         with self._lock:
@@ -491,6 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._record is not None:
             self._record.status = status
+            self._record.answered = time.monotonic()
 
     _record: Received | None = None
 
@@ -546,7 +605,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ),
             )
             return
-        fake.requests.append(body)
+        (fake.verify_requests if is_verification(body) else fake.requests).append(body)
         with fake._lock:
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
@@ -565,6 +624,16 @@ class _Handler(BaseHTTPRequestHandler):
             with fake._lock:
                 fake.refused.append(refused)
             self._send(*refused)
+            return
+        if is_verification(body):
+            try:
+                content = fake._verdicts(body)
+            except Exception as exc:  # a raising verifier answers 500 (and stays loud in the log)
+                self._send(500, json.dumps({"error": {"message": f"verifier raised {exc!r}", "code": 500}}))
+                raise
+            if fake.reply_delay is not None and fake._stop.wait(fake.reply_delay(body, content)):
+                return
+            self._send(200, json.dumps(fake._completion(body, content)))
             return
         action = fake._next_action(body)
         if action.delay and fake._stop.wait(action.delay):
@@ -601,4 +670,6 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as exc:  # a broken responder is a test bug: make it loud
                 self._send(500, json.dumps({"error": {"message": f"responder raised {exc!r}", "code": 500}}))
                 raise
+            if fake.reply_delay is not None and fake._stop.wait(fake.reply_delay(body, content)):
+                return
             self._send(200, json.dumps(fake._completion(body, content)))
