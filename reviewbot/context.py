@@ -238,6 +238,16 @@ def hunk_contexts(
     return out
 
 
+def symbol_at(ctx: HunkContext, line: int) -> Symbol | None:
+    """The innermost symbol of the hunk's context that encloses `line` (new-file numbering).
+
+    A finding's fingerprint names this symbol, not the hunk's: a new file is one hunk whose
+    enclosing symbol is none, and a hunk may span several functions."""
+    around = [s for s in (*ctx.changed_symbols, ctx.enclosing) if s is not None]
+    inside = [s for s in around if s.start_line <= line <= s.end_line]
+    return min(inside, key=lambda s: (s.end_line - s.start_line, -s.start_line), default=None)
+
+
 # --------------------------------------------------------------------------- internals
 
 

@@ -242,6 +242,11 @@ def extract_suggestion(body: str) -> str | None:
     return m.group(1)
 
 
+def without_suggestion(body: str) -> str:
+    """The comment text alone: what the model scored before the suggestion block was added."""
+    return _SUGGESTION.sub("", body.replace("\r\n", "\n")).rstrip()
+
+
 def suggestion_applied(
     old_text: str, new_text: str | None, start: int, end: int | None, suggestion: str
 ) -> bool:

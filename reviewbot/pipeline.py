@@ -403,6 +403,9 @@ def _annotate(
         if index is not None:
             cand.hunk_size = cand.hunk_size or len(file.hunks[index].lines)
             hunk_ctx = contexts.get(file.path, [])
-            enclosing = hunk_ctx[index].enclosing if index < len(hunk_ctx) else None
+            here = hunk_ctx[index] if index < len(hunk_ctx) else None
+            # the symbol around the finding's line (new-file lines: RIGHT), else the hunk's
+            on_new = cand.side != "LEFT"
+            enclosing = (ctx.symbol_at(here, cand.line) if on_new else here.enclosing) if here else None
             if enclosing is not None and not cand.symbol:
                 cand.symbol = enclosing.name

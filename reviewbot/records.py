@@ -22,6 +22,7 @@ from typing import Any
 
 from reviewbot.feedback import LabelEvent, resolve_outcome, silences
 from reviewbot.models import Decision
+from reviewbot.render import suggestion_block
 from reviewbot.signals import persisted_signals
 from reviewbot.store import Store
 
@@ -159,7 +160,8 @@ class NewFinding:
             end_line=c.end_line,
             side=c.side,
             title=c.title,
-            body=c.body,
+            # the suggestion block as posted: feedback reads it back to label 'suggestion'
+            body=c.body if c.suggestion is None else f"{c.body}\n\n{suggestion_block(c.suggestion)}",
             severity=d.severity,
             category=d.category,
             source=c.source,
@@ -631,6 +633,16 @@ def count_labels_after(store: Store, t: Tenant, after_id: int) -> int:
         (t.installation_id, t.repo, after_id),
     ).fetchone()
     return int(row[0])
+
+
+def first_label_at(store: Store, t: Tenant, after_id: int = 0) -> str | None:
+    """When the oldest training label with an id above `after_id` arrived (None: there is none)."""
+    row = store.conn.execute(
+        "SELECT MIN(at) FROM feedback WHERE installation_id = ? AND repo = ? AND id > ? "
+        "AND source != 'suppressed_followup'",
+        (t.installation_id, t.repo, after_id),
+    ).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
 
 
 def poll_etag(store: Store, t: Tenant, comment_id: int) -> str | None:

@@ -171,6 +171,14 @@ def _fence(code: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def suggestion_block(suggestion: str) -> str:
+    """The ```suggestion block GitHub offers to apply; also stored with the finding, where
+    feedback reads it back to tell an applied suggestion from any fixing commit."""
+    code = suggestion[:-1] if suggestion.endswith("\n") else suggestion
+    fence = _fence(code)
+    return f"{fence}suggestion\n{code}\n{fence}"
+
+
 def render_comment(decision: Decision) -> str:
     """Bold title, body, an optional ```suggestion block, a badge line, the hidden marker."""
     c = decision.candidate
@@ -182,9 +190,7 @@ def render_comment(decision: Decision) -> str:
     if body:
         parts.append(body)
     if c.suggestion is not None:
-        code = c.suggestion[:-1] if c.suggestion.endswith("\n") else c.suggestion
-        fence = _fence(code)
-        parts.append(f"{fence}suggestion\n{code}\n{fence}")
+        parts.append(suggestion_block(c.suggestion))
     badges = [f"`{decision.severity}`", f"`{decision.category}`"]
     if c.rule_id:
         badges.append(f"rule `{c.rule_id}`")

@@ -1,12 +1,16 @@
 """Retrain a repo's acceptance model from its labels; keep every version; never ship a worse one.
 
-A retrain is due after `min_new_labels` new training labels, or once a day when any arrived. The
-newest labels (`holdout_fraction`, at least `min_holdout`) are held back: a candidate model is
-fitted on the older ones and scored on them next to the active version (or the prior). If the
-candidate's log loss on those recent labels is worse than the active one's, it is stored with its
-metrics but not activated: the previous version stays (is restored as) the active one. Otherwise
-it is refitted on all labels and activated. Log loss, not AUC, decides, because it is defined
-even when the held-back labels are all of one kind; AUC is recorded next to it.
+A retrain is due after `min_new_labels` new training labels (a few: three dismissals can change a
+decision), or once a day when any arrived, the first model included. The candidate is judged on
+labels newer than everything the active model saw (a time split): it is fitted on the labels the
+active model was trained on, and both are scored on the new ones, so the active model is never
+judged on its own training rows (which made every retrain after the first look worse). With no
+active model the newest labels (`holdout_fraction`, at least `min_holdout`) are held back and the
+prior is the baseline. If the candidate's log loss on the held-back labels is worse than the
+baseline's, it is stored with its metrics but not activated: the previous version stays (is
+restored as) the active one. Otherwise it is refitted on all labels and activated. Log loss, not
+AUC, decides, because it is defined even when the held-back labels are all of one kind; AUC is
+recorded next to it, with the decision, both scores and the rows used.
 
 Model parameters are stored as JSON (`AcceptanceModel.to_json`), never pickle.
 """
@@ -22,7 +26,7 @@ from typing import Any
 
 from reviewbot import records
 from reviewbot.acceptance import AcceptanceModel, HistoryRow, auc, train
-from reviewbot.feedback import resolve_outcome
+from reviewbot.feedback import resolve_outcome, without_suggestion
 from reviewbot.models import Candidate
 from reviewbot.records import Tenant
 from reviewbot.signals import restore_signals
@@ -33,11 +37,13 @@ TrainFn = Callable[[Sequence[HistoryRow], AcceptanceModel], AcceptanceModel]
 
 @dataclass(frozen=True, slots=True)
 class RetrainPolicy:
-    min_new_labels: int = 20
+    #: New labels that trigger a retrain at once: a few can change a decision.
+    min_new_labels: int = 3
     max_age: timedelta = timedelta(days=1)
+    #: Held back from the first model only (later ones are judged on the labels after the active one).
     holdout_fraction: float = 0.2
-    min_holdout: int = 5
-    min_train: int = 10
+    min_holdout: int = 1
+    min_train: int = 2
     #: The candidate may be this much worse in log loss and still ship (noise on small holdouts).
     tolerance: float = 0.0
 
@@ -66,7 +72,7 @@ def _candidate(r: dict[str, Any]) -> Candidate:
         id=str(r["id"]),
         path=r["path"],
         line=r["line"],
-        body=r["body"],
+        body=without_suggestion(r["body"]),
         title=r["title"] or "",
         end_line=r["end_line"],
         side=r["side"] or "RIGHT",
@@ -111,17 +117,22 @@ def labelled_findings(store: Store, t: Tenant) -> list[LabelledFinding]:
 def is_due(
     store: Store, t: Tenant, *, now: datetime, policy: RetrainPolicy = RetrainPolicy()
 ) -> tuple[bool, str]:
-    """(due?, why): enough new labels since the last version, or a day old with any new label."""
+    """(due?, why): enough new labels since the last version, or any new label a day old.
+
+    The age rule counts from the last version, or, before the first one, from the oldest label:
+    the daily trigger creates the first model too."""
     versions = records.model_versions(store, t)
     last = versions[-1] if versions else None
     seen = int(last.metrics.get("feedback_id_max", 0)) if last else 0
     new = records.count_labels_after(store, t, seen)
     if new >= policy.min_new_labels:
         return True, f"{new} new labels (>= {policy.min_new_labels})"
-    if last and new > 0:
-        age = now - datetime.fromisoformat(last.created_at)
+    if new > 0:
+        since = last.created_at if last else records.first_label_at(store, t, seen)
+        age = now - datetime.fromisoformat(since) if since else timedelta(0)
         if age >= policy.max_age:
-            return True, f"{new} new labels and the last model is {age} old"
+            what = "the last model is" if last else "there is no model yet and the oldest label is"
+            return True, f"{new} new labels and {what} {age} old"
     return False, f"{new} new labels"
 
 
@@ -137,6 +148,21 @@ def _log_loss(scores: Sequence[float], labels: Sequence[bool], weights: Sequence
 
 def _score(model: AcceptanceModel, rows: Sequence[HistoryRow]) -> list[float]:
     return model.score([r.candidate for r in rows], [r.support for r in rows])
+
+
+def _time_split(
+    data: Sequence[LabelledFinding], current: records.ModelVersion | None, policy: RetrainPolicy
+) -> tuple[list[LabelledFinding], list[LabelledFinding], str]:
+    """(train, held back, how): the labels after everything the active model saw, or, before
+    the first model, the newest `holdout_fraction` (the prior saw none of this repo's labels)."""
+    if current is not None:
+        seen = int(current.metrics.get("feedback_id_max", 0))
+        older = [lf for lf in data if lf.feedback_id <= seen]
+        return older, [lf for lf in data if lf.feedback_id > seen], f"after v{current.version}"
+    n_hold = max(policy.min_holdout, int(len(data) * policy.holdout_fraction))
+    if len(data) - n_hold < policy.min_train:
+        return list(data), [], "newest"
+    return list(data[:-n_hold]), list(data[-n_hold:]), "newest"
 
 
 def _finite(x: float) -> float | None:
@@ -155,15 +181,16 @@ def retrain_repo(
     """Fit, compare on the held-back recent labels, store the new version, activate it or not."""
     fit: TrainFn = train_fn or (lambda rows, base: train(rows, base, repo=t.repo))
     data = labelled_findings(store, t)
-    n_hold = max(policy.min_holdout, int(len(data) * policy.holdout_fraction))
-    if len(data) - n_hold < policy.min_train:
+    current = next((v for v in reversed(records.model_versions(store, t)) if v.active), None)
+    older, recent, split = _time_split(data, current, policy)
+    if current is not None and not recent:
+        return RetrainResult(t.repo, None, False, f"no labels newer than v{current.version}")
+    if not recent or len(older) < policy.min_train:
         return RetrainResult(t.repo, None, False, f"only {len(data)} labelled findings")
-    older, recent = data[:-n_hold], data[-n_hold:]
     hold_rows = [lf.row for lf in recent]
     hold_y = [r.accepted for r in hold_rows]
     hold_w = [lf.weight for lf in recent]
 
-    current = next((v for v in reversed(records.model_versions(store, t)) if v.active), None)
     baseline = AcceptanceModel.from_json(current.params) if current else prior
     base_scores = _score(baseline, hold_rows)
     cand_scores = _score(fit([lf.row for lf in older], prior), hold_rows)
@@ -172,7 +199,12 @@ def retrain_repo(
     # Ship a model that saw every label, once the held-back ones have vouched for the method.
     final = fit([lf.row for lf in data], prior) if better else fit([lf.row for lf in older], prior)
     metrics: dict[str, Any] = {
+        "split": split,
         "holdout_n": len(recent),
+        "holdout_findings": [int(lf.row.candidate.id) for lf in recent],
+        "holdout_feedback_ids": [lf.feedback_id for lf in recent],
+        "train_feedback_id_max": max((lf.feedback_id for lf in older), default=0),
+        "candidate_train_n": len(older),
         "holdout_log_loss": round(new_ll, 6),
         "holdout_auc": _finite(auc(cand_scores, hold_y)),
         "previous_version": current.version if current else None,

@@ -20,11 +20,11 @@ from reviewbot import records
 from reviewbot.acceptance import AcceptanceModel, FeatureConfig
 from reviewbot.feedback_poll import feedback_handlers, handle_event, poll_reactions, schedule_feedback_jobs
 from reviewbot.github import GitHubClient, Limits
-from reviewbot.models import Candidate
+from reviewbot.models import Candidate, Decision
 from reviewbot.queue import JobQueue
 from reviewbot.records import Tenant
-from reviewbot.render import ReviewComment, fingerprint_marker
-from reviewbot.retrain import RetrainPolicy, retrain_handler, retrain_repo
+from reviewbot.render import ReviewComment, fingerprint_marker, render_comment
+from reviewbot.retrain import RetrainPolicy, labelled_findings, retrain_handler, retrain_repo
 from reviewbot.stats import repo_stats
 from reviewbot.store import Store
 from reviewbot.worker import Worker
@@ -474,3 +474,38 @@ async def test_replies_count_only_from_write_access_or_the_pr_author(world: Worl
         await handle_event(w.store, w.client, "pull_request_review_comment", payload, now=T0)
     assert w.labels(17) == []
     assert w.labels(18) == [("accepted", "reply", 1.0)]
+
+
+async def test_an_applied_suggestion_is_labelled_from_the_rows_production_writes(
+    fake: tuple[FakeGitHub, list[float]],
+) -> None:
+    """Issue #17: the stored body lacked the suggestion block, so an applied suggestion was
+    labelled 'commit'. Here the comment and the findings row come from the production paths
+    (render_comment, NewFinding.from_decision, finish_review): nothing is inserted by hand."""
+    gh, _clock = fake
+    gh.add_repo(REPO, installation_id=7, files_at_default={"README.md": "shop\n"})
+    pr = gh.add_pull(REPO, 1, head_files={"app/db.py": text(DB)})
+    client = GitHubClient.with_token(
+        gh.issue_token(7), base_url=gh.base_url, bot_login=BOT, limits=Limits(write_interval=0.0)
+    )
+    cand = Candidate(id="llm:1", path="app/db.py", line=8, body=SQL, title="SQL injection",
+                     category="security", severity="high", suggestion=SUGGESTION + "\n")  # fmt: skip
+    decision = Decision(cand, "post", "posted", 0.9, "high", "security", "c1", "fp-sugg")
+    comment = ReviewComment("app/db.py", 8, "RIGHT", render_comment(decision), "fp-sugg")
+    posted = await client.post_review(REPO, 1, commit_id=pr.head_sha, body="review", comments=[comment])
+    store = Store.open(":memory:")
+    review_id = records.claim_review(store, T, 1, pr.head_sha, "b" * 40, T0.isoformat())
+    row = records.NewFinding.from_decision(decision, pr=1, comment_id=posted.comment_ids["fp-sugg"])
+    records.finish_review(store, T, review_id, github_review_id=posted.review_id, check_run_id=None,
+                          funnel={}, usage={}, findings=[row], now=T0.isoformat())  # fmt: skip
+    [finding] = records.pr_findings(store, T, 1)
+    new = list(DB)
+    new[7] = SUGGESTION
+    sha = gh.push(REPO, 1, {"app/db.py": text(new)})
+    payload = {"action": "synchronize", "after": sha, "pull_request": {"number": 1, "head": {"sha": sha}}}
+    events = await handle_event(store, client, "pull_request", _payload(payload), now=T0 + timedelta(hours=1))
+    assert [(e.finding_id, e.label, e.source) for e in events] == [(finding.id, "accepted", "suggestion")]
+    # the model still sees the comment's text alone, as it scored it
+    [lf] = labelled_findings(store, T)
+    assert lf.row.candidate.body == SQL
+    store.close()

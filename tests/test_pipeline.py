@@ -57,3 +57,28 @@ def test_reason_kind_groups_reasons_that_carry_ids_or_numbers() -> None:
     assert reason_kind("below acceptance threshold 0.50") == "below acceptance"
     assert reason_kind("over budget (max_comments=10)") == "over budget"
     assert reason_kind("dismissed before") == "dismissed before"
+
+
+def test_a_dismissed_finding_is_not_raised_again_elsewhere_in_the_same_function() -> None:
+    """Issue #17: the fingerprint named the hunk's symbol, none for a new file (one hunk around
+    every function), so a finding dismissed there came back, named after its function, when a
+    later PR touched that function. It names the symbol around the finding's line now."""
+    config = load_config("languages: [python]\n")
+    rules = ruleset_from_config(config.rules)
+    first = "def compute(expr):\n    value = eval(expr)\n    return value\n\n\ndef other(x):\n    return x\n"
+    pr1 = asyncio.run(
+        review_change(Change(unified("app/calc.py", "", first), lambda _p: first), config=config,
+                      rules=rules, model=load_prior(), explore=False)  # fmt: skip
+    )
+    [found] = [d for d in pr1.posted + pr1.suppressed if d.candidate.rule_id == "py-eval-exec"]
+    assert found.candidate.symbol == "compute"
+    second = first.replace("    return value\n", "    more = eval(expr + '1')\n    return value + more\n")
+    pr2 = asyncio.run(
+        review_change(Change(unified("app/calc.py", first, second), lambda _p: second), config=config,
+                      rules=rules, model=load_prior(), explore=False,
+                      dismissed_fingerprints={found.fingerprint})  # fmt: skip
+    )
+    again = [d for d in pr2.posted + pr2.suppressed if d.candidate.rule_id == "py-eval-exec"]
+    assert again and all(d.candidate.line == 3 and d.decision == "suppress" for d in again)
+    assert all(d.fingerprint == found.fingerprint for d in again)
+    assert [d.candidate.line for d in again if "dismissed" in d.reason] == [3]

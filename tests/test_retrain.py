@@ -124,7 +124,70 @@ def test_a_worse_model_is_stored_but_the_previous_stays_active(store: Store) -> 
 
 def test_too_few_labels_is_not_an_error() -> None:
     s = Store.open(":memory:")
-    _label(s, 3, USEFUL, "py.sql-injection", True, start=0)
+    _label(s, 2, USEFUL, "py.sql-injection", True, start=0)
     result = retrain_repo(s, T, now=NOW, prior=flat_prior())
-    assert result.version is None and "only 3" in result.reason
+    assert result.version is None and "only 2" in result.reason
     assert active_model(s) is None
+
+
+def test_each_candidate_is_judged_on_labels_newer_than_the_active_model_saw(store: Store) -> None:
+    """Issue #17: v2..v5 were all rejected, judged on rows v1 was trained on. Now every later
+    version is scored only on labels that arrived after the active model's, and, the labels
+    agreeing with what was learned, each one is activated; the rows used are recorded."""
+    prior = flat_prior()
+    first = retrain_repo(store, T, now=NOW, prior=prior)
+    assert first.activated and first.metrics["split"] == "newest"
+    seen = first.metrics["feedback_id_max"]
+    for k in range(4):
+        _label(store, 2, NOISY, "py.bare-except", False, start=1000 + k * 10)
+        _label(store, 2, USEFUL, "py.sql-injection", True, start=1005 + k * 10)
+        assert is_due(store, T, now=NOW + timedelta(days=k + 1))[0]
+        result = retrain_repo(store, T, now=NOW + timedelta(days=k + 1), prior=prior)
+        m = result.metrics
+        assert result.activated and result.version == k + 2, result.reason
+        assert m["decision"] == "activated" and m["split"] == f"after v{k + 1}"
+        assert m["previous_version"] == k + 1 and m["holdout_n"] == 4
+        assert min(m["holdout_feedback_ids"]) > seen >= m["train_feedback_id_max"]
+        assert len(m["holdout_findings"]) == 4
+        seen = m["feedback_id_max"]
+    versions = records.model_versions(store, T)
+    assert [v.active for v in versions] == [False, False, False, False, True]
+    # the recorded decision and both scores are there for the dashboard
+    recorded = {"holdout_log_loss", "previous_log_loss", "decision", "holdout_findings"}
+    assert recorded <= set(versions[-1].metrics)
+
+
+def test_a_rejected_candidate_widens_the_next_holdout(store: Store) -> None:
+    """After a rejection the active model is still the old one: the next candidate is judged on
+    every label after it, those before the rejection included."""
+    prior = flat_prior()
+    retrain_repo(store, T, now=NOW, prior=prior)
+
+    def sabotaged(rows: Sequence[HistoryRow], base: AcceptanceModel) -> AcceptanceModel:
+        flipped = [HistoryRow(r.candidate, not r.accepted, r.at, r.support) for r in rows]
+        return train(flipped, base, repo=REPO)
+
+    _label(store, 3, NOISY, "py.bare-except", False, start=900)
+    assert not retrain_repo(store, T, now=NOW + timedelta(days=1), prior=prior, train_fn=sabotaged).activated
+    _label(store, 3, USEFUL, "py.sql-injection", True, start=950)
+    third = retrain_repo(store, T, now=NOW + timedelta(days=2), prior=prior)
+    assert third.activated and third.metrics["split"] == "after v1" and third.metrics["holdout_n"] == 6
+
+
+def test_few_new_labels_make_a_retrain_due() -> None:
+    s = Store.open(":memory:")
+    _label(s, 2, NOISY, "py.bare-except", False, start=0)
+    assert not is_due(s, T, now=NOW - timedelta(days=30, hours=-3))[0]
+    _label(s, 1, NOISY, "py.bare-except", False, start=2)
+    due, why = is_due(s, T, now=NOW - timedelta(days=30, hours=-3))
+    assert due and "3 new labels" in why
+
+
+def test_the_daily_trigger_creates_the_first_model() -> None:
+    """Issue #17: with labels and no version, `is_due` never applied the age rule."""
+    s = Store.open(":memory:")
+    _label(s, 2, USEFUL, "py.sql-injection", True, start=0)
+    first_at = NOW - timedelta(days=30)
+    assert not is_due(s, T, now=first_at + timedelta(hours=12))[0]
+    due, why = is_due(s, T, now=first_at + timedelta(days=1, minutes=1))
+    assert due and "no model yet" in why
