@@ -120,7 +120,8 @@ def _as_int(value: object) -> int:
 
 @dataclass(slots=True)
 class ReviewOutcome:
-    """What a review job did: posted | recorded | skipped | config_error | superseded."""
+    """What a review job did: posted | quiet (nothing to post on a push: no new review, the
+    check run only) | recorded | skipped | config_error | superseded."""
 
     status: str
     reason: str = ""
@@ -453,6 +454,15 @@ class ReviewJobHandler:
         timings: dict[str, float],
         started: float,
     ) -> ReviewOutcome:
+        if self._quiet(req, result):
+            # Nothing worth a comment on a PR the bot already reviewed: no new review (it would
+            # only say so); the check run still carries the funnel, the row marks the head done.
+            check_run_id = await self._check_run(gh, req, result)
+            self._record(req, review_id, None, check_run_id, result, {})
+            self._observe(req, result, timings, started)
+            return ReviewOutcome(
+                "quiet", "nothing worth a comment", review_id, None, 0, check_run_id, timings
+            )
         t = time.perf_counter()
         body = render_review_summary(result) + "\n\n" + head_marker(req.head_sha)
         if req.force and req.job_id is not None:
@@ -483,6 +493,15 @@ class ReviewJobHandler:
         return ReviewOutcome(
             "posted", "", review_id, posted.review_id, len(result.posted), check_run_id, timings
         )
+
+    def _quiet(self, req: ReviewRequest, result: ReviewResult) -> bool:
+        """True for a push with nothing to post on a PR that already has the bot's review (an
+        explicit `@reviewbot review` is always answered)."""
+        if result.posted or req.force:
+            return False
+        with self.lock:
+            before = records.last_posted_head(self.store, req.tenant, req.pr, other_than=req.head_sha)
+        return before is not None
 
     async def _check_run(self, gh: GitHubClient, req: ReviewRequest, result: ReviewResult) -> int | None:
         title, summary, text = render_check_run(result)
@@ -596,7 +615,7 @@ class ReviewJobHandler:
         self,
         req: ReviewRequest,
         review_id: int,
-        github_review_id: int,
+        github_review_id: int | None,
         check_run_id: int | None,
         result: ReviewResult,
         comment_ids: dict[str, int],

@@ -256,14 +256,15 @@ def finish_review(
     t: Tenant,
     review_id: int,
     *,
-    github_review_id: int,
+    github_review_id: int | None,
     check_run_id: int | None,
     funnel: Mapping[str, Any],
     usage: Mapping[str, Any],
     findings: Iterable[NewFinding],
     now: str,
 ) -> None:
-    """The review is on GitHub: mark it posted and store every decision, in one transaction."""
+    """The review is on GitHub (or, with no `github_review_id`, was quiet: nothing to post on a
+    push): mark the head reviewed and store every decision, in one transaction."""
     with store.transaction() as conn:
         conn.execute(
             "UPDATE reviews SET state = 'posted', github_review_id = ?, check_run_id = ?, funnel = ?, "

@@ -620,3 +620,39 @@ def test_config_error_check_names_file_and_line() -> None:
         load_config("max_comments: 3\nmin_severity: loud\n")
     title, summary, text = config_error_check(err.value.messages)
     assert ".github/reviewbot.yml:2" in title and "min_severity" in text and "not reviewed" in summary
+
+
+def test_a_push_with_nothing_to_post_adds_no_review(world: World) -> None:
+    """Issue #17: every fixing push got a new review saying 'found nothing worth a comment'.
+    Now such a push adds no review; its check run carries the funnel, and the head counts as
+    reviewed (a redelivery does not review it again)."""
+    gh = world.gh
+    gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+    pr = gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})})
+    world.deliver("pull_request", world.pr_event("opened", pr))
+    world.settle()
+    [first] = world.reviews()
+    assert [c["line"] for c in first["comments"]] == [3]
+
+    old = pr.head_sha
+    fixed = gh.push(REPO, 1, {"a.py": module(20)})  # the fix: nothing new to say
+    world.deliver("pull_request", world.pr_event("synchronize", pr, before=old))
+    world.settle()
+    assert world.reviews() == [first]
+    [check] = world.checks(fixed)
+    assert check["output"]["title"].startswith("0 comments posted from")
+    assert world.rows("SELECT state, github_review_id FROM reviews WHERE head_sha = ?", fixed) == [
+        ("posted", None)
+    ]
+    llm_calls = len(world.llm.requests)
+    world.deliver("pull_request", world.pr_event("synchronize", pr, before=old))
+    world.settle()
+    assert world.reviews() == [first] and len(world.llm.requests) == llm_calls
+    assert len(world.checks(fixed)) == 1
+
+    # a later push with something to say is reviewed as usual, from the quiet head on
+    gh.push(REPO, 1, {"b.py": module(20, {9: "b9"}, name="g")})
+    world.deliver("pull_request", world.pr_event("synchronize", pr, before=fixed))
+    world.settle()
+    _, later = world.reviews()
+    assert [(c["path"], c["line"]) for c in later["comments"]] == [("b.py", 9)]
