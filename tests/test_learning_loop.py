@@ -1,0 +1,158 @@
+"""The learning loop as a team lives it, through the App path (issue #17).
+
+The real server and worker wiring (`serve_cmd.build_handlers`: review, feedback, retrain) over one
+SQLite file, FakeGitHub and FakeLLM over HTTP. One PR a day, each adding a new file (so every
+finding is at a new location): the fake model flags two kinds of finding. The team always
+dismisses one kind with a reply ("false positive, we don't care") and always accepts the other
+("good catch, fixed"); the replies arrive as signed webhooks. Measured: after how many explicit
+dismissals the dismissed kind stops being posted at new locations, that the accepted kind keeps
+posting, and that model versions keep being activated as new labels arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from reviewbot import records
+from reviewbot.commands.serve_cmd import build_handlers
+from reviewbot.github import GitHubApp
+from reviewbot.queue import JobQueue
+from reviewbot.records import Tenant
+from reviewbot.store import Store
+from tests.fakes.fake_llm import diff_lines
+from tests.test_app_e2e import INSTALLATION, REPO, World
+
+DAYS = 8
+#: At most this many explicit dismissals before the dismissed kind stops at new locations.
+DISMISSALS_TO_SILENCE = 3
+NOISE = "Consider adding a docstring that explains what this helper is for and what it returns."
+CONFIG = {".github/reviewbot.yml": "min_acceptance: 0.1\n"}
+
+
+def two_kinds(request_json: dict[str, Any]) -> dict[str, Any]:
+    """A `# BUG` line: a real bug (accepted by the team); a `# NOISE` line: a docs nit (dismissed)."""
+    findings = []
+    for path, lines in diff_lines(request_json).items():
+        for side, line, code in lines:
+            if side != "RIGHT":
+                continue
+            if "BUG" in code:
+                findings.append({
+                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
+                    "category": "bug", "confidence": 0.9, "title": "Division by zero on an empty list",
+                    "body": f"`{code.strip()}` divides by zero when `xs` is empty.", "suggestion": None,
+                    "quoted_code": code,
+                })  # fmt: skip
+            elif "NOISE" in code:
+                findings.append({
+                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "medium",
+                    "category": "maintainability", "confidence": 0.9, "title": "Missing docstring",
+                    "body": NOISE, "suggestion": None, "quoted_code": code,
+                })  # fmt: skip
+    return {"findings": findings}
+
+
+def day_file(day: int) -> str:
+    return "\n".join([
+        f"def helper_{day}(xs):",
+        f"    n_{day} = len(xs)  # NOISE",
+        f"    return n_{day}",
+        "",
+        "",
+        f"def mean_{day}(xs):",
+        f"    return sum(xs) / len(xs)  # BUG {day}",
+    ]) + "\n"  # fmt: skip
+
+
+class LearningWorld(World):
+    """The e2e world with the production handler wiring, feedback and retrain included."""
+
+    def review_job_handlers(self, store: Store, queue: JobQueue, app: GitHubApp) -> dict[str, Any]:
+        return build_handlers(self.settings(), store, queue=queue, metrics=self.metrics)
+
+    def reply(self, pr: int, comment: dict[str, Any], body: str, user: str) -> None:
+        reply = self.gh.add_reply(REPO, pr, comment["id"], body, user=user)
+        payload = {
+            "action": "created", "comment": reply, "pull_request": {"number": pr},
+            "repository": self.repo_payload(), "installation": {"id": INSTALLATION},
+            "sender": {"login": user, "type": "User"},
+        }  # fmt: skip
+        self.deliver("pull_request_review_comment", payload)
+
+
+@dataclass
+class Loop:
+    """What the team saw, day by day."""
+
+    posted: dict[int, set[str]] = field(default_factory=dict)  # day -> kinds posted
+    scores: dict[int, dict[str, float]] = field(default_factory=dict)  # day -> kind -> score
+    dismissals_before_silence: int | None = None
+    versions: list[records.ModelVersion] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    w = LearningWorld(tmp_path_factory.mktemp("learning"))
+    w.llm.responder = two_kinds
+    w.start_worker()
+    try:
+        yield run_days(w)
+    finally:
+        w.close()
+
+
+def run_days(world: LearningWorld) -> Loop:
+    gh = world.gh
+    gh.add_repo(REPO, INSTALLATION, {**CONFIG, "README.md": "shop\n"})
+    out = Loop()
+    dismissals = 0
+    for day in range(1, DAYS + 1):
+        pr = gh.add_pull(REPO, day, head_files={f"app/m{day}.py": day_file(day)})
+        world.deliver("pull_request", world.pr_event("opened", pr))
+        world.settle()
+        [review] = world.reviews(day)
+        by_kind = {("noise" if NOISE in c["body"] else "bug"): c for c in review["comments"]}
+        out.posted[day] = set(by_kind)
+        rows = world.rows("SELECT category, score FROM findings WHERE pr = ?", day)
+        out.scores[day] = {("bug" if cat == "bug" else "noise"): float(score) for cat, score in rows}
+        if "bug" in by_kind:
+            world.reply(day, by_kind["bug"], "good catch, fixed", user=pr.author)
+        if "noise" in by_kind:
+            world.reply(day, by_kind["noise"], "false positive, we don't care", user=pr.author)
+            dismissals += 1
+        elif out.dismissals_before_silence is None:
+            out.dismissals_before_silence = dismissals
+        world.settle()
+    out.versions = records.model_versions(world.store, Tenant(INSTALLATION, REPO))
+    return out
+
+
+def test_the_accepted_kind_keeps_posting_and_gains_score(loop: Loop) -> None:
+    assert all("bug" in kinds for kinds in loop.posted.values())
+    assert loop.scores[DAYS]["bug"] > loop.scores[1]["bug"] + 0.3
+    assert loop.scores[DAYS]["bug"] > loop.scores[DAYS]["noise"]
+
+
+def test_model_versions_keep_being_activated_as_new_labels_arrive(loop: Loop) -> None:
+    """Issue #17: v2..v5 were all rejected, judged on rows v1 was trained on. Two labels a day,
+    a retrain every 3: a first model on day 2, and each later one activated on new labels."""
+    decisions = [v.metrics.get("decision") for v in loop.versions]
+    assert len(decisions) >= 4 and set(decisions) == {"activated"}, decisions
+    splits = [v.metrics["split"] for v in loop.versions[1:]]
+    assert splits == [f"after v{v.version}" for v in loop.versions[:-1]]
+    assert [v.active for v in loop.versions][-1] is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #17, not reached yet: with 8 explicit dismissals the acceptance model moves the "
+    "dismissed kind's score only from ~0.17 to ~0.19 (the repo layer's intercept rises with the "
+    "accepted kind): the filter's learning rate (acceptance.py, h10's area), not the retrain trigger",
+)
+def test_explicit_dismissals_silence_a_kind_at_new_locations_within_three(loop: Loop) -> None:
+    assert loop.dismissals_before_silence is not None
+    assert loop.dismissals_before_silence <= DISMISSALS_TO_SILENCE
