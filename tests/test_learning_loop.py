@@ -91,6 +91,7 @@ class Loop:
     posted: dict[int, set[str]] = field(default_factory=dict)  # day -> kinds posted
     scores: dict[int, dict[str, float]] = field(default_factory=dict)  # day -> kind -> score
     dismissals_before_silence: int | None = None
+    active_version: dict[int, int | None] = field(default_factory=dict)  # day -> model in force
     versions: list[records.ModelVersion] = field(default_factory=list)
 
 
@@ -109,6 +110,7 @@ def run_days(world: LearningWorld) -> Loop:
     gh = world.gh
     gh.add_repo(REPO, INSTALLATION, {**CONFIG, "README.md": "shop\n"})
     out = Loop()
+    tenant = Tenant(INSTALLATION, REPO)
     dismissals = 0
     for day in range(1, DAYS + 1):
         pr = gh.add_pull(REPO, day, head_files={f"app/m{day}.py": day_file(day)})
@@ -117,6 +119,8 @@ def run_days(world: LearningWorld) -> Loop:
         [review] = world.reviews(day)
         by_kind = {("noise" if NOISE in c["body"] else "bug"): c for c in review["comments"]}
         out.posted[day] = set(by_kind)
+        active = [v.version for v in records.model_versions(world.store, tenant) if v.active]
+        out.active_version[day] = active[0] if active else None
         rows = world.rows("SELECT category, score FROM findings WHERE pr = ?", day)
         out.scores[day] = {("bug" if cat == "bug" else "noise"): float(score) for cat, score in rows}
         if "bug" in by_kind:
@@ -127,7 +131,7 @@ def run_days(world: LearningWorld) -> Loop:
         elif out.dismissals_before_silence is None:
             out.dismissals_before_silence = dismissals
         world.settle()
-    out.versions = records.model_versions(world.store, Tenant(INSTALLATION, REPO))
+    out.versions = records.model_versions(world.store, tenant)
     return out
 
 

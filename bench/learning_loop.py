@@ -1,0 +1,119 @@
+"""Learning speed through the App path: how soon a dismissed kind stops, whether models keep shipping.
+
+Runs the scenario of tests/test_learning_loop.py (the real server and worker wiring, FakeGitHub
+and FakeLLM on 127.0.0.1, one PR a day, each adding a new file with one finding of each kind; the
+team replies "false positive, we don't care" to one kind and "good catch, fixed" to the other, as
+signed webhooks) and writes the "## Learning loop" section of BENCHMARKS.md. Target: the dismissed
+kind stops at new locations within 3 explicit dismissals (Greptile: about 3 ignores); the
+accepted kind posts every day; every retrain after the first is activated. Exits 1 on a miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks_md import write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_learning_loop import (  # noqa: E402
+    DAYS,
+    DISMISSALS_TO_SILENCE,
+    LearningWorld,
+    Loop,
+    run_days,
+    two_kinds,
+)
+
+
+def run() -> Loop:
+    with tempfile.TemporaryDirectory() as tmp:
+        world = LearningWorld(Path(tmp))
+        world.llm.responder = two_kinds
+        world.start_worker()
+        try:
+            return run_days(world)
+        finally:
+            world.close()
+
+
+def misses(loop: Loop) -> list[str]:
+    out = []
+    if loop.dismissals_before_silence is None or loop.dismissals_before_silence > DISMISSALS_TO_SILENCE:
+        out.append(f"the dismissed kind was not silenced within {DISMISSALS_TO_SILENCE} dismissals")
+    if not all("bug" in kinds for kinds in loop.posted.values()):
+        out.append("the accepted kind stopped posting")
+    if any(v.metrics.get("decision") != "activated" for v in loop.versions):
+        out.append("a retrain was rejected")
+    return out
+
+
+def section(loop: Loop, failed: list[str]) -> str:
+    silenced = (
+        f"stopped after {loop.dismissals_before_silence} dismissals"
+        if loop.dismissals_before_silence is not None
+        else f"was still posted after {DAYS} dismissals"
+    )
+    lines = [
+        "## Learning loop",
+        "",
+        "`python bench/learning_loop.py`: the scenario of `tests/test_learning_loop.py` through the App",
+        "path (`serve_cmd.build_handlers` wiring, FakeGitHub and FakeLLM over HTTP, signed reply",
+        f"webhooks), {DAYS} PRs, each a new file with one finding of each kind; `min_acceptance: 0.1`.",
+        "Anchors: Greptile suppresses after about 3 ignores; Kodus needs 50 labels before it learns.",
+        "A candidate is fitted on the labels the active model saw and judged on the newer ones, so",
+        "with an unchanged prior and method its log loss equals the active model's and it ships.",
+        "",
+        "| PR | posted | accepted kind score | dismissed kind score | model in force |",
+        "|---|---|---|---|---|",
+    ]
+    for day in sorted(loop.posted):
+        scores = loop.scores.get(day, {})
+        active = loop.active_version.get(day)
+        lines.append(
+            f"| {day} | {', '.join(sorted(loop.posted[day])) or '-'} | {scores.get('bug', float('nan')):.3f} "
+            f"| {scores.get('noise', float('nan')):.3f} | {'v' + str(active) if active else 'prior'} |"
+        )
+    lines += [
+        "",
+        "| version | split | held out | log loss (candidate / previous) | decision |",
+        "|---|---|---|---|---|",
+    ]
+    for v in loop.versions:
+        m = v.metrics
+        lines.append(
+            f"| v{v.version} | {m.get('split')} | {m.get('holdout_n')} | "
+            f"{m.get('holdout_log_loss')} / {m.get('previous_log_loss')} | {m.get('decision')} |"
+        )
+    verdict = "**PASS**" if not failed else "**FAIL**: " + "; ".join(failed)
+    load = os.getloadavg()[0]
+    lines += [
+        "",
+        f"Result: {verdict}. The dismissed kind {silenced} (target <= {DISMISSALS_TO_SILENCE}). "
+        f"(last run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load:.1f}.)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md")
+    args = parser.parse_args()
+    loop = run()
+    failed = misses(loop)
+    text = section(loop, failed)
+    print(text)
+    if not args.no_write:
+        write_section("## Learning loop", text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
