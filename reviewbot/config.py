@@ -325,6 +325,13 @@ class RepoConfig(_Strict):
         description="Share of near-threshold findings posted anyway so the acceptance model keeps learning.",
     )
 
+    def min_severity_for(self, path: str) -> str:
+        """The minimum severity for `path` (the last matching `min_severity_by_path` glob wins),
+        as the filter applies it."""
+        from reviewbot.severity import minimum_for
+
+        return minimum_for(path, self.min_severity, dict(self.min_severity_by_path))
+
     @field_validator("target_precision")
     @classmethod
     def _one_threshold(cls, value: float | None, info: Any) -> float | None:

@@ -223,7 +223,7 @@ class ThreadGitHub(Protocol):
     async def get_pull(self, repo: str, number: int) -> Any: ...
     async def get_file(self, repo: str, path: str, ref: str | None = None) -> str | None: ...
     async def reply(self, repo: str, number: int, comment_id: int, body: str) -> int: ...
-    def _is_ours(self, c: Any) -> bool: ...
+    async def own_id(self) -> int | None: ...
 
 
 class AnswerLLM(Protocol):
@@ -294,18 +294,23 @@ async def answer_question(
     if llm is None:
         return Outcome("skipped", "no LLM configured")
     comments = await gh.list_review_comments(q.repo, q.pr)
+    own = await gh.own_id()  # the bot's account id: a login or a user type can be imitated
+
+    def ours(c: Any) -> bool:
+        return own is not None and c.user_id == own
+
     by_id = {c.id: c for c in comments}
     root = by_id.get(q.in_reply_to_id)
-    if root is None or not gh._is_ours(root):
+    if root is None or not ours(root):
         return Outcome("skipped", "not a reply to a reviewbot comment")
     asked = by_id.get(q.comment_id)
-    if asked is not None and gh._is_ours(asked):
+    if asked is not None and ours(asked):
         return Outcome("skipped", "reviewbot's own comment")
     thread = sorted(
         [c for c in comments if c.id == root.id or c.in_reply_to_id == root.id],
         key=lambda c: (c.created_at or "", c.id),
     )
-    answered = answered_ids(c.body for c in thread if gh._is_ours(c))
+    answered = answered_ids(c.body for c in thread if ours(c))
     if q.comment_id in answered:
         return Outcome("skipped", "already answered")
     if len(answered) >= MAX_ANSWERS_PER_THREAD:
@@ -313,7 +318,7 @@ async def answer_question(
     pull = await gh.get_pull(q.repo, q.pr)
     code = await gh.get_file(q.repo, root.path, ref=pull.head_sha) if root.path else None
     history = [
-        ThreadMessage(c.user, _MARKER.sub("", c.body).strip(), gh._is_ours(c))
+        ThreadMessage(c.user, _MARKER.sub("", c.body).strip(), ours(c))
         for c in thread
         if c.id != q.comment_id
     ]

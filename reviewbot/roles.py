@@ -80,26 +80,28 @@ _EXAMPLE_DIRS = frozenset(
 _DOCS_DIRS = frozenset({"docs", "doc", "documentation"})
 
 # File-name conventions per language (the name alone, case-insensitive).
+# Searched (not matched) and anchored at the end, without a leading `.*`: a `.*X$` tried at every
+# position is quadratic on a long name (the fuzzer's module-regex check).
 _TEST_NAME = re.compile(
     r"""(
-        ^test_.*\.py$ | .*_test\.py$ | ^conftest\.py$       # pytest
-      | .*_test\.go$                                          # go test
-      | .*\.(test|spec)\.[cm]?[jt]sx?$                        # jest, mocha, vitest
-      | .*(Test|Tests|IT)\.(java|kt|scala)$ | ^Test.*\.(java|kt)$   # JUnit
-      | .*_spec\.rb$ | .*_test\.rb$                          # rspec, minitest
-      | .*Tests?\.cs$ | .*_test\.(c|cc|cpp|rs)$
+        ^test_[^/]*\.py$ | _test\.py$ | ^conftest\.py$       # pytest
+      | _test\.go$                                          # go test
+      | \.(test|spec)\.[cm]?[jt]sx?$                        # jest, mocha, vitest
+      | (Test|Tests|IT)\.(java|kt|scala)$ | ^Test[^/]*\.(java|kt)$   # JUnit
+      | _spec\.rb$ | _test\.rb$                          # rspec, minitest
+      | Tests?\.cs$ | _test\.(c|cc|cpp|rs)$
     )""",
     re.VERBOSE,
 )
 _GENERATED_NAME = re.compile(
     r"""(
-        .*\.pb\.go$ | .*_pb2(_grpc)?\.pyi?$ | .*\.pb\.(cc|h)$ | .*_generated\.\w+$ | .*\.gen\.\w+$
-      | .*_gen\.go$ | ^zz_generated.*\.go$ | .*\.min\.(js|css)$ | .*-lock\.json$ | .*\.lock$
-      | ^package-lock\.json$ | ^go\.sum$ | .*\.designer\.cs$
+        \.pb\.go$ | _pb2(_grpc)?\.pyi?$ | \.pb\.(cc|h)$ | _generated\.[A-Za-z0-9]+$ | \.gen\.[A-Za-z0-9]+$
+      | _gen\.go$ | ^zz_generated[^/]*\.go$ | \.min\.(js|css)$ | -lock\.json$ | \.lock$
+      | ^package-lock\.json$ | ^go\.sum$ | \.designer\.cs$
     )""",
     re.VERBOSE,
 )
-_EXAMPLE_NAME = re.compile(r"^(example|examples|demo|sample)_.*|.*_example\.\w+$")
+_EXAMPLE_NAME = re.compile(r"^(example|examples|demo|sample)_|_example\.[A-Za-z0-9]+$")
 
 
 @lru_cache(maxsize=1 << 14)
@@ -119,16 +121,16 @@ def file_role(path: str | None) -> Role:
     lname = name.lower()
     if dirs & _VENDORED_DIRS:
         return "vendored"
-    if dirs & _GENERATED_DIRS or _GENERATED_NAME.match(name) or _GENERATED_NAME.match(lname):
+    if dirs & _GENERATED_DIRS or _GENERATED_NAME.search(name) or _GENERATED_NAME.search(lname):
         return "generated"
     if dirs & _FIXTURE_DIRS:
         return "fixture"
-    if _TEST_NAME.match(name) or dirs & _TEST_DIRS:
+    if _TEST_NAME.search(name) or dirs & _TEST_DIRS:
         # Go's runnable examples live in *_test.go files named example_test.go / example_*_test.go
         if lname.startswith("example") and lname.endswith("_test.go"):
             return "example"
         return "test"
-    if dirs & _EXAMPLE_DIRS or _EXAMPLE_NAME.match(lname):
+    if dirs & _EXAMPLE_DIRS or _EXAMPLE_NAME.search(lname):
         return "example"
     if dirs & _DOCS_DIRS:
         return "docs"

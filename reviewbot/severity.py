@@ -502,9 +502,13 @@ def meets_minimum(
 
     Returns (passes, the minimum that applied), so the caller can say which rule suppressed it.
     """
-    minimum = min_severity
-    if path is not None:
-        last = glob_list(tuple(min_severity_by_path)).last(path)  # the config's glob dialect
-        if last is not None:
-            minimum = normalise_severity(min_severity_by_path[last]) or minimum
+    minimum = minimum_for(path, min_severity, min_severity_by_path)
     return severity_rank(severity) <= severity_rank(minimum), minimum
+
+
+def minimum_for(path: str | None, min_severity: str, min_severity_by_path: dict[str, str]) -> str:
+    """The minimum severity for `path`: the last matching `min_severity_by_path` glob wins."""
+    if path is None:
+        return min_severity
+    last = glob_list(tuple(min_severity_by_path)).last(path)  # the config's glob dialect
+    return min_severity if last is None else normalise_severity(min_severity_by_path[last]) or min_severity

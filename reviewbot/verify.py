@@ -314,7 +314,7 @@ def claim_of(cand: Candidate) -> str:
 
 # ------------------------------------------------------------------------------------- requests
 
-_OWN_TAG = re.compile(r"<(?=\s*/?\s*(?:finding|code)-)", re.IGNORECASE)
+_OWN_TAG = re.compile(r"<(?=\s*+(?:/\s*+)?(?:finding|code)-)", re.IGNORECASE)  # possessive: linear
 
 
 def _defuse(text: str) -> str:

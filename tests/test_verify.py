@@ -271,10 +271,13 @@ def test_the_verdict_is_stored_with_the_finding_and_read_back_for_retraining() -
     """The judge's calibration is learned per repo from feedback: its answer must survive the store."""
     import json
 
-    from reviewbot.app_review import _features
     from reviewbot.models import Decision
+    from reviewbot.records import NewFinding
     from reviewbot.report import decision_dict
     from reviewbot.retrain import _candidate
+
+    def _features(d: Decision) -> str:  # as production stores it
+        return NewFinding.from_decision(d, pr=7, comment_id=None).features
 
     cand = _cand(1, 3, verdict="confirmed", verify_probability=0.83)
     decision = Decision(cand, "post", "posted", 0.7, "high", "bug", "c1", "fp1:x")
