@@ -164,9 +164,10 @@ def _real_pr_repo(pr_dir: Path, target: Path) -> tuple[Path, str, str]:
 def test_real_prs_with_fake_llm_only_valid_anchors(shared_data: Path, tmp_path: Path) -> None:
     """Every real PR, rebuilt as a git repo: the pipeline posts only comments GitHub would accept."""
     from reviewbot.commands.review_cmd import run_local_review
+    from reviewbot.review_config import load_review_config
 
     entries = json.loads((shared_data / "real-prs" / "index.json").read_text())
-    config = load_config(None)
+    config = load_review_config(None)
     checked = 0
     with FakeLLM(responder=hostile_responder) as llm:
         settings = Settings.from_env(llm_base_url=llm.base_url, llm_api_key="k")
