@@ -185,7 +185,7 @@ def test_real_prs_with_fake_llm_only_valid_anchors(shared_data: Path, tmp_path: 
                 if cand.end_line:
                     assert files[cand.path].accepts_range(cand.line, cand.end_line, cand.side)
                 assert decision.severity in SEVERITIES
-            assert len(result.posted) <= config.max_comments
+            assert len(result.posted) <= config.config.max_comments
             checked += 1
     assert checked == len(entries)
 
