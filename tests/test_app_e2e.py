@@ -243,14 +243,6 @@ class World:
         return [c for c in self.gh.check_runs if c["head_sha"] == sha]
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    w.start_worker()
-    yield w
-    w.close()
-
-
 def comment_fps(review: dict[str, Any]) -> set[str]:
     from reviewbot.render import parse_fingerprint
 
