@@ -47,32 +47,14 @@ from benchmarks_md import write_section  # noqa: E402
 
 from reviewbot.http_guard import HEADER_TIMEOUT, MAX_CONNECTIONS  # noqa: E402
 from reviewbot.webhooks import sign  # noqa: E402
-from tests.fakes.fake_github import FakeGitHub, FakePull  # noqa: E402
+from tests.fakes.fake_github import FakeGitHub  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM  # noqa: E402
+from tests.fakes.live_server import free_port  # noqa: E402
 from tests.test_app_e2e import APP_ID, CONFIG, app_keys, flag_bug_lines, module  # noqa: E402
 
 RELIABILITY = ROOT / "RELIABILITY.md"
 SECTION = "## Hostile input (issue #11): the App and server"
 SECRET = "bench-hostile-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pr_event(gh: FakeGitHub, repo: str, installation: int, pr: FakePull) -> dict[str, Any]:
-    return {
-        "action": "opened", "number": pr.number,
-        "pull_request": {
-            "number": pr.number, "state": "open", "title": pr.title, "draft": False,
-            "user": {"login": pr.author, "type": "User"}, "labels": [],
-            "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
-        },
-        "repository": {"id": gh.repos[repo].id, "full_name": repo}, "installation": {"id": installation},
-        "sender": {"login": pr.author, "type": "User"},
-    }  # fmt: skip
 
 
 def deliver(base: str, payload: dict[str, Any], timeout: float = 60) -> tuple[int, float]:
@@ -164,10 +146,10 @@ def hostile_pr_run(processes: bool, spaces: int, priv: str, pub: str) -> dict[st
         extra = {"REVIEWBOT_JOB_PROCESSES": "true" if processes else "false", "REVIEWBOT_JOB_TIMEOUT": "60"}
         with serve(gh, llm, db, priv, **extra) as (base, _pid):
             t0 = time.monotonic()
-            deliver(base, pr_event(gh, "evil/repo", 1, hostile))
+            deliver(base, gh.opened_event(hostile, 1))
             wait_for(lambda: job_state(db, "evil/repo") == "running", 30)
             time.sleep(3)
-            status, ack = deliver(base, pr_event(gh, "good/repo", 2, good))
+            status, ack = deliver(base, gh.opened_event(good, 2))
             h0 = time.monotonic()
             try:
                 health_ok = httpx.get(f"{base}/healthz", timeout=30).status_code in (200, 503)

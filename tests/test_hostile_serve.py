@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,31 +25,13 @@ from typing import Any
 import httpx
 
 from reviewbot.webhooks import sign
-from tests.fakes.fake_github import FakeGitHub, FakePull
+from tests.fakes.fake_github import FakeGitHub
 from tests.fakes.fake_llm import FakeLLM
+from tests.fakes.live_server import free_port
 from tests.test_app_e2e import APP_ID, CONFIG, ROOT, app_keys, flag_bug_lines, module
 
 SECRET = "hostile-serve-secret"
 JOB_TIMEOUT = 12
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pr_event(gh: FakeGitHub, repo: str, installation: int, pr: FakePull) -> dict[str, Any]:
-    return {
-        "action": "opened", "number": pr.number,
-        "pull_request": {
-            "number": pr.number, "state": "open", "title": pr.title, "draft": False,
-            "user": {"login": pr.author, "type": "User"}, "labels": [],
-            "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
-        },
-        "repository": {"id": gh.repos[repo].id, "full_name": repo}, "installation": {"id": installation},
-        "sender": {"login": pr.author, "type": "User"},
-    }  # fmt: skip
 
 
 def deliver(base: str, payload: dict[str, Any]) -> tuple[httpx.Response, float]:
@@ -110,12 +91,12 @@ def test_a_hostile_pr_never_delays_another_tenants_ack_or_review(tmp_path: Path)
                     return False
 
             wait_for(up, 30, "serve to come up")
-            r, _ = deliver(base, pr_event(gh, "evil/repo", 1, hostile))
+            r, _ = deliver(base, gh.opened_event(hostile, 1))
             assert r.status_code == 202
             wait_for(lambda: job_states(db, "evil/repo")[0][0] == "running", 30, "the hostile job to start")
             time.sleep(3)  # well into the hostile review (its job process starts, fetches, renders)
 
-            r, ack = deliver(base, pr_event(gh, "good/repo", 2, good))
+            r, ack = deliver(base, gh.opened_event(good, 2))
             assert r.status_code == 202 and ack < 1.0, f"acknowledged in {ack:.2f} s"
             started = time.monotonic()
             health = httpx.get(f"{base}/healthz", timeout=10)

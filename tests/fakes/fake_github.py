@@ -611,6 +611,20 @@ class FakeGitHub:
             r.branches[pr.head_ref] = head_sha
             return pr
 
+    def opened_event(self, pr: FakePull, installation: int) -> dict[str, Any]:
+        """The `pull_request` `opened` webhook payload GitHub sends for `pr` (a non-draft PR by a
+        user, no labels): one builder for the tests and benches that deliver it over HTTP."""
+        return {
+            "action": "opened", "number": pr.number,
+            "pull_request": {
+                "number": pr.number, "state": "open", "title": pr.title, "draft": False,
+                "user": {"login": pr.author, "type": "User"}, "labels": [],
+                "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
+            },
+            "repository": {"id": self.repos[pr.repo].id, "full_name": pr.repo},
+            "installation": {"id": installation}, "sender": {"login": pr.author, "type": "User"},
+        }  # fmt: skip
+
     def add_pull_from_dirs(
         self, repo: str, number: int, before: str | Path, after: str | Path, **kwargs: Any
     ) -> FakePull:
