@@ -1229,25 +1229,6 @@ class FakeGitHub:
 
     # handlers
 
-    def _r_app(self, jwt: str, **_: Any) -> Reply:
-        """GET /app: the authenticated App, for a JWT signed with its key (else 401)."""
-        self._app_claims(jwt)
-        return Reply(200, {"id": self.app_id, "slug": "reviewbot", "name": "reviewbot"})
-
-    def _app_claims(self, jwt: str) -> dict[str, Any]:
-        token = jwt.split(" ", 1)[1] if jwt.startswith("Bearer ") else ""
-        if not self.app_public_key:
-            raise _error(401, "A JSON web token could not be decoded", "/apps/apps")
-        try:
-            # the wall clock, not self.clock: githubkit signs JWTs with the wall clock
-            claims = _decode_jwt(token, self.app_public_key, time.time())
-        except Exception as e:  # noqa: BLE001 - any decode failure is a 401 on GitHub too
-            raise _error(401, f"A JSON web token could not be decoded ({type(e).__name__})",
-                         "/apps/apps") from e
-        if self.app_id is not None and str(claims.get("iss")) != str(self.app_id):
-            raise _error(401, "'Issuer' claim ('iss') must be an Integer or String", "/apps/apps")
-        return claims
-
     def _r_access_token(self, jwt: str, params: dict, **_: Any) -> Reply:
         iid = int(params["iid"])
         self._app_claims(jwt)
@@ -1267,6 +1248,7 @@ class FakeGitHub:
         if not self.app_public_key:
             raise _error(401, "A JSON web token could not be decoded", "/apps/apps")
         try:
+            # the wall clock, not self.clock: githubkit signs JWTs with the wall clock
             claims = _decode_jwt(token, self.app_public_key, time.time())
         except Exception as e:  # noqa: BLE001 - any decode failure is a 401 on GitHub too
             raise _error(401, f"A JSON web token could not be decoded ({type(e).__name__})",
