@@ -47,7 +47,7 @@ from benchmarks_md import write_section  # noqa: E402
 
 from reviewbot.http_guard import HEADER_TIMEOUT, MAX_CONNECTIONS  # noqa: E402
 from reviewbot.webhooks import sign  # noqa: E402
-from tests.fakes.fake_github import FakeGitHub  # noqa: E402
+from tests.fakes.fake_github import FakeGitHub, signed_delivery  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM  # noqa: E402
 from tests.fakes.live_server import free_port  # noqa: E402
 from tests.test_app_e2e import APP_ID, CONFIG, app_keys, flag_bug_lines, module  # noqa: E402
@@ -58,11 +58,7 @@ SECRET = "bench-hostile-secret"
 
 
 def deliver(base: str, payload: dict[str, Any], timeout: float = 60) -> tuple[int, float]:
-    body = json.dumps(payload).encode()
-    headers = {
-        "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": uuid.uuid4().hex,
-        "X-Hub-Signature-256": sign(SECRET.encode(), body), "Content-Type": "application/json",
-    }  # fmt: skip
+    body, headers = signed_delivery(SECRET, "pull_request", payload)
     started = time.monotonic()
     try:
         status = httpx.post(f"{base}/webhook", content=body, headers=headers, timeout=timeout).status_code

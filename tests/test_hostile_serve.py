@@ -12,20 +12,17 @@ is merely fast; the assertions about the other tenant hold either way.)
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from reviewbot.webhooks import sign
-from tests.fakes.fake_github import FakeGitHub
+from tests.fakes.fake_github import FakeGitHub, signed_delivery
 from tests.fakes.fake_llm import FakeLLM
 from tests.fakes.live_server import free_port
 from tests.test_app_e2e import APP_ID, CONFIG, ROOT, app_keys, flag_bug_lines, module
@@ -35,11 +32,7 @@ JOB_TIMEOUT = 12
 
 
 def deliver(base: str, payload: dict[str, Any]) -> tuple[httpx.Response, float]:
-    body = json.dumps(payload).encode()
-    headers = {
-        "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": uuid.uuid4().hex,
-        "X-Hub-Signature-256": sign(SECRET.encode(), body), "Content-Type": "application/json",
-    }  # fmt: skip
+    body, headers = signed_delivery(SECRET, "pull_request", payload)
     started = time.monotonic()
     r = httpx.post(f"{base}/webhook", content=body, headers=headers, timeout=30)
     return r, time.monotonic() - started

@@ -35,6 +35,7 @@ import base64
 import contextlib
 import difflib
 import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -46,6 +47,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,6 +83,17 @@ def generate_app_key() -> tuple[str, str]:
         .decode()
     )
     return private, public
+
+
+def signed_delivery(secret: str, event: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A webhook delivery as GitHub sends it: the JSON body and its headers, a fresh delivery id and
+    the body's HMAC-SHA256 under `secret` (computed here, not with reviewbot's own `sign`)."""
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {
+        "X-GitHub-Event": event, "X-GitHub-Delivery": uuid.uuid4().hex,
+        "X-Hub-Signature-256": signature, "Content-Type": "application/json",
+    }  # fmt: skip
 
 
 def _iso(ts: float) -> str:
