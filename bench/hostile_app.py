@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks_md import write_section  # noqa: E402
+from ingest import stop_server  # noqa: E402
 
 from reviewbot.http_guard import HEADER_TIMEOUT, MAX_CONNECTIONS  # noqa: E402
 from reviewbot.webhooks import sign  # noqa: E402
@@ -114,12 +115,7 @@ def serve(gh: FakeGitHub, llm: FakeLLM, db: Path, priv: str, **extra: str) -> It
             raise RuntimeError("serve did not come up")
         yield base, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc, timeout=60)
 
 
 def job_state(db: Path, repo: str) -> str | None:
