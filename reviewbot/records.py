@@ -176,11 +176,8 @@ class NewFinding:
         )
 
 
-_FINDING_COLUMNS = (
-    "review_id",
-    "installation_id",
-    "repo",
-    "pr",
+# Where a finding is and what it says: stored with it, read back for training.
+_CONTENT_COLUMNS = (
     "path",
     "line",
     "end_line",
@@ -192,6 +189,13 @@ _FINDING_COLUMNS = (
     "source",
     "rule_id",
     "symbol",
+)
+_FINDING_COLUMNS = (
+    "review_id",
+    "installation_id",
+    "repo",
+    "pr",
+    *_CONTENT_COLUMNS,
     "score",
     "decision",
     "reason",
@@ -435,17 +439,7 @@ def posted_finding_rows(store: Store, t: Tenant) -> list[dict[str, Any]]:
     """The tenant's posted findings as column -> value (for training)."""
     cols = (
         "id",
-        "path",
-        "line",
-        "end_line",
-        "side",
-        "title",
-        "body",
-        "severity",
-        "category",
-        "source",
-        "rule_id",
-        "symbol",
+        *_CONTENT_COLUMNS,
         "repo",
         "pr",
         "features",
