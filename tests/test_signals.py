@@ -74,4 +74,5 @@ def test_a_refuted_finding_is_suppressed_with_that_reason() -> None:
         replace(CONCRETE, id="no", repo="o/r", pr=1, line=40, verdict="refuted", verify_probability=0.1),
     ]
     decisions = filter_review(cands, model=load_prior(), settings=FilterSettings())
-    assert [(d.decision, d.reason.startswith(REFUTED)) for d in decisions] == [("post", False), ("suppress", True)]
+    got = [(d.decision, d.reason.startswith(REFUTED)) for d in decisions]
+    assert got == [("post", False), ("suppress", True)]
