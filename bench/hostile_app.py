@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -51,7 +50,7 @@ from reviewbot.webhooks import sign  # noqa: E402
 from tests.fakes.fake_github import FakeGitHub, signed_delivery  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM  # noqa: E402
 from tests.fakes.live_server import free_port  # noqa: E402
-from tests.test_app_e2e import APP_ID, CONFIG, app_keys, flag_bug_lines, module  # noqa: E402
+from tests.test_app_e2e import APP_ID, CONFIG, app_keys, flag_bug_lines, module, serve_env  # noqa: E402
 
 RELIABILITY = ROOT / "RELIABILITY.md"
 SECTION = "## Hostile input (issue #11): the App and server"
@@ -90,14 +89,7 @@ def wait_for(cond: Any, timeout: float) -> float | None:
 @contextlib.contextmanager
 def serve(gh: FakeGitHub, llm: FakeLLM, db: Path, priv: str, **extra: str) -> Iterator[tuple[str, int]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-    env.update({
-        "REVIEWBOT_DATABASE_PATH": str(db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
-        "REVIEWBOT_GITHUB_PRIVATE_KEY": priv, "REVIEWBOT_GITHUB_API_URL": gh.base_url,
-        "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
-        "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "ERROR",
-        "REVIEWBOT_WEBHOOK_SECRET": SECRET, **extra,
-    })  # fmt: skip
+    env = serve_env(gh, llm, db, priv, SECRET, **extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "reviewbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

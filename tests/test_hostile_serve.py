@@ -12,7 +12,6 @@ is merely fast; the assertions about the other tenant hold either way.)
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import httpx
 from tests.fakes.fake_github import FakeGitHub, signed_delivery
 from tests.fakes.fake_llm import FakeLLM
 from tests.fakes.live_server import free_port
-from tests.test_app_e2e import APP_ID, CONFIG, ROOT, app_keys, flag_bug_lines, module
+from tests.test_app_e2e import APP_ID, CONFIG, ROOT, app_keys, flag_bug_lines, module, serve_env
 
 SECRET = "hostile-serve-secret"
 JOB_TIMEOUT = 12
@@ -62,14 +61,9 @@ def test_a_hostile_pr_never_delays_another_tenants_ack_or_review(tmp_path: Path)
         hostile = gh.add_pull("evil/repo", 1, head_files={"a.py": module(10) + "<" + " " * 30_000 + "x\n"})
         gh.add_repo("good/repo", 2, {**CONFIG, "b.py": module(20)})
         good = gh.add_pull("good/repo", 1, head_files={"b.py": module(20, {3: "b3"})})
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-        env.update({
-            "REVIEWBOT_DATABASE_PATH": str(db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
-            "REVIEWBOT_GITHUB_PRIVATE_KEY": priv, "REVIEWBOT_GITHUB_API_URL": gh.base_url,
-            "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
-            "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "WARNING",
-            "REVIEWBOT_WEBHOOK_SECRET": SECRET, "REVIEWBOT_JOB_TIMEOUT": str(JOB_TIMEOUT),
-        })  # fmt: skip
+        env = serve_env(
+            gh, llm, db, priv, SECRET, REVIEWBOT_LOG_LEVEL="WARNING", REVIEWBOT_JOB_TIMEOUT=str(JOB_TIMEOUT)
+        )
         proc = subprocess.Popen(
             [sys.executable, "-m", "reviewbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
