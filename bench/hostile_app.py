@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -44,43 +43,22 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks_md import write_section  # noqa: E402
+from ingest import stop_server  # noqa: E402
 
 from reviewbot.http_guard import HEADER_TIMEOUT, MAX_CONNECTIONS  # noqa: E402
 from reviewbot.webhooks import sign  # noqa: E402
-from tests.fakes.fake_github import FakeGitHub, FakePull  # noqa: E402
+from tests.fakes.fake_github import FakeGitHub, signed_delivery  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM  # noqa: E402
-from tests.test_app_e2e import APP_ID, CONFIG, app_keys, flag_bug_lines, module  # noqa: E402
+from tests.fakes.live_server import free_port  # noqa: E402
+from tests.test_app_e2e import APP_ID, CONFIG, app_keys, flag_bug_lines, module, serve_env  # noqa: E402
 
 RELIABILITY = ROOT / "RELIABILITY.md"
 SECTION = "## Hostile input (issue #11): the App and server"
 SECRET = "bench-hostile-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pr_event(gh: FakeGitHub, repo: str, installation: int, pr: FakePull) -> dict[str, Any]:
-    return {
-        "action": "opened", "number": pr.number,
-        "pull_request": {
-            "number": pr.number, "state": "open", "title": pr.title, "draft": False,
-            "user": {"login": pr.author, "type": "User"}, "labels": [],
-            "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
-        },
-        "repository": {"id": gh.repos[repo].id, "full_name": repo}, "installation": {"id": installation},
-        "sender": {"login": pr.author, "type": "User"},
-    }  # fmt: skip
-
-
 def deliver(base: str, payload: dict[str, Any], timeout: float = 60) -> tuple[int, float]:
-    body = json.dumps(payload).encode()
-    headers = {
-        "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": uuid.uuid4().hex,
-        "X-Hub-Signature-256": sign(SECRET.encode(), body), "Content-Type": "application/json",
-    }  # fmt: skip
+    body, headers = signed_delivery(SECRET, "pull_request", payload)
     started = time.monotonic()
     try:
         status = httpx.post(f"{base}/webhook", content=body, headers=headers, timeout=timeout).status_code
@@ -111,14 +89,7 @@ def wait_for(cond: Any, timeout: float) -> float | None:
 @contextlib.contextmanager
 def serve(gh: FakeGitHub, llm: FakeLLM, db: Path, priv: str, **extra: str) -> Iterator[tuple[str, int]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-    env.update({
-        "REVIEWBOT_DATABASE_PATH": str(db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
-        "REVIEWBOT_GITHUB_PRIVATE_KEY": priv, "REVIEWBOT_GITHUB_API_URL": gh.base_url,
-        "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
-        "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "ERROR",
-        "REVIEWBOT_WEBHOOK_SECRET": SECRET, **extra,
-    })  # fmt: skip
+    env = serve_env(gh, llm, db, priv, SECRET, **extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "reviewbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -136,12 +107,7 @@ def serve(gh: FakeGitHub, llm: FakeLLM, db: Path, priv: str, **extra: str) -> It
             raise RuntimeError("serve did not come up")
         yield base, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc, timeout=60)
 
 
 def job_state(db: Path, repo: str) -> str | None:
@@ -164,10 +130,10 @@ def hostile_pr_run(processes: bool, spaces: int, priv: str, pub: str) -> dict[st
         extra = {"REVIEWBOT_JOB_PROCESSES": "true" if processes else "false", "REVIEWBOT_JOB_TIMEOUT": "60"}
         with serve(gh, llm, db, priv, **extra) as (base, _pid):
             t0 = time.monotonic()
-            deliver(base, pr_event(gh, "evil/repo", 1, hostile))
+            deliver(base, gh.opened_event(hostile, 1))
             wait_for(lambda: job_state(db, "evil/repo") == "running", 30)
             time.sleep(3)
-            status, ack = deliver(base, pr_event(gh, "good/repo", 2, good))
+            status, ack = deliver(base, gh.opened_event(good, 2))
             h0 = time.monotonic()
             try:
                 health_ok = httpx.get(f"{base}/healthz", timeout=30).status_code in (200, 503)

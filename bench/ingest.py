@@ -281,10 +281,11 @@ def start_server(
     raise RuntimeError("server did not become healthy within 120 s")
 
 
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM (a graceful shutdown), then SIGKILL if it takes longer than `timeout` seconds."""
     proc.terminate()
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

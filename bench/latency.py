@@ -54,7 +54,7 @@ from reviewbot.rules import ruleset_from_config  # noqa: E402
 from reviewbot.settings import Settings  # noqa: E402
 from reviewbot.webhooks import sign  # noqa: E402
 from tests.fakes.fake_github import FakeGitHub, generate_app_key  # noqa: E402
-from tests.fakes.fake_llm import FakeLLM, diff_lines, is_verification, prompt_text  # noqa: E402
+from tests.fakes.fake_llm import FakeLLM, flag_added, is_verification, prompt_text  # noqa: E402
 
 SECTION = "## Review latency"
 REPO = "acme/latency"
@@ -102,17 +102,10 @@ def files(bugs: bool) -> dict[str, str]:
 
 
 def flag_bugs(request_json: dict[str, Any]) -> dict[str, Any]:
-    findings = []
-    for path, lines in diff_lines(request_json).items():
-        for side, line, code in lines:
-            if side == "RIGHT" and "BUG" in code:
-                findings.append({
-                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-                    "category": "bug", "confidence": 0.9, "title": "Division by zero on empty input",
-                    "body": f"`{code.strip()}` raises ZeroDivisionError for an empty list.",
-                    "suggestion": None, "quoted_code": code,
-                })  # fmt: skip
-    return {"findings": findings}
+    return flag_added(
+        request_json, lambda _path, code: "BUG" in code,
+        title="Division by zero on empty input", body="`{code}` raises ZeroDivisionError for an empty list.",
+    )  # fmt: skip
 
 
 class CountingLLM:

@@ -178,11 +178,8 @@ class NewFinding:
         )
 
 
-_FINDING_COLUMNS = (
-    "review_id",
-    "installation_id",
-    "repo",
-    "pr",
+# Where a finding is and what it says: stored with it, read back for training.
+_CONTENT_COLUMNS = (
     "path",
     "line",
     "end_line",
@@ -194,6 +191,13 @@ _FINDING_COLUMNS = (
     "source",
     "rule_id",
     "symbol",
+)
+_FINDING_COLUMNS = (
+    "review_id",
+    "installation_id",
+    "repo",
+    "pr",
+    *_CONTENT_COLUMNS,
     "score",
     "decision",
     "reason",
@@ -438,17 +442,7 @@ def posted_finding_rows(store: Store, t: Tenant) -> list[dict[str, Any]]:
     """The tenant's posted findings as column -> value (for training)."""
     cols = (
         "id",
-        "path",
-        "line",
-        "end_line",
-        "side",
-        "title",
-        "body",
-        "severity",
-        "category",
-        "source",
-        "rule_id",
-        "symbol",
+        *_CONTENT_COLUMNS,
         "repo",
         "pr",
         "features",

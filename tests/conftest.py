@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from reviewbot.store import Store
 from tests.fakes.clock import ManualClock
+
+if TYPE_CHECKING:
+    from tests.test_app_e2e import World
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -42,3 +46,15 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def clock() -> ManualClock:
     """A clock that moves only when a test moves it (starts at the real time)."""
     return ManualClock()
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    """The App end to end (fake GitHub and fake LLM over HTTP) with its worker running; a test
+    module with another kind of world (tenants, faults) defines its own."""
+    from tests.test_app_e2e import World
+
+    w = World(tmp_path)
+    w.start_worker()
+    yield w
+    w.close()

@@ -62,6 +62,20 @@ def app_keys() -> tuple[str, str]:
     return _KEYS
 
 
+def serve_env(gh: FakeGitHub, llm: FakeLLM, db: Path, priv: str, secret: str, **extra: str) -> dict[str, str]:
+    """The environment of a `reviewbot serve` subprocess against the fakes: this process's without
+    its own REVIEWBOT_/OPENAI_ settings, then the fakes' URLs, the App's key and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
+    env.update({
+        "REVIEWBOT_DATABASE_PATH": str(db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
+        "REVIEWBOT_GITHUB_PRIVATE_KEY": priv, "REVIEWBOT_GITHUB_API_URL": gh.base_url,
+        "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
+        "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "ERROR",
+        "REVIEWBOT_WEBHOOK_SECRET": secret, **extra,
+    })  # fmt: skip
+    return env
+
+
 def flag_bug_lines(request_json: dict[str, Any]) -> dict[str, Any]:
     """The fake model: one high-severity finding per RIGHT line of the diff mentioning BUG."""
     findings = []
@@ -241,14 +255,6 @@ class World:
 
     def checks(self, sha: str) -> list[dict[str, Any]]:
         return [c for c in self.gh.check_runs if c["head_sha"] == sha]
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    w.start_worker()
-    yield w
-    w.close()
 
 
 def comment_fps(review: dict[str, Any]) -> set[str]:

@@ -4,10 +4,8 @@ body's held-back count counts findings, not duplicates or dropped lines."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from reviewbot import webhooks
@@ -51,14 +49,6 @@ def test_check_run_rerequested_routes_to_a_forced_review() -> None:
     moved_on = _rerequested(action.head_sha, "b" * 40, 2)
     moved_on["check_run"]["pull_requests"][0]["head"]["sha"] = "c" * 40  # the PR has a newer head
     assert isinstance(webhooks.route("check_run", moved_on), webhooks.Ignore)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    w.start_worker()
-    yield w
-    w.close()
 
 
 def test_rerun_button_reviews_the_head_again(world: World) -> None:

@@ -19,14 +19,6 @@ from tests.test_app_e2e import APP_ID, CONFIG, INSTALLATION, REPO, World, module
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    w.start_worker()
-    yield w
-    w.close()
-
-
-@pytest.fixture
 def idle_world(tmp_path: Path) -> Iterator[World]:
     """No worker until the test starts one: deliveries queue up first."""
     w = World(tmp_path)

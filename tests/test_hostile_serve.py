@@ -12,53 +12,26 @@ is merely fast; the assertions about the other tenant hold either way.)
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from reviewbot.webhooks import sign
-from tests.fakes.fake_github import FakeGitHub, FakePull
+from tests.fakes.fake_github import FakeGitHub, signed_delivery
 from tests.fakes.fake_llm import FakeLLM
-from tests.test_app_e2e import APP_ID, CONFIG, ROOT, app_keys, flag_bug_lines, module
+from tests.fakes.live_server import free_port
+from tests.test_app_e2e import APP_ID, CONFIG, ROOT, app_keys, flag_bug_lines, module, serve_env
 
 SECRET = "hostile-serve-secret"
 JOB_TIMEOUT = 12
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pr_event(gh: FakeGitHub, repo: str, installation: int, pr: FakePull) -> dict[str, Any]:
-    return {
-        "action": "opened", "number": pr.number,
-        "pull_request": {
-            "number": pr.number, "state": "open", "title": pr.title, "draft": False,
-            "user": {"login": pr.author, "type": "User"}, "labels": [],
-            "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
-        },
-        "repository": {"id": gh.repos[repo].id, "full_name": repo}, "installation": {"id": installation},
-        "sender": {"login": pr.author, "type": "User"},
-    }  # fmt: skip
-
-
 def deliver(base: str, payload: dict[str, Any]) -> tuple[httpx.Response, float]:
-    body = json.dumps(payload).encode()
-    headers = {
-        "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": uuid.uuid4().hex,
-        "X-Hub-Signature-256": sign(SECRET.encode(), body), "Content-Type": "application/json",
-    }  # fmt: skip
+    body, headers = signed_delivery(SECRET, "pull_request", payload)
     started = time.monotonic()
     r = httpx.post(f"{base}/webhook", content=body, headers=headers, timeout=30)
     return r, time.monotonic() - started
@@ -88,14 +61,9 @@ def test_a_hostile_pr_never_delays_another_tenants_ack_or_review(tmp_path: Path)
         hostile = gh.add_pull("evil/repo", 1, head_files={"a.py": module(10) + "<" + " " * 30_000 + "x\n"})
         gh.add_repo("good/repo", 2, {**CONFIG, "b.py": module(20)})
         good = gh.add_pull("good/repo", 1, head_files={"b.py": module(20, {3: "b3"})})
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-        env.update({
-            "REVIEWBOT_DATABASE_PATH": str(db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
-            "REVIEWBOT_GITHUB_PRIVATE_KEY": priv, "REVIEWBOT_GITHUB_API_URL": gh.base_url,
-            "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
-            "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "WARNING",
-            "REVIEWBOT_WEBHOOK_SECRET": SECRET, "REVIEWBOT_JOB_TIMEOUT": str(JOB_TIMEOUT),
-        })  # fmt: skip
+        env = serve_env(
+            gh, llm, db, priv, SECRET, REVIEWBOT_LOG_LEVEL="WARNING", REVIEWBOT_JOB_TIMEOUT=str(JOB_TIMEOUT)
+        )
         proc = subprocess.Popen(
             [sys.executable, "-m", "reviewbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -110,12 +78,12 @@ def test_a_hostile_pr_never_delays_another_tenants_ack_or_review(tmp_path: Path)
                     return False
 
             wait_for(up, 30, "serve to come up")
-            r, _ = deliver(base, pr_event(gh, "evil/repo", 1, hostile))
+            r, _ = deliver(base, gh.opened_event(hostile, 1))
             assert r.status_code == 202
             wait_for(lambda: job_states(db, "evil/repo")[0][0] == "running", 30, "the hostile job to start")
             time.sleep(3)  # well into the hostile review (its job process starts, fetches, renders)
 
-            r, ack = deliver(base, pr_event(gh, "good/repo", 2, good))
+            r, ack = deliver(base, gh.opened_event(good, 2))
             assert r.status_code == 202 and ack < 1.0, f"acknowledged in {ack:.2f} s"
             started = time.monotonic()
             health = httpx.get(f"{base}/healthz", timeout=10)

@@ -14,7 +14,7 @@ from reviewbot.models import Candidate, ReviewResult
 from reviewbot.passes import PassPlan, plan_passes, shuffled, tag
 from reviewbot.pipeline import Change, review_change
 from reviewbot.rules import ruleset_from_config
-from tests.fakes.fake_llm import FakeLLM, diff_lines
+from tests.fakes.fake_llm import FakeLLM, diff_lines, flag_added
 from tests.test_verify import unified
 
 FILES = [f"svc/mod_{i}.py" for i in range(6)]
@@ -28,17 +28,10 @@ HEAD = {
 
 def index_error(request_json: dict[str, Any]) -> dict[str, Any]:
     """Every pass flags the first file's `xs[0]` the same way: the passes agree on one issue."""
-    findings = []
-    for path, lines in diff_lines(request_json).items():
-        for side, line, code in lines:
-            if side == "RIGHT" and path == FILES[0] and "xs[0]" in code:
-                findings.append({
-                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-                    "category": "bug", "confidence": 0.9, "title": "IndexError on an empty list",
-                    "body": f"`{code.strip()}` raises IndexError when xs is empty.",
-                    "suggestion": None, "quoted_code": code,
-                })  # fmt: skip
-    return {"findings": findings}
+    return flag_added(
+        request_json, lambda path, code: path == FILES[0] and "xs[0]" in code,
+        title="IndexError on an empty list", body="`{code}` raises IndexError when xs is empty.",
+    )  # fmt: skip
 
 
 def review(fake: FakeLLM, config_text: str) -> ReviewResult:

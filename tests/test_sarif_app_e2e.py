@@ -4,10 +4,7 @@ from the fake GitHub over HTTP, reviewed with the rules and the fake LLM, posted
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from reviewbot.sarif_in import parse_sarif
 from tests.test_app_e2e import INSTALLATION, REPO, World
@@ -17,14 +14,6 @@ CONFIG = (
     "min_acceptance: 0.5\n"
     "sarif_in:\n  check_runs: [ruff, 'golangci-*']\n  artifacts: [semgrep-sarif]\n"
 )
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    w.start_worker()
-    yield w
-    w.close()
 
 
 def _ruff_annotations() -> list[dict[str, object]]:

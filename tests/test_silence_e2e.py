@@ -3,20 +3,7 @@ many candidates there were, the best score and which setting would post it. Real
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from tests.test_app_e2e import INSTALLATION, REPO, World, module
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
-    w.start_worker()
-    yield w
-    w.close()
 
 
 def test_check_run_explains_why_nothing_was_posted(world: World) -> None:

@@ -45,19 +45,6 @@ def installation_event(t: dict[str, Any], action: str) -> dict[str, Any]:
     }
 
 
-def pr_event(w: RWorld, t: dict[str, Any], pr: Any) -> dict[str, Any]:
-    return {
-        "action": "opened", "number": pr.number,
-        "pull_request": {
-            "number": pr.number, "state": "open", "title": pr.title, "draft": False,
-            "user": {"login": pr.author, "type": "User"}, "labels": [],
-            "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
-        },
-        "repository": {"id": w.gh.repos[t["repo"]].id, "full_name": t["repo"]},
-        "installation": {"id": t["installation"]}, "sender": {"login": pr.author, "type": "User"},
-    }  # fmt: skip
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[RWorld]:
     w = RWorld(tmp_path)
@@ -75,7 +62,7 @@ def posted(w: RWorld, repo: str) -> list[tuple[int, str, float]]:
 def review(w: RWorld, t: dict[str, Any]) -> Any:
     w.gh.add_repo(t["repo"], t["installation"], {**CONFIG, "a.py": module(30)})
     pr = w.gh.add_pull(t["repo"], 1, head_files={"a.py": module(30, BUGS)})
-    w.deliver("pull_request", pr_event(w, t, pr))
+    w.deliver("pull_request", w.gh.opened_event(pr, t["installation"]))
     w.settle(timeout=60)
     return pr
 

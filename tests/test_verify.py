@@ -30,7 +30,7 @@ from reviewbot.verify import (
     parse_reply,
     worth_verifying,
 )
-from tests.fakes.fake_llm import FakeLLM, diff_lines, verify_items
+from tests.fakes.fake_llm import FakeLLM, flag_added, verify_items
 
 FILLER = [f"def helper_{i}(v):\n    return v + {i}\n\n" for i in range(8)]
 BASE = {
@@ -56,17 +56,10 @@ def unified(base: dict[str, str], head: dict[str, str]) -> str:
 
 def divide_by_len(request_json: dict[str, Any]) -> dict[str, Any]:
     """A reviewer that flags every added division by len(): right once, wrong once (guarded)."""
-    findings = []
-    for path, lines in diff_lines(request_json).items():
-        for side, line, code in lines:
-            if side == "RIGHT" and "/ len(xs)" in code:
-                findings.append({
-                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-                    "category": "bug", "confidence": 0.9, "title": "Division by zero on an empty list",
-                    "body": f"`{code.strip()}` raises ZeroDivisionError when xs is empty.",
-                    "suggestion": None, "quoted_code": code,
-                })  # fmt: skip
-    return {"findings": findings}
+    return flag_added(
+        request_json, lambda _path, code: "/ len(xs)" in code,
+        title="Division by zero on an empty list", body="`{code}` raises ZeroDivisionError when xs is empty.",
+    )  # fmt: skip
 
 
 def judge(item: dict[str, Any]) -> dict[str, Any]:

@@ -138,6 +138,14 @@ async def _unconfigured(job: Any) -> None:
     )
 
 
+async def _pause(worker: Worker, interval: float) -> None:
+    """Sleep `interval` seconds, a second at a time, so a stopping worker is not kept waiting."""
+    waited = 0.0
+    while waited < interval and not worker.stopping:
+        await asyncio.sleep(min(1.0, interval - waited))
+        waited += 1.0
+
+
 async def feedback_ticker(
     queue: JobQueue, worker: Worker, *, interval: float = FEEDBACK_TICK_SECONDS
 ) -> None:
@@ -158,10 +166,7 @@ async def feedback_ticker(
                 worker.notify(job_id)
         except Exception:
             log.exception("feedback tick failed; trying again at the next tick")
-        waited = 0.0
-        while waited < interval and not worker.stopping:
-            await asyncio.sleep(min(1.0, interval - waited))
-            waited += 1.0
+        await _pause(worker, interval)
 
 
 def record_github_auth(queue: JobQueue, worker_id: str, state: str) -> None:
@@ -195,10 +200,7 @@ async def github_auth_probe(
                 record_github_auth(queue, worker.worker_id, state)
             except Exception:
                 log.exception("cannot record the App's authentication state")
-        waited = 0.0
-        while waited < interval and not worker.stopping:
-            await asyncio.sleep(min(1.0, interval - waited))
-            waited += 1.0
+        await _pause(worker, interval)
 
 
 async def run_worker(

@@ -35,6 +35,7 @@ import base64
 import contextlib
 import difflib
 import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -46,6 +47,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,6 +83,17 @@ def generate_app_key() -> tuple[str, str]:
         .decode()
     )
     return private, public
+
+
+def signed_delivery(secret: str, event: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A webhook delivery as GitHub sends it: the JSON body and its headers, a fresh delivery id and
+    the body's HMAC-SHA256 under `secret` (computed here, not with reviewbot's own `sign`)."""
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {
+        "X-GitHub-Event": event, "X-GitHub-Delivery": uuid.uuid4().hex,
+        "X-Hub-Signature-256": signature, "Content-Type": "application/json",
+    }  # fmt: skip
 
 
 def _iso(ts: float) -> str:
@@ -610,6 +623,20 @@ class FakeGitHub:
             self.pulls[(repo, number)] = pr
             r.branches[pr.head_ref] = head_sha
             return pr
+
+    def opened_event(self, pr: FakePull, installation: int) -> dict[str, Any]:
+        """The `pull_request` `opened` webhook payload GitHub sends for `pr` (a non-draft PR by a
+        user, no labels): one builder for the tests and benches that deliver it over HTTP."""
+        return {
+            "action": "opened", "number": pr.number,
+            "pull_request": {
+                "number": pr.number, "state": "open", "title": pr.title, "draft": False,
+                "user": {"login": pr.author, "type": "User"}, "labels": [],
+                "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
+            },
+            "repository": {"id": self.repos[pr.repo].id, "full_name": pr.repo},
+            "installation": {"id": installation}, "sender": {"login": pr.author, "type": "User"},
+        }  # fmt: skip
 
     def add_pull_from_dirs(
         self, repo: str, number: int, before: str | Path, after: str | Path, **kwargs: Any
@@ -1215,25 +1242,6 @@ class FakeGitHub:
 
     # handlers
 
-    def _r_app(self, jwt: str, **_: Any) -> Reply:
-        """GET /app: the authenticated App, for a JWT signed with its key (else 401)."""
-        self._app_claims(jwt)
-        return Reply(200, {"id": self.app_id, "slug": "reviewbot", "name": "reviewbot"})
-
-    def _app_claims(self, jwt: str) -> dict[str, Any]:
-        token = jwt.split(" ", 1)[1] if jwt.startswith("Bearer ") else ""
-        if not self.app_public_key:
-            raise _error(401, "A JSON web token could not be decoded", "/apps/apps")
-        try:
-            # the wall clock, not self.clock: githubkit signs JWTs with the wall clock
-            claims = _decode_jwt(token, self.app_public_key, time.time())
-        except Exception as e:  # noqa: BLE001 - any decode failure is a 401 on GitHub too
-            raise _error(401, f"A JSON web token could not be decoded ({type(e).__name__})",
-                         "/apps/apps") from e
-        if self.app_id is not None and str(claims.get("iss")) != str(self.app_id):
-            raise _error(401, "'Issuer' claim ('iss') must be an Integer or String", "/apps/apps")
-        return claims
-
     def _r_access_token(self, jwt: str, params: dict, **_: Any) -> Reply:
         iid = int(params["iid"])
         self._app_claims(jwt)
@@ -1253,6 +1261,7 @@ class FakeGitHub:
         if not self.app_public_key:
             raise _error(401, "A JSON web token could not be decoded", "/apps/apps")
         try:
+            # the wall clock, not self.clock: githubkit signs JWTs with the wall clock
             claims = _decode_jwt(token, self.app_public_key, time.time())
         except Exception as e:  # noqa: BLE001 - any decode failure is a 401 on GitHub too
             raise _error(401, f"A JSON web token could not be decoded ({type(e).__name__})",

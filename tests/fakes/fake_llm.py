@@ -165,6 +165,23 @@ def diff_lines(request_json: dict[str, Any]) -> dict[str, list[tuple[str, int, s
     return out
 
 
+def flag_added(
+    request_json: dict[str, Any], flagged: Callable[[str, str], bool], *, title: str, body: str
+) -> dict[str, Any]:
+    """A scripted reviewer's answer: one high-severity bug (confidence 0.9) on every added (RIGHT)
+    line for which `flagged(path, code)` holds, quoting it; `body` may name it as `{code}`."""
+    findings = []
+    for path, lines in diff_lines(request_json).items():
+        for side, line, code in lines:
+            if side == "RIGHT" and flagged(path, code):
+                findings.append({
+                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
+                    "category": "bug", "confidence": 0.9, "title": title,
+                    "body": body.format(code=code.strip()), "suggestion": None, "quoted_code": code,
+                })  # fmt: skip
+    return {"findings": findings}
+
+
 _FINDING = re.compile(
     r'<finding-([0-9a-f]+) id="([^"]*)" path="([^"]*)"(?: line="(\d+)")?>\n(.*?)\n</finding-\1>', re.DOTALL
 )

@@ -10,6 +10,14 @@ from typing import Any
 import uvicorn
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server started in another process (which may lose it
+    to a race; in-process servers use LiveServer, which keeps the socket bound)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class LiveServer:
     """uvicorn on 127.0.0.1:<free port> in a background thread; use as a context manager.
 
