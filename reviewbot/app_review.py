@@ -391,7 +391,8 @@ class ReviewJobHandler:
             log.info("incremental review since %s", since[:12], extra={"since": since})
         else:
             since = None
-        wanted, _ = select_files(parse_diff(str(diff)), config)
+        # the pipeline's own selection (operator caps included): a file it will not review is not fetched
+        wanted, _ = select_files(parse_diff(str(diff)), config, self.limits.review)
         return diff, since, await prefetch_files(gh, req.repo, req.head_sha, [f.path for f in wanted])
 
     async def _review(
@@ -432,6 +433,7 @@ class ReviewJobHandler:
                 secrets=self.secrets,
                 token_cap=cap,
                 imported=imported.candidates if imported else (),
+                caps=self.limits.review,
             )  # fmt: skip
         finally:
             if own_llm and llm is not None:

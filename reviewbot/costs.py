@@ -28,6 +28,16 @@ class Price:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewCaps:
+    """How much of one change a review takes on (None: no cap), so a giant PR costs bounded
+    memory, time and LLM requests; what is left out is named in the check run and the report."""
+
+    max_files: int | None = None
+    max_changed_lines: int | None = None
+    max_candidates: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OperatorLimits:
     """What the operator allows any repository to ask for (None: no cap)."""
 
@@ -36,6 +46,7 @@ class OperatorLimits:
     tokens_per_pr: int | None = None
     tokens_per_installation_day: int | None = None
     prices: dict[str, Price] = field(default_factory=dict)
+    review: ReviewCaps = field(default_factory=ReviewCaps)
 
 
 def limits_from_settings(settings: Settings) -> OperatorLimits:
@@ -50,6 +61,11 @@ def limits_from_settings(settings: Settings) -> OperatorLimits:
         tokens_per_pr=settings.llm_max_tokens_per_pr,
         tokens_per_installation_day=settings.llm_max_tokens_per_installation_day,
         prices={m: Price(p["prompt"], p["completion"]) for m, p in (settings.llm_prices or {}).items()},
+        review=ReviewCaps(
+            max_files=settings.review_max_files,
+            max_changed_lines=settings.review_max_changed_lines,
+            max_candidates=settings.review_max_candidates,
+        ),
     )
 
 

@@ -17,9 +17,18 @@ from reviewbot import context as ctx
 from reviewbot.acceptance import AcceptanceModel
 from reviewbot.asking import AskOutcome, LLMPort, ask_all
 from reviewbot.config import DISABLED_REASON, RepoConfig
-from reviewbot.costs import TokenCap
+from reviewbot.costs import ReviewCaps, TokenCap
 from reviewbot.diff import hunk_index_for, parse_diff
-from reviewbot.models import Candidate, Decision, Dropped, FileDiff, HunkContext, LLMUsage, ReviewResult
+from reviewbot.models import (
+    Candidate,
+    Decision,
+    Dropped,
+    FileDiff,
+    HunkContext,
+    LLMUsage,
+    ReviewResult,
+    severity_rank,
+)
 from reviewbot.noise import FilterSettings, filter_review, silence_note, threshold_for
 from reviewbot.passes import plan_passes, shuffled, tag
 from reviewbot.prompt import ChangeIntent, PromptOptions, PromptRequest, build_requests
@@ -61,10 +70,23 @@ class StageTimer:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
-def select_files(files: list[FileDiff], config: RepoConfig) -> tuple[list[FileDiff], dict[str, str]]:
-    """The files to review, and for every other file the reason it is not reviewed."""
+#: The reason prefix of a file left out by the operator's per-review caps.
+CAP_REASON = "over the operator's cap"
+
+
+def select_files(
+    files: list[FileDiff], config: RepoConfig, caps: ReviewCaps | None = None
+) -> tuple[list[FileDiff], dict[str, str]]:
+    """The files to review, and for every other file the reason it is not reviewed.
+
+    `caps` (the operator's): past `max_files` files or `max_changed_lines` changed lines, the rest
+    of the files are left out in diff order, each named with the cap that left it out. A file too
+    large for what is left of the line budget is skipped and smaller ones after it still fit.
+    """
     keep: list[FileDiff] = []
     skipped: dict[str, str] = {}
+    caps = caps or ReviewCaps()
+    lines = 0
     for file in files:
         if file.is_binary:
             skipped[file.path] = "binary file"
@@ -78,9 +100,63 @@ def select_files(files: list[FileDiff], config: RepoConfig) -> tuple[list[FileDi
             skipped[file.path] = "excluded by paths"
         elif not config.language_included(file.language):
             skipped[file.path] = f"language {file.language or 'unknown'} not enabled"
+        elif caps.max_files is not None and len(keep) >= caps.max_files:
+            skipped[file.path] = (
+                f"{CAP_REASON} of {caps.max_files} files per review (REVIEWBOT_REVIEW_MAX_FILES)"
+            )
+        elif caps.max_changed_lines is not None and lines + changed_lines(file) > caps.max_changed_lines:
+            skipped[file.path] = (
+                f"{CAP_REASON} of {caps.max_changed_lines} changed lines per review "
+                f"(REVIEWBOT_REVIEW_MAX_CHANGED_LINES; this file changes {changed_lines(file)})"
+            )
         else:
             keep.append(file)
+            lines += changed_lines(file)
     return keep, skipped
+
+
+def changed_lines(file: FileDiff) -> int:
+    """Added plus deleted lines of a file's diff."""
+    return sum(1 for hunk in file.hunks for ln in hunk.lines if ln.kind in ("added", "deleted"))
+
+
+def cap_candidates(
+    candidates: list[Candidate], max_candidates: int | None
+) -> tuple[list[Candidate], list[Dropped]]:
+    """At most `max_candidates`, the most severe first (ties in their order); the rest dropped."""
+    if max_candidates is None or len(candidates) <= max_candidates:
+        return candidates, []
+    order = sorted(range(len(candidates)), key=lambda i: severity_rank(candidates[i].severity or "low"))
+    kept = set(order[:max_candidates])
+    reason = f"{CAP_REASON} of {max_candidates} candidates per review (REVIEWBOT_REVIEW_MAX_CANDIDATES)"
+    return (
+        [c for i, c in enumerate(candidates) if i in kept],
+        [Dropped(c, "cap", reason) for i, c in enumerate(candidates) if i not in kept],
+    )
+
+
+def _cap_notes(skipped: dict[str, str], dropped: int, caps: ReviewCaps) -> list[str]:
+    """One line per operator cap that left part of the change out, for the check run and report."""
+    notes = []
+    by_files = sum(1 for why in skipped.values() if "REVIEWBOT_REVIEW_MAX_FILES" in why)
+    by_lines = sum(1 for why in skipped.values() if "REVIEWBOT_REVIEW_MAX_CHANGED_LINES" in why)
+    if by_files:
+        notes.append(
+            f"Stopped by the operator's cap of {caps.max_files} files per review "
+            f"(REVIEWBOT_REVIEW_MAX_FILES): {by_files} file(s) not reviewed, listed below."
+        )
+    if by_lines:
+        notes.append(
+            f"Stopped by the operator's cap of {caps.max_changed_lines} changed lines per review "
+            f"(REVIEWBOT_REVIEW_MAX_CHANGED_LINES): {by_lines} file(s) not reviewed, listed below."
+        )
+    if dropped:
+        notes.append(
+            f"Stopped by the operator's cap of {caps.max_candidates} candidates per review "
+            f"(REVIEWBOT_REVIEW_MAX_CANDIDATES): the {dropped} least severe candidate(s) were not "
+            f"considered."
+        )
+    return notes
 
 
 async def review_change(
@@ -97,6 +173,7 @@ async def review_change(
     explore: bool = True,
     token_cap: TokenCap | None = None,
     imported: Sequence[Candidate] = (),
+    caps: ReviewCaps | None = None,
 ) -> ReviewResult:
     """Review one change end to end; never raises for bad LLM output (it is dropped and counted).
 
@@ -107,7 +184,9 @@ async def review_change(
     the answer): right for a local review, where no feedback comes back.
 
     `token_cap` (the operator's cost caps) stops sending LLM requests past its budget; the review
-    keeps what it found before, and `result.usage.stopped_by` names the cap.
+    keeps what it found before, and `result.usage.stopped_by` names the cap. `caps` (the
+    operator's per-review caps on files, changed lines and candidates) leave the rest of a giant
+    change out; what was left out is in `files_not_reviewed`, `dropped` and one note per cap.
 
     Every text of the result is passed through `redact.redact_result`: the `secrets` values
     (webhook secret, keys, tokens) and credential-shaped strings never reach a comment or report.
@@ -122,8 +201,10 @@ async def review_change(
 
     started = time.perf_counter()
     all_files = parse_diff(change.diff_text)
-    files, skipped = select_files(all_files, config)
+    caps = caps or ReviewCaps()
+    files, skipped = select_files(all_files, config, caps)
     result.files_not_reviewed.update(skipped)
+    del all_files
 
     sources: dict[str, str | None] = {}
     for file in files:
@@ -216,6 +297,10 @@ async def review_change(
         timer.add("anchor", started)
     elif llm is None:
         result.notes.append("no LLM configured: rules only")
+
+    candidates, over_cap = cap_candidates(candidates, caps.max_candidates)
+    result.dropped.extend(over_cap)
+    result.notes.extend(_cap_notes(skipped, len(over_cap), caps))
 
     _annotate(candidates, by_path, contexts, change)
     dismissed_fingerprints, posted_fingerprints = list(dismissed_fingerprints), list(posted_fingerprints)

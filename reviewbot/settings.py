@@ -139,6 +139,16 @@ class Settings(BaseSettings):
         default=None,
         description='JSON price per million tokens by model: {"m": {"prompt": 0.15, "completion": 0.6}}.',
     )
+    # Per-review caps: a giant PR is reviewed in part (what is left out is named), in bounded cost.
+    review_max_files: int | None = Field(
+        default=None, ge=1, description="Most changed files one review takes on (the rest are named)."
+    )
+    review_max_changed_lines: int | None = Field(
+        default=None, ge=1, description="Most changed lines (added + deleted) one review takes on."
+    )
+    review_max_candidates: int | None = Field(
+        default=None, ge=1, description="Most candidate findings one review filters (the least severe go)."
+    )
 
     # Storage and processes
     database_path: str = Field(default="./reviewbot.db", description="SQLite database file.")

@@ -99,6 +99,7 @@ async def run_local_review(
                 secrets=settings_secrets(settings),  # the LLM key never reaches the report
                 token_cap=token_cap(limits),
                 imported=imported or (),
+                caps=limits.review,
             )
             result.notes[:0] = capped
             result.usage.cost = cost_of(result.usage, limits.prices)

@@ -1,0 +1,148 @@
+"""The operator's per-review caps (files, changed lines, candidates): a giant change is reviewed in
+part, in bounded cost, and what was left out is named in the CLI report and the App's check run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reviewbot.config import RepoConfig
+from reviewbot.costs import ReviewCaps, limits_from_settings
+from reviewbot.diff import parse_diff
+from reviewbot.local import build_repo_from_dirs
+from reviewbot.models import Candidate
+from reviewbot.pipeline import cap_candidates, changed_lines, select_files
+from reviewbot.settings import Settings
+from tests.fakes.fake_llm import FakeLLM, diff_lines
+from tests.test_app_e2e import INSTALLATION, REPO, World, module
+from tests.test_review_e2e import run_cli
+
+
+def _diff(sizes: list[int]) -> str:
+    """A unified diff adding files f0.py.. with `sizes[i]` lines each."""
+    parts = []
+    for i, n in enumerate(sizes):
+        body = "".join(f"+x{i}_{k} = {k}\n" for k in range(n))
+        parts.append(
+            f"diff --git a/f{i}.py b/f{i}.py\nnew file mode 100644\n--- /dev/null\n+++ b/f{i}.py\n"
+            f"@@ -0,0 +1,{n} @@\n{body}"
+        )
+    return "".join(parts)
+
+
+def test_select_files_caps_files_in_diff_order_and_names_the_rest() -> None:
+    files = parse_diff(_diff([3, 3, 3, 3]))
+    keep, skipped = select_files(files, RepoConfig(), ReviewCaps(max_files=2))
+    assert [f.path for f in keep] == ["f0.py", "f1.py"]
+    assert set(skipped) == {"f2.py", "f3.py"}
+    assert all("REVIEWBOT_REVIEW_MAX_FILES" in why for why in skipped.values())
+
+
+def test_select_files_caps_changed_lines_and_smaller_files_still_fit() -> None:
+    files = parse_diff(_diff([4, 10, 3, 5]))
+    assert [changed_lines(f) for f in files] == [4, 10, 3, 5]
+    keep, skipped = select_files(files, RepoConfig(), ReviewCaps(max_changed_lines=8))
+    assert [f.path for f in keep] == ["f0.py", "f2.py"]  # 4 + 3; 10 and then 5 do not fit
+    assert "REVIEWBOT_REVIEW_MAX_CHANGED_LINES" in skipped["f1.py"] and "changes 10" in skipped["f1.py"]
+    assert set(skipped) == {"f1.py", "f3.py"}
+
+
+def test_no_caps_select_every_eligible_file() -> None:
+    files = parse_diff(_diff([3] * 5))
+    keep, skipped = select_files(files, RepoConfig(), None)
+    assert len(keep) == 5 and not skipped
+
+
+def test_cap_candidates_keeps_the_most_severe_in_their_order() -> None:
+    sev = ["low", "critical", "nit", "high", None, "medium"]
+    cands = [Candidate(id=str(i), path="a.py", line=1, body="b", severity=s) for i, s in enumerate(sev)]
+    kept, dropped = cap_candidates(cands, 3)
+    assert [c.id for c in kept] == ["1", "3", "5"]
+    assert {d.candidate.id for d in dropped} == {"0", "2", "4"}
+    assert all(d.stage == "cap" for d in dropped)
+    assert cap_candidates(cands, None) == (cands, [])
+
+
+def test_the_caps_are_operator_settings_read_from_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setenv("REVIEWBOT_REVIEW_MAX_FILES", "7")
+    monkeypatch.setenv("REVIEWBOT_REVIEW_MAX_CHANGED_LINES", "900")
+    monkeypatch.setenv("REVIEWBOT_REVIEW_MAX_CANDIDATES", "40")
+    caps = limits_from_settings(Settings.from_env()).review
+    assert caps == ReviewCaps(max_files=7, max_changed_lines=900, max_candidates=40)
+
+
+def one_finding_per_file(request_json: dict[str, Any]) -> dict[str, Any]:
+    findings = []
+    for path, lines in diff_lines(request_json).items():
+        right = [(n, code) for side, n, code in lines if side == "RIGHT" and code.strip()]
+        if right:
+            line, code = right[0]
+            findings.append({
+                "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
+                "category": "bug", "confidence": 0.9, "title": "Value can be None",
+                "body": f"`{code.strip()[:30]}` can be None here.", "suggestion": None, "quoted_code": code,
+            })  # fmt: skip
+    return {"findings": findings}
+
+
+def _repo(tmp_path: Path, files: int) -> tuple[Path, str, str]:
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    (before / "README.md").write_text("x\n")
+    after.mkdir()
+    (after / "README.md").write_text("x\n")
+    for i in range(files):
+        (after / f"m{i}.py").write_text(module(30, {7: f"m{i}a"}, name=f"v{i}"))
+    repo = tmp_path / "repo"
+    base, head = build_repo_from_dirs(repo, before, after)
+    return repo, base, head
+
+
+def test_cli_review_applies_the_caps_and_the_report_names_what_was_left_out(tmp_path: Path) -> None:
+    repo, base, head = _repo(tmp_path, 6)
+    with FakeLLM(responder=one_finding_per_file) as llm:
+        env = {
+            "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key",
+            "REVIEWBOT_REVIEW_MAX_FILES": "4", "REVIEWBOT_REVIEW_MAX_CANDIDATES": "2",
+        }  # fmt: skip
+        proc = run_cli("review", str(repo), "--base", base, "--head", head, "--format", "json", env=env)
+        assert proc.returncode in (0, 1), proc.stderr
+        sent = {path for body in llm.requests for path in diff_lines(body)}
+        text = run_cli("review", str(repo), "--base", base, "--head", head, env=env)
+    report = json.loads(proc.stdout)
+    capped = {p for p, why in report["files_not_reviewed"].items() if "REVIEWBOT_REVIEW_MAX_FILES" in why}
+    assert len(capped) == 2
+    assert sent and not (sent & capped), "a file over the cap never reaches the LLM"
+    notes = "\n".join(report["notes"])
+    assert "cap of 4 files per review (REVIEWBOT_REVIEW_MAX_FILES): 2 file(s)" in notes
+    assert "cap of 2 candidates per review (REVIEWBOT_REVIEW_MAX_CANDIDATES)" in notes
+    assert len(report["findings"]) + len(report["suppressed"]) <= 2
+    assert sum(d["stage"] == "cap" for d in report["dropped"]) >= 2  # 4 files, one finding each
+    assert "REVIEWBOT_REVIEW_MAX_FILES" in text.stdout and "REVIEWBOT_REVIEW_MAX_CANDIDATES" in text.stdout
+
+
+class CapWorld(World):
+    def settings(self) -> Settings:
+        caps = {"review_max_files": 3, "review_max_changed_lines": 10_000}
+        return super().settings().model_copy(update=caps)
+
+
+def test_app_review_applies_the_caps_and_the_check_run_names_the_files_left_out(tmp_path: Path) -> None:
+    w = CapWorld(tmp_path)
+    w.gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": "min_acceptance: 0.01\nmax_comments: 50\n"})
+    w.start_worker()
+    try:
+        heads = {f"m{i}.py": module(40, {7: f"m{i}a"}, name=f"v{i}") for i in range(5)}
+        pr = w.gh.add_pull(REPO, 1, head_files=heads)
+        w.deliver("pull_request", w.pr_event("opened", pr))
+        w.settle()
+        assert len(w.reviews()) == 1
+        [check] = w.checks(pr.head_sha)
+        out = check["output"]
+        assert "2 file(s) not reviewed" in out["title"]
+        assert out["text"].count("REVIEWBOT_REVIEW_MAX_FILES") >= 3  # the note and both files
+        sent = {path for body in w.llm.requests for path in diff_lines(body)}
+        assert sent == {"m0.py", "m1.py", "m2.py"}
+    finally:
+        w.close()
