@@ -27,7 +27,6 @@ from reviewbot.globs import (
     glob_list,
     wildcard_match,
 )
-from reviewbot.globs import glob_match as glob_match  # re-exported: callers that read configs
 from reviewbot.languages import SUPPORTED, language_for_path, matches_language
 from reviewbot.models import SEVERITIES
 from reviewbot.rulespec import RuleSpec

@@ -160,7 +160,7 @@ def _load_builtin_cached() -> tuple[RuleSpec, ...]:
 
 
 # --------------------------------------------------------------------------- matching
-# Path globs: reviewbot.globs.path_selected (the one dialect), re-exported for callers here.
+# Path globs: reviewbot.globs.path_selected (the one dialect).
 
 
 #: Inline markers that silence rules on a line: ours (optionally naming rule ids) and the common

@@ -19,9 +19,9 @@ from reviewbot.config import (
     RepoConfig,
     config_json_schema,
     config_schema_text,
-    glob_match,
     load_config,
 )
+from reviewbot.globs import glob_match
 from reviewbot.models import SEVERITIES
 from reviewbot.severity import meets_minimum
 
@@ -536,7 +536,6 @@ def test_every_yaml_example_in_the_docs_is_valid() -> None:
 def test_a_bracket_inside_a_glob_class_is_literal_and_warns_nothing() -> None:
     import warnings
 
-    from reviewbot.config import glob_match
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

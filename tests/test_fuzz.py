@@ -42,11 +42,11 @@ from reviewbot import webhooks
 from reviewbot.anchor import anchor_candidates
 from reviewbot.config import ConfigError, RepoConfig, load_config
 from reviewbot.diff import DiffParseError, parse_diff
-from reviewbot.globs import MAX_PATTERN_CHARS, GlobList, glob_match, wildcard_match
+from reviewbot.globs import MAX_PATTERN_CHARS, GlobList, glob_match, path_selected, wildcard_match
 from reviewbot.models import CATEGORIES, SEVERITIES, FileDiff
 from reviewbot.prompt import neutralise, parse_reply, unneutralise
 from reviewbot.queue import JobQueue
-from reviewbot.rules import RuleError, all_added, path_selected, ruleset_from_config
+from reviewbot.rules import RuleError, all_added, ruleset_from_config
 from reviewbot.server import create_app
 from reviewbot.severity import meets_minimum
 from reviewbot.store import Store
