@@ -536,7 +536,6 @@ def test_every_yaml_example_in_the_docs_is_valid() -> None:
 def test_a_bracket_inside_a_glob_class_is_literal_and_warns_nothing() -> None:
     import warnings
 
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert glob_match("src/[[x]y.py", "src/[y.py")
