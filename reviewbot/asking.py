@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from reviewbot.costs import TokenCap
-from reviewbot.llm import ContextOverflow, LLMError, LLMReply, failure_scope
+from reviewbot.llm_port import ContextOverflow, LLMError, LLMReply, failure_scope
 from reviewbot.models import LLMUsage
 from reviewbot.prompt import PromptBudgetError, PromptRequest, split_request
 from reviewbot.replies import repair_truncated
