@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from reviewbot.costs import TokenCap
+from reviewbot.costs import TokenCap, reserve_request
 from reviewbot.llm_port import ContextOverflow, LLMError, LLMReply, failure_scope
 from reviewbot.models import LLMUsage
 from reviewbot.prompt import PromptBudgetError, PromptRequest, split_request
@@ -108,33 +108,25 @@ async def _ask(
     cap: TokenCap | None,
 ) -> None:
     label = _label(key, request)
-    reserved = request.estimated_tokens
-    if cap is not None and not cap.reserve(reserved):
-        out.usage.stopped_by = out.usage.stopped_by or cap.name
+    spend = reserve_request(cap, out.usage, request.estimated_tokens)
+    if spend is None:
         return
-    out.usage.requests += 1
     try:
         reply = await llm.complete(request, label=label)
     except ContextOverflow as exc:
-        if cap is not None:
-            cap.settle(reserved, 0)
+        spend.failed()
         out.usage.requests -= 1  # the pieces count instead
         budget = llm.prompt_budget(configured_budget) if exc.window is not None else None
         await _split(llm, request, key, depth, out, configured_budget, cap, budget, str(exc))
         return
     except LLMError as exc:
-        if cap is not None:
-            cap.settle(reserved, 0)
+        spend.failed()
         out.usage.errors += 1
         out.problems.append(str(exc))  # a fatal error's line is the same for every request
         if not exc.fatal:
             log.error("LLM %s", exc)
         return
-    used = reply.prompt_tokens + reply.completion_tokens
-    if cap is not None:
-        cap.settle(reserved, used)
-    out.usage.prompt_tokens += reply.prompt_tokens
-    out.usage.completion_tokens += reply.completion_tokens
+    spend.answered(reply.prompt_tokens, reply.completion_tokens)
     if reply.truncated:
         repaired = repair_truncated(reply.text)
         kept = repaired[1] if repaired is not None else 0
