@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from reviewbot.acceptance import load_prior  # noqa: E402
 from reviewbot.config import DEFAULT_PASSES, load_config  # noqa: E402
-from reviewbot.llm import LLMReply  # noqa: E402
 from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
+from reviewbot.llm_port import LLMReply  # noqa: E402
 from reviewbot.pipeline import Change, review_change  # noqa: E402
 from reviewbot.rules import ruleset_from_config  # noqa: E402
 from reviewbot.settings import Settings  # noqa: E402

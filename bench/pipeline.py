@@ -35,8 +35,9 @@ from reviewbot import languages  # noqa: E402
 from reviewbot.acceptance import load_prior  # noqa: E402
 from reviewbot.config import load_config  # noqa: E402
 from reviewbot.diff import parse_diff  # noqa: E402
-from reviewbot.llm import LLMClient, LLMReply  # noqa: E402
+from reviewbot.llm import LLMClient  # noqa: E402
 from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
+from reviewbot.llm_port import LLMReply  # noqa: E402
 from reviewbot.pipeline import Change, review_change  # noqa: E402
 from reviewbot.prompt import PromptRequest  # noqa: E402
 from reviewbot.rules import ruleset_from_config  # noqa: E402

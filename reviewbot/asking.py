@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from reviewbot.costs import TokenCap
-from reviewbot.llm import ContextOverflow, LLMError, LLMReply, failure_scope
+from reviewbot.costs import TokenCap, reserve_request
+from reviewbot.llm_port import ContextOverflow, LLMError, LLMReply, failure_scope
 from reviewbot.models import LLMUsage
 from reviewbot.prompt import PromptBudgetError, PromptRequest, split_request
 from reviewbot.replies import repair_truncated
@@ -61,6 +61,16 @@ class AskOutcome:
     notes: list[str] = field(default_factory=list)  # splits and salvages, for the report
 
 
+@dataclass(frozen=True, slots=True)
+class _Asking:
+    """What every request of one `ask_all` shares, passed down the splits as one value."""
+
+    llm: LLMPort
+    out: AskOutcome
+    configured_budget: int
+    cap: TokenCap | None
+
+
 def _label(key: str, request: PromptRequest) -> str:
     """ "request 4 (a.py, b.py)" for key "3" (keys count from 0, labels from 1); pieces "4.1"."""
     first, _, rest = key.partition(".")
@@ -81,10 +91,9 @@ async def ask_all(
     """Ask every request; never raises for a failed request (it is counted and described)."""
     out = AskOutcome()
     out.usage.model = llm.model
+    run = _Asking(llm, out, configured_budget, cap)
     with failure_scope():  # an exhausted quota or a refused key fails the rest of this pass at once
-        await asyncio.gather(
-            *(_ask(llm, req, str(i), 0, out, configured_budget, cap) for i, req in enumerate(requests))
-        )
+        await asyncio.gather(*(_ask(run, req, str(i), 0) for i, req in enumerate(requests)))
     out.answered.sort(key=lambda a: [int(p) for p in a.key.split(".")])
     out.problems = list(dict.fromkeys(out.problems))  # a fatal error is said once, not per request
     log.info(
@@ -98,43 +107,28 @@ async def ask_all(
     return out
 
 
-async def _ask(
-    llm: LLMPort,
-    request: PromptRequest,
-    key: str,
-    depth: int,
-    out: AskOutcome,
-    configured_budget: int,
-    cap: TokenCap | None,
-) -> None:
+async def _ask(run: _Asking, request: PromptRequest, key: str, depth: int) -> None:
+    llm, out, cap = run.llm, run.out, run.cap
     label = _label(key, request)
-    reserved = request.estimated_tokens
-    if cap is not None and not cap.reserve(reserved):
-        out.usage.stopped_by = out.usage.stopped_by or cap.name
+    spend = reserve_request(cap, out.usage, request.estimated_tokens)
+    if spend is None:
         return
-    out.usage.requests += 1
     try:
         reply = await llm.complete(request, label=label)
     except ContextOverflow as exc:
-        if cap is not None:
-            cap.settle(reserved, 0)
+        spend.failed()
         out.usage.requests -= 1  # the pieces count instead
-        budget = llm.prompt_budget(configured_budget) if exc.window is not None else None
-        await _split(llm, request, key, depth, out, configured_budget, cap, budget, str(exc))
+        budget = llm.prompt_budget(run.configured_budget) if exc.window is not None else None
+        await _split(run, request, key, depth, budget, str(exc))
         return
     except LLMError as exc:
-        if cap is not None:
-            cap.settle(reserved, 0)
+        spend.failed()
         out.usage.errors += 1
         out.problems.append(str(exc))  # a fatal error's line is the same for every request
         if not exc.fatal:
             log.error("LLM %s", exc)
         return
-    used = reply.prompt_tokens + reply.completion_tokens
-    if cap is not None:
-        cap.settle(reserved, used)
-    out.usage.prompt_tokens += reply.prompt_tokens
-    out.usage.completion_tokens += reply.completion_tokens
+    spend.answered(reply.prompt_tokens, reply.completion_tokens)
     if reply.truncated:
         repaired = repair_truncated(reply.text)
         kept = repaired[1] if repaired is not None else 0
@@ -150,7 +144,7 @@ async def _ask(
                 out.notes.append(
                     f"{label}: reply cut at the output limit; asked again in {len(pieces)} parts"
                 )
-                await _gather_pieces(llm, pieces, key, depth, out, configured_budget, cap)
+                await _gather_pieces(run, pieces, key, depth)
                 return
         if repaired is not None:
             reply.text = repaired[0]
@@ -159,16 +153,9 @@ async def _ask(
 
 
 async def _split(
-    llm: LLMPort,
-    request: PromptRequest,
-    key: str,
-    depth: int,
-    out: AskOutcome,
-    configured_budget: int,
-    cap: TokenCap | None,
-    budget: int | None,
-    why: str,
+    run: _Asking, request: PromptRequest, key: str, depth: int, budget: int | None, why: str
 ) -> None:
+    out = run.out
     label = _label(key, request)
     if depth >= MAX_SPLIT_DEPTH:
         out.usage.requests += 1
@@ -185,18 +172,8 @@ async def _split(
         out.problems.append(f"{why}; cannot split it: {exc}")
         return
     out.notes.append(f"{label}: over the model's context window; split into {len(pieces)} requests")
-    await _gather_pieces(llm, pieces, key, depth, out, configured_budget, cap)
+    await _gather_pieces(run, pieces, key, depth)
 
 
-async def _gather_pieces(
-    llm: LLMPort,
-    pieces: list[PromptRequest],
-    key: str,
-    depth: int,
-    out: AskOutcome,
-    configured_budget: int,
-    cap: TokenCap | None,
-) -> None:
-    await asyncio.gather(
-        *(_ask(llm, p, f"{key}.{n}", depth + 1, out, configured_budget, cap) for n, p in enumerate(pieces, 1))
-    )
+async def _gather_pieces(run: _Asking, pieces: list[PromptRequest], key: str, depth: int) -> None:
+    await asyncio.gather(*(_ask(run, p, f"{key}.{n}", depth + 1) for n, p in enumerate(pieces, 1)))

@@ -104,6 +104,38 @@ def apply_limits(
     return config.model_copy(update={"llm": config.llm.model_copy(update=llm_updates), "passes": None}), notes
 
 
+@dataclass(slots=True)
+class Spend:
+    """One LLM request's claim on the review's token cap: reserved before it is sent, settled once
+    after (asking and verification share it, so both charge the cap and the usage alike)."""
+
+    cap: TokenCap | None
+    usage: LLMUsage
+    reserved: int
+
+    def answered(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """The server answered: the cap and the usage are charged what it reported."""
+        if self.cap is not None:
+            self.cap.settle(self.reserved, prompt_tokens + completion_tokens)
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.completion_tokens += completion_tokens
+
+    def failed(self) -> None:
+        """No answer: the reservation is given back (a failed request costs the cap nothing)."""
+        if self.cap is not None:
+            self.cap.settle(self.reserved, 0)
+
+
+def reserve_request(cap: TokenCap | None, usage: LLMUsage, tokens: int) -> Spend | None:
+    """Reserve a request's estimated tokens on the review's cap and count the request in `usage`.
+    None when the cap refuses (then `usage.stopped_by` names the cap): the request is not sent."""
+    if cap is not None and not cap.reserve(tokens):
+        usage.stopped_by = usage.stopped_by or cap.name
+        return None
+    usage.requests += 1
+    return Spend(cap, usage, tokens)
+
+
 def cost_of(usage: LLMUsage, prices: dict[str, Price]) -> float | None:
     """What the usage cost by the price table, or None when the model has no price."""
     price = prices.get(usage.model)

@@ -13,16 +13,12 @@ findings is the pipeline's job (reviewbot.replies).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import email.utils
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +35,7 @@ from reviewbot.llm_caps import (
     is_output_too_large,
     output_limit_in,
 )
+from reviewbot.llm_port import _FAILURE_SCOPE, ContextOverflow, LLMError, LLMReply
 from reviewbot.prompt import (
     PromptRequest,
     estimate_tokens,
@@ -58,68 +55,8 @@ _DOWNGRADE: dict[ResponseMode, ResponseMode] = {"json_schema": "json_object", "j
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
-#: Where a review's requests share what makes all of them fail (see `failure_scope`).
-_FAILURE_SCOPE: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "reviewbot_llm_failure_scope", default=None
-)
-
-
-@contextlib.contextmanager
-def failure_scope() -> Iterator[None]:
-    """Requests sent inside (and in tasks started inside) share fatal failures: after one exhausted
-    quota or refused key, the others fail at once without a round trip. One per review, so a
-    client shared by the App's jobs tries again on the next review."""
-    token = _FAILURE_SCOPE.set({})
-    try:
-        yield
-    finally:
-        _FAILURE_SCOPE.reset(token)
-
-
-class LLMError(Exception):
-    """A request the LLM server refused or that kept failing after every retry.
-
-    `fatal`: no request of this client can succeed (quota exhausted, key refused, unknown model);
-    the message is then the one line that says why, the same for every request.
-    """
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False, fatal: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.fatal = fatal
-
-
-class ContextOverflow(LLMError):
-    """The server refused the request as longer than the model's window: split it and retry."""
-
-    def __init__(self, message: str, *, window: int | None) -> None:
-        super().__init__(message, status=400)
-        self.window = window
-
-
 class _Transient(Exception):
     """A failure worth retrying that the openai client does not raise itself (garbled 200 body)."""
-
-
-@dataclass(slots=True)
-class LLMReply:
-    """The assistant's text and what it cost."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    model: str
-    attempts: int = 1
-    usage_estimated: bool = False  # the server sent no usage; tokens are our estimate
-    finish_reason: str | None = None
-
-    @property
-    def truncated(self) -> bool:
-        """The server cut the reply at the output limit (its JSON is likely unfinished)."""
-        return self.finish_reason == "length"
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -30,7 +30,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -483,3 +483,44 @@ class JobQueue:
             except sqlite3.IntegrityError:  # the same work is already queued again
                 return False
             return cur.rowcount == 1
+
+    # --- deliveries ---------------------------------------------------------------------------
+
+    def accept_delivery(
+        self, delivery: Delivery, jobs: Sequence[Mapping[str, Any]]
+    ) -> tuple[bool, list[int]]:
+        """Store a webhook delivery and its jobs (`enqueue_in` keyword arguments) in one
+        transaction: a delivery is never stored without its work, nor its work twice.
+        Returns (duplicate, job ids): a redelivery stores nothing and gets the first job's id."""
+        with self.lock, self.store.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO deliveries (id, event, action, installation_id, repo, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                (
+                    delivery.id,
+                    delivery.event,
+                    delivery.action,
+                    delivery.installation_id,
+                    delivery.repo,
+                    delivery.received_at,
+                ),
+            )
+            if cur.rowcount == 0:
+                row = conn.execute("SELECT job_id FROM deliveries WHERE id = ?", (delivery.id,)).fetchone()
+                return True, ([row[0]] if row and row[0] is not None else [])
+            job_ids = [self.enqueue_in(conn, **job) for job in jobs]
+            if job_ids:
+                conn.execute("UPDATE deliveries SET job_id = ? WHERE id = ?", (job_ids[0], delivery.id))
+            return False, job_ids
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A webhook delivery as the `deliveries` table keeps it (to deduplicate and to prune)."""
+
+    id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repo: str | None
+    received_at: str

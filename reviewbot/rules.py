@@ -274,6 +274,34 @@ def _node_lines(node: Node) -> tuple[int, int]:
     return start, end_row + 1
 
 
+def _rule_applies(rule: RuleSpec, path: str | None, role: str | None) -> bool:
+    """The rule's `paths` select the file and it runs in the file's role (no path known: it does)."""
+    if path is None:
+        return True
+    if rule.paths and not path_selected(path, rule.paths):
+        return False
+    return role is None or rule.runs_in(role)
+
+
+def _add_matches(
+    rule: RuleSpec,
+    nodes: Sequence[Node],
+    out: list[RuleMatch],
+    seen: set[tuple[int, tuple[tuple[int, int], ...]]] | None = None,
+    pattern: int = 0,
+) -> None:
+    """One match's @match nodes as RuleMatches. With `seen`, a match met again (the same pattern
+    over the same nodes, in a later row range or slice) is added once."""
+    if seen is not None:
+        key = (pattern, tuple((node.start_byte, node.end_byte) for node in nodes))
+        if key in seen:
+            return
+        seen.add(key)
+    for node in nodes:
+        start, end = _node_lines(node)
+        out.append(RuleMatch(rule=rule, start_line=start, end_line=end))
+
+
 def _concrete_languages(rule: RuleSpec) -> list[str]:
     """The grammars a rule's query may run on: each named language plus its family."""
     out: list[str] = []
@@ -422,22 +450,13 @@ class RuleSet:
                 cursor.set_point_range((first, 0), (stop, 0))
                 batches.append(cursor.matches(tree.root_node, predicate=predicate))  # type: ignore[call-arg]
         out: list[RuleMatch] = []
-        seen: set[tuple[int, tuple[tuple[int, int], ...]]] = set()
+        seen: set[tuple[int, tuple[tuple[int, int], ...]]] | None = (
+            set() if row_ranges is not None and len(row_ranges) > 1 else None  # ranges can meet a match twice
+        )
         for pattern_index, captures in (match for batch in batches for match in batch):
             rule = compiled.rule_of_pattern[pattern_index]
-            if path is not None and rule.paths and not path_selected(path, rule.paths):
-                continue
-            if role is not None and not rule.runs_in(role):
-                continue
-            nodes = captures.get(MATCH_CAPTURE, [])
-            if row_ranges is not None and len(row_ranges) > 1:
-                key = (pattern_index, tuple((node.start_byte, node.end_byte) for node in nodes))
-                if key in seen:  # met again in a later range
-                    continue
-                seen.add(key)
-            for node in nodes:
-                start, end = _node_lines(node)
-                out.append(RuleMatch(rule=rule, start_line=start, end_line=end))
+            if _rule_applies(rule, path, role):
+                _add_matches(rule, captures.get(MATCH_CAPTURE, []), out, seen, pattern_index)
         return out
 
     def _own_matches(
@@ -451,9 +470,7 @@ class RuleSet:
         row_ranges: Sequence[tuple[int, int]] | None,
     ) -> list[RuleMatch]:
         """One untrusted rule's matches, a slice of rows at a time, within what is left of its budget."""
-        if path is not None and rule.paths and not path_selected(path, rule.paths):
-            return []
-        if path is not None and not rule.runs_in(file_role(path)):
+        if not _rule_applies(rule, path, file_role(path) if path is not None else None):
             return []
         if row_ranges is None:
             row_ranges = [rows if rows is not None else (0, tree.root_node.end_point.row + 1)]
@@ -463,7 +480,7 @@ class RuleSet:
         predicate = Predicates(deadline=started + min(own_left, total_left))
         cursor = QueryCursor(query, match_limit=_CUSTOM_MATCH_LIMIT)
         out: list[RuleMatch] = []
-        seen: set[tuple[tuple[int, int], ...]] = set()
+        seen: set[tuple[int, tuple[tuple[int, int], ...]]] = set()  # slices can meet a match twice
         try:
             for first, stop in row_ranges:
                 for lo in range(first, max(stop, first + 1), _SLICE_ROWS):
@@ -473,14 +490,7 @@ class RuleSet:
                         return []
                     cursor.set_point_range((lo, 0), (min(lo + _SLICE_ROWS, stop), 0))
                     for _index, captures in cursor.matches(tree.root_node, predicate=predicate):  # type: ignore[call-arg]
-                        nodes = captures.get(MATCH_CAPTURE, [])
-                        key = tuple((node.start_byte, node.end_byte) for node in nodes)
-                        if key in seen:  # met again in a later slice
-                            continue
-                        seen.add(key)
-                        for node in nodes:
-                            start, end = _node_lines(node)
-                            out.append(RuleMatch(rule=rule, start_line=start, end_line=end))
+                        _add_matches(rule, captures.get(MATCH_CAPTURE, []), out, seen)
             if predicate.overran:
                 return []
             return out

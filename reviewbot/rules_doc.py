@@ -42,12 +42,14 @@ def render(rules: Sequence[RuleSpec], measured: Mapping[str, tuple[float, float]
     lines = [
         "# Built-in rules",
         "",
-        "Generated from `rules/*.yml` by `python -m reviewbot.rules_doc` (tests/test_rules_doc.py checks",
+        "Generated from `rules/*.yml` by `python -m reviewbot.rules_doc` "
+        "(tests/test_rules_doc.py checks",
         "it is current). Turn a rule off with `rules.disable`, an opt-in one on with `rules.enable`, change",
         "its severity with `rules.severity` (docs/configuration.md).",
         "",
         "**File roles.** Each file has a role from its path and its language's conventions (source, test,",
-        "example, fixture, generated, vendored, docs: `reviewbot/roles.py`). Security, bug, correctness and",
+        "example, fixture, generated, vendored, docs: `reviewbot/roles.py`). "
+        "Security, bug, correctness and",
         "performance rules run in source and docs only unless the rule lists its `roles`; other rules run",
         "everywhere except generated and vendored code.",
         "",

@@ -10,6 +10,10 @@ body is read; the body streams through the HMAC into a spool that holds at most
 `buffer_bytes` in memory (the rest goes to a temporary file), so 25 MB forged bodies do not
 pile up in RAM; and the whole body must arrive within `body_timeout` seconds (else 408). The
 header, keep-alive and connection limits are the HTTP protocol's (reviewbot.http_guard).
+
+`create_app` assembles the routes, one concern each: the webhook edge (here), health and metrics
+(reviewbot.health), the operator's endpoints (reviewbot.admin) and the dashboard
+(reviewbot.dashboard, mounted only with an admin token).
 """
 
 from __future__ import annotations
@@ -19,21 +23,21 @@ import hashlib
 import hmac
 import json
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from reviewbot import webhooks
+from reviewbot.admin import admin_router
+from reviewbot.health import MIN_FREE_BYTES, free_bytes_beside, health_router
 from reviewbot.logs import log_context
-from reviewbot.metrics import CONTENT_TYPE, Metrics
-from reviewbot.queue import JobQueue, iso, parse_iso
+from reviewbot.metrics import Metrics
+from reviewbot.queue import Delivery, JobQueue, iso
 from reviewbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,34 +46,6 @@ MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 OFFLOAD_BYTES = 256 * 1024
 BUFFER_BYTES = 1024 * 1024  # in memory per request before the spool moves to a temporary file
 BODY_TIMEOUT = 30.0  # seconds for the whole body: GitHub itself gives up after 10
-
-
-#: /healthz fails when the database's disk has less free space than this.
-MIN_FREE_BYTES = 64 * 1024 * 1024
-
-
-def free_bytes_beside(path: str) -> int:
-    """Bytes free on the file system holding `path`."""
-    return shutil.disk_usage(Path(path).resolve().parent).free
-
-
-def _worker_health(
-    beats: list[tuple[str, str | None]], now: float, stale_after: float
-) -> tuple[str, float | None, str | None]:
-    """(state, age of the freshest usable heartbeat, why not ok) from the heartbeat rows.
-
-    States: "ok" (a fresh worker whose credentials GitHub accepted or that was not checked yet),
-    "auth_failed" (every fresh worker was refused by GitHub), "stale", "none"."""
-    if not beats:
-        return "none", None, None
-    ages = [(max(0.0, now - parse_iso(at)), auth) for at, auth in beats]
-    fresh = [(age, auth) for age, auth in ages if age <= stale_after]
-    usable = [age for age, auth in fresh if auth in (None, "ok")]
-    if usable:
-        return "ok", min(usable), None
-    if fresh:
-        return "auth_failed", min(a for a, _ in fresh), fresh[0][1]
-    return "stale", min(a for a, _ in ages), None
 
 
 class ServerConfigError(RuntimeError):
@@ -110,6 +86,52 @@ def create_app(
     app.state.store = store
     app.state.queue = queue
     app.state.metrics = metrics
+    app.include_router(
+        webhook_router(
+            queue=queue,
+            webhook_secret=webhook_secret,
+            metrics=metrics,
+            enqueue_hook=enqueue_hook,
+            max_body_bytes=max_body_bytes,
+            clock=clock,
+            mention=mention,
+            body_timeout=body_timeout,
+            buffer_bytes=buffer_bytes,
+        )
+    )
+    app.include_router(
+        health_router(
+            store=store,
+            queue=queue,
+            metrics=metrics,
+            clock=clock,
+            heartbeat_stale_seconds=heartbeat_stale_seconds,
+            disk_free=disk_free,
+            min_free_bytes=min_free_bytes,
+        )
+    )
+    app.include_router(admin_router(queue=queue, admin_token=admin_token, enqueue_hook=enqueue_hook))
+    if admin_token:
+        from reviewbot.dashboard import dashboard_router
+
+        app.include_router(dashboard_router(dashboard_store or store, admin_token))
+    return app
+
+
+def webhook_router(
+    *,
+    queue: JobQueue,
+    webhook_secret: bytes,
+    metrics: Metrics,
+    enqueue_hook: Callable[[int], None] | None,
+    max_body_bytes: int,
+    clock: Callable[[], float],
+    mention: str,
+    body_timeout: float,
+    buffer_bytes: int,
+) -> APIRouter:
+    """POST /webhook: verify, parse and route, store the delivery with its jobs, wake a worker."""
+    router = APIRouter()
 
     def record(event: str, outcome: str, started: float) -> None:
         metrics.webhook_deliveries.labels(event=event, outcome=outcome).inc()
@@ -125,7 +147,17 @@ def create_app(
             headers={"Server-Timing": f"ack;dur={elapsed_ms:.2f}"},
         )
 
-    @app.post("/webhook")
+    def _parse(body: bytes, event: str) -> tuple[Any, webhooks.Action]:
+        payload = json.loads(body)
+        return payload, webhooks.route(event, payload, mention=mention)
+
+    def store_delivery(
+        event: str, delivery_id: str, payload: dict[str, Any], specs: list[webhooks.JobSpec]
+    ) -> tuple[bool, list[int]]:
+        delivery = delivery_of(payload, event=event, delivery_id=delivery_id, received_at=iso(clock()))
+        return queue.accept_delivery(delivery, [job_arguments(spec, delivery_id) for spec in specs])
+
+    @router.post("/webhook")
     async def webhook(request: Request) -> Response:
         started = time.perf_counter()
         # 1. Size: refuse a declared oversize body without reading it; count while streaming.
@@ -181,7 +213,7 @@ def create_app(
                 return reply(400, event, "bad_request", started, error=f"malformed payload: {exc}")
             specs = webhooks.plan(action, event=event, payload=payload)
             # 4. Store the delivery and its job together (threadpool: SQLite blocks).
-            duplicate, job_ids = await run_in_threadpool(_store_delivery, event, delivery_id, payload, specs)
+            duplicate, job_ids = await run_in_threadpool(store_delivery, event, delivery_id, payload, specs)
             job_id = job_ids[0] if job_ids else None
             if duplicate:
                 log.info("duplicate delivery acknowledged", extra={"event": event})
@@ -204,137 +236,32 @@ def create_app(
                 body_out["zen"] = action.zen
             return reply(202, event, outcome, started, **body_out)
 
-    def _parse(body: bytes, event: str) -> tuple[Any, webhooks.Action]:
-        payload = json.loads(body)
-        return payload, webhooks.route(event, payload, mention=mention)
+    return router
 
-    def _store_delivery(
-        event: str, delivery_id: str, payload: dict[str, Any], specs: list[webhooks.JobSpec]
-    ) -> tuple[bool, list[int]]:
-        now = iso(clock())
-        action = payload.get("action") if isinstance(payload.get("action"), str) else None
-        inst = payload.get("installation")
-        installation_id = (
-            inst.get("id") if isinstance(inst, dict) and isinstance(inst.get("id"), int) else None
-        )
-        repo_obj = payload.get("repository")
-        repo = repo_obj.get("full_name") if isinstance(repo_obj, dict) else None
-        repo = repo if isinstance(repo, str) else None
-        with queue.lock, store.transaction() as conn:
-            cur = conn.execute(
-                "INSERT INTO deliveries (id, event, action, installation_id, repo, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-                (delivery_id, event, action, installation_id, repo, now),
-            )
-            if cur.rowcount == 0:
-                row = conn.execute("SELECT job_id FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-                return True, ([row[0]] if row and row[0] is not None else [])
-            job_ids = [
-                queue.enqueue_in(
-                    conn,
-                    spec.kind,
-                    {**spec.payload, "delivery_id": delivery_id},
-                    installation_id=spec.installation_id,
-                    repo=spec.repo,
-                    pr=spec.pr,
-                    head_sha=spec.head_sha,
-                    dedupe_key=spec.dedupe_key,
-                    supersede=spec.supersede,
-                    cancel_installation=spec.cancel_installation,
-                    head_at=spec.head_at,
-                )
-                for spec in specs
-            ]
-            if job_ids:
-                conn.execute("UPDATE deliveries SET job_id = ? WHERE id = ?", (job_ids[0], delivery_id))
-            return False, job_ids
 
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        """200 only when a delivery would be stored and a worker would run it: the database takes
-        a write (not read-only, not full) and a worker heartbeat is fresh with credentials GitHub
-        accepts (workers in other processes count: they heartbeat into the same database)."""
-        try:
-            with queue.lock:
-                store.probe_write(iso(clock()))
-                beats = store.conn.execute("SELECT at, github_auth FROM heartbeats").fetchall()
-            depth = queue.depth()
-            dead = queue.counts().get("dead", 0)
-        except Exception as exc:
-            log.exception("healthz: database error")
-            return JSONResponse(
-                {"status": "error", "database": f"error: {type(exc).__name__}: {exc}"}, status_code=503
-            )
-        database = "ok"
-        free = None if store.path == ":memory:" else disk_free(store.path)
-        if free is not None and free < min_free_bytes:
-            database = f"error: {free} bytes free on the database's disk (under {min_free_bytes})"
-        worker, age, why = _worker_health(beats, clock(), heartbeat_stale_seconds)
-        metrics.queue_depth.set(depth)
-        metrics.dead_letters.set(dead)
-        healthy = database == "ok" and worker == "ok"
-        body: dict[str, Any] = {
-            "status": "ok" if healthy else ("error" if database != "ok" else "degraded"),
-            "database": database,
-            "worker": worker,
-            "worker_heartbeat_age_seconds": None if age is None else round(age, 3),
-            "queue_depth": depth,
-            "dead_letters": dead,
-        }
-        if why:
-            body["worker_error"] = why
-        return JSONResponse(body, status_code=200 if healthy else 503)
+def delivery_of(payload: dict[str, Any], *, event: str, delivery_id: str, received_at: str) -> Delivery:
+    """What the deliveries table keeps of a payload: its action, installation and repository
+    (each None when absent or of the wrong type: the payload is the sender's)."""
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    inst = payload.get("installation")
+    installation_id = inst.get("id") if isinstance(inst, dict) and isinstance(inst.get("id"), int) else None
+    repo_obj = payload.get("repository")
+    repo = repo_obj.get("full_name") if isinstance(repo_obj, dict) else None
+    repo = repo if isinstance(repo, str) else None
+    return Delivery(delivery_id, event, action, installation_id, repo, received_at)
 
-    @app.get("/metrics")
-    def metrics_endpoint() -> Response:
-        try:
-            metrics.queue_depth.set(queue.depth())
-            metrics.dead_letters.set(queue.counts().get("dead", 0))
-        except Exception:
-            log.exception("metrics: cannot read queue depth")
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    def admin_ok(request: Request) -> bool:
-        if not admin_token:
-            return False
-        header = request.headers.get("authorization", "")
-        return hmac.compare_digest(header.encode(), f"Bearer {admin_token}".encode())
-
-    @app.get("/admin/dead-letters")
-    def dead_letters(request: Request) -> JSONResponse:
-        if not admin_token:
-            return JSONResponse({"error": "admin endpoints are disabled"}, status_code=404)
-        if not admin_ok(request):
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
-        jobs = queue.dead_letters()
-        return JSONResponse(
-            [
-                {
-                    "id": j.id,
-                    "kind": j.kind,
-                    "repo": j.repo,
-                    "pr": j.pr,
-                    "attempts": j.attempts,
-                    "error": j.last_error,
-                }
-                for j in jobs
-            ]
-        )
-
-    @app.post("/admin/jobs/{job_id}/retry")
-    def retry_job(job_id: int, request: Request) -> JSONResponse:
-        if not admin_token:
-            return JSONResponse({"error": "admin endpoints are disabled"}, status_code=404)
-        if not admin_ok(request):
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
-        if not queue.retry_dead(job_id):
-            return JSONResponse({"error": "no dead job with that id"}, status_code=404)
-        if enqueue_hook is not None:
-            enqueue_hook(job_id)
-        return JSONResponse({"job_id": job_id, "state": "queued"})
-
-    if admin_token:
-        from reviewbot.dashboard import dashboard_router
-
-        app.include_router(dashboard_router(dashboard_store or store, admin_token))
-    return app
+def job_arguments(spec: webhooks.JobSpec, delivery_id: str) -> dict[str, Any]:
+    """`JobQueue.enqueue_in` keyword arguments for a planned job; its payload names the delivery."""
+    return {
+        "kind": spec.kind,
+        "payload": {**spec.payload, "delivery_id": delivery_id},
+        "installation_id": spec.installation_id,
+        "repo": spec.repo,
+        "pr": spec.pr,
+        "head_sha": spec.head_sha,
+        "dedupe_key": spec.dedupe_key,
+        "supersede": spec.supersede,
+        "cancel_installation": spec.cancel_installation,
+        "head_at": spec.head_at,
+    }

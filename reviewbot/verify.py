@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reviewbot.costs import TokenCap
+from reviewbot.costs import TokenCap, reserve_request
 from reviewbot.dedup import FingerprintIndex, fingerprint, tokens
 from reviewbot.models import Candidate, FileDiff, LLMUsage, Verdict
 from reviewbot.prompt import (
@@ -465,16 +465,13 @@ async def verify(
     async def one(n: int, group: list[Item]) -> None:
         request = build_request(group)
         label = f"verification {n + 1}/{len(groups)}"
-        reserved = request.estimated_tokens
-        if cap is not None and not cap.reserve(reserved):
-            outcome.usage.stopped_by = outcome.usage.stopped_by or cap.name
+        spend = reserve_request(cap, outcome.usage, request.estimated_tokens)
+        if spend is None:
             return
-        outcome.usage.requests += 1
         try:
             reply = await llm.complete(request, label=label)
         except Exception as exc:  # LLMError and anything the port raises: the review goes on
-            if cap is not None:
-                cap.settle(reserved, 0)
+            spend.failed()
             outcome.usage.errors += 1
             if getattr(exc, "fatal", False):  # out of quota, bad key: one line, as the review says it
                 if str(exc) not in outcome.problems:
@@ -483,12 +480,9 @@ async def verify(
             outcome.problems.append(f"{label} failed: {exc}")
             log.warning("LLM %s failed: %s", label, exc)
             return
-        prompt_tokens = int(getattr(reply, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(reply, "completion_tokens", 0) or 0)
-        if cap is not None:
-            cap.settle(reserved, prompt_tokens + completion_tokens)
-        outcome.usage.prompt_tokens += prompt_tokens
-        outcome.usage.completion_tokens += completion_tokens
+        spend.answered(
+            int(getattr(reply, "prompt_tokens", 0) or 0), int(getattr(reply, "completion_tokens", 0) or 0)
+        )
         answers, problems = parse_reply(str(getattr(reply, "text", "")), [i.key for i in group])
         for problem in problems:
             outcome.problems.append(f"{label}: {problem}")

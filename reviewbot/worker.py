@@ -412,3 +412,9 @@ def delete_installation_data(
     conn.execute("DELETE FROM jobs WHERE installation_id = ? AND id != ?", (iid, keep_job_id or -1))
     conn.execute("DELETE FROM repositories WHERE installation_id = ?", (iid,))
     conn.execute("DELETE FROM installations WHERE id = ?", (iid,))
+
+
+def worker_heartbeats(conn: Any) -> list[tuple[str, str | None]]:
+    """Every worker's last heartbeat and GitHub's verdict on its credentials (None: not checked
+    yet), as /healthz reads them: workers in other processes beat into the same database."""
+    return [(at, auth) for at, auth in conn.execute("SELECT at, github_auth FROM heartbeats")]

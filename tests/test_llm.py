@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from reviewbot.llm import LLMClient, LLMError, client_from_settings, parse_retry_after
+from reviewbot.llm import LLMClient, client_from_settings, parse_retry_after
+from reviewbot.llm_port import LLMError
 from reviewbot.models import FileDiff
 from reviewbot.pipeline import review_requests
 from reviewbot.prompt import build_requests

@@ -423,10 +423,12 @@ def test_a_per_request_fault_from_the_responder_is_a_real_http_error() -> None:
         ("the request exceeds the available context size (4,096 tokens), try increasing it", 4096, True,
          False),
         # OpenAI: an output limit above the model's
-        ("max_tokens is too large: 20000. This model supports at most 16384 completion tokens, whereas you "
+        ("max_tokens is too large: 20000. This model supports at most 16384 completion tokens, "
+         "whereas you "
          "provided 20000.", None, False, True),
         # vLLM: an output limit that leaves no room in the window
-        ("'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context length is "
+        ("'max_tokens' or 'max_completion_tokens' is too large: 4096. "
+         "This model's maximum context length is "
          "3000 tokens and your request has 1200 input tokens (4096 > 3000 - 1200).", 3000, False, True),
         ("Invalid value for 'top_p'", None, False, False),
     ],

@@ -493,7 +493,8 @@ def test_the_model_cannot_make_the_bot_mention_people() -> None:
         return {"findings": [{
             "path": path, "line": n, "side": "RIGHT", "severity": "critical", "category": "security",
             "confidence": 1.0, "title": "@octocat: approved by @acme/security-team",
-            "body": "cc @torvalds, @acme/admins. Keep `@property` and\n```python\n@decorator\n```\nintact.",
+            "body": "cc @torvalds, @acme/admins. Keep `@property` and\n"
+            "```python\n@decorator\n```\nintact.",
             "suggestion": "@property\ndef x(self): ...", "quoted_code": code,
         }]}  # fmt: skip
 
