@@ -334,7 +334,7 @@ def render(res: dict[str, Any], command: str) -> str:
         "longer than the judge's verdict list. `end to end` runs from sending the signed",
         "`pull_request.opened` delivery to the review appearing on the fake GitHub; `slowest LLM call` is",
         "that run's slowest request, review or verification, as timed by the fake (arrival -> answer);",
-        "`overhead` is end to end minus the slowest call. Targets: end to end <= "
+        "`overhead` is end to end minus the slowest call. Targets: end to end <=",
         f"{TARGET}x the slowest call with verification, <= {TARGET_NO_VERIFY}x without.",
         "The overhead is the verification round (when on), GitHub round trips (config, PR, diff, the",
         "PR's reviews and comments at once; then the head files at once), the pipeline's CPU and the",
