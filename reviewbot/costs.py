@@ -2,8 +2,9 @@
 
 A repo's `.github/reviewbot.yml` is written by whoever can push to the repo, but the App's operator
 pays for the LLM. `OperatorLimits` (process settings) caps passes, the models a repo may choose,
-tokens per PR and tokens per installation per day; `TokenCap` enforces a token budget while a
-review runs, so past the cap the review posts what it has and says which cap stopped it.
+tokens per PR, tokens per installation per day and LLM requests per review; `TokenCap` enforces
+the token and request budgets while a review runs, so past the cap the review posts what it has
+and says which cap stopped it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ReviewCaps:
     max_files: int | None = None
     max_changed_lines: int | None = None
     max_candidates: int | None = None
+    max_llm_requests: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ def limits_from_settings(settings: Settings) -> OperatorLimits:
             max_files=settings.review_max_files,
             max_changed_lines=settings.review_max_changed_lines,
             max_candidates=settings.review_max_candidates,
+            max_llm_requests=settings.review_max_llm_requests,
         ),
     )
 
@@ -145,25 +148,48 @@ def cost_of(usage: LLMUsage, prices: dict[str, Price]) -> float | None:
 
 
 class TokenCap:
-    """A token budget shared by every request of a review (all passes); thread- and task-safe.
+    """The LLM budget shared by every request of a review (all passes and verification): a token
+    budget, a request count, or both; thread- and task-safe.
 
-    A request reserves its estimated prompt tokens before it is sent and settles with what the
-    server reported; a request that would go past the budget is not sent.
+    A request reserves its estimated prompt tokens (and one request) before it is sent and settles
+    with what the server reported; a request that would go past either budget is not sent, and
+    `name` then says which budget stopped it.
     """
 
-    def __init__(self, limit: int, name: str) -> None:
+    def __init__(
+        self,
+        limit: int | None,
+        name: str,
+        *,
+        max_requests: int | None = None,
+        requests_name: str = "",
+    ) -> None:
         self.limit = limit
-        self.name = name  # e.g. "tokens per PR (REVIEWBOT_LLM_MAX_TOKENS_PER_PR=50000)"
+        self.max_requests = max_requests
+        self._names = {"tokens": name, "requests": requests_name}
+        self._stopped_by = "tokens" if limit is not None else "requests"
         self.spent = 0
+        self.sent = 0  # requests reserved (sent, whatever their answer)
         self.stopped = 0  # requests not sent because of the cap
         self._lock = threading.Lock()
 
+    @property
+    def name(self) -> str:
+        """The budget that stopped the first refused request (else the token budget's), e.g.
+        "tokens per PR (REVIEWBOT_LLM_MAX_TOKENS_PER_PR=50000)"."""
+        return self._names[self._stopped_by]
+
     def reserve(self, tokens: int) -> bool:
         with self._lock:
-            if self.spent + tokens > self.limit:
+            over_requests = self.max_requests is not None and self.sent >= self.max_requests
+            over_tokens = self.limit is not None and self.spent + tokens > self.limit
+            if over_requests or over_tokens:
+                if not self.stopped:
+                    self._stopped_by = "requests" if over_requests else "tokens"
                 self.stopped += 1
                 return False
             self.spent += tokens
+            self.sent += 1
             return True
 
     def settle(self, reserved: int, used: int) -> None:
@@ -172,7 +198,8 @@ class TokenCap:
 
 
 def token_cap(limits: OperatorLimits, *, used_today: int = 0) -> TokenCap | None:
-    """The tightest of the per-PR cap and what is left of the installation's daily cap."""
+    """The tightest of the per-PR cap and what is left of the installation's daily cap, with the
+    operator's cap on LLM requests per review."""
     caps: list[tuple[int, str]] = []
     if limits.tokens_per_pr is not None:
         caps.append(
@@ -187,7 +214,13 @@ def token_cap(limits: OperatorLimits, *, used_today: int = 0) -> TokenCap | None
                 f"{limits.tokens_per_installation_day}, {used_today} already used today)",
             )
         )
-    if not caps:
+    requests = limits.review.max_llm_requests
+    if not caps and requests is None:
         return None
-    limit, name = min(caps)
-    return TokenCap(limit, name)
+    limit, name = min(caps) if caps else (None, "")
+    return TokenCap(
+        limit,
+        name,
+        max_requests=requests,
+        requests_name=f"LLM requests per review (REVIEWBOT_REVIEW_MAX_LLM_REQUESTS={requests})",
+    )

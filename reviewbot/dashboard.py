@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from reviewbot.records import tenant_of, tenants
-from reviewbot.stats import RepoStats, Tally, repo_stats
+from reviewbot.stats import RepoStats, Tally, pct, repo_stats
 from reviewbot.store import Store
 
 COOKIE = "reviewbot_admin"
@@ -40,11 +40,6 @@ def _env() -> Environment:
     )
     env.filters["pct"] = pct
     return env
-
-
-def pct(value: float | None) -> str:
-    """0.5234 -> '52.3%'; None (nothing labelled yet) -> '–'."""
-    return "–" if value is None else f"{value * 100:.1f}%"
 
 
 def acceptance_chart_svg(points: Sequence[Tally], *, width: int = 960, height: int = 260) -> str:

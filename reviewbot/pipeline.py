@@ -183,10 +183,11 @@ async def review_change(
     `explore=False` turns off exploration (posting a few near-threshold candidates to learn from
     the answer): right for a local review, where no feedback comes back.
 
-    `token_cap` (the operator's cost caps) stops sending LLM requests past its budget; the review
-    keeps what it found before, and `result.usage.stopped_by` names the cap. `caps` (the
-    operator's per-review caps on files, changed lines and candidates) leave the rest of a giant
-    change out; what was left out is in `files_not_reviewed`, `dropped` and one note per cap.
+    `token_cap` (the operator's cost caps: tokens, LLM requests per review) stops sending LLM
+    requests past its budget; the review keeps what it found before, and `result.usage.stopped_by`
+    names the cap. `caps` (the operator's per-review caps on files, changed lines and candidates)
+    leave the rest of a giant change out; what was left out is in `files_not_reviewed`, `dropped`
+    and one note per cap.
 
     Every text of the result is passed through `redact.redact_result`: the `secrets` values
     (webhook secret, keys, tokens) and credential-shaped strings never reach a comment or report.
@@ -293,7 +294,7 @@ async def review_change(
             result.usage.add(outcome.usage)
             result.notes.extend(problems)
             result.notes.extend(outcome.notes)
-        result.notes.extend(_llm_notes(llm, result, token_cap))
+        result.notes.extend(_llm_notes(llm))
         timer.add("anchor", started)
     elif llm is None:
         result.notes.append("no LLM configured: rules only")
@@ -325,6 +326,7 @@ async def review_change(
         result.usage.add(verified.usage)
         result.notes.extend(p for p in verified.problems if p not in result.notes)
         timer.add("verify", started)
+    result.notes.extend(_stop_notes(result, token_cap))
 
     note(f"filtering {len(candidates)} candidates")
     started = time.perf_counter()
@@ -389,18 +391,20 @@ async def review_requests(
     return found, dropped, outcome.usage, problems
 
 
-def _llm_notes(llm: LLMPort, result: ReviewResult, cap: TokenCap | None) -> list[str]:
-    """What the report says about the LLM: what the server taught us, and a cap that stopped us."""
-    notes = []
+def _llm_notes(llm: LLMPort) -> list[str]:
+    """What the report says about the LLM: what the server taught us."""
     learned = llm.learned()
-    if learned:
-        notes.append(f"LLM model {llm.model}: learned from the server: {'; '.join(learned)}.")
-    if result.usage.stopped_by and cap is not None:
-        notes.append(
-            f"Stopped by the operator's cap on {result.usage.stopped_by}: {cap.stopped} LLM request(s) "
-            f"not sent; this review shows what was found before the cap."
-        )
-    return notes
+    return [f"LLM model {llm.model}: learned from the server: {'; '.join(learned)}."] if learned else []
+
+
+def _stop_notes(result: ReviewResult, cap: TokenCap | None) -> list[str]:
+    """The operator's cap that stopped LLM requests (review passes or verification), and how many."""
+    if not result.usage.stopped_by or cap is None:
+        return []
+    return [
+        f"Stopped by the operator's cap on {result.usage.stopped_by}: {cap.stopped} LLM request(s) "
+        f"not sent; this review shows what was found before the cap."
+    ]
 
 
 def _filter_settings(config: RepoConfig, *, explore: bool) -> FilterSettings:

@@ -18,13 +18,15 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewbot.feedback import LabelEvent, resolve_outcome, silences
 from reviewbot.models import Decision
 from reviewbot.render import suggestion_block
 from reviewbot.signals import persisted_signals
-from reviewbot.store import Store
+
+if TYPE_CHECKING:  # annotations only: the caller opens the store (sqlite-utils loads slowly)
+    from reviewbot.store import Store
 
 
 @dataclass(frozen=True, slots=True, order=True)

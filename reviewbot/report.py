@@ -49,6 +49,7 @@ def to_json(result: ReviewResult, *, include_suppressed: bool = True) -> str:
             "prompt_tokens": result.usage.prompt_tokens,
             "completion_tokens": result.usage.completion_tokens,
             "errors": result.usage.errors,
+            "stopped_by": result.usage.stopped_by,  # the operator's cap that held requests back
         },
         "notes": result.notes,
         "silence": result.silence,

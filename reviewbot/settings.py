@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     review_max_candidates: int | None = Field(
         default=None, ge=1, description="Most candidate findings one review filters (the least severe go)."
     )
+    review_max_llm_requests: int | None = Field(
+        default=None, ge=1, description="Most LLM requests one review sends (passes and verification)."
+    )
 
     # Storage and processes
     database_path: str = Field(default="./reviewbot.db", description="SQLite database file.")

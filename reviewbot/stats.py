@@ -17,12 +17,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from reviewbot import records
 from reviewbot.config import DEFAULT_EXCLUDE
 from reviewbot.feedback import Outcome, resolve_outcome
 from reviewbot.records import Tenant
-from reviewbot.store import Store
+
+if TYPE_CHECKING:  # annotations only: the caller opens the store
+    from reviewbot.store import Store
+
+
+def pct(value: float | None) -> str:
+    """0.5234 -> '52.3%'; None (nothing labelled yet) -> '–'."""
+    return "–" if value is None else f"{value * 100:.1f}%"
 
 
 @dataclass(frozen=True, slots=True)

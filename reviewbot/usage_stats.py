@@ -4,10 +4,13 @@ reviews an operator cap stopped (read from the usage each posted review recorded
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from reviewbot import records
 from reviewbot.records import Tenant
-from reviewbot.store import Store
+
+if TYPE_CHECKING:  # annotations only: the caller opens the store
+    from reviewbot.store import Store
 
 
 @dataclass(slots=True)

@@ -53,3 +53,37 @@ def test_pipeline_snapshot_check_finds_no_change_on_the_real_prs(shared_data: Pa
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "62 PRs, 0 differing" in proc.stdout
+
+
+def test_queue_misses_when_the_deep_backlog_halves_the_rate_or_acks_are_slow_while_draining() -> None:
+    queue = _bench("queue_backlog")
+
+    def drained(depth: int, workers: int, seconds: float) -> object:
+        return queue.Drain("sqlite", depth, workers, 1000, seconds)
+
+    assert queue.misses([drained(500, 1, 1.0), drained(20000, 1, 1.9)], []) == []
+    [miss] = queue.misses([drained(500, 1, 1.0), drained(20000, 1, 2.1), drained(500, 2, 1.0),
+                           drained(20000, 2, 1.0)], [])  # fmt: skip
+    assert miss.startswith("1 worker(s): 476 jobs/s at 20,000")
+    idle = queue.Acks("idle (no worker)", 100, 5.0, 90.0, 0, 1.0)
+    busy = queue.Acks("while 1 worker drains 2,000 jobs", 100, 5.0, 51.0, 0, 1.0)
+    assert queue.misses([], [idle]) == []  # the target is for acks while draining
+    said = "ack p99 51.0 ms while 1 worker drains 2,000 jobs (target 50 ms)"
+    assert queue.misses([], [idle, busy]) == [said]
+    assert queue.misses([], [queue.Acks("while", 10, 1.0, 2.0, 1, 1.0)]) == ["1 ack(s) not 202 while"]
+
+
+def test_latency_holds_each_case_to_its_own_target_and_reports_the_overhead() -> None:
+    latency = _bench("latency")
+
+    def row(case: str, e2e: float, verify: int) -> dict[str, object]:
+        return {"case": case, "run": "1", "e2e": e2e, "slowest": 1.0, "requests": latency.REQUESTS,
+                "verify_requests": verify}  # fmt: skip
+
+    cases = latency.summarise([row("verification on", 1.5, 4), row("verification off", 1.25, 0)])
+    assert cases["verification on"]["ok"] and cases["verification off"]["ok"]
+    cases = latency.summarise([row("verification on", 1.5, 4), row("verification off", 1.4, 0)])
+    off = cases["verification off"]
+    assert not off["ok"] and round(off["median_overhead"], 3) == 0.4
+    no_judge = latency.summarise([row("verification on", 1.2, 0), row("verification off", 1.1, 0)])
+    assert not no_judge["verification on"]["ok"]  # the verification case must verify

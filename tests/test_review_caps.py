@@ -1,14 +1,16 @@
-"""The operator's per-review caps (files, changed lines, candidates): a giant change is reviewed in
-part, in bounded cost, and what was left out is named in the CLI report and the App's check run."""
+"""The operator's per-review caps (files, changed lines, candidates, LLM requests): a giant change
+is reviewed in part, in bounded cost, and what was left out is named in the CLI report and the
+App's check run."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from reviewbot.config import RepoConfig
-from reviewbot.costs import ReviewCaps, limits_from_settings
+from reviewbot.costs import OperatorLimits, ReviewCaps, limits_from_settings, token_cap
 from reviewbot.diff import parse_diff
 from reviewbot.local import build_repo_from_dirs
 from reviewbot.models import Candidate
@@ -68,8 +70,27 @@ def test_the_caps_are_operator_settings_read_from_the_environment(monkeypatch: A
     monkeypatch.setenv("REVIEWBOT_REVIEW_MAX_FILES", "7")
     monkeypatch.setenv("REVIEWBOT_REVIEW_MAX_CHANGED_LINES", "900")
     monkeypatch.setenv("REVIEWBOT_REVIEW_MAX_CANDIDATES", "40")
+    monkeypatch.setenv("REVIEWBOT_REVIEW_MAX_LLM_REQUESTS", "12")
     caps = limits_from_settings(Settings.from_env()).review
-    assert caps == ReviewCaps(max_files=7, max_changed_lines=900, max_candidates=40)
+    assert caps == ReviewCaps(max_files=7, max_changed_lines=900, max_candidates=40, max_llm_requests=12)
+
+
+def test_the_request_cap_refuses_past_its_count_and_names_itself() -> None:
+    cap = token_cap(OperatorLimits(review=ReviewCaps(max_llm_requests=2)))
+    assert cap is not None and cap.limit is None
+    assert [cap.reserve(10**9) for _ in range(4)] == [True, True, False, False]
+    assert cap.stopped == 2 and cap.name == "LLM requests per review (REVIEWBOT_REVIEW_MAX_LLM_REQUESTS=2)"
+    assert token_cap(OperatorLimits()) is None
+
+
+def test_with_a_token_cap_too_the_name_is_the_cap_that_stopped_first() -> None:
+    by_tokens = token_cap(OperatorLimits(tokens_per_pr=100, review=ReviewCaps(max_llm_requests=5)))
+    assert by_tokens is not None and by_tokens.reserve(60) and not by_tokens.reserve(60)
+    assert "REVIEWBOT_LLM_MAX_TOKENS_PER_PR=100" in by_tokens.name
+    by_count = token_cap(OperatorLimits(tokens_per_pr=100, review=ReviewCaps(max_llm_requests=1)))
+    assert by_count is not None and by_count.reserve(10) and not by_count.reserve(10)
+    assert not by_count.reserve(1000)  # now over both: the first refusal still names the count
+    assert "REVIEWBOT_REVIEW_MAX_LLM_REQUESTS=1" in by_count.name
 
 
 def one_finding_per_file(request_json: dict[str, Any]) -> dict[str, Any]:
@@ -86,12 +107,16 @@ def one_finding_per_file(request_json: dict[str, Any]) -> dict[str, Any]:
     return {"findings": findings}
 
 
-def _repo(tmp_path: Path, files: int) -> tuple[Path, str, str]:
+def _repo(tmp_path: Path, files: int, config: str | None = None) -> tuple[Path, str, str]:
     before, after = tmp_path / "before", tmp_path / "after"
     before.mkdir()
     (before / "README.md").write_text("x\n")
     after.mkdir()
     (after / "README.md").write_text("x\n")
+    if config is not None:
+        for side in (before, after):
+            (side / ".github").mkdir()
+            (side / ".github" / "reviewbot.yml").write_text(config)
     for i in range(files):
         (after / f"m{i}.py").write_text(module(30, {7: f"m{i}a"}, name=f"v{i}"))
     repo = tmp_path / "repo"
@@ -120,6 +145,57 @@ def test_cli_review_applies_the_caps_and_the_report_names_what_was_left_out(tmp_
     assert len(report["findings"]) + len(report["suppressed"]) <= 2
     assert sum(d["stage"] == "cap" for d in report["dropped"]) >= 2  # 4 files, one finding each
     assert "REVIEWBOT_REVIEW_MAX_FILES" in text.stdout and "REVIEWBOT_REVIEW_MAX_CANDIDATES" in text.stdout
+
+
+def test_cli_review_sends_at_most_the_capped_llm_requests_and_says_so(tmp_path: Path) -> None:
+    repo, base, head = _repo(tmp_path, 4, config="llm:\n  passes: 3\n")
+    args = ("review", str(repo), "--base", base, "--head", head, "--format", "json")
+    with FakeLLM(responder=one_finding_per_file) as llm:
+        env = {"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key"}
+        uncapped = run_cli(*args, env=env)
+        assert uncapped.returncode in (0, 1), uncapped.stderr
+        wanted = len(llm.requests)
+        assert wanted >= 3, "the uncapped review needs more requests than the cap allows"
+        llm.requests.clear()
+        capped = run_cli(*args, env={**env, "REVIEWBOT_REVIEW_MAX_LLM_REQUESTS": "2"})
+        sent = len(llm.requests)
+    assert capped.returncode in (0, 1), capped.stderr
+    assert sent == 2
+    report = json.loads(capped.stdout)
+    notes = "\n".join(report["notes"])
+    stop = re.search(
+        r"Stopped by the operator's cap on LLM requests per review "
+        r"\(REVIEWBOT_REVIEW_MAX_LLM_REQUESTS=2\): (\d+) LLM request\(s\) not sent",
+        notes,
+    )
+    assert stop and int(stop.group(1)) >= wanted - 2  # a refused pass, and the judge's requests
+    assert report["usage"]["stopped_by"] == "LLM requests per review (REVIEWBOT_REVIEW_MAX_LLM_REQUESTS=2)"
+
+
+class RequestCapWorld(World):
+    def settings(self) -> Settings:
+        return super().settings().model_copy(update={"review_max_llm_requests": 1})
+
+
+def test_app_review_sends_at_most_the_capped_llm_requests_and_the_check_run_names_the_cap(
+    tmp_path: Path,
+) -> None:
+    w = RequestCapWorld(tmp_path)
+    w.gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": "min_acceptance: 0.01\nllm:\n  passes: 3\n"})
+    w.start_worker()
+    try:
+        heads = {f"m{i}.py": module(40, {7: f"m{i}a"}, name=f"v{i}") for i in range(3)}
+        pr = w.gh.add_pull(REPO, 1, head_files=heads)
+        w.deliver("pull_request", w.pr_event("opened", pr))
+        w.settle()
+        assert len(w.reviews()) == 1
+        assert len(w.llm.requests) == 1  # three passes asked for, one request allowed
+        [check] = w.checks(pr.head_sha)
+        out = check["output"]
+        assert "stopped by a cost cap" in out["title"]
+        assert "LLM requests per review (REVIEWBOT_REVIEW_MAX_LLM_REQUESTS=1)" in out["summary"]
+    finally:
+        w.close()
 
 
 class CapWorld(World):

@@ -11,14 +11,18 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from reviewbot.acceptance import AcceptanceModel, HistoryRow, ModelBank, load_prior
-from reviewbot.dedup import fingerprint
 from reviewbot.models import Candidate, Verdict
-from reviewbot.noise import FilterSettings, decisions_as_rows, filter_review, prepare_history, threshold_for
+
+if TYPE_CHECKING:
+    from reviewbot.acceptance import AcceptanceModel, HistoryRow
+    from reviewbot.noise import FilterSettings
+
+# The filter's modules (numpy, scipy, scikit-learn) are imported where the filter runs, so
+# `reviewbot --help`, `reviewbot filter --help` and a bad-input error start fast.
 
 
 class InputError(ValueError):
@@ -106,6 +110,8 @@ def _probability(obj: dict[str, Any], key: str, line_no: int) -> float | None:
 
 
 def parse_history_row(obj: Any, line_no: int) -> HistoryRow:
+    from reviewbot.acceptance import HistoryRow
+
     cand = parse_candidate(obj, line_no)
     outcome = obj.get("outcome")
     if outcome not in ("accepted", "dismissed"):
@@ -157,6 +163,7 @@ def settings_from_file(path: Path | None) -> FilterSettings:
     import yaml
 
     from reviewbot.config import load_config
+    from reviewbot.noise import FilterSettings
 
     text = None if path is None else path.read_text(encoding="utf-8")
     settings = FilterSettings.from_config(load_config(text, filename=str(path or ".reviewbot.yml")))
@@ -174,6 +181,10 @@ def run_filter(
     prior: AcceptanceModel | None = None,
 ) -> list[dict[str, Any]]:
     """The whole replay: per-repo models from history, one filter run per review, input order."""
+    from reviewbot.acceptance import ModelBank, load_prior
+    from reviewbot.dedup import fingerprint
+    from reviewbot.noise import decisions_as_rows, filter_review, prepare_history, threshold_for
+
     history = prepare_history(history, settings.dedup)
     bank = ModelBank(history, prior if prior is not None else load_prior())
     dismissed: dict[str | None, list[str]] = {}

@@ -8,15 +8,13 @@ import tempfile
 from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reviewbot.acceptance import load_prior
 from reviewbot.config import CONFIG_PATH, ConfigError
 from reviewbot.costs import apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import DiffParseError
-from reviewbot.llm import client_from_settings
 from reviewbot.local import (
     LocalChange,
     LocalRepoError,
@@ -26,13 +24,17 @@ from reviewbot.local import (
     read_file,
 )
 from reviewbot.models import SEVERITIES, Candidate, ReviewResult, at_least
-from reviewbot.pipeline import Change, review_change
-from reviewbot.prompt import ChangeIntent
 from reviewbot.report import to_json, to_sarif, to_text
 from reviewbot.review_config import ReviewConfig, load_review_config
 from reviewbot.rules import RuleError
 from reviewbot.sarif_in import SarifError, read_sarif_files
 from reviewbot.settings import Settings, SettingsError, settings_secrets
+
+if TYPE_CHECKING:
+    from reviewbot.prompt import ChangeIntent
+
+# The pipeline (numpy, scikit-learn, tree-sitter) and the LLM client (openai) are imported where a
+# review runs, so `reviewbot --help` and `reviewbot review --help` start fast.
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "demo"
 
@@ -73,6 +75,10 @@ async def run_local_review(
     """The same pipeline as the App, on a local change; the LLM only when one is configured.
     `imported`: the findings of the repo's own linters (`--sarif-in`), filtered like the rest.
     `enabled: false` and `max_comments` are honoured inside `review_change`, as for the App."""
+    from reviewbot.acceptance import load_prior
+    from reviewbot.llm import client_from_settings
+    from reviewbot.pipeline import Change, review_change
+
     limits = limits_from_settings(settings)
     repo_config, capped = apply_limits(config.config, limits, settings.llm_model)
     rules = config.rules
@@ -194,6 +200,8 @@ def review(
             "running the rules alone",
             err=True,
         )
+    from reviewbot.prompt import ChangeIntent
+
     try:
         intent = ChangeIntent(title, description, tuple(commit_subjects(change.repo_path, change.base,
                                                                         change.head)))  # fmt: skip

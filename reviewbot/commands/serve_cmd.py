@@ -23,19 +23,20 @@ import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
-from prometheus_client import CollectorRegistry
 
-from reviewbot.github import GitHubApp, GitHubError, GitHubTransientError
-from reviewbot.job_process import JobProcessPool
 from reviewbot.logs import configure_logging
-from reviewbot.metrics import Metrics
-from reviewbot.queue import JobQueue, iso
 from reviewbot.settings import Settings, SettingsError, env_var, settings_secrets
-from reviewbot.store import Store
-from reviewbot.worker import Handler, Worker, builtin_handlers
+
+if TYPE_CHECKING:  # imported where a server or a worker starts, so `reviewbot --help` starts fast
+    from reviewbot.github import GitHubApp
+    from reviewbot.job_process import JobProcessPool
+    from reviewbot.metrics import Metrics
+    from reviewbot.queue import JobQueue
+    from reviewbot.store import Store
+    from reviewbot.worker import Handler, Worker
 
 log = logging.getLogger("reviewbot.serve")
 
@@ -65,6 +66,7 @@ def build_handlers(
     from reviewbot.feedback_poll import feedback_handlers
     from reviewbot.llm import client_from_settings
     from reviewbot.retrain import retrain_handler
+    from reviewbot.worker import builtin_handlers
 
     if app == "from-settings":
         app = github_app_from_settings(settings, metrics)
@@ -88,6 +90,9 @@ def build_handlers(
 def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
     """The handlers of a job process (reviewbot.job_process): its own logging, database connection
     and queue; `metrics` records what the handlers observe for the parent to replay."""
+    from reviewbot.queue import JobQueue
+    from reviewbot.store import Store
+
     configure_logging(settings.log_level, secrets=settings_secrets(settings))
     store = Store.open(settings.database_path)
     queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
@@ -101,6 +106,9 @@ def make_worker(
     """The worker of `serve` and `worker`: handlers in job processes unless `job_processes` is off,
     and every job under `job_timeout`. With `prewarm` one job process per slot starts now (a
     long-running worker), else on the first job (`worker --once`). Close the pool when done."""
+    from reviewbot.job_process import JobProcessPool
+    from reviewbot.worker import Worker
+
     handlers = build_handlers(settings, store, queue=queue, metrics=metrics, app=app)
     pool = None
     if settings.job_processes:
@@ -171,6 +179,8 @@ async def feedback_ticker(
 
 def record_github_auth(queue: JobQueue, worker_id: str, state: str) -> None:
     """Put the App's authentication state on this worker's heartbeat row (read by /healthz)."""
+    from reviewbot.queue import iso
+
     with queue.lock:
         queue.store.conn.execute(
             "INSERT INTO heartbeats (worker, at, github_auth) VALUES (?, ?, ?) "
@@ -185,6 +195,8 @@ async def github_auth_probe(
     """Ask GitHub whether it accepts the App's id and key (GET /app) now and every `interval`;
     a refusal (a revoked key, a key of another App) marks the worker unhealthy on /healthz. A 5xx
     or a network error changes nothing: it says nothing about the credentials."""
+    from reviewbot.github import GitHubError, GitHubTransientError
+
     while not worker.stopping:
         state: str | None = None
         try:
@@ -258,6 +270,9 @@ def github_app_or_exit(settings: Settings, metrics: Metrics) -> GitHubApp:
 def writable_store_or_exit(path: str) -> Store:
     """Open the database and prove it takes a write, or exit 1 with one line: a read-only file
     or a full disk would turn every delivery into a 500."""
+    from reviewbot.queue import iso
+    from reviewbot.store import Store
+
     try:
         store = Store.open(path)
     except (sqlite3.Error, OSError) as exc:
@@ -300,6 +315,9 @@ class WorkerThread:
         self._thread.join(timeout=timeout)
 
     def _main(self) -> None:
+        from reviewbot.queue import JobQueue
+        from reviewbot.store import Store
+
         store = Store.open(self.settings.database_path)
         pool = None
         try:
@@ -342,9 +360,13 @@ def register(app: typer.Typer) -> None:
           REVIEWBOT_WEBHOOK_SECRET=s3cret reviewbot serve --port 8000
         """
         import uvicorn
+        from prometheus_client import CollectorRegistry
 
         from reviewbot.http_guard import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, guarded_h11
+        from reviewbot.metrics import Metrics
+        from reviewbot.queue import JobQueue
         from reviewbot.server import create_app
+        from reviewbot.store import Store
 
         settings = _load({"host": host, "port": port, "database_path": database})
         try:
@@ -422,6 +444,11 @@ def register(app: typer.Typer) -> None:
 
           REVIEWBOT_DATABASE_PATH=/data/reviewbot.db reviewbot worker --concurrency 4
         """
+        from prometheus_client import CollectorRegistry
+
+        from reviewbot.metrics import Metrics
+        from reviewbot.queue import JobQueue
+
         settings = _load({"database_path": database, "worker_concurrency": concurrency})
         _start_logging(settings)
         metrics = Metrics(CollectorRegistry())

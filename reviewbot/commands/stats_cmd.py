@@ -9,22 +9,26 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import yaml
 
 from reviewbot.config import ConfigError, load_config
-from reviewbot.dashboard import pct
 from reviewbot.records import Tenant, tenant_of
 from reviewbot.settings import Settings, SettingsError
-from reviewbot.stats import RepoStats, Tally, load_repo_data, repo_stats, suggest_config
-from reviewbot.store import Store
+from reviewbot.stats import RepoStats, Tally, load_repo_data, pct, repo_stats, suggest_config
 from reviewbot.usage_stats import render_usage, usage_totals
+
+if TYPE_CHECKING:  # the store (sqlite-utils) is imported where a command opens it: a fast --help
+    from reviewbot.store import Store
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
 def _open(db: Path | None, repo: str) -> tuple[Store, Tenant]:
+    from reviewbot.store import Store
+
     if not _REPO.match(repo):
         typer.echo(f"{repo!r}: expected OWNER/REPO", err=True)
         raise typer.Exit(2)
