@@ -79,12 +79,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture()
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Where a test's store lives: a SQLite file, or a fresh, migrated PostgreSQL database."""
+    """Where a test's store lives: a SQLite file, or a fresh, migrated PostgreSQL database
+    (an empty one for a test marked `empty_database`)."""
     if getattr(request, "param", "sqlite") == "sqlite":
         yield str(tmp_path / "reviewbot.db")
         return
     cluster: Cluster = request.getfixturevalue("pg_cluster")
-    url = cluster.fresh_database()
+    url = cluster.fresh_database(migrated=request.node.get_closest_marker("empty_database") is None)
     yield url
     cluster.drop(url)
 
