@@ -24,7 +24,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, LiteralString, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import psycopg
@@ -179,7 +179,7 @@ class PgConnection:
 
         text, returning = pg_sql(sql)
         try:
-            cur = self.raw.execute(cast(LiteralString, text), _params(parameters))
+            cur = self.raw.execute(text, _params(parameters))
             rows = cur.fetchall() if cur.description is not None else []
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
@@ -195,7 +195,7 @@ class PgConnection:
             text = text.removesuffix(" RETURNING id")
         try:
             with self.raw.cursor() as cur:
-                cur.executemany(cast(LiteralString, text), [_params(p) for p in seq])
+                cur.executemany(text, [_params(p) for p in seq])
                 count = cur.rowcount
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
@@ -205,7 +205,9 @@ class PgConnection:
         self.raw.close()
 
 
-def listen(url: str, channel: str, wake: Callable[[], None], *, retry_seconds: float = 1.0) -> Callable[[], None]:
+def listen(
+    url: str, channel: str, wake: Callable[[], None], *, retry_seconds: float = 1.0
+) -> Callable[[], None]:
     """A daemon thread that LISTENs on `channel` with a connection of its own and calls `wake()`
     per notification (reconnecting after an error); returns a function that stops it."""
     import psycopg
@@ -216,7 +218,7 @@ def listen(url: str, channel: str, wake: Callable[[], None], *, retry_seconds: f
         while not stop.is_set():
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(cast(LiteralString, f"LISTEN {channel}"))
+                    conn.execute(f"LISTEN {channel}")
                     while not stop.is_set():
                         for _ in conn.notifies(timeout=0.5):
                             wake()

@@ -311,7 +311,8 @@ class JobQueue:
         if not conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0]:
             return False
         row = conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? AND installation_id = ?",
+            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
+            "AND installation_id = ?",
             (now, installation_id),
         ).fetchone()
         return int(row[0]) < limit

@@ -744,7 +744,8 @@ def activate_model_version(store: Store, t: Tenant, version: int) -> bool:
         if hit is None:
             return False
         conn.execute(
-            "UPDATE model_versions SET active = CASE WHEN version = ? THEN 1 ELSE 0 END WHERE installation_id = ? AND scope = ?",
+            "UPDATE model_versions SET active = CASE WHEN version = ? THEN 1 ELSE 0 END "
+            "WHERE installation_id = ? AND scope = ?",
             (version, t.installation_id, t.scope),
         )
     return True

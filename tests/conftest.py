@@ -107,12 +107,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, database: str) -> Iterator[World]:
     """The App end to end (fake GitHub and fake LLM over HTTP) with its worker running; a test
     module with another kind of world (tenants, faults) defines its own."""
     from tests.test_app_e2e import World
 
-    w = World(tmp_path)
+    w = World(tmp_path, database=database)
     w.start_worker()
     yield w
     w.close()

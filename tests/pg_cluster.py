@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL cluster for the tests, and a fresh database per test.
 
-REVIEWBOT_TEST_DATABASE_URL (set by .ci/run, or by a developer) names a server to use; without it,
+REVIEWBOT_TEST_DATABASE_URL (set by .ci/run, or by a developer: a user allowed to CREATE
+DATABASE) names a server to use; without it,
 when PostgreSQL's binaries are installed (`initdb` on PATH, or Debian's under
 /usr/lib/postgresql/*/bin), one cluster is started in a temp dir for the session (as the
 `postgres` user when running as root: PostgreSQL refuses root) and stopped at exit. Each test
@@ -19,9 +20,11 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 URL_ENV = "REVIEWBOT_TEST_DATABASE_URL"
-TEMPLATE = "reviewbot_template"
+#: C collation: text sorts byte by byte, as in SQLite.
+BLANK = "TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
 
 
 def pg_bin(name: str) -> str | None:
@@ -42,7 +45,8 @@ class Cluster:
     """A PostgreSQL server the session uses: one it started (and stops), or a given URL."""
 
     def __init__(self, base_url: str, data_dir: Path | None = None, pg_ctl: str | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(base_url)  # a server: any database named in the URL is not used
+        self.base_url = urlunsplit((parts.scheme, parts.netloc, "", "", "")).rstrip("/")
         self.data_dir = data_dir
         self._pg_ctl = pg_ctl
         self._names = itertools.count()
@@ -101,7 +105,7 @@ class Cluster:
         if not self._template_ready:
             from reviewbot.store import Store
 
-            self._admin(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+            self._admin(f"CREATE DATABASE {name} {BLANK}")
             Store.open(self.url(name)).close()
             self._template_ready = True
         return name
@@ -112,7 +116,7 @@ class Cluster:
         if migrated:
             self._admin(f"CREATE DATABASE {name} TEMPLATE {self._ensure_template()}")
         else:
-            self._admin(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+            self._admin(f"CREATE DATABASE {name} {BLANK}")
         return self.url(name)
 
     def drop(self, url: str) -> None:

@@ -31,7 +31,8 @@ REPO_SQL = "INSERT INTO repositories (id, installation_id, full_name, added_at) 
 def _schema(store: Store) -> list[tuple[str, str, str]]:
     if store.is_postgres:
         return store.conn.execute(
-            "SELECT 'column', table_name || '.' || column_name, data_type || ' ' || COALESCE(column_default, '') "
+            "SELECT 'column', table_name || '.' || column_name, "
+            "data_type || ' ' || COALESCE(column_default, '') "
             "FROM information_schema.columns WHERE table_schema = 'public' "
             "UNION ALL SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
             "ORDER BY 1, 2"
@@ -156,7 +157,8 @@ def test_migrate_from_every_earlier_version_keeps_the_data(
     assert old.schema_version() == from_version
     if from_version >= 1:
         old.conn.execute(
-            "INSERT INTO installations (id, account, created_at) VALUES (?, ?, ?)", (5_000_000_000, "acme", NOW)
+            "INSERT INTO installations (id, account, created_at) VALUES (?, ?, ?)",
+            (5_000_000_000, "acme", NOW),
         )
         old.conn.execute(REPO_SQL, (7_000_000_000, 5_000_000_000, "acme/shop", NOW))
         old.conn.execute(
@@ -184,7 +186,8 @@ def test_migrate_from_every_earlier_version_keeps_the_data(
             assert row[0] == (5_000_000_000 if from_version < 5 else None)
         # a new job still gets an id of its own after the old one
         cur = store.conn.execute(
-            "INSERT INTO jobs (kind, run_after, created_at, updated_at) VALUES ('poll', ?, ?, ?)", (NOW, NOW, NOW)
+            "INSERT INTO jobs (kind, run_after, created_at, updated_at) VALUES ('poll', ?, ?, ?)",
+            (NOW, NOW, NOW),
         )
         assert cur.lastrowid == (2 if from_version >= 1 else 1)
     finally:
