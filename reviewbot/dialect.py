@@ -132,6 +132,11 @@ class PgCursor:
         self._next += 1
         return row
 
+    def fetchmany(self, size: int) -> list[Any]:
+        rows = self._rows[self._next : self._next + size]
+        self._next += len(rows)
+        return rows
+
     def fetchall(self) -> list[Any]:
         rows = self._rows[self._next :]
         self._next = len(self._rows)

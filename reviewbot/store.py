@@ -373,6 +373,71 @@ class Store:
         return applied
 
 
+#: Tables `copy_rows` moves, parents before children (foreign keys); heartbeats and the write
+#: probe are per-process state, schema_migrations is the destination's own.
+COPIED_TABLES = (
+    "installations",
+    "repositories",
+    "deliveries",
+    "jobs",
+    "reviews",
+    "findings",
+    "feedback",
+    "model_versions",
+    "reaction_polls",
+)
+
+
+def columns(store: Store, table: str) -> list[str]:
+    """The table's columns in order."""
+    if store.is_postgres:
+        rows = store.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        ).fetchall()
+    else:
+        rows = [(r[1],) for r in store.conn.execute(f"PRAGMA table_info({table})").fetchall()]
+    return [r[0] for r in rows]
+
+
+def copy_rows(
+    src: Store, dst: Store, *, batch: int = 1000, progress: Callable[[str, int], None] | None = None
+) -> dict[str, int]:
+    """Copy every row of COPIED_TABLES from `src` into `dst` (both migrated to the same version;
+    `dst` empty), in one transaction on `dst`, keeping ids; PostgreSQL's id sequences are then
+    moved past the copied ids. Returns rows copied per table."""
+    if src.schema_version() != dst.schema_version():
+        raise ValueError(f"schema versions differ: {src.schema_version()} -> {dst.schema_version()}")
+    nonempty = [t for t in COPIED_TABLES if dst.conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
+    if nonempty:
+        raise ValueError(f"the destination is not empty ({', '.join(nonempty)}): copy into a new database")
+    copied: dict[str, int] = {}
+    with dst.transaction() as conn:
+        for table in COPIED_TABLES:
+            cols = columns(src, table)
+            names = ", ".join(cols)
+            insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})"
+            rows = src.conn.execute(f"SELECT {names} FROM {table} ORDER BY 1")
+            n = 0
+            while chunk := rows.fetchmany(batch):
+                conn.executemany(insert, chunk)
+                n += len(chunk)
+                if progress:
+                    progress(table, n)
+            copied[table] = n
+        if dst.is_postgres:
+            for table in COPIED_TABLES:
+                if "id" in columns(dst, table) and conn.execute(
+                    "SELECT pg_get_serial_sequence(?, 'id')", (table,)
+                ).fetchone()[0]:
+                    conn.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                    )
+    return copied
+
+
 def _split_sql(ddl: str) -> list[str]:
     """Split a migration into statements (our DDL has no ';' inside literals)."""
     lines = [ln.split("--", 1)[0] for ln in ddl.splitlines()]

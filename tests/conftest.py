@@ -44,6 +44,7 @@ BOTH_DATABASES = {
     "test_app_e2e",
     "test_crash_recovery",
     "test_postgres",
+    "test_db_copy",
 }
 
 
