@@ -48,7 +48,7 @@ def _drain(url: str, start: Any, sleep: float, counts: Any, index: int) -> None:
     name = f"bench-{os.getpid()}"
     start.wait()
     done = 0
-    while (job := queue.claim(name)) is not None:
+    while (job := queue.claim(name, per_installation_limit=1)) is not None:
         if sleep:
             time.sleep(sleep)
         queue.complete(job)
@@ -84,6 +84,17 @@ def drain_seconds(cluster: Cluster, workers: int, jobs: int, sleep: float) -> fl
     return took
 
 
+DONE = "SELECT COUNT(*) FROM jobs WHERE kind = 'review' AND state = 'done'"
+
+
+def wait_done(w: Any, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while w.rows(DONE) != [(n,)]:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"reviews did not finish: {w.rows('SELECT state, last_error FROM jobs')}")
+        time.sleep(0.05)
+
+
 def review_seconds(cluster: Cluster, workers: int, prs: int, llm_latency: float, tmp: Path) -> float:
     """`workers` real `reviewbot worker` processes review `prs` PRs; seconds from the first
     delivery to the last review done."""
@@ -93,9 +104,11 @@ def review_seconds(cluster: Cluster, workers: int, prs: int, llm_latency: float,
     w = World(tmp / f"reviews-{workers}", database=url)
     try:
         w.gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
-        pulls = [
-            w.gh.add_pull(REPO, n, head_files={"a.py": module(20, {3: f"a{n}"})}) for n in range(1, prs + 1)
+        every = [
+            w.gh.add_pull(REPO, n, head_files={"a.py": module(20, {3: f"a{n}"})})
+            for n in range(1, prs + workers + 1)
         ]
+        warmup, pulls = every[prs:], every[:prs]
         w.llm.latency = llm_latency
         env = {
             **worker_env(w),
@@ -125,11 +138,15 @@ def review_seconds(cluster: Cluster, workers: int, prs: int, llm_latency: float,
                         )
                     )
                 time.sleep(0.1)
-            time.sleep(2.0)  # each prewarms its job process
+            # a first review per worker, untimed: job processes started, code paths warm
+            for pr in warmup:
+                w.deliver("pull_request", w.pr_event("opened", pr))
+            wait_done(w, workers, 300)
+            time.sleep(1.0)
             t0 = time.perf_counter()
             for pr in pulls:
                 w.deliver("pull_request", w.pr_event("opened", pr))
-            while w.rows("SELECT COUNT(*) FROM jobs WHERE kind = 'review' AND state = 'done'") != [(prs,)]:
+            while w.rows(DONE) != [(prs + workers,)]:
                 if time.perf_counter() - t0 > 600:
                     raise SystemExit(
                         f"reviews did not finish: {w.rows('SELECT state, last_error FROM jobs')}"

@@ -276,7 +276,10 @@ class JobQueue:
         with self.lock, self.store.transaction(serialized=not pg) as conn:
             now_ts = self.clock()
             now = iso(now_ts)
-            running = self._running_per_installation(conn, now) if per_installation_limit else {}
+            # PostgreSQL checks the limit per candidate (_room_pg) and learns full installations
+            # as it goes: one round trip fewer per claim.
+            count_first = per_installation_limit and not pg
+            running = self._running_per_installation(conn, now) if count_first else {}
             full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
             for state in ("running", "queued"):
                 after: tuple[str, int] | None = None
@@ -310,6 +313,8 @@ class JobQueue:
         key = (INSTALLATION_LOCK_CLASS, installation_id % 2**31)
         if not conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0]:
             return False
+        # A statement of its own: its snapshot is taken after the lock, so it sees the lease the
+        # previous holder committed (in one statement with the lock, it might not).
         row = conn.execute(
             "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
             "AND installation_id = ?",
