@@ -41,23 +41,48 @@ from tests.pg_cluster import Cluster, cluster_from_env  # noqa: E402
 TARGET = 3.0
 
 
-def _drain(url: str, start: Any, sleep: float, counts: Any, index: int) -> None:
+def _drain(url: str, start: Any, sleep: float, counts: Any, cpu: Any, waits: Any, index: int) -> None:
     """One worker process: claim and complete until nothing is runnable."""
     store = Store.open(url, migrate_now=False)
     queue = JobQueue(store)
     name = f"bench-{os.getpid()}"
+    backend = int(store.conn.execute("SELECT pg_backend_pid()").fetchone()[0])
     start.wait()
+    cpu0, db0 = time.process_time(), _proc_cpu(backend)
+    wait0 = _runqueue_wait(os.getpid()) + _runqueue_wait(backend)
     done = 0
     while (job := queue.claim(name, per_installation_limit=1)) is not None:
         if sleep:
             time.sleep(sleep)
         queue.complete(job)
         done += 1
+    db1 = _proc_cpu(backend)
+    waits[index] = _runqueue_wait(os.getpid()) + _runqueue_wait(backend) - wait0
     counts[index] = done
+    cpu[index] = time.process_time() - cpu0 + (db1 - db0 if db0 is not None and db1 is not None else 0.0)
     store.close()
 
 
-def drain_seconds(cluster: Cluster, workers: int, jobs: int, sleep: float) -> float:
+def _runqueue_wait(pid: int) -> float:
+    """Seconds the process has waited for a CPU while runnable (/proc/PID/schedstat)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _proc_cpu(pid: int) -> float | None:
+    """CPU seconds a local process has used (the worker's PostgreSQL backend); None if remote."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain_seconds(cluster: Cluster, workers: int, jobs: int, sleep: float) -> tuple[float, float, float]:
+    """Seconds to drain `jobs` with `workers` processes, the CPU seconds they and their PostgreSQL
+    backends used (busy cores = CPU / wall), and the seconds they waited for a CPU."""
     url = cluster.fresh_database()
     store = Store.open(url)
     q = JobQueue(store)
@@ -67,7 +92,11 @@ def drain_seconds(cluster: Cluster, workers: int, jobs: int, sleep: float) -> fl
     ctx = mp.get_context("fork")
     start = ctx.Event()
     counts = ctx.Array("i", workers)
-    procs = [ctx.Process(target=_drain, args=(url, start, sleep, counts, i)) for i in range(workers)]
+    cpu = ctx.Array("d", workers)
+    waits = ctx.Array("d", workers)
+    procs = [
+        ctx.Process(target=_drain, args=(url, start, sleep, counts, cpu, waits, i)) for i in range(workers)
+    ]
     for p in procs:
         p.start()
     time.sleep(1.0)  # connected and waiting
@@ -81,7 +110,7 @@ def drain_seconds(cluster: Cluster, workers: int, jobs: int, sleep: float) -> fl
     cluster.drop(url)
     if sum(counts) != jobs or left != {"done": jobs}:
         raise SystemExit(f"lost or doubled jobs: ran {sum(counts)} of {jobs}, states {left}")
-    return took
+    return took, sum(cpu), sum(waits)
 
 
 DONE = "SELECT COUNT(*) FROM jobs WHERE kind = 'review' AND state = 'done'"
@@ -167,6 +196,9 @@ def review_seconds(cluster: Cluster, workers: int, prs: int, llm_latency: float,
         cluster.drop(url)
 
 
+Row = tuple[str, float, float, bool, str]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,28 +217,37 @@ def main() -> int:
         return 2
     import tempfile
 
-    rows: list[tuple[str, float, float, bool | None]] = []
+    def drain(jobs: int, sleep: float) -> Any:
+        def run(n: int) -> tuple[float, str]:
+            took, cpu, waited = drain_seconds(cluster, n, jobs, sleep)
+            return took, f"{cpu / took:.1f} ({waited / took:.1f})"
+
+        return run
+
+    def reviews(tmp: str) -> Any:
+        return lambda n: (review_seconds(cluster, n, args.prs, args.llm_latency, Path(tmp)), "")
+
+    rows: list[Row] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for label, fn, gated in (
-                (f"no-op jobs ({args.jobs})", lambda n: drain_seconds(cluster, n, args.jobs, 0.0), True),
+            cases = [
+                (f"no-op jobs ({args.jobs})", drain(args.jobs, 0.0), True),
                 (
                     f"jobs sleeping {args.sleep * 1000:.0f} ms ({args.sleep_jobs})",
-                    lambda n: drain_seconds(cluster, n, args.sleep_jobs, args.sleep),
-                    None,
+                    drain(args.sleep_jobs, args.sleep),
+                    False,
                 ),
-                (
-                    f"end-to-end reviews, {args.llm_latency:g} s fake LLM ({args.prs} PRs)",
-                    lambda n: review_seconds(cluster, n, args.prs, args.llm_latency, Path(tmp)),
-                    True,
-                ),
-            ):
-                one, four = fn(1), fn(4)
-                rows.append((label, one, four, gated))
-                print(f"{label}: 1 worker {one:.2f} s, 4 workers {four:.2f} s, {one / four:.2f}x", flush=True)
+                (f"end-to-end reviews, {args.llm_latency:g} s fake LLM ({args.prs} PRs)", reviews(tmp), True),
+            ]
+            for label, fn, gated in cases:
+                (one, busy1), (four, busy4) = fn(1), fn(4)
+                busy = f"{busy1} / {busy4}" if busy1 else ""
+                rows.append((label, one, four, gated, busy))
+                print(f"{label}: 1 worker {one:.2f} s, 4 workers {four:.2f} s, {one / four:.2f}x "
+                      f"(busy cores {busy or 'n/a'})", flush=True)  # fmt: skip
     finally:
         cluster.stop()
-    ok = all(one / four >= TARGET for _, one, four, gated in rows if gated)
+    ok = all(one / four >= TARGET for _, one, four, gated, _ in rows if gated)
     if args.write:
         from benchmarks_md import write_section
 
@@ -215,32 +256,42 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def _section(rows: list[tuple[str, float, float, bool | None]], ok: bool, args: argparse.Namespace) -> str:
+def _section(rows: list[Row], ok: bool, args: argparse.Namespace) -> str:
     load = os.getloadavg()
     lines = [
         "## Queue on PostgreSQL",
         "",
         "`.venv/bin/python bench/queue_pg.py --write` (a throwaway PostgreSQL cluster, or "
         "REVIEWBOT_TEST_DATABASE_URL): the same backlog drained by 1 and by 4 worker processes on one "
-        "database, side by side in one run; workers connected before the clock starts. No-op jobs "
-        "do nothing (claim + complete: the database's lock throughput); sleeping jobs sleep "
-        f"{args.sleep * 1000:.0f} ms (I/O-bound, like an LLM call); end-to-end reviews are real "
-        "`reviewbot worker` processes (concurrency 1) against the fake GitHub and fake LLM. Target "
-        f"(issue #14): 4 workers >= {TARGET:g}x faster than 1 for no-op jobs and end-to-end reviews.",
+        "database, side by side in one run; workers connected before the clock starts, with the "
+        "production per-installation limit (1; jobs spread over 50 installations). No-op jobs do "
+        "nothing (claim + complete: the database's claim throughput); sleeping jobs sleep "
+        f"{args.sleep * 1000:.0f} ms (I/O-bound, like waiting for an LLM); end-to-end reviews are "
+        "real `reviewbot worker` processes (concurrency 1, one untimed warm-up review each) against "
+        "the fake GitHub and a fake LLM answering in "
+        f"{args.llm_latency:g} s. Busy cores: CPU seconds of the workers and their PostgreSQL "
+        "backends per wall second, and in brackets the seconds they spent runnable but waiting for "
+        "a CPU per wall second (1 worker / 4 workers). Target (issue #14): 4 workers >= "
+        f"{TARGET:g}x faster than 1 for no-op jobs and for end-to-end reviews; 0 jobs lost or run "
+        "twice (checked in every case).",
         "",
-        "| case | 1 worker | 4 workers | speed-up | target |",
-        "|---|---|---|---|---|",
+        "| case | 1 worker | 4 workers | speed-up | busy cores | target |",
+        "|---|---|---|---|---|---|",
     ]
-    for label, one, four, gated in rows:
-        verdict = "" if not gated else ("pass" if one / four >= TARGET else "**missed**")
+    for label, one, four, gated, busy in rows:
+        verdict = ("pass" if one / four >= TARGET else "**missed**") if gated else ""
+        target = f">= {TARGET:g}x {verdict}" if gated else "reported"
         lines.append(
-            f"| {label} | {one:.2f} s | {four:.2f} s | {one / four:.2f}x | "
-            f"{f'>= {TARGET:g}x ' + verdict if gated else 'reported'} |"
+            f"| {label} | {one:.2f} s | {four:.2f} s | {one / four:.2f}x | {busy or 'n/a'} | {target} |"
         )
     lines += [
         "",
         f"Result: **{'PASS' if ok else 'MISSED'}**. Measured on {os.cpu_count()} cores, load average "
-        f"{load[0]:.1f} at the end (the machine is shared).",
+        f"{load[0]:.1f} at the end (the machine is shared with other benchmarks and test runs). "
+        "No-op claims never wait on each other (SKIP LOCKED, try-locks); where the CPU wait in "
+        "brackets is of the order of the busy cores, the workers were waiting for a CPU of the "
+        "shared machine, not for the database: that case measures the cores, and scales only on "
+        "a host with cores to spare for 4 workers and their backends.",
     ]
     return "\n".join(lines) + "\n"
 
