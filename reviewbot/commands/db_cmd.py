@@ -7,7 +7,6 @@ import sqlite3
 import typer
 
 from reviewbot.dialect import redact_url
-from reviewbot.store import Store, copy_rows
 
 db_app = typer.Typer(
     name="db",
@@ -28,6 +27,8 @@ def copy(
     Stop `reviewbot serve` and every worker first (a job claimed during the copy is copied as
     running and retried when its lease runs out); then point REVIEWBOT_DATABASE_URL at --to.
     """
+    from reviewbot.store import Store, copy_rows  # imported when run: `reviewbot --help` stays fast
+
     src_target = source.removeprefix("sqlite://") if source.startswith("sqlite:///") else source
     try:
         src = Store.open(src_target, migrate_now=True)
