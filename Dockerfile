@@ -8,7 +8,8 @@ COPY pyproject.toml README.md ./
 COPY reviewbot ./reviewbot
 # reviewbot/builtin_rules is a link to the top-level rules/ packs: the wheel needs both.
 COPY rules ./rules
-RUN pip wheel --wheel-dir /wheels .
+# With the [postgres] extra: the same image runs on SQLite or on REVIEWBOT_DATABASE_URL.
+RUN pip wheel --wheel-dir /wheels ".[postgres]"
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -32,6 +32,9 @@ filter_cmd.register(app)
 from reviewbot.commands import review_cmd  # noqa: E402
 
 review_cmd.register(app)
+from reviewbot.commands import db_cmd  # noqa: E402
+
+db_cmd.register(app)
 
 
 def main() -> None:

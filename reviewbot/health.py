@@ -81,7 +81,7 @@ def health_router(
                 {"status": "error", "database": f"error: {type(exc).__name__}: {exc}"}, status_code=503
             )
         database = "ok"
-        free = None if store.path == ":memory:" else disk_free(store.path)
+        free = None if store.path == ":memory:" or store.is_postgres else disk_free(store.path)
         if free is not None and free < min_free_bytes:
             database = f"error: {free} bytes free on the database's disk (under {min_free_bytes})"
         worker, age, why = worker_health(beats, clock(), heartbeat_stale_seconds)

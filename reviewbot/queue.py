@@ -1,7 +1,8 @@
-"""A durable job queue in the SQLite `jobs` table: leases, heartbeats, retries, dead letters.
+"""A durable job queue in the `jobs` table: leases, heartbeats, retries, dead letters.
 
-Why SQLite and leases: a job survives a crash of the process that took it. A worker claims a job
-with a lease (BEGIN IMMEDIATE, so two workers never claim the same row), extends the lease while
+Why a table and leases: a job survives a crash of the process that took it. A worker claims a job
+with a lease (SQLite: BEGIN IMMEDIATE; PostgreSQL: the candidate rows locked FOR UPDATE SKIP
+LOCKED, so two workers never claim the same row), extends the lease while
 it runs, and a job whose lease ran out (its worker died) is claimed again. Failures retry with
 exponential backoff (`run_after`) and end as 'dead' with the reason after `max_attempts`.
 
@@ -35,9 +36,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from reviewbot.dialect import JOBS_CHANNEL, listen
 from reviewbot.store import Store
 
 LIVE_STATES = ("queued", "running")
+#: PostgreSQL advisory-lock class for "deciding about this installation's limit" (see _room_pg).
+INSTALLATION_LOCK_CLASS = 0x7262
 CLAIM_BATCH = 8  # candidates read per query when claiming (the per-installation limit is checked on them)
 SUPERSEDING_KINDS = frozenset({"review"})
 
@@ -237,6 +241,8 @@ class JobQueue:
                 "WHERE installation_id = ? AND state = 'queued' AND id < ?",
                 (job_id, now, installation_id, job_id),
             )
+        if self.store.is_postgres and newer is None:
+            conn.execute(f"NOTIFY {JOBS_CHANNEL}")  # delivered at COMMIT, to every listening worker
         return job_id
 
     # --- consuming ----------------------------------------------------------------------------
@@ -264,17 +270,31 @@ class JobQueue:
             return None
         if not self._anything_runnable(kinds):
             return None
-        with self.lock, self.store.transaction() as conn:
+        pg = self.store.is_postgres
+        # PostgreSQL: no global write lock; candidates are row-locked (FOR UPDATE SKIP LOCKED) so
+        # claimers on other hosts pass over them instead of waiting.
+        with self.lock, self.store.transaction(serialized=not pg) as conn:
             now_ts = self.clock()
             now = iso(now_ts)
-            running = self._running_per_installation(conn, now) if per_installation_limit else {}
+            # PostgreSQL checks the limit per candidate (_room_pg) and learns full installations
+            # as it goes: one round trip fewer per claim.
+            count_first = per_installation_limit and not pg
+            running = self._running_per_installation(conn, now) if count_first else {}
             full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
             for state in ("running", "queued"):
                 after: tuple[str, int] | None = None
                 while True:
-                    batch = self._candidates(conn, state, now, kinds, full, after)
+                    batch = self._candidates(conn, state, now, kinds, full, after, lock_rows=pg)
                     for job, _key in batch:
                         if job.installation_id is not None and job.installation_id in full:
+                            continue
+                        if (
+                            pg
+                            and per_installation_limit
+                            and job.installation_id is not None
+                            and not self._room_pg(conn, job.installation_id, now, per_installation_limit)
+                        ):
+                            full.add(job.installation_id)
                             continue
                         taken = self._take(conn, job, worker_id, now_ts)
                         if taken is not None:
@@ -283,6 +303,24 @@ class JobQueue:
                         break
                     after = batch[-1][1]
             return None
+
+    @staticmethod
+    def _room_pg(conn: Any, installation_id: int, now: str, limit: int) -> bool:
+        """PostgreSQL: may this claim start one more job of `installation_id`? Claimers on other
+        hosts decide about one installation one at a time (an advisory lock held to COMMIT, so the
+        next one counts this claim's lease); one that cannot have the lock at once passes the
+        installation over for now rather than wait."""
+        key = (INSTALLATION_LOCK_CLASS, installation_id % 2**31)
+        if not conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0]:
+            return False
+        # A statement of its own: its snapshot is taken after the lock, so it sees the lease the
+        # previous holder committed (in one statement with the lock, it might not).
+        row = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
+            "AND installation_id = ?",
+            (now, installation_id),
+        ).fetchone()
+        return int(row[0]) < limit
 
     def _anything_runnable(self, kinds: list[str] | None) -> bool:
         """A read (no write lock): is any job due or any lease expired? Most polls find none."""
@@ -314,6 +352,8 @@ class JobQueue:
         kinds: list[str] | None,
         full: set[int],
         after: tuple[str, int] | None,
+        *,
+        lock_rows: bool = False,
     ) -> list[tuple[Job, tuple[str, int]]]:
         """Up to CLAIM_BATCH runnable jobs in `state`, in claim order, after the key `after`."""
         order = "lease_expires_at" if state == "running" else "run_after"
@@ -328,6 +368,8 @@ class JobQueue:
             sql += f" AND ({order}, id) > (?, ?)"
             args += list(after)
         sql += f" ORDER BY {order}, id LIMIT {CLAIM_BATCH}"
+        if lock_rows:
+            sql += " FOR UPDATE SKIP LOCKED"
         out = []
         for row in conn.execute(sql, args).fetchall():
             job = Job.from_row(row[:-1], _COLUMN_NAMES)
@@ -369,8 +411,19 @@ class JobQueue:
     def checkpoint(self) -> None:
         """A passive WAL checkpoint (never waits for readers or writers): keeps the WAL file from
         growing under a steady stream of small writes; the worker calls it in the background."""
+        if self.store.is_postgres:
+            return  # PostgreSQL checkpoints on its own
         with self.lock:
             self.store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    def listen(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake()` whenever a job is enqueued by any process, on any host; returns a stop
+        function. PostgreSQL: a thread LISTENing on its own connection (enqueue NOTIFYs on
+        commit); the poll interval stays the fallback. SQLite: nothing to listen on (the server
+        wakes its in-process worker itself; other processes poll)."""
+        if not self.store.is_postgres:
+            return lambda: None
+        return listen(self.store.path, JOBS_CHANNEL, wake)
 
     def heartbeat(self, job: Job) -> bool:
         """Extend the lease. False when the lease was lost (expired and taken by another worker)."""

@@ -581,8 +581,12 @@ def remove_labels(store: Store, t: Tenant, finding_id: int, source: str, **match
     for key, value in match.items():
         if not key.isidentifier():
             raise ValueError(f"not a provenance key: {key!r}")
-        sql += f" AND json_extract(provenance, '$.{key}') = ?"
-        args.append(value)
+        if store.is_postgres:  # compared as JSON values, as SQLite's json_extract compares them
+            sql += f" AND (provenance::jsonb -> '{key}') = ?::jsonb"
+            args.append(json.dumps(value))
+        else:
+            sql += f" AND json_extract(provenance, '$.{key}') = ?"
+            args.append(value)
     return store.conn.execute(sql, args).rowcount
 
 
@@ -740,7 +744,8 @@ def activate_model_version(store: Store, t: Tenant, version: int) -> bool:
         if hit is None:
             return False
         conn.execute(
-            "UPDATE model_versions SET active = (version = ?) WHERE installation_id = ? AND scope = ?",
+            "UPDATE model_versions SET active = CASE WHEN version = ? THEN 1 ELSE 0 END "
+            "WHERE installation_id = ? AND scope = ?",
             (version, t.installation_id, t.scope),
         )
     return True

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
 
     # Storage and processes
     database_path: str = Field(default="./reviewbot.db", description="SQLite database file.")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "postgresql://user:password@host:port/db: store and queue on PostgreSQL, shared by any "
+            "number of serve and worker processes on any hosts (overrides database_path)."
+        ),
+    )
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for admin endpoints.")
     host: str = Field(default="0.0.0.0", description="Address `reviewbot serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `reviewbot serve` listens on.")
@@ -246,6 +253,25 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """True when an LLM can be called: a base URL (local server) or an API key is set."""
         return bool(self.llm_base_url) or self.llm_api_key is not None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+                raise ValueError("must be a postgresql:// URL (SQLite is REVIEWBOT_DATABASE_PATH)")
+            return value
+        return None
+
+    def database(self) -> str:
+        """Where the store lives: the PostgreSQL URL when set, else the SQLite file."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.database_path
+
+    def database_setting(self) -> str:
+        """The environment variable that chose the database (for error lines)."""
+        return env_var("database_url" if self.database_url is not None else "database_path")
 
     def require(self, *names: str, purpose: str | None = None) -> None:
         """Raise `MissingSettingError` for the first of `names` that is unset (or empty)."""

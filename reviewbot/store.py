@@ -1,9 +1,17 @@
-"""SQLite store: one file, WAL mode, versioned idempotent migrations.
+"""The store: SQLite (one file, WAL mode; the embedded default) or PostgreSQL (a
+`postgresql://` URL, for more than one machine), with the same versioned migrations on both.
 
 Every table is described where it is created. One module owns each table's SQL: queue.py the
 `jobs` and `deliveries`, worker.py `installations` and `repositories`, records.py `reviews`,
 `findings`, `feedback`, `model_versions` and `reaction_polls` (tenant-scoped). This module only
-owns the schema and opening the file safely.
+owns the schema and opening the database safely. The SQL is written once, SQLite-flavoured;
+reviewbot.dialect runs it on PostgreSQL (see docs/deploy.md for why not an ORM).
+
+Transactions: on SQLite `BEGIN IMMEDIATE` takes the one writer lock. On PostgreSQL
+`transaction()` takes a transaction-scoped advisory lock that plays the same part, so every
+read-then-write the modules do keeps SQLite's serial semantics; the queue's claim opts out
+(`serialized=False`) and locks only the rows it takes (`FOR UPDATE SKIP LOCKED`), so workers on
+many hosts claim in parallel.
 """
 
 from __future__ import annotations
@@ -12,8 +20,15 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
+
+from reviewbot.dialect import Connection, PgConnection, is_postgres_url, pg_ddl, redact_url
+
+#: The advisory lock `transaction()` holds on PostgreSQL (SQLite's writer lock), and the one
+#: migrations hold (a second process starting at the same moment waits, then finds them applied).
+WRITE_LOCK_KEY = 0x7265766965776274  # "reviewbt"
 
 # Each migration is (version, description, DDL). Append only; never edit a shipped one.
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -232,15 +247,40 @@ WRITE_PROBE_BYTES = 16 * 1024
 class Store:
     """An open reviewbot database. Build one at the edge and pass it in."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self.conn = conn
+    def __init__(self, conn: Connection, path: str, dialect: str = "sqlite") -> None:
+        self.conn: Any = conn  # sqlite3.Connection or dialect.PgConnection: one execute() API
         self.path = path
-        self.db = sqlite_utils.Database(conn)
+        self.dialect = dialect
+        self._db: sqlite_utils.Database | None = (
+            sqlite_utils.Database(conn) if isinstance(conn, sqlite3.Connection) else None
+        )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the SQLite connection (tests and tools; not on PostgreSQL)."""
+        if self._db is None:
+            raise RuntimeError("sqlite-utils needs the SQLite store; this one is PostgreSQL")
+        return self._db
+
+    @property
+    def display(self) -> str:
+        """Where the data lives, safe to log (a URL without its password)."""
+        return redact_url(self.path) if self.is_postgres else self.path
 
     @classmethod
     def open(cls, path: str | Path, *, migrate_now: bool = True) -> Store:
-        """Open (creating if needed) the database at `path` (':memory:' works) and migrate it."""
+        """Open (creating if needed) the database at `path` (':memory:' works; a
+        `postgresql://` URL opens PostgreSQL) and migrate it."""
         path = str(path)
+        if is_postgres_url(path):
+            store = cls(PgConnection.connect(path), path, "postgresql")
+            if migrate_now:
+                store.migrate()
+            return store
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -254,13 +294,28 @@ class Store:
             store.migrate()
         return store
 
+    def reopen(self) -> Store:
+        """Another connection to the same database (a thread or a listener of its own)."""
+        return Store.open(self.path, migrate_now=False)
+
     def close(self) -> None:
         self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-        self.conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, *, serialized: bool = True) -> Iterator[Any]:
+        """BEGIN ... COMMIT, rolled back on any exception. SQLite: BEGIN IMMEDIATE (the writer
+        lock). PostgreSQL: the advisory write lock too, unless `serialized=False` (the caller
+        locks the rows it writes)."""
+        if self.is_postgres:
+            self.conn.execute("BEGIN")
+            if serialized:
+                try:
+                    self.conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+        else:
+            self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
         except BaseException:
@@ -276,11 +331,15 @@ class Store:
         every webhook delivery fail."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM write_probe")
-            conn.execute(
-                "INSERT INTO write_probe (at, pad) VALUES (?, zeroblob(?))", (now, WRITE_PROBE_BYTES)
-            )
+            conn.execute("INSERT INTO write_probe (at, pad) VALUES (?, ?)", (now, bytes(WRITE_PROBE_BYTES)))
 
     def schema_version(self) -> int:
+        if self.is_postgres:
+            with self.transaction():  # CREATE TABLE IF NOT EXISTS races between processes there
+                return self._schema_version()
+        return self._schema_version()
+
+    def _schema_version(self) -> int:
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
@@ -305,13 +364,78 @@ class Store:
                 if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
                     continue
                 for statement in _split_sql(ddl):
-                    conn.execute(statement)
+                    conn.execute(pg_ddl(statement) if self.is_postgres else statement)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                     (version, description, stamp()),
                 )
             applied.append(version)
         return applied
+
+
+#: Tables `copy_rows` moves, parents before children (foreign keys); heartbeats and the write
+#: probe are per-process state, schema_migrations is the destination's own.
+COPIED_TABLES = (
+    "installations",
+    "repositories",
+    "deliveries",
+    "jobs",
+    "reviews",
+    "findings",
+    "feedback",
+    "model_versions",
+    "reaction_polls",
+)
+
+
+def columns(store: Store, table: str) -> list[str]:
+    """The table's columns in order."""
+    if store.is_postgres:
+        rows = store.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        ).fetchall()
+    else:
+        rows = [(r[1],) for r in store.conn.execute(f"PRAGMA table_info({table})").fetchall()]
+    return [r[0] for r in rows]
+
+
+def copy_rows(
+    src: Store, dst: Store, *, batch: int = 1000, progress: Callable[[str, int], None] | None = None
+) -> dict[str, int]:
+    """Copy every row of COPIED_TABLES from `src` into `dst` (both migrated to the same version;
+    `dst` empty), in one transaction on `dst`, keeping ids; PostgreSQL's id sequences are then
+    moved past the copied ids. Returns rows copied per table."""
+    if src.schema_version() != dst.schema_version():
+        raise ValueError(f"schema versions differ: {src.schema_version()} -> {dst.schema_version()}")
+    nonempty = [t for t in COPIED_TABLES if dst.conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
+    if nonempty:
+        raise ValueError(f"the destination is not empty ({', '.join(nonempty)}): copy into a new database")
+    copied: dict[str, int] = {}
+    with dst.transaction() as conn:
+        for table in COPIED_TABLES:
+            cols = columns(src, table)
+            names = ", ".join(cols)
+            insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})"
+            rows = src.conn.execute(f"SELECT {names} FROM {table} ORDER BY 1")
+            n = 0
+            while chunk := rows.fetchmany(batch):
+                conn.executemany(insert, chunk)
+                n += len(chunk)
+                if progress:
+                    progress(table, n)
+            copied[table] = n
+        if dst.is_postgres:
+            for table in COPIED_TABLES:
+                if "id" in columns(dst, table) and conn.execute(
+                    "SELECT pg_get_serial_sequence(?, 'id')", (table,)
+                ).fetchone()[0]:
+                    conn.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                    )
+    return copied
 
 
 def _split_sql(ddl: str) -> list[str]:

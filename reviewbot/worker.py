@@ -100,6 +100,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._beat_now()
         beat = asyncio.create_task(self._heartbeat_loop(), name=f"{self.worker_id}-heartbeat")
+        stop_listening = self.queue.listen(self.notify)  # PostgreSQL: woken by any enqueuer's NOTIFY
         log.info("worker started", extra={"worker": self.worker_id, "kinds": sorted(self.handlers)})
         try:
             while not self.stopping:
@@ -115,6 +116,7 @@ class Worker:
                 )
                 waiters[0].cancel()
         finally:
+            stop_listening()
             await self._shutdown()
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)

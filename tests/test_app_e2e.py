@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -105,15 +104,17 @@ def module(n: int, bugs: dict[int, str] | None = None, name: str = "f") -> str:
 
 
 class World:
-    """FakeGitHub + FakeLLM + the server + a worker thread, over one SQLite file."""
+    """FakeGitHub + FakeLLM + the server + a worker thread, over one database (a SQLite file, or
+    the PostgreSQL URL given as `database`)."""
 
-    def __init__(self, tmp: Path, *, github: FakeGitHub | None = None) -> None:
+    def __init__(self, tmp: Path, *, github: FakeGitHub | None = None, database: str | None = None) -> None:
         priv, pub = app_keys()
         self.priv = priv
         self.gh = (github or FakeGitHub(app_id=APP_ID, app_public_key=pub)).start()
         self.llm = FakeLLM(responder=flag_bug_lines).start()
         self.db = tmp / "reviewbot.db"
-        self.store = Store.open(self.db)
+        self.database = database or str(self.db)
+        self.store = Store.open(self.database)
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.queue = JobQueue(self.store)
@@ -130,6 +131,7 @@ class World:
             github_app_id=APP_ID, github_private_key=self.priv, github_api_url=self.gh.base_url,
             llm_base_url=self.llm.base_url, llm_api_key="test", llm_model="fake-model",
             llm_max_concurrency=8, database_path=str(self.db),
+            database_url=self.database if self.store.is_postgres else None,
         )  # fmt: skip
 
     def _wake(self, job_id: int) -> None:
@@ -161,7 +163,7 @@ class World:
         ready = threading.Event()
 
         def main() -> None:
-            store = Store.open(self.db)
+            store = Store.open(self.database)
             queue = self.make_queue(store)
             app = self.make_app()
             handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
@@ -513,6 +515,7 @@ def worker_env(w: World) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
     env.update({
         "REVIEWBOT_DATABASE_PATH": str(w.db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
+        **({"REVIEWBOT_DATABASE_URL": w.database} if w.store.is_postgres else {}),
         "REVIEWBOT_GITHUB_PRIVATE_KEY": w.priv, "REVIEWBOT_GITHUB_API_URL": w.gh.base_url,
         "REVIEWBOT_LLM_BASE_URL": w.llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
         "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "WARNING",
@@ -539,11 +542,9 @@ def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(10)
-    with sqlite3.connect(w.db) as conn:
-        [(state,)] = conn.execute("SELECT state FROM jobs WHERE kind = 'review'").fetchall()
-        assert state == "running"  # the dead worker still holds it
-        conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
-                     "WHERE state = 'running'")  # fmt: skip
+    [(state,)] = w.rows("SELECT state FROM jobs WHERE kind = 'review'")
+    assert state == "running"  # the dead worker still holds it
+    w.rows("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE state = 'running'")
     w.llm.latency = 0
     done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
                           cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
@@ -551,8 +552,8 @@ def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
 
 
 @pytest.fixture
-def bare_world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)  # no in-process worker: the subprocess is the worker
+def bare_world(tmp_path: Path, database: str) -> Iterator[World]:
+    w = World(tmp_path, database=database)  # no in-process worker: the subprocess is the worker
     yield w
     w.close()
 

@@ -76,9 +76,9 @@ class GatedGitHub(FakeGitHub):
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, database: str) -> Iterator[World]:
     gh = GatedGitHub(app_id=APP_ID, app_public_key=app_keys()[1])
-    w = World(tmp_path, github=gh)  # no in-process worker: the subprocess is the worker
+    w = World(tmp_path, github=gh, database=database)  # no in-process worker: the subprocess is the worker
     yield w
     gh.release.set()
     w.close()
@@ -104,10 +104,8 @@ def crash_at(w: World, reached: Callable[[], bool], dead: Callable[[], None] = l
     assert isinstance(gh, GatedGitHub)
     gh.release.set()  # the held request is dropped: it never reached "GitHub"
     w.llm.latency = 0
-    with sqlite3.connect(w.db) as conn:
-        assert conn.execute("SELECT state FROM jobs WHERE kind = 'review'").fetchall() == [("running",)]
-        conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
-                     "WHERE state = 'running'")  # fmt: skip
+    assert w.rows("SELECT state FROM jobs WHERE kind = 'review'") == [("running",)]
+    w.rows("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE state = 'running'")
     done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
                           cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -130,10 +128,11 @@ def assert_recovered(w: World, head_sha: str, *, recovered_from_github: bool) ->
     assert recovered is recovered_from_github
     assert w.rows("SELECT state FROM jobs WHERE kind = 'review'") == [("done",)]
     # the database is intact and still takes work
-    with sqlite3.connect(w.db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    store = Store.open(w.db)
+    if not w.store.is_postgres:
+        with sqlite3.connect(w.db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    store = Store.open(w.database)
     try:
         queue = JobQueue(store)
         job_id = queue.enqueue("noop", {})
@@ -187,8 +186,7 @@ def test_killed_after_posting_before_recording(world: World) -> None:
 
     def left_behind() -> None:
         assert len(world.reviews()) == 1  # on GitHub, unknown to the database
-        with sqlite3.connect(world.db) as conn:
-            assert conn.execute("SELECT state FROM reviews").fetchall() == [("pending",)]
+        assert world.rows("SELECT state FROM reviews") == [("pending",)]
 
     n_llm = crash_at(world, gh.arrived.is_set, left_behind)
     assert_recovered(world, pr.head_sha, recovered_from_github=True)
@@ -260,9 +258,9 @@ def test_a_frozen_worker_that_wakes_after_its_lease_ran_out_does_not_post_again(
         wait_until(lambda: first.is_set() or frozen.poll() is not None, timeout=90)
         assert frozen.poll() is None
         os.kill(frozen.pid, signal.SIGSTOP)
-        with sqlite3.connect(world.db) as conn:  # its lease runs out while it is frozen
-            conn.execute("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' "
-                         "WHERE state = 'running'")  # fmt: skip
+        world.rows(  # its lease runs out while it is frozen
+            "UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE state = 'running'"
+        )
         done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(world),
                               cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]

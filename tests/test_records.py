@@ -169,3 +169,16 @@ def test_the_migration_gives_old_models_their_installation(store: Store) -> None
         store.conn.execute(statement)
     assert records.active_model_params(store, A) == "{}"
     assert records.active_model_params(store, Tenant(7, "gone/away")) is None
+
+
+def test_remove_labels_matches_provenance_values_as_json(store: Store) -> None:
+    """A reaction removed on GitHub removes its label: matched by provenance key and JSON value
+    (a number stays a number), on either database."""
+    ids = review_with(store, A, [D("p1", "post", 0.9)], {"p1": 101})
+    for user, reaction in (("u1", 11), ("u2", 12)):
+        ev = LabelEvent(ids["p1"], "accepted", "reaction", {"user": user, "reaction_id": reaction}, 1.0, NOW)  # type: ignore[arg-type]
+        assert records.add_label(store, A, ev)
+    assert records.remove_labels(store, A, ids["p1"], "reaction", reaction_id="11") == 0  # text is not 11
+    assert records.remove_labels(store, A, ids["p1"], "reaction", user="u1", reaction_id=11) == 1
+    assert records.remove_labels(store, A, ids["p1"], "reaction", user="u1") == 0
+    assert records.remove_labels(store, A, ids["p1"], "reaction", reaction_id=12) == 1

@@ -1,4 +1,5 @@
-"""The SQLite store: migrations from empty and on re-run, WAL, foreign keys, transactions."""
+"""The store: migrations from empty, from every earlier version and on re-run (on SQLite and
+PostgreSQL), WAL, foreign keys, transactions."""
 
 from __future__ import annotations
 
@@ -28,9 +29,25 @@ REPO_SQL = "INSERT INTO repositories (id, installation_id, full_name, added_at) 
 
 
 def _schema(store: Store) -> list[tuple[str, str, str]]:
+    if store.is_postgres:
+        return store.conn.execute(
+            "SELECT 'column', table_name || '.' || column_name, "
+            "data_type || ' ' || COALESCE(column_default, '') "
+            "FROM information_schema.columns WHERE table_schema = 'public' "
+            "UNION ALL SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+            "ORDER BY 1, 2"
+        ).fetchall()
     return store.conn.execute(
         "SELECT type, name, COALESCE(sql, '') FROM sqlite_master ORDER BY type, name"
     ).fetchall()
+
+
+def _tables(store: Store) -> set[str]:
+    if store.is_postgres:
+        rows = store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    else:
+        rows = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {r[0] for r in rows}
 
 
 def _install(store: Store, inst_id: int = 1) -> None:
@@ -43,12 +60,11 @@ def test_migration_versions_are_consecutive_from_one() -> None:
     assert all(desc.strip() for _, desc, _ in MIGRATIONS)
 
 
-def test_migrate_from_empty_creates_every_table(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "reviewbot.db"
-    store = Store.open(path)
+@pytest.mark.empty_database
+def test_migrate_from_empty_creates_every_table(database: str) -> None:
+    store = Store.open(database)
     try:
-        assert path.exists()
-        assert set(store.db.table_names()) >= TABLES
+        assert set(_tables(store)) >= TABLES
         assert store.schema_version() == MIGRATIONS[-1][0]
         rows = store.conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
         assert [r[0] for r in rows] == [v for v, _, _ in MIGRATIONS]
@@ -56,8 +72,9 @@ def test_migrate_from_empty_creates_every_table(tmp_path: Path) -> None:
         store.close()
 
 
-def test_migrate_reports_what_it_applied_and_rerun_is_a_noop(tmp_path: Path) -> None:
-    path = tmp_path / "reviewbot.db"
+@pytest.mark.empty_database
+def test_migrate_reports_what_it_applied_and_rerun_is_a_noop(database: str) -> None:
+    path = database
     store = Store.open(path, migrate_now=False)
     assert store.schema_version() == 0
     assert store.migrate(now=lambda: NOW) == [v for v, _, _ in MIGRATIONS]
@@ -76,8 +93,8 @@ def test_migrate_reports_what_it_applied_and_rerun_is_a_noop(tmp_path: Path) -> 
         again.close()
 
 
-def test_failed_migration_rolls_back_entirely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "reviewbot.db"
+def test_failed_migration_rolls_back_entirely(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = database
     Store.open(path).close()
     broken = (
         len(MIGRATIONS) + 1,
@@ -87,16 +104,17 @@ def test_failed_migration_rolls_back_entirely(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*MIGRATIONS, broken])
     store = Store.open(path, migrate_now=False)
     try:
-        with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        with pytest.raises(sqlite3.DatabaseError, match="no_such_table"):
             store.migrate()
-        assert "half_done" not in store.db.table_names()
+        assert "half_done" not in _tables(store)
         assert store.schema_version() == MIGRATIONS[-1][0]
     finally:
         store.close()
 
 
-def test_concurrent_starts_apply_each_migration_once(tmp_path: Path) -> None:
-    path = tmp_path / "reviewbot.db"
+@pytest.mark.empty_database
+def test_concurrent_starts_apply_each_migration_once(database: str) -> None:
+    path = database
     n = 6
     barrier = threading.Barrier(n)
     errors: list[BaseException] = []
@@ -125,6 +143,55 @@ def test_concurrent_starts_apply_each_migration_once(tmp_path: Path) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+@pytest.mark.empty_database
+@pytest.mark.parametrize("from_version", range(len(MIGRATIONS)))
+def test_migrate_from_every_earlier_version_keeps_the_data(
+    database: str, from_version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database left at any earlier version (with data in it) migrates to the latest, and
+    ends with the same schema as one migrated from empty."""
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:from_version])
+    old = Store.open(database)
+    assert old.schema_version() == from_version
+    if from_version >= 1:
+        old.conn.execute(
+            "INSERT INTO installations (id, account, created_at) VALUES (?, ?, ?)",
+            (5_000_000_000, "acme", NOW),
+        )
+        old.conn.execute(REPO_SQL, (7_000_000_000, 5_000_000_000, "acme/shop", NOW))
+        old.conn.execute(
+            "INSERT INTO jobs (kind, repo, pr, run_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            ("review", "acme/shop", 1, NOW, NOW, NOW),
+        )
+        old.conn.execute(
+            "INSERT INTO model_versions (scope, version, params, created_at) VALUES (?, ?, ?, ?)",
+            ("repo:acme/shop", 1, "{}", NOW),
+        )
+    old.close()
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
+    store = Store.open(database)
+    try:
+        assert store.schema_version() == MIGRATIONS[-1][0]
+        assert _tables(store) >= TABLES
+        if from_version >= 1:
+            assert store.conn.execute("SELECT id, account FROM installations").fetchall() == [
+                (5_000_000_000, "acme")
+            ]
+            job = store.conn.execute("SELECT kind, state, lease_losses FROM jobs").fetchone()
+            assert tuple(job) == ("review", "queued", 0)
+            # migration 5 backfilled the model's installation from the repository
+            row = store.conn.execute("SELECT installation_id FROM model_versions").fetchone()
+            assert row[0] == (5_000_000_000 if from_version < 5 else None)
+        # a new job still gets an id of its own after the old one
+        cur = store.conn.execute(
+            "INSERT INTO jobs (kind, run_after, created_at, updated_at) VALUES ('poll', ?, ?, ?)",
+            (NOW, NOW, NOW),
+        )
+        assert cur.lastrowid == (2 if from_version >= 1 else 1)
+    finally:
+        store.close()
 
 
 def test_file_database_uses_wal(tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
+from reviewbot.dialect import is_postgres_url, redact_url
 from reviewbot.logs import configure_logging
-from reviewbot.settings import Settings, SettingsError, env_var, settings_secrets
+from reviewbot.settings import Settings, SettingsError, settings_secrets
 
 if TYPE_CHECKING:  # imported where a server or a worker starts, so `reviewbot --help` starts fast
     from reviewbot.github import GitHubApp
@@ -94,7 +95,7 @@ def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
     from reviewbot.store import Store
 
     configure_logging(settings.log_level, secrets=settings_secrets(settings))
-    store = Store.open(settings.database_path)
+    store = Store.open(settings.database())
     queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
     return build_handlers(settings, store, queue=queue, metrics=metrics)
 
@@ -267,22 +268,32 @@ def github_app_or_exit(settings: Settings, metrics: Metrics) -> GitHubApp:
     return app
 
 
-def writable_store_or_exit(path: str) -> Store:
-    """Open the database and prove it takes a write, or exit 1 with one line: a read-only file
-    or a full disk would turn every delivery into a 500."""
+def writable_store_or_exit(settings: Settings) -> Store:
+    """Open the database and prove it takes a write, or exit 1 with one line: a read-only file,
+    a full disk or an unreachable PostgreSQL would turn every delivery into a 500."""
     from reviewbot.queue import iso
     from reviewbot.store import Store
 
+    target, var = settings.database(), settings.database_setting()
+    shown = redact_url(target)
     try:
-        store = Store.open(path)
+        store = Store.open(target)
     except (sqlite3.Error, OSError) as exc:
-        raise _refuse(f"{env_var('database_path')}: cannot open {path}: {exc}") from None
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise _refuse(f"{var}: cannot open {shown}: {first}") from None
     try:
         store.probe_write(iso(time.time()))
     except sqlite3.Error as exc:
         store.close()
-        raise _refuse(f"{env_var('database_path')}: cannot write {path}: {exc}") from None
+        raise _refuse(f"{var}: cannot write {shown}: {exc}") from None
     return store
+
+
+def _database_option(database: str | None) -> dict[str, str | None]:
+    """`--database` takes a SQLite file or a postgresql:// URL."""
+    if database is not None and is_postgres_url(database):
+        return {"database_url": database}
+    return {"database_path": database}
 
 
 def _worker_id(suffix: str = "") -> str:
@@ -318,7 +329,7 @@ class WorkerThread:
         from reviewbot.queue import JobQueue
         from reviewbot.store import Store
 
-        store = Store.open(self.settings.database_path)
+        store = Store.open(self.settings.database())
         pool = None
         try:
             queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
@@ -342,7 +353,7 @@ def register(app: typer.Typer) -> None:
         host: str | None = typer.Option(None, help="Listen address (REVIEWBOT_HOST, default 0.0.0.0)."),
         port: int | None = typer.Option(None, help="Listen port (REVIEWBOT_PORT, default 8000)."),
         database: str | None = typer.Option(
-            None, "--database", help="SQLite file (REVIEWBOT_DATABASE_PATH)."
+            None, "--database", help="SQLite file or postgresql:// URL (REVIEWBOT_DATABASE_PATH / _URL)."
         ),
         no_worker: bool = typer.Option(
             False, "--no-worker", help="Serve webhooks only; run `reviewbot worker` apart."
@@ -368,7 +379,7 @@ def register(app: typer.Typer) -> None:
         from reviewbot.server import create_app
         from reviewbot.store import Store
 
-        settings = _load({"host": host, "port": port, "database_path": database})
+        settings = _load({"host": host, "port": port, **_database_option(database)})
         try:
             settings.require("webhook_secret")
         except SettingsError as exc:
@@ -379,11 +390,11 @@ def register(app: typer.Typer) -> None:
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         gh_app = None if no_worker else github_app_or_exit(settings, metrics)
-        store = writable_store_or_exit(settings.database_path)
+        store = writable_store_or_exit(settings)
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
         runner = None if no_worker else WorkerThread(settings, metrics, gh_app)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-        dashboard_store = Store.open(settings.database_path) if admin else None
+        dashboard_store = Store.open(settings.database()) if admin else None
         app_ = create_app(
             store=store,
             webhook_secret=settings.webhook_secret.get_secret_value().encode(),
@@ -427,7 +438,7 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
         database: str | None = typer.Option(
-            None, "--database", help="SQLite file (REVIEWBOT_DATABASE_PATH)."
+            None, "--database", help="SQLite file or postgresql:// URL (REVIEWBOT_DATABASE_PATH / _URL)."
         ),
         concurrency: int | None = typer.Option(None, help="Jobs at once (REVIEWBOT_WORKER_CONCURRENCY)."),
         once: bool = typer.Option(False, "--once", help="Run until no job is runnable, then exit."),
@@ -437,8 +448,9 @@ def register(app: typer.Typer) -> None:
         Needs REVIEWBOT_GITHUB_APP_ID and REVIEWBOT_GITHUB_PRIVATE_KEY: without usable ones it
         exits 1 with one line naming the variable.
 
-        Run several (processes or hosts sharing the database file) for more throughput; a job whose
-        worker dies is taken over when its lease runs out.
+        Run several (processes sharing the SQLite file, or any number of hosts sharing one
+        PostgreSQL database) for more throughput; a job whose worker dies is taken over when its
+        lease runs out.
 
         Example:
 
@@ -449,11 +461,11 @@ def register(app: typer.Typer) -> None:
         from reviewbot.metrics import Metrics
         from reviewbot.queue import JobQueue
 
-        settings = _load({"database_path": database, "worker_concurrency": concurrency})
+        settings = _load({**_database_option(database), "worker_concurrency": concurrency})
         _start_logging(settings)
         metrics = Metrics(CollectorRegistry())
         gh_app = github_app_or_exit(settings, metrics)
-        store = writable_store_or_exit(settings.database_path)
+        store = writable_store_or_exit(settings)
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
         w, pool = make_worker(settings, store, queue, metrics, _worker_id(), prewarm=not once, app=gh_app)
 

@@ -32,16 +32,21 @@ def _open(db: Path | None, repo: str) -> tuple[Store, Tenant]:
     if not _REPO.match(repo):
         typer.echo(f"{repo!r}: expected OWNER/REPO", err=True)
         raise typer.Exit(2)
+    target: str | None = None
     if db is None:
         try:
-            db = Path(Settings.from_env().database_path)
+            settings = Settings.from_env()
         except SettingsError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
-    if not db.exists():
+        target, db = settings.database(), Path(settings.database_path)
+    if target is not None and settings.database_url is not None:
+        store = Store.open(target)  # PostgreSQL (REVIEWBOT_DATABASE_URL)
+    elif not db.exists():
         typer.echo(f"{db}: no such database (set REVIEWBOT_DATABASE_PATH or pass --db)", err=True)
         raise typer.Exit(2)
-    store = Store.open(db)
+    else:
+        store = Store.open(db)
     tenant = tenant_of(store, repo)
     if tenant is None:
         store.close()
