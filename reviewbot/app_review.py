@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewbot import records, webhooks
+from reviewbot import records, suppression, webhooks
 from reviewbot.acceptance import AcceptanceModel, load_prior
 from reviewbot.config import CONFIG_PATH, DISABLED_REASON, ConfigError, RepoConfig
 from reviewbot.costs import OperatorLimits, apply_limits, cost_of, limits_from_settings, token_cap
@@ -181,6 +181,24 @@ def acceptance_model(
         except ValueError:
             log.exception("stored model for %s is unreadable; falling back", req.repo)
     return prior()
+
+
+def learned_suppressions(store: Store, req: ReviewRequest) -> suppression.Learned:
+    """The kinds of finding this installation's repo feedback holds back (reviewbot.suppression)."""
+    return suppression.from_rows(records.labelled_kinds(store, req.tenant))
+
+
+def learned_lines(store: Store, req: ReviewRequest, learned: suppression.Learned) -> list[str]:
+    """What the check run says the repo taught reviewbot: the model in force, the kinds held back."""
+    version = records.active_model_version(store, req.tenant)
+    if version is None:
+        model = "Acceptance model: the shipped prior (no model trained on this repo's labels yet)"
+    else:
+        model = (
+            f"Acceptance model: v{version.version}, trained on {version.n_labels} labelled findings, "
+            f"in force since {version.created_at[:10]}"
+        )
+    return [model] + [f"Held back: {line}" for line in learned.describe()]
 
 
 def dismissed_fingerprints(store: Store, req: ReviewRequest) -> set[str]:
@@ -419,6 +437,8 @@ class ReviewJobHandler:
             model = acceptance_model(self.store, req, self._prior)
             dismissed = dismissed_fingerprints(self.store, req)
             posted = records.posted_fingerprints(self.store, req.tenant, req.pr)
+            learned = learned_suppressions(self.store, req)
+            taught = learned_lines(self.store, req, learned)
         try:
             result = await review_change(
                 Change(diff_text=str(diff), read_head=contents.get, repo=req.repo, pr=req.pr,
@@ -434,10 +454,12 @@ class ReviewJobHandler:
                 token_cap=cap,
                 imported=imported.candidates if imported else (),
                 caps=self.limits.review,
+                learned=learned,
             )  # fmt: skip
         finally:
             if own_llm and llm is not None:
                 await llm.aclose()
+        result.learned = taught
         result.notes.extend(capped)
         result.usage.cost = cost_of(result.usage, self.limits.prices)
         result.notes.extend(diff.notes)

@@ -458,6 +458,37 @@ def posted_finding_rows(store: Store, t: Tenant) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True, slots=True)
+class KindRow:
+    """A posted finding's kind columns and its labels: what learned suppression reads."""
+
+    id: int
+    pr: int
+    rule_id: str | None
+    source: str | None
+    category: str | None
+    title: str
+    body: str
+    labels: tuple[Label, ...]
+
+
+def labelled_kinds(store: Store, t: Tenant) -> list[KindRow]:
+    """The tenant's posted findings that carry at least one label, with those labels."""
+    labels = labels_by_finding(store, t)
+    if not labels:
+        return []
+    rows = store.conn.execute(
+        "SELECT id, pr, rule_id, source, category, title, body FROM findings "
+        "WHERE installation_id = ? AND repo = ? AND decision = 'post' ORDER BY id",
+        (t.installation_id, t.repo),
+    )
+    return [
+        KindRow(int(i), int(pr), rule, src, cat, title or "", body or "", tuple(labels[int(i)]))
+        for i, pr, rule, src, cat, title, body in rows
+        if int(i) in labels
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class StatsFinding:
     id: int
     pr: int
@@ -682,6 +713,19 @@ def model_versions(store: Store, t: Tenant) -> list[ModelVersion]:
         (t.installation_id, t.scope),
     )
     return [ModelVersion(int(v), p, json.loads(m or "{}"), int(n), bool(a), c) for v, p, m, n, a, c in rows]
+
+
+def active_model_version(store: Store, t: Tenant) -> ModelVersion | None:
+    """The tenant's active repo model version (None: the prior is in force)."""
+    row = store.conn.execute(
+        "SELECT version, params, metrics, n_labels, active, created_at FROM model_versions "
+        "WHERE installation_id = ? AND scope = ? AND active = 1 ORDER BY version DESC LIMIT 1",
+        (t.installation_id, t.scope),
+    ).fetchone()
+    if row is None:
+        return None
+    v, p, m, n, a, c = row
+    return ModelVersion(int(v), p, json.loads(m or "{}"), int(n), bool(a), c)
 
 
 def active_model_params(store: Store, t: Tenant) -> str | None:
