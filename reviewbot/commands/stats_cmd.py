@@ -81,6 +81,8 @@ def render_stats(s: RepoStats) -> str:
     lines += _table("By category", s.by_category, "category") + [""]
     lines += _table("By rule", s.by_rule, "rule") + [""]
     lines += _table("Most dismissed rules", s.top_dismissed_rules, "rule")
+    lines += ["", "Held back by this repo's feedback"]
+    lines += [f"  {x.reason.removeprefix('suppressed: ')}" for x in s.learned] or ["  (nothing)"]
     return "\n".join(lines) + "\n"
 
 
