@@ -6,8 +6,8 @@ kinds; the team replies "false positive, we don't care" to one kind and "good ca
 another, as signed webhooks, never answers the third, and merges each PR) and writes the
 "## Learning loop" section of BENCHMARKS.md. Targets (issue #17): the dismissed kind stops at
 new locations within 3 explicit dismissals (Greptile: about 3 ignores); the only-ever-ignored
-kind stops within 6 PRs; the accepted kind posts every day; every retrain after the first is
-activated. Exits 1 on a miss.
+kind stops within 6 PRs; the accepted kind posts every day; a new repo of the org starts from
+the org model; every retrain after the first is activated. Exits 1 on a miss.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 from datetime import UTC, datetime
+from math import nan
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +54,8 @@ def misses(loop: Loop) -> list[str]:
         out.append(f"the dismissed kind was not silenced within {DISMISSALS_TO_SILENCE} dismissals")
     if loop.ignored_prs_before_silence is None or loop.ignored_prs_before_silence >= IGNORED_PRS_TO_SILENCE:
         out.append(f"the ignored kind was not silenced within {IGNORED_PRS_TO_SILENCE} PRs")
+    if "the org model of" not in loop.new_repo_check:
+        out.append("the new repo of the org did not start from the org model")
     if not all("bug" in kinds for kinds in loop.posted.values()):
         out.append("the accepted kind stopped posting")
     if any(v.metrics.get("decision") != "activated" for v in loop.versions):
@@ -107,6 +110,18 @@ def section(loop: Loop, failed: list[str]) -> str:
             f"| v{v.version} | {m.get('split')} | {m.get('holdout_n')} | "
             f"{m.get('holdout_log_loss')} / {m.get('previous_log_loss')} | {m.get('decision')} |"
         )
+    first, new = loop.scores.get(1, {}), loop.new_repo_scores
+    lines += [
+        "",
+        "A new repo of the same org, its first PR (the code of PR 1), scored by the org model:",
+        "",
+        "| repo | model | accepted kind | dismissed kind | ignored kind |",
+        "|---|---|---|---|---|",
+        f"| first repo, PR 1 | prior | {first.get('bug', nan):.3f} | {first.get('noise', nan):.3f} "
+        f"| {first.get('ignored', nan):.3f} |",
+        f"| new repo, PR 1 | org model | {new.get('bug', nan):.3f} | {new.get('noise', nan):.3f} "
+        f"| {new.get('ignored', nan):.3f} |",
+    ]
     verdict = "**PASS**" if not failed else "**FAIL**: " + "; ".join(failed)
     load = os.getloadavg()[0]
     lines += [

@@ -42,6 +42,19 @@ class Tenant:
         return f"repo:{self.repo}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class OrgTenant:
+    """An organisation's repos as one installation sees them: the owner of the org model."""
+
+    installation_id: int
+    org: str
+
+    @property
+    def scope(self) -> str:
+        """The model_versions scope of the org model (the prior of the org's new repos)."""
+        return f"org:{self.org}"
+
+
 # --------------------------------------------------------------------------------- reviews
 
 
@@ -705,7 +718,7 @@ class ModelVersion:
     created_at: str
 
 
-def model_versions(store: Store, t: Tenant) -> list[ModelVersion]:
+def model_versions(store: Store, t: Tenant | OrgTenant) -> list[ModelVersion]:
     """The tenant's repo model versions, oldest first."""
     rows = store.conn.execute(
         "SELECT version, params, metrics, n_labels, active, created_at FROM model_versions "
@@ -715,7 +728,7 @@ def model_versions(store: Store, t: Tenant) -> list[ModelVersion]:
     return [ModelVersion(int(v), p, json.loads(m or "{}"), int(n), bool(a), c) for v, p, m, n, a, c in rows]
 
 
-def active_model_version(store: Store, t: Tenant) -> ModelVersion | None:
+def active_model_version(store: Store, t: Tenant | OrgTenant) -> ModelVersion | None:
     """The tenant's active repo model version (None: the prior is in force)."""
     row = store.conn.execute(
         "SELECT version, params, metrics, n_labels, active, created_at FROM model_versions "
@@ -728,7 +741,7 @@ def active_model_version(store: Store, t: Tenant) -> ModelVersion | None:
     return ModelVersion(int(v), p, json.loads(m or "{}"), int(n), bool(a), c)
 
 
-def active_model_params(store: Store, t: Tenant) -> str | None:
+def active_model_params(store: Store, t: Tenant | OrgTenant) -> str | None:
     """The JSON parameters of the tenant's active repo model, or None (use the prior)."""
     row = store.conn.execute(
         "SELECT params FROM model_versions WHERE installation_id = ? AND scope = ? AND active = 1 "
@@ -740,7 +753,7 @@ def active_model_params(store: Store, t: Tenant) -> str | None:
 
 def add_model_version(
     store: Store,
-    t: Tenant,
+    t: Tenant | OrgTenant,
     *,
     params: str,
     metrics: Mapping[str, Any],
@@ -774,7 +787,7 @@ def add_model_version(
     return version
 
 
-def activate_model_version(store: Store, t: Tenant, version: int) -> bool:
+def activate_model_version(store: Store, t: Tenant | OrgTenant, version: int) -> bool:
     """Make `version` the tenant's only active model (a manual rollback); False when it has none such."""
     with store.transaction() as conn:
         hit = conn.execute(

@@ -35,6 +35,7 @@ DISMISSALS_TO_SILENCE = 3
 #: The only-ever-ignored kind is posted on fewer PRs than this (issue #17: within 6 PRs).
 IGNORED_PRS_TO_SILENCE = 6
 NOISE = "Consider adding a docstring that explains what this helper is for and what it returns."
+NEW_REPO = REPO.split("/")[0] + "/shop-v2"
 IGNORED = "A list comprehension would be more idiomatic than building the tuple by hand here."
 CONFIG = {".github/reviewbot.yml": "min_acceptance: 0.1\n"}
 
@@ -120,6 +121,9 @@ class Loop:
     checks: dict[int, str] = field(default_factory=dict)  # day -> the check run's summary
     dismissals_before_silence: int | None = None
     ignored_prs_before_silence: int | None = None
+    #: a new repo of the same org (and installation), its first PR after the days above
+    new_repo_scores: dict[str, float] = field(default_factory=dict)
+    new_repo_check: str = ""
     active_version: dict[int, int | None] = field(default_factory=dict)  # day -> model in force
     versions: list[records.ModelVersion] = field(default_factory=list)
 
@@ -168,7 +172,23 @@ def run_days(world: LearningWorld) -> Loop:
         world.merge(pr)
         world.settle()
     out.versions = records.model_versions(world.store, tenant)
+    first_pr_of_a_new_repo(world, out)
     return out
+
+
+def first_pr_of_a_new_repo(world: LearningWorld, out: Loop) -> None:
+    """A new repo of the same org opens its first PR: reviewed with the org model."""
+    gh = world.gh
+    gh.add_repo(NEW_REPO, INSTALLATION, {**CONFIG, "README.md": "shop v2\n"})
+    pr = gh.add_pull(NEW_REPO, 1, head_files={"app/m1.py": day_file(1)})
+    payload = world.pr_event("opened", pr)
+    payload["repository"] = {"id": gh.repos[NEW_REPO].id, "full_name": NEW_REPO}
+    world.deliver("pull_request", payload)
+    world.settle()
+    [check] = world.checks(pr.head_sha)
+    out.new_repo_check = check["output"]["summary"]
+    rows = world.rows("SELECT body, score FROM findings WHERE repo = ? AND pr = 1", NEW_REPO)
+    out.new_repo_scores = {kind_of_comment(body): float(score) for body, score in rows}
 
 
 def test_the_accepted_kind_keeps_posting_and_gains_score(loop: Loop) -> None:
@@ -221,3 +241,13 @@ def test_the_check_run_names_what_is_held_back_and_the_model_in_force(loop: Loop
     assert 'Held back: style "Prefer a comprehension" turned down on 4 PRs' in last, last
     assert '"Division by zero' not in last  # the accepted kind is never held back
 
+
+
+def test_a_new_repo_of_the_org_starts_from_the_org_layer(loop: Loop) -> None:
+    """The first PR of a new repo of the org is scored by the org model (what the org's other
+    repos taught), not the shipped prior: same code, same findings as PR 1 of the first repo."""
+    assert "Acceptance model: the org model of acme v" in loop.new_repo_check, loop.new_repo_check
+    prior, org = loop.scores[1], loop.new_repo_scores
+    assert org["bug"] > prior["bug"] + 0.1
+    assert org["noise"] < prior["noise"] - 0.1 and org["ignored"] < prior["ignored"] - 0.1
+    assert "Held back" not in loop.new_repo_check  # suppression is per repo: the model carries the org
