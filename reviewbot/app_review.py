@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewbot import records, webhooks
-from reviewbot.acceptance import AcceptanceModel, load_prior
+from reviewbot import records, suppression, webhooks
+from reviewbot.acceptance import AcceptanceModel, load_prior, org_of
 from reviewbot.config import CONFIG_PATH, DISABLED_REASON, ConfigError, RepoConfig
 from reviewbot.costs import OperatorLimits, apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.diff import parse_diff
@@ -173,14 +173,49 @@ def config_error_check(messages: list[str]) -> tuple[str, str, str]:
 def acceptance_model(
     store: Store, req: ReviewRequest, prior: Callable[[], AcceptanceModel]
 ) -> AcceptanceModel:
-    """The repo's active model for this installation, else the shipped prior."""
-    params = records.active_model_params(store, req.tenant)
-    if params is not None:
-        try:
-            return AcceptanceModel.from_json(params)
-        except ValueError:
-            log.exception("stored model for %s is unreadable; falling back", req.repo)
+    """The repo's active model for this installation, else its org's model (the org layer learned
+    from the org's other repos: a new repo starts from it), else the shipped prior."""
+    for scope in (req.tenant, org_tenant(req)):
+        params = records.active_model_params(store, scope)
+        if params is not None:
+            try:
+                return AcceptanceModel.from_json(params)
+            except ValueError:
+                log.exception("stored model %s is unreadable; falling back", scope.scope)
     return prior()
+
+
+def org_tenant(req: ReviewRequest) -> records.OrgTenant:
+    return records.OrgTenant(req.installation_id, org_of(req.repo))
+
+
+def learned_suppressions(store: Store, req: ReviewRequest) -> suppression.Learned:
+    """The kinds of finding this installation's repo feedback holds back (reviewbot.suppression)."""
+    return suppression.from_rows(records.labelled_kinds(store, req.tenant))
+
+
+def learned_lines(store: Store, req: ReviewRequest, learned: suppression.Learned) -> list[str]:
+    """What the check run says the repo taught reviewbot: the model in force, the kinds held back."""
+    version = records.active_model_version(store, req.tenant)
+    org = records.active_model_version(store, org_tenant(req)) if version is None else None
+    if version is None and org is not None:
+        repos = org.metrics.get("repos") or []
+        model = (
+            f"Acceptance model: the org model of {org_of(req.repo)} v{org.version} (no model of this repo "
+            f"yet), trained on {org.n_labels} labelled findings of {len(repos)} repo(s), since "
+            f"{org.created_at[:10]}"
+        )
+    elif version is None:
+        model = "Acceptance model: the shipped prior (no model trained on this repo's labels yet)"
+    else:
+        model = (
+            f"Acceptance model: v{version.version}, trained on {version.n_labels} labelled findings, "
+            f"in force since {version.created_at[:10]}"
+        )
+        org_rows = version.metrics.get("org_rows") or 0
+        if org_rows:
+            model += f"; its org layer learned from {org_rows} labelled findings of the org's other repos"
+    return [model] + [f"Held back: {line}" for line in learned.describe()]
 
 
 def dismissed_fingerprints(store: Store, req: ReviewRequest) -> set[str]:
@@ -419,6 +454,8 @@ class ReviewJobHandler:
             model = acceptance_model(self.store, req, self._prior)
             dismissed = dismissed_fingerprints(self.store, req)
             posted = records.posted_fingerprints(self.store, req.tenant, req.pr)
+            learned = learned_suppressions(self.store, req)
+            taught = learned_lines(self.store, req, learned)
         try:
             result = await review_change(
                 Change(diff_text=str(diff), read_head=contents.get, repo=req.repo, pr=req.pr,
@@ -434,10 +471,12 @@ class ReviewJobHandler:
                 token_cap=cap,
                 imported=imported.candidates if imported else (),
                 caps=self.limits.review,
+                learned=learned,
             )  # fmt: skip
         finally:
             if own_llm and llm is not None:
                 await llm.aclose()
+        result.learned = taught
         result.notes.extend(capped)
         result.usage.cost = cost_of(result.usage, self.limits.prices)
         result.notes.extend(diff.notes)

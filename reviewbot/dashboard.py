@@ -39,7 +39,16 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["pct"] = pct
+    env.filters["num"] = num
     return env
+
+
+def num(value: object) -> str:
+    """A model metric as shown: floats to 3 places, a missing one (older versions, no AUC on
+    one-class labels) as '–'."""
+    if value is None or value == "":
+        return "–"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def acceptance_chart_svg(points: Sequence[Tally], *, width: int = 960, height: int = 260) -> str:

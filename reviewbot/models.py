@@ -251,3 +251,5 @@ class ReviewResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: when candidates existed but none was posted: how many, the best score, what would post it
     silence: str | None = None
+    #: what the repo's feedback taught: the model version in force, the kinds held back
+    learned: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ from reviewbot.dedup import DedupSettings, FingerprintIndex, cluster_candidates,
 from reviewbot.models import Candidate, Decision
 from reviewbot.select import SEVERITY_WEIGHT, Choice, resolve_threshold, select
 from reviewbot.severity import Assessment, assess, meets_minimum
+from reviewbot.suppression import NOTHING, Learned
 from reviewbot.vocabulary import normalise_severity
 
 #: The reason a candidate the verification step refuted is suppressed with.
@@ -97,11 +98,13 @@ def filter_review(
     dismissed_fingerprints: Iterable[str] = (),
     posted_fingerprints: Iterable[str] = (),
     one_review: bool = False,
+    learned: Learned = NOTHING,
 ) -> list[Decision]:
     """One Decision per candidate, in input order; groups by (repo, pr) as separate reviews.
 
     `one_review`: the candidates are one review even without a PR number (`reviewbot review`
-    on a local range), so max_comments applies to them as it does to a pull request."""
+    on a local range), so max_comments applies to them as it does to a pull request.
+    `learned`: the kinds this repo's feedback holds back (reviewbot.suppression)."""
     dismissed = FingerprintIndex(list(dismissed_fingerprints))
     posted = FingerprintIndex(list(posted_fingerprints))
     assessments = [assess(c) for c in candidates]
@@ -190,6 +193,8 @@ def filter_review(
                 elif candidates[j].verdict == "refuted":  # set by reviewbot.verify
                     why = candidates[j].verify_reason or "no reason given"
                     decide(j, "suppress", f"{REFUTED}: {why}", name)
+                elif (held := _learned_reason(learned, candidates[j], assessments[j])) is not None:
+                    decide(j, "suppress", held, name)
                 else:
                     eligible.append(j)
             if not eligible:
@@ -225,6 +230,10 @@ def filter_review(
     out = [d for d in decisions if d is not None]
     assert len(out) == len(candidates)
     return out
+
+
+def _learned_reason(learned: Learned, c: Candidate, a: Assessment) -> str | None:
+    return learned.reason(rule_id=c.rule_id, source=c.source, category=a.category, title=c.title, body=c.body)
 
 
 def threshold_for(model: AcceptanceModel, settings: FilterSettings) -> tuple[float, str]:

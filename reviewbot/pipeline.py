@@ -37,6 +37,7 @@ from reviewbot.render import to_review_comment
 from reviewbot.replies import candidates_from_reply
 from reviewbot.rules import RuleSet, rule_switched_on
 from reviewbot.sarif_in import anchor as anchor_imported
+from reviewbot.suppression import NOTHING, Learned
 from reviewbot.verify import Gate, verify_review
 
 NOT_IN_PR_DIFF = "not part of the pull request's diff"
@@ -174,6 +175,7 @@ async def review_change(
     token_cap: TokenCap | None = None,
     imported: Sequence[Candidate] = (),
     caps: ReviewCaps | None = None,
+    learned: Learned = NOTHING,
 ) -> ReviewResult:
     """Review one change end to end; never raises for bad LLM output (it is dropped and counted).
 
@@ -188,6 +190,7 @@ async def review_change(
     names the cap. `caps` (the operator's per-review caps on files, changed lines and candidates)
     leave the rest of a giant change out; what was left out is in `files_not_reviewed`, `dropped`
     and one note per cap.
+    `learned` holds back the kinds of finding the repo's feedback suppressed (reviewbot.suppression).
 
     Every text of the result is passed through `redact.redact_result`: the `secrets` values
     (webhook secret, keys, tokens) and credential-shaped strings never reach a comment or report.
@@ -338,6 +341,7 @@ async def review_change(
         dismissed_fingerprints=dismissed_fingerprints,
         posted_fingerprints=posted_fingerprints,
         one_review=True,  # the App and `reviewbot review` share max_comments: one change, one budget
+        learned=learned,
     )
     result.silence = silence_note(decisions, *threshold_for(model, filter_settings))
     timer.add("filter", started)

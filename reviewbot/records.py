@@ -42,6 +42,19 @@ class Tenant:
         return f"repo:{self.repo}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class OrgTenant:
+    """An organisation's repos as one installation sees them: the owner of the org model."""
+
+    installation_id: int
+    org: str
+
+    @property
+    def scope(self) -> str:
+        """The model_versions scope of the org model (the prior of the org's new repos)."""
+        return f"org:{self.org}"
+
+
 # --------------------------------------------------------------------------------- reviews
 
 
@@ -458,6 +471,37 @@ def posted_finding_rows(store: Store, t: Tenant) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True, slots=True)
+class KindRow:
+    """A posted finding's kind columns and its labels: what learned suppression reads."""
+
+    id: int
+    pr: int
+    rule_id: str | None
+    source: str | None
+    category: str | None
+    title: str
+    body: str
+    labels: tuple[Label, ...]
+
+
+def labelled_kinds(store: Store, t: Tenant) -> list[KindRow]:
+    """The tenant's posted findings that carry at least one label, with those labels."""
+    labels = labels_by_finding(store, t)
+    if not labels:
+        return []
+    rows = store.conn.execute(
+        "SELECT id, pr, rule_id, source, category, title, body FROM findings "
+        "WHERE installation_id = ? AND repo = ? AND decision = 'post' ORDER BY id",
+        (t.installation_id, t.repo),
+    )
+    return [
+        KindRow(int(i), int(pr), rule, src, cat, title or "", body or "", tuple(labels[int(i)]))
+        for i, pr, rule, src, cat, title, body in rows
+        if int(i) in labels
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class StatsFinding:
     id: int
     pr: int
@@ -678,7 +722,7 @@ class ModelVersion:
     created_at: str
 
 
-def model_versions(store: Store, t: Tenant) -> list[ModelVersion]:
+def model_versions(store: Store, t: Tenant | OrgTenant) -> list[ModelVersion]:
     """The tenant's repo model versions, oldest first."""
     rows = store.conn.execute(
         "SELECT version, params, metrics, n_labels, active, created_at FROM model_versions "
@@ -688,7 +732,20 @@ def model_versions(store: Store, t: Tenant) -> list[ModelVersion]:
     return [ModelVersion(int(v), p, json.loads(m or "{}"), int(n), bool(a), c) for v, p, m, n, a, c in rows]
 
 
-def active_model_params(store: Store, t: Tenant) -> str | None:
+def active_model_version(store: Store, t: Tenant | OrgTenant) -> ModelVersion | None:
+    """The tenant's active repo model version (None: the prior is in force)."""
+    row = store.conn.execute(
+        "SELECT version, params, metrics, n_labels, active, created_at FROM model_versions "
+        "WHERE installation_id = ? AND scope = ? AND active = 1 ORDER BY version DESC LIMIT 1",
+        (t.installation_id, t.scope),
+    ).fetchone()
+    if row is None:
+        return None
+    v, p, m, n, a, c = row
+    return ModelVersion(int(v), p, json.loads(m or "{}"), int(n), bool(a), c)
+
+
+def active_model_params(store: Store, t: Tenant | OrgTenant) -> str | None:
     """The JSON parameters of the tenant's active repo model, or None (use the prior)."""
     row = store.conn.execute(
         "SELECT params FROM model_versions WHERE installation_id = ? AND scope = ? AND active = 1 "
@@ -700,7 +757,7 @@ def active_model_params(store: Store, t: Tenant) -> str | None:
 
 def add_model_version(
     store: Store,
-    t: Tenant,
+    t: Tenant | OrgTenant,
     *,
     params: str,
     metrics: Mapping[str, Any],
@@ -734,7 +791,7 @@ def add_model_version(
     return version
 
 
-def activate_model_version(store: Store, t: Tenant, version: int) -> bool:
+def activate_model_version(store: Store, t: Tenant | OrgTenant, version: int) -> bool:
     """Make `version` the tenant's only active model (a manual rollback); False when it has none such."""
     with store.transaction() as conn:
         hit = conn.execute(

@@ -292,6 +292,9 @@ def render_check_run(result: ReviewResult) -> tuple[str, str, str]:
         summary += [f"| {_cell(r)} | {n} |" for r, n in ranked]
     if result.posted:
         summary += ["", f"**Posted by severity:** {_severity_counts(result.posted)}"]
+    if result.learned:  # the model in force and the kinds this repo's feedback holds back
+        summary += ["", "**Learned from this repo's feedback:**", ""]
+        summary += [f"- {_cell(x)}" for x in result.learned]
     text: list[str] = []
     if result.files_not_reviewed:
         text += ["### Files not reviewed", "", "| File | Why |", "| --- | --- |"]

@@ -12,6 +12,13 @@ restored as) the active one. Otherwise it is refitted on all labels and activate
 AUC, decides, because it is defined even when the held-back labels are all of one kind; AUC is
 recorded next to it, with the decision, both scores and the rows used.
 
+The org layer: a repo's model is the prior, an org layer fitted on the labels of the other repos
+of its org (same installation, same owner) and its own repo layer (`acceptance.train`). Before a
+repo has a model of its own, the model in force (and the baseline of its first candidate) is the
+org model: the prior plus the org layer of its org's other repos. After every retrain the org
+model is refitted on all the org's labels and stored under the scope `org:<owner>`: a new repo
+of the org is reviewed with it from its first pull request.
+
 Model parameters are stored as JSON (`AcceptanceModel.to_json`), never pickle.
 """
 
@@ -25,10 +32,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reviewbot import records
-from reviewbot.acceptance import AcceptanceModel, HistoryRow, auc, train
+from reviewbot.acceptance import AcceptanceModel, HistoryRow, auc, org_of, train
 from reviewbot.feedback import resolve_outcome, without_suggestion
 from reviewbot.models import Candidate
-from reviewbot.records import Tenant
+from reviewbot.records import OrgTenant, Tenant
 from reviewbot.signals import restore_signals
 from reviewbot.store import Store
 
@@ -114,6 +121,18 @@ def labelled_findings(store: Store, t: Tenant) -> list[LabelledFinding]:
     return out
 
 
+def org_tenants(store: Store, t: Tenant) -> list[Tenant]:
+    """The repos with labels of `t`'s org as its installation sees them (`t` included if it has any)."""
+    org = org_of(t.repo)
+    mine = (x for x in records.tenants_with_labels(store) if x.installation_id == t.installation_id)
+    return [x for x in mine if org_of(x.repo) == org]
+
+
+def other_org_rows(store: Store, t: Tenant) -> list[HistoryRow]:
+    """The training rows of the other repos of `t`'s org (the org layer of `t`'s model)."""
+    return [lf.row for x in org_tenants(store, t) if x.repo != t.repo for lf in labelled_findings(store, x)]
+
+
 def is_due(
     store: Store, t: Tenant, *, now: datetime, policy: RetrainPolicy = RetrainPolicy()
 ) -> tuple[bool, str]:
@@ -179,7 +198,8 @@ def retrain_repo(
     train_fn: TrainFn | None = None,
 ) -> RetrainResult:
     """Fit, compare on the held-back recent labels, store the new version, activate it or not."""
-    fit: TrainFn = train_fn or (lambda rows, base: train(rows, base, repo=t.repo))
+    others = other_org_rows(store, t) if train_fn is None else []
+    fit: TrainFn = train_fn or (lambda rows, base: train([*others, *rows], base, repo=t.repo))
     data = labelled_findings(store, t)
     current = next((v for v in reversed(records.model_versions(store, t)) if v.active), None)
     older, recent, split = _time_split(data, current, policy)
@@ -191,7 +211,8 @@ def retrain_repo(
     hold_y = [r.accepted for r in hold_rows]
     hold_w = [lf.weight for lf in recent]
 
-    baseline = AcceptanceModel.from_json(current.params) if current else prior
+    # in force before the repo's first model: the org layer of the other repos (or the prior)
+    baseline = AcceptanceModel.from_json(current.params) if current else fit([], prior) if others else prior
     base_scores = _score(baseline, hold_rows)
     cand_scores = _score(fit([lf.row for lf in older], prior), hold_rows)
     new_ll, old_ll = _log_loss(cand_scores, hold_y, hold_w), _log_loss(base_scores, hold_y, hold_w)
@@ -214,6 +235,7 @@ def retrain_repo(
         "accept_rate": round(sum(lf.row.accepted for lf in data) / len(data), 6),
         "feedback_id_max": max(lf.feedback_id for lf in data),
         "decision": "activated" if better else "kept_previous",
+        "org_rows": len(others),
     }
     version = records.add_model_version(
         store, t, params=final.to_json(), metrics=metrics, n_labels=metrics["n_train"], activate=better,
@@ -226,6 +248,23 @@ def retrain_repo(
         f"kept {'v' + str(current.version) if current else 'the prior'}"
     )
     return RetrainResult(t.repo, version, better, reason, metrics)
+
+
+def refresh_org_model(store: Store, t: Tenant, *, now: datetime, prior: AcceptanceModel) -> int | None:
+    """Refit `t`'s org model on every labelled finding of the org's repos and store it as the
+    active `org:<owner>` version; its number, or None when the org has no labels yet."""
+    repos = org_tenants(store, t)
+    rows = [lf.row for x in repos for lf in labelled_findings(store, x)]
+    if not rows:
+        return None
+    org = org_of(t.repo)
+    # train() for a repo with no rows of its own returns the prior plus the org layer: the org model
+    model = train(rows, prior, repo=f"{org}/")
+    metrics = {"repos": [x.repo for x in repos], "n_train": len(rows), "trigger": t.repo}
+    return records.add_model_version(
+        store, OrgTenant(t.installation_id, org), params=model.to_json(), metrics=metrics,
+        n_labels=len(rows), activate=True, now=now.isoformat(),
+    )  # fmt: skip
 
 
 def activate(store: Store, t: Tenant, version: int) -> None:
@@ -247,7 +286,10 @@ def run_retrain_job(
     due, why = is_due(store, t, now=now, policy=policy)
     if not (due or force):
         return RetrainResult(t.repo, None, False, f"not due: {why}")
-    return retrain_repo(store, t, now=now, prior=prior, policy=policy)
+    result = retrain_repo(store, t, now=now, prior=prior, policy=policy)
+    if result.version is not None:  # new labels were used: the org's new repos start from them too
+        refresh_org_model(store, t, now=now, prior=prior)
+    return result
 
 
 def retrain_handler(

@@ -24,8 +24,9 @@ from reviewbot.config import DEFAULT_EXCLUDE
 from reviewbot.feedback import Outcome, resolve_outcome
 from reviewbot.records import Tenant
 
-if TYPE_CHECKING:  # annotations only: the caller opens the store
+if TYPE_CHECKING:  # annotations only: the caller opens the store; suppression loads numpy
     from reviewbot.store import Store
+    from reviewbot.suppression import Suppression
 
 
 def pct(value: float | None) -> str:
@@ -65,6 +66,8 @@ class RepoData:
     repo: str
     findings: list[FindingRow]
     models: list[ModelVersion]
+    #: the kinds this repo's feedback holds back now (reviewbot.suppression), rules first
+    learned: list[Suppression] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -127,6 +130,7 @@ class RepoStats:
     suppressed_changed: int = 0
     model: ModelVersion | None = None
     model_history: list[ModelVersion] = field(default_factory=list)
+    learned: list[Suppression] = field(default_factory=list)
 
     @property
     def precision(self) -> float | None:
@@ -162,6 +166,7 @@ class RepoStats:
             },
             "model": asdict(self.model) if self.model else None,
             "model_history": [asdict(m) for m in self.model_history],
+            "learned_suppressions": [x.as_dict() for x in self.learned],
         }
 
 
@@ -198,7 +203,11 @@ def load_repo_data(store: Store, t: Tenant) -> RepoData:
                      metrics=v.metrics)
         for v in records.model_versions(store, t)
     ]  # fmt: skip
-    return RepoData(repo=t.repo, findings=findings, models=models)
+    from reviewbot import suppression  # numpy via dedup: only where a repo's data is read
+
+    held = suppression.from_rows(records.labelled_kinds(store, t)).by_kind.values()
+    learned = sorted(held, key=lambda x: (x.kind.what != "rule", x.kind.what, x.kind.key))
+    return RepoData(repo=t.repo, findings=findings, models=models, learned=learned)
 
 
 def repo_stats(store: Store, t: Tenant) -> RepoStats:
@@ -267,6 +276,7 @@ def compute_stats(data: RepoData) -> RepoStats:
     s.model_history = list(data.models)
     active = [m for m in data.models if m.active]
     s.model = active[-1] if active else None
+    s.learned = list(data.learned)
     return s
 
 

@@ -11,8 +11,15 @@ from reviewbot import records
 from reviewbot.acceptance import AcceptanceModel, FeatureConfig, HistoryRow, train
 from reviewbot.feedback import LabelEvent
 from reviewbot.models import Candidate
-from reviewbot.records import Tenant
-from reviewbot.retrain import RetrainPolicy, activate, is_due, labelled_findings, retrain_repo
+from reviewbot.records import OrgTenant, Tenant
+from reviewbot.retrain import (
+    RetrainPolicy,
+    activate,
+    is_due,
+    labelled_findings,
+    retrain_repo,
+    run_retrain_job,
+)
 from reviewbot.store import Store
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
@@ -191,3 +198,37 @@ def test_the_daily_trigger_creates_the_first_model() -> None:
     assert not is_due(s, T, now=first_at + timedelta(hours=12))[0]
     due, why = is_due(s, T, now=first_at + timedelta(days=1, minutes=1))
     assert due and "no model yet" in why
+
+
+def _label_in(store: Store, t: Tenant, n: int, body: str, rule: str, accepted: bool, start: int) -> None:
+    for i in range(n):
+        at = (NOW - timedelta(days=10) + timedelta(hours=start + i)).isoformat()
+        fid = add_finding(
+            store, repo=t.repo, pr=1 + i // 2, created_at=at, path=f"lib/m{i}.py", rule_id=rule,
+            category="style" if rule == "py.bare-except" else "security", score=0.5, line=i + 1, body=body,
+            installation_id=t.installation_id,
+        )  # fmt: skip
+        label = "accepted" if accepted else "dismissed"
+        records.add_label(store, t, LabelEvent(fid, label, "reaction", {"user": "u"}, 1.0, at))
+
+
+def test_the_org_layer_is_learned_from_the_other_repos_and_stored_for_new_ones(store: Store) -> None:
+    """acme/shop's 48 labels are the org layer of acme/api (same installation) and of the org
+    model a new acme repo starts from; another installation's acme repo is not part of it."""
+    prior = flat_prior()
+    api, foreign = Tenant(1, "acme/api"), Tenant(2, "acme/elsewhere")
+    for k in range(2):
+        _label_in(store, api, 2, NOISY, "py.bare-except", False, start=k * 4)
+        _label_in(store, api, 2, USEFUL, "py.sql-injection", True, start=k * 4 + 2)
+    _label_in(store, foreign, 4, USEFUL, "py.sql-injection", True, start=0)
+    result = run_retrain_job(store, api, now=NOW, prior=prior, force=True)
+    assert result.version is not None and result.metrics["org_rows"] == 48
+    # the first candidate of acme/api was judged against the org layer of acme/shop, not the prior
+    baseline_ll = result.metrics["previous_log_loss"]
+    assert baseline_ll < 0.69, baseline_ll  # log loss of the flat prior (every score 0.5) is ln 2
+    org = records.active_model_version(store, OrgTenant(1, "acme"))
+    assert org is not None and org.metrics["repos"] == ["acme/api", "acme/shop"] and org.n_labels == 56
+    p_noisy, p_useful = _probe(prior)
+    o_noisy, o_useful = _probe(AcceptanceModel.from_json(org.params))
+    assert o_noisy < p_noisy - 0.1 and o_useful > p_useful + 0.1
+    assert records.active_model_version(store, OrgTenant(2, "acme")) is None  # nothing retrained there

@@ -6,6 +6,7 @@ printed as YAML for a team to review and commit, so learned behaviour stays in t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -14,10 +15,10 @@ from typing import TYPE_CHECKING
 import typer
 import yaml
 
-from reviewbot.config import ConfigError, load_config
+from reviewbot.config import CONFIG_PATH, ConfigError, load_config
 from reviewbot.records import Tenant, tenant_of
 from reviewbot.settings import Settings, SettingsError
-from reviewbot.stats import RepoStats, Tally, load_repo_data, pct, repo_stats, suggest_config
+from reviewbot.stats import RepoData, RepoStats, Tally, load_repo_data, pct, repo_stats, suggest_config
 from reviewbot.usage_stats import render_usage, usage_totals
 
 if TYPE_CHECKING:  # the store (sqlite-utils) is imported where a command opens it: a fast --help
@@ -86,6 +87,8 @@ def render_stats(s: RepoStats) -> str:
     lines += _table("By category", s.by_category, "category") + [""]
     lines += _table("By rule", s.by_rule, "rule") + [""]
     lines += _table("Most dismissed rules", s.top_dismissed_rules, "rule")
+    lines += ["", "Held back by this repo's feedback"]
+    lines += [f"  {x.reason.removeprefix('suppressed: ')}" for x in s.learned] or ["  (nothing)"]
     return "\n".join(lines) + "\n"
 
 
@@ -125,10 +128,17 @@ def suggest(
     target_precision: float = typer.Option(
         0.7, "--target-precision", min=0.0, max=1.0, help="Precision the suggested min_acceptance reaches."
     ),
+    open_pr: bool = typer.Option(
+        False,
+        "--open-pr",
+        help="Open the changes as a pull request on the repo (GitHub App settings from the environment); "
+        "the current file is read from its default branch.",
+    ),
 ) -> None:
     """Print the .github/reviewbot.yml changes this repo's feedback supports, with the evidence.
 
-    Nothing is applied: review the YAML, then commit it to the repo's default branch.
+    Nothing is applied: review the YAML, then commit it to the repo's default branch; or let
+    `--open-pr` open it as a pull request on the repo for the team to review and merge.
 
     Example:
 
@@ -139,6 +149,15 @@ def suggest(
         data = load_repo_data(store, tenant)
     finally:
         store.close()
+    if open_pr:
+        url = asyncio.run(
+            _open_pr(
+                tenant, data, min_samples=min_samples, max_dismissal_rate=max_dismissal_rate,
+                target_precision=target_precision,
+            )
+        )  # fmt: skip
+        typer.echo(url or f"# {repo}: the feedback so far supports no config change: no pull request opened.")
+        return
     exclude: list[str] | None = None
     if current is not None:
         try:
@@ -164,6 +183,49 @@ def suggest(
     header += ["# Review, merge into the file, and commit to the default branch."]
     typer.echo("\n".join(header))
     typer.echo(yaml.safe_dump(sug.changes, sort_keys=False), nl=False)
+
+
+async def _open_pr(
+    tenant: Tenant, data: RepoData, *, min_samples: int, max_dismissal_rate: float, target_precision: float
+) -> str | None:
+    """Read the repo's config from its default branch, suggest, open the PR; its URL (None: no change)."""
+    from datetime import UTC, datetime
+
+    from reviewbot.app_review import github_app_from_settings
+    from reviewbot.config_pr import open_config_pr
+    from reviewbot.github import GitHubError
+
+    try:
+        app = github_app_from_settings(Settings.from_env())
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if app is None:
+        needs = "--open-pr needs the GitHub App: set REVIEWBOT_GITHUB_APP_ID and REVIEWBOT_GITHUB_PRIVATE_KEY"
+        typer.echo(needs, err=True)
+        raise typer.Exit(2)
+    try:
+        gh = await app.installation_client(tenant.installation_id)
+        text = await gh.get_file(tenant.repo, CONFIG_PATH, await gh.get_default_branch(tenant.repo))
+        try:
+            exclude = list(load_config(text or "", filename=CONFIG_PATH).paths.exclude)
+        except ConfigError as exc:
+            typer.echo(f"{tenant.repo}:{CONFIG_PATH}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        sug = suggest_config(
+            data, min_samples=min_samples, max_dismissal_rate=max_dismissal_rate,
+            target_precision=target_precision, current_exclude=exclude,
+        )  # fmt: skip
+        if not sug.changes:
+            return None
+        branch = f"reviewbot/suggest-config-{datetime.now(UTC):%Y%m%d}"
+        opened = await open_config_pr(
+            gh, tenant.repo, changes=sug.changes, reasons=sug.reasons, branch=branch
+        )
+    except GitHubError as exc:
+        typer.echo(f"{tenant.repo}: GitHub refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    return opened.url
 
 
 def register(app: typer.Typer) -> None:

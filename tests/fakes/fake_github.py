@@ -1170,6 +1170,10 @@ class FakeGitHub:
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/commits", self._r_pull_commits),
             ("GET", rf"/repos/{R}/compare/(?P<base>[^/.]+)\.\.\.(?P<head>[^/]+)", self._r_compare),
             ("GET", rf"/repos/{R}/contents/(?P<path>.+)", self._r_contents),
+            ("PUT", rf"/repos/{R}/contents/(?P<path>.+)", self._r_put_contents),
+            ("GET", rf"/repos/{R}/git/ref/(?P<ref>.+)", self._r_get_ref),
+            ("POST", rf"/repos/{R}/git/refs", self._r_create_ref),
+            ("POST", rf"/repos/{R}/pulls", self._r_create_pull),
             ("GET", rf"/repos/{R}/pulls/(?P<n>\d+)/reviews", self._r_list_reviews),
             ("POST", rf"/repos/{R}/pulls/(?P<n>\d+)/reviews", self._r_create_review),
             ("DELETE", rf"/repos/{R}/pulls/(?P<n>\d+)/reviews/(?P<id>\d+)", self._r_delete_pending_review),
@@ -1366,6 +1370,111 @@ class FakeGitHub:
             "html_url": html, "download_url": f"https://raw.githubusercontent.com/{r.full_name}/{sha}/{path}",
             "_links": {"self": u, "git": git, "html": html},
         })
+
+    def _ref_json(self, r: FakeRepo, branch: str) -> dict[str, Any]:
+        sha = r.branches[branch]
+        commit_url = self._api(f"/repos/{r.full_name}/git/commits/{sha}")
+        return {
+            "ref": f"refs/heads/{branch}", "node_id": f"REF_{branch}",
+            "url": self._api(f"/repos/{r.full_name}/git/refs/heads/{branch}"),
+            "object": {"sha": sha, "type": "commit", "url": commit_url},
+        }  # fmt: skip
+
+    def _r_get_ref(self, installation: int, params: dict, **_: Any) -> Reply:
+        """GET /git/ref/heads/<branch>: only branch refs are kept."""
+        r = self._repo_for(params, installation)
+        ref = unquote(params["ref"])
+        branch = ref.removeprefix("heads/")
+        if not ref.startswith("heads/") or branch not in r.branches:
+            raise _error(404, "Not Found", "/git/refs#get-a-reference")
+        return Reply(200, self._ref_json(r, branch))
+
+    def _r_create_ref(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
+        """POST /git/refs: 422 for a ref not under refs/, a sha that is no commit, an existing ref."""
+        r = self._repo_for(params, installation)
+        body = body if isinstance(body, dict) else {}
+        ref, sha = str(body.get("ref") or ""), str(body.get("sha") or "")
+        doc = "/git/refs#create-a-reference"
+        if not ref.startswith("refs/") or ref.count("/") < 2:
+            raise _error(422, "Reference name must start with 'refs/' and have at least two slashes.", doc)
+        if sha not in self.commits:
+            raise _error(422, "Object does not exist", doc)
+        if not ref.startswith("refs/heads/"):
+            raise _error(422, "Only branch refs are supported by the fake", doc)
+        branch = ref.removeprefix("refs/heads/")
+        with self.lock:
+            if branch in r.branches:
+                raise _error(422, "Reference already exists", doc)
+            r.branches[branch] = sha
+        return Reply(201, self._ref_json(r, branch))
+
+    def _r_put_contents(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
+        """PUT /contents/<path>: one commit on `branch` (default branch when absent). Updating an
+        existing file needs its blob `sha` (422 without it, 409 when it is not the current one)."""
+        r = self._repo_for(params, installation)
+        body = body if isinstance(body, dict) else {}
+        path = unquote(params["path"]).strip("/")
+        doc = "/repos/contents#create-or-update-file-contents"
+        if not body.get("message") or body.get("content") is None:
+            raise _error(422, "Invalid request.\n\n\"message\", \"content\" weren't supplied.", doc)
+        try:
+            text = base64.b64decode(str(body["content"]), validate=True).decode()
+        except ValueError:
+            raise _error(422, "content is not valid Base64", doc) from None
+        branch = str(body.get("branch") or r.default_branch)
+        with self.lock:
+            if branch not in r.branches:
+                raise _error(404, f"Branch {branch} not found", doc)
+            head = r.branches[branch]
+            files = self.commits[head].files
+            if path in files:
+                if not body.get("sha"):
+                    raise _error(422, 'Invalid request.\n\n"sha" wasn\'t supplied.', doc)
+                if body["sha"] != _blob_sha(files[path]):
+                    raise _error(409, f"{path} does not match {body['sha']}", doc)
+            status = 200 if path in files else 201
+            sha = self.commit({**files, path: text}, parent=head, message=str(body["message"]))
+            r.branches[branch] = sha
+        return Reply(status, {
+            "content": {"name": path.rsplit("/", 1)[-1], "path": path, "sha": _blob_sha(text), "type": "file",
+                        "size": len(text.encode())},
+            "commit": {"sha": sha, "message": body["message"]},
+        })  # fmt: skip
+
+    def _r_create_pull(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
+        """POST /pulls from a branch of the same repo: 422 for a missing branch, no commits between
+        base and head, or an open PR for the same head and base."""
+        r = self._repo_for(params, installation)
+        body = body if isinstance(body, dict) else {}
+        head, base, title = str(body.get("head") or ""), str(body.get("base") or ""), body.get("title")
+        doc = "/pulls/pulls#create-a-pull-request"
+        if not title:
+            raise _error(422, "Validation Failed", doc,
+                         [{"resource": "PullRequest", "field": "title", "code": "missing_field"}])
+        with self.lock:
+            for field_name, branch in (("head", head), ("base", base)):
+                if branch not in r.branches:
+                    raise _error(422, "Validation Failed", doc,
+                                 [{"resource": "PullRequest", "field": field_name, "code": "invalid"}])
+            if r.branches[head] == r.branches[base]:
+                why = f"No commits between {base} and {head}"
+                raise _error(422, "Validation Failed", doc, [{"resource": "PullRequest", "code": "custom",
+                                                             "message": why}])
+            if any(p.repo == r.full_name and p.head_ref == head and p.base_ref == base and p.state == "open"
+                   for p in self.pulls.values()):
+                why = f"A pull request already exists for {r.full_name.split('/')[0]}:{head}."
+                raise _error(422, "Validation Failed", doc, [{"resource": "PullRequest", "code": "custom",
+                                                             "message": why}])
+            number = 1 + max((n for (repo, n) in self.pulls if repo == r.full_name), default=0)
+            pr = FakePull(
+                repo=r.full_name, number=number, id=self.next_id(), title=str(title),
+                body=str(body.get("body") or ""),
+                author=self.bot_login, author_type="Bot", draft=bool(body.get("draft")), labels=[],
+                base_ref=base, head_ref=head, base_sha=r.branches[base], head_sha=r.branches[head],
+                head_repo=r.full_name, created_at=self.clock(), shas=[r.branches[head]],
+            )  # fmt: skip
+            self.pulls[(r.full_name, number)] = pr
+        return Reply(201, self._pull_json(pr))
 
     def _review_json(self, repo: str, number: int, review: dict[str, Any]) -> dict[str, Any]:
         html = f"https://github.com/{repo}/pull/{number}#pullrequestreview-{review['id']}"
