@@ -252,11 +252,11 @@ server in another process (for information). Targets: ratio <= 2.0; the largest 
 
 {table}
 
-Result: **{"PASS" if ok else "MISSED"}**. Last run {when}, on {f['cpus']} CPUs under a 1-minute load
-average of {f['load_1min'][0]} at the start and {f['load_1min'][1]} at the end (other work on the
-machine; the figures move with it, so compare ratios taken side by side). The 2026-11-25 run
-measured 1.88 (in git history), before one-reviewer signals, the verification step, RE2 rule
-predicates and per-pass planning were added.
+Result: **{"PASS" if ok else "MISSED"}**. Last run {when}.
+Machine: {f['cpus']} CPUs, 1-minute load average {f['load_1min'][0]} at the start of the run and
+{f['load_1min'][1]} at its end (other work on the machine moves the figures: compare ratios taken
+side by side). The 2026-11-25 run measured 1.88 (in git history), before one-reviewer signals,
+the verification step, RE2 rule predicates and per-pass planning were added.
 """
 
 
