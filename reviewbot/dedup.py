@@ -258,10 +258,7 @@ def simhash(text: str) -> int:
     digests = b"".join(hashlib.blake2b(f.encode("utf-8"), digest_size=8).digest() for f in feats)
     bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8).reshape(len(feats), 8), axis=1)
     votes = (bits.astype(np.int32) * 2 - 1).sum(axis=0)  # bit 0 is the most significant
-    value = 0
-    for bit in votes > 0:
-        value = (value << 1) | int(bit)
-    return value
+    return int.from_bytes(np.packbits(votes > 0).tobytes(), "big")
 
 
 def fingerprint(candidate: Candidate) -> str:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Iterator
 
 from unidiff import PatchSet
+from unidiff.constants import RE_HUNK_HEADER
+from unidiff.patch import Hunk as UnidiffHunk
 from unidiff.patch import PatchedFile
 
 from reviewbot.languages import language_for_path
@@ -55,6 +57,12 @@ def parse_diff(text: str) -> list[FileDiff]:
         return []
     # CRLF diffs (whole diff or only some content lines): the \r is not part of the code line.
     normalised = text.replace("\r\n", "\n")
+    fast = _parse_fast(normalised)
+    return fast if fast is not None else _parse_full(normalised)
+
+
+def _parse_full(normalised: str) -> list[FileDiff]:
+    """unidiff's full parse (Line objects), converted; its errors located and explained."""
     patch = _PartialPatchSet.__new__(_PartialPatchSet)
     list.__init__(patch)
     try:
@@ -118,6 +126,98 @@ def unquote_path(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _parse_fast(normalised: str) -> list[FileDiff] | None:
+    """The same FileDiffs as unidiff's full parse, about three times cheaper, or None.
+
+    unidiff parses the structure in its metadata-only mode (file headers, hunk headers and
+    counts, validation: no Line objects, no regex per line); the hunk bodies are then read
+    from the text here, consuming lines exactly as unidiff's full parse does. Anything this
+    path is not sure of (an error, a count that does not add up) returns None, and the full
+    parse, with its located error messages, decides.
+    """
+    patch = _PartialPatchSet.__new__(_PartialPatchSet)
+    list.__init__(patch)
+    try:
+        patch._parse(io.StringIO(normalised), encoding=None, metadata_only=True)
+    except Exception:
+        return None
+    if not patch:
+        return None
+    headers = [h for pf in patch for h in pf]
+    bodies = _hunk_bodies(normalised.split("\n"), headers)
+    if bodies is None:
+        return None
+    out: list[FileDiff] = []
+    start = 0
+    try:
+        for index, pf in enumerate(patch):
+            out.append(_convert(pf, index, bodies[start : start + len(pf)]))
+            start += len(pf)
+    except Exception:
+        return None
+    return out
+
+
+def _hunk_bodies(parts: list[str], headers: list[UnidiffHunk]) -> list[Hunk] | None:
+    """One Hunk per unidiff hunk header (in order), its lines read from the diff's lines
+    (`parts`: the text split at "\n"), as unidiff's full parse reads them; None on a mismatch."""
+    out: list[Hunk] = []
+    n = len(parts)
+    if parts and parts[-1] == "":  # the text ends with a newline: no line after it
+        n -= 1
+    i = 0
+    match = RE_HUNK_HEADER.match
+    for h in headers:
+        while i < n and not (parts[i].startswith("@@") and match(parts[i])):
+            i += 1
+        if i >= n:
+            return None
+        i += 1
+        hunk = Hunk(
+            old_start=h.source_start,
+            old_len=h.source_length,
+            new_start=h.target_start,
+            new_len=h.target_length,
+            section=(h.section_header or "").strip(),
+        )
+        old_no, new_no = hunk.old_start, hunk.new_start
+        old_end, new_end = old_no + hunk.old_len, new_no + hunk.new_len
+        append = hunk.lines.append
+        while True:  # unidiff reads at least one line after the header, then stops when both
+            if i >= n:  # counts are reached (and fails past them)
+                return None
+            line = parts[i]
+            i += 1
+            kind = line[:1]
+            if kind == "+":
+                text = line[1:]
+                append(DiffLine("added", text[:-1] if text.endswith("\r") else text, None, new_no))
+                new_no += 1
+            elif kind == "-":
+                text = line[1:]
+                append(DiffLine("deleted", text[:-1] if text.endswith("\r") else text, old_no, None))
+                old_no += 1
+            elif kind == " ":
+                text = line[1:]
+                append(DiffLine("context", text[:-1] if text.endswith("\r") else text, old_no, new_no))
+                old_no += 1
+                new_no += 1
+            elif kind in ("", "\r"):
+                # unidiff's empty body line: its value is the first one or two of [\r\n], so
+                # after the \n and then a \r are stripped, only "\r\r..." leaves a "\r"
+                append(DiffLine("context", "\r" if line.startswith("\r\r") else "", old_no, new_no))
+                old_no += 1
+                new_no += 1
+            elif kind != "\\":
+                return None
+            if old_no > old_end or new_no > new_end:
+                return None
+            if old_no == old_end and new_no == new_end:
+                break
+        out.append(hunk)
+    return out
 
 
 class _LineTracker:
@@ -228,7 +328,8 @@ def _header_value(info: list[str], key: str) -> str | None:
     return None
 
 
-def _convert(pf: PatchedFile, index: int) -> FileDiff:
+def _convert(pf: PatchedFile, index: int, converted: list[Hunk] | None = None) -> FileDiff:
+    """One file of the diff; `converted`: its hunks when already read (see _parse_fast)."""
     info = [str(x) for x in (pf.patch_info or [])]
     git_header = next((x for x in info if x.startswith("diff --git ")), None)
     old_raw = _clean_name(pf.source_file)
@@ -272,7 +373,9 @@ def _convert(pf: PatchedFile, index: int) -> FileDiff:
         raise DiffParseError(f"file {index + 1} of the diff has no file name", hunk=None)
     old_path = old_name if (status in ("renamed", "modified") and old_name and old_name != path) else None
 
-    hunks = [_convert_hunk(h, path, n) for n, h in enumerate(pf, start=1)]
+    hunks = converted
+    if hunks is None:
+        hunks = [_convert_hunk(h, path, n) for n, h in enumerate(pf, start=1)]
     _check_order(hunks, path)
     return FileDiff(
         path=path,

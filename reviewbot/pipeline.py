@@ -112,7 +112,8 @@ def select_files(
             )
         else:
             keep.append(file)
-            lines += changed_lines(file)
+            if caps.max_changed_lines is not None:  # counting reads every line: only for the cap
+                lines += changed_lines(file)
     return keep, skipped
 
 

@@ -221,6 +221,9 @@ def _questions(order: Sequence[int], candidates: Sequence[Candidate]) -> list[li
     at two places is two questions; cheaper than the filter's clustering (no tf-idf), which runs
     after this on every candidate anyway."""
     groups: list[list[int]] = []
+    # only groups of the same file and side can be at the same place: look at those alone (in
+    # the order they were made, so each candidate still joins the first that fits)
+    by_file: dict[tuple[str | None, str], list[list[int]]] = {}
     words: dict[int, frozenset[str]] = {}
 
     def claim(i: int) -> frozenset[str]:
@@ -231,13 +234,15 @@ def _questions(order: Sequence[int], candidates: Sequence[Candidate]) -> list[li
 
     for i in order:
         c = candidates[i]
-        for group in groups:
+        same_file = by_file.setdefault((c.path, c.side), [])
+        for group in same_file:
             head = candidates[group[0]]
             if _same_place(head, c) and _same_claim(claim(group[0]), claim(i), head, c):
                 group.append(i)
                 break
         else:
             groups.append([i])
+            same_file.append(groups[-1])
     return groups
 
 

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from reviewbot.diff import (
     DiffParseError,
+    _parse_fast,
+    _parse_full,
     hunk_index_for,
     parse_diff,
     unquote_path,
@@ -384,3 +386,67 @@ def test_hunk_line_sets_are_cached_but_follow_changes_to_the_lines() -> None:
     hunk.lines = [DiffLine("deleted", "a", 10, None)]
     assert not file.accepts(11) and file.accepts(10, "LEFT") and not file.accepts(10)
     assert hunk == Hunk(10, 1, 10, 2, "", [DiffLine("deleted", "a", 10, None)])  # the cache is not data
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+def _both_ways(text: str) -> tuple[list[FileDiff] | None, list[FileDiff] | str]:
+    """(the fast path's answer, unidiff's full parse or its error message) on the same text."""
+    normalised = text.replace("\r\n", "\n")
+    try:
+        full: list[FileDiff] | str = _parse_full(normalised)
+    except DiffParseError as exc:
+        full = str(exc)
+    return _parse_fast(normalised), full
+
+
+def assert_fast_path_agrees(text: str) -> None:
+    """parse_diff's fast path (unidiff metadata + hunk bodies read here) gives exactly unidiff's
+    full parse whenever the full parse succeeds, and declines (None) whenever it fails."""
+    fast, full = _both_ways(text)
+    if isinstance(full, str):
+        assert fast is None, full
+    else:
+        assert fast == full
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(_FRAGMENTS, st.text(max_size=8), st.sampled_from([" \r", "+x\r", "\r\rq", "\t", "\x0b"])),
+        max_size=25,
+    ),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    end=st.sampled_from(["", "\n", "\r\n"]),
+)
+def test_property_fast_path_agrees_with_the_full_parse(lines: list[str], newline: str, end: str) -> None:
+    assert_fast_path_agrees(newline.join(lines) + end)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.lists(st.tuples(_KINDS, _TEXT), min_size=1, max_size=30), cut=st.integers(-3, 3))
+def test_property_fast_path_agrees_on_valid_and_miscounted_hunks(
+    body: list[tuple[str, str]], cut: int
+) -> None:
+    old_len = sum(1 for k, _ in body if k != "+")
+    new_len = sum(1 for k, _ in body if k != "-")
+    header = f"@@ -1,{max(0, old_len + cut)} +1,{new_len} @@"
+    head = f"diff --git a/f.py b/f.py\n--- a/f.py\n+++ b/f.py\n{header}\n"
+    text = head + "".join(f"{k}{t}\n" for k, t in body)
+    assert_fast_path_agrees(text)
+
+
+def test_fast_path_agrees_on_every_fixture_diff(fixtures_dir: Path) -> None:
+    paths = sorted((fixtures_dir / "diffs").glob("*"))
+    assert paths
+    for path in paths:
+        assert_fast_path_agrees(read(path))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("pr_id", REAL_PRS)
+def test_fast_path_agrees_on_real_pr_diffs(shared_data: Path, pr_id: str) -> None:
+    text = read(shared_data / "real-prs" / pr_id / "diff.patch")
+    fast, full = _both_ways(text)
+    assert fast is not None and fast == full
