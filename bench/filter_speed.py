@@ -62,8 +62,9 @@ def write_inputs(
             "id": f"{prefix}{k}",
             "repo": "speed/repo",
             "pr": pr,
-            "path": c.get("path"),
-            "line": c.get("line"),
+            # review-bench has no paths; a PR's comments sit on a few files of a larger tree
+            "path": f"pkg{pr % 50}/file{k % 7}.py",
+            "line": 1 + (k * 37) % 400,
             "body": c["body"] + " " + " ".join(rng.choice(WORDS) for _ in range(3)),
             "source": c["tool"],
         }
@@ -155,7 +156,8 @@ def section(res: dict[str, Any], baseline: str, repeat: int) -> str:
         "",
         f"`.venv/bin/python bench/filter_speed.py --repeat {repeat} --write`: `reviewbot filter` run as a",
         "user runs it, a fresh process per run (`python -m reviewbot filter`), on a 100,000-row history",
-        "of one repo (review-bench comments with random extra words, 30 rows per PR) and 1,000",
+        "of one repo (review-bench comments with random extra words, 30 rows per PR on 7 of 350",
+        "files) and 1,000",
         f"candidates; this tree and the baseline commit {baseline} (exported, run side by side,",
         f"interleaved, best of {repeat}). CPU seconds (user + system) of the child process; the",
         "process start and the JSONL parse are in every figure.",

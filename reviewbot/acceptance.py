@@ -172,20 +172,28 @@ class Featurizer:
             lowercase=True,
         )
         self._cat_index: dict[str, int] = {}
+        self._cat_rows: dict[tuple[str | None, ...], list[int]] = {}
 
     def _categorical(self, examples: Sequence[Example]) -> sp.csr_matrix:
-        """Hashed categorical tokens (murmurhash3, as sklearn hashes); tokens repeat, so cache."""
+        """Hashed categorical tokens (murmurhash3, as sklearn hashes); tokens repeat, so cache,
+        and so do whole rows: they depend on a few fields only (a history has few paths)."""
         index = self._cat_index
+        rows = self._cat_rows
         indptr = [0]
         indices: list[int] = []
         for ex in examples:
-            cols = set()
-            for tok in _cat_tokens(ex):
-                col = index.get(tok)
-                if col is None:
-                    col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
-                cols.add(col)
-            indices.extend(sorted(cols))
+            c, a = ex.candidate, ex.assessment
+            key = (a.category, a.severity, c.source, c.language, c.rule_id, c.path)
+            cols = rows.get(key)
+            if cols is None:
+                found = set()
+                for tok in _cat_tokens(ex):
+                    col = index.get(tok)
+                    if col is None:
+                        col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
+                    found.add(col)
+                cols = rows[key] = sorted(found)
+            indices.extend(cols)
             indptr.append(len(indices))
         data = np.ones(len(indices), dtype=np.float64)
         return sp.csr_matrix((data, indices, indptr), shape=(len(examples), self.config.n_cat))
@@ -316,7 +324,11 @@ def fit_layer(
     n = X.shape[0]
     # Optimise only the columns some row uses: an unused column's optimum is exactly 0.
     active = np.unique(X.indices)
-    X = X[:, active].tocsr()
+    # renumber the used columns 0..d-1 in place of X[:, active] (a general column gather, slow)
+    X = sp.csr_matrix(
+        (X.data, np.searchsorted(active, X.indices).astype(X.indices.dtype), X.indptr),
+        shape=(n, len(active)),
+    )
     d = len(active)
     sw = np.ones(n) if sample_weight is None else sample_weight
     Xt = X.T.tocsr()
@@ -544,6 +556,8 @@ class TrainSettings:
     org_l2: float = 8.0
     repo_l2: float = 32.0  # used when the history is too short to choose from repo_l2_grid
     repo_l2_grid: tuple[float, ...] = (2.0, 8.0, 32.0, 128.0)
+    #: the repo layer's intercept penalty (None = the weights' penalty)
+    repo_intercept_l2: float | None = None
     max_holdout_fit: int = 20_000
     max_cv_rows: int = 5_000
     cv_folds: int = 5
@@ -580,7 +594,10 @@ def _grouped_cv(
             train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             if not 0 < y[train_idx].sum() < len(train_idx):
                 continue  # one class only: the fold keeps the layers below
-            layer = fit_layer(X[train_idx], y[train_idx], base[train_idx], l2=l2, name="cv")
+            layer = fit_layer(
+                X[train_idx], y[train_idx], base[train_idx], l2=l2, name="cv",
+                intercept_l2=settings.repo_intercept_l2,
+            )
             w = layer.dense(X.shape[1])
             logits[test_idx] = base[test_idx] + X[test_idx] @ w + layer.intercept
         loss = _log_loss(logits, y)
@@ -684,7 +701,10 @@ def train(
         best_scores = _sigmoid(base_new)
         l2 = math.inf
         for candidate_l2 in grid:
-            fitted = _fit_level(model, X_old, y_old, l2=candidate_l2, name="holdout")
+            fitted = fit_layer(
+                X_old, y_old, model.logits(X_old), l2=candidate_l2, name="holdout",
+                intercept_l2=settings.repo_intercept_l2,
+            )
             logits_new = model.with_layer(fitted).logits(X_new)
             loss = _log_loss(logits_new, y_new)
             if loss < best_loss - 1e-9:
@@ -699,7 +719,8 @@ def train(
         layer = Layer(name=f"repo:{repo}", intercept=0.0, weights={}, n_train=n, l2=math.inf)
     else:
         layer = fit_layer(
-            X, y, model.logits(X), l2=l2, name=f"repo:{repo}", init=early, sample_weight=weights
+            X, y, model.logits(X), l2=l2, name=f"repo:{repo}", init=early, sample_weight=weights,
+            intercept_l2=settings.repo_intercept_l2,
         )
     base_scores = _sigmoid(model.logits(X))
     layer.metrics = {

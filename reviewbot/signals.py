@@ -89,8 +89,9 @@ def _code_refs(prose: str, at: int = 3) -> int:
 
 def _failures(words: list[str]) -> int:
     """Distinct concrete failure terms among the lower-case `words` of the prose."""
-    found = sum(1 for w in set(words) if w in _FAILURE_WORDS)
-    starts = _FAILURE_PHRASES.keys() & set(words)
+    distinct = set(words)
+    found = len(_FAILURE_WORDS & distinct)
+    starts = _FAILURE_PHRASES.keys() & distinct
     if starts:
         joined = " " + " ".join(words) + " "
         found += sum(1 for w in starts for p in _FAILURE_PHRASES[w] if f" {p} " in joined)
