@@ -556,8 +556,6 @@ class TrainSettings:
     org_l2: float = 8.0
     repo_l2: float = 32.0  # used when the history is too short to choose from repo_l2_grid
     repo_l2_grid: tuple[float, ...] = (2.0, 8.0, 32.0, 128.0)
-    #: the repo layer's intercept penalty (None = the weights' penalty)
-    repo_intercept_l2: float | None = None
     max_holdout_fit: int = 20_000
     max_cv_rows: int = 5_000
     cv_folds: int = 5
@@ -594,10 +592,7 @@ def _grouped_cv(
             train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             if not 0 < y[train_idx].sum() < len(train_idx):
                 continue  # one class only: the fold keeps the layers below
-            layer = fit_layer(
-                X[train_idx], y[train_idx], base[train_idx], l2=l2, name="cv",
-                intercept_l2=settings.repo_intercept_l2,
-            )
+            layer = fit_layer(X[train_idx], y[train_idx], base[train_idx], l2=l2, name="cv")
             w = layer.dense(X.shape[1])
             logits[test_idx] = base[test_idx] + X[test_idx] @ w + layer.intercept
         loss = _log_loss(logits, y)
@@ -701,10 +696,7 @@ def train(
         best_scores = _sigmoid(base_new)
         l2 = math.inf
         for candidate_l2 in grid:
-            fitted = fit_layer(
-                X_old, y_old, model.logits(X_old), l2=candidate_l2, name="holdout",
-                intercept_l2=settings.repo_intercept_l2,
-            )
+            fitted = _fit_level(model, X_old, y_old, l2=candidate_l2, name="holdout")
             logits_new = model.with_layer(fitted).logits(X_new)
             loss = _log_loss(logits_new, y_new)
             if loss < best_loss - 1e-9:
@@ -719,8 +711,7 @@ def train(
         layer = Layer(name=f"repo:{repo}", intercept=0.0, weights={}, n_train=n, l2=math.inf)
     else:
         layer = fit_layer(
-            X, y, model.logits(X), l2=l2, name=f"repo:{repo}", init=early, sample_weight=weights,
-            intercept_l2=settings.repo_intercept_l2,
+            X, y, model.logits(X), l2=l2, name=f"repo:{repo}", init=early, sample_weight=weights
         )
     base_scores = _sigmoid(model.logits(X))
     layer.metrics = {
