@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
@@ -47,10 +48,7 @@ def tokens(text: str) -> list[str]:
     An identifier (`getUserById`, `max_retries`) is kept whole *and* split into its parts, so two
     descriptions naming the same function match strongly.
     """
-    out: list[str] = []
-    for raw in _WORD.findall(text):
-        out.extend(_word_tokens(raw))
-    return out
+    return list(chain.from_iterable(map(_word_tokens, _WORD.findall(text))))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -78,12 +76,12 @@ def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
     """
     docs = [tokens(t) for t in texts]
     n = len(docs)
-    vocab = sorted({tok for doc in docs for tok in doc})
+    vocab = sorted(set(chain.from_iterable(docs)))
     if not vocab:
         return np.zeros((n, n), dtype=np.float64)
     index = {tok: i for i, tok in enumerate(vocab)}
-    rows = np.fromiter((r for r, doc in enumerate(docs) for _ in doc), dtype=np.int64)
-    cols = np.fromiter((index[tok] for doc in docs for tok in doc), dtype=np.int64)
+    rows = np.repeat(np.arange(n, dtype=np.int64), [len(doc) for doc in docs])
+    cols = np.fromiter(map(index.__getitem__, chain.from_iterable(docs)), dtype=np.int64)
     counts = np.bincount(rows * len(vocab) + cols, minlength=n * len(vocab)).reshape(n, len(vocab))
     df = (counts > 0).sum(axis=0)
     idf = np.array([math.log((1 + n) / (1 + d)) + 1.0 for d in range(n + 1)])[df]
