@@ -184,6 +184,8 @@ def _known_fingerprints(
     or fuzzily, only one with the same path and symbol, so the others cannot change a decision,
     and a simhash per row of a 100,000-row history was a quarter of the command's time.
     """
+    from reviewbot.dedup import fingerprint
+
     places = {(c.repo, c.path or "", c.symbol or "") for c in candidates}
     dismissed: dict[str | None, list[str]] = {}
     posted: dict[tuple[str | None, int | None], list[str]] = {}
@@ -211,7 +213,6 @@ def run_filter(
 ) -> list[dict[str, Any]]:
     """The whole replay: per-repo models from history, one filter run per review, input order."""
     from reviewbot.acceptance import ModelBank, load_prior
-    from reviewbot.dedup import fingerprint
     from reviewbot.noise import decisions_as_rows, filter_review, prepare_history, threshold_for
 
     history = prepare_history(history, settings.dedup)
