@@ -172,20 +172,28 @@ class Featurizer:
             lowercase=True,
         )
         self._cat_index: dict[str, int] = {}
+        self._cat_rows: dict[tuple[str | None, ...], list[int]] = {}
 
     def _categorical(self, examples: Sequence[Example]) -> sp.csr_matrix:
-        """Hashed categorical tokens (murmurhash3, as sklearn hashes); tokens repeat, so cache."""
+        """Hashed categorical tokens (murmurhash3, as sklearn hashes); tokens repeat, so cache,
+        and so do whole rows: they depend on a few fields only (a history has few paths)."""
         index = self._cat_index
+        rows = self._cat_rows
         indptr = [0]
         indices: list[int] = []
         for ex in examples:
-            cols = set()
-            for tok in _cat_tokens(ex):
-                col = index.get(tok)
-                if col is None:
-                    col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
-                cols.add(col)
-            indices.extend(sorted(cols))
+            c, a = ex.candidate, ex.assessment
+            key = (a.category, a.severity, c.source, c.language, c.rule_id, c.path)
+            cols = rows.get(key)
+            if cols is None:
+                found = set()
+                for tok in _cat_tokens(ex):
+                    col = index.get(tok)
+                    if col is None:
+                        col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
+                    found.add(col)
+                cols = rows[key] = sorted(found)
+            indices.extend(cols)
             indptr.append(len(indices))
         data = np.ones(len(indices), dtype=np.float64)
         return sp.csr_matrix((data, indices, indptr), shape=(len(examples), self.config.n_cat))
@@ -316,7 +324,11 @@ def fit_layer(
     n = X.shape[0]
     # Optimise only the columns some row uses: an unused column's optimum is exactly 0.
     active = np.unique(X.indices)
-    X = X[:, active].tocsr()
+    # renumber the used columns 0..d-1 in place of X[:, active] (a general column gather, slow)
+    X = sp.csr_matrix(
+        (X.data, np.searchsorted(active, X.indices).astype(X.indices.dtype), X.indptr),
+        shape=(n, len(active)),
+    )
     d = len(active)
     sw = np.ones(n) if sample_weight is None else sample_weight
     Xt = X.T.tocsr()

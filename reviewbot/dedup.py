@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
@@ -47,10 +48,7 @@ def tokens(text: str) -> list[str]:
     An identifier (`getUserById`, `max_retries`) is kept whole *and* split into its parts, so two
     descriptions naming the same function match strongly.
     """
-    out: list[str] = []
-    for raw in _WORD.findall(text):
-        out.extend(_word_tokens(raw))
-    return out
+    return list(chain.from_iterable(map(_word_tokens, _WORD.findall(text))))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -78,14 +76,13 @@ def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
     """
     docs = [tokens(t) for t in texts]
     n = len(docs)
-    vocab = sorted({tok for doc in docs for tok in doc})
+    vocab = sorted(set(chain.from_iterable(docs)))
     if not vocab:
         return np.zeros((n, n), dtype=np.float64)
     index = {tok: i for i, tok in enumerate(vocab)}
-    rows = np.fromiter((r for r, doc in enumerate(docs) for _ in doc), dtype=np.int64)
-    cols = np.fromiter((index[tok] for doc in docs for tok in doc), dtype=np.int64)
-    counts = np.zeros((n, len(vocab)), dtype=np.int64)
-    np.add.at(counts, (rows, cols), 1)
+    rows = np.repeat(np.arange(n, dtype=np.int64), [len(doc) for doc in docs])
+    cols = np.fromiter(map(index.__getitem__, chain.from_iterable(docs)), dtype=np.int64)
+    counts = np.bincount(rows * len(vocab) + cols, minlength=n * len(vocab)).reshape(n, len(vocab))
     df = (counts > 0).sum(axis=0)
     idf = np.array([math.log((1 + n) / (1 + d)) + 1.0 for d in range(n + 1)])[df]
     tf = np.array([0.0] + [1 + math.log(c) for c in range(1, int(counts.max()) + 1)])[counts]
@@ -195,6 +192,9 @@ def cluster_candidates(
     assigned = [-1] * n
     groups: list[list[int]] = []  # clusters as lists of global indices, best member first
     for members in by_path.values():
+        if len(members) == 1:  # alone on its path: its own cluster (most paths of a review)
+            groups.append(list(members))
+            continue
         sub = [candidates[i] for i in members]  # already in priority order
         sims = similarity_matrix([f"{c.title}\n{c.body}" for c in sub])
         need = _needs(sub, settings)
@@ -203,20 +203,25 @@ def cluster_candidates(
         local: list[int] = [-1] * len(sub)
         local_sources: list[set[str]] = []
         local_groups: list[list[int]] = []
+        # plain lists: a review's path holds tens of candidates, where per-element numpy calls
+        # cost more than the work (the filter clusters every past review before training)
+        ok_rows: list[list[bool]] = ok.tolist()
+        sim_rows: list[list[float]] = sims.tolist()
         for k in range(len(sub)):
             best = -1
             if k:
-                prev = np.arange(k)
-                cand = prev[ok[k, :k]]
-                if cand.size:
+                ok_k, sim_k = ok_rows[k], sim_rows[k]
+                cand = [j for j in range(k) if ok_k[j]]
+                if cand:
                     # Most similar first; a cluster that already holds this candidate's source is
                     # skipped: one source (a pass, a rule, a tool) does not report one issue twice
                     # in a review, so a second remark from it is a different issue (unless it is
                     # a near copy on the same code, e.g. one pass repeating itself).
                     source = sub[k].source or "unknown"
-                    for j in cand[np.argsort(-sims[k, cand], kind="stable")]:
-                        home = local[int(j)]
-                        if sims[k, j] >= settings.copy_threshold or source not in local_sources[home]:
+                    cand.sort(key=lambda j: -sim_k[j])  # stable, as before
+                    for j in cand:
+                        home = local[j]
+                        if sim_k[j] >= settings.copy_threshold or source not in local_sources[home]:
                             best = home
                             break
             if best == -1:

@@ -154,3 +154,33 @@ def test_review_bench_regression_gate(shared_data: Path) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "baseline" in res.stdout
+
+
+def test_history_dismissed_and_posted_fingerprints_reach_only_their_place(tmp_path: Path) -> None:
+    """A dismissed finding silences its reworded copy at the same place (path and symbol) of the
+    same repo, not the same words elsewhere; one already posted on the PR is not posted again."""
+    body = "get_user builds the SQL query with an f-string containing user_id: SQL injection."
+
+    def cand(cid: str, path: str, pr: int, repo: str = "o/r", **extra: Any) -> dict[str, Any]:
+        return {"id": cid, "repo": repo, "pr": pr, "path": path, "line": 10, "symbol": "get_user",
+                "body": body, "source": "llm", "severity": "high", "category": "security", **extra}
+
+    history = [
+        cand("h1", "svc/users.py", 1, outcome="dismissed", at="1"),
+        cand("h2", "svc/orders.py", 7, outcome="accepted", at="2"),
+    ]
+    candidates = [
+        cand("same-place", "svc/users.py", 5),
+        cand("other-path", "svc/billing.py", 5),
+        cand("other-repo", "svc/users.py", 5, repo="o/other"),
+        cand("posted-on-pr", "svc/orders.py", 7),
+    ]
+    (tmp_path / "h.jsonl").write_text("".join(json.dumps(o) + "\n" for o in history))
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(o) + "\n" for o in candidates))
+    res = run("--history", tmp_path / "h.jsonl", tmp_path / "c.jsonl")
+    assert res.returncode == 0, res.stderr
+    reason = {r["id"]: r["reason"] for r in rows(res.stdout)}
+    assert reason["same-place"] == "dismissed before"
+    assert reason["posted-on-pr"] == "already posted"
+    assert reason["other-path"] not in ("dismissed before", "already posted")
+    assert reason["other-repo"] not in ("dismissed before", "already posted")

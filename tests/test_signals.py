@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from reviewbot.acceptance import Example, load_prior
 from reviewbot.models import Candidate
 from reviewbot.severity import assess
@@ -76,3 +79,30 @@ def test_a_refuted_finding_is_suppressed_with_that_reason() -> None:
     decisions = filter_review(cands, model=load_prior(), settings=FilterSettings())
     outcome = [(d.decision, d.reason.startswith(REFUTED)) for d in decisions]
     assert outcome == [("post", False), ("suppress", True)]
+
+
+def _code_refs_word_by_word(prose: str) -> int:
+    """The definition `_code_refs` implements: every token, checked in Python (no skipping)."""
+    import re
+
+    n = 0
+    for tok in re.findall(r"`[^`\n]{1,120}`|[A-Za-z_][\w.]*\(?", prose):
+        if (
+            tok[0] == "`"
+            or tok[-1] == "("
+            or "_" in tok
+            or "." in tok[1:-1]
+            or not (tok.islower() or tok.isupper() or tok.istitle())
+        ):
+            n += 1
+    return n
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aZb_.(`1 é\nÉx-yQ", max_size=40))
+def test_code_refs_skipping_plain_words_counts_the_same(prose: str) -> None:
+    """The regex drops plain lower-case words before Python sees them; the count must not move."""
+    from reviewbot.signals import _code_refs
+
+    assert _code_refs(prose, at=99) == _code_refs_word_by_word(prose)
+    assert _code_refs("call getUser() and `x` in a.b, not plain words.", at=99) == 3
