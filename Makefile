@@ -16,6 +16,7 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check reviewbot tests bench
+	$(BIN)/ruff format --check reviewbot tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -11,7 +11,7 @@ a golden issue no earlier posted comment on the same PR already matched. Each of
 scored the same way on the same PRs (all of its comments count as posted).
 
 The filter runs through `run_filter`, the code behind `reviewbot filter`, with the default repo
-config (reviewbot.config defaults: min_severity low, max_comments 10, threshold 0.5).
+config (reviewbot.core.config defaults: min_severity low, max_comments 10, threshold 0.5).
 
 The primary table is the per-source one (`per_source`): each review-bench tool alone, as one
 installation with one reviewer sees it; exits 1 when its targets are missed.
@@ -39,10 +39,10 @@ import numpy as np  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
 from train_prior import SHARED, bench_candidate, bench_history, bench_split, build_prior, load_bench  # noqa: E402
 
-from reviewbot.acceptance import HistoryRow, auc, load_prior  # noqa: E402
 from reviewbot.commands.filter_cmd import run_filter, settings_from_file  # noqa: E402
-from reviewbot.models import Candidate  # noqa: E402
-from reviewbot.noise import FilterSettings  # noqa: E402
+from reviewbot.core.domain import Candidate  # noqa: E402
+from reviewbot.filter.acceptance import HistoryRow, auc, load_prior  # noqa: E402
+from reviewbot.filter.noise import FilterSettings  # noqa: E402
 
 
 def distinct_metrics(posted: Sequence[dict], golden_total: int, n_prs: int) -> dict[str, float]:
@@ -207,7 +207,9 @@ def per_source(
         posted = [by_id[o["id"]] for o in outputs if o["decision"] == "post"]
         raw = distinct_metrics(tested, len(golden_ids), len(test))
         filtered = distinct_metrics(posted, len(golden_ids), len(test))
-        filtered["auc"] = auc([o["score"] for o in outputs], [by_id[o["id"]]["label"] == "tp" for o in outputs])
+        filtered["auc"] = auc(
+            [o["score"] for o in outputs], [by_id[o["id"]]["label"] == "tp" for o in outputs]
+        )
         met = (
             raw["precision"] > 0
             and filtered["precision"] >= 1.3 * raw["precision"]
@@ -394,7 +396,7 @@ def markdown(d: dict[str, Any]) -> str:
     ]
     lines += [
         "**Speed**: `reviewbot filter` with a 100,000-row history, timed as a user runs it, is in",
-        "\"Filter speed\" below (`bench/filter_speed.py`).",
+        '"Filter speed" below (`bench/filter_speed.py`).',
         "",
     ]
     lines += [
@@ -490,7 +492,9 @@ def missed_targets(results: dict[str, Any]) -> list[str]:
     out: list[str] = []
     m = results["per_source"]["mean"]
     if not m["targets_met"] > m["sources"] / 2:
-        out.append(f"precision >= 1.3x raw at >= half recall for {m['targets_met']} of {m['sources']} sources")
+        out.append(
+            f"precision >= 1.3x raw at >= half recall for {m['targets_met']} of {m['sources']} sources"
+        )
     if not m["filtered"]["auc"] >= 0.70:
         out.append(f"mean per-source AUC {m['filtered']['auc']:.3f} < 0.70")
     return out

@@ -40,8 +40,8 @@ class Attack:
 
 
 _RULE = """
-from reviewbot.config import RepoConfig
-from reviewbot.rules import all_added, ruleset_from_config
+from reviewbot.core.config import RepoConfig
+from reviewbot.review.rules import all_added, ruleset_from_config
 query = '((string) @match (#match? @match "^\\\\"(a+)+$"))'
 cfg = RepoConfig.model_validate({"rules": {"custom": [{"id": "evil", "languages": ["python"],
     "severity": "low", "category": "bug", "message": "m", "query": query}]}})
@@ -56,62 +56,62 @@ result = f"{len(rules.run(file, src))} findings"
 ATTACKS = [
     Attack(
         "1. an added line of `<` + 20,000 spaces (prompt.neutralise)",
-        "from reviewbot.prompt import neutralise\ntext = '<' + ' ' * 20_000\nT0()\n"
+        "from reviewbot.review.prompt import neutralise\ntext = '<' + ' ' * 20_000\nT0()\n"
         "result = f'{len(neutralise(text))} chars'",
     ),
     Attack(
         "1. an added line of `<` + 150,000 spaces",
-        "from reviewbot.prompt import neutralise\ntext = '<' + ' ' * 150_000\nT0()\n"
+        "from reviewbot.review.prompt import neutralise\ntext = '<' + ' ' * 150_000\nT0()\n"
         "result = f'{len(neutralise(text))} chars'",
     ),
     Attack(
         '2. `exclude: ["**/" x14 + "x"]`, a 40-deep path',
-        "from reviewbot.config import load_config\n"
+        "from reviewbot.core.config import load_config\n"
         "cfg = load_config('paths:\\n  exclude: [\"' + '**/' * 14 + 'x\"]\\n')\n"
         "path = '/'.join(['a'] * 40) + '/y'\nT0()\nresult = f'included={cfg.path_included(path)}'",
     ),
     Attack(
         "2. include glob `*a` x6 + `b` against 100 a's",
-        "from reviewbot.config import load_config\n"
+        "from reviewbot.core.config import load_config\n"
         "cfg = load_config('paths:\\n  include: [\"' + '*a' * 6 + 'b\"]\\n')\n"
         "T0()\nresult = f'included={cfg.path_included(\"a\" * 100)}'",
     ),
     Attack(
         "2. `skip_authors` `*a` x12 + `b` against a 100-character login",
-        "from reviewbot.config import load_config\n"
+        "from reviewbot.core.config import load_config\n"
         "cfg = load_config('triggers:\\n  skip_authors: [\"' + '*a' * 12 + 'b\"]\\n')\n"
         "T0()\nresult = f'review={cfg.should_review(\"a\" * 100, [], False)[0]}'",
     ),
     Attack('2. custom rule `#match? "^\\"(a+)+$"` on a 30-character string', _RULE),
     Attack(
         "1. a matched line with 10,000 `noqa:` markers (rule suppression)",
-        "from reviewbot.rules import suppressed\nline = 'x = eval(y)  # ' + 'noqa:' * 10_000\nT0()\n"
+        "from reviewbot.review.rules import suppressed\nline = 'x = eval(y)  # ' + 'noqa:' * 10_000\nT0()\n"
         "result = f'suppressed={suppressed(\"py-eval-exec\", [line], 1, 1)}'",
     ),
     Attack(
         "3. config of 4,000 keys (flow style, 45 KiB), org + repo",
-        "from reviewbot.config import load_config, ConfigError\n"
+        "from reviewbot.core.config import load_config, ConfigError\n"
         "text = 'rules:\\n  severity: {' + ', '.join(f'r{i}: low' for i in range(4_000)) + '}\\n'\nT0()\n"
         "try:\n    load_config(text, text); result = 'loaded'\n"
         "except ConfigError as e:\n    result = 'refused: ' + e.messages[0][:60]",
     ),
     Attack(
         "3. config of 20,000 keys (flow style, 244 KiB), org + repo",
-        "from reviewbot.config import load_config, ConfigError\n"
+        "from reviewbot.core.config import load_config, ConfigError\n"
         "text = 'rules:\\n  severity: {' + ', '.join(f'r{i}: low' for i in range(20_000)) + '}\\n'\n"
         "T0()\ntry:\n    load_config(text, text); result = 'loaded'\n"
         "except ConfigError as e:\n    result = 'refused: ' + e.messages[0].split(': ', 1)[1][:60]",
     ),
     Attack(
         "3. config of 1 MB (60,000 exclude globs)",
-        "from reviewbot.config import load_config, ConfigError\n"
+        "from reviewbot.core.config import load_config, ConfigError\n"
         "text = 'paths:\\n  exclude:\\n' + ''.join(f'    - \"gen{i}/**\"\\n' for i in range(60_000))\nT0()\n"
         "try:\n    load_config(text); result = 'loaded'\n"
         "except ConfigError as e:\n    result = 'refused: ' + e.messages[0].split(': ', 1)[1][:60]",
     ),
     Attack(
         "3. one path against an exclude list of 20,000 globs",
-        "from reviewbot.config import load_config, ConfigError\n"
+        "from reviewbot.core.config import load_config, ConfigError\n"
         "text = 'paths:\\n  exclude: [' + ', '.join(f'g{i}/**' for i in range(20_000)) + ']\\n'\n"
         "try:\n    cfg = load_config(text)\nexcept ConfigError as e:\n    cfg = None; err = e.messages[0]\n"
         "T0()\nif cfg is None:\n    result = 'refused at load: ' + err.split(': ', 1)[1][:50]\n"
@@ -120,7 +120,7 @@ ATTACKS = [
     ),
     Attack(
         "3. one path against an exclude list of 1,000 globs",
-        "from reviewbot.config import load_config\n"
+        "from reviewbot.core.config import load_config\n"
         "text = 'paths:\\n  exclude:\\n' + ''.join(f'    - \"g{i}/**/*.py\"\\n' for i in range(1000))\n"
         "cfg = load_config(text)\n"
         "cfg.path_included('warm.py')\nT0()\n"
@@ -149,9 +149,13 @@ def run(attack: Attack, code_root: Path, timeout: float) -> tuple[float | None, 
     script = _PRELUDE + textwrap.dedent(attack.code) + _EPILOGUE
     try:
         done = subprocess.run(
-            [sys.executable, "-c", script], cwd=tempfile.gettempdir(), env=env,
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            [sys.executable, "-c", script],
+            cwd=tempfile.gettempdir(),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return None, "stopped"
     if done.returncode != 0:
@@ -229,11 +233,11 @@ rules with tree-sitter queries and `#match?` regexes). Each stage that reads the
   suppression check, HTML comments dropped from bodies, the SVN suffix of diff file names. A
   test runs hostile shapes (each regex's own fragments repeated, long runs) against every
   module-level regex in the package.
-- **Globs** (`reviewbot/globs.py`, one dialect for `paths`, rule `paths`, `path_instructions`,
+- **Globs** (`reviewbot/core/globs.py`, one dialect for `paths`, rule `paths`, `path_instructions`,
   `min_severity_by_path`; `triggers.skip_authors` and rule ids use its `*`/`?` name patterns):
   translated to RE2 (google-re2), linear in the path; a list is compiled once into one
   alternation (one pass per path, however long); at most 500 characters a glob and 1,000 a list.
-- **Custom rules** (`reviewbot/query_predicates.py`, `rules.py`): `#match?`-family regexes run on
+- **Custom rules** (`reviewbot/review/query_predicates.py`, `rules.py`): `#match?`-family regexes run on
   RE2 through a predicate callback (the query text is rewritten outside strings and comments); a
   regex RE2 cannot run (lookaround, backreferences) is a query that does not compile. Each custom
   rule runs as its own query, 200 rows at a time, with at most 2 s of query time per review (6 s

@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarks_md import write_section  # noqa: E402
 from ingest import stop_server  # noqa: E402
 
-from reviewbot.http_guard import HEADER_TIMEOUT, MAX_CONNECTIONS  # noqa: E402
-from reviewbot.webhooks import sign  # noqa: E402
+from reviewbot.app.http_guard import HEADER_TIMEOUT, MAX_CONNECTIONS  # noqa: E402
+from reviewbot.app.webhooks import sign  # noqa: E402
 from tests.fakes.fake_github import FakeGitHub, signed_delivery  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM  # noqa: E402
 from tests.fakes.live_server import free_port  # noqa: E402
@@ -69,8 +69,11 @@ def deliver(base: str, payload: dict[str, Any], timeout: float = 60) -> tuple[in
 
 def ping(base: str) -> int:
     body = json.dumps({"zen": "z", "hook_id": 1}).encode()
-    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": uuid.uuid4().hex,
-               "X-Hub-Signature-256": sign(SECRET.encode(), body)}  # fmt: skip
+    headers = {
+        "X-GitHub-Event": "ping",
+        "X-GitHub-Delivery": uuid.uuid4().hex,
+        "X-Hub-Signature-256": sign(SECRET.encode(), body),
+    }
     try:
         return httpx.post(f"{base}/webhook", content=body, headers=headers, timeout=10).status_code
     except httpx.HTTPError:
@@ -92,8 +95,11 @@ def serve(gh: FakeGitHub, llm: FakeLLM, db: Path, priv: str, **extra: str) -> It
     env = serve_env(gh, llm, db, priv, SECRET, **extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "reviewbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -120,8 +126,11 @@ def job_state(db: Path, repo: str) -> str | None:
 
 
 def hostile_pr_run(processes: bool, spaces: int, priv: str, pub: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, FakeGitHub(app_id=APP_ID, app_public_key=pub) as gh, \
-            FakeLLM(responder=flag_bug_lines) as llm:  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeGitHub(app_id=APP_ID, app_public_key=pub) as gh,
+        FakeLLM(responder=flag_bug_lines) as llm,
+    ):
         db = Path(tmp) / "rb.db"
         gh.add_repo("evil/repo", 1, {**CONFIG, "a.py": module(10)})
         hostile = gh.add_pull("evil/repo", 1, head_files={"a.py": module(10) + "<" + " " * spaces + "x\n"})
@@ -144,10 +153,13 @@ def hostile_pr_run(processes: bool, spaces: int, priv: str, pub: str) -> dict[st
             hostile_done = wait_for(lambda: job_state(db, "evil/repo") != "running", 120)
             return {
                 "mode": "job processes" if processes else "worker on the server's loop",
-                "ack": ack, "ack_status": status, "health": health, "health_ok": health_ok,
-                "reviewed_after": reviewed, "hostile_seconds": None if hostile_done is None
-                else time.monotonic() - t0,
-            }  # fmt: skip
+                "ack": ack,
+                "ack_status": status,
+                "health": health,
+                "health_ok": health_ok,
+                "reviewed_after": reviewed,
+                "hostile_seconds": None if hostile_done is None else time.monotonic() - t0,
+            }
 
 
 # --- 2. slow and half-open connections -------------------------------------------------------
@@ -195,8 +207,13 @@ def slow_connections(base: str, port: int, silent: int, trickle: int) -> dict[st
     for t in threads:
         t.join(5)
     after = ping(base)
-    return {"held": len(threads), "closed": len(closed_after), "max_held": max(closed_after, default=0),
-            "ping_during": during, "ping_after": after}  # fmt: skip
+    return {
+        "held": len(threads),
+        "closed": len(closed_after),
+        "max_held": max(closed_after, default=0),
+        "ping_during": during,
+        "ping_after": after,
+    }
 
 
 # --- 3. forged bodies ----------------------------------------------------------------------------
@@ -219,9 +236,16 @@ def forged_bodies(base: str, pid: int, n: int = 16, size: int = 25 * 1024 * 1024
                 yield chunk
 
         try:
-            return httpx.post(f"{base}/webhook", content=body(), timeout=60, headers={
-                "X-GitHub-Event": "ping", "X-GitHub-Delivery": uuid.uuid4().hex,
-                "X-Hub-Signature-256": "sha256=" + "0" * 64}).status_code  # fmt: skip
+            return httpx.post(
+                f"{base}/webhook",
+                content=body(),
+                timeout=60,
+                headers={
+                    "X-GitHub-Event": "ping",
+                    "X-GitHub-Delivery": uuid.uuid4().hex,
+                    "X-Hub-Signature-256": "sha256=" + "0" * 64,
+                },
+            ).status_code
         except httpx.HTTPError:
             return 0
 
@@ -242,8 +266,13 @@ def forged_bodies(base: str, pid: int, n: int = 16, size: int = 25 * 1024 * 1024
             peak = max(peak, rss_kib(pid))
             time.sleep(0.05)
         statuses += results
-    return {"bodies": n, "statuses": sorted(set(statuses)), "rss_before_mb": before / 1024,
-            "peak_growth_mb": (peak - before) / 1024, "after_mb": rss_kib(pid) / 1024}  # fmt: skip
+    return {
+        "bodies": n,
+        "statuses": sorted(set(statuses)),
+        "rss_before_mb": before / 1024,
+        "peak_growth_mb": (peak - before) / 1024,
+        "after_mb": rss_kib(pid) / 1024,
+    }
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -303,15 +332,15 @@ architecture of issue #11; job processes are the default now (per-job timeout
 | --- | ---: | ---: | ---: | ---: |
 {rows}
 
-**Slow and half-open connections** ({slow['held']} at once: 300 silent, 100 sending one byte
+**Slow and half-open connections** ({slow["held"]} at once: 300 silent, 100 sending one byte
 every 0.2 s; header deadline {HEADER_TIMEOUT:.0f} s, cap {MAX_CONNECTIONS} open connections):
-all closed by the server after at most {slow['max_held']:.1f} s (issue #11: 600 held for 120 s and
-more); a signed delivery during the flood got {slow['ping_during'] or 'no answer'}, right after it
-{slow['ping_after']}.
+all closed by the server after at most {slow["max_held"]:.1f} s (issue #11: 600 held for 120 s and
+more); a signed delivery during the flood got {slow["ping_during"] or "no answer"}, right after it
+{slow["ping_after"]}.
 
-**Forged 25 MB bodies** ({forged['bodies']}, 4 at a time, a well-formed but wrong signature):
-answered {forged['statuses']}; the server's RSS grew by at most {forged['peak_growth_mb']:.0f} MB
-(from {forged['rss_before_mb']:.0f} MB; issue #11: 600 MB after they closed). A request without a
+**Forged 25 MB bodies** ({forged["bodies"]}, 4 at a time, a well-formed but wrong signature):
+answered {forged["statuses"]}; the server's RSS grew by at most {forged["peak_growth_mb"]:.0f} MB
+(from {forged["rss_before_mb"]:.0f} MB; issue #11: 600 MB after they closed). A request without a
 signature header is refused before its body is read.
 
 Attacks and what answers them now:

@@ -425,17 +425,33 @@ def run_wrk(url: str, requests_file: Path, *, connections: int, seconds: float) 
         raise FileNotFoundError("wrk is not installed: apt-get install -y wrk (or brew install wrk)")
     threads = wrk_threads(connections)
     env = {**os.environ, "INGEST_WRK_REQUESTS": str(requests_file), "INGEST_WRK_THREADS": str(threads)}
-    cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-           "--timeout", "10s", "-s", str(WRK_SCRIPT), url]  # fmt: skip
+    cmd = [
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-1500:]} {out.stderr[-1500:]}")
     raw = json.loads(line[len("RESULT ") :])
     run = WrkRun(
-        requests=raw["requests"], seconds=raw["duration_us"] / 1e6, p50_ms=raw["p50_us"] / 1000,
-        p99_ms=raw["p99_us"] / 1000, max_ms=raw["max_us"] / 1000, socket_errors=sum(raw["errors"].values()),
-    )  # fmt: skip
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+        socket_errors=sum(raw["errors"].values()),
+    )
     if raw["server_p50_ms"] >= 0:
         run.server_p50_ms, run.server_p99_ms = raw["server_p50_ms"], raw["server_p99_ms"]
     for t in sorted(raw["threads"], key=lambda t: t["id"]):
@@ -457,9 +473,15 @@ def check_wrk(db_path: Path, deliveries: list[Delivery], run: WrkRun) -> Report:
     """The database against what wrk sent. A request wrk issued but never saw answered (at most one
     per connection when the run's time is up) may or may not be stored: neither counts as lost."""
     asked = requested(deliveries, run.sent)
-    rep = Report(sent=run.requests, seconds=run.seconds, p50_ms=run.p50_ms, p99_ms=run.p99_ms,
-                 max_ms=run.max_ms, server_p50_ms=run.server_p50_ms or 0.0,
-                 server_p99_ms=run.server_p99_ms or 0.0)  # fmt: skip
+    rep = Report(
+        sent=run.requests,
+        seconds=run.seconds,
+        p50_ms=run.p50_ms,
+        p99_ms=run.p99_ms,
+        max_ms=run.max_ms,
+        server_p50_ms=run.server_p50_ms or 0.0,
+        server_p99_ms=run.server_p99_ms or 0.0,
+    )
     first = {d.id: d for d in asked if d.kind == "valid"}
     rep.unique_valid = len(first)
     rep.repeats = len(asked) - len({d.id for d in asked})  # the same delivery id asked again
@@ -509,8 +531,9 @@ def noop_server_main(port: int) -> None:
     app.add_route("/webhook", webhook, methods=["POST"])
     app.add_route("/healthz", healthz, methods=["GET"])
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off",
-                http="h11")  # fmt: skip
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off", http="h11"
+    )
 
 
 def start_noop(port: int) -> subprocess.Popen[bytes]:
@@ -528,23 +551,32 @@ class Level:
     noop: WrkRun
 
 
-def run_level(connections: int, deliveries: list[Delivery], requests_file: Path, secret: str,
-              *, seconds: float, workdir: Path) -> Level:  # fmt: skip
+def run_level(
+    connections: int,
+    deliveries: list[Delivery],
+    requests_file: Path,
+    secret: str,
+    *,
+    seconds: float,
+    workdir: Path,
+) -> Level:
     """reviewbot on a fresh database, then the no-op app, each driven by wrk for `seconds`."""
     db = workdir / f"ingest-{connections}.db"
     port = free_port()
     proc = start_server(db, secret, port)
     try:
-        run = run_wrk(f"http://127.0.0.1:{port}/webhook", requests_file, connections=connections,
-                      seconds=seconds)  # fmt: skip
+        run = run_wrk(
+            f"http://127.0.0.1:{port}/webhook", requests_file, connections=connections, seconds=seconds
+        )
     finally:
         stop_server(proc)
     report = check_wrk(db, deliveries, run)
     port = free_port()
     proc = start_noop(port)
     try:
-        noop = run_wrk(f"http://127.0.0.1:{port}/webhook", requests_file, connections=connections,
-                       seconds=seconds)  # fmt: skip
+        noop = run_wrk(
+            f"http://127.0.0.1:{port}/webhook", requests_file, connections=connections, seconds=seconds
+        )
     finally:
         stop_server(proc)
     return Level(connections, report, noop)
@@ -594,8 +626,12 @@ def render_wrk(levels: list[Level], *, seconds: float, n: int, p99_target_ms: fl
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--client", choices=("wrk", "python"), default="wrk", help="load generator (wrk)")
-    ap.add_argument("-n", type=int, default=None,
-                    help="deliveries: signed beforehand for wrk (20000), sent per run by python (1000)")
+    ap.add_argument(
+        "-n",
+        type=int,
+        default=None,
+        help="deliveries: signed beforehand for wrk (20000), sent per run by python (1000)",
+    )
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
     ap.add_argument(
         "--concurrency", type=int, nargs="+", default=[1, 8, 16], help="requests in flight; one run each"
@@ -605,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md (wrk only)")
     ap.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)  # the default now
     ap.add_argument("--noop-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)  # fmt: skip
+    args = ap.parse_args(argv)
     if args.noop_server:
         noop_server_main(args.noop_server)
         return 0
@@ -618,8 +654,11 @@ def main(argv: list[str] | None = None) -> int:
                 print("problem:", p, file=sys.stderr)
         return 0 if verdict(reports, args.p99_target_ms)[0] else 1
     if shutil.which("wrk") is None:
-        print("bench/ingest.py: wrk is not installed: apt-get install -y wrk (Debian/Ubuntu) or "
-              "brew install wrk; or --client python (slower than the server it measures)", file=sys.stderr)
+        print(
+            "bench/ingest.py: wrk is not installed: apt-get install -y wrk (Debian/Ubuntu) or "
+            "brew install wrk; or --client python (slower than the server it measures)",
+            file=sys.stderr,
+        )
         return 2
     n = args.n or 20_000
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,14 +51,14 @@ from benchmarks_md import write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reviewbot.acceptance import load_prior  # noqa: E402
-from reviewbot.config import DEFAULT_PASSES, load_config  # noqa: E402
-from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
-from reviewbot.llm_port import LLMReply  # noqa: E402
-from reviewbot.pipeline import Change, review_change  # noqa: E402
-from reviewbot.rules import ruleset_from_config  # noqa: E402
-from reviewbot.settings import Settings  # noqa: E402
-from reviewbot.webhooks import sign  # noqa: E402
+from reviewbot.adapters.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
+from reviewbot.app.webhooks import sign  # noqa: E402
+from reviewbot.core.config import DEFAULT_PASSES, load_config  # noqa: E402
+from reviewbot.core.settings import Settings  # noqa: E402
+from reviewbot.filter.acceptance import load_prior  # noqa: E402
+from reviewbot.review.llm_port import LLMReply  # noqa: E402
+from reviewbot.review.pipeline import Change, review_change  # noqa: E402
+from reviewbot.review.rules import ruleset_from_config  # noqa: E402
 from tests.fakes.fake_github import FakeGitHub, generate_app_key  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM, flag_added, is_verification, prompt_text  # noqa: E402
 
@@ -116,9 +116,11 @@ def files(bugs: bool) -> dict[str, str]:
 
 def flag_bugs(request_json: dict[str, Any]) -> dict[str, Any]:
     return flag_added(
-        request_json, lambda _path, code: "BUG" in code,
-        title="Division by zero on empty input", body="`{code}` raises ZeroDivisionError for an empty list.",
-    )  # fmt: skip
+        request_json,
+        lambda _path, code: "BUG" in code,
+        title="Division by zero on empty input",
+        body="`{code}` raises ZeroDivisionError for an empty list.",
+    )
 
 
 class CountingLLM:
@@ -147,8 +149,15 @@ def config_text(budget: int) -> str:
 def requests_for(diff: str, head: dict[str, str], budget: int) -> int:
     config = load_config(config_text(budget) + "verify: false\n")  # counting review requests only
     llm = CountingLLM()
-    asyncio.run(review_change(Change(diff, head.get), config=config, rules=ruleset_from_config(config.rules),
-                              model=load_prior(), llm=llm))  # fmt: skip
+    asyncio.run(
+        review_change(
+            Change(diff, head.get),
+            config=config,
+            rules=ruleset_from_config(config.rules),
+            model=load_prior(),
+            llm=llm,
+        )
+    )
     return llm.requests
 
 
@@ -182,15 +191,22 @@ def confirm(item: dict[str, Any]) -> dict[str, Any]:
 def pr_delivery(gh: FakeGitHub, number: int, repo: str = REPO) -> dict[str, Any]:
     pr = gh.pulls[(repo, number)]
     return {
-        "action": "opened", "number": number,
+        "action": "opened",
+        "number": number,
         "pull_request": {
-            "number": number, "state": "open", "title": pr.title, "draft": False,
-            "user": {"login": pr.author, "type": "User"}, "labels": [],
-            "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
+            "number": number,
+            "state": "open",
+            "title": pr.title,
+            "draft": False,
+            "user": {"login": pr.author, "type": "User"},
+            "labels": [],
+            "head": {"sha": pr.head_sha, "ref": pr.head_ref},
+            "base": {"sha": pr.base_sha, "ref": "main"},
         },
-        "repository": {"id": gh.repos[repo].id, "full_name": repo}, "installation": {"id": INSTALLATION},
+        "repository": {"id": gh.repos[repo].id, "full_name": repo},
+        "installation": {"id": INSTALLATION},
         "sender": {"login": pr.author, "type": "User"},
-    }  # fmt: skip
+    }
 
 
 def run(runs: int) -> dict[str, Any]:
@@ -206,24 +222,39 @@ def run(runs: int) -> dict[str, Any]:
         diff = probe.pull_diff(REPO, probe.add_pull(REPO, 1, head_files=head).number)
         budget = choose_budget(diff, head)
         gh.add_repo(REPO, INSTALLATION, {**base, ".github/reviewbot.yml": config_text(budget)})
-        gh.add_repo(REPO_NO_VERIFY, INSTALLATION,
-                    {**base, ".github/reviewbot.yml": config_text(budget) + "verify: false\n"})  # fmt: skip
+        gh.add_repo(
+            REPO_NO_VERIFY,
+            INSTALLATION,
+            {**base, ".github/reviewbot.yml": config_text(budget) + "verify: false\n"},
+        )
         llm = FakeLLM(responder=flag_bugs, verifier=confirm, reply_delay=LatencyModel()).start()
         tmp = Path(tempfile.mkdtemp(prefix="reviewbot-latency-"))
         port = free_port()
         log_level = os.environ.get("BENCH_LOG_LEVEL")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-        env.update({
-            "REVIEWBOT_WEBHOOK_SECRET": SECRET, "REVIEWBOT_DATABASE_PATH": str(tmp / "bench.db"),
-            "REVIEWBOT_GITHUB_APP_ID": str(APP_ID), "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
-            "REVIEWBOT_GITHUB_API_URL": gh.base_url, "REVIEWBOT_LLM_BASE_URL": llm.base_url,
-            "REVIEWBOT_LLM_API_KEY": "bench", "REVIEWBOT_LLM_MODEL": "fake-model",
-            "REVIEWBOT_LOG_LEVEL": log_level or "WARNING",
-            "REVIEWBOT_HOST": "127.0.0.1", "REVIEWBOT_PORT": str(port),
-        })  # fmt: skip
+        env.update(
+            {
+                "REVIEWBOT_WEBHOOK_SECRET": SECRET,
+                "REVIEWBOT_DATABASE_PATH": str(tmp / "bench.db"),
+                "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
+                "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
+                "REVIEWBOT_GITHUB_API_URL": gh.base_url,
+                "REVIEWBOT_LLM_BASE_URL": llm.base_url,
+                "REVIEWBOT_LLM_API_KEY": "bench",
+                "REVIEWBOT_LLM_MODEL": "fake-model",
+                "REVIEWBOT_LOG_LEVEL": log_level or "WARNING",
+                "REVIEWBOT_HOST": "127.0.0.1",
+                "REVIEWBOT_PORT": str(port),
+            }
+        )
         errors = sys.stderr if log_level else subprocess.PIPE  # BENCH_LOG_LEVEL=INFO shows the job logs
-        server = subprocess.Popen([sys.executable, "-m", "reviewbot", "serve"], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "reviewbot", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
         url = f"http://127.0.0.1:{port}"
         rows: list[dict[str, Any]] = []
         try:
@@ -262,22 +293,28 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ratio = statistics.median(ratios) if ratios else float("inf")
         ok_requests = all(r["requests"] == REQUESTS and bool(r["verify_requests"]) == verifies for r in mine)
         cases[case] = {
-            "target": target, "median_ratio": ratio, "ok_requests": ok_requests,
+            "target": target,
+            "median_ratio": ratio,
+            "ok_requests": ok_requests,
             "median_overhead": statistics.median([r["e2e"] - r["slowest"] for r in measured] or [0.0]),
             "ok": ratio <= target and ok_requests,
-        }  # fmt: skip
+        }
     return cases
 
 
-def one_run(gh: FakeGitHub, llm: FakeLLM, server: subprocess.Popen[bytes], url: str, repo: str,
-            k: int) -> dict[str, Any]:  # fmt: skip
+def one_run(
+    gh: FakeGitHub, llm: FakeLLM, server: subprocess.Popen[bytes], url: str, repo: str, k: int
+) -> dict[str, Any]:
     """Post one signed `pull_request.opened` for PR k+1 of `repo`; time it to the posted review."""
     number = k + 1
     gh.add_pull(repo, number, head_files=files(True), title=f"latency {k}")
     body = json.dumps(pr_delivery(gh, number, repo)).encode()
-    headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": f"lat-{repo}-{k}",
-               "X-Hub-Signature-256": sign(SECRET.encode(), body),
-               "Content-Type": "application/json"}  # fmt: skip
+    headers = {
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": f"lat-{repo}-{k}",
+        "X-Hub-Signature-256": sign(SECRET.encode(), body),
+        "Content-Type": "application/json",
+    }
     first_call = len(llm.received)
     t0 = time.monotonic()
     r = httpx.post(f"{url}/webhook", content=body, headers=headers, timeout=10)
@@ -297,12 +334,15 @@ def one_run(gh: FakeGitHub, llm: FakeLLM, server: subprocess.Popen[bytes], url: 
     judge = [(r.answered or r.at) - r.at for r in posts if r.body and is_verification(r.body)]
     review = gh.posted_reviews(repo, number)[0]
     return {
-        "run": "warm-up" if k == 0 else str(k), "e2e": t1 - t0,
+        "run": "warm-up" if k == 0 else str(k),
+        "e2e": t1 - t0,
         "slowest": max((b - a for a, b in calls), default=0.0),
-        "requests": len(posts) - len(judge), "verify_requests": len(judge),
-        "slowest_verify": max(judge, default=0.0), "comments": len(review["comments"]),
+        "requests": len(posts) - len(judge),
+        "verify_requests": len(judge),
+        "slowest_verify": max(judge, default=0.0),
+        "comments": len(review["comments"]),
         "llm_span": (max(b for _, b in calls) - min(a for a, _ in calls)) if calls else 0.0,
-    }  # fmt: skip
+    }
 
 
 def _stderr(server: subprocess.Popen[bytes]) -> str:

@@ -83,7 +83,7 @@ def section(loop: Loop, failed: list[str]) -> str:
         "(accepted by reply, dismissed by reply, never answered: `untouched` at merge);",
         "`min_acceptance: 0.1`.",
         "Anchors: Greptile suppresses after about 3 ignores; Kodus needs 50 labels before it learns.",
-        "Learned suppression (`reviewbot/suppression.py`): a kind (rule id; category + title tokens)",
+        "Learned suppression (`reviewbot/filter/suppression.py`): a kind (rule id; category + title tokens)",
         "with 3 explicit dismissals, or turned down on 4 PRs, since its last acceptance is held back.",
         "A candidate is fitted on the labels the active model saw and judged on the newer ones, so",
         "with an unchanged prior and method its log loss equals the active model's and it ships.",

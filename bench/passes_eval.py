@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchmarks_md import write_section  # noqa: E402
 from train_prior import SHARED, bench_candidate, load_bench  # noqa: E402
 
-from reviewbot.acceptance import auc  # noqa: E402
-from reviewbot.config import DEFAULT_PASSES, MAX_PASSES  # noqa: E402
-from reviewbot.dedup import cluster_candidates  # noqa: E402
+from reviewbot.core.config import DEFAULT_PASSES, MAX_PASSES  # noqa: E402
+from reviewbot.filter.acceptance import auc  # noqa: E402
+from reviewbot.filter.dedup import cluster_candidates  # noqa: E402
 
 SECTION = "## LLM passes: what k passes add"
 SAMPLES = 60
@@ -100,7 +100,9 @@ def evaluate_set(tools: tuple[str, ...], by_pr: dict[tuple[str, int], list[dict]
     return out
 
 
-def measure(cands: list[dict], golden: list[dict], samples: int = SAMPLES, seed: int = SEED) -> dict[str, Any]:
+def measure(
+    cands: list[dict], golden: list[dict], samples: int = SAMPLES, seed: int = SEED
+) -> dict[str, Any]:
     by_pr: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for c in cands:
         by_pr[(c["repo"], c["pr"])].append(c)
@@ -124,8 +126,14 @@ def measure(cands: list[dict], golden: list[dict], samples: int = SAMPLES, seed:
         row["marginal_recall"] = gain
         if gain >= GAIN_SHARE * first and recommended == prev["k"]:
             recommended = row["k"]
-    return {"rows": rows, "recommended": recommended, "default": DEFAULT_PASSES, "tools": len(tools),
-            "prs": len(by_pr), "golden": len(golden)}  # fmt: skip
+    return {
+        "rows": rows,
+        "recommended": recommended,
+        "default": DEFAULT_PASSES,
+        "tools": len(tools),
+        "prs": len(by_pr),
+        "golden": len(golden),
+    }
 
 
 def _pct(x: float) -> str:

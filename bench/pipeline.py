@@ -32,16 +32,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reviewbot import languages  # noqa: E402
-from reviewbot.acceptance import load_prior  # noqa: E402
-from reviewbot.config import load_config  # noqa: E402
-from reviewbot.diff import parse_diff  # noqa: E402
-from reviewbot.llm import LLMClient  # noqa: E402
-from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
-from reviewbot.llm_port import LLMReply  # noqa: E402
-from reviewbot.pipeline import Change, review_change  # noqa: E402
-from reviewbot.prompt import PromptRequest  # noqa: E402
-from reviewbot.rules import ruleset_from_config  # noqa: E402
+from reviewbot.adapters.llm import LLMClient  # noqa: E402
+from reviewbot.adapters.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
+from reviewbot.core import languages  # noqa: E402
+from reviewbot.core.config import load_config  # noqa: E402
+from reviewbot.filter.acceptance import load_prior  # noqa: E402
+from reviewbot.review.diff import parse_diff  # noqa: E402
+from reviewbot.review.llm_port import LLMReply  # noqa: E402
+from reviewbot.review.pipeline import Change, review_change  # noqa: E402
+from reviewbot.review.prompt import PromptRequest  # noqa: E402
+from reviewbot.review.rules import ruleset_from_config  # noqa: E402
 
 SERVER = """
 import sys
@@ -64,11 +64,21 @@ def responder(request_json: dict[str, Any]) -> dict[str, Any]:
     for path, lines in diff_lines(request_json).items():
         right = [(n, code) for side, n, code in lines if side == "RIGHT" and code.strip()]
         for n, code in right[:: max(1, len(right) // 3)][:3]:
-            findings.append({
-                "path": path, "line": n, "end_line": None, "side": "RIGHT", "severity": "medium",
-                "category": "bug", "confidence": 0.7, "title": "Possible None dereference",
-                "body": "This can raise when the value is None.", "suggestion": None, "quoted_code": code,
-            })
+            findings.append(
+                {
+                    "path": path,
+                    "line": n,
+                    "end_line": None,
+                    "side": "RIGHT",
+                    "severity": "medium",
+                    "category": "bug",
+                    "confidence": 0.7,
+                    "title": "Possible None dereference",
+                    "body": "This can raise when the value is None.",
+                    "suggestion": None,
+                    "quoted_code": code,
+                }
+            )
     return {"findings": findings}
 
 
@@ -190,8 +200,13 @@ def main() -> int:
     best = {name: min(run[name] for run in replay_runs) for name in replay_runs[0]}
     http_total = min(sum(run.values()) for run in http_runs)
     total = sum(best.values())
-    largest = max(entries, key=lambda p: json.loads((p / "meta.json").read_text())["added"]
-                  + json.loads((p / "meta.json").read_text())["deleted"])
+    largest = max(
+        entries,
+        key=lambda p: (
+            json.loads((p / "meta.json").read_text())["added"]
+            + json.loads((p / "meta.json").read_text())["deleted"]
+        ),
+    )
     slowest = max(best, key=best.__getitem__)
     figures = {
         "prs": len(entries),
@@ -225,8 +240,14 @@ def _section(f: dict[str, Any], ok: bool, repeat: int) -> str:
     """BENCHMARKS.md's section, from this run's figures only."""
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = [
-        "PRs", "hunks", "pipeline CPU", "tree-sitter parse CPU", "ratio", "with openai client (ratio)",
-        "largest PR", "slowest PR",
+        "PRs",
+        "hunks",
+        "pipeline CPU",
+        "tree-sitter parse CPU",
+        "ratio",
+        "with openai client (ratio)",
+        "largest PR",
+        "slowest PR",
     ]
     row = [
         f["prs"],
@@ -253,8 +274,8 @@ server in another process (for information). Targets: ratio <= 2.0; the largest 
 {table}
 
 Result: **{"PASS" if ok else "MISSED"}**. Last run {when}.
-Machine: {f['cpus']} CPUs, 1-minute load average {f['load_1min'][0]} at the start of the run and
-{f['load_1min'][1]} at its end (other work on the machine moves the figures: compare ratios taken
+Machine: {f["cpus"]} CPUs, 1-minute load average {f["load_1min"][0]} at the start of the run and
+{f["load_1min"][1]} at its end (other work on the machine moves the figures: compare ratios taken
 side by side). The 2026-11-25 run measured 1.88 (in git history), before one-reviewer signals,
 the verification step, RE2 rule predicates and per-pass planning were added.
 """

@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from pipeline import ReplayLLM  # noqa: E402
 
-import reviewbot.pipeline as review_pipeline  # noqa: E402
-from reviewbot import context as ctx  # noqa: E402
-from reviewbot.acceptance import load_prior  # noqa: E402
-from reviewbot.config import load_config  # noqa: E402
-from reviewbot.diff import parse_diff  # noqa: E402
-from reviewbot.prompt import build_requests  # noqa: E402
-from reviewbot.rules import ruleset_from_config  # noqa: E402
+import reviewbot.review.pipeline as review_pipeline  # noqa: E402
+from reviewbot.core.config import load_config  # noqa: E402
+from reviewbot.filter.acceptance import load_prior  # noqa: E402
+from reviewbot.review import context as ctx  # noqa: E402
+from reviewbot.review.diff import parse_diff  # noqa: E402
+from reviewbot.review.prompt import build_requests  # noqa: E402
+from reviewbot.review.rules import ruleset_from_config  # noqa: E402
 
 
 def _public(value: Any) -> dict[str, Any]:
@@ -99,7 +99,10 @@ async def _one_pr(pr: Path, config: Any, rules: Any, model: Any, reached_filter:
     reached_filter.clear()
     result = await review_pipeline.review_change(
         review_pipeline.Change(diff_text=text, read_head=read, repo=f"bench/{pr.name}", pr=1),
-        config=config, rules=rules, model=model, llm=ReplayLLM(),
+        config=config,
+        rules=rules,
+        model=model,
+        llm=ReplayLLM(),
     )
     result.timings = {}
     return {

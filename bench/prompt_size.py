@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reviewbot.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
+from reviewbot.adapters.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
 
 HEADING = "## Prompt size"
 
@@ -39,11 +39,11 @@ MEASURE = r"""
 import json, re, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from reviewbot import context as ctx
-from reviewbot.config import load_config
-from reviewbot.diff import parse_diff
-from reviewbot.prompt import build_requests, estimate_tokens
-from reviewbot.rules import ruleset_from_config
+from reviewbot.review import context as ctx
+from reviewbot.core.config import load_config
+from reviewbot.review.diff import parse_diff
+from reviewbot.review.prompt import build_requests, estimate_tokens
+from reviewbot.review.rules import ruleset_from_config
 
 data, budget = Path(sys.argv[2]), int(sys.argv[3])
 config = load_config(None)

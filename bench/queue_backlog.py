@@ -2,7 +2,7 @@
 webhook acknowledgement latency while a worker drains a backlog. Side by side in one run.
 
 Throughput: a fresh database gets DEPTH no-op jobs (spread over 100 installations); then P worker
-processes, each the real `reviewbot.worker.Worker` (concurrency 2, one job per installation at a
+processes, each the real `reviewbot.app.worker.Worker` (concurrency 2, one job per installation at a
 time: the defaults of `reviewbot worker`) with a handler that does nothing, start together and run
 until `--sample` jobs are done (all of them when the backlog is smaller). jobs/s = jobs done / wall
 time from the start signal; the processes' start-up (imports, opening the database) is excluded.
@@ -85,7 +85,7 @@ def sqlite_path(url: str) -> str:
 
 def open_store(url: str) -> Any:
     """The store for `url`, migrated. SQLite today; PostgreSQL plugs in here (and in `reset`)."""
-    from reviewbot.store import Store
+    from reviewbot.app.store import Store
 
     if backend(url) == "sqlite":
         return Store.open(sqlite_path(url))
@@ -101,7 +101,7 @@ def reset(url: str) -> None:
 
 def fill(url: str, depth: int) -> None:
     """`depth` queued no-op jobs, in one transaction, spread over INSTALLATIONS installations."""
-    from reviewbot.queue import JobQueue
+    from reviewbot.app.queue import JobQueue
 
     store = open_store(url)
     try:
@@ -116,7 +116,7 @@ def fill(url: str, depth: int) -> None:
 def counts(url: str) -> dict[str, int]:
     store = open_store(url)
     try:
-        from reviewbot.queue import JobQueue
+        from reviewbot.app.queue import JobQueue
 
         return JobQueue(store).counts()
     finally:
@@ -129,8 +129,8 @@ def counts(url: str) -> dict[str, int]:
 def worker_main(url: str, name: str, target: int, done: Any, finished: Any, ready: Any, go: Any) -> None:
     """One worker process: the real Worker with a no-op handler, until `target` jobs are done by
     all processes together (`done`, shared); the process that reaches it records the time."""
-    from reviewbot.queue import JobQueue
-    from reviewbot.worker import Worker
+    from reviewbot.app.queue import JobQueue
+    from reviewbot.app.worker import Worker
 
     store = open_store(url)
     queue = JobQueue(store, lease_seconds=120)
@@ -145,8 +145,9 @@ def worker_main(url: str, name: str, target: int, done: Any, finished: Any, read
         if reached and worker is not None:
             worker.stop()
 
-    worker = Worker(queue, {"noop": noop}, worker_id=name, concurrency=2, per_installation_limit=1,
-                    poll_interval=0.05)  # fmt: skip
+    worker = Worker(
+        queue, {"noop": noop}, worker_id=name, concurrency=2, per_installation_limit=1, poll_interval=0.05
+    )
 
     async def main() -> None:
         async def watch() -> None:  # another process may do the last job: stop here too
@@ -350,7 +351,8 @@ def render(drains: list[Drain], acks: list[Acks], args: argparse.Namespace, miss
         "backlog is measured while nearly all of it waits. Target: jobs/s at the deepest backlog within",
         f"{TARGET_DEPTH_RATIO:g}x of the shallowest, for each worker count.",
         "",
-        "| backend | worker processes | " + " | ".join(f"jobs/s at {d:,} queued" for d in depths)
+        "| backend | worker processes | "
+        + " | ".join(f"jobs/s at {d:,} queued" for d in depths)
         + f" | {depths[0]:,} / {depths[-1]:,} |",
         "|---|---|" + "---|" * len(depths) + "---|",
     ]
@@ -358,9 +360,7 @@ def render(drains: list[Drain], acks: list[Acks], args: argparse.Namespace, miss
         rates = [by[(d, w)].rate if (d, w) in by else 0.0 for d in depths]
         ratio = rates[0] / rates[-1] if rates[-1] else float("inf")
         name = drains[0].backend if drains else "sqlite"
-        lines.append(
-            f"| {name} | {w} | " + " | ".join(f"{r:.0f}" for r in rates) + f" | {ratio:.2f}x |"
-        )
+        lines.append(f"| {name} | {w} | " + " | ".join(f"{r:.0f}" for r in rates) + f" | {ratio:.2f}x |")
     if acks:
         lines += [
             "",

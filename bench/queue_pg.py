@@ -34,8 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from reviewbot.queue import JobQueue  # noqa: E402
-from reviewbot.store import Store  # noqa: E402
+from reviewbot.app.queue import JobQueue  # noqa: E402
+from reviewbot.app.store import Store  # noqa: E402
 from tests.pg_cluster import Cluster, cluster_from_env  # noqa: E402
 
 TARGET = 3.0
@@ -151,7 +151,7 @@ def review_seconds(cluster: Cluster, workers: int, prs: int, llm_latency: float,
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-            )  # fmt: skip
+            )
             for _ in range(workers)
         ]
         try:
@@ -243,8 +243,11 @@ def main() -> int:
                 (one, busy1), (four, busy4) = fn(1), fn(4)
                 busy = f"{busy1} / {busy4}" if busy1 else ""
                 rows.append((label, one, four, gated, busy))
-                print(f"{label}: 1 worker {one:.2f} s, 4 workers {four:.2f} s, {one / four:.2f}x "
-                      f"(busy cores {busy or 'n/a'})", flush=True)  # fmt: skip
+                print(
+                    f"{label}: 1 worker {one:.2f} s, 4 workers {four:.2f} s, {one / four:.2f}x "
+                    f"(busy cores {busy or 'n/a'})",
+                    flush=True,
+                )
     finally:
         cluster.stop()
     ok = all(one / four >= TARGET for _, one, four, gated, _ in rows if gated)

@@ -75,8 +75,11 @@ def run(seconds: float, seed: int) -> dict[str, dict[str, int]]:
                     if failures[key] == 0:
                         OUT.mkdir(parents=True, exist_ok=True)
                         path = OUT / f"{name}-{len(failures)}.json"
-                        path.write_text(json.dumps({"args": [repr(a) for a in args],
-                                                    "error": traceback.format_exc()}, indent=2))
+                        path.write_text(
+                            json.dumps(
+                                {"args": [repr(a) for a in args], "error": traceback.format_exc()}, indent=2
+                            )
+                        )
                     failures[key] += 1
         report[name] = {**dict(fz.COUNTS), "failures": sum(failures.values())}
         for key, n in failures.most_common():

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchmarks_md import write_section  # noqa: E402
 from train_prior import SHARED  # noqa: E402
 
-from reviewbot.roles import file_role  # noqa: E402
+from reviewbot.core.roles import file_role  # noqa: E402
 
 PROJECTS = ("click", "cobra", "express")
 JUDGEMENTS = ROOT / "bench" / "rules_judgements.json"

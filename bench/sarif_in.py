@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.benchmarks_md import write_section  # noqa: E402
+from reviewbot.adapters.local import load_change  # noqa: E402
 from reviewbot.commands.review_cmd import run_local_review  # noqa: E402
-from reviewbot.config import load_config  # noqa: E402
-from reviewbot.diff import parse_diff  # noqa: E402
-from reviewbot.local import load_change  # noqa: E402
-from reviewbot.pipeline import select_files  # noqa: E402
-from reviewbot.sarif_in import anchor, parse_sarif  # noqa: E402
-from reviewbot.settings import Settings  # noqa: E402
+from reviewbot.core.config import load_config  # noqa: E402
+from reviewbot.core.settings import Settings  # noqa: E402
+from reviewbot.review.diff import parse_diff  # noqa: E402
+from reviewbot.review.pipeline import select_files  # noqa: E402
+from reviewbot.review.sarif_in import anchor, parse_sarif  # noqa: E402
 
 BUNDLE = ROOT.parent / "shared" / "data" / "real-repos" / "click.bundle"
 SELECT = "E,W,F,B,S,UP,SIM,PL,RUF"
@@ -72,9 +72,25 @@ def main() -> int:
         for sha in commits:
             _git(repo, "checkout", "-q", "--force", sha)
             out = Path(tmp) / "ruff.sarif"
-            subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--exit-zero", "--select", SELECT,
-                            "--output-format", "sarif", "-o", str(out), "."],
-                           cwd=repo, capture_output=True, check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    str(ruff),
+                    "check",
+                    "--no-cache",
+                    "--isolated",
+                    "--exit-zero",
+                    "--select",
+                    SELECT,
+                    "--output-format",
+                    "sarif",
+                    "-o",
+                    str(out),
+                    ".",
+                ],
+                cwd=repo,
+                capture_output=True,
+                check=True,
+            )
             change = load_change(repo, base=f"{sha}~1", head=sha)
             text = out.read_text()
             started = time.perf_counter()
@@ -90,8 +106,9 @@ def main() -> int:
             result = asyncio.run(review)
             counts["commits"] += 1
             counts["whole tree"] += len(imported)
-            counts["changed files"] += sum(1 for c in imported if any(
-                (c.path or "").endswith("/" + p) for p in {*by_path, *skipped}))  # fmt: skip
+            counts["changed files"] += sum(
+                1 for c in imported if any((c.path or "").endswith("/" + p) for p in {*by_path, *skipped})
+            )
             decided = [*result.posted, *result.suppressed]
             mine = [d for d in decided if d.candidate.source.startswith("sarif:")]
             counts["added lines"] += len(mine)

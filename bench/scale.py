@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchmarks_md import write_section  # noqa: E402
 from pipeline import responder  # noqa: E402
 
-from reviewbot.local import build_repo_from_dirs  # noqa: E402
+from reviewbot.adapters.local import build_repo_from_dirs  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM  # noqa: E402
 
 HEADING = "## Giant PRs (scale)"
@@ -111,8 +111,22 @@ def review(repo: Path, base: str, head: str, files: int, llm_url: str, kill_mb: 
             "REVIEWBOT_LOG_LEVEL": "WARNING",
         }
     )
-    cmd = [sys.executable, "-m", "reviewbot", "review", str(repo), "--base", base, "--head", head,
-           "--format", "json", "-o", str(out), "--allow-llm-failure"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "reviewbot",
+        "review",
+        str(repo),
+        "--base",
+        base,
+        "--head",
+        head,
+        "--format",
+        "json",
+        "-o",
+        str(out),
+        "--allow-llm-failure",
+    ]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed = threading.Event()
@@ -129,8 +143,15 @@ def review(repo: Path, base: str, head: str, files: int, llm_url: str, kill_mb: 
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    run = Run(files, files * LINES_PER_FILE, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, wall,
-              killed=killed.is_set(), exit_code=proc.returncode)  # fmt: skip
+    run = Run(
+        files,
+        files * LINES_PER_FILE,
+        usage.ru_maxrss / 1024,
+        usage.ru_utime + usage.ru_stime,
+        wall,
+        killed=killed.is_set(),
+        exit_code=proc.returncode,
+    )
     if not run.killed and out.exists():
         report = json.loads(out.read_text())
         run.candidates = report["funnel"]["candidates"]
@@ -174,26 +195,35 @@ def section(runs: dict[int, Run], checks: list[tuple[str, bool]], kill_mb: float
     ]
     ok = all(passed for _, passed in checks)
     load = os.getloadavg()[0]
-    return "\n".join([
-        HEADING, "",
-        f"`{COMMAND}`: `reviewbot review --format json` in a subprocess on a generated git",
-        f"repository whose head rewrites {LINES_PER_FILE} lines in each of N Python files, against the",
-        "fake OpenAI-compatible server (up to three findings per file), default settings (LLM",
-        "concurrency 4, no per-review caps). Peak RSS and CPU (user + system) are the review",
-        f"process's own (`os.wait4`); a review passing {kill_mb:.0f} MB is killed (a miss). Targets",
-        "(issue 14): 5,000 files <= 1.5 GB; CPU per file within 1.3x of the 1,000-file run's;",
-        "1,000 files <= 500 MB. Both cases measured side by side in this one run.", "",
-        "| files | changed lines | candidates | LLM requests | peak RSS | CPU | wall | CPU per file |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows, "",
-        "Result: **" + ("PASS" if ok else "FAIL") + "** (" + "; ".join(
-            f"{text}: {'yes' if passed else 'no'}" for text, passed in checks) + ").",
-        f"Last run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load:.1f} on 2 shared cores.",
-        "The operator's caps (`REVIEWBOT_REVIEW_MAX_FILES`, `REVIEWBOT_REVIEW_MAX_CHANGED_LINES`,",
-        "`REVIEWBOT_REVIEW_MAX_CANDIDATES`) bound a review whatever its size; this bench measures the",
-        "uncapped default. CPU includes the interpreter's start and imports (a fixed cost), so CPU",
-        "per file falls as the change grows; wall time includes waiting for the fake LLM.", "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            HEADING,
+            "",
+            f"`{COMMAND}`: `reviewbot review --format json` in a subprocess on a generated git",
+            f"repository whose head rewrites {LINES_PER_FILE} lines in each of N Python files, against the",
+            "fake OpenAI-compatible server (up to three findings per file), default settings (LLM",
+            "concurrency 4, no per-review caps). Peak RSS and CPU (user + system) are the review",
+            f"process's own (`os.wait4`); a review passing {kill_mb:.0f} MB is killed (a miss). Targets",
+            "(issue 14): 5,000 files <= 1.5 GB; CPU per file within 1.3x of the 1,000-file run's;",
+            "1,000 files <= 500 MB. Both cases measured side by side in this one run.",
+            "",
+            "| files | changed lines | candidates | LLM requests | peak RSS | CPU | wall | CPU per file |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "Result: **"
+            + ("PASS" if ok else "FAIL")
+            + "** ("
+            + "; ".join(f"{text}: {'yes' if passed else 'no'}" for text, passed in checks)
+            + ").",
+            f"Last run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load:.1f} on 2 shared cores.",
+            "The operator's caps (`REVIEWBOT_REVIEW_MAX_FILES`, `REVIEWBOT_REVIEW_MAX_CHANGED_LINES`,",
+            "`REVIEWBOT_REVIEW_MAX_CANDIDATES`) bound a review whatever its size; this bench measures the",
+            "uncapped default. CPU includes the interpreter's start and imports (a fixed cost), so CPU",
+            "per file falls as the change grows; wall time includes waiting for the fake LLM.",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reviewbot.acceptance import (  # noqa: E402
+from reviewbot.core.domain import Candidate  # noqa: E402
+from reviewbot.filter.acceptance import (  # noqa: E402
     CLAIM_PRIOR,
     NUMERIC,
     AcceptanceModel,
@@ -36,8 +37,7 @@ from reviewbot.acceptance import (  # noqa: E402
     fit_layer,
     history_examples,
 )
-from reviewbot.models import Candidate  # noqa: E402
-from reviewbot.noise import prepare_history  # noqa: E402
+from reviewbot.filter.noise import prepare_history  # noqa: E402
 
 #: ../shared/data beside the project; REVIEWBOT_SHARED_DATA points elsewhere (e.g. from a worktree)
 SHARED = Path(os.environ.get("REVIEWBOT_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -57,8 +57,15 @@ def load_revhelper(part: str, shared: Path = SHARED) -> list[HistoryRow]:
             if not m:
                 continue
             cid, pr, label, text = m.groups()
-            cand = Candidate(id=f"revhelper/{part}{cid}-{n}", path=None, line=None, body=text,
-                             source="human", repo=f"revhelper/{part.rstrip('_')}", pr=int(pr))
+            cand = Candidate(
+                id=f"revhelper/{part}{cid}-{n}",
+                path=None,
+                line=None,
+                body=text,
+                source="human",
+                repo=f"revhelper/{part.rstrip('_')}",
+                pr=int(pr),
+            )
             rows.append(HistoryRow(cand, label == "u", at=""))
     return rows
 
@@ -90,9 +97,16 @@ def bench_split(cands: Sequence[dict]) -> tuple[set[tuple[str, int]], set[tuple[
 def bench_candidate(c: dict) -> Candidate:
     # the id ends with the comment's position in its tool's review: the order the tool listed it
     tail = str(c["id"]).rsplit("/", 1)[-1]
-    return Candidate(id=c["id"], path=c.get("path"), line=c.get("line"), body=c["body"],
-                     source=c.get("tool") or "unknown", repo=c["repo"], pr=c["pr"],
-                     rank=int(tail) if tail.isdigit() else None)
+    return Candidate(
+        id=c["id"],
+        path=c.get("path"),
+        line=c.get("line"),
+        body=c["body"],
+        source=c.get("tool") or "unknown",
+        repo=c["repo"],
+        pr=c["pr"],
+        rank=int(tail) if tail.isdigit() else None,
+    )
 
 
 def bench_history(cands: Sequence[dict], prs: set[tuple[str, int]]) -> list[HistoryRow]:
@@ -102,8 +116,9 @@ def bench_history(cands: Sequence[dict], prs: set[tuple[str, int]]) -> list[Hist
     return [HistoryRow(bench_candidate(c), c["label"] == "tp", at=f"{c['pr']:010d}") for c in chosen]
 
 
-def fit_prior(rows: Sequence[HistoryRow], l2: float, config: FeatureConfig = FeatureConfig(),
-              name: str = "prior") -> AcceptanceModel:
+def fit_prior(
+    rows: Sequence[HistoryRow], l2: float, config: FeatureConfig = FeatureConfig(), name: str = "prior"
+) -> AcceptanceModel:
     """A prior = one layer fitted from zero; rows are re-weighted so both labels weigh the same."""
     model = AcceptanceModel(config, [])
     X = model.featurizer().transform(history_examples(rows))
@@ -147,8 +162,9 @@ def prior_rows(shared: Path = SHARED, exclude_repos: Sequence[str] = ()) -> dict
     return out
 
 
-def build_prior(shared: Path = SHARED, exclude_repos: Sequence[str] = (), l2: float = 10.0
-                ) -> AcceptanceModel:
+def build_prior(
+    shared: Path = SHARED, exclude_repos: Sequence[str] = (), l2: float = 10.0
+) -> AcceptanceModel:
     groups = prior_rows(shared, exclude_repos)
     return fit_prior([r for rows in groups.values() for r in rows], l2)
 
@@ -158,15 +174,26 @@ def main() -> int:
         print(f"skipped: {SHARED} is absent (the prior is rebuilt from ../shared data)")
         return 0
     groups = prior_rows()
-    lines = ["# Acceptance prior: training report", "",
-             "Rebuilt by `.venv/bin/python bench/train_prior.py` (deterministic).", "",
-             "## Training data", "",
-             "| project (CV group) | rows | accepted |", "|---|---:|---:|"]
+    lines = [
+        "# Acceptance prior: training report",
+        "",
+        "Rebuilt by `.venv/bin/python bench/train_prior.py` (deterministic).",
+        "",
+        "## Training data",
+        "",
+        "| project (CV group) | rows | accepted |",
+        "|---|---:|---:|",
+    ]
     for g, rows in groups.items():
         lines.append(f"| {g} | {len(rows)} | {sum(r.accepted for r in rows)} |")
-    lines += ["", "review-bench rows are ONLY the history half (earlier half of each repo's PRs by number);",
-              "the evaluation half used by bench/filter_eval.py is never read.", "",
-              "## Leave-one-project-out AUC per L2 penalty", ""]
+    lines += [
+        "",
+        "review-bench rows are ONLY the history half (earlier half of each repo's PRs by number);",
+        "the evaluation half used by bench/filter_eval.py is never read.",
+        "",
+        "## Leave-one-project-out AUC per L2 penalty",
+        "",
+    ]
     header = "| l2 | " + " | ".join(groups) + " | mean |"
     lines += [header, "|---" * (len(groups) + 2) + "|"]
     best_l2, best_mean = L2_GRID[0], -1.0
@@ -191,17 +218,26 @@ def main() -> int:
 
     all_rows = [r for rows in groups.values() for r in rows]
     prior = fit_prior(all_rows, best_l2)
-    prior.layers[0].metrics.update({"lopo_auc": round(best_mean, 4), "revhelper_val_auc": round(rh_auc, 4),
-                                    "l2": best_l2})
+    prior.layers[0].metrics.update(
+        {"lopo_auc": round(best_mean, 4), "revhelper_val_auc": round(rh_auc, 4), "l2": best_l2}
+    )
     PRIOR_PATH.write_text(prior.to_json() + "\n", encoding="utf-8")
-    lines += ["", f"Chosen l2 = {best_l2:g} (best mean leave-one-project-out AUC {best_mean:.3f}).", "",
-              "## revhelper protocol", "",
-              f"Trained on `comparative-study_` only ({len(rh_train)} rows), tested on `validation_` "
-              f"({len(rh_test)} rows): **AUC {rh_auc:.3f}**.", "",
-              "## Shipped prior", "",
-              f"`reviewbot/data/prior.json`: trained on all {len(all_rows)} rows above with l2={best_l2:g}; "
-              f"{len(prior.layers[0].weights)} non-zero coefficients; "
-              f"{PRIOR_PATH.stat().st_size // 1024} KiB.", ""]
+    lines += [
+        "",
+        f"Chosen l2 = {best_l2:g} (best mean leave-one-project-out AUC {best_mean:.3f}).",
+        "",
+        "## revhelper protocol",
+        "",
+        f"Trained on `comparative-study_` only ({len(rh_train)} rows), tested on `validation_` "
+        f"({len(rh_test)} rows): **AUC {rh_auc:.3f}**.",
+        "",
+        "## Shipped prior",
+        "",
+        f"`reviewbot/data/prior.json`: trained on all {len(all_rows)} rows above with l2={best_l2:g}; "
+        f"{len(prior.layers[0].weights)} non-zero coefficients; "
+        f"{PRIOR_PATH.stat().st_size // 1024} KiB.",
+        "",
+    ]
     REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
     REPORT_PATH.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {PRIOR_PATH} and {REPORT_PATH}")

@@ -39,10 +39,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reviewbot.acceptance import AcceptanceModel, Example, FeatureConfig, auc, fit_layer  # noqa: E402
-from reviewbot.feedback import UNTOUCHED_WEIGHT  # noqa: E402
-from reviewbot.models import Candidate  # noqa: E402
-from reviewbot.severity import assess  # noqa: E402
+from reviewbot.core.domain import Candidate  # noqa: E402
+from reviewbot.core.feedback import UNTOUCHED_WEIGHT  # noqa: E402
+from reviewbot.filter.acceptance import AcceptanceModel, Example, FeatureConfig, auc, fit_layer  # noqa: E402
+from reviewbot.filter.severity import assess  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 TREATMENTS = ("oracle", "censored", "weak0.1", "weak", "weak0.4", "negative")
@@ -67,8 +67,15 @@ def load(shared: Path = SHARED) -> dict[str, tuple[list[Example], list[bool], li
                 by_repo[row["repo"]].append(row)
 
     def ex(r: dict) -> Example:
-        c = Candidate(id=r["id"], path=r.get("path"), line=r.get("line"), body=r["body"],
-                      repo=r["repo"], pr=r["pr"], source=r.get("tool") or "tool")  # fmt: skip
+        c = Candidate(
+            id=r["id"],
+            path=r.get("path"),
+            line=r.get("line"),
+            body=r["body"],
+            repo=r["repo"],
+            pr=r["pr"],
+            source=r.get("tool") or "tool",
+        )
         return Example(c, assess(c), 1)
 
     out = {}
@@ -78,8 +85,12 @@ def load(shared: Path = SHARED) -> dict[str, tuple[list[Example], list[bool], li
 
         hist = [r for r in rows if r["pr"] in early]
         ev = [r for r in rows if r["pr"] not in early]
-        out[repo] = ([ex(r) for r in hist], [r["label"] == "tp" for r in hist],
-                     [ex(r) for r in ev], [r["label"] == "tp" for r in ev])  # fmt: skip
+        out[repo] = (
+            [ex(r) for r in hist],
+            [r["label"] == "tp" for r in hist],
+            [ex(r) for r in ev],
+            [r["label"] == "tp" for r in ev],
+        )
     return out
 
 
@@ -160,9 +171,14 @@ def markdown(results: dict[str, dict[str, dict[str, float]]], seeds: int, second
     ]
     for scenario, by_t in results.items():
         for t, m in by_t.items():
-            label = {"oracle": "(oracle: all true labels)", "censored": "ignored (censored)",
-                     "weak0.1": "weak dismissal, w=0.1", "weak": f"**weak dismissal, w={UNTOUCHED_WEIGHT}**",
-                     "weak0.4": "weak dismissal, w=0.4", "negative": "plain dismissal"}[t]  # fmt: skip
+            label = {
+                "oracle": "(oracle: all true labels)",
+                "censored": "ignored (censored)",
+                "weak0.1": "weak dismissal, w=0.1",
+                "weak": f"**weak dismissal, w={UNTOUCHED_WEIGHT}**",
+                "weak0.4": "weak dismissal, w=0.4",
+                "negative": "plain dismissal",
+            }[t]
             lines.append(
                 f"| {scenario} | {label} | {m['auc']:.3f} | {m['bias']:+.3f} | {m['posted']:.0%} | "
                 f"{m['precision']:.3f} | {m['recall']:.3f} |"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from reviewbot.store import Store
+from reviewbot.app.store import Store
 from tests.fakes.clock import ManualClock
 from tests.pg_cluster import Cluster, cluster_from_env
 

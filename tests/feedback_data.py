@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from reviewbot import records
-from reviewbot.feedback import LabelEvent
-from reviewbot.records import NewFinding, Tenant
-from reviewbot.store import Store
+from reviewbot.app import records
+from reviewbot.app.records import NewFinding, Tenant
+from reviewbot.app.store import Store
+from reviewbot.core.feedback import LabelEvent
 
 try:
     from tests.fakes.live_server import LiveServer
@@ -140,11 +140,23 @@ def add_finding(
     t = Tenant(installation_id, repo)
     review_id = records.claim_review(store, t, pr, head_sha, "b" * 40, created_at)
     row = NewFinding(
-        pr=pr, path=path, line=line, side="RIGHT", title="t", body=body, severity="medium",
-        category=category, source="rule" if rule_id else "llm", rule_id=rule_id, score=score,
-        decision=decision, reason="r", fingerprint=f"fp-{pr}-{path}-{line}-{created_at}-{score}",
-        explore=explore, comment_id=comment_id,
-    )  # fmt: skip
+        pr=pr,
+        path=path,
+        line=line,
+        side="RIGHT",
+        title="t",
+        body=body,
+        severity="medium",
+        category=category,
+        source="rule" if rule_id else "llm",
+        rule_id=rule_id,
+        score=score,
+        decision=decision,
+        reason="r",
+        fingerprint=f"fp-{pr}-{path}-{line}-{created_at}-{score}",
+        explore=explore,
+        comment_id=comment_id,
+    )
     [fid] = records.add_findings(store, t, review_id, [row], created_at)
     return fid
 
@@ -189,9 +201,14 @@ def seed(store: Store) -> None:
     )
     for version, active, auc in ((1, 0, 0.61), (2, 1, 0.74)):
         stored = records.add_model_version(
-            store, TENANT, params="{}", metrics={"auc": auc}, n_labels=20 * version, activate=bool(active),
+            store,
+            TENANT,
+            params="{}",
+            metrics={"auc": auc},
+            n_labels=20 * version,
+            activate=bool(active),
             now="2026-01-20T00:00:00+00:00",
-        )  # fmt: skip
+        )
         assert stored == version
 
 

@@ -103,7 +103,7 @@ class Cluster:
         """A migrated database to copy (one per process: xdist workers share a server)."""
         name = f"{self._prefix}_template"
         if not self._template_ready:
-            from reviewbot.store import Store
+            from reviewbot.app.store import Store
 
             self._admin(f"CREATE DATABASE {name} {BLANK}")
             Store.open(self.url(name)).close()

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from reviewbot.acceptance import (
+from reviewbot.core.domain import Candidate
+from reviewbot.filter.acceptance import (
     AcceptanceModel,
     HistoryRow,
     ModelBank,
@@ -17,7 +18,6 @@ from reviewbot.acceptance import (
     load_prior,
     train,
 )
-from reviewbot.models import Candidate
 
 TYPO = "Typo in the comment: 'recieve' should be 'receive'."
 BUG = "process_order returns before committing the transaction, so the order is lost on error."
@@ -120,9 +120,18 @@ def test_auc() -> None:
 
 def rule_cand(i: int, rule_id: str, severity: str, repo: str = "acme/shop", pr: int = 1) -> Candidate:
     return Candidate(
-        id=f"r{i}", path="shop/orders.py", line=i, body=f"Rule {rule_id} fired.", title=rule_id,
-        source=f"rule:{rule_id}", rule_id=rule_id, severity=severity, category="bug", repo=repo, pr=pr,
-    )  # fmt: skip
+        id=f"r{i}",
+        path="shop/orders.py",
+        line=i,
+        body=f"Rule {rule_id} fired.",
+        title=rule_id,
+        source=f"rule:{rule_id}",
+        rule_id=rule_id,
+        severity=severity,
+        category="bug",
+        repo=repo,
+        pr=pr,
+    )
 
 
 def test_query_rules_start_from_their_severity_prior() -> None:
@@ -133,10 +142,14 @@ def test_query_rules_start_from_their_severity_prior() -> None:
 
 
 def test_a_rule_this_repo_keeps_dismissing_falls_below_the_threshold() -> None:
-    rows = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}")
-            for i in range(12)]  # fmt: skip
-    rows += [HistoryRow(rule_cand(100 + i, "py-bare-except", "high", pr=i), accepted=True, at=f"{i:03d}")
-             for i in range(12)]  # fmt: skip
+    rows = [
+        HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}")
+        for i in range(12)
+    ]
+    rows += [
+        HistoryRow(rule_cand(100 + i, "py-bare-except", "high", pr=i), accepted=True, at=f"{i:03d}")
+        for i in range(12)
+    ]
     model = train(rows, load_prior())
     dismissed, accepted = model.score(
         [rule_cand(1, "py-eval-exec", "high"), rule_cand(2, "py-bare-except", "high")]
@@ -148,20 +161,26 @@ def test_a_rule_this_repo_keeps_dismissing_falls_below_the_threshold() -> None:
 
 
 def test_weak_labels_count_for_less() -> None:
-    strong = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}")
-              for i in range(5)]  # fmt: skip
-    weak = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}", weight=0.2)
-            for i in range(5)]  # fmt: skip
+    strong = [
+        HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}")
+        for i in range(5)
+    ]
+    weak = [
+        HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}", weight=0.2)
+        for i in range(5)
+    ]
     probe = [rule_cand(1, "py-eval-exec", "high")]
     assert train(strong, load_prior()).score(probe)[0] < train(weak, load_prior()).score(probe)[0]
 
 
 def test_weak_labels_keep_their_weight_through_the_cluster_support_pass() -> None:
     """`reviewbot filter` runs prepare_history before training; a weak label must stay weak."""
-    from reviewbot.noise import prepare_history
+    from reviewbot.filter.noise import prepare_history
 
-    weak = [HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}", weight=0.2)
-            for i in range(5)]  # fmt: skip
+    weak = [
+        HistoryRow(rule_cand(i, "py-eval-exec", "high", pr=i), accepted=False, at=f"{i:03d}", weight=0.2)
+        for i in range(5)
+    ]
     prepared = prepare_history(weak)
     assert [r.weight for r in prepared] == [0.2] * 5
     probe = [rule_cand(1, "py-eval-exec", "high")]

@@ -97,8 +97,13 @@ def run_action(workspace: Path, tmp: Path, inputs: dict[str, str], event: dict[s
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_", "GITHUB_"))}
     # the runner's python and the already-installed reviewbot: this test's own virtualenv
     base_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"
-    base_env.update(GITHUB_STEP_SUMMARY=str(summary), RUNNER_TEMP=str(tmp), GITHUB_WORKSPACE=str(workspace),
-                    GITHUB_ACTIONS="true", CI="true")  # fmt: skip
+    base_env.update(
+        GITHUB_STEP_SUMMARY=str(summary),
+        RUNNER_TEMP=str(tmp),
+        GITHUB_WORKSPACE=str(workspace),
+        GITHUB_ACTIONS="true",
+        CI="true",
+    )
     for n, step in enumerate(spec["runs"]["steps"]):
         name = step.get("name", f"step {n}")
         if not _condition(ctx, step.get("if")):
@@ -118,16 +123,28 @@ def run_action(workspace: Path, tmp: Path, inputs: dict[str, str], event: dict[s
         script.write_text(_subst(ctx, step["run"]))
         proc = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-            cwd=workspace, env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         outputs = dict(line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
         for folder in path_file.read_text().splitlines():  # GITHUB_PATH: first on PATH from the next step
             base_env["PATH"] = f"{folder}{os.pathsep}{base_env['PATH']}"
         if "id" in step:
             ctx["steps"][step["id"]] = {"outputs": outputs}
         outcome = "success" if proc.returncode == 0 else "failure"
-        run.steps.append({"name": name, "outcome": outcome, "stdout": proc.stdout, "stderr": proc.stderr,
-                          "code": proc.returncode})  # fmt: skip
+        run.steps.append(
+            {
+                "name": name,
+                "outcome": outcome,
+                "stdout": proc.stdout,
+                "stderr": proc.stderr,
+                "code": proc.returncode,
+            }
+        )
         if proc.returncode != 0:
             ctx["_ok"] = False
     run.ok = bool(ctx["_ok"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reviewbot.anchor import anchor_candidates, resolve_path
-from reviewbot.models import DiffLine, FileDiff, Hunk
+from reviewbot.core.domain import DiffLine, FileDiff, Hunk
+from reviewbot.review.anchor import anchor_candidates, resolve_path
 
 
 def make_file(

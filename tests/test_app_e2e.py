@@ -1,7 +1,7 @@
 """The GitHub App end to end, through real HTTP only.
 
 A signed delivery goes to the real FastAPI server (uvicorn on a loopback port), is queued in
-SQLite, claimed by the real Worker running the real review handler (reviewbot.app_review), which
+SQLite, claimed by the real Worker running the real review handler (reviewbot.app.app_review), which
 talks to FakeGitHub (real HTTP, enforces GitHub's anchoring rules) and FakeLLM (real HTTP,
 answers from the prompt's diff). The crash tests run `reviewbot worker` as a subprocess and
 SIGKILL it mid-job.
@@ -28,17 +28,17 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from reviewbot.app_review import command_notifier, review_handlers
-from reviewbot.github import GitHubApp, Limits
-from reviewbot.logs import JsonFormatter
-from reviewbot.metrics import Metrics
-from reviewbot.pipeline import NOT_IN_PR_DIFF
-from reviewbot.queue import JobQueue
-from reviewbot.server import create_app
-from reviewbot.settings import Settings
-from reviewbot.store import Store
-from reviewbot.webhooks import sign
-from reviewbot.worker import Worker, builtin_handlers
+from reviewbot.app.app_review import command_notifier, review_handlers
+from reviewbot.app.github import GitHubApp, Limits
+from reviewbot.app.logs import JsonFormatter
+from reviewbot.app.metrics import Metrics
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.server import create_app
+from reviewbot.app.store import Store
+from reviewbot.app.webhooks import sign
+from reviewbot.app.worker import Worker, builtin_handlers
+from reviewbot.core.settings import Settings
+from reviewbot.review.pipeline import NOT_IN_PR_DIFF
 from tests.fakes.fake_github import FakeGitHub, FakePull, generate_app_key
 from tests.fakes.fake_llm import FakeLLM, diff_lines
 from tests.fakes.live_server import LiveServer
@@ -65,13 +65,20 @@ def serve_env(gh: FakeGitHub, llm: FakeLLM, db: Path, priv: str, secret: str, **
     """The environment of a `reviewbot serve` subprocess against the fakes: this process's without
     its own REVIEWBOT_/OPENAI_ settings, then the fakes' URLs, the App's key and `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-    env.update({
-        "REVIEWBOT_DATABASE_PATH": str(db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
-        "REVIEWBOT_GITHUB_PRIVATE_KEY": priv, "REVIEWBOT_GITHUB_API_URL": gh.base_url,
-        "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
-        "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "ERROR",
-        "REVIEWBOT_WEBHOOK_SECRET": secret, **extra,
-    })  # fmt: skip
+    env.update(
+        {
+            "REVIEWBOT_DATABASE_PATH": str(db),
+            "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
+            "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
+            "REVIEWBOT_GITHUB_API_URL": gh.base_url,
+            "REVIEWBOT_LLM_BASE_URL": llm.base_url,
+            "REVIEWBOT_LLM_API_KEY": "test",
+            "REVIEWBOT_LLM_MODEL": "fake-model",
+            "REVIEWBOT_LOG_LEVEL": "ERROR",
+            "REVIEWBOT_WEBHOOK_SECRET": secret,
+            **extra,
+        }
+    )
     return env
 
 
@@ -83,12 +90,21 @@ def flag_bug_lines(request_json: dict[str, Any]) -> dict[str, Any]:
             if side != "RIGHT" or "BUG" not in code:
                 continue
             tag = code.split("BUG", 1)[1].strip(" -:#")
-            findings.append({
-                "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-                "category": "bug", "confidence": 0.95, "title": f"Crash on empty input ({tag})",
-                "body": f"`{code.strip()}` divides by zero when the list is empty ({tag}).",
-                "suggestion": None, "quoted_code": code,
-            })  # fmt: skip
+            findings.append(
+                {
+                    "path": path,
+                    "line": line,
+                    "end_line": None,
+                    "side": "RIGHT",
+                    "severity": "high",
+                    "category": "bug",
+                    "confidence": 0.95,
+                    "title": f"Crash on empty input ({tag})",
+                    "body": f"`{code.strip()}` divides by zero when the list is empty ({tag}).",
+                    "suggestion": None,
+                    "quoted_code": code,
+                }
+            )
     return {"findings": findings}
 
 
@@ -121,18 +137,29 @@ class World:
         self.worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self.server = LiveServer(
-            create_app(store=self.store, webhook_secret=SECRET, registry=self.registry, queue=self.queue,
-                       enqueue_hook=self._wake, metrics=self.metrics)
-        ).__enter__()  # fmt: skip
+            create_app(
+                store=self.store,
+                webhook_secret=SECRET,
+                registry=self.registry,
+                queue=self.queue,
+                enqueue_hook=self._wake,
+                metrics=self.metrics,
+            )
+        ).__enter__()
         self.deliveries = 0
 
     def settings(self) -> Settings:
         return Settings(
-            github_app_id=APP_ID, github_private_key=self.priv, github_api_url=self.gh.base_url,
-            llm_base_url=self.llm.base_url, llm_api_key="test", llm_model="fake-model",
-            llm_max_concurrency=8, database_path=str(self.db),
+            github_app_id=APP_ID,
+            github_private_key=self.priv,
+            github_api_url=self.gh.base_url,
+            llm_base_url=self.llm.base_url,
+            llm_api_key="test",
+            llm_model="fake-model",
+            llm_max_concurrency=8,
+            database_path=str(self.db),
             database_url=self.database if self.store.is_postgres else None,
-        )  # fmt: skip
+        )
 
     def _wake(self, job_id: int) -> None:
         if self.worker is not None:
@@ -169,9 +196,14 @@ class World:
             handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
             handlers.update(self.review_job_handlers(store, queue, app))
             self.worker = Worker(
-                queue, handlers, worker_id=self.worker_id, concurrency=2, heartbeat_interval=1,
-                poll_interval=self.poll_interval, metrics=self.metrics,
-            )  # fmt: skip
+                queue,
+                handlers,
+                worker_id=self.worker_id,
+                concurrency=2,
+                heartbeat_interval=1,
+                poll_interval=self.poll_interval,
+                metrics=self.metrics,
+            )
             ready.set()
             try:
                 asyncio.run(self.worker.run())
@@ -212,16 +244,23 @@ class World:
 
     def pr_event(self, action: str, pr: FakePull, *, before: str | None = None) -> dict[str, Any]:
         return {
-            "action": action, "number": pr.number,
+            "action": action,
+            "number": pr.number,
             "pull_request": {
-                "number": pr.number, "state": "open", "title": pr.title, "draft": pr.draft,
+                "number": pr.number,
+                "state": "open",
+                "title": pr.title,
+                "draft": pr.draft,
                 "user": {"login": pr.author, "type": pr.author_type},
                 "labels": [{"name": name} for name in pr.labels],
-                "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
+                "head": {"sha": pr.head_sha, "ref": pr.head_ref},
+                "base": {"sha": pr.base_sha, "ref": "main"},
             },
-            "before": before, "repository": self.repo_payload(), "installation": {"id": INSTALLATION},
+            "before": before,
+            "repository": self.repo_payload(),
+            "installation": {"id": INSTALLATION},
             "sender": {"login": pr.author, "type": pr.author_type},
-        }  # fmt: skip
+        }
 
     def comment(self, pr: FakePull, body: str, user: str = "alice") -> tuple[dict[str, Any], dict[str, Any]]:
         c = self.gh.add_issue_comment(REPO, pr.number, body, user=user)
@@ -229,9 +268,10 @@ class World:
             "action": "created",
             "issue": {"number": pr.number, "pull_request": {"url": f"{self.gh.base_url}/x"}},
             "comment": {"id": c["id"], "body": body, "user": {"login": user, "type": "User"}},
-            "repository": self.repo_payload(), "installation": {"id": INSTALLATION},
+            "repository": self.repo_payload(),
+            "installation": {"id": INSTALLATION},
             "sender": {"login": user, "type": "User"},
-        }  # fmt: skip
+        }
         return c, payload
 
     # -- waiting and reading ----------------------------------------------------------------
@@ -260,7 +300,7 @@ class World:
 
 
 def comment_fps(review: dict[str, Any]) -> set[str]:
-    from reviewbot.render import parse_fingerprint
+    from reviewbot.review.render import parse_fingerprint
 
     return {parse_fingerprint(c["body"]) for c in review["comments"]}
 
@@ -353,7 +393,7 @@ def test_review_logs_are_json_with_delivery_job_repo_and_pr(world: World) -> Non
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("reviewbot.app_review")
+    logger = logging.getLogger("reviewbot.app.app_review")
     logger.addHandler(handler)
     level = logger.level
     logger.setLevel(logging.INFO)
@@ -402,8 +442,9 @@ def test_incremental_review_anchors_against_the_full_pr_diff(world: World) -> No
 def test_config_comes_from_the_default_branch(world: World) -> None:
     gh = world.gh
     gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
-    pr = gh.add_pull(REPO, 1, head_files={
-        "a.py": module(20, {3: "a3"}), ".github/reviewbot.yml": "enabled: false\n"})  # fmt: skip
+    pr = gh.add_pull(
+        REPO, 1, head_files={"a.py": module(20, {3: "a3"}), ".github/reviewbot.yml": "enabled: false\n"}
+    )
     world.deliver("pull_request", world.pr_event("opened", pr))
     world.settle()
     [review] = world.reviews()
@@ -432,8 +473,9 @@ def test_drafts_and_bots_skipped_commands_review_pause_resume(world: World) -> N
     gh = world.gh
     gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
     draft = gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})}, draft=True)
-    bot = gh.add_pull(REPO, 2, head_files={"a.py": module(20, {4: "a4"})}, author="dependabot[bot]",
-                      author_type="Bot")  # fmt: skip
+    bot = gh.add_pull(
+        REPO, 2, head_files={"a.py": module(20, {4: "a4"})}, author="dependabot[bot]", author_type="Bot"
+    )
     world.deliver("pull_request", world.pr_event("opened", draft))
     world.deliver("pull_request", world.pr_event("opened", bot))
     world.settle()
@@ -513,13 +555,19 @@ def test_comments_github_rejects_are_recorded_and_the_rest_posted(tmp_path: Path
 
 def worker_env(w: World) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-    env.update({
-        "REVIEWBOT_DATABASE_PATH": str(w.db), "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
-        **({"REVIEWBOT_DATABASE_URL": w.database} if w.store.is_postgres else {}),
-        "REVIEWBOT_GITHUB_PRIVATE_KEY": w.priv, "REVIEWBOT_GITHUB_API_URL": w.gh.base_url,
-        "REVIEWBOT_LLM_BASE_URL": w.llm.base_url, "REVIEWBOT_LLM_API_KEY": "test",
-        "REVIEWBOT_LLM_MODEL": "fake-model", "REVIEWBOT_LOG_LEVEL": "WARNING",
-    })  # fmt: skip
+    env.update(
+        {
+            "REVIEWBOT_DATABASE_PATH": str(w.db),
+            "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
+            **({"REVIEWBOT_DATABASE_URL": w.database} if w.store.is_postgres else {}),
+            "REVIEWBOT_GITHUB_PRIVATE_KEY": w.priv,
+            "REVIEWBOT_GITHUB_API_URL": w.gh.base_url,
+            "REVIEWBOT_LLM_BASE_URL": w.llm.base_url,
+            "REVIEWBOT_LLM_API_KEY": "test",
+            "REVIEWBOT_LLM_MODEL": "fake-model",
+            "REVIEWBOT_LOG_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
@@ -533,8 +581,13 @@ def wait_until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
 def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
     """Start `reviewbot worker`, SIGKILL it once `when()` holds, let the lease run out (moved to the
     past: the lease is 120 s in production), then run `reviewbot worker --once`."""
-    proc = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(w), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reviewbot", "worker"],
+        env=worker_env(w),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         # the worker and its job process are two interpreters to start on a loaded machine
         wait_until(lambda: when() or proc.poll() is not None, timeout=90)
@@ -546,8 +599,14 @@ def kill_and_restart(w: World, when: Callable[[], bool]) -> None:
     assert state == "running"  # the dead worker still holds it
     w.rows("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE state = 'running'")
     w.llm.latency = 0
-    done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "reviewbot", "worker", "--once"],
+        env=worker_env(w),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -593,24 +652,29 @@ def test_worker_killed_after_posting_before_recording_never_reposts(bare_world: 
 
 
 def _decision(path: str, line: int, end_line: int | None = None, side: str = "RIGHT") -> Any:
-    from reviewbot.models import Candidate, Decision
+    from reviewbot.core.domain import Candidate, Decision
 
     cand = Candidate(id="c", path=path, line=line, end_line=end_line, side=side, body="b")  # type: ignore[arg-type]
     return Decision(cand, "post", "posted", 0.9, "high", "bug", "k", f"fp-{path}-{line}-{end_line}")
 
 
 def test_restrict_to_diff_keeps_only_what_the_pr_diff_accepts() -> None:
-    from reviewbot.diff import parse_diff
-    from reviewbot.models import ReviewResult
-    from reviewbot.pipeline import restrict_to_diff
+    from reviewbot.core.domain import ReviewResult
+    from reviewbot.review.diff import parse_diff
+    from reviewbot.review.pipeline import restrict_to_diff
 
     full = parse_diff(
         "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n"
         "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n@@ -20,3 +20,3 @@\n t\n-u\n+U\n v\n"
     )
     files = {f.path: f for f in full}
-    ok, far, across, other, left = (_decision("x.py", 2), _decision("x.py", 10), _decision("x.py", 2, 21),
-                                     _decision("y.py", 1), _decision("x.py", 2, side="LEFT"))  # fmt: skip
+    ok, far, across, other, left = (
+        _decision("x.py", 2),
+        _decision("x.py", 10),
+        _decision("x.py", 2, 21),
+        _decision("y.py", 1),
+        _decision("x.py", 2, side="LEFT"),
+    )
     result = ReviewResult(posted=[ok, far, across, other, left])
     result.funnel.posted = 5
     moved = restrict_to_diff(result, files)
@@ -620,8 +684,8 @@ def test_restrict_to_diff_keeps_only_what_the_pr_diff_accepts() -> None:
 
 
 def test_config_error_check_names_file_and_line() -> None:
-    from reviewbot.app_review import config_error_check
-    from reviewbot.config import ConfigError, load_config
+    from reviewbot.app.app_review import config_error_check
+    from reviewbot.core.config import ConfigError, load_config
 
     with pytest.raises(ConfigError) as err:
         load_config("max_comments: 3\nmin_severity: loud\n")

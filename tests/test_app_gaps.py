@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from reviewbot import webhooks
-from reviewbot.models import Candidate, Decision, Dropped, ReviewResult
-from reviewbot.render import held_back, render_review_summary
+from reviewbot.app import webhooks
+from reviewbot.core.domain import Candidate, Decision, Dropped, ReviewResult
+from reviewbot.review.render import held_back, render_review_summary
 from tests.test_app_e2e import CONFIG, INSTALLATION, REPO, World, module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +70,16 @@ def test_rerun_button_reviews_the_head_again(world: World) -> None:
 
 def _decision(verdict: str, reason: str, n: int) -> Decision:
     cand = Candidate(id=f"c{n}", path="a.py", line=n, body="b", title="t")
-    return Decision(candidate=cand, decision=verdict, reason=reason, score=0.3,  # type: ignore[arg-type]
-                    severity="low", category="bug", cluster=f"k{n}", fingerprint=f"fp{n}")  # fmt: skip
+    return Decision(
+        candidate=cand,
+        decision=verdict,
+        reason=reason,
+        score=0.3,  # type: ignore[arg-type]
+        severity="low",
+        category="bug",
+        cluster=f"k{n}",
+        fingerprint=f"fp{n}",
+    )
 
 
 def test_held_back_counts_only_findings_the_filter_held_back() -> None:
@@ -90,7 +98,7 @@ def test_held_back_counts_only_findings_the_filter_held_back() -> None:
                 stage="anchor",
                 reason="line outside the diff",
             )
-        ],  # fmt: skip
+        ],
     )
     assert held_back(result) == 2
     assert "2 lower-value findings held back" in render_review_summary(result)

@@ -45,12 +45,18 @@ def test_ingest_fails_when_it_misses_its_latency_target_not_only_when_it_loses_d
 def test_pipeline_snapshot_check_finds_no_change_on_the_real_prs(shared_data: Path) -> None:
     proc = subprocess.run(
         [
-            sys.executable, str(ROOT / "bench" / "pipeline_snapshot.py"),
-            "--data", str(shared_data / "real-prs"),
-            "--check", str(ROOT / "bench" / "reports" / "pipeline_snapshot.json"),
+            sys.executable,
+            str(ROOT / "bench" / "pipeline_snapshot.py"),
+            "--data",
+            str(shared_data / "real-prs"),
+            "--check",
+            str(ROOT / "bench" / "reports" / "pipeline_snapshot.json"),
         ],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "62 PRs, 0 differing" in proc.stdout
 
@@ -62,8 +68,9 @@ def test_queue_misses_when_the_deep_backlog_halves_the_rate_or_acks_are_slow_whi
         return queue.Drain("sqlite", depth, workers, 1000, seconds)
 
     assert queue.misses([drained(500, 1, 1.0), drained(20000, 1, 1.9)], []) == []
-    [miss] = queue.misses([drained(500, 1, 1.0), drained(20000, 1, 2.1), drained(500, 2, 1.0),
-                           drained(20000, 2, 1.0)], [])  # fmt: skip
+    [miss] = queue.misses(
+        [drained(500, 1, 1.0), drained(20000, 1, 2.1), drained(500, 2, 1.0), drained(20000, 2, 1.0)], []
+    )
     assert miss.startswith("1 worker(s): 476 jobs/s at 20,000")
     idle = queue.Acks("idle (no worker)", 100, 5.0, 90.0, 0, 1.0)
     busy = queue.Acks("while 1 worker drains 2,000 jobs", 100, 5.0, 51.0, 0, 1.0)
@@ -77,8 +84,14 @@ def test_latency_holds_each_case_to_its_own_target_and_reports_the_overhead() ->
     latency = _bench("latency")
 
     def row(case: str, e2e: float, verify: int) -> dict[str, object]:
-        return {"case": case, "run": "1", "e2e": e2e, "slowest": 1.0, "requests": latency.REQUESTS,
-                "verify_requests": verify}  # fmt: skip
+        return {
+            "case": case,
+            "run": "1",
+            "e2e": e2e,
+            "slowest": 1.0,
+            "requests": latency.REQUESTS,
+            "verify_requests": verify,
+        }
 
     cases = latency.summarise([row("verification on", 1.5, 4), row("verification off", 1.25, 0)])
     assert cases["verification on"]["ok"] and cases["verification off"]["ok"]

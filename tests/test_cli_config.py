@@ -12,8 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from reviewbot.cli import app
-from reviewbot.config import ConfigError, load_config
-from reviewbot.review_config import load_review_config
+from reviewbot.core.config import ConfigError, load_config
+from reviewbot.review.review_config import load_review_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "fixtures" / "configs"

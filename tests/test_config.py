@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reviewbot.config import (
+from reviewbot.core.config import (
     CONFIG_PATH,
     DEFAULT_EXCLUDE,
     DEFAULT_PASSES,
@@ -21,9 +21,9 @@ from reviewbot.config import (
     config_schema_text,
     load_config,
 )
-from reviewbot.globs import glob_match
-from reviewbot.models import SEVERITIES
-from reviewbot.severity import meets_minimum
+from reviewbot.core.domain import SEVERITIES
+from reviewbot.core.globs import glob_match
+from reviewbot.filter.severity import meets_minimum
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "fixtures" / "configs"
@@ -466,7 +466,7 @@ def test_merged_config_round_trips_through_yaml() -> None:
 def test_committed_schema_is_in_sync() -> None:
     committed = (ROOT / "reviewbot.schema.json").read_text()
     assert committed == config_schema_text(), (
-        "reviewbot.schema.json is out of date with reviewbot/config.py; regenerate it with:\n"
+        "reviewbot.schema.json is out of date with reviewbot/core/config.py; regenerate it with:\n"
         "  .venv/bin/reviewbot config schema > reviewbot.schema.json"
     )
 

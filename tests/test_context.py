@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reviewbot.context import (
+from reviewbot.core.domain import FileDiff, Symbol
+from reviewbot.core.languages import SUPPORTED
+from reviewbot.review.context import (
     ParsedFile,
     hunk_contexts,
     parse_file,
     parse_source,
     symbols,
 )
-from reviewbot.diff import parse_diff
-from reviewbot.languages import SUPPORTED
-from reviewbot.models import FileDiff, Symbol
+from reviewbot.review.diff import parse_diff
 
 
 def diff_of(path: str, before: str, after: str) -> FileDiff:
@@ -152,19 +152,25 @@ def test_enclosing_and_changed_symbols_per_language(language: str) -> None:
 def test_symbol_tables_find_containers_and_qualified_names() -> None:
     go = symbols("go", CASES["go"][2].encode())
     assert [(s.name, s.kind) for s in go] == [
-        ("Server", "struct"), ("Server.Handle", "method"), ("New", "function")
+        ("Server", "struct"),
+        ("Server.Handle", "method"),
+        ("New", "function"),
     ]
     rust = symbols("rust", CASES["rust"][2])
     assert [(s.name, s.kind) for s in rust] == [
-        ("Counter", "struct"), ("Counter", "impl"), ("bump", "method")
+        ("Counter", "struct"),
+        ("Counter", "impl"),
+        ("bump", "method"),
     ]
     cpp = symbols("cpp", b"int Foo::bar() {\n  return 1;\n}\nint baz() { return 2; }\n")
     assert [(s.name, s.kind, s.start_line, s.end_line) for s in cpp] == [
-        ("Foo::bar", "method", 1, 3), ("baz", "function", 4, 4)
+        ("Foo::bar", "method", 1, 3),
+        ("baz", "function", 4, 4),
     ]
     py = symbols("python", "@decorator\ndef f():\n    def inner():\n        pass\n")
     assert [(s.name, s.kind, s.start_line, s.end_line) for s in py] == [
-        ("f", "function", 1, 4), ("inner", "function", 3, 4)
+        ("f", "function", 1, 4),
+        ("inner", "function", 3, 4),
     ]
     ts = symbols("typescript", "enum Color { Red }\nexport const h = (a: number) => {\n  return a;\n};\n")
     assert [(s.name, s.kind) for s in ts] == [("Color", "enum"), ("h", "function")]
@@ -343,10 +349,26 @@ def test_real_prs_contexts(shared_data: Path) -> None:
     assert ours_cpu <= 2.0 * parse_cpu, (ours_cpu, parse_cpu)
 
 
-_SOURCE_LINES = st.sampled_from([
-    "def f(x):", "    return x", "class A:", "    def m(self):", "        pass", "", "x = (", ")", "if x:",
-    "    y = 1", "async def g():", "@dec", "func F() {", "}", "  ", "def broken(:",
-])
+_SOURCE_LINES = st.sampled_from(
+    [
+        "def f(x):",
+        "    return x",
+        "class A:",
+        "    def m(self):",
+        "        pass",
+        "",
+        "x = (",
+        ")",
+        "if x:",
+        "    y = 1",
+        "async def g():",
+        "@dec",
+        "func F() {",
+        "}",
+        "  ",
+        "def broken(:",
+    ]
+)
 
 
 @settings(max_examples=120, deadline=None)

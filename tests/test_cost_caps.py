@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from reviewbot.config import load_config
-from reviewbot.costs import OperatorLimits, Price, TokenCap, apply_limits, cost_of, token_cap
-from reviewbot.models import LLMUsage
-from reviewbot.settings import Settings
+from reviewbot.core.config import load_config
+from reviewbot.core.costs import OperatorLimits, Price, TokenCap, apply_limits, cost_of, token_cap
+from reviewbot.core.domain import LLMUsage
+from reviewbot.core.settings import Settings
 from tests.test_app_e2e import INSTALLATION, REPO, World, module
 
 REPO_CONFIG = (
@@ -107,8 +107,8 @@ def test_the_installation_daily_cap_stops_the_next_review(tmp_path: Path) -> Non
 
 
 def test_stats_shows_usage_by_model_and_capped_reviews(capped: CappedWorld) -> None:
-    from reviewbot.records import Tenant
-    from reviewbot.usage_stats import render_usage, usage_totals
+    from reviewbot.app.records import Tenant
+    from reviewbot.learning.usage_stats import render_usage, usage_totals
 
     pr = big_pull(capped, 1, files=2)
     capped.deliver("pull_request", capped.pr_event("opened", pr))
@@ -165,8 +165,13 @@ def test_the_pr_title_description_and_commits_reach_the_prompt(tmp_path: Path) -
     w.gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": "min_acceptance: 0.01\n", "a.py": module(20)})
     w.start_worker()
     try:
-        pr = w.gh.add_pull(REPO, 1, head_files={"a.py": module(20, {3: "a3"})}, title="Average the stock",
-                           body="Adds the mean of the stock levels.")  # fmt: skip
+        pr = w.gh.add_pull(
+            REPO,
+            1,
+            head_files={"a.py": module(20, {3: "a3"})},
+            title="Average the stock",
+            body="Adds the mean of the stock levels.",
+        )
         w.gh.push(REPO, 1, {"a.py": module(20, {3: "a3", 9: "a9"})}, message="Also average returns\n\nbody")
         pr = w.gh.pulls[(REPO, 1)]  # the pushed head
         w.deliver("pull_request", w.pr_event("opened", pr))

@@ -30,9 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from reviewbot.queue import JobQueue
-from reviewbot.render import parse_fingerprint
-from reviewbot.store import Store
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.store import Store
+from reviewbot.review.render import parse_fingerprint
 from tests.fakes.fake_github import FakeGitHub
 from tests.test_app_e2e import (
     APP_ID,
@@ -89,8 +89,13 @@ def crash_at(w: World, reached: Callable[[], bool], dead: Callable[[], None] = l
 
     `dead()` runs while the worker is dead (to inspect what it left). Returns how many LLM requests
     had been made when it died."""
-    proc = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(w), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reviewbot", "worker"],
+        env=worker_env(w),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until(lambda: reached() or proc.poll() is not None, timeout=90)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
@@ -106,8 +111,14 @@ def crash_at(w: World, reached: Callable[[], bool], dead: Callable[[], None] = l
     w.llm.latency = 0
     assert w.rows("SELECT state FROM jobs WHERE kind = 'review'") == [("running",)]
     w.rows("UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE state = 'running'")
-    done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(w),
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "reviewbot", "worker", "--once"],
+        env=worker_env(w),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return llm_at_kill
 
@@ -207,7 +218,7 @@ def test_killed_inside_a_write_transaction_leaves_a_usable_database(tmp_path: Pa
     store.close()
     script = (
         "import sys, time\n"
-        "from reviewbot.store import Store\n"
+        "from reviewbot.app.store import Store\n"
         "s = Store.open(sys.argv[1])\n"
         "s.conn.execute('BEGIN IMMEDIATE')\n"
         "for i in range(5000):\n"
@@ -252,8 +263,13 @@ def test_a_frozen_worker_that_wakes_after_its_lease_ran_out_does_not_post_again(
 
     world.llm.responder = gated_model
     pr = start(world)
-    frozen = subprocess.Popen([sys.executable, "-m", "reviewbot", "worker"], env=worker_env(world), cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    frozen = subprocess.Popen(
+        [sys.executable, "-m", "reviewbot", "worker"],
+        env=worker_env(world),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until(lambda: first.is_set() or frozen.poll() is not None, timeout=90)
         assert frozen.poll() is None
@@ -261,8 +277,14 @@ def test_a_frozen_worker_that_wakes_after_its_lease_ran_out_does_not_post_again(
         world.rows(  # its lease runs out while it is frozen
             "UPDATE jobs SET lease_expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE state = 'running'"
         )
-        done = subprocess.run([sys.executable, "-m", "reviewbot", "worker", "--once"], env=worker_env(world),
-                              cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "reviewbot", "worker", "--once"],
+            env=worker_env(world),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert len(world.reviews()) == 1  # the second worker reviewed it
         release.set()  # the frozen worker's answer is waiting for it

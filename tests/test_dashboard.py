@@ -10,14 +10,14 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from reviewbot import records
-from reviewbot.dashboard import DashboardAuthError, acceptance_chart_svg, dashboard_router
-from reviewbot.feedback import LabelEvent
-from reviewbot.queue import JobQueue
-from reviewbot.records import NewFinding, Tenant
-from reviewbot.server import create_app
-from reviewbot.stats import Tally
-from reviewbot.store import Store
+from reviewbot.app import records
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.records import NewFinding, Tenant
+from reviewbot.app.server import create_app
+from reviewbot.app.store import Store
+from reviewbot.core.feedback import LabelEvent
+from reviewbot.learning.dashboard import DashboardAuthError, acceptance_chart_svg, dashboard_router
+from reviewbot.learning.stats import Tally
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.feedback_data import INSTALLATION, OTHER, REPO, seed, serve
@@ -119,10 +119,22 @@ def test_the_page_shows_what_is_held_back_and_every_retrain_decision(tmp_path: P
         at = f"2026-02-{day:02d}T12:00:00+00:00"
         review_id = records.claim_review(store, t, pr, f"{pr:040d}", "b" * 40, at)
         row = NewFinding(
-            pr=pr, path=f"app/m{pr}.py", line=3, side="RIGHT", title=title, body=f"{title}.",
-            severity="low", category=category, source=f"rule:{rule}" if rule else "llm", rule_id=rule,
-            score=0.5, decision="post", reason="posted", fingerprint=f"fp-{pr}-{title}", comment_id=pr * 10,
-        )  # fmt: skip
+            pr=pr,
+            path=f"app/m{pr}.py",
+            line=3,
+            side="RIGHT",
+            title=title,
+            body=f"{title}.",
+            severity="low",
+            category=category,
+            source=f"rule:{rule}" if rule else "llm",
+            rule_id=rule,
+            score=0.5,
+            decision="post",
+            reason="posted",
+            fingerprint=f"fp-{pr}-{title}",
+            comment_id=pr * 10,
+        )
         [fid] = records.add_findings(store, t, review_id, [row], at)
         return fid
 
@@ -145,14 +157,23 @@ def test_the_page_shows_what_is_held_back_and_every_retrain_decision(tmp_path: P
     label(fid, "accepted", "suggestion", 1.0, 5)  # accepted: never held back
     for version, decision in ((1, "activated"), (2, "kept_previous")):
         metrics = {
-            "split": "newest" if version == 1 else "after v1", "holdout_n": 3, "decision": decision,
-            "holdout_log_loss": 0.41 + version / 10, "previous_log_loss": 0.5, "holdout_auc": None,
+            "split": "newest" if version == 1 else "after v1",
+            "holdout_n": 3,
+            "decision": decision,
+            "holdout_log_loss": 0.41 + version / 10,
+            "previous_log_loss": 0.5,
+            "holdout_auc": None,
             "previous_auc": 0.75,
-        }  # fmt: skip
+        }
         records.add_model_version(
-            store, t, params="{}", metrics=metrics, n_labels=8, activate=decision == "activated",
+            store,
+            t,
+            params="{}",
+            metrics=metrics,
+            n_labels=8,
+            activate=decision == "activated",
             now=f"2026-02-0{5 + version}T00:00:00+00:00",
-        )  # fmt: skip
+        )
     app = FastAPI()
     app.include_router(dashboard_router(store, TOKEN))
     auth = {"Authorization": f"Bearer {TOKEN}"}

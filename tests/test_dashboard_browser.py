@@ -17,9 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from reviewbot.dashboard import dashboard_router
-from reviewbot.stats import repo_stats
-from reviewbot.store import Store
+from reviewbot.app.store import Store
+from reviewbot.learning.dashboard import dashboard_router
+from reviewbot.learning.stats import repo_stats
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.feedback_data import REPO, TENANT, seed, serve

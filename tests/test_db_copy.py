@@ -8,12 +8,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from reviewbot import records
+from reviewbot.app import records
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.records import NewFinding, Tenant
+from reviewbot.app.store import COPIED_TABLES, Store, columns
 from reviewbot.cli import app
-from reviewbot.feedback import LabelEvent
-from reviewbot.queue import JobQueue
-from reviewbot.records import NewFinding, Tenant
-from reviewbot.store import COPIED_TABLES, Store, columns
+from reviewbot.core.feedback import LabelEvent
 from tests.test_records import D
 
 NOW = "2026-03-02T09:00:00+00:00"
@@ -30,8 +30,13 @@ def _seed(store: Store) -> None:
     )
     queue = JobQueue(store)
     for pr in (1, 2, 3):
-        queue.enqueue("review", {"pr": pr, "note": "100% ünïcode"}, installation_id=T.installation_id,
-                      repo=T.repo, pr=pr)  # fmt: skip
+        queue.enqueue(
+            "review",
+            {"pr": pr, "note": "100% ünïcode"},
+            installation_id=T.installation_id,
+            repo=T.repo,
+            pr=pr,
+        )
     queue.complete(queue.claim("w"))  # type: ignore[arg-type]
     store.conn.execute(
         "INSERT INTO deliveries (id, event, action, installation_id, repo, received_at, job_id) "
@@ -39,13 +44,16 @@ def _seed(store: Store) -> None:
         (T.installation_id, T.repo, NOW),
     )
     review_id = records.claim_review(store, T, 1, "abc", "base", NOW)
-    rows = [NewFinding.from_decision(d, pr=1, comment_id=9_000_000_000 + i)
-            for i, d in enumerate([D("p1", "post", 0.9), D("s1", "suppress", 0.125)])]  # fmt: skip
+    rows = [
+        NewFinding.from_decision(d, pr=1, comment_id=9_000_000_000 + i)
+        for i, d in enumerate([D("p1", "post", 0.9), D("s1", "suppress", 0.125)])
+    ]
     ids = records.add_findings(store, T, review_id, rows, NOW)
     ev = LabelEvent(ids[0], "accepted", "reaction", {"user": "u", "reaction_id": 3}, 0.5, NOW)  # type: ignore[arg-type]
     assert records.add_label(store, T, ev)
-    records.add_model_version(store, T, params=json.dumps({"w": [0.25]}), metrics={}, n_labels=1,
-                              activate=True, now=NOW)  # fmt: skip
+    records.add_model_version(
+        store, T, params=json.dumps({"w": [0.25]}), metrics={}, n_labels=1, activate=True, now=NOW
+    )
     store.conn.execute(
         "INSERT INTO reaction_polls (github_comment_id, repo, etag, last_status, polled_at) "
         "VALUES (?, ?, ?, ?, ?)",

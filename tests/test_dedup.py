@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from reviewbot.dedup import (
+from reviewbot.core.domain import Candidate
+from reviewbot.filter.dedup import (
     FingerprintIndex,
     cluster_candidates,
     fingerprint,
     similarity_matrix,
     tokens,
 )
-from reviewbot.models import Candidate
 
 
 def c(
@@ -66,8 +66,15 @@ def test_same_text_far_apart_is_two_places() -> None:
 
 def _rule(rule_id: str, line: int, body: str, path: str = "svc/fetch.py") -> Candidate:
     return Candidate(
-        id=f"rule:{rule_id}:{path}:{line}", path=path, line=line, body=body, title=body.split(".")[0],
-        source=f"rule:{rule_id}", rule_id=rule_id, severity="high", category="bug",
+        id=f"rule:{rule_id}:{path}:{line}",
+        path=path,
+        line=line,
+        body=body,
+        title=body.split(".")[0],
+        source=f"rule:{rule_id}",
+        rule_id=rule_id,
+        severity="high",
+        category="bug",
     )
 
 
@@ -92,8 +99,11 @@ def test_two_rules_two_lines_apart_are_two_issues() -> None:
 
 def test_llm_finding_on_the_timeout_line_is_not_a_duplicate_of_the_mutable_default() -> None:
     llm = c(
-        "llm", "requests.get(url) has no timeout, so a slow server blocks fetch forever.",
-        path="svc/fetch.py", line=3, source="llm",
+        "llm",
+        "requests.get(url) has no timeout, so a slow server blocks fetch forever.",
+        path="svc/fetch.py",
+        line=3,
+        source="llm",
     )
     cands = [_rule("py-mutable-default-arg", 1, MUTABLE), llm]
     assert len(set(clusters_of(cands))) == 2
@@ -176,8 +186,8 @@ def test_similarity_matrix_is_tf_idf_cosine() -> None:
 
 def test_filter_posts_both_rule_findings_and_every_place_of_one_rule() -> None:
     """Through the whole filter (shipped prior, default settings): nothing is 'duplicate of'."""
-    from reviewbot.acceptance import load_prior
-    from reviewbot.noise import FilterSettings, filter_review
+    from reviewbot.filter.acceptance import load_prior
+    from reviewbot.filter.noise import FilterSettings, filter_review
 
     cands = [
         _rule("py-mutable-default-arg", 1, MUTABLE),

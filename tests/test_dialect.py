@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from reviewbot.dialect import is_postgres_url, pg_ddl, pg_sql, redact_url
+from reviewbot.app.dialect import is_postgres_url, pg_ddl, pg_sql, redact_url
 
 
 def test_placeholders_and_literal_percent_signs() -> None:

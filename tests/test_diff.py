@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reviewbot.diff import (
+from reviewbot.core.domain import DiffLine, FileDiff, Hunk
+from reviewbot.review.diff import (
     DiffParseError,
     _parse_fast,
     _parse_full,
@@ -19,7 +20,6 @@ from reviewbot.diff import (
     parse_diff,
     unquote_path,
 )
-from reviewbot.models import DiffLine, FileDiff, Hunk
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = sorted(p for p in (SHARED / "diff-samples").rglob("*") if p.is_file()) if SHARED.is_dir() else []
@@ -66,8 +66,17 @@ def mixed(fixtures_dir: Path) -> dict[str, FileDiff]:
 
 def test_mixed_git_diff_statuses_modes_and_languages(mixed: dict[str, FileDiff]) -> None:
     assert set(mixed) == {
-        "crlf.txt", "deleted.py", "img.bin", "mode.sh", "multi.py", "new name.txt", "nonl.txt",
-        'quo"te.txt', "tab\\there.py", "with space.txt", "ünï cödé.py",
+        "crlf.txt",
+        "deleted.py",
+        "img.bin",
+        "mode.sh",
+        "multi.py",
+        "new name.txt",
+        "nonl.txt",
+        'quo"te.txt',
+        "tab\\there.py",
+        "with space.txt",
+        "ünï cödé.py",
     }
     assert mixed["deleted.py"].status == "deleted"
     assert mixed["deleted.py"].old_mode == "100644" and mixed["deleted.py"].new_mode is None
@@ -84,7 +93,10 @@ def test_mixed_git_diff_statuses_modes_and_languages(mixed: dict[str, FileDiff])
 def test_rename_without_hunks(mixed: dict[str, FileDiff]) -> None:
     renamed = mixed["new name.txt"]
     assert (renamed.status, renamed.old_path, renamed.hunks, renamed.is_binary) == (
-        "renamed", "old name.txt", [], False
+        "renamed",
+        "old name.txt",
+        [],
+        False,
     )
 
 
@@ -111,15 +123,19 @@ def test_whole_diff_in_crlf(fixtures_dir: Path) -> None:
     assert f.path == "app.py" and f.language == "python" and f.new_mode == "100644"
     assert hunk.section == "def main():"
     assert [(ln.kind, ln.text, ln.new_no) for ln in hunk.lines] == [
-        ("context", "def main():", 1), ("deleted", "    return 1", None),
-        ("added", "    return 2", 2), ("context", "", 3),
+        ("context", "def main():", 1),
+        ("deleted", "    return 1", None),
+        ("added", "    return 2", 2),
+        ("context", "", 3),
     ]
 
 
 def test_no_newline_at_end_of_file_marker_is_not_a_line(mixed: dict[str, FileDiff]) -> None:
     hunk = mixed["nonl.txt"].hunks[0]
     assert [(ln.kind, ln.text, ln.old_no, ln.new_no) for ln in hunk.lines] == [
-        ("context", "x", 1, 1), ("deleted", "y", 2, None), ("added", "z", None, 2),
+        ("context", "x", 1, 1),
+        ("deleted", "y", 2, None),
+        ("added", "z", None, 2),
     ]
 
 
@@ -294,9 +310,17 @@ def test_every_shared_sample_parses_or_raises_diff_parse_error(shared_data: Path
         ("unidiff/sample2.diff", DiffParseError),
         ("unidiff/sample6.diff", DiffParseError),
         ("whatthepatch/diff-context.diff", DiffParseError),
-        ("whatthepatch/svn-unified.patch", [(p, "modified") for p in (
-            "bugtrace/trunk/src/bugtrace/csc.py", "bugtrace/trunk/src/bugtrace/Diffxplore.py",
-            "bugtrace/trunk/src/bugtrace/Bugxplore.py")]),
+        (
+            "whatthepatch/svn-unified.patch",
+            [
+                (p, "modified")
+                for p in (
+                    "bugtrace/trunk/src/bugtrace/csc.py",
+                    "bugtrace/trunk/src/bugtrace/Diffxplore.py",
+                    "bugtrace/trunk/src/bugtrace/Bugxplore.py",
+                )
+            ],
+        ),
     ],
 )
 def test_known_shared_samples(shared_data: Path, name: str, outcome: object) -> None:
@@ -348,14 +372,42 @@ def test_real_pr_diffs_parse_and_counts_match(shared_data: Path, pr_id: str) -> 
     assert {f.path for f in files} == set(meta["files"])
 
 
-_FRAGMENTS = st.sampled_from([
-    "diff --git a/x.py b/x.py", 'diff --git "a/x\\303.py" "b/y.py"', "diff --git a/x b", "--- a/x.py",
-    "+++ b/x.py", "--- /dev/null", "+++ /dev/null", "@@ -1,2 +1,2 @@", "@@ -0,0 +1 @@", "@@ -1 +0,0 @@",
-    "@@ -3,1 +3,2 @@ def f():", " a", "-b", "+c", "", "\\ No newline at end of file", "new file mode 100644",
-    "deleted file mode 100644", "old mode 100644", "new mode 100755", "rename from a b", 'rename to "q\\""',
-    "Binary files a/x and b/x differ", "GIT binary patch", "literal 3", "index 1234567..89abcde 100644",
-    "copy from x", "copy to y", '"', "\r", "+++ ", "--- ",
-])
+_FRAGMENTS = st.sampled_from(
+    [
+        "diff --git a/x.py b/x.py",
+        'diff --git "a/x\\303.py" "b/y.py"',
+        "diff --git a/x b",
+        "--- a/x.py",
+        "+++ b/x.py",
+        "--- /dev/null",
+        "+++ /dev/null",
+        "@@ -1,2 +1,2 @@",
+        "@@ -0,0 +1 @@",
+        "@@ -1 +0,0 @@",
+        "@@ -3,1 +3,2 @@ def f():",
+        " a",
+        "-b",
+        "+c",
+        "",
+        "\\ No newline at end of file",
+        "new file mode 100644",
+        "deleted file mode 100644",
+        "old mode 100644",
+        "new mode 100755",
+        "rename from a b",
+        'rename to "q\\""',
+        "Binary files a/x and b/x differ",
+        "GIT binary patch",
+        "literal 3",
+        "index 1234567..89abcde 100644",
+        "copy from x",
+        "copy to y",
+        '"',
+        "\r",
+        "+++ ",
+        "--- ",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -7,7 +7,7 @@ import fnmatch
 import re
 from pathlib import Path
 
-from reviewbot.rules import load_builtin_rules
+from reviewbot.review.rules import load_builtin_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

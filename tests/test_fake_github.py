@@ -58,8 +58,13 @@ def http(gh: FakeGitHub) -> Iterator[httpx.Client]:
 
 
 def _review(http: httpx.Client, gh: FakeGitHub, comments: list[dict], **extra: object) -> httpx.Response:
-    body = {"commit_id": gh.pulls[(REPO, 1)].head_sha, "body": "summary", "event": "COMMENT",
-            "comments": comments, **extra}
+    body = {
+        "commit_id": gh.pulls[(REPO, 1)].head_sha,
+        "body": "summary",
+        "event": "COMMENT",
+        "comments": comments,
+        **extra,
+    }
     return http.post(f"/repos/{REPO}/pulls/1/reviews", json=body)
 
 
@@ -79,11 +84,15 @@ def test_diff_is_a_valid_unified_diff_with_per_file_patches(gh: FakeGitHub, http
 
 
 def test_valid_review_is_recorded_with_comments(gh: FakeGitHub, http: httpx.Client) -> None:
-    r = _review(http, gh, [
-        {"path": "app.py", "line": 5, "side": "RIGHT", "body": "one"},
-        {"path": "app.py", "line": 5, "side": "LEFT", "body": "deleted line"},
-        {"path": "app.py", "start_line": 29, "line": 31, "side": "RIGHT", "body": "range"},
-    ])
+    r = _review(
+        http,
+        gh,
+        [
+            {"path": "app.py", "line": 5, "side": "RIGHT", "body": "one"},
+            {"path": "app.py", "line": 5, "side": "LEFT", "body": "deleted line"},
+            {"path": "app.py", "start_line": 29, "line": 31, "side": "RIGHT", "body": "range"},
+        ],
+    )
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "COMMENTED"
     (review,) = gh.reviews[(REPO, 1)]
@@ -96,18 +105,28 @@ def test_valid_review_is_recorded_with_comments(gh: FakeGitHub, http: httpx.Clie
 @pytest.mark.parametrize(
     ("comment", "message"),
     [
-        ({"path": "app.py", "line": 20, "side": "RIGHT"},
-         "Pull request review thread line must be part of the diff and Pull request review thread "
-         "diff hunk can't be blank"),
-        ({"path": "app.py", "line": 5, "start_line": 1, "side": "LEFT", "start_side": "LEFT"},
-         "Pull request review thread start line must be part of the same hunk as the line."),
-        ({"path": "app.py", "line": 31, "start_line": 5, "side": "RIGHT"},
-         "Pull request review thread start line must be part of the same hunk as the line."),
-        ({"path": "app.py", "line": 5, "start_line": 6, "side": "RIGHT"},
-         "Pull request review thread start line must precede the end line."),
-        ({"path": "nope.py", "line": 1},
-         "Pull request review thread path is invalid and Pull request review thread diff hunk can't be "
-         "blank"),
+        (
+            {"path": "app.py", "line": 20, "side": "RIGHT"},
+            "Pull request review thread line must be part of the diff and Pull request review thread "
+            "diff hunk can't be blank",
+        ),
+        (
+            {"path": "app.py", "line": 5, "start_line": 1, "side": "LEFT", "start_side": "LEFT"},
+            "Pull request review thread start line must be part of the same hunk as the line.",
+        ),
+        (
+            {"path": "app.py", "line": 31, "start_line": 5, "side": "RIGHT"},
+            "Pull request review thread start line must be part of the same hunk as the line.",
+        ),
+        (
+            {"path": "app.py", "line": 5, "start_line": 6, "side": "RIGHT"},
+            "Pull request review thread start line must precede the end line.",
+        ),
+        (
+            {"path": "nope.py", "line": 1},
+            "Pull request review thread path is invalid and Pull request review thread diff hunk can't be "
+            "blank",
+        ),
     ],
 )
 def test_invalid_review_comment_gets_githubs_422(
@@ -136,8 +155,9 @@ def test_push_moves_head_and_compare_shows_only_new_change(gh: FakeGitHub, http:
     assert http.get(f"/repos/{REPO}/pulls/1").json()["head"]["sha"] == new_head
     comp = http.get(f"/repos/{REPO}/compare/{old_head}...{new_head}")
     assert comp.json()["ahead_by"] == 1 and [f["filename"] for f in comp.json()["files"]] == ["new.py"]
-    diff = http.get(f"/repos/{REPO}/compare/{old_head}...{new_head}",
-                    headers={"Accept": "application/vnd.github.diff"}).text
+    diff = http.get(
+        f"/repos/{REPO}/compare/{old_head}...{new_head}", headers={"Accept": "application/vnd.github.diff"}
+    ).text
     assert [f.path for f in PatchSet(diff)] == ["new.py"]
     stale = _review(http, gh, [], commit_id=old_head)
     assert stale.status_code == 422
@@ -149,8 +169,9 @@ def test_files_pagination_link_headers_and_cap(keys: tuple[str, str]) -> None:
     with FakeGitHub() as fake:
         fake.add_repo(REPO, 7, {})
         fake.add_pull(REPO, 2, head_files={f"f{i:04}.txt": "x\n" for i in range(3005)})
-        with httpx.Client(base_url=fake.base_url,
-                          headers={"Authorization": f"token {fake.issue_token(7)}"}) as http:
+        with httpx.Client(
+            base_url=fake.base_url, headers={"Authorization": f"token {fake.issue_token(7)}"}
+        ) as http:
             first = http.get(f"/repos/{REPO}/pulls/2/files", params={"per_page": 100})
             assert len(first.json()) == 100
             assert 'rel="next"' in first.headers["link"] and "page=30" in first.headers["link"]
@@ -173,8 +194,9 @@ def test_app_jwt_is_verified(gh: FakeGitHub, keys: tuple[str, str], clock: Clock
     def token_req(key: str, iss: str = "42", iat_off: float = -60, exp_off: float = 540) -> httpx.Response:
         now = int(clock())
         tok = jwt.encode({"iss": iss, "iat": now + iat_off, "exp": now + exp_off}, key, algorithm="RS256")
-        return httpx.post(f"{gh.base_url}/app/installations/7/access_tokens",
-                          headers={"Authorization": f"Bearer {tok}"})
+        return httpx.post(
+            f"{gh.base_url}/app/installations/7/access_tokens", headers={"Authorization": f"Bearer {tok}"}
+        )
 
     good = token_req(keys[0])
     assert good.status_code == 201 and good.json()["token"].startswith("ghs_")
@@ -233,13 +255,15 @@ def test_reactions_etag_and_human_activity(gh: FakeGitHub, http: httpx.Client) -
     cid = gh.reviews[(REPO, 1)][0]["comments"][0]["id"]
     first = http.get(f"/repos/{REPO}/pulls/comments/{cid}/reactions")
     assert first.json() == [] and first.headers["etag"]
-    same = http.get(f"/repos/{REPO}/pulls/comments/{cid}/reactions",
-                    headers={"If-None-Match": first.headers["etag"]})
+    same = http.get(
+        f"/repos/{REPO}/pulls/comments/{cid}/reactions", headers={"If-None-Match": first.headers["etag"]}
+    )
     assert same.status_code == 304
     assert same.headers["x-ratelimit-remaining"] == first.headers["x-ratelimit-remaining"]  # free
     gh.add_reaction(cid, "+1", "alice")
-    changed = http.get(f"/repos/{REPO}/pulls/comments/{cid}/reactions",
-                       headers={"If-None-Match": first.headers["etag"]})
+    changed = http.get(
+        f"/repos/{REPO}/pulls/comments/{cid}/reactions", headers={"If-None-Match": first.headers["etag"]}
+    )
     assert changed.status_code == 200 and changed.json()[0]["content"] == "+1"
     gh.add_reply(REPO, 1, cid, "good catch, fixed")
     comments = http.get(f"/repos/{REPO}/pulls/1/comments").json()
@@ -247,18 +271,27 @@ def test_reactions_etag_and_human_activity(gh: FakeGitHub, http: httpx.Client) -
     bot = http.post(f"/repos/{REPO}/pulls/1/comments/{cid}/replies", json={"body": "thanks"})
     assert bot.status_code == 201 and bot.json()["user"]["type"] == "Bot"
     ic = http.post(f"/repos/{REPO}/issues/1/comments", json={"body": "hello"}).json()
-    assert http.post(f"/repos/{REPO}/issues/comments/{ic['id']}/reactions",
-                     json={"content": "rocket"}).status_code == 201
-    assert http.post(f"/repos/{REPO}/issues/comments/{ic['id']}/reactions",
-                     json={"content": "nope"}).status_code == 422
+    assert (
+        http.post(
+            f"/repos/{REPO}/issues/comments/{ic['id']}/reactions", json={"content": "rocket"}
+        ).status_code
+        == 201
+    )
+    assert (
+        http.post(f"/repos/{REPO}/issues/comments/{ic['id']}/reactions", json={"content": "nope"}).status_code
+        == 422
+    )
 
 
 def test_check_runs_are_recorded_with_history(gh: FakeGitHub, http: httpx.Client) -> None:
     sha = gh.pulls[(REPO, 1)].head_sha
-    run = http.post(f"/repos/{REPO}/check-runs", json={"name": "reviewbot", "head_sha": sha,
-                                                         "status": "in_progress"}).json()
-    done = http.patch(f"/repos/{REPO}/check-runs/{run['id']}", json={
-        "conclusion": "neutral", "output": {"title": "2 comments", "summary": "s", "text": "t"}})
+    run = http.post(
+        f"/repos/{REPO}/check-runs", json={"name": "reviewbot", "head_sha": sha, "status": "in_progress"}
+    ).json()
+    done = http.patch(
+        f"/repos/{REPO}/check-runs/{run['id']}",
+        json={"conclusion": "neutral", "output": {"title": "2 comments", "summary": "s", "text": "t"}},
+    )
     assert done.json()["status"] == "completed" and done.json()["output"]["title"] == "2 comments"
     (rec,) = gh.check_runs
     assert rec["conclusion"] == "neutral" and len(rec["history"]) == 2
@@ -277,8 +310,9 @@ async def test_githubkit_parses_every_answer(gh: FakeGitHub) -> None:
     from githubkit import GitHub, TokenAuthStrategy
 
     pr = gh.pulls[(REPO, 1)]
-    kit = GitHub(TokenAuthStrategy(gh.issue_token(7)), base_url=gh.base_url, http_cache=False,
-                 auto_retry=False)
+    kit = GitHub(
+        TokenAuthStrategy(gh.issue_token(7)), base_url=gh.base_url, http_cache=False, auto_retry=False
+    )
     rest = kit.rest
     assert (await rest.pulls.async_get("acme", "shop", 1)).parsed_data.head.sha == pr.head_sha
     assert (await rest.repos.async_get("acme", "shop")).parsed_data.default_branch == "main"
@@ -288,9 +322,17 @@ async def test_githubkit_parses_every_answer(gh: FakeGitHub) -> None:
     comp = await rest.repos.async_compare_commits("acme", "shop", f"{pr.base_sha}...{pr.head_sha}")
     assert comp.parsed_data.ahead_by == 1
     assert len((await rest.repos.async_get_commit("acme", "shop", pr.head_sha)).parsed_data.files or []) == 3
-    review = await rest.pulls.async_create_review("acme", "shop", 1, data={
-        "commit_id": pr.head_sha, "body": "b", "event": "COMMENT",
-        "comments": [{"path": "app.py", "line": 5, "side": "RIGHT", "body": "c"}]})
+    review = await rest.pulls.async_create_review(
+        "acme",
+        "shop",
+        1,
+        data={
+            "commit_id": pr.head_sha,
+            "body": "b",
+            "event": "COMMENT",
+            "comments": [{"path": "app.py", "line": 5, "side": "RIGHT", "body": "c"}],
+        },
+    )
     assert review.parsed_data.state == "COMMENTED"
     assert (await rest.pulls.async_list_reviews("acme", "shop", 1)).parsed_data[0].id == review.parsed_data.id
     (comment,) = (await rest.pulls.async_list_review_comments("acme", "shop", 1)).parsed_data
@@ -305,25 +347,33 @@ async def test_githubkit_parses_every_answer(gh: FakeGitHub) -> None:
     assert (await rest.issues.async_list_comments("acme", "shop", 1)).parsed_data[0].id == ic.id
     r = await rest.reactions.async_create_for_issue_comment("acme", "shop", ic.id, content="+1")
     assert r.parsed_data.content == "+1"
-    run = (await rest.checks.async_create("acme", "shop", data={"name": "reviewbot", "head_sha": pr.head_sha,
-                                                              "status": "in_progress"})).parsed_data
-    done = await rest.checks.async_update("acme", "shop", run.id, data={
-        "conclusion": "success", "output": {"title": "t", "summary": "s"}})
+    run = (
+        await rest.checks.async_create(
+            "acme", "shop", data={"name": "reviewbot", "head_sha": pr.head_sha, "status": "in_progress"}
+        )
+    ).parsed_data
+    done = await rest.checks.async_update(
+        "acme", "shop", run.id, data={"conclusion": "success", "output": {"title": "t", "summary": "s"}}
+    )
     assert done.parsed_data.status == "completed"
 
 
 def test_pending_review_is_validated_hidden_and_deletable(gh: FakeGitHub, http: httpx.Client) -> None:
     sha = gh.pulls[(REPO, 1)].head_sha
-    ok = http.post(f"/repos/{REPO}/pulls/1/reviews",
-                   json={"commit_id": sha, "comments": [{"path": "app.py", "line": 5, "body": "x"}]})
+    ok = http.post(
+        f"/repos/{REPO}/pulls/1/reviews",
+        json={"commit_id": sha, "comments": [{"path": "app.py", "line": 5, "body": "x"}]},
+    )
     assert ok.json()["state"] == "PENDING"
     again = http.post(f"/repos/{REPO}/pulls/1/reviews", json={"commit_id": sha, "body": "y"})
     assert again.status_code == 422 and "one pending review" in again.json()["errors"][0]
     assert http.get(f"/repos/{REPO}/pulls/1/comments").json() == []  # pending comments are private
     assert gh.posted_reviews(REPO, 1) == []
     assert http.delete(f"/repos/{REPO}/pulls/1/reviews/{ok.json()['id']}").status_code == 200
-    bad = http.post(f"/repos/{REPO}/pulls/1/reviews",
-                    json={"commit_id": sha, "comments": [{"path": "app.py", "line": 20, "body": "x"}]})
+    bad = http.post(
+        f"/repos/{REPO}/pulls/1/reviews",
+        json={"commit_id": sha, "comments": [{"path": "app.py", "line": 20, "body": "x"}]},
+    )
     assert bad.status_code == 422
     done = _review(http, gh, [])
     assert http.delete(f"/repos/{REPO}/pulls/1/reviews/{done.json()['id']}").status_code == 422
@@ -336,8 +386,9 @@ def test_pull_from_fixture_dirs(fixtures_dir: Path) -> None:
         pr = fake.add_pull_from_dirs("acme/demo", 1, demo / "before", demo / "after")
         assert fake.commits[pr.base_sha].files == load_tree(fixtures_dir / "demo/before")
         assert fake.commits[pr.head_sha].files == load_tree(fixtures_dir / "demo/after")
-        with httpx.Client(base_url=fake.base_url,
-                          headers={"Authorization": f"token {fake.issue_token(7)}"}) as http:
+        with httpx.Client(
+            base_url=fake.base_url, headers={"Authorization": f"token {fake.issue_token(7)}"}
+        ) as http:
             diff = http.get("/repos/acme/demo/pulls/1", headers={"Accept": "application/vnd.github.diff"})
         assert {f.path for f in PatchSet(diff.text)} == {"cart.js", "files.go", "inventory.py"}
 
@@ -349,8 +400,13 @@ def test_diffs_match_gits_on_real_prs(shared_data: Path) -> None:
     ids = [e["id"] for e in json.loads((root / "index.json").read_text())][:20]
     for pr_id in ids:
         d = root / pr_id
-        ours = {f.filename: [h.header.split(" @@")[0] for h in f.hunks]
-                for f in diff_trees(load_tree(d / "before"), load_tree(d / "after"))}
-        real = {f.path: [str(h).split(" @@")[0] for h in f]
-                for f in PatchSet((d / "diff.patch").read_text(errors="replace")) if not f.is_binary_file}
+        ours = {
+            f.filename: [h.header.split(" @@")[0] for h in f.hunks]
+            for f in diff_trees(load_tree(d / "before"), load_tree(d / "after"))
+        }
+        real = {
+            f.path: [str(h).split(" @@")[0] for h in f]
+            for f in PatchSet((d / "diff.patch").read_text(errors="replace"))
+            if not f.is_binary_file
+        }
         assert ours == real, pr_id

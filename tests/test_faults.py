@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from reviewbot.app_review import ReviewJobHandler
-from reviewbot.github import GitHubApp, Limits
-from reviewbot.llm import client_from_settings
-from reviewbot.queue import JobQueue
-from reviewbot.settings import Settings, settings_secrets
-from reviewbot.store import Store
+from reviewbot.adapters.llm import client_from_settings
+from reviewbot.app.app_review import ReviewJobHandler
+from reviewbot.app.github import GitHubApp, Limits
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.store import Store
+from reviewbot.core.settings import Settings, settings_secrets
 from tests.test_app_e2e import APP_ID, CONFIG, INSTALLATION, REPO, World, module, valid_anchor
 
 LLM_KEY = "sk-faults-0123456789abcdefghijklmnopqrstuv"
@@ -151,10 +151,14 @@ GITHUB_TRANSIENT: list[tuple[str, Callable[[World], None]]] = [
     ("github 500 on the PR", lambda w: w.gh.fail_next(2, 500, PULLS, "GET")),
     ("github 502 on every read once", lambda w: w.gh.fail_next(3, 502, f"/repos/{REPO}", "GET")),
     ("github 503 on the review POST", lambda w: w.gh.fail_next(1, 503, REVIEWS, "POST")),
-    ("github 502 after the review was created (answer lost)",
-     lambda w: w.gh.fail_next(1, 502, REVIEWS, "POST", after_processing=True)),
-    ("github 403 secondary rate limit on the review POST",
-     lambda w: w.gh.secondary_limit_next(1, retry_after=1, path_prefix=REVIEWS, method="POST")),
+    (
+        "github 502 after the review was created (answer lost)",
+        lambda w: w.gh.fail_next(1, 502, REVIEWS, "POST", after_processing=True),
+    ),
+    (
+        "github 403 secondary rate limit on the review POST",
+        lambda w: w.gh.secondary_limit_next(1, retry_after=1, path_prefix=REVIEWS, method="POST"),
+    ),
     ("github 429 with Retry-After on a read", lambda w: w.gh.too_many_requests_next(1, 1, PULLS, "GET")),
     ("github connection reset on the review POST", lambda w: w.gh.reset_next(1, REVIEWS, "POST")),
     ("github connection reset on reads", lambda w: w.gh.reset_next(2, f"/repos/{REPO}", "GET")),
@@ -162,7 +166,7 @@ GITHUB_TRANSIENT: list[tuple[str, Callable[[World], None]]] = [
     ("github truncated answer to the review POST", lambda w: w.gh.truncate_next(1, REVIEWS, "POST")),
     ("github 500 on the check run", lambda w: w.gh.fail_next(3, 500, f"/repos/{REPO}/check-runs", "POST")),
     ("github token endpoint 502", lambda w: w.gh.fail_next(1, 502, "/app/installations", "POST")),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("scenario", "inject"), GITHUB_TRANSIENT, ids=[s for s, _ in GITHUB_TRANSIENT])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.feedback import (
+from reviewbot.core.feedback import (
     FeedbackError,
     LabelEvent,
     Reaction,

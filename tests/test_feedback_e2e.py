@@ -16,18 +16,23 @@ from typing import Any
 
 import pytest
 
-from reviewbot import records
-from reviewbot.acceptance import AcceptanceModel, FeatureConfig
-from reviewbot.feedback_poll import feedback_handlers, handle_event, poll_reactions, schedule_feedback_jobs
-from reviewbot.github import GitHubClient, Limits
-from reviewbot.models import Candidate, Decision
-from reviewbot.queue import JobQueue
-from reviewbot.records import Tenant
-from reviewbot.render import ReviewComment, fingerprint_marker, render_comment
-from reviewbot.retrain import RetrainPolicy, labelled_findings, retrain_handler, retrain_repo
-from reviewbot.stats import repo_stats
-from reviewbot.store import Store
-from reviewbot.worker import Worker
+from reviewbot.app import records
+from reviewbot.app.feedback_poll import (
+    feedback_handlers,
+    handle_event,
+    poll_reactions,
+    schedule_feedback_jobs,
+)
+from reviewbot.app.github import GitHubClient, Limits
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.records import Tenant
+from reviewbot.app.store import Store
+from reviewbot.app.worker import Worker
+from reviewbot.core.domain import Candidate, Decision
+from reviewbot.filter.acceptance import AcceptanceModel, FeatureConfig
+from reviewbot.learning.retrain import RetrainPolicy, labelled_findings, retrain_handler, retrain_repo
+from reviewbot.learning.stats import repo_stats
+from reviewbot.review.render import ReviewComment, fingerprint_marker, render_comment
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.fakes.fake_github import FakeGitHub
@@ -424,9 +429,25 @@ async def test_real_github_payloads(shared_data: Path, fake: tuple[FakeGitHub, l
     head = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
     hello = Tenant(1, "Codertocat/Hello-World")  # the installation GitHub's examples carry
     review_id = records.claim_review(store, hello, 2, head, "b" * 40, T0.isoformat())
-    records.add_findings(store, hello, review_id, [records.NewFinding(
-        pr=2, path="README.md", line=1, side="RIGHT", body="x", decision="post", reason="r", fingerprint="fp",
-        comment_id=284312630)], T0.isoformat())  # fmt: skip
+    records.add_findings(
+        store,
+        hello,
+        review_id,
+        [
+            records.NewFinding(
+                pr=2,
+                path="README.md",
+                line=1,
+                side="RIGHT",
+                body="x",
+                decision="post",
+                reason="r",
+                fingerprint="fp",
+                comment_id=284312630,
+            )
+        ],
+        T0.isoformat(),
+    )
 
     def load(path: str) -> dict[str, Any]:
         return json.loads((hooks / path).read_text(encoding="utf-8"))
@@ -436,8 +457,16 @@ async def test_real_github_payloads(shared_data: Path, fake: tuple[FakeGitHub, l
 
     # a top-level review comment (no in_reply_to_id) is not feedback; a reply to ours is
     for name in ("created", "edited", "deleted"):
-        assert await handle_event(store, client, "pull_request_review_comment", load(
-            f"pull_request_review_comment/{name}.payload.json"), now=T0) == []  # fmt: skip
+        assert (
+            await handle_event(
+                store,
+                client,
+                "pull_request_review_comment",
+                load(f"pull_request_review_comment/{name}.payload.json"),
+                now=T0,
+            )
+            == []
+        )
     reply = load("pull_request_review_comment/created.payload.json")
     reply["comment"].update(id=999, in_reply_to_id=284312630, body="This is a false positive.")
     await handle_event(store, client, "pull_request_review_comment", reply, now=T0)
@@ -447,11 +476,21 @@ async def test_real_github_payloads(shared_data: Path, fake: tuple[FakeGitHub, l
     assert sources() == []
 
     # resolved at the same head: nothing changed -> weak dismissal; unresolved withdraws it
-    await handle_event(store, client, "pull_request_review_thread", load(
-        "pull_request_review_thread/resolved.payload.json"), now=T0)  # fmt: skip
+    await handle_event(
+        store,
+        client,
+        "pull_request_review_thread",
+        load("pull_request_review_thread/resolved.payload.json"),
+        now=T0,
+    )
     assert sources() == [("thread", "weak_dismissed")]
-    await handle_event(store, client, "pull_request_review_thread", load(
-        "pull_request_review_thread/unresolved.payload.json"), now=T0)  # fmt: skip
+    await handle_event(
+        store,
+        client,
+        "pull_request_review_thread",
+        load("pull_request_review_thread/unresolved.payload.json"),
+        now=T0,
+    )
     assert sources() == []
 
     # every pull_request example: only synchronize and closed matter; closed marks ours untouched
@@ -488,16 +527,33 @@ async def test_an_applied_suggestion_is_labelled_from_the_rows_production_writes
     client = GitHubClient.with_token(
         gh.issue_token(7), base_url=gh.base_url, bot_login=BOT, limits=Limits(write_interval=0.0)
     )
-    cand = Candidate(id="llm:1", path="app/db.py", line=8, body=SQL, title="SQL injection",
-                     category="security", severity="high", suggestion=SUGGESTION + "\n")  # fmt: skip
+    cand = Candidate(
+        id="llm:1",
+        path="app/db.py",
+        line=8,
+        body=SQL,
+        title="SQL injection",
+        category="security",
+        severity="high",
+        suggestion=SUGGESTION + "\n",
+    )
     decision = Decision(cand, "post", "posted", 0.9, "high", "security", "c1", "fp-sugg")
     comment = ReviewComment("app/db.py", 8, "RIGHT", render_comment(decision), "fp-sugg")
     posted = await client.post_review(REPO, 1, commit_id=pr.head_sha, body="review", comments=[comment])
     store = Store.open(":memory:")
     review_id = records.claim_review(store, T, 1, pr.head_sha, "b" * 40, T0.isoformat())
     row = records.NewFinding.from_decision(decision, pr=1, comment_id=posted.comment_ids["fp-sugg"])
-    records.finish_review(store, T, review_id, github_review_id=posted.review_id, check_run_id=None,
-                          funnel={}, usage={}, findings=[row], now=T0.isoformat())  # fmt: skip
+    records.finish_review(
+        store,
+        T,
+        review_id,
+        github_review_id=posted.review_id,
+        check_run_id=None,
+        funnel={},
+        usage={},
+        findings=[row],
+        now=T0.isoformat(),
+    )
     [finding] = records.pr_findings(store, T, 1)
     new = list(DB)
     new[7] = SUGGESTION

@@ -162,8 +162,19 @@ def test_history_dismissed_and_posted_fingerprints_reach_only_their_place(tmp_pa
     body = "get_user builds the SQL query with an f-string containing user_id: SQL injection."
 
     def cand(cid: str, path: str, pr: int, repo: str = "o/r", **extra: Any) -> dict[str, Any]:
-        return {"id": cid, "repo": repo, "pr": pr, "path": path, "line": 10, "symbol": "get_user",
-                "body": body, "source": "llm", "severity": "high", "category": "security", **extra}
+        return {
+            "id": cid,
+            "repo": repo,
+            "pr": pr,
+            "path": path,
+            "line": 10,
+            "symbol": "get_user",
+            "body": body,
+            "source": "llm",
+            "severity": "high",
+            "category": "security",
+            **extra,
+        }
 
     history = [
         cand("h1", "svc/users.py", 1, outcome="dismissed", at="1"),

@@ -20,14 +20,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
+from reviewbot.app.github import GitHubApp
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.server import create_app
+from reviewbot.app.store import Store
+from reviewbot.app.worker import Worker
 from reviewbot.cli import app
 from reviewbot.commands.serve_cmd import github_auth_probe
-from reviewbot.github import GitHubApp
-from reviewbot.queue import JobQueue
-from reviewbot.server import create_app
-from reviewbot.settings import Settings, github_app_credentials
-from reviewbot.store import Store
-from reviewbot.worker import Worker
+from reviewbot.core.settings import Settings, github_app_credentials
 from tests.fakes.fake_github import FakeGitHub, generate_app_key
 from tests.fakes.live_server import LiveServer
 
@@ -74,12 +74,16 @@ def test_serve_without_app_credentials_refuses_in_one_line(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("/nonexistent/reviewbot.pem",
-         "REVIEWBOT_GITHUB_PRIVATE_KEY: is neither PEM text nor an existing file"),
-        ("-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----",
-         "REVIEWBOT_GITHUB_PRIVATE_KEY: not a usable private key"),
+        (
+            "/nonexistent/reviewbot.pem",
+            "REVIEWBOT_GITHUB_PRIVATE_KEY: is neither PEM text nor an existing file",
+        ),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----",
+            "REVIEWBOT_GITHUB_PRIVATE_KEY: not a usable private key",
+        ),
     ],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("command", [["serve"], ["worker"]])
 def test_a_bad_key_is_one_line_naming_the_variable(
     command: list[str], key: str, expected: str, tmp_path: Path
@@ -104,8 +108,9 @@ def test_serve_no_worker_needs_no_credentials_and_is_unhealthy_until_a_worker_ru
     assert result.exit_code == 1  # the secret is still required
     store = Store.open(tmp_path / "rb.db")
     try:
-        with LiveServer(create_app(store=store, webhook_secret=b"s", registry=CollectorRegistry(),
-                                   queue=JobQueue(store))) as srv:  # fmt: skip
+        with LiveServer(
+            create_app(store=store, webhook_secret=b"s", registry=CollectorRegistry(), queue=JobQueue(store))
+        ) as srv:
             r = httpx.get(f"{srv.url}/healthz")
         assert r.status_code == 503 and r.json()["worker"] == "none" and r.json()["database"] == "ok"
     finally:
@@ -145,8 +150,9 @@ def _probe_once(db: Path, app_: GitHubApp, worker_id: str) -> None:
 def health(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], httpx.Response]]]:
     db = tmp_path / "rb.db"
     store = Store.open(db)
-    with LiveServer(create_app(store=store, webhook_secret=b"s", registry=CollectorRegistry(),
-                               queue=JobQueue(store))) as srv:  # fmt: skip
+    with LiveServer(
+        create_app(store=store, webhook_secret=b"s", registry=CollectorRegistry(), queue=JobQueue(store))
+    ) as srv:
         yield db, lambda: httpx.get(f"{srv.url}/healthz")
     store.close()
 
@@ -179,8 +185,9 @@ def test_healthz_is_503_when_the_database_cannot_grow(tmp_path: Path) -> None:
     pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
     store.conn.execute(f"PRAGMA max_page_count = {pages}")
     try:
-        with LiveServer(create_app(store=store, webhook_secret=b"s", registry=CollectorRegistry(),
-                                   queue=JobQueue(store))) as srv:  # fmt: skip
+        with LiveServer(
+            create_app(store=store, webhook_secret=b"s", registry=CollectorRegistry(), queue=JobQueue(store))
+        ) as srv:
             r = httpx.get(f"{srv.url}/healthz")
         assert r.status_code == 503
         assert r.json()["status"] == "error" and "full" in r.json()["database"]
@@ -195,8 +202,13 @@ def test_healthz_is_503_when_the_disk_is_nearly_full(tmp_path: Path) -> None:
     )
     free = {"bytes": 10**9}
     try:
-        server = create_app(store=store, webhook_secret=b"s", registry=CollectorRegistry(),
-                            queue=JobQueue(store), disk_free=lambda _p: free["bytes"])  # fmt: skip
+        server = create_app(
+            store=store,
+            webhook_secret=b"s",
+            registry=CollectorRegistry(),
+            queue=JobQueue(store),
+            disk_free=lambda _p: free["bytes"],
+        )
         with LiveServer(server) as srv:
             assert httpx.get(f"{srv.url}/healthz").status_code == 200
             free["bytes"] = 5 * 1024 * 1024

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reviewbot.local import build_repo_from_dirs
+from reviewbot.adapters.local import build_repo_from_dirs
 from tests.fakes.fake_llm import FakeLLM, diff_lines
 from tests.test_review_e2e import run_cli
 

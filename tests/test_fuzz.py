@@ -38,18 +38,18 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from reviewbot import webhooks
-from reviewbot.anchor import anchor_candidates
-from reviewbot.config import ConfigError, RepoConfig, load_config
-from reviewbot.diff import DiffParseError, parse_diff
-from reviewbot.globs import MAX_PATTERN_CHARS, GlobList, glob_match, path_selected, wildcard_match
-from reviewbot.models import CATEGORIES, SEVERITIES, FileDiff
-from reviewbot.prompt import neutralise, parse_reply, unneutralise
-from reviewbot.queue import JobQueue
-from reviewbot.rules import RuleError, all_added, ruleset_from_config
-from reviewbot.server import create_app
-from reviewbot.severity import meets_minimum
-from reviewbot.store import Store
+from reviewbot.app import webhooks
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.server import create_app
+from reviewbot.app.store import Store
+from reviewbot.core.config import ConfigError, RepoConfig, load_config
+from reviewbot.core.domain import CATEGORIES, SEVERITIES, FileDiff
+from reviewbot.core.globs import MAX_PATTERN_CHARS, GlobList, glob_match, path_selected, wildcard_match
+from reviewbot.filter.severity import meets_minimum
+from reviewbot.review.anchor import anchor_candidates
+from reviewbot.review.diff import DiffParseError, parse_diff
+from reviewbot.review.prompt import neutralise, parse_reply, unneutralise
+from reviewbot.review.rules import RuleError, all_added, ruleset_from_config
 from tests.deadline import deadline
 from tests.fakes.live_server import LiveServer
 
@@ -967,7 +967,7 @@ def test_fuzz_globs_agree_with_the_dialect_and_stay_linear(rnd: random.Random) -
     timed("globs", wildcard_match, "*a" * rnd.randrange(1, 200) + "b", "a" * rnd.randrange(1, 5000))
 
 
-REGEX_SHAPES = ["(a+)+$", "(a|aa)*c", "(a*)*b", "(.*a){20}", "^(a|a?)+$", "(\\w+\\s?)*$", "((a)*)*\"$"]
+REGEX_SHAPES = ["(a+)+$", "(a|aa)*c", "(a*)*b", "(.*a){20}", "^(a|a?)+$", "(\\w+\\s?)*$", '((a)*)*"$']
 
 
 @fast(150)
@@ -979,9 +979,13 @@ def test_fuzz_custom_rule_regexes_run_in_time(rnd: random.Random) -> None:
     quoted = regex.replace("\\", "\\\\").replace('"', '\\"')
     predicate = rnd.choice(["match?", "not-match?", "any-match?"])
     rule = {
-        "id": "fz", "languages": ["python"], "severity": "low", "category": "bug", "message": "m",
+        "id": "fz",
+        "languages": ["python"],
+        "severity": "low",
+        "category": "bug",
+        "message": "m",
         "query": f'((string) @match (#{predicate} @match "{quoted}"))',
-    }  # fmt: skip
+    }
     try:
         config = RepoConfig.model_validate({"rules": {"custom": [rule]}})
         rules = ruleset_from_config(config.rules)
@@ -1033,8 +1037,7 @@ def _module_patterns() -> list[tuple[str, re.Pattern[str]]]:
 
 
 #: Regexes still quadratic on some shape, with what bounds their input (RELIABILITY.md, limits).
-KNOWN_QUADRATIC = {
-}
+KNOWN_QUADRATIC = {}
 
 
 def regex_shapes(pattern: str, size: int) -> Iterator[str]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from unidiff import PatchSet
 
-from reviewbot.github import (
+from reviewbot.app.github import (
     GitHubAPIError,
     GitHubApp,
     GitHubClient,
@@ -17,8 +17,8 @@ from reviewbot.github import (
     Limits,
     ReviewRejectedError,
 )
-from reviewbot.models import Candidate, Decision
-from reviewbot.render import ReviewComment, render_comment, to_review_comment
+from reviewbot.core.domain import Candidate, Decision
+from reviewbot.review.render import ReviewComment, render_comment, to_review_comment
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.fakes.fake_github import FakeGitHub, generate_app_key
@@ -75,8 +75,14 @@ def fake(keys: tuple[str, str], ft: FakeTime) -> Iterator[FakeGitHub]:
 
 
 def make_app(fake: FakeGitHub, keys: tuple[str, str], ft: FakeTime, **limits: float) -> GitHubApp:
-    return GitHubApp(APP_ID, keys[0], base_url=fake.base_url, limits=Limits(write_interval=0, **limits),
-                     sleep=ft.sleep, clock=ft)
+    return GitHubApp(
+        APP_ID,
+        keys[0],
+        base_url=fake.base_url,
+        limits=Limits(write_interval=0, **limits),
+        sleep=ft.sleep,
+        clock=ft,
+    )
 
 
 @pytest.fixture
@@ -85,9 +91,16 @@ async def client(fake: FakeGitHub, keys: tuple[str, str], ft: FakeTime) -> Async
 
 
 def rc(path: str, line: int, fp: str, *, start_line: int | None = None, side: str = "RIGHT") -> ReviewComment:
-    return ReviewComment(path=path, line=line, side=side, body=f"finding {fp}\n\n<!-- reviewbot:fp="  # type: ignore[arg-type]
-                         f"{fp.encode().hex()} -->", fingerprint=fp, start_line=start_line,
-                         start_side=side if start_line else None)  # type: ignore[arg-type]
+    return ReviewComment(
+        path=path,
+        line=line,
+        side=side,
+        body=f"finding {fp}\n\n<!-- reviewbot:fp="  # type: ignore[arg-type]
+        f"{fp.encode().hex()} -->",
+        fingerprint=fp,
+        start_line=start_line,
+        start_side=side if start_line else None,
+    )  # type: ignore[arg-type]
 
 
 # -- auth -------------------------------------------------------------------------------------
@@ -196,6 +209,7 @@ async def test_get_file_at_ref_and_absent(client: GitHubClient, fake: FakeGitHub
     assert await client.get_file(REPO, "README.md") == "hello\n"
     assert await client.get_file(REPO, "README.md", head) is None  # deleted by the PR
 
+
 async def test_config_comes_from_default_branches_never_the_pr_head(
     client: GitHubClient, fake: FakeGitHub
 ) -> None:
@@ -211,17 +225,28 @@ async def test_config_comes_from_default_branches_never_the_pr_head(
 
 
 def decision(path: str, line: int, fp: str, end_line: int | None = None) -> Decision:
-    cand = Candidate(id=fp, path=path, line=line, end_line=end_line, title="Title", body="Body",
-                     suggestion="fixed()\n")
-    return Decision(candidate=cand, decision="post", reason="score", score=0.9, severity="high",
-                    category="bug", cluster=fp, fingerprint=fp)
+    cand = Candidate(
+        id=fp, path=path, line=line, end_line=end_line, title="Title", body="Body", suggestion="fixed()\n"
+    )
+    return Decision(
+        candidate=cand,
+        decision="post",
+        reason="score",
+        score=0.9,
+        severity="high",
+        category="bug",
+        cluster=fp,
+        fingerprint=fp,
+    )
 
 
 async def test_valid_review_is_one_comment_review(client: GitHubClient, fake: FakeGitHub) -> None:
     head = fake.pulls[(REPO, 1)].head_sha
-    comments = [to_review_comment(decision("app.py", 5, "fp-a")),
-                to_review_comment(decision("app.py", 39, "fp-b", end_line=41)),
-                to_review_comment(decision("new.py", 2, "fp-c"))]
+    comments = [
+        to_review_comment(decision("app.py", 5, "fp-a")),
+        to_review_comment(decision("app.py", 39, "fp-b", end_line=41)),
+        to_review_comment(decision("new.py", 2, "fp-c")),
+    ]
     posted = await client.post_review(REPO, 1, commit_id=head, body="2 findings", comments=comments)
     (review,) = fake.posted_reviews(REPO, 1)
     assert review["event"] == "COMMENT" and review["id"] == posted.review_id
@@ -237,8 +262,13 @@ async def test_422_is_bisected_and_the_rest_posted_in_one_review(
     client: GitHubClient, fake: FakeGitHub
 ) -> None:
     head = fake.pulls[(REPO, 1)].head_sha
-    good = [rc("app.py", 5, "g1"), rc("app.py", 41, "g2", start_line=39), rc("new.py", 1, "g3"),
-            rc("app.py", 5, "g4", side="LEFT"), rc("new.py", 2, "g5")]
+    good = [
+        rc("app.py", 5, "g1"),
+        rc("app.py", 41, "g2", start_line=39),
+        rc("new.py", 1, "g3"),
+        rc("app.py", 5, "g4", side="LEFT"),
+        rc("new.py", 2, "g5"),
+    ]
     bad_line = rc("app.py", 20, "b1")  # outside every hunk
     bad_range = rc("app.py", 41, "b2", start_line=5)  # start_line in another hunk
     comments = [good[0], bad_line, good[1], good[2], bad_range, good[3], good[4]]
@@ -260,13 +290,19 @@ async def test_bisection_survives_stale_and_lost_pending_reviews(
 ) -> None:
     head = fake.pulls[(REPO, 1)].head_sha
     # a crashed earlier run left a pending review behind
-    await client.rest.pulls.async_create_review("acme", "shop", 1, data={
-        "commit_id": head, "comments": [{"path": "app.py", "line": 5, "body": "stale"}]})
+    await client.rest.pulls.async_create_review(
+        "acme",
+        "shop",
+        1,
+        data={"commit_id": head, "comments": [{"path": "app.py", "line": 5, "body": "stale"}]},
+    )
     # the 2nd POST (first probe) is processed but its answer lost
-    fake.fail_next(2, status=502, path_prefix=f"/repos/{REPO}/pulls/1/reviews", method="POST",
-                   after_processing=True)
-    posted = await client.post_review(REPO, 1, commit_id=head, body="s",
-                                      comments=[rc("app.py", 5, "ok"), rc("app.py", 20, "bad")])
+    fake.fail_next(
+        2, status=502, path_prefix=f"/repos/{REPO}/pulls/1/reviews", method="POST", after_processing=True
+    )
+    posted = await client.post_review(
+        REPO, 1, commit_id=head, body="s", comments=[rc("app.py", 5, "ok"), rc("app.py", 20, "bad")]
+    )
     (review,) = fake.posted_reviews(REPO, 1)
     assert [c["line"] for c in review["comments"]] == [5]
     assert [c.fingerprint for c, _ in posted.rejected] == ["bad"]
@@ -279,8 +315,9 @@ async def test_bisection_survives_stale_and_lost_pending_reviews(
 
 async def test_all_comments_rejected_still_posts_the_review(client: GitHubClient, fake: FakeGitHub) -> None:
     head = fake.pulls[(REPO, 1)].head_sha
-    posted = await client.post_review(REPO, 1, commit_id=head, body="summary",
-                                      comments=[rc("app.py", 20, "b1"), rc("nope.py", 1, "b2")])
+    posted = await client.post_review(
+        REPO, 1, commit_id=head, body="summary", comments=[rc("app.py", 20, "b1"), rc("nope.py", 1, "b2")]
+    )
     (review,) = fake.posted_reviews(REPO, 1)
     assert review["comments"] == [] and "2 comments were left out" in review["body"]
     assert len(posted.rejected) == 2 and posted.comment_ids == {}
@@ -296,8 +333,9 @@ async def test_stale_commit_raises_and_posts_nothing(client: GitHubClient, fake:
 
 async def test_review_lost_answer_is_not_posted_twice(client: GitHubClient, fake: FakeGitHub) -> None:
     head = fake.pulls[(REPO, 1)].head_sha
-    fake.fail_next(1, status=502, path_prefix=f"/repos/{REPO}/pulls/1/reviews", method="POST",
-                   after_processing=True)
+    fake.fail_next(
+        1, status=502, path_prefix=f"/repos/{REPO}/pulls/1/reviews", method="POST", after_processing=True
+    )
     posted = await client.post_review(REPO, 1, commit_id=head, body="s", comments=[rc("app.py", 5, "a")])
     (review,) = fake.posted_reviews(REPO, 1)
     assert posted.review_id == review["id"] and posted.comment_ids.keys() == {"a"}
@@ -306,10 +344,18 @@ async def test_review_lost_answer_is_not_posted_twice(client: GitHubClient, fake
 async def test_existing_fingerprints_ignore_humans_and_survive_db_loss(
     client: GitHubClient, fake: FakeGitHub
 ) -> None:
-    fake.add_review_comment(REPO, 1, "app.py", 5, "old\n<!-- reviewbot:fp=" + b"fp-old".hex() + " -->",
-                            user="reviewbot[bot]", user_type="Bot")
-    fake.add_review_comment(REPO, 1, "app.py", 5, "<!-- reviewbot:fp=" + b"fp-forged".hex() + " -->",
-                            user="mallory")
+    fake.add_review_comment(
+        REPO,
+        1,
+        "app.py",
+        5,
+        "old\n<!-- reviewbot:fp=" + b"fp-old".hex() + " -->",
+        user="reviewbot[bot]",
+        user_type="Bot",
+    )
+    fake.add_review_comment(
+        REPO, 1, "app.py", 5, "<!-- reviewbot:fp=" + b"fp-forged".hex() + " -->", user="mallory"
+    )
     assert await client.existing_fingerprints(REPO, 1) == {"fp-old"}
 
 
@@ -369,8 +415,15 @@ async def test_5xx_and_resets_are_retried_with_backoff(
 async def test_timeouts_and_truncated_answers_are_retried(
     fake: FakeGitHub, keys: tuple[str, str], ft: FakeTime
 ) -> None:
-    app = GitHubApp(APP_ID, keys[0], base_url=fake.base_url, timeout=0.3,
-                    limits=Limits(write_interval=0), sleep=ft.sleep, clock=ft)
+    app = GitHubApp(
+        APP_ID,
+        keys[0],
+        base_url=fake.base_url,
+        timeout=0.3,
+        limits=Limits(write_interval=0),
+        sleep=ft.sleep,
+        clock=ft,
+    )
     client = await app.installation_client(INST)
     await client.get_default_branch(REPO)
     fake.slow_next(1, delay=1.0, path_prefix=f"/repos/{REPO}/pulls")
@@ -382,8 +435,9 @@ async def test_timeouts_and_truncated_answers_are_retried(
 async def test_writes_are_spaced_per_installation(
     fake: FakeGitHub, keys: tuple[str, str], ft: FakeTime
 ) -> None:
-    app = GitHubApp(APP_ID, keys[0], base_url=fake.base_url, limits=Limits(write_interval=1.0),
-                    sleep=ft.sleep, clock=ft)
+    app = GitHubApp(
+        APP_ID, keys[0], base_url=fake.base_url, limits=Limits(write_interval=1.0), sleep=ft.sleep, clock=ft
+    )
     client = await app.installation_client(INST)
     head = fake.pulls[(REPO, 1)].head_sha
     await client.create_check_run(REPO, head, title="reviewing", summary="...")
@@ -417,8 +471,15 @@ async def test_reactions_etag_replies_and_comments(client: GitHubClient, fake: F
 
 async def test_stats_and_metrics_hook(fake: FakeGitHub, keys: tuple[str, str], ft: FakeTime) -> None:
     seen: list[tuple[str, int, int | None, int | None]] = []
-    app = GitHubApp(APP_ID, keys[0], base_url=fake.base_url, limits=Limits(write_interval=0),
-                    sleep=ft.sleep, clock=ft, on_call=lambda *a: seen.append(a))
+    app = GitHubApp(
+        APP_ID,
+        keys[0],
+        base_url=fake.base_url,
+        limits=Limits(write_interval=0),
+        sleep=ft.sleep,
+        clock=ft,
+        on_call=lambda *a: seen.append(a),
+    )
     client = await app.installation_client(INST)
     await client.get_pull(REPO, 1)
     await client.get_default_branch(REPO)
@@ -429,6 +490,11 @@ async def test_stats_and_metrics_hook(fake: FakeGitHub, keys: tuple[str, str], f
 
 
 async def test_with_token_client(fake: FakeGitHub, ft: FakeTime) -> None:
-    client = GitHubClient.with_token(fake.issue_token(INST), base_url=fake.base_url,
-                                     limits=Limits(write_interval=0), sleep=ft.sleep, clock=ft)
+    client = GitHubClient.with_token(
+        fake.issue_token(INST),
+        base_url=fake.base_url,
+        limits=Limits(write_interval=0),
+        sleep=ft.sleep,
+        clock=ft,
+    )
     assert (await client.get_pull(REPO, 1)).number == 1

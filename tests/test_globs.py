@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from reviewbot.config import load_config
-from reviewbot.globs import (
+from reviewbot.core.config import load_config
+from reviewbot.core.domain import Candidate
+from reviewbot.core.globs import (
     MAX_PATTERN_CHARS,
     MAX_PATTERNS,
     GlobError,
@@ -18,9 +19,8 @@ from reviewbot.globs import (
     translate,
     wildcard_match,
 )
-from reviewbot.models import Candidate
-from reviewbot.rules import all_added, ruleset_from_config
-from reviewbot.severity import meets_minimum
+from reviewbot.filter.severity import meets_minimum
+from reviewbot.review.rules import all_added, ruleset_from_config
 
 #: (glob, path, matches) where fnmatchcase and the documented dialect disagree.
 DIVERGENT = [

@@ -14,15 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.acceptance import load_prior
-from reviewbot.config import MAX_CONFIG_BYTES, ConfigError, RepoConfig, _merge, _Origins, _parse, load_config
-from reviewbot.globs import MAX_PATTERN_CHARS, MAX_PATTERNS, glob_list, path_selected, wildcard_match
-from reviewbot.llm import LLMClient
-from reviewbot.models import DiffLine, FileDiff, Hunk
-from reviewbot.pipeline import Change, review_change
-from reviewbot.prompt import build_requests, neutralise
-from reviewbot.render import render_check_run
-from reviewbot.rules import all_added, ruleset_from_config
+from reviewbot.adapters.llm import LLMClient
+from reviewbot.core.config import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    RepoConfig,
+    _merge,
+    _Origins,
+    _parse,
+    load_config,
+)
+from reviewbot.core.domain import DiffLine, FileDiff, Hunk
+from reviewbot.core.globs import MAX_PATTERN_CHARS, MAX_PATTERNS, glob_list, path_selected, wildcard_match
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review.pipeline import Change, review_change
+from reviewbot.review.prompt import build_requests, neutralise
+from reviewbot.review.render import render_check_run
+from reviewbot.review.rules import all_added, ruleset_from_config
 from tests.deadline import Overran, deadline, within
 from tests.fakes.fake_llm import FakeLLM
 
@@ -60,10 +68,15 @@ def test_many_lts_and_whitespace_runs_stay_linear() -> None:
 
 def _hostile_file(line: str) -> FileDiff:
     hunk = Hunk(
-        old_start=0, old_len=0, new_start=1, new_len=2,
-        lines=[DiffLine(kind="added", text=line, old_no=None, new_no=1),
-               DiffLine(kind="added", text="x = 1", old_no=None, new_no=2)],
-    )  # fmt: skip
+        old_start=0,
+        old_len=0,
+        new_start=1,
+        new_len=2,
+        lines=[
+            DiffLine(kind="added", text=line, old_no=None, new_no=1),
+            DiffLine(kind="added", text="x = 1", old_no=None, new_no=2),
+        ],
+    )
     return FileDiff(path="a.py", old_path=None, status="added", hunks=[hunk], language="python")
 
 
@@ -86,8 +99,11 @@ def test_the_hostile_line_is_reviewed_end_to_end_through_the_llm_port() -> None:
         async with LLMClient(base_url=base_url, api_key="k", model="fake", max_attempts=1) as client:
             await review_change(
                 Change(diff_text=diff, read_head=lambda _p: None, repo="acme/api", pr=1),
-                config=config, rules=ruleset_from_config(config.rules), model=load_prior(), llm=client,
-            )  # fmt: skip
+                config=config,
+                rules=ruleset_from_config(config.rules),
+                model=load_prior(),
+                llm=client,
+            )
 
     with FakeLLM() as llm, deadline(10.0, "review_change"):
         asyncio.run(go(llm.base_url))
@@ -147,9 +163,21 @@ def test_a_list_of_a_thousand_globs_costs_one_pass_per_path() -> None:
 def _custom_rule_config(regex: str) -> RepoConfig:
     query = '((string) @match (#match? @match "' + regex.replace("\\", "\\\\").replace('"', '\\"') + '"))'
     return RepoConfig.model_validate(
-        {"rules": {"custom": [{"id": "evil", "languages": ["python"], "severity": "low",
-                               "category": "bug", "message": "m", "query": query}]}}
-    )  # fmt: skip
+        {
+            "rules": {
+                "custom": [
+                    {
+                        "id": "evil",
+                        "languages": ["python"],
+                        "severity": "low",
+                        "category": "bug",
+                        "message": "m",
+                        "query": query,
+                    }
+                ]
+            }
+        }
+    )
 
 
 @pytest.mark.parametrize("regex", ['^"(a+)+$', "(a|aa)*c", '(.*a){12}"x'])
@@ -164,7 +192,7 @@ def test_a_catastrophic_match_regex_runs_in_linear_time(regex: str) -> None:
 
 
 def test_a_match_regex_re2_cannot_run_is_refused_at_config_time() -> None:
-    from reviewbot.rules import RuleQueryError
+    from reviewbot.review.rules import RuleQueryError
 
     config = _custom_rule_config("(a)\\1")  # a backreference: no linear-time engine runs it
     with pytest.raises(RuleQueryError, match="linear-time engine"):
@@ -214,7 +242,7 @@ def test_merging_20k_keys_is_linear() -> None:
 
 def _parse_unbounded(text: str):  # type: ignore[no-untyped-def]
     """The parser without the size caps, to measure the merge on its own."""
-    import reviewbot.config as config_module
+    import reviewbot.core.config as config_module
 
     saved = config_module.MAX_CONFIG_BYTES, config_module._MAX_NODES
     config_module.MAX_CONFIG_BYTES, config_module._MAX_NODES = 10**9, 10**9
@@ -270,7 +298,7 @@ def test_a_flood_of_noqa_markers_on_a_matched_line_is_linear() -> None:
 
 
 def test_unclosed_html_comments_in_a_body_are_dropped_in_linear_time() -> None:
-    from reviewbot.render import _clean
+    from reviewbot.review.render import _clean
 
     out = within(1.0, _clean, "<!--" * 100_000 + "x")
     assert "<!--" not in out and out.endswith("x")
@@ -278,7 +306,7 @@ def test_unclosed_html_comments_in_a_body_are_dropped_in_linear_time() -> None:
 
 
 def test_a_file_name_of_spaces_in_a_diff_header_parses_in_time() -> None:
-    from reviewbot.diff import parse_diff
+    from reviewbot.review.diff import parse_diff
 
     name = "a" + " " * 40_000 + "b.py"
     diff = f"diff --git a/{name} b/{name}\n--- a/{name}\n+++ b/{name}\n@@ -1 +1 @@\n-x\n+y\n"
@@ -287,8 +315,13 @@ def test_a_file_name_of_spaces_in_a_diff_header_parses_in_time() -> None:
 
 
 def test_all_custom_rules_share_one_budget_and_their_count_is_capped() -> None:
-    rule = {"languages": ["python"], "severity": "low", "category": "bug", "message": "m",
-            "query": '((string) @match (#match? @match "a"))'}  # fmt: skip
+    rule = {
+        "languages": ["python"],
+        "severity": "low",
+        "category": "bug",
+        "message": "m",
+        "query": '((string) @match (#match? @match "a"))',
+    }
     config = RepoConfig.model_validate({"rules": {"custom": [{**rule, "id": f"r{i}"} for i in range(3)]}})
     rules = ruleset_from_config(config.rules)
     rules.total_budget = 0.0  # the shared budget is gone before any rule runs
@@ -297,11 +330,14 @@ def test_all_custom_rules_share_one_budget_and_their_count_is_capped() -> None:
     assert set(rules.overrun) == {"r0", "r1", "r2"}
     assert "the 0 s budget of all custom rules" in rules.overrun["r0"]
     with pytest.raises(ConfigError, match="rules.custom"):
-        load_config("rules:\n  custom:\n" + "".join(
-            f"    - {{id: r{i}, languages: [python], severity: low, category: bug, message: m, "
-            "instruction: i}\n"
-            for i in range(51)
-        ))  # fmt: skip
+        load_config(
+            "rules:\n  custom:\n"
+            + "".join(
+                f"    - {{id: r{i}, languages: [python], severity: low, category: bug, message: m, "
+                "instruction: i}\n"
+                for i in range(51)
+            )
+        )
 
 
 # ------------------------------------------------------------------ the App, end to end
@@ -314,7 +350,7 @@ HOSTILE_CONFIG = (
     'path_instructions:\n  - path: "' + "**/" * 20 + '*.py"\n    instructions: be careful\n'
     "rules:\n  custom:\n    - id: evil\n      languages: [python]\n      severity: low\n"
     "      category: bug\n      message: m\n"
-    "      query: '((string) @match (#match? @match \"^\\\"(a+)+$\"))'\n"
+    '      query: \'((string) @match (#match? @match "^\\"(a+)+$"))\'\n'
 )
 
 
@@ -335,8 +371,11 @@ def test_a_hostile_pr_and_config_are_reviewed_while_another_tenant_is_acked_and_
         world.start_worker()
         gh = world.gh
         gh.add_repo(REPO, INSTALLATION, {".github/reviewbot.yml": HOSTILE_CONFIG, "a.py": module(20)})
-        gh.add_repo(other_repo, other_installation, {".github/reviewbot.yml": "min_acceptance: 0.01\n",
-                                                     "b.py": module(20)})  # fmt: skip
+        gh.add_repo(
+            other_repo,
+            other_installation,
+            {".github/reviewbot.yml": "min_acceptance: 0.01\n", "b.py": module(20)},
+        )
         src = module(20, {3: "a3"}) + hostile_line + "\nx = '" + "a" * 40 + "b'\n"
         pr = gh.add_pull(REPO, 1, head_files={"a.py": src, deep: "y = 1\n"})
         other = gh.add_pull(other_repo, 1, head_files={"b.py": module(20, {3: "b3"})})

@@ -66,8 +66,11 @@ def test_a_hostile_pr_never_delays_another_tenants_ack_or_review(tmp_path: Path)
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "reviewbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
 
             def up() -> bool:
@@ -94,8 +97,9 @@ def test_a_hostile_pr_never_delays_another_tenants_ack_or_review(tmp_path: Path)
             assert len(review["comments"]) == 1
             # the hostile review either finished (a linear regex) or was killed at the timeout
             wait_for(
-                lambda: job_states(db, "evil/repo")[0][0] != "running"
-                or bool(gh.posted_reviews("evil/repo", 1)),
+                lambda: (
+                    job_states(db, "evil/repo")[0][0] != "running" or bool(gh.posted_reviews("evil/repo", 1))
+                ),
                 JOB_TIMEOUT + 30,
                 "the hostile job to end",
             )

@@ -1,4 +1,4 @@
-"""reviewbot.job_process through the real Worker and queue: handlers in spawned child processes, a
+"""reviewbot.app.job_process through the real Worker and queue: handlers in spawned child processes, a
 per-job timeout that kills a job frozen inside one C call (a backtracking regex holds the GIL),
 while another installation's job runs to completion; a job that kills its process is failed, then
 dead-lettered, with that reason; metrics recorded in the child reach the parent's registry."""
@@ -14,11 +14,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from reviewbot.job_process import JobProcessPool, MetricsRecorder, replay
-from reviewbot.metrics import Metrics
-from reviewbot.queue import Job, JobQueue
-from reviewbot.store import Store
-from reviewbot.worker import Handler, PermanentJobError, Worker
+from reviewbot.app.job_process import JobProcessPool, MetricsRecorder, replay
+from reviewbot.app.metrics import Metrics
+from reviewbot.app.queue import Job, JobQueue
+from reviewbot.app.store import Store
+from reviewbot.app.worker import Handler, PermanentJobError, Worker
 
 
 def pool_handlers(marker_dir: str, *, metrics: Any) -> dict[str, Handler]:
@@ -47,9 +47,14 @@ def pool_handlers(marker_dir: str, *, metrics: Any) -> dict[str, Handler]:
 def run_worker(queue: JobQueue, pool: JobProcessPool, *, until: Any, limit: float = 90) -> None:
     """The real Worker with the pool's handlers (the pool times the jobs, as `serve` wires it)."""
     worker = Worker(
-        queue, pool.handlers(["ok", "boom", "permanent", "spin", "die"]), worker_id="w", concurrency=2,
-        per_installation_limit=1, heartbeat_interval=0.2, poll_interval=0.05,
-    )  # fmt: skip
+        queue,
+        pool.handlers(["ok", "boom", "permanent", "spin", "die"]),
+        worker_id="w",
+        concurrency=2,
+        per_installation_limit=1,
+        heartbeat_interval=0.2,
+        poll_interval=0.05,
+    )
 
     async def main() -> None:
         task = asyncio.create_task(worker.run())

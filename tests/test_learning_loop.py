@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from reviewbot import records
+from reviewbot.app import records
+from reviewbot.app.github import GitHubApp
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.records import Tenant
+from reviewbot.app.store import Store
 from reviewbot.commands.serve_cmd import build_handlers
-from reviewbot.github import GitHubApp
-from reviewbot.queue import JobQueue
-from reviewbot.records import Tenant
-from reviewbot.store import Store
 from tests.fakes.fake_llm import diff_lines
 from tests.test_app_e2e import INSTALLATION, REPO, World
 
@@ -49,24 +49,53 @@ def three_kinds(request_json: dict[str, Any]) -> dict[str, Any]:
             if side != "RIGHT":
                 continue
             if "BUG" in code:
-                findings.append({
-                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-                    "category": "bug", "confidence": 0.9, "title": "Division by zero on an empty list",
-                    "body": f"`{code.strip()}` divides by zero when `xs` is empty.", "suggestion": None,
-                    "quoted_code": code,
-                })  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "line": line,
+                        "end_line": None,
+                        "side": "RIGHT",
+                        "severity": "high",
+                        "category": "bug",
+                        "confidence": 0.9,
+                        "title": "Division by zero on an empty list",
+                        "body": f"`{code.strip()}` divides by zero when `xs` is empty.",
+                        "suggestion": None,
+                        "quoted_code": code,
+                    }
+                )
             elif "NOISE" in code:
-                findings.append({
-                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "medium",
-                    "category": "maintainability", "confidence": 0.9, "title": "Missing docstring",
-                    "body": NOISE, "suggestion": None, "quoted_code": code,
-                })  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "line": line,
+                        "end_line": None,
+                        "side": "RIGHT",
+                        "severity": "medium",
+                        "category": "maintainability",
+                        "confidence": 0.9,
+                        "title": "Missing docstring",
+                        "body": NOISE,
+                        "suggestion": None,
+                        "quoted_code": code,
+                    }
+                )
             elif "STYLE" in code:
-                findings.append({
-                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "low",
-                    "category": "style", "confidence": 0.8, "title": "Prefer a comprehension",
-                    "body": IGNORED, "suggestion": None, "quoted_code": code,
-                })  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "line": line,
+                        "end_line": None,
+                        "side": "RIGHT",
+                        "severity": "low",
+                        "category": "style",
+                        "confidence": 0.8,
+                        "title": "Prefer a comprehension",
+                        "body": IGNORED,
+                        "suggestion": None,
+                        "quoted_code": code,
+                    }
+                )
     return {"findings": findings}
 
 
@@ -75,19 +104,24 @@ def kind_of_comment(body: str) -> str:
 
 
 def day_file(day: int) -> str:
-    return "\n".join([
-        f"def helper_{day}(xs):",
-        f"    n_{day} = len(xs)  # NOISE",
-        f"    return n_{day}",
-        "",
-        "",
-        f"def pair_{day}(xs):",
-        f"    return (xs[0], xs[1])  # STYLE {day}",
-        "",
-        "",
-        f"def mean_{day}(xs):",
-        f"    return sum(xs) / len(xs)  # BUG {day}",
-    ]) + "\n"  # fmt: skip
+    return (
+        "\n".join(
+            [
+                f"def helper_{day}(xs):",
+                f"    n_{day} = len(xs)  # NOISE",
+                f"    return n_{day}",
+                "",
+                "",
+                f"def pair_{day}(xs):",
+                f"    return (xs[0], xs[1])  # STYLE {day}",
+                "",
+                "",
+                f"def mean_{day}(xs):",
+                f"    return sum(xs) / len(xs)  # BUG {day}",
+            ]
+        )
+        + "\n"
+    )
 
 
 class LearningWorld(World):
@@ -99,10 +133,13 @@ class LearningWorld(World):
     def reply(self, pr: int, comment: dict[str, Any], body: str, user: str) -> None:
         reply = self.gh.add_reply(REPO, pr, comment["id"], body, user=user)
         payload = {
-            "action": "created", "comment": reply, "pull_request": {"number": pr},
-            "repository": self.repo_payload(), "installation": {"id": INSTALLATION},
+            "action": "created",
+            "comment": reply,
+            "pull_request": {"number": pr},
+            "repository": self.repo_payload(),
+            "installation": {"id": INSTALLATION},
             "sender": {"login": user, "type": "User"},
-        }  # fmt: skip
+        }
         self.deliver("pull_request_review_comment", payload)
 
     def merge(self, pr: Any) -> None:
@@ -240,7 +277,6 @@ def test_the_check_run_names_what_is_held_back_and_the_model_in_force(loop: Loop
     assert 'Held back: maintainability "Missing docstring" dismissed 3 times' in last, last
     assert 'Held back: style "Prefer a comprehension" turned down on 4 PRs' in last, last
     assert '"Division by zero' not in last  # the accepted kind is never held back
-
 
 
 def test_a_new_repo_of_the_org_starts_from_the_org_layer(loop: Loop) -> None:

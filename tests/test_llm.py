@@ -1,7 +1,7 @@
 """llm.py through a real OpenAI-compatible HTTP server (FakeLLM): retries, fallbacks, anchoring.
 
 Every scenario ends with zero invalid findings (each candidate passes FileDiff.accepts) and a log
-line from "reviewbot.llm" that says what happened.
+line from "reviewbot.adapters.llm" that says what happened.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from reviewbot.llm import LLMClient, client_from_settings, parse_retry_after
-from reviewbot.llm_port import LLMError
-from reviewbot.models import FileDiff
-from reviewbot.pipeline import review_requests
-from reviewbot.prompt import build_requests
+from reviewbot.adapters.llm import LLMClient, client_from_settings, parse_retry_after
+from reviewbot.core.domain import FileDiff
+from reviewbot.review.llm_port import LLMError
+from reviewbot.review.pipeline import review_requests
+from reviewbot.review.prompt import build_requests
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.fakes.fake_llm import FakeLLM, Fault, diff_lines, prompt_text
@@ -52,7 +52,7 @@ def fake() -> Iterator[FakeLLM]:
 
 @pytest.fixture
 def caplog_llm(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="reviewbot.llm")
+    caplog.set_level(logging.DEBUG, logger="reviewbot.adapters.llm")
     return caplog
 
 
@@ -82,7 +82,7 @@ def assert_valid(cands: list, files: dict[str, FileDiff] = FILES) -> None:
 
 
 def logged(caplog: pytest.LogCaptureFixture, *needles: str) -> bool:
-    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "reviewbot.llm")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "reviewbot.adapters.llm")
     return all(n in text for n in needles)
 
 
@@ -301,7 +301,7 @@ async def test_demo_change_through_real_parse_diff_yields_only_valid_anchors(fix
     """parse_diff -> build_requests -> FakeLLM answering from the prompt (some lines wrong) -> review."""
     import difflib
 
-    from reviewbot.diff import parse_diff
+    from reviewbot.review.diff import parse_diff
 
     demo = fixtures_dir / "demo"
     chunks = []
@@ -339,7 +339,7 @@ async def test_demo_change_through_real_parse_diff_yields_only_valid_anchors(fix
 
 
 async def test_client_from_settings(fake: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reviewbot.settings import Settings
+    from reviewbot.core.settings import Settings
 
     for var in ("OPENAI_API_KEY", "REVIEWBOT_LLM_API_KEY", "REVIEWBOT_LLM_BASE_URL"):
         monkeypatch.delenv(var, raising=False)

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from reviewbot.acceptance import load_prior
-from reviewbot.config import load_config
-from reviewbot.llm import LLMClient, client_from_settings
-from reviewbot.llm_caps import CapsBook, family_caps
-from reviewbot.models import FileDiff, ReviewResult
-from reviewbot.pipeline import Change, review_change, review_requests
-from reviewbot.prompt import build_requests
-from reviewbot.rules import ruleset_from_config
-from reviewbot.settings import Settings
+from reviewbot.adapters.llm import LLMClient, client_from_settings
+from reviewbot.adapters.llm_caps import CapsBook, family_caps
+from reviewbot.core.config import load_config
+from reviewbot.core.domain import FileDiff, ReviewResult
+from reviewbot.core.settings import Settings
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review.pipeline import Change, review_change, review_requests
+from reviewbot.review.prompt import build_requests
+from reviewbot.review.rules import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, Fault, diff_lines
 from tests.test_anchor import make_file
 
@@ -31,11 +31,21 @@ def flag_bugs(request_json: dict[str, Any]) -> dict[str, Any]:
     for path, lines in diff_lines(request_json).items():
         for side, line, code in lines:
             if side == "RIGHT" and "# BUG" in code:
-                findings.append({
-                    "path": path, "quoted_code": code, "line": line, "end_line": None, "side": "RIGHT",
-                    "body": "Divides by zero when the list is empty.", "suggestion": None,
-                    "severity": "high", "category": "bug", "confidence": 0.9, "title": "Crash on empty input",
-                })  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "quoted_code": code,
+                        "line": line,
+                        "end_line": None,
+                        "side": "RIGHT",
+                        "body": "Divides by zero when the list is empty.",
+                        "suggestion": None,
+                        "severity": "high",
+                        "category": "bug",
+                        "confidence": 0.9,
+                        "title": "Crash on empty input",
+                    }
+                )
     return {"findings": findings}
 
 
@@ -87,9 +97,13 @@ def reached_filter(result: ReviewResult) -> set[tuple[str, int]]:
 
 def client(fake: FakeLLM, **kw: Any) -> LLMClient:
     args: dict[str, Any] = {
-        "base_url": fake.base_url, "api_key": "test-key", "model": fake.model, "timeout": 10.0,
-        "backoff_base": 0.05, "backoff_max": 0.2,
-    }  # fmt: skip
+        "base_url": fake.base_url,
+        "api_key": "test-key",
+        "model": fake.model,
+        "timeout": 10.0,
+        "backoff_base": 0.05,
+        "backoff_max": 0.2,
+    }
     args.update(kw)
     return LLMClient(**args)
 
@@ -119,15 +133,22 @@ def test_reasoning_model_with_a_3000_token_window_at_default_concurrency() -> No
     assert result.usage.errors == 0, result.notes
     assert fake.max_in_flight > 1  # requests really ran concurrently
     learned = next(n for n in result.notes if "learned from the server" in n)
-    for fact in ("temperature not supported", "max_completion_tokens", "user message", "output limit 2000",
-                 "context window 3000"):  # fmt: skip
+    for fact in (
+        "temperature not supported",
+        "max_completion_tokens",
+        "user message",
+        "output limit 2000",
+        "context window 3000",
+    ):
         assert fact in learned, learned
     served = [r.body for r in fake.received if r.method == "POST" and r.status == 200]
     assert served and all(
-        b["max_completion_tokens"] <= 1000 and "temperature" not in b and "max_tokens" not in b
+        b["max_completion_tokens"] <= 1000
+        and "temperature" not in b
+        and "max_tokens" not in b
         and [m["role"] for m in b["messages"]] == ["user"]
         for b in served
-    )  # fmt: skip
+    )
     # Each lesson is learned once: only requests already in flight meet the same refusal again.
     for lesson in ("'max_tokens'", "'temperature'", "does not support 'system'", "supports at most"):
         assert 1 <= sum(lesson in body for _, body in fake.refused) <= DEFAULT_CONCURRENCY, lesson
@@ -174,7 +195,10 @@ def test_reasoning_families_start_from_the_right_defaults() -> None:
     for name in ("o3-mini", "openai/o4-mini", "gpt-5", "o1"):
         caps = family_caps(name)
         assert (caps.temperature, caps.token_param, caps.system_role) == (
-            False, "max_completion_tokens", "developer"), name  # fmt: skip
+            False,
+            "max_completion_tokens",
+            "developer",
+        ), name
     assert family_caps("o1-mini").system_role == "user"
     assert family_caps("gpt-4o-mini").temperature and family_caps("gpt-4o-mini").context_window == 128_000
     strict = {"reject_params": {"temperature", "max_tokens"}, "reject_roles": {"system"}}
@@ -343,10 +367,15 @@ def test_retry_waits_release_the_concurrency_slot() -> None:
 def test_azure_deployment_urls_with_api_version_and_api_key_header() -> None:
     files = many_files(2)
     reqs = requests_for(list(files.values()))
-    with FakeLLM(model="my-deployment", azure_api_version="2024-10-21", api_key="azure-key",
-                 responder=flag_bugs) as fake:  # fmt: skip
-        settings = Settings(llm_base_url=fake.base_url.removesuffix("/v1"), llm_api_key="azure-key",
-                            llm_model="my-deployment", llm_api_version="2024-10-21")  # fmt: skip
+    with FakeLLM(
+        model="my-deployment", azure_api_version="2024-10-21", api_key="azure-key", responder=flag_bugs
+    ) as fake:
+        settings = Settings(
+            llm_base_url=fake.base_url.removesuffix("/v1"),
+            llm_api_key="azure-key",
+            llm_model="my-deployment",
+            llm_api_version="2024-10-21",
+        )
 
         async def go() -> Any:
             llm = client_from_settings(settings)
@@ -389,8 +418,9 @@ def test_extra_body_comes_from_the_environment_as_json(monkeypatch: pytest.Monke
 
 
 def test_timeout_and_retry_budget_come_from_the_settings() -> None:
-    settings = Settings(llm_base_url="http://127.0.0.1:9/v1", llm_timeout=7, llm_max_attempts=2,
-                        llm_retry_budget=30)  # fmt: skip
+    settings = Settings(
+        llm_base_url="http://127.0.0.1:9/v1", llm_timeout=7, llm_max_attempts=2, llm_retry_budget=30
+    )
     llm = client_from_settings(settings)
     assert llm is not None
     assert (llm.timeout, llm.max_attempts, llm.total_timeout) == (7, 2, 30)
@@ -413,30 +443,53 @@ def test_a_per_request_fault_from_the_responder_is_a_real_http_error() -> None:
     ("text", "window", "overflow", "too_large"),
     [
         # OpenAI / Azure OpenAI (code context_length_exceeded)
-        ("This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 "
-         "tokens. Please reduce the length of the messages.", 8192, True, False),
+        (
+            "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 "
+            "tokens. Please reduce the length of the messages.",
+            8192,
+            True,
+            False,
+        ),
         # vLLM, prompt + max_tokens over --max-model-len
-        ("This model's maximum context length is 2048 tokens. However, you requested 2100 tokens (1900 in "
-         "the messages, 200 in the completion). Please reduce the length of the messages or completion.",
-         2048, True, False),
+        (
+            "This model's maximum context length is 2048 tokens. However, you requested 2100 tokens (1900 in "
+            "the messages, 200 in the completion). Please reduce the length of the messages or completion.",
+            2048,
+            True,
+            False,
+        ),
         # llama.cpp server
-        ("the request exceeds the available context size (4,096 tokens), try increasing it", 4096, True,
-         False),
+        (
+            "the request exceeds the available context size (4,096 tokens), try increasing it",
+            4096,
+            True,
+            False,
+        ),
         # OpenAI: an output limit above the model's
-        ("max_tokens is too large: 20000. This model supports at most 16384 completion tokens, "
-         "whereas you "
-         "provided 20000.", None, False, True),
+        (
+            "max_tokens is too large: 20000. This model supports at most 16384 completion tokens, "
+            "whereas you "
+            "provided 20000.",
+            None,
+            False,
+            True,
+        ),
         # vLLM: an output limit that leaves no room in the window
-        ("'max_tokens' or 'max_completion_tokens' is too large: 4096. "
-         "This model's maximum context length is "
-         "3000 tokens and your request has 1200 input tokens (4096 > 3000 - 1200).", 3000, False, True),
+        (
+            "'max_tokens' or 'max_completion_tokens' is too large: 4096. "
+            "This model's maximum context length is "
+            "3000 tokens and your request has 1200 input tokens (4096 > 3000 - 1200).",
+            3000,
+            False,
+            True,
+        ),
         ("Invalid value for 'top_p'", None, False, False),
     ],
-)  # fmt: skip
+)
 def test_servers_error_wordings_are_read(
     text: str, window: int | None, overflow: bool, too_large: bool
 ) -> None:
-    from reviewbot.llm_caps import context_window_in, is_context_overflow, is_output_too_large
+    from reviewbot.adapters.llm_caps import context_window_in, is_context_overflow, is_output_too_large
 
     assert context_window_in(text) == window
     assert is_context_overflow(text, None) == overflow
@@ -446,7 +499,7 @@ def test_servers_error_wordings_are_read(
 def test_every_setting_is_documented() -> None:
     from pathlib import Path
 
-    from reviewbot.settings import env_var
+    from reviewbot.core.settings import env_var
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     missing = [env_var(name) for name in Settings.model_fields if f"`{env_var(name)}`" not in docs]

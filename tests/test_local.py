@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from reviewbot.local import load_change, read_file, read_files
+from reviewbot.adapters.local import load_change, read_file, read_files
 
 
 def _git(repo: Path, *args: str) -> None:

@@ -36,10 +36,22 @@ def test_wheel_built_from_the_docker_build_context_has_rules_prior_and_templates
             shutil.copy2(src, context / source)
     out = tmp_path / "wheels"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-         str(context)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = out.glob("reviewbot-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from tree_sitter import Language, Parser, Tree
 
-from reviewbot import languages
-from reviewbot.acceptance import load_prior
-from reviewbot.config import load_config
-from reviewbot.llm import LLMClient
-from reviewbot.models import ReviewResult
-from reviewbot.pipeline import Change, review_change
-from reviewbot.rules import ruleset_from_config
+from reviewbot.adapters.llm import LLMClient
+from reviewbot.core import languages
+from reviewbot.core.config import load_config
+from reviewbot.core.domain import ReviewResult
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review.pipeline import Change, review_change
+from reviewbot.review.rules import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, flag_added
 
 BASE = {
@@ -35,7 +35,7 @@ HEAD = {
 
 class CountingParser:
     """A real tree-sitter parser that records every source it parses (tree_sitter.Parser cannot
-    be subclassed, so this one wraps it); it stands in for reviewbot.languages.Parser."""
+    be subclassed, so this one wraps it); it stands in for reviewbot.core.languages.Parser."""
 
     def __init__(self, language: Language, parsed: list[bytes]) -> None:
         self._parser = Parser(language)
@@ -58,9 +58,11 @@ def unified(base: dict[str, str], head: dict[str, str]) -> str:
 
 def divisions(request_json: dict[str, Any]) -> dict[str, Any]:
     return flag_added(
-        request_json, lambda _path, code: "/ len(" in code,
-        title="Division by zero", body="`{code}` raises when the list is empty.",
-    )  # fmt: skip
+        request_json,
+        lambda _path, code: "/ len(" in code,
+        title="Division by zero",
+        body="`{code}` raises when the list is empty.",
+    )
 
 
 def test_each_head_file_is_parsed_once_per_review(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,9 +74,12 @@ def test_each_head_file_is_parsed_once_per_review(monkeypatch: pytest.MonkeyPatc
     async def go(fake: FakeLLM) -> ReviewResult:
         async with LLMClient(base_url=fake.base_url, api_key="k", model="fake-model") as client:
             return await review_change(
-                Change(unified(BASE, HEAD), HEAD.get, repo="acme/app", pr=3), config=config,
-                rules=rules, model=load_prior(), llm=client,
-            )  # fmt: skip
+                Change(unified(BASE, HEAD), HEAD.get, repo="acme/app", pr=3),
+                config=config,
+                rules=rules,
+                model=load_prior(),
+                llm=client,
+            )
 
     with FakeLLM(responder=divisions) as fake:
         result = asyncio.run(go(fake))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from reviewbot import context as ctx
-from reviewbot.acceptance import load_prior
-from reviewbot.config import DIVERSE_TEMPERATURE, LLMPass, load_config
-from reviewbot.diff import parse_diff
-from reviewbot.llm import LLMClient
-from reviewbot.models import Candidate, ReviewResult
-from reviewbot.passes import PassPlan, plan_passes, shuffled, tag
-from reviewbot.pipeline import Change, review_change
-from reviewbot.rules import ruleset_from_config
+from reviewbot.adapters.llm import LLMClient
+from reviewbot.core.config import DIVERSE_TEMPERATURE, LLMPass, load_config
+from reviewbot.core.domain import Candidate, ReviewResult
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review import context as ctx
+from reviewbot.review.diff import parse_diff
+from reviewbot.review.passes import PassPlan, plan_passes, shuffled, tag
+from reviewbot.review.pipeline import Change, review_change
+from reviewbot.review.rules import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, diff_lines, flag_added
 from tests.test_verify import unified
 
@@ -29,9 +29,11 @@ HEAD = {
 def index_error(request_json: dict[str, Any]) -> dict[str, Any]:
     """Every pass flags the first file's `xs[0]` the same way: the passes agree on one issue."""
     return flag_added(
-        request_json, lambda path, code: path == FILES[0] and "xs[0]" in code,
-        title="IndexError on an empty list", body="`{code}` raises IndexError when xs is empty.",
-    )  # fmt: skip
+        request_json,
+        lambda path, code: path == FILES[0] and "xs[0]" in code,
+        title="IndexError on an empty list",
+        body="`{code}` raises IndexError when xs is empty.",
+    )
 
 
 def review(fake: FakeLLM, config_text: str) -> ReviewResult:
@@ -42,9 +44,12 @@ def review(fake: FakeLLM, config_text: str) -> ReviewResult:
             base_url=fake.base_url, api_key="k", model="fake-model", temperature=config.llm.temperature
         ) as client:
             return await review_change(
-                Change(unified(BASE, HEAD), HEAD.get, repo="acme/svc", pr=3), config=config,
-                rules=ruleset_from_config(config.rules), model=load_prior(), llm=client,
-            )  # fmt: skip
+                Change(unified(BASE, HEAD), HEAD.get, repo="acme/svc", pr=3),
+                config=config,
+                rules=ruleset_from_config(config.rules),
+                model=load_prior(),
+                llm=client,
+            )
 
     return asyncio.run(go())
 
@@ -65,8 +70,11 @@ def test_each_pass_differs_in_order_temperature_model_and_focus() -> None:
     assert len({tuple(o) for o in orders}) == 3  # three different file orders
     focus = [r for r in fake.requests if r["model"] == "local-coder"][0]["messages"][0]["content"]
     assert focus.endswith("Focus of this review pass: security: injection and secrets")
-    assert all("Focus of this review pass" not in r["messages"][0]["content"] for r in fake.requests
-               if r["model"] == "fake-model")  # fmt: skip
+    assert all(
+        "Focus of this review pass" not in r["messages"][0]["content"]
+        for r in fake.requests
+        if r["model"] == "fake-model"
+    )
     # the same issue from three passes: three distinct sources, one comment
     raised = [d for d in result.posted + result.suppressed if d.candidate.title.startswith("IndexError")]
     assert sorted(d.candidate.source for d in raised) == ["llm:pass1", "llm:pass2", "llm:pass3"]

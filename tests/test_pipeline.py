@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import difflib
 
-from reviewbot.acceptance import load_prior
-from reviewbot.config import load_config
-from reviewbot.diff import parse_diff
-from reviewbot.pipeline import MAX_FILE_BYTES, Change, reason_kind, review_change, select_files
-from reviewbot.rules import ruleset_from_config
+from reviewbot.core.config import load_config
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review.diff import parse_diff
+from reviewbot.review.pipeline import MAX_FILE_BYTES, Change, reason_kind, review_change, select_files
+from reviewbot.review.rules import ruleset_from_config
 
 
 def unified(path: str, before: str, after: str) -> str:
@@ -44,9 +44,11 @@ def test_a_huge_head_file_is_reviewed_without_context_and_says_so() -> None:
     config = load_config(None)
     result = asyncio.run(
         review_change(
-            Change(diff, lambda _path: after), config=config, rules=ruleset_from_config(config.rules),
+            Change(diff, lambda _path: after),
+            config=config,
+            rules=ruleset_from_config(config.rules),
             model=load_prior(),
-        )  # fmt: skip
+        )
     )
     assert any("big.py: larger than" in n for n in result.notes)
     assert result.posted == []  # no parse, so no rule ran on it
@@ -67,16 +69,26 @@ def test_a_dismissed_finding_is_not_raised_again_elsewhere_in_the_same_function(
     rules = ruleset_from_config(config.rules)
     first = "def compute(expr):\n    value = eval(expr)\n    return value\n\n\ndef other(x):\n    return x\n"
     pr1 = asyncio.run(
-        review_change(Change(unified("app/calc.py", "", first), lambda _p: first), config=config,
-                      rules=rules, model=load_prior(), explore=False)  # fmt: skip
+        review_change(
+            Change(unified("app/calc.py", "", first), lambda _p: first),
+            config=config,
+            rules=rules,
+            model=load_prior(),
+            explore=False,
+        )
     )
     [found] = [d for d in pr1.posted + pr1.suppressed if d.candidate.rule_id == "py-eval-exec"]
     assert found.candidate.symbol == "compute"
     second = first.replace("    return value\n", "    more = eval(expr + '1')\n    return value + more\n")
     pr2 = asyncio.run(
-        review_change(Change(unified("app/calc.py", first, second), lambda _p: second), config=config,
-                      rules=rules, model=load_prior(), explore=False,
-                      dismissed_fingerprints={found.fingerprint})  # fmt: skip
+        review_change(
+            Change(unified("app/calc.py", first, second), lambda _p: second),
+            config=config,
+            rules=rules,
+            model=load_prior(),
+            explore=False,
+            dismissed_fingerprints={found.fingerprint},
+        )
     )
     again = [d for d in pr2.posted + pr2.suppressed if d.candidate.rule_id == "py-eval-exec"]
     assert again and all(d.candidate.line == 3 and d.decision == "suppress" for d in again)

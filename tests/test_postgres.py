@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.queue import Job, JobQueue
-from reviewbot.store import Store
-from reviewbot.worker import Worker
+from reviewbot.app.queue import Job, JobQueue
+from reviewbot.app.store import Store
+from reviewbot.app.worker import Worker
 from tests.test_app_e2e import CONFIG, INSTALLATION, REPO, ROOT, World, module, wait_until, worker_env
 
 
@@ -47,7 +47,7 @@ def test_two_workers_one_sigkilled_mid_review_exactly_one_review_and_nothing_los
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     try:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reviewbot.models import HunkContext, Symbol
-from reviewbot.prompt import (
+from reviewbot.core.domain import HunkContext, Symbol
+from reviewbot.review.prompt import (
     FINDINGS_SCHEMA,
     PromptBudgetError,
     build_requests,
@@ -86,7 +86,7 @@ def test_budget_splits_by_whole_hunks_and_covers_every_hunk_once() -> None:
     files = [numbered_file("a.py", 6), numbered_file("b.py", 4)]
     one = build_requests(files, {}, instructions_for=no_instructions, max_tokens_per_request=100_000)
     assert len(one) == 1
-    from reviewbot.prompt import PromptOptions, _base_tokens
+    from reviewbot.review.prompt import PromptOptions, _base_tokens
 
     base = _base_tokens(PromptOptions())
     budget = base + (one[0].estimated_tokens - base) // 3 + 40
@@ -263,7 +263,7 @@ def test_parse_reply_roundtrips_schema_shaped_json() -> None:
 
 @pytest.mark.shared
 def test_real_prs_split_within_budget_with_every_line_once(shared_data: Path) -> None:
-    from reviewbot.diff import parse_diff
+    from reviewbot.review.diff import parse_diff
 
     patches = sorted((shared_data / "real-prs").glob("*/diff.patch"))
     assert patches
@@ -305,7 +305,7 @@ def test_fast_ascii_token_estimate_matches_the_regex_count(text: str) -> None:
 @given(st.lists(st.text(max_size=120), min_size=1, max_size=6), st.sampled_from(["\n\n", "\n", " "]))
 def test_token_counts_of_whitespace_joined_parts_add_up(parts: list[str], separator: str) -> None:
     """_assemble estimates a request from its parts' counts: exactly estimate_tokens of the whole."""
-    from reviewbot.prompt import _joined_counts, _token_counts, _tokens_from
+    from reviewbot.review.prompt import _joined_counts, _token_counts, _tokens_from
 
     joined = separator.join(parts)
     if not joined:
@@ -320,7 +320,9 @@ def test_request_estimate_is_the_estimate_of_its_messages() -> None:
     file = make_file("src/a.py", (1, 1, [" def f():", *lines, "-    old()", " return"]))
     for budget in (12000, 1800, 1400):
         requests = build_requests(
-            [file], {}, instructions_for=lambda _p: ["Check errors.", "Prefer pathlib."],
+            [file],
+            {},
+            instructions_for=lambda _p: ["Check errors.", "Prefer pathlib."],
             max_tokens_per_request=budget,
         )
         assert requests
@@ -331,13 +333,14 @@ def test_request_estimate_is_the_estimate_of_its_messages() -> None:
 
 def test_a_hunk_that_fits_once_its_snippet_is_left_out_stays_whole() -> None:
     """Dropping the context snippet must re-cost the hunk, not reuse the cost with the snippet."""
-    from reviewbot.models import DiffLine, Hunk, HunkContext
-    from reviewbot.prompt import _hunk_units
+    from reviewbot.core.domain import DiffLine, Hunk, HunkContext
+    from reviewbot.review.prompt import _hunk_units
 
     lines = [DiffLine("added", f"value_{i} = compute({i})", None, i) for i in (1, 2, 3)]
     hunk = Hunk(1, 0, 1, 3, lines=lines)
-    big = HunkContext("app.py", 0, "python", None, snippet="\n".join("y = 1" for _ in range(300)),
-                      snippet_start_line=1)  # fmt: skip
+    big = HunkContext(
+        "app.py", 0, "python", None, snippet="\n".join("y = 1" for _ in range(300)), snippet_start_line=1
+    )
     bare = _hunk_units("app.py", 0, hunk, None, 10**6)[0].cost()
     units = _hunk_units("app.py", 0, hunk, big, bare)
     assert len(units) == 1 and units[0].snippet is None
@@ -348,7 +351,7 @@ def test_fenced_blocks_scanner_agrees_with_the_regex_it_replaced() -> None:
     import random
     import re
 
-    from reviewbot.prompt import _fenced_blocks
+    from reviewbot.review.prompt import _fenced_blocks
 
     old = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[^\n]*\n(.*?)```", re.DOTALL)
     rnd = random.Random(7)

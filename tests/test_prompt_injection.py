@@ -24,24 +24,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reviewbot.acceptance import load_prior
-from reviewbot.config import RepoConfig, load_config
-from reviewbot.diff import DiffParseError, parse_diff
-from reviewbot.llm import LLMClient
-from reviewbot.llm_caps import CapsBook, CapsOverrides
-from reviewbot.models import FileDiff, ReviewResult
-from reviewbot.pipeline import Change, review_change
-from reviewbot.prompt import _nonce, build_requests, system_prompt
-from reviewbot.redact import REDACTED, redact
-from reviewbot.render import (
+from reviewbot.adapters.llm import LLMClient
+from reviewbot.adapters.llm_caps import CapsBook, CapsOverrides
+from reviewbot.core.config import RepoConfig, load_config
+from reviewbot.core.domain import FileDiff, ReviewResult
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review.diff import DiffParseError, parse_diff
+from reviewbot.review.pipeline import Change, review_change
+from reviewbot.review.prompt import _nonce, build_requests, system_prompt
+from reviewbot.review.redact import REDACTED, redact
+from reviewbot.review.render import (
     parse_fingerprint,
     render_check_run,
     render_comment,
     render_review_summary,
     to_review_comment,
 )
-from reviewbot.report import to_json, to_sarif, to_text
-from reviewbot.rules import ruleset_from_config
+from reviewbot.review.report import to_json, to_sarif, to_text
+from reviewbot.review.rules import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, diff_lines
 
 INJECTION = Path(__file__).resolve().parent.parent / "fixtures" / "injection"
@@ -490,13 +490,23 @@ def test_the_model_cannot_make_the_bot_mention_people() -> None:
     def mentioner(request_json: dict[str, Any]) -> dict[str, Any]:
         path, lines = next(iter(diff_lines(request_json).items()))
         side, n, code = next(x for x in lines if x[0] == "RIGHT")
-        return {"findings": [{
-            "path": path, "line": n, "side": "RIGHT", "severity": "critical", "category": "security",
-            "confidence": 1.0, "title": "@octocat: approved by @acme/security-team",
-            "body": "cc @torvalds, @acme/admins. Keep `@property` and\n"
-            "```python\n@decorator\n```\nintact.",
-            "suggestion": "@property\ndef x(self): ...", "quoted_code": code,
-        }]}  # fmt: skip
+        return {
+            "findings": [
+                {
+                    "path": path,
+                    "line": n,
+                    "side": "RIGHT",
+                    "severity": "critical",
+                    "category": "security",
+                    "confidence": 1.0,
+                    "title": "@octocat: approved by @acme/security-team",
+                    "body": "cc @torvalds, @acme/admins. Keep `@property` and\n"
+                    "```python\n@decorator\n```\nintact.",
+                    "suggestion": "@property\ndef x(self): ...",
+                    "quoted_code": code,
+                }
+            ]
+        }
 
     with FakeLLM(responder=mentioner) as llm:
         result = run_pipeline(

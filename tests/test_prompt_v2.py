@@ -7,8 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from reviewbot.models import HunkContext, Symbol
-from reviewbot.prompt import (
+from reviewbot.core.domain import HunkContext, Symbol
+from reviewbot.review.prompt import (
     FINDINGS_SCHEMA,
     ChangeIntent,
     PromptOptions,
@@ -78,8 +78,16 @@ def test_intent_is_delimited_data_and_neutralised() -> None:
 
 def test_do_not_list_rubric_and_findings_cap() -> None:
     system = _request(max_findings=5).messages[0]["content"]
-    for phrase in ("Do NOT report", "defined outside the diff", "docstrings", '"verify that"', "formatting",
-                   "Severity: critical =", "Confidence:", "at most 5 findings"):  # fmt: skip
+    for phrase in (
+        "Do NOT report",
+        "defined outside the diff",
+        "docstrings",
+        '"verify that"',
+        "formatting",
+        "Severity: critical =",
+        "Confidence:",
+        "at most 5 findings",
+    ):
         assert phrase in system, phrase
 
 
@@ -106,6 +114,17 @@ def test_each_enclosing_function_is_sent_once_per_request() -> None:
 
 def test_schema_asks_for_the_code_and_reasoning_before_the_verdict() -> None:
     order = list(FINDINGS_SCHEMA["properties"]["findings"]["items"]["properties"])
-    assert order == ["path", "quoted_code", "line", "end_line", "side", "body", "suggestion", "severity",
-                     "category", "confidence", "title"]  # fmt: skip
+    assert order == [
+        "path",
+        "quoted_code",
+        "line",
+        "end_line",
+        "side",
+        "body",
+        "suggestion",
+        "severity",
+        "category",
+        "confidence",
+        "title",
+    ]
     assert list(_request().schema["properties"]["findings"]["items"]["required"]) == order

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.queue import JobQueue, iso
-from reviewbot.store import WRITE_LOCK_KEY, Store
+from reviewbot.app.queue import JobQueue, iso
+from reviewbot.app.store import WRITE_LOCK_KEY, Store
 from tests.fakes.clock import ManualClock
 
 Clock = ManualClock
@@ -22,7 +22,11 @@ def queue(store: Store, clock: Clock) -> JobQueue:
 
 
 def review(
-    queue: JobQueue, pr: int = 1, sha: str = "a" * 40, inst: int = 1, repo: str = "o/r",
+    queue: JobQueue,
+    pr: int = 1,
+    sha: str = "a" * 40,
+    inst: int = 1,
+    repo: str = "o/r",
     at: float | None = None,
 ) -> int:
     """A review job; `at` is the PR's updated_at in the event (epoch seconds): head recency."""
@@ -293,9 +297,11 @@ def test_claim_under_a_backlog_finds_the_one_installation_below_its_limit(queue:
     if queue.store.is_postgres:
         return  # the plan below is SQLite's; PostgreSQL's claim is covered by tests/test_postgres.py
     plans = " ".join(
-        str(r[-1]) for r in queue.store.conn.execute(
+        str(r[-1])
+        for r in queue.store.conn.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state = 'queued' AND run_after <= ? "
-            "ORDER BY run_after, id LIMIT 8", (iso(2.0e9),)
+            "ORDER BY run_after, id LIMIT 8",
+            (iso(2.0e9),),
         )
     )
     assert "jobs_claim" in plans and "TEMP B-TREE" not in plans

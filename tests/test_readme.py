@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from reviewbot.cli import app
-from reviewbot.config import load_config
+from reviewbot.core.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

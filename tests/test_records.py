@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from reviewbot import records
-from reviewbot.feedback import LabelEvent
-from reviewbot.models import Candidate, Decision
-from reviewbot.records import NewFinding, Tenant
-from reviewbot.stats import repo_stats
-from reviewbot.store import Store
+from reviewbot.app import records
+from reviewbot.app.records import NewFinding, Tenant
+from reviewbot.app.store import Store
+from reviewbot.core.domain import Candidate, Decision
+from reviewbot.core.feedback import LabelEvent
+from reviewbot.learning.stats import repo_stats
 
 REPO = "acme/shop"
 A = Tenant(7, REPO)
@@ -17,9 +17,17 @@ NOW = "2026-03-02T09:00:00+00:00"
 
 def D(fp: str, decision: str, score: float, *, explore: bool = False, rule: str | None = None) -> Decision:
     c = Candidate(
-        id=fp, path="app/a.py", line=3, body=f"finding {fp}", repo=REPO, pr=1, rule_id=rule,
-        confidence=0.7, hunk_size=12, language="python",
-    )  # fmt: skip
+        id=fp,
+        path="app/a.py",
+        line=3,
+        body=f"finding {fp}",
+        repo=REPO,
+        pr=1,
+        rule_id=rule,
+        confidence=0.7,
+        hunk_size=12,
+        language="python",
+    )
     return Decision(c, decision, "why", score, "medium", "bug", f"cl-{fp}", fp, explore)  # type: ignore[arg-type]
 
 
@@ -110,12 +118,15 @@ def test_tenants_never_see_each_others_rows(store: Store) -> None:
 
 def test_model_versions_one_active_per_tenant_and_rollback(store: Store) -> None:
     for n in (1, 2, 3):
-        records.add_model_version(store, A, params=f'{{"v": {n}}}', metrics={"n": n}, n_labels=n,
-                                  activate=n != 3, now=NOW)  # fmt: skip
+        records.add_model_version(
+            store, A, params=f'{{"v": {n}}}', metrics={"n": n}, n_labels=n, activate=n != 3, now=NOW
+        )
     versions = records.model_versions(store, A)
     assert [(v.version, v.active, v.metrics) for v in versions] == [
-        (1, False, {"n": 1}), (2, True, {"n": 2}), (3, False, {"n": 3}),
-    ]  # fmt: skip
+        (1, False, {"n": 1}),
+        (2, True, {"n": 2}),
+        (3, False, {"n": 3}),
+    ]
     assert records.activate_model_version(store, A, 1)
     assert [v.active for v in records.model_versions(store, A)] == [True, False, False]
     assert records.active_model_params(store, A) == '{"v": 1}'
@@ -128,19 +139,44 @@ def test_review_rows_claim_finish_and_recover(store: Store) -> None:
     assert records.review_state(store, A, 5, "head1") == (review_id, "pending")
     assert records.review_state(store, B, 5, "head1") is None
     records.finish_review(
-        store, A, review_id, github_review_id=77, check_run_id=None, funnel={"posted": 1}, usage={},
-        findings=[NewFinding.from_decision(D("p", "post", 0.9), pr=5, comment_id=501)], now=NOW,
-    )  # fmt: skip
+        store,
+        A,
+        review_id,
+        github_review_id=77,
+        check_run_id=None,
+        funnel={"posted": 1},
+        usage={},
+        findings=[NewFinding.from_decision(D("p", "post", 0.9), pr=5, comment_id=501)],
+        now=NOW,
+    )
     assert records.review_state(store, A, 5, "head1") == (review_id, "posted")
     assert records.last_posted_head(store, A, 5, other_than="head2") == "head1"
     assert records.last_posted_head(store, B, 5, other_than="head2") is None
     # recovered after a crash: only comments not stored yet are added, the check run kept
     again = [
-        NewFinding(pr=5, path="a.py", line=3, side="RIGHT", body="x", decision="post", reason="r",
-                   fingerprint="p", comment_id=501),
-        NewFinding(pr=5, path="a.py", line=9, side="RIGHT", body="y", decision="post", reason="r",
-                   fingerprint="q", comment_id=502),
-    ]  # fmt: skip
+        NewFinding(
+            pr=5,
+            path="a.py",
+            line=3,
+            side="RIGHT",
+            body="x",
+            decision="post",
+            reason="r",
+            fingerprint="p",
+            comment_id=501,
+        ),
+        NewFinding(
+            pr=5,
+            path="a.py",
+            line=9,
+            side="RIGHT",
+            body="y",
+            decision="post",
+            reason="r",
+            fingerprint="q",
+            comment_id=502,
+        ),
+    ]
     records.record_recovered_review(
         store, A, review_id, github_review_id=77, check_run_id=9, comments=again, now=NOW
     )
@@ -161,7 +197,7 @@ def test_the_migration_gives_old_models_their_installation(store: Store) -> None
             "VALUES (?, 1, '{}', 1, ?)",
             (scope, NOW),
         )
-    from reviewbot.store import MIGRATIONS, _split_sql
+    from reviewbot.app.store import MIGRATIONS, _split_sql
 
     # the rows above are as retrain wrote them before migration 5; apply its statements to them
     backfill = next(ddl for version, _, ddl in MIGRATIONS if version == 5)

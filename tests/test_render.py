@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reviewbot.models import Candidate, Decision, Dropped, Funnel, ReviewResult
-from reviewbot.render import (
+from reviewbot.core.domain import Candidate, Decision, Dropped, Funnel, ReviewResult
+from reviewbot.review.render import (
     CHECK_OUTPUT_LIMIT,
     parse_fingerprint,
     render_check_run,
@@ -16,15 +16,39 @@ from reviewbot.render import (
 
 
 def decision(
-    *, path: str | None = "app/db.py", line: int = 12, end_line: int | None = None,
-    title: str = "Leaked cursor", body: str = "The cursor is never closed.",
-    suggestion: str | None = None, rule_id: str | None = None, verdict: str = "post",
-    reason: str = "score", severity: str = "high", fingerprint: str = "fp1:abc:def:0123456789abcdef",
+    *,
+    path: str | None = "app/db.py",
+    line: int = 12,
+    end_line: int | None = None,
+    title: str = "Leaked cursor",
+    body: str = "The cursor is never closed.",
+    suggestion: str | None = None,
+    rule_id: str | None = None,
+    verdict: str = "post",
+    reason: str = "score",
+    severity: str = "high",
+    fingerprint: str = "fp1:abc:def:0123456789abcdef",
 ) -> Decision:
-    cand = Candidate(id="c1", path=path, line=line, body=body, title=title, end_line=end_line,
-                     suggestion=suggestion, rule_id=rule_id)
-    return Decision(candidate=cand, decision=verdict, reason=reason, score=0.9,  # type: ignore[arg-type]
-                    severity=severity, category="bug", cluster="k1", fingerprint=fingerprint)
+    cand = Candidate(
+        id="c1",
+        path=path,
+        line=line,
+        body=body,
+        title=title,
+        end_line=end_line,
+        suggestion=suggestion,
+        rule_id=rule_id,
+    )
+    return Decision(
+        candidate=cand,
+        decision=verdict,
+        reason=reason,
+        score=0.9,  # type: ignore[arg-type]
+        severity=severity,
+        category="bug",
+        cluster="k1",
+        fingerprint=fingerprint,
+    )
 
 
 def test_comment_has_title_body_badges_and_marker_that_round_trips() -> None:
@@ -87,7 +111,8 @@ def test_summary_and_check_run_carry_the_funnel_and_skipped_files() -> None:
     posted = [decision(), decision(severity="critical")]
     suppressed = [decision(verdict="suppress", reason="below threshold")]
     result = ReviewResult(
-        posted=posted, suppressed=suppressed,
+        posted=posted,
+        suppressed=suppressed,
         dropped=[Dropped(candidate=posted[0].candidate, stage="anchor", reason="line not in diff")],
         funnel=Funnel(candidates=9, posted=2, dropped={"below threshold": 5, "duplicate": 2}),
         files_not_reviewed={"vendor/big.min.js": "generated", "img|x.png": "binary"},
@@ -104,8 +129,10 @@ def test_summary_and_check_run_carry_the_funnel_and_skipped_files() -> None:
 
 
 def test_check_run_counts_from_lists_when_funnel_is_empty_and_limits_size() -> None:
-    result = ReviewResult(suppressed=[decision(verdict="suppress", reason="low score")] * 3,
-                          files_not_reviewed={f"f{i}.py": "x" * 200 for i in range(500)})
+    result = ReviewResult(
+        suppressed=[decision(verdict="suppress", reason="low score")] * 3,
+        files_not_reviewed={f"f{i}.py": "x" * 200 for i in range(500)},
+    )
     title, summary, text = render_check_run(result)
     assert title.startswith("0 comments posted from 3 candidates")
     assert "| low score | 3 |" in summary
@@ -116,7 +143,7 @@ def test_check_run_counts_from_lists_when_funnel_is_empty_and_limits_size() -> N
 def test_mentions_defused_outside_code_only_and_backtick_floods_are_linear() -> None:
     import time
 
-    from reviewbot.render import _defuse_mentions
+    from reviewbot.review.render import _defuse_mentions
 
     assert _defuse_mentions("ping @alice") == "ping @\u200balice"
     assert _defuse_mentions("`@alice` and ``@bob`` @carol") == "`@alice` and ``@bob`` @\u200bcarol"

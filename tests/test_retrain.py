@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reviewbot import records
-from reviewbot.acceptance import AcceptanceModel, FeatureConfig, HistoryRow, train
-from reviewbot.feedback import LabelEvent
-from reviewbot.models import Candidate
-from reviewbot.records import OrgTenant, Tenant
-from reviewbot.retrain import (
+from reviewbot.app import records
+from reviewbot.app.records import OrgTenant, Tenant
+from reviewbot.app.store import Store
+from reviewbot.core.domain import Candidate
+from reviewbot.core.feedback import LabelEvent
+from reviewbot.filter.acceptance import AcceptanceModel, FeatureConfig, HistoryRow, train
+from reviewbot.learning.retrain import (
     RetrainPolicy,
     activate,
     is_due,
@@ -20,7 +21,6 @@ from reviewbot.retrain import (
     retrain_repo,
     run_retrain_job,
 )
-from reviewbot.store import Store
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.feedback_data import add_finding
@@ -50,10 +50,17 @@ def _label(store: Store, n: int, body: str, rule: str, accepted: bool, start: in
     for i in range(n):
         at = (NOW - timedelta(days=30) + timedelta(hours=start + i)).isoformat()
         fid = add_finding(
-            store, repo=REPO, pr=1 + (start + i) // 10, created_at=at, path=f"app/m{i % 5}.py",
-            category="style" if rule == "py.bare-except" else "security", rule_id=rule, score=0.5,
-            line=start + i + 1, body=body,
-        )  # fmt: skip
+            store,
+            repo=REPO,
+            pr=1 + (start + i) // 10,
+            created_at=at,
+            path=f"app/m{i % 5}.py",
+            category="style" if rule == "py.bare-except" else "security",
+            rule_id=rule,
+            score=0.5,
+            line=start + i + 1,
+            body=body,
+        )
         label = "accepted" if accepted else "dismissed"
         records.add_label(store, T, LabelEvent(fid, label, "reaction", {"user": "u"}, 1.0, at))
 
@@ -204,10 +211,18 @@ def _label_in(store: Store, t: Tenant, n: int, body: str, rule: str, accepted: b
     for i in range(n):
         at = (NOW - timedelta(days=10) + timedelta(hours=start + i)).isoformat()
         fid = add_finding(
-            store, repo=t.repo, pr=1 + i // 2, created_at=at, path=f"lib/m{i}.py", rule_id=rule,
-            category="style" if rule == "py.bare-except" else "security", score=0.5, line=i + 1, body=body,
+            store,
+            repo=t.repo,
+            pr=1 + i // 2,
+            created_at=at,
+            path=f"lib/m{i}.py",
+            rule_id=rule,
+            category="style" if rule == "py.bare-except" else "security",
+            score=0.5,
+            line=i + 1,
+            body=body,
             installation_id=t.installation_id,
-        )  # fmt: skip
+        )
         label = "accepted" if accepted else "dismissed"
         records.add_label(store, t, LabelEvent(fid, label, "reaction", {"user": "u"}, 1.0, at))
 

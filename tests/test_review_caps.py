@@ -9,13 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from reviewbot.config import RepoConfig
-from reviewbot.costs import OperatorLimits, ReviewCaps, limits_from_settings, token_cap
-from reviewbot.diff import parse_diff
-from reviewbot.local import build_repo_from_dirs
-from reviewbot.models import Candidate
-from reviewbot.pipeline import cap_candidates, changed_lines, select_files
-from reviewbot.settings import Settings
+from reviewbot.adapters.local import build_repo_from_dirs
+from reviewbot.core.config import RepoConfig
+from reviewbot.core.costs import OperatorLimits, ReviewCaps, limits_from_settings, token_cap
+from reviewbot.core.domain import Candidate
+from reviewbot.core.settings import Settings
+from reviewbot.review.diff import parse_diff
+from reviewbot.review.pipeline import cap_candidates, changed_lines, select_files
 from tests.fakes.fake_llm import FakeLLM, diff_lines
 from tests.test_app_e2e import INSTALLATION, REPO, World, module
 from tests.test_review_e2e import run_cli
@@ -99,11 +99,21 @@ def one_finding_per_file(request_json: dict[str, Any]) -> dict[str, Any]:
         right = [(n, code) for side, n, code in lines if side == "RIGHT" and code.strip()]
         if right:
             line, code = right[0]
-            findings.append({
-                "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-                "category": "bug", "confidence": 0.9, "title": "Value can be None",
-                "body": f"`{code.strip()[:30]}` can be None here.", "suggestion": None, "quoted_code": code,
-            })  # fmt: skip
+            findings.append(
+                {
+                    "path": path,
+                    "line": line,
+                    "end_line": None,
+                    "side": "RIGHT",
+                    "severity": "high",
+                    "category": "bug",
+                    "confidence": 0.9,
+                    "title": "Value can be None",
+                    "body": f"`{code.strip()[:30]}` can be None here.",
+                    "suggestion": None,
+                    "quoted_code": code,
+                }
+            )
     return {"findings": findings}
 
 
@@ -128,9 +138,11 @@ def test_cli_review_applies_the_caps_and_the_report_names_what_was_left_out(tmp_
     repo, base, head = _repo(tmp_path, 6)
     with FakeLLM(responder=one_finding_per_file) as llm:
         env = {
-            "REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key",
-            "REVIEWBOT_REVIEW_MAX_FILES": "4", "REVIEWBOT_REVIEW_MAX_CANDIDATES": "2",
-        }  # fmt: skip
+            "REVIEWBOT_LLM_BASE_URL": llm.base_url,
+            "REVIEWBOT_LLM_API_KEY": "test-key",
+            "REVIEWBOT_REVIEW_MAX_FILES": "4",
+            "REVIEWBOT_REVIEW_MAX_CANDIDATES": "2",
+        }
         proc = run_cli("review", str(repo), "--base", base, "--head", head, "--format", "json", env=env)
         assert proc.returncode in (0, 1), proc.stderr
         sent = {path for body in llm.requests for path in diff_lines(body)}

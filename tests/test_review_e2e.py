@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from reviewbot.config import load_config
-from reviewbot.diff import parse_diff
-from reviewbot.local import build_repo_from_dirs, load_change
-from reviewbot.models import SEVERITIES
-from reviewbot.settings import Settings
+from reviewbot.adapters.local import build_repo_from_dirs, load_change
+from reviewbot.core.config import load_config
+from reviewbot.core.domain import SEVERITIES
+from reviewbot.core.settings import Settings
+from reviewbot.review.diff import parse_diff
 from tests.fakes.fake_llm import FakeLLM, diff_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,30 +46,68 @@ def hostile_responder(request_json: dict[str, Any]) -> dict[str, Any]:
         if not right:
             continue
         line, code = right[0]
-        findings.append({
-            "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-            "category": "bug", "confidence": 0.9, "title": "Unchecked value can be None",
-            "body": f"`{code.strip()[:40]}` can raise TypeError when the value is None.",
-            "suggestion": None, "quoted_code": code,
-        })
+        findings.append(
+            {
+                "path": path,
+                "line": line,
+                "end_line": None,
+                "side": "RIGHT",
+                "severity": "high",
+                "category": "bug",
+                "confidence": 0.9,
+                "title": "Unchecked value can be None",
+                "body": f"`{code.strip()[:40]}` can raise TypeError when the value is None.",
+                "suggestion": None,
+                "quoted_code": code,
+            }
+        )
         # Wrong line number, right quote: must be re-anchored onto a line of the diff.
-        findings.append({
-            "path": path, "line": line + 100_000, "end_line": None, "side": "RIGHT",
-            "severity": "medium", "category": "correctness", "confidence": 0.6,
-            "title": "Off-by-one in the loop bound", "body": "The loop stops one element early.",
-            "suggestion": None, "quoted_code": right[-1][1],
-        })
+        findings.append(
+            {
+                "path": path,
+                "line": line + 100_000,
+                "end_line": None,
+                "side": "RIGHT",
+                "severity": "medium",
+                "category": "correctness",
+                "confidence": 0.6,
+                "title": "Off-by-one in the loop bound",
+                "body": "The loop stops one element early.",
+                "suggestion": None,
+                "quoted_code": right[-1][1],
+            }
+        )
         # Outside the diff and quoting nothing in it: must be dropped.
-        findings.append({
-            "path": path, "line": 987_654, "end_line": None, "side": "RIGHT", "severity": "high",
-            "category": "bug", "confidence": 0.9, "title": "Invented", "body": "Refers to nothing.",
-            "suggestion": None, "quoted_code": "this code is not in the change at all",
-        })
-    findings.append({
-        "path": "src/hallucinated.py", "line": 3, "end_line": None, "side": "RIGHT", "severity": "critical",
-        "category": "security", "confidence": 1.0, "title": "SQL injection", "body": "Hallucinated file.",
-        "suggestion": None, "quoted_code": "cursor.execute(query)",
-    })
+        findings.append(
+            {
+                "path": path,
+                "line": 987_654,
+                "end_line": None,
+                "side": "RIGHT",
+                "severity": "high",
+                "category": "bug",
+                "confidence": 0.9,
+                "title": "Invented",
+                "body": "Refers to nothing.",
+                "suggestion": None,
+                "quoted_code": "this code is not in the change at all",
+            }
+        )
+    findings.append(
+        {
+            "path": "src/hallucinated.py",
+            "line": 3,
+            "end_line": None,
+            "side": "RIGHT",
+            "severity": "critical",
+            "category": "security",
+            "confidence": 1.0,
+            "title": "SQL injection",
+            "body": "Hallucinated file.",
+            "suggestion": None,
+            "quoted_code": "cursor.execute(query)",
+        }
+    )
     return {"findings": findings}
 
 
@@ -94,7 +132,14 @@ def test_review_cli_with_fake_llm_posts_only_valid_anchors(demo_repo: tuple[Path
     repo, base, head = demo_repo
     with FakeLLM(responder=hostile_responder) as llm:
         proc = run_cli(
-            "review", str(repo), "--base", base, "--head", head, "--format", "json",
+            "review",
+            str(repo),
+            "--base",
+            base,
+            "--head",
+            head,
+            "--format",
+            "json",
             env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key"},
         )
         assert llm.requests, "the LLM was never asked"
@@ -164,7 +209,7 @@ def _real_pr_repo(pr_dir: Path, target: Path) -> tuple[Path, str, str]:
 def test_real_prs_with_fake_llm_only_valid_anchors(shared_data: Path, tmp_path: Path) -> None:
     """Every real PR, rebuilt as a git repo: the pipeline posts only comments GitHub would accept."""
     from reviewbot.commands.review_cmd import run_local_review
-    from reviewbot.review_config import load_review_config
+    from reviewbot.review.review_config import load_review_config
 
     entries = json.loads((shared_data / "real-prs" / "index.json").read_text())
     config = load_review_config(None)
@@ -192,10 +237,10 @@ def test_real_prs_with_fake_llm_only_valid_anchors(shared_data: Path, tmp_path: 
 
 def test_local_review_never_explores(demo_repo: tuple[Path, str, str]) -> None:
     """Exploration posts near-threshold candidates to learn from the answer; a local run learns nothing."""
-    from reviewbot.acceptance import load_prior
-    from reviewbot.llm import LLMClient
-    from reviewbot.pipeline import Change, review_change
-    from reviewbot.rules import ruleset_from_config
+    from reviewbot.adapters.llm import LLMClient
+    from reviewbot.filter.acceptance import load_prior
+    from reviewbot.review.pipeline import Change, review_change
+    from reviewbot.review.rules import ruleset_from_config
 
     repo, base, head = demo_repo
     change = load_change(repo, base, head)
@@ -204,9 +249,13 @@ def test_local_review_never_explores(demo_repo: tuple[Path, str, str]) -> None:
     async def run(explore: bool) -> list[bool]:
         async with LLMClient(base_url=llm.base_url, api_key="k", model="m") as client:
             result = await review_change(
-                Change(change.diff_text, change.read_head), config=config,
-                rules=ruleset_from_config(config.rules), model=load_prior(), llm=client, explore=explore,
-            )  # fmt: skip
+                Change(change.diff_text, change.read_head),
+                config=config,
+                rules=ruleset_from_config(config.rules),
+                model=load_prior(),
+                llm=client,
+                explore=explore,
+            )
         return [d.explore for d in result.posted + result.suppressed]
 
     with FakeLLM(responder=hostile_responder) as llm:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from reviewbot.adapters.local import build_repo_from_dirs
 from reviewbot.commands.review_cmd import EXIT_LLM_FAILED
-from reviewbot.local import build_repo_from_dirs
 from tests.fakes.fake_llm import FakeLLM
 from tests.test_review_e2e import DEMO, hostile_responder, run_cli
 
@@ -37,9 +37,16 @@ def test_exhausted_quota_is_one_line_and_exit_3(demo: tuple[Path, str, str]) -> 
     repo, base, head = demo
     with FakeLLM(quota_exhausted=True) as llm:
         proc = run_cli(
-            "review", str(repo), "--base", base, "--head", head, "--format", "json",
+            "review",
+            str(repo),
+            "--base",
+            base,
+            "--head",
+            head,
+            "--format",
+            "json",
             env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "k"},
-        )  # fmt: skip
+        )
         asked = len(llm.requests)
     assert proc.returncode == 3
     notes = json.loads(proc.stdout)["notes"]
@@ -51,10 +58,20 @@ def test_a_recovered_llm_failure_is_a_pass_and_commits_reach_the_prompt(demo: tu
     with FakeLLM(responder=hostile_responder) as llm:
         llm.enqueue_fault(status=503)
         proc = run_cli(
-            "review", str(repo), "--base", base, "--head", head, "--format", "json",
-            "--title", "Add inventory sync", "--description", "Syncs stock levels nightly.",
+            "review",
+            str(repo),
+            "--base",
+            base,
+            "--head",
+            head,
+            "--format",
+            "json",
+            "--title",
+            "Add inventory sync",
+            "--description",
+            "Syncs stock levels nightly.",
             env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "k"},
-        )  # fmt: skip
+        )
         user = llm.requests[-1]["messages"][-1]["content"]
     assert proc.returncode == 0, proc.stderr
     assert "Title: Add inventory sync" in user and "Syncs stock levels nightly." in user

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.acceptance import load_prior
-from reviewbot.local import build_repo_from_dirs
-from reviewbot.pipeline import Change, review_change
-from reviewbot.review_config import load_review_config
+from reviewbot.adapters.local import build_repo_from_dirs
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review.pipeline import Change, review_change
+from reviewbot.review.review_config import load_review_config
 from tests.test_review_e2e import DEMO, run_cli
 
 
@@ -145,7 +145,7 @@ def test_a_single_commit_repository_asks_for_a_base(tmp_path: Path) -> None:
     repo = tmp_path / "one"
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.py").write_text("X = 1\n")
-    from reviewbot.local import _git
+    from reviewbot.adapters.local import _git
 
     build_repo_from_dirs(repo, tmp_path / "src", tmp_path / "src")
     _git(repo, "reset", "-q", "--soft", "HEAD~1")
@@ -161,12 +161,16 @@ def test_a_1000_commit_range_of_a_real_project_fits_a_screen(shared_data: Path, 
     repo = tmp_path / "click"
     subprocess.run(
         ["git", "clone", "-q", str(shared_data / "real-repos" / "click.bundle"), str(repo)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     base = subprocess.run(
         ["git", "-C", str(repo), "rev-list", "--skip=1000", "--max-count=1", "HEAD"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     text = run_cli("review", str(repo), "--base", base)
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reviewbot.roles import file_role
-from reviewbot.rules import RuleSet, all_added, load_builtin_rules
-from reviewbot.rulespec import RuleSpec
+from reviewbot.core.roles import file_role
+from reviewbot.review.rules import RuleSet, all_added, load_builtin_rules
+from reviewbot.review.rulespec import RuleSpec
 
 
 @pytest.mark.parametrize(

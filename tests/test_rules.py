@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.languages import parser
-from reviewbot.models import DiffLine, FileDiff, Hunk
-from reviewbot.rules import (
+from reviewbot.core.domain import DiffLine, FileDiff, Hunk
+from reviewbot.core.languages import parser
+from reviewbot.review.rules import (
     RuleError,
     RuleQueryError,
     RuleSet,
@@ -23,7 +23,7 @@ from reviewbot.rules import (
     parse_rules,
     ruleset_from_config,
 )
-from reviewbot.rulespec import RuleSpec
+from reviewbot.review.rulespec import RuleSpec
 
 BUILTIN = load_builtin_rules()
 QUERY_RULES = [r for r in BUILTIN if r.query]
@@ -376,7 +376,7 @@ def test_inline_suppression_comments() -> None:
 
 
 def test_ruleset_from_repo_config() -> None:
-    from reviewbot.config import RulesConfig
+    from reviewbot.core.config import RulesConfig
 
     settings = RulesConfig.model_validate(
         {
@@ -417,7 +417,7 @@ def test_line_numbers_follow_newlines_only() -> None:
 def test_real_prs_matches_around_each_hunk_equal_one_range_over_all_added_lines(shared_data: Path) -> None:
     """run() queries only the rows of each hunk's added lines; every match that overlaps an added
     line comes out as from one range spanning them all, in the same order."""
-    from reviewbot.diff import parse_diff
+    from reviewbot.review.diff import parse_diff
 
     ruleset = build_ruleset(load_builtin_rules())
     compared = 0

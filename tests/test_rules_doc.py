@@ -1,15 +1,15 @@
-"""docs/rules.md is what reviewbot.rules_doc renders from the shipped packs."""
+"""docs/rules.md is what reviewbot.review.rules_doc renders from the shipped packs."""
 
 from __future__ import annotations
 
-from reviewbot.acceptance import measured_rule_precision
-from reviewbot.rules import load_builtin_rules
-from reviewbot.rules_doc import DOC, render
+from reviewbot.filter.acceptance import measured_rule_precision
+from reviewbot.review.rules import load_builtin_rules
+from reviewbot.review.rules_doc import DOC, render
 
 
 def test_rules_doc_is_current() -> None:
     expected = render(load_builtin_rules(), measured_rule_precision())
-    assert DOC.read_text(encoding="utf-8") == expected, "run: python -m reviewbot.rules_doc"
+    assert DOC.read_text(encoding="utf-8") == expected, "run: python -m reviewbot.review.rules_doc"
 
 
 def test_rules_doc_lists_every_query_rule_with_its_roles_and_precision() -> None:

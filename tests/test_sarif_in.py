@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from reviewbot.diff import parse_diff
-from reviewbot.local import load_change
-from reviewbot.models import Candidate
-from reviewbot.sarif_in import (
+from reviewbot.adapters.local import load_change
+from reviewbot.core.domain import Candidate
+from reviewbot.review.diff import parse_diff
+from reviewbot.review.sarif_in import (
     SarifError,
     anchor,
     from_annotations,
@@ -48,10 +48,28 @@ def change_repo(tmp_path: Path) -> Repo:
 def _review(repo: Path, base: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
     proc = subprocess.run(
-        [sys.executable, "-m", "reviewbot", "review", str(repo), "--base", base, "--format", "json",
-         "--sarif-in", str(SARIF / "ruff.sarif"), "--sarif-in", str(SARIF / "semgrep.sarif"), *extra],
-        capture_output=True, text=True, env={**clean, **(env or {})}, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "reviewbot",
+            "review",
+            str(repo),
+            "--base",
+            base,
+            "--format",
+            "json",
+            "--sarif-in",
+            str(SARIF / "ruff.sarif"),
+            "--sarif-in",
+            str(SARIF / "semgrep.sarif"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -72,8 +90,10 @@ def test_ruff_and_semgrep_fixtures_become_candidates_per_tool_and_rule() -> None
     assert {c.rule_id for c in ruff} == {"ruff/F401", "ruff/S307", "ruff/S602", "ruff/S324"}
     assert {c.source for c in ruff} == {"sarif:ruff"}
     assert {c.rule_id for c in semgrep} == {
-        "semgrep-oss/no-eval", "semgrep-oss/subprocess-shell-true", "semgrep-oss/open-without-encoding",
-    }  # fmt: skip
+        "semgrep-oss/no-eval",
+        "semgrep-oss/subprocess-shell-true",
+        "semgrep-oss/open-without-encoding",
+    }
     # ruff writes absolute file: URIs, semgrep %SRCROOT%-relative ones; both name report.py
     assert all(c.path and c.path.endswith("report.py") for c in ruff + semgrep)
     # semgrep grades its rules (ERROR/WARNING/INFO): the levels carry over
@@ -87,14 +107,35 @@ def test_ruff_and_semgrep_fixtures_become_candidates_per_tool_and_rule() -> None
 
 def test_suppressed_fixed_and_passing_results_are_skipped_with_a_reason() -> None:
     loc = {"physicalLocation": {"artifactLocation": {"uri": "a.py"}, "region": {"startLine": 3}}}
-    doc = {"runs": [{"tool": {"driver": {"name": "eslint"}}, "results": [
-        {"ruleId": "no-eval", "message": {"text": "eval is evil"}, "locations": [loc], "level": "error"},
-        {"ruleId": "x", "message": {"text": "ignored inline"}, "locations": [loc],
-         "suppressions": [{"kind": "inSource"}]},
-        {"ruleId": "y", "message": {"text": "fixed"}, "locations": [loc], "baselineState": "absent"},
-        {"ruleId": "z", "message": {"text": "ok"}, "locations": [loc], "kind": "pass"},
-        {"ruleId": "w", "message": {"text": "where?"}},
-    ]}]}  # fmt: skip
+    doc = {
+        "runs": [
+            {
+                "tool": {"driver": {"name": "eslint"}},
+                "results": [
+                    {
+                        "ruleId": "no-eval",
+                        "message": {"text": "eval is evil"},
+                        "locations": [loc],
+                        "level": "error",
+                    },
+                    {
+                        "ruleId": "x",
+                        "message": {"text": "ignored inline"},
+                        "locations": [loc],
+                        "suppressions": [{"kind": "inSource"}],
+                    },
+                    {
+                        "ruleId": "y",
+                        "message": {"text": "fixed"},
+                        "locations": [loc],
+                        "baselineState": "absent",
+                    },
+                    {"ruleId": "z", "message": {"text": "ok"}, "locations": [loc], "kind": "pass"},
+                    {"ruleId": "w", "message": {"text": "where?"}},
+                ],
+            }
+        ]
+    }
     got = parse_sarif(json.dumps(doc))
     assert [c.rule_id for c in got.candidates] == ["eslint/no-eval"]
     reasons = [why for _, why in got.skipped]
@@ -118,11 +159,20 @@ def test_security_severity_wins_over_level_and_bad_input_is_an_error() -> None:
 
 
 def test_check_run_annotations_become_candidates() -> None:
-    got = from_annotations([
-        {"path": "src/a.go", "start_line": 7, "end_line": 7, "annotation_level": "failure",
-         "title": "errcheck", "message": "Error return value of `f.Close` is not checked"},
-        {"path": "src/a.go", "annotation_level": "notice", "message": "no line"},
-    ], check_name="golangci-lint")  # fmt: skip
+    got = from_annotations(
+        [
+            {
+                "path": "src/a.go",
+                "start_line": 7,
+                "end_line": 7,
+                "annotation_level": "failure",
+                "title": "errcheck",
+                "message": "Error return value of `f.Close` is not checked",
+            },
+            {"path": "src/a.go", "annotation_level": "notice", "message": "no line"},
+        ],
+        check_name="golangci-lint",
+    )
     assert [(c.rule_id, c.source, c.severity, c.line) for c in got.candidates] == [
         ("golangci-lint/errcheck", "sarif:golangci-lint", "high", 7)
     ]
@@ -191,13 +241,20 @@ def _llm_responder(request_json: dict[str, Any]) -> dict[str, Any]:
     for path, lines in diff_lines(request_json).items():
         for side, line, code in lines:
             if side == "RIGHT" and "eval(" in code:
-                findings.append({
-                    "path": path, "line": line, "side": "RIGHT", "severity": "high", "category": "security",
-                    "confidence": 0.9, "title": "Insecure eval of a user expression",
-                    "body": "eval() of the user's filter expression runs arbitrary code: use "
-                            "ast.literal_eval or a small parser instead.",
-                    "quoted_code": code,
-                })  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "line": line,
+                        "side": "RIGHT",
+                        "severity": "high",
+                        "category": "security",
+                        "confidence": 0.9,
+                        "title": "Insecure eval of a user expression",
+                        "body": "eval() of the user's filter expression runs arbitrary code: use "
+                        "ast.literal_eval or a small parser instead.",
+                        "quoted_code": code,
+                    }
+                )
     return {"findings": findings}
 
 
@@ -206,8 +263,13 @@ def test_sarif_findings_dedup_against_llm_findings(change_repo: Repo, tmp_path: 
     cfg = tmp_path / "reviewbot.yml"
     cfg.write_text("rules:\n  disable: [py-eval-exec]\n")  # leave the eval issue to the LLM and linters
     with FakeLLM(responder=_llm_responder) as llm:
-        doc = _review(repo, base, "--config", str(cfg),
-                      env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "k"})  # fmt: skip
+        doc = _review(
+            repo,
+            base,
+            "--config",
+            str(cfg),
+            env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "k"},
+        )
         assert llm.requests, "the LLM was asked"
     line21 = [i for i in [*doc["findings"], *doc["suppressed"]] if i["line"] == 21]
     assert {i["source"] for i in line21} >= {"llm", "sarif:ruff", "sarif:semgrep-oss"}
@@ -221,8 +283,11 @@ def test_unreadable_sarif_is_a_usage_error(change_repo: Repo, tmp_path: Path) ->
     bad.write_text("not json")
     proc = subprocess.run(
         [sys.executable, "-m", "reviewbot", "review", str(repo), "--base", base, "--sarif-in", str(bad)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2 and "bad.sarif: not JSON" in proc.stderr
 
 

@@ -27,12 +27,12 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from reviewbot.app_review import github_app_from_settings
-from reviewbot.dashboard import dashboard_router
-from reviewbot.logs import configure_logging
-from reviewbot.queue import JobQueue
-from reviewbot.server import create_app
-from reviewbot.settings import Settings, settings_secrets
+from reviewbot.app.app_review import github_app_from_settings
+from reviewbot.app.logs import configure_logging
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.server import create_app
+from reviewbot.core.settings import Settings, settings_secrets
+from reviewbot.learning.dashboard import dashboard_router
 from tests.fakes.fake_llm import diff_lines
 from tests.fakes.live_server import LiveServer
 from tests.test_app_e2e import CONFIG, INSTALLATION, REPO, SECRET, module
@@ -51,14 +51,22 @@ def leaking_model(world: RWorld) -> Any:
         for path, lines in diff_lines(request_json).items():
             right = [(n, code) for side, n, code in lines if side == "RIGHT" and "BUG" in code]
             for i, (n, code) in enumerate(right):
-                findings.append({
-                    "path": path, "line": n, "end_line": None, "side": "RIGHT", "severity": "high",
-                    "category": "security", "confidence": 0.99,
-                    "title": f"Leak {i}: {SECRET.decode()} {tokens[0] if tokens else ''}",
-                    "body": f"key={LLM_KEY}\nwebhook={SECRET.decode()}\n"
-                            f"token={' '.join(tokens)}\n{world.priv}",
-                    "suggestion": f"x = '{pem_lines[1]}'", "quoted_code": code,
-                })  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "line": n,
+                        "end_line": None,
+                        "side": "RIGHT",
+                        "severity": "high",
+                        "category": "security",
+                        "confidence": 0.99,
+                        "title": f"Leak {i}: {SECRET.decode()} {tokens[0] if tokens else ''}",
+                        "body": f"key={LLM_KEY}\nwebhook={SECRET.decode()}\n"
+                        f"token={' '.join(tokens)}\n{world.priv}",
+                        "suggestion": f"x = '{pem_lines[1]}'",
+                        "quoted_code": code,
+                    }
+                )
         return {"findings": findings}
 
     return respond
@@ -142,8 +150,13 @@ def test_nothing_leaks_after_a_full_run(run: tuple[RWorld, str]) -> None:
     # 4. the dashboard, health, metrics and admin endpoints
     app = FastAPI()
     app.include_router(dashboard_router(w.store, ADMIN_TOKEN))
-    served = create_app(store=w.store, webhook_secret=SECRET, registry=CollectorRegistry(),
-                        queue=JobQueue(w.store), admin_token=ADMIN_TOKEN)  # fmt: skip
+    served = create_app(
+        store=w.store,
+        webhook_secret=SECRET,
+        registry=CollectorRegistry(),
+        queue=JobQueue(w.store),
+        admin_token=ADMIN_TOKEN,
+    )
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with LiveServer(app) as dash, LiveServer(served) as srv:
         pages = [
@@ -201,17 +214,23 @@ def test_a_private_key_readable_by_others_is_warned_about(
 def test_the_worker_wiring_hands_every_configured_secret_to_the_review(tmp_path: Path) -> None:
     """`review_handlers` (what `reviewbot serve/worker` runs) passes the settings' secrets on, so
     the masking above is what production does, not only what this harness does."""
-    from reviewbot.app_review import review_handlers
-    from reviewbot.store import Store
+    from reviewbot.app.app_review import review_handlers
+    from reviewbot.app.store import Store
     from tests.fakes.fake_github import generate_app_key
 
     pem, _ = generate_app_key()
-    settings = Settings(github_app_id=42, github_private_key=pem, webhook_secret=SECRET.decode(),
-                        llm_api_key=LLM_KEY, admin_token=ADMIN_TOKEN)  # fmt: skip
+    settings = Settings(
+        github_app_id=42,
+        github_private_key=pem,
+        webhook_secret=SECRET.decode(),
+        llm_api_key=LLM_KEY,
+        admin_token=ADMIN_TOKEN,
+    )
     store = Store.open(tmp_path / "w.db")
     try:
-        handlers = review_handlers(settings, store, queue=JobQueue(store), metrics=None,
-                                   app=github_app_from_settings(settings))  # fmt: skip
+        handlers = review_handlers(
+            settings, store, queue=JobQueue(store), metrics=None, app=github_app_from_settings(settings)
+        )
         secrets = handlers["review"].__self__.secrets  # type: ignore[attr-defined]
     finally:
         store.close()
@@ -222,7 +241,7 @@ def test_the_worker_wiring_hands_every_configured_secret_to_the_review(tmp_path:
 def test_review_cli_report_never_carries_the_llm_key(tmp_path: Path) -> None:
     """`reviewbot review --format json` with a model that echoes the configured key (one with no
     recognisable shape, as a vLLM or Azure key may be): the report masks it."""
-    from reviewbot.local import build_repo_from_dirs
+    from reviewbot.adapters.local import build_repo_from_dirs
     from tests.fakes.fake_llm import FakeLLM
     from tests.test_review_e2e import DEMO, run_cli
 
@@ -232,9 +251,20 @@ def test_review_cli_report_never_carries_the_llm_key(tmp_path: Path) -> None:
         findings = []
         for path, lines in diff_lines(request_json).items():
             for side, n, code in lines[:3]:
-                findings.append({"path": path, "line": n, "side": side, "severity": "high", "category": "bug",
-                                 "confidence": 0.9, "title": f"uses {key}", "body": f"The key is {key}.",
-                                 "suggestion": f"x = '{key}'", "quoted_code": code})  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "line": n,
+                        "side": side,
+                        "severity": "high",
+                        "category": "bug",
+                        "confidence": 0.9,
+                        "title": f"uses {key}",
+                        "body": f"The key is {key}.",
+                        "suggestion": f"x = '{key}'",
+                        "quoted_code": code,
+                    }
+                )
         return {"findings": findings}
 
     base, head = build_repo_from_dirs(tmp_path / "demo", DEMO / "before", DEMO / "after")

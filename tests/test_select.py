@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from reviewbot.acceptance import load_prior
-from reviewbot.models import Candidate
-from reviewbot.noise import FilterSettings, filter_review
-from reviewbot.select import Choice, explore_draw, resolve_threshold, select
+from reviewbot.core.domain import Candidate
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.filter.noise import FilterSettings, filter_review
+from reviewbot.filter.select import Choice, explore_draw, resolve_threshold, select
 
 
 def ch(i: int, score: float, severity: str = "medium") -> Choice:
@@ -76,7 +76,7 @@ def test_filter_review_reasons_and_order() -> None:
         cand("posted", "total() crashes on an empty cart because it divides by len(items).", line=90),
         cand("dismissed", "Consider renaming helper to something clearer.", line=120),
     ]
-    from reviewbot.dedup import fingerprint
+    from reviewbot.filter.dedup import fingerprint
 
     posted_fp = fingerprint(cand("old", cands[3].body, line=70))  # same claim, lines shifted
     dismissed_fp = fingerprint(cands[4])

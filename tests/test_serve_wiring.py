@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 from prometheus_client import CollectorRegistry
 
+from reviewbot.app.metrics import Metrics
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.store import Store
+from reviewbot.app.worker import Worker
 from reviewbot.commands.serve_cmd import build_handlers, feedback_ticker
-from reviewbot.metrics import Metrics
-from reviewbot.queue import JobQueue
-from reviewbot.settings import Settings
-from reviewbot.store import Store
-from reviewbot.worker import Worker
+from reviewbot.core.settings import Settings
 
 try:
     from tests.feedback_data import add_finding
@@ -35,8 +35,17 @@ def test_every_job_kind_the_server_queues_has_a_handler(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "rb.db")
     queue = JobQueue(store)
     handlers = build_handlers(_settings(tmp_path), store, queue=queue, metrics=Metrics(CollectorRegistry()))
-    for kind in ("review", "command.review", "command.pause", "command.resume", "installation",
-                 "feedback", "poll_feedback", "conversation", "retrain"):  # fmt: skip
+    for kind in (
+        "review",
+        "command.review",
+        "command.pause",
+        "command.resume",
+        "installation",
+        "feedback",
+        "poll_feedback",
+        "conversation",
+        "retrain",
+    ):
         assert kind in handlers, kind
 
 
@@ -44,8 +53,15 @@ def test_feedback_job_without_an_app_dead_letters_with_the_settings_to_set(tmp_p
     store = Store.open(tmp_path / "rb.db")
     queue = JobQueue(store)
     handlers = build_handlers(_settings(tmp_path), store, queue=queue, metrics=Metrics(CollectorRegistry()))
-    job_id = queue.enqueue("feedback", {"webhook_event": "ping", "webhook": {}}, installation_id=1,
-                           repo="o/r", pr=1, head_sha=None, dedupe_key=None)  # fmt: skip
+    job_id = queue.enqueue(
+        "feedback",
+        {"webhook_event": "ping", "webhook": {}},
+        installation_id=1,
+        repo="o/r",
+        pr=1,
+        head_sha=None,
+        dedupe_key=None,
+    )
     worker = Worker(queue, handlers, worker_id="t", concurrency=1, poll_interval=0.05)
     asyncio.run(worker.run_until_idle(timeout=20))
     job = queue.get(job_id)
@@ -56,10 +72,29 @@ def test_feedback_job_without_an_app_dead_letters_with_the_settings_to_set(tmp_p
 def test_feedback_tick_queues_reaction_polls_for_repos_with_recent_comments(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "rb.db")
     now = datetime.now(UTC).isoformat()
-    add_finding(store, repo="acme/api", pr=3, created_at=now, path="a.py", category="bug",
-                rule_id=None, score=0.8, comment_id=501, installation_id=7)  # fmt: skip
-    add_finding(store, repo="acme/old", pr=1, created_at="2020-01-01T00:00:00+00:00", path="b.py",
-                category="bug", rule_id=None, score=0.8, comment_id=502)  # fmt: skip
+    add_finding(
+        store,
+        repo="acme/api",
+        pr=3,
+        created_at=now,
+        path="a.py",
+        category="bug",
+        rule_id=None,
+        score=0.8,
+        comment_id=501,
+        installation_id=7,
+    )
+    add_finding(
+        store,
+        repo="acme/old",
+        pr=1,
+        created_at="2020-01-01T00:00:00+00:00",
+        path="b.py",
+        category="bug",
+        rule_id=None,
+        score=0.8,
+        comment_id=502,
+    )
     queue = JobQueue(store)
     worker = Worker(queue, {}, worker_id="t", concurrency=1)
 
@@ -83,13 +118,29 @@ def _free_port() -> int:
 def test_serve_mounts_the_dashboard_behind_the_admin_token(tmp_path: Path) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWBOT_", "OPENAI_"))}
-    env.update({"REVIEWBOT_WEBHOOK_SECRET": "s3cret", "REVIEWBOT_ADMIN_TOKEN": "admin-token-123",
-                "REVIEWBOT_DATABASE_PATH": str(tmp_path / "rb.db")})  # fmt: skip
+    env.update(
+        {
+            "REVIEWBOT_WEBHOOK_SECRET": "s3cret",
+            "REVIEWBOT_ADMIN_TOKEN": "admin-token-123",
+            "REVIEWBOT_DATABASE_PATH": str(tmp_path / "rb.db"),
+        }
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reviewbot", "serve", "--no-worker", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "reviewbot",
+            "serve",
+            "--no-worker",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -113,7 +164,7 @@ def test_serve_mounts_the_dashboard_behind_the_admin_token(tmp_path: Path) -> No
 def test_old_deliveries_and_finished_jobs_are_pruned_live_and_dead_ones_kept(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from reviewbot.retention import prune
+    from reviewbot.app.retention import prune
 
     store = Store.open(tmp_path / "rb.db")
     now = datetime.now(UTC)

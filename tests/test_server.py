@@ -22,10 +22,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from reviewbot.queue import JobQueue, iso
-from reviewbot.server import ServerConfigError, create_app
-from reviewbot.store import Store
-from reviewbot.webhooks import sign
+from reviewbot.app.queue import JobQueue, iso
+from reviewbot.app.server import ServerConfigError, create_app
+from reviewbot.app.store import Store
+from reviewbot.app.webhooks import sign
 from tests.fakes.clock import ManualClock
 from tests.fakes.live_server import LiveServer
 
@@ -371,8 +371,11 @@ def test_reviewbot_serve_subprocess(tmp_path: Path, fixtures_dir: Path) -> None:
     db = tmp_path / "data" / "reviewbot.db"
     priv, pub = generate_app_key()
     github = FakeGitHub(app_id=42, app_public_key=pub).start()
-    creds = {"REVIEWBOT_GITHUB_APP_ID": "42", "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
-             "REVIEWBOT_GITHUB_API_URL": github.base_url}  # fmt: skip
+    creds = {
+        "REVIEWBOT_GITHUB_APP_ID": "42",
+        "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
+        "REVIEWBOT_GITHUB_API_URL": github.base_url,
+    }
     proc = bench.start_server(db, SECRET.decode(), port, worker=True, env=creds)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -475,7 +478,7 @@ async def test_uninstall_through_the_edge_deletes_the_tenant(tmp_path: Path, fix
     and the queued review of the uninstalled tenant never runs."""
     import asyncio
 
-    from reviewbot.worker import Worker, builtin_handlers
+    from reviewbot.app.worker import Worker, builtin_handlers
 
     store = Store.open(tmp_path / "e2e.db")
     queue = JobQueue(store)

@@ -1,5 +1,5 @@
 """Issue #11 item 6: unauthenticated senders cannot exhaust /webhook. The real server (uvicorn with
-reviewbot.http_guard's protocol, as `reviewbot serve` runs it) on a loopback port, raw sockets."""
+reviewbot.app.http_guard's protocol, as `reviewbot serve` runs it) on a loopback port, raw sockets."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from reviewbot.http_guard import guarded_h11
-from reviewbot.queue import JobQueue
-from reviewbot.server import create_app
-from reviewbot.store import Store
-from reviewbot.webhooks import sign
+from reviewbot.app.http_guard import guarded_h11
+from reviewbot.app.queue import JobQueue
+from reviewbot.app.server import create_app
+from reviewbot.app.store import Store
+from reviewbot.app.webhooks import sign
 from tests.fakes.live_server import LiveServer
 
 SECRET = b"limits-secret"
@@ -30,9 +30,12 @@ CAP = 16
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     store = Store.open(tmp_path / "s.db")
     app = create_app(
-        store=store, webhook_secret=SECRET, registry=CollectorRegistry(), queue=JobQueue(store),
+        store=store,
+        webhook_secret=SECRET,
+        registry=CollectorRegistry(),
+        queue=JobQueue(store),
         body_timeout=1.0,
-    )  # fmt: skip
+    )
     with LiveServer(app, http=guarded_h11(header_timeout=HEADER_TIMEOUT, max_connections=CAP)) as srv:
         yield srv
     store.close()
@@ -40,8 +43,12 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
 
 def ping(url: str, delivery: str) -> httpx.Response:
     body = json.dumps({"zen": "hi", "hook_id": 1}).encode()
-    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": delivery,
-               "X-Hub-Signature-256": sign(SECRET, body), "Content-Type": "application/json"}  # fmt: skip
+    headers = {
+        "X-GitHub-Event": "ping",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign(SECRET, body),
+        "Content-Type": "application/json",
+    }
     return httpx.post(f"{url}/webhook", content=body, headers=headers, timeout=5)
 
 
@@ -89,8 +96,10 @@ def test_a_trickled_request_head_does_not_extend_the_deadline(live: LiveServer) 
 
 def test_a_slow_body_gets_408_and_a_forged_body_401(live: LiveServer) -> None:
     with socket.create_connection(("127.0.0.1", live.port)) as s:
-        s.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\n"
-                  b"Content-Length: 1000\r\n\r\n" + b"{" * 10)  # fmt: skip
+        s.sendall(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=00\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"{" * 10
+        )
         s.settimeout(5)
         assert s.recv(4096).startswith(b"HTTP/1.1 408")
     r = httpx.post(f"{live.url}/webhook", content=b"{}", headers={"X-GitHub-Event": "ping"})
@@ -115,8 +124,13 @@ def test_a_forged_25_mb_body_is_not_buffered_in_memory(tmp_path: Path) -> None:
     """Before: the whole body was collected in a list and joined before the signature check (two
     copies in RAM per connection); now it streams through the HMAC into a 1 MiB spool."""
     store = Store.open(tmp_path / "m.db")
-    app = create_app(store=store, webhook_secret=SECRET, registry=CollectorRegistry(), queue=JobQueue(store),
-                     body_timeout=300)  # fmt: skip
+    app = create_app(
+        store=store,
+        webhook_secret=SECRET,
+        registry=CollectorRegistry(),
+        queue=JobQueue(store),
+        body_timeout=300,
+    )
     with LiveServer(app) as live:
         _forged_body_peak(live)
     store.close()
@@ -132,9 +146,16 @@ def _forged_body_peak(live: LiveServer) -> None:
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        r = httpx.post(f"{live.url}/webhook", content=body(), timeout=30,
-                       headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": "forged",
-                                "X-Hub-Signature-256": "sha256=" + "0" * 64})  # fmt: skip
+        r = httpx.post(
+            f"{live.url}/webhook",
+            content=body(),
+            timeout=30,
+            headers={
+                "X-GitHub-Event": "ping",
+                "X-GitHub-Delivery": "forged",
+                "X-Hub-Signature-256": "sha256=" + "0" * 64,
+            },
+        )
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.settings import (
+from reviewbot.core.settings import (
     InvalidSettingError,
     MissingSettingError,
     Settings,
@@ -157,7 +157,7 @@ def test_private_key_given_as_a_path(tmp_path: Path, caplog: pytest.LogCaptureFi
     warnings = s.private_key_warnings()
     assert len(warnings) == 1
     assert "REVIEWBOT_GITHUB_PRIVATE_KEY" in warnings[0] and "chmod 600" in warnings[0]
-    with caplog.at_level(logging.WARNING, logger="reviewbot.settings"):
+    with caplog.at_level(logging.WARNING, logger="reviewbot.core.settings"):
         assert s.private_key_pem() == PEM
     assert "group/others" in caplog.text
 
@@ -181,7 +181,7 @@ def test_unknown_reviewbot_variables_are_warned_about(
         "(did you mean REVIEWBOT_WEBHOOK_SECRET?)"
     ]
     monkeypatch.setenv("REVIEWBOT_LLM_MODLE", "x")
-    with caplog.at_level(logging.WARNING, logger="reviewbot.settings"):
+    with caplog.at_level(logging.WARNING, logger="reviewbot.core.settings"):
         s = Settings.from_env()
     assert "REVIEWBOT_LLM_MODLE is not a reviewbot setting" in caplog.text
     assert "did you mean REVIEWBOT_LLM_MODEL?" in caplog.text

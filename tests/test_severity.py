@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reviewbot.models import Candidate, severity_rank
-from reviewbot.severity import assess, hedging_score, meets_minimum, normalise_severity
+from reviewbot.core.domain import Candidate, severity_rank
+from reviewbot.filter.severity import assess, hedging_score, meets_minimum, normalise_severity
 
 
 def cand(body: str, **kw: object) -> Candidate:

@@ -1,4 +1,4 @@
-"""What one comment carries (reviewbot.signals) and its round trip through a stored finding."""
+"""What one comment carries (reviewbot.filter.signals) and its round trip through a stored finding."""
 
 from __future__ import annotations
 
@@ -8,22 +8,38 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reviewbot.acceptance import Example, load_prior
-from reviewbot.models import Candidate
-from reviewbot.severity import assess
-from reviewbot.signals import comment_signals, persisted_signals, restore_signals
+from reviewbot.core.domain import Candidate
+from reviewbot.filter.acceptance import Example, load_prior
+from reviewbot.filter.severity import assess
+from reviewbot.filter.signals import comment_signals, persisted_signals, restore_signals
 
 CONCRETE = Candidate(
-    id="a", path="svc/calc.py", line=3, title="Off-by-one skips the first item",
+    id="a",
+    path="svc/calc.py",
+    line=3,
+    title="Off-by-one skips the first item",
     body="`range(1, len(items))` starts at 1, so `items[0]` is never added: the total is wrong.",
-    severity="high", category="bug", confidence=0.9, quoted_code="for i in range(1, len(items)):",
-    on_added_line=True, quote_verified=True, source="llm", rank=0,
-)  # fmt: skip
+    severity="high",
+    category="bug",
+    confidence=0.9,
+    quoted_code="for i in range(1, len(items)):",
+    on_added_line=True,
+    quote_verified=True,
+    source="llm",
+    rank=0,
+)
 VAGUE = Candidate(
-    id="b", path="svc/calc.py", line=3, title="Possible issue",
+    id="b",
+    path="svc/calc.py",
+    line=3,
+    title="Possible issue",
     body="This might potentially cause issues; perhaps consider more checks.",
-    severity="medium", category="maintainability", confidence=0.5, source="llm", rank=5,
-)  # fmt: skip
+    severity="medium",
+    category="maintainability",
+    confidence=0.5,
+    source="llm",
+    rank=5,
+)
 
 
 def test_concrete_comment_carries_code_failure_and_quote() -> None:
@@ -70,7 +86,7 @@ def test_signals_survive_a_stored_finding() -> None:
 
 
 def test_a_refuted_finding_is_suppressed_with_that_reason() -> None:
-    from reviewbot.noise import REFUTED, FilterSettings, filter_review
+    from reviewbot.filter.noise import REFUTED, FilterSettings, filter_review
 
     cands = [
         replace(CONCRETE, id="ok", repo="o/r", pr=1, verdict="confirmed", verify_probability=0.9),
@@ -102,7 +118,7 @@ def _code_refs_word_by_word(prose: str) -> int:
 @given(st.text(alphabet="aZb_.(`1 é\nÉx-yQ", max_size=40))
 def test_code_refs_skipping_plain_words_counts_the_same(prose: str) -> None:
     """The regex drops plain lower-case words before Python sees them; the count must not move."""
-    from reviewbot.signals import _code_refs
+    from reviewbot.filter.signals import _code_refs
 
     assert _code_refs(prose, at=99) == _code_refs_word_by_word(prose)
     assert _code_refs("call getUser() and `x` in a.b, not plain words.", at=99) == 3

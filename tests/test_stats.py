@@ -12,11 +12,11 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from reviewbot.app.records import Tenant, tenant_of, tenants
+from reviewbot.app.store import Store
 from reviewbot.commands import stats_cmd
-from reviewbot.config import DEFAULT_EXCLUDE, load_config
-from reviewbot.records import Tenant, tenant_of, tenants
-from reviewbot.stats import load_repo_data, path_group, repo_stats, suggest_config, week_of
-from reviewbot.store import Store
+from reviewbot.core.config import DEFAULT_EXCLUDE, load_config
+from reviewbot.learning.stats import load_repo_data, path_group, repo_stats, suggest_config, week_of
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.feedback_data import OTHER_TENANT, REPO, TENANT, seed

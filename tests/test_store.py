@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot import store as store_mod
-from reviewbot.store import MIGRATIONS, Store
+from reviewbot.app import store as store_mod
+from reviewbot.app.store import MIGRATIONS, Store
 
 TABLES = {
     "installations",

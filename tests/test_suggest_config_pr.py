@@ -12,11 +12,11 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from reviewbot.app.github import GitHubAPIError, GitHubClient
+from reviewbot.app.store import Store
 from reviewbot.commands import stats_cmd
-from reviewbot.config import load_config
-from reviewbot.config_pr import merged_config, open_config_pr
-from reviewbot.github import GitHubAPIError, GitHubClient
-from reviewbot.store import Store
+from reviewbot.core.config import load_config
+from reviewbot.learning.config_pr import merged_config, open_config_pr
 from tests.fakes.fake_github import FakeGitHub, generate_app_key
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
@@ -65,9 +65,11 @@ def test_open_pr_puts_the_file_on_a_new_branch_and_opens_the_pr(
     seed(store)  # acme/web's labels: the noisy rule py.bare-except, dismissed 10 of 12 times
     store.close()
     for k, v in {
-        "REVIEWBOT_GITHUB_APP_ID": str(APP_ID), "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
-        "REVIEWBOT_GITHUB_API_URL": fake.base_url, "REVIEWBOT_DATABASE_PATH": str(db),
-    }.items():  # fmt: skip
+        "REVIEWBOT_GITHUB_APP_ID": str(APP_ID),
+        "REVIEWBOT_GITHUB_PRIVATE_KEY": priv,
+        "REVIEWBOT_GITHUB_API_URL": fake.base_url,
+        "REVIEWBOT_DATABASE_PATH": str(db),
+    }.items():
         monkeypatch.setenv(k, v)
     default_head = fake.repos[REPO].branches["main"]
 

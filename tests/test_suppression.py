@@ -1,11 +1,11 @@
-"""Learned suppression (reviewbot.suppression): the table of kinds a repo's feedback holds back."""
+"""Learned suppression (reviewbot.filter.suppression): the table of kinds a repo's feedback holds back."""
 
 from __future__ import annotations
 
-from reviewbot.acceptance import load_prior
-from reviewbot.models import Candidate
-from reviewbot.noise import FilterSettings, filter_review
-from reviewbot.suppression import (
+from reviewbot.core.domain import Candidate
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.filter.noise import FilterSettings, filter_review
+from reviewbot.filter.suppression import (
     Kind,
     KindLabel,
     Learned,
@@ -83,13 +83,25 @@ def test_kinds_are_counted_apart_and_the_policy_is_a_parameter() -> None:
 def test_the_filter_holds_back_a_suppressed_kind_with_its_reason_and_posts_the_rest() -> None:
     learned = Learned(learn(history(*[(NIT, pr, REPLY_NO) for pr in (1, 2, 3)])))
     nit = Candidate(
-        id="llm:1", path="app/new.py", line=3, title="Missing docstring", category="docs",
-        body="Add a docstring to `load_orders` saying what it returns.", severity="low", confidence=0.9,
-    )  # fmt: skip
+        id="llm:1",
+        path="app/new.py",
+        line=3,
+        title="Missing docstring",
+        category="docs",
+        body="Add a docstring to `load_orders` saying what it returns.",
+        severity="low",
+        confidence=0.9,
+    )
     bug = Candidate(
-        id="llm:2", path="app/new.py", line=9, title="Division by zero", category="bug",
-        body="`total / len(xs)` divides by zero when `xs` is empty.", severity="high", confidence=0.9,
-    )  # fmt: skip
+        id="llm:2",
+        path="app/new.py",
+        line=9,
+        title="Division by zero",
+        category="bug",
+        body="`total / len(xs)` divides by zero when `xs` is empty.",
+        severity="high",
+        confidence=0.9,
+    )
     settings = FilterSettings(min_acceptance=0.0)
     decisions = filter_review([nit, bug], model=load_prior(), settings=settings, learned=learned)
     assert [d.decision for d in decisions] == ["suppress", "post"]

@@ -19,12 +19,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from reviewbot.acceptance import load_prior
-from reviewbot.app_review import ReviewRequest, acceptance_model, dismissed_fingerprints
-from reviewbot.dashboard import dashboard_router
-from reviewbot.queue import iso
-from reviewbot.records import Tenant
-from reviewbot.retrain import RetrainPolicy, retrain_repo
+from reviewbot.app.app_review import ReviewRequest, acceptance_model, dismissed_fingerprints
+from reviewbot.app.queue import iso
+from reviewbot.app.records import Tenant
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.learning.dashboard import dashboard_router
+from reviewbot.learning.retrain import RetrainPolicy, retrain_repo
 from tests.test_app_e2e import module
 from tests.test_faults import RWorld
 from tests.test_server import LiveServer
@@ -92,8 +92,13 @@ def test_one_installations_feedback_never_reaches_another(world: RWorld) -> None
                 ),
             )
     prior = load_prior()
-    trained = retrain_repo(w.store, Tenant(A["installation"], A["repo"]), now=now, prior=prior,
-                           policy=RetrainPolicy(min_train=2, min_holdout=1, tolerance=100.0))  # fmt: skip
+    trained = retrain_repo(
+        w.store,
+        Tenant(A["installation"], A["repo"]),
+        now=now,
+        prior=prior,
+        policy=RetrainPolicy(min_train=2, min_holdout=1, tolerance=100.0),
+    )
     assert trained.activated, trained
     req_a = ReviewRequest(A["installation"], A["repo"], 1, "x")
     req_b = ReviewRequest(B["installation"], B["repo"], 1, "y")
@@ -164,8 +169,9 @@ def test_uninstall_deletes_that_installations_data_everywhere(world: RWorld) -> 
     with w.queue.lock, w.store.transaction() as conn:
         conn.execute(
             "INSERT INTO feedback (finding_id, installation_id, repo, label, source, at) "
-            "VALUES (?, ?, ?, 'accepted', 'reaction', ?)", (fid, A["installation"], A["repo"], iso(0)),
-        )  # fmt: skip
+            "VALUES (?, ?, ?, 'accepted', 'reaction', ?)",
+            (fid, A["installation"], A["repo"], iso(0)),
+        )
         conn.execute(
             "INSERT INTO reaction_polls (github_comment_id, repo, etag, polled_at) VALUES (1, ?, 'e', ?)",
             (A["repo"], iso(0)),

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from reviewbot.acceptance import load_prior
-from reviewbot.config import load_config
-from reviewbot.diff import parse_diff
-from reviewbot.llm import LLMClient
-from reviewbot.models import Candidate, ReviewResult
-from reviewbot.pipeline import Change, review_change
-from reviewbot.prompt import estimate_tokens
-from reviewbot.rules import ruleset_from_config
-from reviewbot.verify import (
+from reviewbot.adapters.llm import LLMClient
+from reviewbot.core.config import load_config
+from reviewbot.core.domain import Candidate, ReviewResult
+from reviewbot.filter.acceptance import load_prior
+from reviewbot.review.diff import parse_diff
+from reviewbot.review.pipeline import Change, review_change
+from reviewbot.review.prompt import estimate_tokens
+from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.verify import (
     BATCH,
     Answer,
     Excerpt,
@@ -57,17 +57,23 @@ def unified(base: dict[str, str], head: dict[str, str]) -> str:
 def divide_by_len(request_json: dict[str, Any]) -> dict[str, Any]:
     """A reviewer that flags every added division by len(): right once, wrong once (guarded)."""
     return flag_added(
-        request_json, lambda _path, code: "/ len(xs)" in code,
-        title="Division by zero on an empty list", body="`{code}` raises ZeroDivisionError when xs is empty.",
-    )  # fmt: skip
+        request_json,
+        lambda _path, code: "/ len(xs)" in code,
+        title="Division by zero on an empty list",
+        body="`{code}` raises ZeroDivisionError when xs is empty.",
+    )
 
 
 def judge(item: dict[str, Any]) -> dict[str, Any]:
     """Refute when the code shown guards the empty case, confirm otherwise."""
     guard = next((n for n, text, _mine in item["code"] if "if not xs" in text), None)
     if guard is not None:
-        return {"verdict": "refuted", "probability": 0.05, "line": guard,
-                "why": f"line {guard} `if not xs: return 0.0` returns before the division"}  # fmt: skip
+        return {
+            "verdict": "refuted",
+            "probability": 0.05,
+            "line": guard,
+            "why": f"line {guard} `if not xs: return 0.0` returns before the division",
+        }
     return {"verdict": "confirmed", "probability": 0.92}
 
 
@@ -75,12 +81,20 @@ def review(fake: FakeLLM, config_text: str, *, max_attempts: int = 4) -> ReviewR
     config = load_config(config_text)
 
     async def go() -> ReviewResult:
-        async with LLMClient(base_url=fake.base_url, api_key="k", model="fake-model",
-                             max_attempts=max_attempts, backoff_base=0.01) as client:  # fmt: skip
+        async with LLMClient(
+            base_url=fake.base_url,
+            api_key="k",
+            model="fake-model",
+            max_attempts=max_attempts,
+            backoff_base=0.01,
+        ) as client:
             return await review_change(
-                Change(unified(BASE, HEAD), HEAD.get, repo="acme/stats", pr=7), config=config,
-                rules=ruleset_from_config(config.rules), model=load_prior(), llm=client,
-            )  # fmt: skip
+                Change(unified(BASE, HEAD), HEAD.get, repo="acme/stats", pr=7),
+                config=config,
+                rules=ruleset_from_config(config.rules),
+                model=load_prior(),
+                llm=client,
+            )
 
     return asyncio.run(go())
 
@@ -158,8 +172,15 @@ def test_findings_below_min_severity_are_not_sent_to_the_judge() -> None:
 
 
 def _cand(i: int, line: int, **kw: Any) -> Candidate:
-    base: dict[str, Any] = {"path": "src/stats.py", "line": line, "body": f"claim {i}", "title": f"t{i}",
-                            "severity": "high", "category": "bug", "confidence": 0.8}  # fmt: skip
+    base: dict[str, Any] = {
+        "path": "src/stats.py",
+        "line": line,
+        "body": f"claim {i}",
+        "title": f"t{i}",
+        "severity": "high",
+        "category": "bug",
+        "confidence": 0.8,
+    }
     base.update(kw)
     return Candidate(id=f"llm:{i}", **base)
 
@@ -231,7 +252,7 @@ def test_batches_hold_at_most_batch_findings_and_respect_the_token_budget() -> N
 
 
 def test_one_question_per_cluster_and_nothing_the_filter_drops_anyway() -> None:
-    from reviewbot.dedup import fingerprint
+    from reviewbot.filter.dedup import fingerprint
 
     same_a = _cand(1, 3, body="xs can be empty: division by zero in mean")
     same_b = _cand(2, 3, body="division by zero in mean when xs is empty", source="llm:pass2")
@@ -244,7 +265,7 @@ def test_one_question_per_cluster_and_nothing_the_filter_drops_anyway() -> None:
 
 
 def test_the_judge_spreads_a_large_review_over_the_clients_concurrency() -> None:
-    from reviewbot.verify import MIN_BATCH, verify
+    from reviewbot.review.verify import MIN_BATCH, verify
 
     items = {i: Item(f"f{i}", f"claim {i}", Excerpt("a.py", i, i, f">> {i} | x = {i}"), i) for i in range(8)}
 
@@ -264,19 +285,33 @@ def test_the_verdict_is_stored_with_the_finding_and_read_back_for_retraining() -
     """The judge's calibration is learned per repo from feedback: its answer must survive the store."""
     import json
 
-    from reviewbot.models import Decision
-    from reviewbot.records import NewFinding
-    from reviewbot.report import decision_dict
-    from reviewbot.retrain import _candidate
+    from reviewbot.app.records import NewFinding
+    from reviewbot.core.domain import Decision
+    from reviewbot.learning.retrain import _candidate
+    from reviewbot.review.report import decision_dict
 
     def _features(d: Decision) -> str:  # as production stores it
         return NewFinding.from_decision(d, pr=7, comment_id=None).features
 
     cand = _cand(1, 3, verdict="confirmed", verify_probability=0.83)
     decision = Decision(cand, "post", "posted", 0.7, "high", "bug", "c1", "fp1:x")
-    row = {"id": 1, "path": cand.path, "line": 3, "body": cand.body, "title": cand.title, "end_line": None,
-           "side": "RIGHT", "severity": "high", "category": "bug", "source": "llm", "rule_id": None,
-           "symbol": None, "repo": "acme/stats", "pr": 7, "features": _features(decision)}  # fmt: skip
+    row = {
+        "id": 1,
+        "path": cand.path,
+        "line": 3,
+        "body": cand.body,
+        "title": cand.title,
+        "end_line": None,
+        "side": "RIGHT",
+        "severity": "high",
+        "category": "bug",
+        "source": "llm",
+        "rule_id": None,
+        "symbol": None,
+        "repo": "acme/stats",
+        "pr": 7,
+        "features": _features(decision),
+    }
     back = _candidate(row)
     assert (back.verdict, back.verify_probability) == ("confirmed", 0.83)
     assert json.loads(row["features"])["verdict"] == "confirmed"
@@ -292,8 +327,9 @@ def test_the_app_posts_the_confirmed_finding_and_records_the_refuted_one(tmp_pat
     w = World(tmp_path)
     w.llm.verifier = lambda item: (
         {"verdict": "refuted", "probability": 0.1, "why": "xs is checked non-empty two lines above"}
-        if "(guarded)" in item["claim"] else {"verdict": "confirmed", "probability": 0.9}
-    )  # fmt: skip
+        if "(guarded)" in item["claim"]
+        else {"verdict": "confirmed", "probability": 0.9}
+    )
     try:
         w.start_worker()
         w.gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
@@ -310,8 +346,8 @@ def test_the_app_posts_the_confirmed_finding_and_records_the_refuted_one(tmp_pat
 
 
 def test_the_operators_token_cap_stops_verification_requests_too() -> None:
-    from reviewbot.costs import TokenCap
-    from reviewbot.verify import verify
+    from reviewbot.core.costs import TokenCap
+    from reviewbot.review.verify import verify
 
     items = {i: Item(f"f{i}", f"claim {i}", Excerpt("a.py", i, i, f">> {i} | x = {i}"), i) for i in range(4)}
     cap = TokenCap(build_request([items[0], items[1]]).estimated_tokens + 1, "tokens per PR (test)")

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from reviewbot.models import Candidate
-from reviewbot.prompt import validate_finding
-from reviewbot.severity import assess
-from reviewbot.vocabulary import (
+from reviewbot.core.domain import Candidate
+from reviewbot.core.vocabulary import (
     CATEGORIES,
     CATEGORY_WORDS,
     SEVERITIES,
@@ -19,6 +17,8 @@ from reviewbot.vocabulary import (
     normalise_category,
     normalise_severity,
 )
+from reviewbot.filter.severity import assess
+from reviewbot.review.prompt import validate_finding
 
 # word -> what it means now (prompt said / severity said before)
 SEVERITY_DISAGREED = {
@@ -56,9 +56,17 @@ def filter_reads(severity: str = "medium", category: str = "bug") -> tuple[str, 
     """What the filter's severity stage makes of an imported finding's words (a rule's claim is
     kept as claimed, so the calibration does not move it)."""
     found = assess(
-        Candidate(id="c", path="a.py", line=3, body="x is None here.", severity=severity,
-                  category=category, source="rule:x", rule_id="x")
-    )  # fmt: skip
+        Candidate(
+            id="c",
+            path="a.py",
+            line=3,
+            body="x is None here.",
+            severity=severity,
+            category=category,
+            source="rule:x",
+            rule_id="x",
+        )
+    )
     return found.severity, found.category
 
 

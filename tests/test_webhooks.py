@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reviewbot import webhooks
-from reviewbot.webhooks import (
+from reviewbot.app import webhooks
+from reviewbot.app.webhooks import (
     Command,
     EnqueueReview,
     Feedback,
@@ -332,9 +332,15 @@ def test_fuzz_route_only_raises_payload_error(name: str, data: st.DataObject, bo
 
 @pytest.mark.parametrize(
     ("association", "obeyed"),
-    [("OWNER", True), ("MEMBER", True), ("COLLABORATOR", True), ("CONTRIBUTOR", False), ("NONE", False),
-     ("FIRST_TIME_CONTRIBUTOR", False)],
-)  # fmt: skip
+    [
+        ("OWNER", True),
+        ("MEMBER", True),
+        ("COLLABORATOR", True),
+        ("CONTRIBUTOR", False),
+        ("NONE", False),
+        ("FIRST_TIME_CONTRIBUTOR", False),
+    ],
+)
 def test_only_people_with_write_access_give_commands(
     fixtures_dir: Path, association: str, obeyed: bool
 ) -> None:

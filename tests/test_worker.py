@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from reviewbot import webhooks
-from reviewbot.logs import configure_logging, log_context
-from reviewbot.metrics import Metrics
-from reviewbot.queue import Job, JobQueue, iso
-from reviewbot.store import Store
-from reviewbot.worker import PermanentJobError, Worker, builtin_handlers, is_paused
+from reviewbot.app import webhooks
+from reviewbot.app.logs import configure_logging, log_context
+from reviewbot.app.metrics import Metrics
+from reviewbot.app.queue import Job, JobQueue, iso
+from reviewbot.app.store import Store
+from reviewbot.app.worker import PermanentJobError, Worker, builtin_handlers, is_paused
 from tests.fakes.clock import ManualClock
 
 Clock = ManualClock
@@ -371,8 +371,12 @@ def test_reviewbot_worker_once_subprocess(tmp_path: Path, fixtures_dir: Path) ->
 
     priv, pub = generate_app_key()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWBOT_")}
-    env.update(REVIEWBOT_DATABASE_PATH=str(db), REVIEWBOT_LOG_LEVEL="WARNING",
-               REVIEWBOT_GITHUB_APP_ID="42", REVIEWBOT_GITHUB_PRIVATE_KEY=priv)  # fmt: skip
+    env.update(
+        REVIEWBOT_DATABASE_PATH=str(db),
+        REVIEWBOT_LOG_LEVEL="WARNING",
+        REVIEWBOT_GITHUB_APP_ID="42",
+        REVIEWBOT_GITHUB_PRIVATE_KEY=priv,
+    )
     with FakeGitHub(app_id=42, app_public_key=pub) as github:
         env["REVIEWBOT_GITHUB_API_URL"] = github.base_url
         p = subprocess.run(
@@ -399,7 +403,7 @@ def test_reviewbot_worker_once_subprocess(tmp_path: Path, fixtures_dir: Path) ->
 
 
 def test_metrics_helpers() -> None:
-    from reviewbot.models import Funnel, LLMUsage
+    from reviewbot.core.domain import Funnel, LLMUsage
 
     m = Metrics(CollectorRegistry())
     funnel = Funnel(candidates=7, posted=2)
@@ -427,7 +431,7 @@ def test_metrics_helpers() -> None:
 
 
 def test_log_record_with_bad_args_is_not_lost() -> None:
-    from reviewbot.logs import JsonFormatter, RedactSecrets
+    from reviewbot.app.logs import JsonFormatter, RedactSecrets
 
     record = logging.LogRecord("reviewbot.test", logging.INFO, __file__, 1, "two %s %s", ("hunter22",), None)
     assert RedactSecrets(["hunter22"]).filter(record)

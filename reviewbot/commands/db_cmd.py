@@ -6,7 +6,7 @@ import sqlite3
 
 import typer
 
-from reviewbot.dialect import redact_url
+from reviewbot.app.dialect import redact_url
 
 db_app = typer.Typer(
     name="db",
@@ -27,7 +27,7 @@ def copy(
     Stop `reviewbot serve` and every worker first (a job claimed during the copy is copied as
     running and retried when its lease runs out); then point REVIEWBOT_DATABASE_URL at --to.
     """
-    from reviewbot.store import Store, copy_rows  # imported when run: `reviewbot --help` stays fast
+    from reviewbot.app.store import Store, copy_rows  # imported when run: `reviewbot --help` stays fast
 
     src_target = source.removeprefix("sqlite://") if source.startswith("sqlite:///") else source
     try:

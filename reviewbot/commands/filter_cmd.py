@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from reviewbot.models import Candidate, Verdict
+from reviewbot.core.domain import Candidate, Verdict
 
 if TYPE_CHECKING:
-    from reviewbot.acceptance import AcceptanceModel, HistoryRow
-    from reviewbot.noise import FilterSettings
+    from reviewbot.filter.acceptance import AcceptanceModel, HistoryRow
+    from reviewbot.filter.noise import FilterSettings
 
 # The filter's modules (numpy, scipy, scikit-learn) are imported where the filter runs, so
 # `reviewbot --help`, `reviewbot filter --help` and a bad-input error start fast.
@@ -110,7 +110,7 @@ def _probability(obj: dict[str, Any], key: str, line_no: int) -> float | None:
 
 
 def parse_history_row(obj: Any, line_no: int) -> HistoryRow:
-    from reviewbot.acceptance import HistoryRow
+    from reviewbot.filter.acceptance import HistoryRow
 
     cand = parse_candidate(obj, line_no)
     outcome = obj.get("outcome")
@@ -155,15 +155,15 @@ def parse_jsonl(text: str, parse: Any) -> Parsed:
 
 
 def settings_from_file(path: Path | None) -> FilterSettings:
-    """FilterSettings from a repo config YAML through reviewbot.config (defaults with no file).
+    """FilterSettings from a repo config YAML through reviewbot.core.config (defaults with no file).
 
     A replay answers "what would the filter post", so exploration (random extra posts to gather
     labels) is off unless the file sets `exploration_rate` explicitly.
     """
     import yaml
 
-    from reviewbot.config import load_config
-    from reviewbot.noise import FilterSettings
+    from reviewbot.core.config import load_config
+    from reviewbot.filter.noise import FilterSettings
 
     text = None if path is None else path.read_text(encoding="utf-8")
     settings = FilterSettings.from_config(load_config(text, filename=str(path or ".reviewbot.yml")))
@@ -184,7 +184,7 @@ def _known_fingerprints(
     or fuzzily, only one with the same path and symbol, so the others cannot change a decision,
     and a simhash per row of a 100,000-row history was a quarter of the command's time.
     """
-    from reviewbot.dedup import fingerprint
+    from reviewbot.filter.dedup import fingerprint
 
     places = {(c.repo, c.path or "", c.symbol or "") for c in candidates}
     dismissed: dict[str | None, list[str]] = {}
@@ -212,8 +212,8 @@ def run_filter(
     prior: AcceptanceModel | None = None,
 ) -> list[dict[str, Any]]:
     """The whole replay: per-repo models from history, one filter run per review, input order."""
-    from reviewbot.acceptance import ModelBank, load_prior
-    from reviewbot.noise import decisions_as_rows, filter_review, prepare_history, threshold_for
+    from reviewbot.filter.acceptance import ModelBank, load_prior
+    from reviewbot.filter.noise import decisions_as_rows, filter_review, prepare_history, threshold_for
 
     history = prepare_history(history, settings.dedup)
     bank = ModelBank(history, prior if prior is not None else load_prior())

@@ -12,10 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reviewbot.config import CONFIG_PATH, ConfigError
-from reviewbot.costs import apply_limits, cost_of, limits_from_settings, token_cap
-from reviewbot.diff import DiffParseError
-from reviewbot.local import (
+from reviewbot.adapters.local import (
     LocalChange,
     LocalRepoError,
     build_repo_from_dirs,
@@ -23,15 +20,18 @@ from reviewbot.local import (
     load_change,
     read_file,
 )
-from reviewbot.models import SEVERITIES, Candidate, ReviewResult, at_least
-from reviewbot.report import to_json, to_sarif, to_text
-from reviewbot.review_config import ReviewConfig, load_review_config
-from reviewbot.rules import RuleError
-from reviewbot.sarif_in import SarifError, read_sarif_files
-from reviewbot.settings import Settings, SettingsError, settings_secrets
+from reviewbot.core.config import CONFIG_PATH, ConfigError
+from reviewbot.core.costs import apply_limits, cost_of, limits_from_settings, token_cap
+from reviewbot.core.domain import SEVERITIES, Candidate, ReviewResult, at_least
+from reviewbot.core.settings import Settings, SettingsError, settings_secrets
+from reviewbot.review.diff import DiffParseError
+from reviewbot.review.report import to_json, to_sarif, to_text
+from reviewbot.review.review_config import ReviewConfig, load_review_config
+from reviewbot.review.rules import RuleError
+from reviewbot.review.sarif_in import SarifError, read_sarif_files
 
 if TYPE_CHECKING:
-    from reviewbot.prompt import ChangeIntent
+    from reviewbot.review.prompt import ChangeIntent
 
 # The pipeline (numpy, scikit-learn, tree-sitter) and the LLM client (openai) are imported where a
 # review runs, so `reviewbot --help` and `reviewbot review --help` start fast.
@@ -75,9 +75,9 @@ async def run_local_review(
     """The same pipeline as the App, on a local change; the LLM only when one is configured.
     `imported`: the findings of the repo's own linters (`--sarif-in`), filtered like the rest.
     `enabled: false` and `max_comments` are honoured inside `review_change`, as for the App."""
-    from reviewbot.acceptance import load_prior
-    from reviewbot.llm import client_from_settings
-    from reviewbot.pipeline import Change, review_change
+    from reviewbot.adapters.llm import client_from_settings
+    from reviewbot.filter.acceptance import load_prior
+    from reviewbot.review.pipeline import Change, review_change
 
     limits = limits_from_settings(settings)
     repo_config, capped = apply_limits(config.config, limits, settings.llm_model)
@@ -94,8 +94,12 @@ async def run_local_review(
     with status or nullcontext():
         try:
             result = await review_change(
-                Change(diff_text=change.diff_text, read_head=change.read_head, repo=f"local/{change.name}",
-                       intent=intent),  # fmt: skip
+                Change(
+                    diff_text=change.diff_text,
+                    read_head=change.read_head,
+                    repo=f"local/{change.name}",
+                    intent=intent,
+                ),
                 config=repo_config,
                 rules=rules,
                 model=load_prior(),
@@ -121,9 +125,7 @@ def scope_line(change: LocalChange) -> str:
     return f"{change.base[:12]}..{head} ({change.base_how})"
 
 
-def _emit(
-    result: ReviewResult, fmt: OutputFormat, output: Path | None, *, scope: str, verbose: bool
-) -> None:
+def _emit(result: ReviewResult, fmt: OutputFormat, output: Path | None, *, scope: str, verbose: bool) -> None:
     if fmt is OutputFormat.text:
         text = to_text(result, scope=scope, verbose=verbose)
     else:
@@ -200,14 +202,19 @@ def review(
             "running the rules alone",
             err=True,
         )
-    from reviewbot.prompt import ChangeIntent
+    from reviewbot.review.prompt import ChangeIntent
 
     try:
-        intent = ChangeIntent(title, description, tuple(commit_subjects(change.repo_path, change.base,
-                                                                        change.head)))  # fmt: skip
+        intent = ChangeIntent(
+            title, description, tuple(commit_subjects(change.repo_path, change.base, change.head))
+        )
         result = asyncio.run(
             run_local_review(
-                change, config=config, settings=settings, show_progress=sys.stderr.isatty(), intent=intent,
+                change,
+                config=config,
+                settings=settings,
+                show_progress=sys.stderr.isatty(),
+                intent=intent,
                 imported=imported.candidates,
             )
         )
@@ -243,9 +250,21 @@ def demo(
         except LocalRepoError as exc:
             raise _fail(str(exc)) from exc
         typer.echo(f"Reviewing the demo change {base[:8]}..{head[:8]} in {repo}", err=True)
-        review(path=repo, base=base, head=head, working_tree=False, fmt=fmt, fail_on=None,
-               config_file=None, output=None, title="", description="", allow_llm_failure=False,
-               sarif_in=None, verbose=False)
+        review(
+            path=repo,
+            base=base,
+            head=head,
+            working_tree=False,
+            fmt=fmt,
+            fail_on=None,
+            config_file=None,
+            output=None,
+            title="",
+            description="",
+            allow_llm_failure=False,
+            sarif_in=None,
+            verbose=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

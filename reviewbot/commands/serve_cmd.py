@@ -2,7 +2,7 @@
 `reviewbot worker` (workers alone). The only place these processes read Settings.
 
 The worker's own loop only claims jobs, keeps leases and waits: with `job_processes` (the
-default) every handler runs in a child process (reviewbot.job_process) under `job_timeout`, so
+default) every handler runs in a child process (reviewbot.app.job_process) under `job_timeout`, so
 the CPU work of a hostile PR never delays a webhook acknowledgement, /healthz or another tenant's
 job, and a frozen review is killed rather than waited for.
 
@@ -27,17 +27,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from reviewbot.dialect import is_postgres_url, redact_url
-from reviewbot.logs import configure_logging
-from reviewbot.settings import Settings, SettingsError, settings_secrets
+from reviewbot.app.dialect import is_postgres_url, redact_url
+from reviewbot.app.logs import configure_logging
+from reviewbot.core.settings import Settings, SettingsError, settings_secrets
 
 if TYPE_CHECKING:  # imported where a server or a worker starts, so `reviewbot --help` starts fast
-    from reviewbot.github import GitHubApp
-    from reviewbot.job_process import JobProcessPool
-    from reviewbot.metrics import Metrics
-    from reviewbot.queue import JobQueue
-    from reviewbot.store import Store
-    from reviewbot.worker import Handler, Worker
+    from reviewbot.app.github import GitHubApp
+    from reviewbot.app.job_process import JobProcessPool
+    from reviewbot.app.metrics import Metrics
+    from reviewbot.app.queue import JobQueue
+    from reviewbot.app.store import Store
+    from reviewbot.app.worker import Handler, Worker
 
 log = logging.getLogger("reviewbot.serve")
 
@@ -61,13 +61,13 @@ def build_handlers(
     """Job kind -> handler for a worker over `store`. Kinds: installation, command.pause,
     command.resume (built in); review, command.review; feedback, poll_feedback, conversation; retrain.
     `app`: the GitHub App client (built from `settings` unless given)."""
-    from reviewbot.acceptance import load_prior
-    from reviewbot.app_review import command_notifier, github_app_from_settings, review_handlers
-    from reviewbot.conversation import conversation_handlers
-    from reviewbot.feedback_poll import feedback_handlers
-    from reviewbot.llm import client_from_settings
-    from reviewbot.retrain import retrain_handler
-    from reviewbot.worker import builtin_handlers
+    from reviewbot.adapters.llm import client_from_settings
+    from reviewbot.app.app_review import command_notifier, github_app_from_settings, review_handlers
+    from reviewbot.app.conversation import conversation_handlers
+    from reviewbot.app.feedback_poll import feedback_handlers
+    from reviewbot.app.worker import builtin_handlers
+    from reviewbot.filter.acceptance import load_prior
+    from reviewbot.learning.retrain import retrain_handler
 
     if app == "from-settings":
         app = github_app_from_settings(settings, metrics)
@@ -75,13 +75,17 @@ def build_handlers(
     handlers = builtin_handlers(store, queue.lock, clock=queue.clock, notify=command_notifier(app))
     handlers.update(review_handlers(settings, store, queue=queue, metrics=metrics, app=app))
     if app is not None:
+        handlers.update(feedback_handlers(store, app.installation_client, now=_utcnow, enqueue=queue.enqueue))
         handlers.update(
-            feedback_handlers(store, app.installation_client, now=_utcnow, enqueue=queue.enqueue)
+            conversation_handlers(
+                store,
+                queue.lock,
+                client_for=app.installation_client,
+                now=_utcnow,
+                llm_factory=lambda **kw: client_from_settings(settings, **kw),
+                secrets=settings_secrets(settings),
+            )
         )
-        handlers.update(conversation_handlers(
-            store, queue.lock, client_for=app.installation_client, now=_utcnow,
-            llm_factory=lambda **kw: client_from_settings(settings, **kw), secrets=settings_secrets(settings),
-        ))  # fmt: skip
     else:
         handlers.update({kind: _unconfigured for kind in ("feedback", "poll_feedback", "conversation")})
     handlers["retrain"] = retrain_handler(store, prior=load_prior, now=_utcnow)
@@ -89,10 +93,10 @@ def build_handlers(
 
 
 def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
-    """The handlers of a job process (reviewbot.job_process): its own logging, database connection
+    """The handlers of a job process (reviewbot.app.job_process): its own logging, database connection
     and queue; `metrics` records what the handlers observe for the parent to replay."""
-    from reviewbot.queue import JobQueue
-    from reviewbot.store import Store
+    from reviewbot.app.queue import JobQueue
+    from reviewbot.app.store import Store
 
     configure_logging(settings.log_level, secrets=settings_secrets(settings))
     store = Store.open(settings.database())
@@ -101,22 +105,31 @@ def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
 
 
 def make_worker(
-    settings: Settings, store: Store, queue: JobQueue, metrics: Metrics, worker_id: str,
-    *, prewarm: bool = True, app: GitHubApp | None | Literal["from-settings"] = "from-settings",
+    settings: Settings,
+    store: Store,
+    queue: JobQueue,
+    metrics: Metrics,
+    worker_id: str,
+    *,
+    prewarm: bool = True,
+    app: GitHubApp | None | Literal["from-settings"] = "from-settings",
 ) -> tuple[Worker, JobProcessPool | None]:
     """The worker of `serve` and `worker`: handlers in job processes unless `job_processes` is off,
     and every job under `job_timeout`. With `prewarm` one job process per slot starts now (a
     long-running worker), else on the first job (`worker --once`). Close the pool when done."""
-    from reviewbot.job_process import JobProcessPool
-    from reviewbot.worker import Worker
+    from reviewbot.app.job_process import JobProcessPool
+    from reviewbot.app.worker import Worker
 
     handlers = build_handlers(settings, store, queue=queue, metrics=metrics, app=app)
     pool = None
     if settings.job_processes:
         pool = JobProcessPool(
-            child_handlers, (settings,), size=settings.worker_concurrency, metrics=metrics,
+            child_handlers,
+            (settings,),
+            size=settings.worker_concurrency,
+            metrics=metrics,
             timeout=settings.job_timeout,
-        )  # fmt: skip
+        )
         if prewarm:
             pool.prewarm(settings.worker_concurrency)  # no first job waits for an interpreter
         # bookkeeping (installations, pause/resume) touches no untrusted text: it stays inline
@@ -140,7 +153,7 @@ def _utcnow() -> datetime:
 
 
 async def _unconfigured(job: Any) -> None:
-    from reviewbot.worker import PermanentJobError
+    from reviewbot.app.worker import PermanentJobError
 
     raise PermanentJobError(
         "the GitHub App is not configured: set REVIEWBOT_GITHUB_APP_ID and REVIEWBOT_GITHUB_PRIVATE_KEY"
@@ -161,8 +174,8 @@ async def feedback_ticker(
     """Every `interval` seconds: queue reaction polls for repos with recent bot comments and the
     retrains that are due (GitHub sends no webhook for reactions), and prune old deliveries and
     finished jobs. Stops with the worker."""
-    from reviewbot.feedback_poll import schedule_feedback_jobs
-    from reviewbot.retention import prune
+    from reviewbot.app.feedback_poll import schedule_feedback_jobs
+    from reviewbot.app.retention import prune
 
     while not worker.stopping:
         try:
@@ -180,7 +193,7 @@ async def feedback_ticker(
 
 def record_github_auth(queue: JobQueue, worker_id: str, state: str) -> None:
     """Put the App's authentication state on this worker's heartbeat row (read by /healthz)."""
-    from reviewbot.queue import iso
+    from reviewbot.app.queue import iso
 
     with queue.lock:
         queue.store.conn.execute(
@@ -196,7 +209,7 @@ async def github_auth_probe(
     """Ask GitHub whether it accepts the App's id and key (GET /app) now and every `interval`;
     a refusal (a revoked key, a key of another App) marks the worker unhealthy on /healthz. A 5xx
     or a network error changes nothing: it says nothing about the credentials."""
-    from reviewbot.github import GitHubError, GitHubTransientError
+    from reviewbot.app.github import GitHubError, GitHubTransientError
 
     while not worker.stopping:
         state: str | None = None
@@ -256,7 +269,7 @@ def _refuse(message: str) -> typer.Exit:
 def github_app_or_exit(settings: Settings, metrics: Metrics) -> GitHubApp:
     """The App a worker needs, or exit 1 with one line naming the variable: a worker without
     usable credentials would accept jobs it can only dead-letter."""
-    from reviewbot.app_review import github_app_from_settings
+    from reviewbot.app.app_review import github_app_from_settings
 
     try:
         app = github_app_from_settings(settings, metrics)
@@ -271,8 +284,8 @@ def github_app_or_exit(settings: Settings, metrics: Metrics) -> GitHubApp:
 def writable_store_or_exit(settings: Settings) -> Store:
     """Open the database and prove it takes a write, or exit 1 with one line: a read-only file,
     a full disk or an unreachable PostgreSQL would turn every delivery into a 500."""
-    from reviewbot.queue import iso
-    from reviewbot.store import Store
+    from reviewbot.app.queue import iso
+    from reviewbot.app.store import Store
 
     target, var = settings.database(), settings.database_setting()
     shown = redact_url(target)
@@ -326,8 +339,8 @@ class WorkerThread:
         self._thread.join(timeout=timeout)
 
     def _main(self) -> None:
-        from reviewbot.queue import JobQueue
-        from reviewbot.store import Store
+        from reviewbot.app.queue import JobQueue
+        from reviewbot.app.store import Store
 
         store = Store.open(self.settings.database())
         pool = None
@@ -373,11 +386,11 @@ def register(app: typer.Typer) -> None:
         import uvicorn
         from prometheus_client import CollectorRegistry
 
-        from reviewbot.http_guard import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, guarded_h11
-        from reviewbot.metrics import Metrics
-        from reviewbot.queue import JobQueue
-        from reviewbot.server import create_app
-        from reviewbot.store import Store
+        from reviewbot.app.http_guard import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, guarded_h11
+        from reviewbot.app.metrics import Metrics
+        from reviewbot.app.queue import JobQueue
+        from reviewbot.app.server import create_app
+        from reviewbot.app.store import Store
 
         settings = _load({"host": host, "port": port, **_database_option(database)})
         try:
@@ -458,8 +471,8 @@ def register(app: typer.Typer) -> None:
         """
         from prometheus_client import CollectorRegistry
 
-        from reviewbot.metrics import Metrics
-        from reviewbot.queue import JobQueue
+        from reviewbot.app.metrics import Metrics
+        from reviewbot.app.queue import JobQueue
 
         settings = _load({**_database_option(database), "worker_concurrency": concurrency})
         _start_logging(settings)

@@ -15,20 +15,28 @@ from typing import TYPE_CHECKING
 import typer
 import yaml
 
-from reviewbot.config import CONFIG_PATH, ConfigError, load_config
-from reviewbot.records import Tenant, tenant_of
-from reviewbot.settings import Settings, SettingsError
-from reviewbot.stats import RepoData, RepoStats, Tally, load_repo_data, pct, repo_stats, suggest_config
-from reviewbot.usage_stats import render_usage, usage_totals
+from reviewbot.app.records import Tenant, tenant_of
+from reviewbot.core.config import CONFIG_PATH, ConfigError, load_config
+from reviewbot.core.settings import Settings, SettingsError
+from reviewbot.learning.stats import (
+    RepoData,
+    RepoStats,
+    Tally,
+    load_repo_data,
+    pct,
+    repo_stats,
+    suggest_config,
+)
+from reviewbot.learning.usage_stats import render_usage, usage_totals
 
 if TYPE_CHECKING:  # the store (sqlite-utils) is imported where a command opens it: a fast --help
-    from reviewbot.store import Store
+    from reviewbot.app.store import Store
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
 def _open(db: Path | None, repo: str) -> tuple[Store, Tenant]:
-    from reviewbot.store import Store
+    from reviewbot.app.store import Store
 
     if not _REPO.match(repo):
         typer.echo(f"{repo!r}: expected OWNER/REPO", err=True)
@@ -152,10 +160,13 @@ def suggest(
     if open_pr:
         url = asyncio.run(
             _open_pr(
-                tenant, data, min_samples=min_samples, max_dismissal_rate=max_dismissal_rate,
+                tenant,
+                data,
+                min_samples=min_samples,
+                max_dismissal_rate=max_dismissal_rate,
                 target_precision=target_precision,
             )
-        )  # fmt: skip
+        )
         typer.echo(url or f"# {repo}: the feedback so far supports no config change: no pull request opened.")
         return
     exclude: list[str] | None = None
@@ -191,9 +202,9 @@ async def _open_pr(
     """Read the repo's config from its default branch, suggest, open the PR; its URL (None: no change)."""
     from datetime import UTC, datetime
 
-    from reviewbot.app_review import github_app_from_settings
-    from reviewbot.config_pr import open_config_pr
-    from reviewbot.github import GitHubError
+    from reviewbot.app.app_review import github_app_from_settings
+    from reviewbot.app.github import GitHubError
+    from reviewbot.learning.config_pr import open_config_pr
 
     try:
         app = github_app_from_settings(Settings.from_env())
@@ -213,9 +224,12 @@ async def _open_pr(
             typer.echo(f"{tenant.repo}:{CONFIG_PATH}: {exc}", err=True)
             raise typer.Exit(2) from None
         sug = suggest_config(
-            data, min_samples=min_samples, max_dismissal_rate=max_dismissal_rate,
-            target_precision=target_precision, current_exclude=exclude,
-        )  # fmt: skip
+            data,
+            min_samples=min_samples,
+            max_dismissal_rate=max_dismissal_rate,
+            target_precision=target_precision,
+            current_exclude=exclude,
+        )
         if not sug.changes:
             return None
         branch = f"reviewbot/suggest-config-{datetime.now(UTC):%Y%m%d}"

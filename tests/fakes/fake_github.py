@@ -91,9 +91,11 @@ def signed_delivery(secret: str, event: str, payload: dict[str, Any]) -> tuple[b
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return body, {
-        "X-GitHub-Event": event, "X-GitHub-Delivery": uuid.uuid4().hex,
-        "X-Hub-Signature-256": signature, "Content-Type": "application/json",
-    }  # fmt: skip
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": uuid.uuid4().hex,
+        "X-Hub-Signature-256": signature,
+        "Content-Type": "application/json",
+    }
 
 
 def _iso(ts: float) -> str:
@@ -149,8 +151,9 @@ class FakeHunk:
     def text_until(self, line: int, side: str) -> str:
         """The diff_hunk GitHub stores with a comment: header plus lines up to the commented one."""
         out = [self.header]
-        for (kind, old, new), text in zip(self._numbered(), [t for t in self.lines if t[:1] != "\\"],
-                                          strict=False):
+        for (kind, old, new), text in zip(
+            self._numbered(), [t for t in self.lines if t[:1] != "\\"], strict=False
+        ):
             out.append(text)
             if (side == "RIGHT" and new == line and kind != "-") or (
                 side == "LEFT" and old == line and kind != "+"
@@ -239,12 +242,28 @@ def _git_unified(old: str, new: str, context: int) -> list[str] | None:
         a, b = Path(tmp, "a"), Path(tmp, "b")
         a.write_bytes(old.encode())
         b.write_bytes(new.encode())
-        env = {"PATH": os.environ.get("PATH", ""), "GIT_CONFIG_NOSYSTEM": "1", "HOME": tmp,
-               "GIT_CONFIG_GLOBAL": os.devnull}
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HOME": tmp,
+            "GIT_CONFIG_GLOBAL": os.devnull,
+        }
         proc = subprocess.run(
-            [_GIT, "diff", "--no-index", "--no-color", "--no-ext-diff", "--text", f"-U{context}",
-             "--diff-algorithm=myers", str(a), str(b)],
-            capture_output=True, env=env, check=False,
+            [
+                _GIT,
+                "diff",
+                "--no-index",
+                "--no-color",
+                "--no-ext-diff",
+                "--text",
+                f"-U{context}",
+                "--diff-algorithm=myers",
+                str(a),
+                str(b),
+            ],
+            capture_output=True,
+            env=env,
+            check=False,
         )
     if proc.returncode not in (0, 1):
         return None
@@ -253,7 +272,7 @@ def _git_unified(old: str, new: str, context: int) -> list[str] | None:
     if start < 0:
         return None
     out: list[str] = []
-    for ln in text[start + 1:].split("\n")[:-1]:
+    for ln in text[start + 1 :].split("\n")[:-1]:
         if ln.startswith("\\ ") and out:  # "\ No newline at end of file": the line before has none
             out[-1] = out[-1][:-1]
         else:
@@ -596,8 +615,9 @@ class FakeGitHub:
             if base_files is None:
                 base_sha = default_sha
             else:
-                base_sha = self.commit(_overlay(self.commits[default_sha].files, base_files),
-                                       parent=default_sha, message="base")
+                base_sha = self.commit(
+                    _overlay(self.commits[default_sha].files, base_files), parent=default_sha, message="base"
+                )
             head_tree = _overlay(self.commits[base_sha].files, head_files or {})
             head_sha = self.commit(head_tree, parent=base_sha, message=title)
             pr = FakePull(
@@ -628,15 +648,22 @@ class FakeGitHub:
         """The `pull_request` `opened` webhook payload GitHub sends for `pr` (a non-draft PR by a
         user, no labels): one builder for the tests and benches that deliver it over HTTP."""
         return {
-            "action": "opened", "number": pr.number,
+            "action": "opened",
+            "number": pr.number,
             "pull_request": {
-                "number": pr.number, "state": "open", "title": pr.title, "draft": False,
-                "user": {"login": pr.author, "type": "User"}, "labels": [],
-                "head": {"sha": pr.head_sha, "ref": pr.head_ref}, "base": {"sha": pr.base_sha, "ref": "main"},
+                "number": pr.number,
+                "state": "open",
+                "title": pr.title,
+                "draft": False,
+                "user": {"login": pr.author, "type": "User"},
+                "labels": [],
+                "head": {"sha": pr.head_sha, "ref": pr.head_ref},
+                "base": {"sha": pr.base_sha, "ref": "main"},
             },
             "repository": {"id": self.repos[pr.repo].id, "full_name": pr.repo},
-            "installation": {"id": installation}, "sender": {"login": pr.author, "type": "User"},
-        }  # fmt: skip
+            "installation": {"id": installation},
+            "sender": {"login": pr.author, "type": "User"},
+        }
 
     def add_pull_from_dirs(
         self, repo: str, number: int, before: str | Path, after: str | Path, **kwargs: Any
@@ -650,8 +677,9 @@ class FakeGitHub:
         changes.update(head)
         return self.add_pull(repo, number, base_files=dict(base), head_files=changes, **kwargs)
 
-    def push(self, repo: str, number: int, new_head_files: dict[str, str | None],
-             message: str = "more") -> str:
+    def push(
+        self, repo: str, number: int, new_head_files: dict[str, str | None], message: str = "more"
+    ) -> str:
         """A new commit on the PR's head (a `synchronize`); returns the new head sha.
 
         `new_head_files` overlays the current head tree (a None value deletes the file).
@@ -693,66 +721,140 @@ class FakeGitHub:
             self.reactions.setdefault((kind, comment_id), []).append(reaction)
             return reaction
 
-    def add_reply(self, repo: str, number: int, comment_id: int, body: str, user: str = "alice",
-                  *, association: str | None = None, user_type: str = "User") -> dict:
+    def add_reply(
+        self,
+        repo: str,
+        number: int,
+        comment_id: int,
+        body: str,
+        user: str = "alice",
+        *,
+        association: str | None = None,
+        user_type: str = "User",
+    ) -> dict:
         """Someone replies in the thread of review comment `comment_id` (a MEMBER unless
         `association` says otherwise: CONTRIBUTOR, NONE...)."""
         with self.lock:
             parent = self._find_review_comment(repo, number, comment_id)
             comment = self._new_review_comment(
-                repo, number, parent_review_id=None, path=parent["path"], body=body, user=user,
-                line=parent.get("line"), side=parent.get("side") or "RIGHT", start_line=None,
-                start_side=None, diff_hunk=parent["diff_hunk"], in_reply_to=comment_id,
-                commit_id=parent["commit_id"], user_type=user_type,
+                repo,
+                number,
+                parent_review_id=None,
+                path=parent["path"],
+                body=body,
+                user=user,
+                line=parent.get("line"),
+                side=parent.get("side") or "RIGHT",
+                start_line=None,
+                start_side=None,
+                diff_hunk=parent["diff_hunk"],
+                in_reply_to=comment_id,
+                commit_id=parent["commit_id"],
+                user_type=user_type,
             )
             if association is not None:
                 comment["author_association"] = association
             return comment
 
-    def add_check_run(self, repo: str, head_sha: str, name: str, annotations: list[dict[str, Any]],
-                      *, status: str = "completed", conclusion: str | None = "failure") -> dict[str, Any]:
+    def add_check_run(
+        self,
+        repo: str,
+        head_sha: str,
+        name: str,
+        annotations: list[dict[str, Any]],
+        *,
+        status: str = "completed",
+        conclusion: str | None = "failure",
+    ) -> dict[str, Any]:
         """A check run another app (a linter in Actions) left on `head_sha`, with its annotations."""
         now = _iso(self.clock())
         done = status == "completed"
-        run = {"repo": repo, "id": self.next_id(), "check_suite_id": self.next_id(), "name": name,
-               "head_sha": head_sha, "status": status, "conclusion": conclusion if done else None,
-               "started_at": now, "completed_at": now if done else None,
-               "output": {"title": name, "summary": "", "annotations": list(annotations)}, "history": []}
+        run = {
+            "repo": repo,
+            "id": self.next_id(),
+            "check_suite_id": self.next_id(),
+            "name": name,
+            "head_sha": head_sha,
+            "status": status,
+            "conclusion": conclusion if done else None,
+            "started_at": now,
+            "completed_at": now if done else None,
+            "output": {"title": name, "summary": "", "annotations": list(annotations)},
+            "history": [],
+        }
         with self.lock:
             self.check_runs.append(run)
         return run
 
-    def add_artifact(self, repo: str, head_sha: str, name: str, files: dict[str, str | bytes],
-                     *, workflow: str = "lint", expired: bool = False) -> dict[str, Any]:
+    def add_artifact(
+        self,
+        repo: str,
+        head_sha: str,
+        name: str,
+        files: dict[str, str | bytes],
+        *,
+        workflow: str = "lint",
+        expired: bool = False,
+    ) -> dict[str, Any]:
         """A workflow run on `head_sha` that uploaded an artifact `name` holding `files` (zipped)."""
         buf = __import__("io").BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
             for path, content in files.items():
                 zf.writestr(path, content)
         with self.lock:
-            run = next((r for r in self.workflow_runs if r["repo"] == repo and r["head_sha"] == head_sha
-                        and r["name"] == workflow), None)
+            run = next(
+                (
+                    r
+                    for r in self.workflow_runs
+                    if r["repo"] == repo and r["head_sha"] == head_sha and r["name"] == workflow
+                ),
+                None,
+            )
             if run is None:
                 run = {"id": self.next_id(), "repo": repo, "head_sha": head_sha, "name": workflow}
                 self.workflow_runs.append(run)
-            art = {"id": self.next_id(), "repo": repo, "run_id": run["id"], "name": name,
-                   "data": buf.getvalue(), "expired": expired}
+            art = {
+                "id": self.next_id(),
+                "repo": repo,
+                "run_id": run["id"],
+                "name": name,
+                "data": buf.getvalue(),
+                "expired": expired,
+            }
             self.artifacts.append(art)
         return art
 
     def add_review_comment(
-        self, repo: str, number: int, path: str, line: int, body: str, *, user: str = "alice",
-        side: str = "RIGHT", user_type: str = "User",
+        self,
+        repo: str,
+        number: int,
+        path: str,
+        line: int,
+        body: str,
+        *,
+        user: str = "alice",
+        side: str = "RIGHT",
+        user_type: str = "User",
     ) -> dict:
         """A comment already on the PR (e.g. from an earlier run of the bot whose DB was lost)."""
         with self.lock:
             pr = self.pulls[(repo, number)]
             hunk = self._hunk_for(repo, number, path, line, side)
             return self._new_review_comment(
-                repo, number, parent_review_id=None, path=path, body=body, user=user, line=line,
-                side=side, start_line=None, start_side=None,
-                diff_hunk=hunk.text_until(line, side) if hunk else "", in_reply_to=None,
-                commit_id=pr.head_sha, user_type=user_type,
+                repo,
+                number,
+                parent_review_id=None,
+                path=path,
+                body=body,
+                user=user,
+                line=line,
+                side=side,
+                start_line=None,
+                start_side=None,
+                diff_hunk=hunk.text_until(line, side) if hunk else "",
+                in_reply_to=None,
+                commit_id=pr.head_sha,
+                user_type=user_type,
             )
 
     # -- test helpers: rate limits and faults ----------------------------------------------
@@ -763,8 +865,15 @@ class FakeGitHub:
             self.rate_remaining = remaining
             self.rate_reset = self.clock() + reset_in
 
-    def fail_next(self, n: int = 1, status: int = 502, path_prefix: str | None = None,
-                  method: str | None = None, *, after_processing: bool = False) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 502,
+        path_prefix: str | None = None,
+        method: str | None = None,
+        *,
+        after_processing: bool = False,
+    ) -> None:
         """The next n matching requests answer `status` with a GitHub-style error body.
 
         `after_processing`: the request takes effect first (e.g. the review IS created) and only
@@ -773,24 +882,29 @@ class FakeGitHub:
         kind = "status_after" if after_processing else "status"
         self._fault(Fault(kind, n, status=status, path_prefix=path_prefix, method=method))
 
-    def secondary_limit_next(self, n: int = 1, retry_after: int = 1, path_prefix: str | None = None,
-                             method: str | None = None) -> None:
+    def secondary_limit_next(
+        self, n: int = 1, retry_after: int = 1, path_prefix: str | None = None, method: str | None = None
+    ) -> None:
         """403 'You have exceeded a secondary rate limit' with Retry-After."""
-        self._fault(Fault("secondary", n, status=403, path_prefix=path_prefix, method=method,
-                          retry_after=retry_after))
+        self._fault(
+            Fault("secondary", n, status=403, path_prefix=path_prefix, method=method, retry_after=retry_after)
+        )
 
-    def too_many_requests_next(self, n: int = 1, retry_after: int = 1, path_prefix: str | None = None,
-                               method: str | None = None) -> None:
+    def too_many_requests_next(
+        self, n: int = 1, retry_after: int = 1, path_prefix: str | None = None, method: str | None = None
+    ) -> None:
         """429 with Retry-After."""
-        self._fault(Fault("too_many", n, status=429, path_prefix=path_prefix, method=method,
-                          retry_after=retry_after))
+        self._fault(
+            Fault("too_many", n, status=429, path_prefix=path_prefix, method=method, retry_after=retry_after)
+        )
 
     def reset_next(self, n: int = 1, path_prefix: str | None = None, method: str | None = None) -> None:
         """Close the connection without an answer (a connection reset)."""
         self._fault(Fault("reset", n, path_prefix=path_prefix, method=method))
 
-    def slow_next(self, n: int = 1, delay: float = 1.0, path_prefix: str | None = None,
-                  method: str | None = None) -> None:
+    def slow_next(
+        self, n: int = 1, delay: float = 1.0, path_prefix: str | None = None, method: str | None = None
+    ) -> None:
         """Answer normally after sleeping `delay` seconds."""
         self._fault(Fault("slow", n, path_prefix=path_prefix, method=method, delay=delay))
 
@@ -831,18 +945,32 @@ class FakeGitHub:
 
     def _user(self, login: str, type_: str | None = None) -> dict[str, Any]:
         type_ = type_ or ("Bot" if login.endswith("[bot]") else "User")
-        uid = (self.bot_user_id if login == self.bot_login
-               else int(hashlib.sha1(login.encode()).hexdigest()[:7], 16))
+        uid = (
+            self.bot_user_id
+            if login == self.bot_login
+            else int(hashlib.sha1(login.encode()).hexdigest()[:7], 16)
+        )
         u = self._api(f"/users/{login}")
         return {
-            "login": login, "id": uid, "node_id": f"U_{uid}",
-            "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4", "gravatar_id": "",
-            "url": u, "html_url": f"https://github.com/{login}", "followers_url": f"{u}/followers",
-            "following_url": f"{u}/following{{/other_user}}", "gists_url": f"{u}/gists{{/gist_id}}",
-            "starred_url": f"{u}/starred{{/owner}}{{/repo}}", "subscriptions_url": f"{u}/subscriptions",
-            "organizations_url": f"{u}/orgs", "repos_url": f"{u}/repos",
-            "events_url": f"{u}/events{{/privacy}}", "received_events_url": f"{u}/received_events",
-            "type": type_, "site_admin": False, "user_view_type": "public",
+            "login": login,
+            "id": uid,
+            "node_id": f"U_{uid}",
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
+            "gravatar_id": "",
+            "url": u,
+            "html_url": f"https://github.com/{login}",
+            "followers_url": f"{u}/followers",
+            "following_url": f"{u}/following{{/other_user}}",
+            "gists_url": f"{u}/gists{{/gist_id}}",
+            "starred_url": f"{u}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{u}/subscriptions",
+            "organizations_url": f"{u}/orgs",
+            "repos_url": f"{u}/repos",
+            "events_url": f"{u}/events{{/privacy}}",
+            "received_events_url": f"{u}/received_events",
+            "type": type_,
+            "site_admin": False,
+            "user_view_type": "public",
         }
 
     def _repo_json(self, full_name: str) -> dict[str, Any]:
@@ -851,40 +979,89 @@ class FakeGitHub:
         u = self._api(f"/repos/{full_name}")
         t = _iso(self.commits[r.branches[r.default_branch]].timestamp)
         urls = {
-            "archive_url": f"{u}/{{archive_format}}{{/ref}}", "assignees_url": f"{u}/assignees{{/user}}",
-            "blobs_url": f"{u}/git/blobs{{/sha}}", "branches_url": f"{u}/branches{{/branch}}",
+            "archive_url": f"{u}/{{archive_format}}{{/ref}}",
+            "assignees_url": f"{u}/assignees{{/user}}",
+            "blobs_url": f"{u}/git/blobs{{/sha}}",
+            "branches_url": f"{u}/branches{{/branch}}",
             "collaborators_url": f"{u}/collaborators{{/collaborator}}",
-            "comments_url": f"{u}/comments{{/number}}", "commits_url": f"{u}/commits{{/sha}}",
-            "compare_url": f"{u}/compare/{{base}}...{{head}}", "contents_url": f"{u}/contents/{{+path}}",
-            "contributors_url": f"{u}/contributors", "deployments_url": f"{u}/deployments",
-            "downloads_url": f"{u}/downloads", "events_url": f"{u}/events", "forks_url": f"{u}/forks",
-            "git_commits_url": f"{u}/git/commits{{/sha}}", "git_refs_url": f"{u}/git/refs{{/sha}}",
-            "git_tags_url": f"{u}/git/tags{{/sha}}", "git_url": f"git://github.com/{full_name}.git",
+            "comments_url": f"{u}/comments{{/number}}",
+            "commits_url": f"{u}/commits{{/sha}}",
+            "compare_url": f"{u}/compare/{{base}}...{{head}}",
+            "contents_url": f"{u}/contents/{{+path}}",
+            "contributors_url": f"{u}/contributors",
+            "deployments_url": f"{u}/deployments",
+            "downloads_url": f"{u}/downloads",
+            "events_url": f"{u}/events",
+            "forks_url": f"{u}/forks",
+            "git_commits_url": f"{u}/git/commits{{/sha}}",
+            "git_refs_url": f"{u}/git/refs{{/sha}}",
+            "git_tags_url": f"{u}/git/tags{{/sha}}",
+            "git_url": f"git://github.com/{full_name}.git",
             "issue_comment_url": f"{u}/issues/comments{{/number}}",
-            "issue_events_url": f"{u}/issues/events{{/number}}", "issues_url": f"{u}/issues{{/number}}",
-            "keys_url": f"{u}/keys{{/key_id}}", "labels_url": f"{u}/labels{{/name}}",
-            "languages_url": f"{u}/languages", "merges_url": f"{u}/merges",
+            "issue_events_url": f"{u}/issues/events{{/number}}",
+            "issues_url": f"{u}/issues{{/number}}",
+            "keys_url": f"{u}/keys{{/key_id}}",
+            "labels_url": f"{u}/labels{{/name}}",
+            "languages_url": f"{u}/languages",
+            "merges_url": f"{u}/merges",
             "milestones_url": f"{u}/milestones{{/number}}",
             "notifications_url": f"{u}/notifications{{?since,all,participating}}",
-            "pulls_url": f"{u}/pulls{{/number}}", "releases_url": f"{u}/releases{{/id}}",
-            "ssh_url": f"git@github.com:{full_name}.git", "stargazers_url": f"{u}/stargazers",
-            "statuses_url": f"{u}/statuses/{{sha}}", "subscribers_url": f"{u}/subscribers",
-            "subscription_url": f"{u}/subscription", "tags_url": f"{u}/tags", "teams_url": f"{u}/teams",
-            "trees_url": f"{u}/git/trees{{/sha}}", "clone_url": f"https://github.com/{full_name}.git",
-            "hooks_url": f"{u}/hooks", "svn_url": f"https://github.com/{full_name}",
+            "pulls_url": f"{u}/pulls{{/number}}",
+            "releases_url": f"{u}/releases{{/id}}",
+            "ssh_url": f"git@github.com:{full_name}.git",
+            "stargazers_url": f"{u}/stargazers",
+            "statuses_url": f"{u}/statuses/{{sha}}",
+            "subscribers_url": f"{u}/subscribers",
+            "subscription_url": f"{u}/subscription",
+            "tags_url": f"{u}/tags",
+            "teams_url": f"{u}/teams",
+            "trees_url": f"{u}/git/trees{{/sha}}",
+            "clone_url": f"https://github.com/{full_name}.git",
+            "hooks_url": f"{u}/hooks",
+            "svn_url": f"https://github.com/{full_name}",
         }
         return {
-            "id": r.id, "node_id": f"R_{r.id}", "name": name, "full_name": full_name,
-            "owner": self._user(owner, "Organization"), "private": r.private,
-            "html_url": f"https://github.com/{full_name}", "description": None, "fork": False, "url": u,
+            "id": r.id,
+            "node_id": f"R_{r.id}",
+            "name": name,
+            "full_name": full_name,
+            "owner": self._user(owner, "Organization"),
+            "private": r.private,
+            "html_url": f"https://github.com/{full_name}",
+            "description": None,
+            "fork": False,
+            "url": u,
             **urls,
-            "mirror_url": None, "homepage": None, "language": None, "forks_count": 0,
-            "stargazers_count": 0, "watchers_count": 0, "size": 1, "default_branch": r.default_branch,
-            "open_issues_count": 0, "is_template": False, "topics": [], "has_issues": True,
-            "has_projects": True, "has_wiki": True, "has_pages": False, "has_downloads": True,
-            "has_discussions": False, "archived": False, "disabled": False, "visibility": "public",
-            "pushed_at": t, "created_at": t, "updated_at": t, "subscribers_count": 0, "network_count": 0,
-            "license": None, "forks": 0, "open_issues": 0, "watchers": 0, "allow_forking": True,
+            "mirror_url": None,
+            "homepage": None,
+            "language": None,
+            "forks_count": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "size": 1,
+            "default_branch": r.default_branch,
+            "open_issues_count": 0,
+            "is_template": False,
+            "topics": [],
+            "has_issues": True,
+            "has_projects": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "has_downloads": True,
+            "has_discussions": False,
+            "archived": False,
+            "disabled": False,
+            "visibility": "public",
+            "pushed_at": t,
+            "created_at": t,
+            "updated_at": t,
+            "subscribers_count": 0,
+            "network_count": 0,
+            "license": None,
+            "forks": 0,
+            "open_issues": 0,
+            "watchers": 0,
+            "allow_forking": True,
             "web_commit_signoff_required": False,
         }
 
@@ -899,46 +1076,97 @@ class FakeGitHub:
         head_owner = pr.head_repo.split("/")[0]
         head_repo = self._repo_json(pr.head_repo) if pr.head_repo in self.repos else None
         return {
-            "url": u, "id": pr.id, "node_id": f"PR_{pr.id}", "html_url": html, "diff_url": f"{html}.diff",
-            "patch_url": f"{html}.patch", "issue_url": iu, "commits_url": f"{u}/commits",
+            "url": u,
+            "id": pr.id,
+            "node_id": f"PR_{pr.id}",
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": iu,
+            "commits_url": f"{u}/commits",
             "review_comments_url": f"{u}/comments",
             "review_comment_url": self._api(f"/repos/{pr.repo}/pulls/comments{{/number}}"),
             "comments_url": f"{iu}/comments",
             "statuses_url": self._api(f"/repos/{pr.repo}/statuses/{pr.head_sha}"),
-            "number": pr.number, "state": pr.state, "locked": False, "title": pr.title,
-            "user": self._user(pr.author, pr.author_type), "body": pr.body,
+            "number": pr.number,
+            "state": pr.state,
+            "locked": False,
+            "title": pr.title,
+            "user": self._user(pr.author, pr.author_type),
+            "body": pr.body,
             "labels": [
-                {"id": 9000 + i, "node_id": f"LA_{i}", "url": self._api(f"/repos/{pr.repo}/labels/{name}"),
-                 "name": name, "description": None, "color": "ededed", "default": False,
-                 "archived_by": None}
+                {
+                    "id": 9000 + i,
+                    "node_id": f"LA_{i}",
+                    "url": self._api(f"/repos/{pr.repo}/labels/{name}"),
+                    "name": name,
+                    "description": None,
+                    "color": "ededed",
+                    "default": False,
+                    "archived_by": None,
+                }
                 for i, name in enumerate(pr.labels)
             ],
-            "milestone": None, "active_lock_reason": None, "created_at": t, "updated_at": t,
-            "closed_at": None, "merged_at": None, "merge_commit_sha": None, "assignee": None,
-            "assignees": [], "requested_reviewers": [], "requested_teams": [],
-            "head": {"label": f"{head_owner}:{pr.head_ref}", "ref": pr.head_ref, "sha": pr.head_sha,
-                     "user": self._user(head_owner, "Organization"), "repo": head_repo},
-            "base": {"label": f"{owner}:{pr.base_ref}", "ref": pr.base_ref, "sha": pr.base_sha,
-                     "user": self._user(owner, "Organization"), "repo": self._repo_json(pr.repo)},
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": t,
+            "updated_at": t,
+            "closed_at": None,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "label": f"{head_owner}:{pr.head_ref}",
+                "ref": pr.head_ref,
+                "sha": pr.head_sha,
+                "user": self._user(head_owner, "Organization"),
+                "repo": head_repo,
+            },
+            "base": {
+                "label": f"{owner}:{pr.base_ref}",
+                "ref": pr.base_ref,
+                "sha": pr.base_sha,
+                "user": self._user(owner, "Organization"),
+                "repo": self._repo_json(pr.repo),
+            },
             "_links": {
-                "self": {"href": u}, "html": {"href": html}, "issue": {"href": iu},
-                "comments": {"href": f"{iu}/comments"}, "review_comments": {"href": f"{u}/comments"},
+                "self": {"href": u},
+                "html": {"href": html},
+                "issue": {"href": iu},
+                "comments": {"href": f"{iu}/comments"},
+                "review_comments": {"href": f"{u}/comments"},
                 "review_comment": {"href": self._api(f"/repos/{pr.repo}/pulls/comments{{/number}}")},
                 "commits": {"href": f"{u}/commits"},
                 "statuses": {"href": self._api(f"/repos/{pr.repo}/statuses/{pr.head_sha}")},
             },
-            "author_association": "CONTRIBUTOR", "auto_merge": None, "draft": pr.draft, "merged": False,
-            "mergeable": True, "rebaseable": True, "mergeable_state": "clean", "merged_by": None,
+            "author_association": "CONTRIBUTOR",
+            "auto_merge": None,
+            "draft": pr.draft,
+            "merged": False,
+            "mergeable": True,
+            "rebaseable": True,
+            "mergeable_state": "clean",
+            "merged_by": None,
             "comments": len(self.issue_comments.get((pr.repo, pr.number), [])),
-            "review_comments": n_comments, "maintainer_can_modify": False,
-            "commits": len(pr.shas), "additions": sum(f.additions for f in files),
-            "deletions": sum(f.deletions for f in files), "changed_files": len(files),
+            "review_comments": n_comments,
+            "maintainer_can_modify": False,
+            "commits": len(pr.shas),
+            "additions": sum(f.additions for f in files),
+            "deletions": sum(f.deletions for f in files),
+            "changed_files": len(files),
         }
 
     def _diff_entry(self, repo: str, ref: str, f: FakeFileDiff, omit_patch: set[str]) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "sha": f.new_sha or f.old_sha, "filename": f.filename, "status": f.status,
-            "additions": f.additions, "deletions": f.deletions, "changes": f.additions + f.deletions,
+            "sha": f.new_sha or f.old_sha,
+            "filename": f.filename,
+            "status": f.status,
+            "additions": f.additions,
+            "deletions": f.deletions,
+            "changes": f.additions + f.deletions,
             "blob_url": f"https://github.com/{repo}/blob/{ref}/{f.filename}",
             "raw_url": f"https://github.com/{repo}/raw/{ref}/{f.filename}",
             "contents_url": self._api(f"/repos/{repo}/contents/{f.filename}?ref={ref}"),
@@ -952,19 +1180,40 @@ class FakeGitHub:
         u = self._api(f"/repos/{repo}/commits/{sha}")
         person = {"name": "Octo Cat", "email": "octocat@example.com", "date": _iso(c.timestamp)}
         out: dict[str, Any] = {
-            "url": u, "sha": sha, "node_id": f"C_{sha[:12]}",
-            "html_url": f"https://github.com/{repo}/commit/{sha}", "comments_url": f"{u}/comments",
+            "url": u,
+            "sha": sha,
+            "node_id": f"C_{sha[:12]}",
+            "html_url": f"https://github.com/{repo}/commit/{sha}",
+            "comments_url": f"{u}/comments",
             "commit": {
-                "url": self._api(f"/repos/{repo}/git/commits/{sha}"), "author": person,
-                "committer": person, "message": c.message, "comment_count": 0,
-                "tree": {"sha": hashlib.sha1(sha.encode()).hexdigest(),
-                         "url": self._api(f"/repos/{repo}/git/trees/{sha}")},
-                "verification": {"verified": False, "reason": "unsigned", "signature": None,
-                                 "payload": None, "verified_at": None},
+                "url": self._api(f"/repos/{repo}/git/commits/{sha}"),
+                "author": person,
+                "committer": person,
+                "message": c.message,
+                "comment_count": 0,
+                "tree": {
+                    "sha": hashlib.sha1(sha.encode()).hexdigest(),
+                    "url": self._api(f"/repos/{repo}/git/trees/{sha}"),
+                },
+                "verification": {
+                    "verified": False,
+                    "reason": "unsigned",
+                    "signature": None,
+                    "payload": None,
+                    "verified_at": None,
+                },
             },
-            "author": self._user("octocat"), "committer": self._user("web-flow"),
-            "parents": [{"sha": c.parent, "url": self._api(f"/repos/{repo}/commits/{c.parent}"),
-                         "html_url": f"https://github.com/{repo}/commit/{c.parent}"}] if c.parent else [],
+            "author": self._user("octocat"),
+            "committer": self._user("web-flow"),
+            "parents": [
+                {
+                    "sha": c.parent,
+                    "url": self._api(f"/repos/{repo}/commits/{c.parent}"),
+                    "html_url": f"https://github.com/{repo}/commit/{c.parent}",
+                }
+            ]
+            if c.parent
+            else [],
         }
         if with_files:
             files = self.diff_commits(c.parent, sha)
@@ -975,25 +1224,57 @@ class FakeGitHub:
         return out
 
     def _new_review_comment(
-        self, repo: str, number: int, *, parent_review_id: int | None, path: str, body: str, user: str,
-        line: int | None, side: str, start_line: int | None, start_side: str | None, diff_hunk: str,
-        in_reply_to: int | None, commit_id: str, user_type: str,
+        self,
+        repo: str,
+        number: int,
+        *,
+        parent_review_id: int | None,
+        path: str,
+        body: str,
+        user: str,
+        line: int | None,
+        side: str,
+        start_line: int | None,
+        start_side: str | None,
+        diff_hunk: str,
+        in_reply_to: int | None,
+        commit_id: str,
+        user_type: str,
     ) -> dict[str, Any]:
         cid = self.next_id()
         u = self._api(f"/repos/{repo}/pulls/comments/{cid}")
         html = f"https://github.com/{repo}/pull/{number}#discussion_r{cid}"
         now = _iso(self.clock())
         comment: dict[str, Any] = {
-            "url": u, "pull_request_review_id": parent_review_id, "id": cid, "node_id": f"PRRC_{cid}",
-            "diff_hunk": diff_hunk, "path": path, "position": line, "original_position": line,
-            "commit_id": commit_id, "original_commit_id": commit_id, "user": self._user(user, user_type),
-            "body": body, "created_at": now, "updated_at": now, "html_url": html,
+            "url": u,
+            "pull_request_review_id": parent_review_id,
+            "id": cid,
+            "node_id": f"PRRC_{cid}",
+            "diff_hunk": diff_hunk,
+            "path": path,
+            "position": line,
+            "original_position": line,
+            "commit_id": commit_id,
+            "original_commit_id": commit_id,
+            "user": self._user(user, user_type),
+            "body": body,
+            "created_at": now,
+            "updated_at": now,
+            "html_url": html,
             "pull_request_url": self._api(f"/repos/{repo}/pulls/{number}"),
             "author_association": "NONE" if user_type == "Bot" else "MEMBER",
-            "_links": {"self": {"href": u}, "html": {"href": html},
-                       "pull_request": {"href": self._api(f"/repos/{repo}/pulls/{number}")}},
-            "start_line": start_line, "original_start_line": start_line, "start_side": start_side,
-            "line": line, "original_line": line, "side": side, "subject_type": "line",
+            "_links": {
+                "self": {"href": u},
+                "html": {"href": html},
+                "pull_request": {"href": self._api(f"/repos/{repo}/pulls/{number}")},
+            },
+            "start_line": start_line,
+            "original_start_line": start_line,
+            "start_side": start_side,
+            "line": line,
+            "original_line": line,
+            "side": side,
+            "subject_type": "line",
         }
         if in_reply_to is not None:
             comment["in_reply_to_id"] = in_reply_to
@@ -1024,7 +1305,7 @@ class FakeGitHub:
         path = unquote(parts.path)
         if self.api_prefix:
             inside = path.startswith(self.api_prefix + "/")
-            path = path[len(self.api_prefix):] if inside else "/__outside_api__"
+            path = path[len(self.api_prefix) :] if inside else "/__outside_api__"
         query = parse_qs(parts.query)
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
@@ -1054,8 +1335,14 @@ class FakeGitHub:
         rec.status = reply.status
         self._send(h, reply, truncate=bool(fault and fault.kind == "truncate"))
 
-    def _dispatch(self, h: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]], body: Any,
-                  fault: Fault | None) -> Reply:
+    def _dispatch(
+        self,
+        h: BaseHTTPRequestHandler,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+        fault: Fault | None,
+    ) -> Reply:
         method = h.command
         route = None
         for m, pattern, fn in self.routes:
@@ -1069,30 +1356,53 @@ class FakeGitHub:
         with self.lock:
             rate = self._rate_headers(consume=not is_token_route)
             if fault and fault.kind == "status":
-                raise HTTPError(fault.status, {"message": "Server Error" if fault.status >= 500
-                                               else "Injected error", "status": str(fault.status)},
-                                rate)
+                raise HTTPError(
+                    fault.status,
+                    {
+                        "message": "Server Error" if fault.status >= 500 else "Injected error",
+                        "status": str(fault.status),
+                    },
+                    rate,
+                )
             if fault and fault.kind == "secondary":
-                raise HTTPError(403, {"message": SECONDARY_MESSAGE,
-                                      "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api",
-                                      "status": "403"},
-                                {**rate, "retry-after": str(fault.retry_after)})
+                raise HTTPError(
+                    403,
+                    {
+                        "message": SECONDARY_MESSAGE,
+                        "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api",
+                        "status": "403",
+                    },
+                    {**rate, "retry-after": str(fault.retry_after)},
+                )
             if fault and fault.kind == "too_many":
-                raise HTTPError(429, {"message": "Too Many Requests", "status": "429"},
-                                {**rate, "retry-after": str(fault.retry_after)})
+                raise HTTPError(
+                    429,
+                    {"message": "Too Many Requests", "status": "429"},
+                    {**rate, "retry-after": str(fault.retry_after)},
+                )
             if rate.get("x-ratelimit-remaining") == "0" and self._exhausted:
-                raise HTTPError(403, {
-                    "message": "API rate limit exceeded for installation. If you reach out to GitHub "
-                               "Support for help, please include the request ID.",
-                    "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api",
-                    "status": "403"}, rate)
+                raise HTTPError(
+                    403,
+                    {
+                        "message": "API rate limit exceeded for installation. If you reach out to GitHub "
+                        "Support for help, please include the request ID.",
+                        "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api",
+                        "status": "403",
+                    },
+                    rate,
+                )
             auth = h.headers.get("Authorization", "")
             if is_token_route:
                 ctx: dict[str, Any] = {"jwt": auth}
             else:
                 ctx = {"installation": self._check_token(auth)}
-            ctx.update(params=params, query=query, body=body, accept=h.headers.get("Accept", ""),
-                       if_none_match=h.headers.get("If-None-Match"))
+            ctx.update(
+                params=params,
+                query=query,
+                body=body,
+                accept=h.headers.get("Accept", ""),
+                if_none_match=h.headers.get("If-None-Match"),
+            )
             reply = fn(**ctx)
             if reply.status == 304 and not is_token_route:
                 # GitHub does not count a conditional request answered 304 against the limit
@@ -1227,7 +1537,7 @@ class FakeGitHub:
         per_page = min(int(query.get("per_page", ["30"])[0]), 100)
         page = max(int(query.get("page", ["1"])[0]), 1)
         last = max((len(items) + per_page - 1) // per_page, 1)
-        chunk = items[(page - 1) * per_page: page * per_page]
+        chunk = items[(page - 1) * per_page : page * per_page]
         links = []
 
         def link(p: int, rel: str) -> str:
@@ -1255,10 +1565,21 @@ class FakeGitHub:
         expires = self.clock() + self.token_ttl
         tok = "ghs_" + secrets.token_hex(18)
         self.tokens[tok] = (iid, expires)
-        return Reply(201, {"token": tok, "expires_at": _iso(expires),
-                           "permissions": {"pull_requests": "write", "contents": "read",
-                                           "checks": "write", "metadata": "read", "issues": "write"},
-                           "repository_selection": "all"})
+        return Reply(
+            201,
+            {
+                "token": tok,
+                "expires_at": _iso(expires),
+                "permissions": {
+                    "pull_requests": "write",
+                    "contents": "read",
+                    "checks": "write",
+                    "metadata": "read",
+                    "issues": "write",
+                },
+                "repository_selection": "all",
+            },
+        )
 
     def _app_claims(self, jwt: str) -> dict[str, Any]:
         token = jwt.split(" ", 1)[1] if jwt.startswith("Bearer ") else ""
@@ -1268,8 +1589,9 @@ class FakeGitHub:
             # the wall clock, not self.clock: githubkit signs JWTs with the wall clock
             claims = _decode_jwt(token, self.app_public_key, time.time())
         except Exception as e:  # noqa: BLE001 - any decode failure is a 401 on GitHub too
-            raise _error(401, f"A JSON web token could not be decoded ({type(e).__name__})",
-                         "/apps/apps") from e
+            raise _error(
+                401, f"A JSON web token could not be decoded ({type(e).__name__})", "/apps/apps"
+            ) from e
         if self.app_id is not None and str(claims.get("iss")) != str(self.app_id):
             raise _error(401, "'Issuer' claim ('iss') must be an Integer or String", "/apps/apps")
         return claims
@@ -1280,13 +1602,25 @@ class FakeGitHub:
         slug = self.bot_login.removesuffix("[bot]")
         owner = self._user("acme", "Organization")
         now = _iso(self.clock())
-        return Reply(200, {
-            "id": self.app_id or 1, "slug": slug, "node_id": f"A_{slug}", "client_id": f"Iv1.{slug}",
-            "owner": owner, "name": slug, "description": "", "external_url": "https://example.test",
-            "html_url": f"https://github.com/apps/{slug}", "created_at": now, "updated_at": now,
-            "permissions": {"pull_requests": "write", "checks": "write", "contents": "read"},
-            "events": ["pull_request"], "installations_count": len(self.installations),
-        })
+        return Reply(
+            200,
+            {
+                "id": self.app_id or 1,
+                "slug": slug,
+                "node_id": f"A_{slug}",
+                "client_id": f"Iv1.{slug}",
+                "owner": owner,
+                "name": slug,
+                "description": "",
+                "external_url": "https://example.test",
+                "html_url": f"https://github.com/apps/{slug}",
+                "created_at": now,
+                "updated_at": now,
+                "permissions": {"pull_requests": "write", "checks": "write", "contents": "read"},
+                "events": ["pull_request"],
+                "installations_count": len(self.installations),
+            },
+        )
 
     def _r_user(self, installation: int, params: dict, **_: Any) -> Reply:
         """GET /users/{login}: the account's public profile (its numeric id)."""
@@ -1300,12 +1634,15 @@ class FakeGitHub:
         pr = self._pull_for(params, installation)
         if self._wants_diff(accept):
             if pr.diff_too_large:
-                raise _error(406, "Sorry, the diff exceeded the maximum number of files (300). Consider "
-                             "using 'List pull requests files' API or locally cloning the repository "
-                             "instead.", "/pulls/pulls#list-pull-requests-files",
-                             [{"resource": "PullRequest", "field": "diff", "code": "too_large"}])
-            return Reply(200, self.pull_diff(pr.repo, pr.number),
-                         content_type="text/plain; charset=utf-8")
+                raise _error(
+                    406,
+                    "Sorry, the diff exceeded the maximum number of files (300). Consider "
+                    "using 'List pull requests files' API or locally cloning the repository "
+                    "instead.",
+                    "/pulls/pulls#list-pull-requests-files",
+                    [{"resource": "PullRequest", "field": "diff", "code": "too_large"}],
+                )
+            return Reply(200, self.pull_diff(pr.repo, pr.number), content_type="text/plain; charset=utf-8")
         return Reply(200, self._pull_json(pr))
 
     def _r_pull_files(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
@@ -1337,19 +1674,24 @@ class FakeGitHub:
             chain.append(sha)
             sha = self.commits[sha].parent
         ahead = len(chain) if sha == base else 0
-        return Reply(200, {
-            "url": self._api(f"/repos/{r.full_name}/compare/{base}...{head}"),
-            "html_url": f"https://github.com/{r.full_name}/compare/{base}...{head}",
-            "permalink_url": f"https://github.com/{r.full_name}/compare/{base}...{head}",
-            "diff_url": f"https://github.com/{r.full_name}/compare/{base}...{head}.diff",
-            "patch_url": f"https://github.com/{r.full_name}/compare/{base}...{head}.patch",
-            "base_commit": self._commit_json(r.full_name, base),
-            "merge_base_commit": self._commit_json(r.full_name, base),
-            "status": "identical" if base == head else "ahead" if ahead else "diverged",
-            "ahead_by": ahead, "behind_by": 0, "total_commits": ahead,
-            "commits": [self._commit_json(r.full_name, s) for s in reversed(chain)],
-            "files": [self._diff_entry(r.full_name, head, f, set()) for f in files],
-        })
+        return Reply(
+            200,
+            {
+                "url": self._api(f"/repos/{r.full_name}/compare/{base}...{head}"),
+                "html_url": f"https://github.com/{r.full_name}/compare/{base}...{head}",
+                "permalink_url": f"https://github.com/{r.full_name}/compare/{base}...{head}",
+                "diff_url": f"https://github.com/{r.full_name}/compare/{base}...{head}.diff",
+                "patch_url": f"https://github.com/{r.full_name}/compare/{base}...{head}.patch",
+                "base_commit": self._commit_json(r.full_name, base),
+                "merge_base_commit": self._commit_json(r.full_name, base),
+                "status": "identical" if base == head else "ahead" if ahead else "diverged",
+                "ahead_by": ahead,
+                "behind_by": 0,
+                "total_commits": ahead,
+                "commits": [self._commit_json(r.full_name, s) for s in reversed(chain)],
+                "files": [self._diff_entry(r.full_name, head, f, set()) for f in files],
+            },
+        )
 
     def _r_contents(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
         r = self._repo_for(params, installation)
@@ -1364,21 +1706,33 @@ class FakeGitHub:
         u = self._api(f"/repos/{r.full_name}/contents/{path}?ref={sha}")
         html = f"https://github.com/{r.full_name}/blob/{sha}/{path}"
         git = self._api(f"/repos/{r.full_name}/git/blobs/{_blob_sha(content)}")
-        return Reply(200, {
-            "type": "file", "encoding": "base64", "size": len(data), "name": path.rsplit("/", 1)[-1],
-            "path": path, "content": enc, "sha": _blob_sha(content), "url": u, "git_url": git,
-            "html_url": html, "download_url": f"https://raw.githubusercontent.com/{r.full_name}/{sha}/{path}",
-            "_links": {"self": u, "git": git, "html": html},
-        })
+        return Reply(
+            200,
+            {
+                "type": "file",
+                "encoding": "base64",
+                "size": len(data),
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "content": enc,
+                "sha": _blob_sha(content),
+                "url": u,
+                "git_url": git,
+                "html_url": html,
+                "download_url": f"https://raw.githubusercontent.com/{r.full_name}/{sha}/{path}",
+                "_links": {"self": u, "git": git, "html": html},
+            },
+        )
 
     def _ref_json(self, r: FakeRepo, branch: str) -> dict[str, Any]:
         sha = r.branches[branch]
         commit_url = self._api(f"/repos/{r.full_name}/git/commits/{sha}")
         return {
-            "ref": f"refs/heads/{branch}", "node_id": f"REF_{branch}",
+            "ref": f"refs/heads/{branch}",
+            "node_id": f"REF_{branch}",
             "url": self._api(f"/repos/{r.full_name}/git/refs/heads/{branch}"),
             "object": {"sha": sha, "type": "commit", "url": commit_url},
-        }  # fmt: skip
+        }
 
     def _r_get_ref(self, installation: int, params: dict, **_: Any) -> Reply:
         """GET /git/ref/heads/<branch>: only branch refs are kept."""
@@ -1416,7 +1770,7 @@ class FakeGitHub:
         path = unquote(params["path"]).strip("/")
         doc = "/repos/contents#create-or-update-file-contents"
         if not body.get("message") or body.get("content") is None:
-            raise _error(422, "Invalid request.\n\n\"message\", \"content\" weren't supplied.", doc)
+            raise _error(422, 'Invalid request.\n\n"message", "content" weren\'t supplied.', doc)
         try:
             text = base64.b64decode(str(body["content"]), validate=True).decode()
         except ValueError:
@@ -1435,11 +1789,19 @@ class FakeGitHub:
             status = 200 if path in files else 201
             sha = self.commit({**files, path: text}, parent=head, message=str(body["message"]))
             r.branches[branch] = sha
-        return Reply(status, {
-            "content": {"name": path.rsplit("/", 1)[-1], "path": path, "sha": _blob_sha(text), "type": "file",
-                        "size": len(text.encode())},
-            "commit": {"sha": sha, "message": body["message"]},
-        })  # fmt: skip
+        return Reply(
+            status,
+            {
+                "content": {
+                    "name": path.rsplit("/", 1)[-1],
+                    "path": path,
+                    "sha": _blob_sha(text),
+                    "type": "file",
+                    "size": len(text.encode()),
+                },
+                "commit": {"sha": sha, "message": body["message"]},
+            },
+        )
 
     def _r_create_pull(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
         """POST /pulls from a branch of the same repo: 422 for a missing branch, no commits between
@@ -1449,55 +1811,104 @@ class FakeGitHub:
         head, base, title = str(body.get("head") or ""), str(body.get("base") or ""), body.get("title")
         doc = "/pulls/pulls#create-a-pull-request"
         if not title:
-            raise _error(422, "Validation Failed", doc,
-                         [{"resource": "PullRequest", "field": "title", "code": "missing_field"}])
+            raise _error(
+                422,
+                "Validation Failed",
+                doc,
+                [{"resource": "PullRequest", "field": "title", "code": "missing_field"}],
+            )
         with self.lock:
             for field_name, branch in (("head", head), ("base", base)):
                 if branch not in r.branches:
-                    raise _error(422, "Validation Failed", doc,
-                                 [{"resource": "PullRequest", "field": field_name, "code": "invalid"}])
+                    raise _error(
+                        422,
+                        "Validation Failed",
+                        doc,
+                        [{"resource": "PullRequest", "field": field_name, "code": "invalid"}],
+                    )
             if r.branches[head] == r.branches[base]:
                 why = f"No commits between {base} and {head}"
-                raise _error(422, "Validation Failed", doc, [{"resource": "PullRequest", "code": "custom",
-                                                             "message": why}])
-            if any(p.repo == r.full_name and p.head_ref == head and p.base_ref == base and p.state == "open"
-                   for p in self.pulls.values()):
+                raise _error(
+                    422,
+                    "Validation Failed",
+                    doc,
+                    [{"resource": "PullRequest", "code": "custom", "message": why}],
+                )
+            if any(
+                p.repo == r.full_name and p.head_ref == head and p.base_ref == base and p.state == "open"
+                for p in self.pulls.values()
+            ):
                 why = f"A pull request already exists for {r.full_name.split('/')[0]}:{head}."
-                raise _error(422, "Validation Failed", doc, [{"resource": "PullRequest", "code": "custom",
-                                                             "message": why}])
+                raise _error(
+                    422,
+                    "Validation Failed",
+                    doc,
+                    [{"resource": "PullRequest", "code": "custom", "message": why}],
+                )
             number = 1 + max((n for (repo, n) in self.pulls if repo == r.full_name), default=0)
             pr = FakePull(
-                repo=r.full_name, number=number, id=self.next_id(), title=str(title),
+                repo=r.full_name,
+                number=number,
+                id=self.next_id(),
+                title=str(title),
                 body=str(body.get("body") or ""),
-                author=self.bot_login, author_type="Bot", draft=bool(body.get("draft")), labels=[],
-                base_ref=base, head_ref=head, base_sha=r.branches[base], head_sha=r.branches[head],
-                head_repo=r.full_name, created_at=self.clock(), shas=[r.branches[head]],
-            )  # fmt: skip
+                author=self.bot_login,
+                author_type="Bot",
+                draft=bool(body.get("draft")),
+                labels=[],
+                base_ref=base,
+                head_ref=head,
+                base_sha=r.branches[base],
+                head_sha=r.branches[head],
+                head_repo=r.full_name,
+                created_at=self.clock(),
+                shas=[r.branches[head]],
+            )
             self.pulls[(r.full_name, number)] = pr
         return Reply(201, self._pull_json(pr))
 
     def _review_json(self, repo: str, number: int, review: dict[str, Any]) -> dict[str, Any]:
         html = f"https://github.com/{repo}/pull/{number}#pullrequestreview-{review['id']}"
         return {
-            "id": review["id"], "node_id": f"PRR_{review['id']}",
+            "id": review["id"],
+            "node_id": f"PRR_{review['id']}",
             "user": self._user(review.get("user") or self.bot_login, review.get("user_type") or "Bot"),
-            "body": review["body"], "state": review["state"], "html_url": html,
+            "body": review["body"],
+            "state": review["state"],
+            "html_url": html,
             "pull_request_url": self._api(f"/repos/{repo}/pulls/{number}"),
-            "_links": {"html": {"href": html},
-                       "pull_request": {"href": self._api(f"/repos/{repo}/pulls/{number}")}},
-            "submitted_at": review["submitted_at"], "commit_id": review["commit_id"],
+            "_links": {
+                "html": {"href": html},
+                "pull_request": {"href": self._api(f"/repos/{repo}/pulls/{number}")},
+            },
+            "submitted_at": review["submitted_at"],
+            "commit_id": review["commit_id"],
             "author_association": "NONE" if review.get("user_type", "Bot") == "Bot" else "CONTRIBUTOR",
         }
 
-    def add_review(self, repo: str, number: int, body: str, *, user: str = "mallory",
-                   user_type: str = "User", state: str = "COMMENTED") -> dict[str, Any]:
+    def add_review(
+        self,
+        repo: str,
+        number: int,
+        body: str,
+        *,
+        user: str = "mallory",
+        user_type: str = "User",
+        state: str = "COMMENTED",
+    ) -> dict[str, Any]:
         """A submitted review by someone else (e.g. a PR author pasting the bot's head marker)."""
         with self.lock:
             pr = self.pulls[(repo, number)]
             review: dict[str, Any] = {
-                "id": self.next_id(), "body": body, "event": "COMMENT", "state": state,
-                "commit_id": pr.head_sha, "submitted_at": _iso(self.clock()), "comments": [],
-                "user": user, "user_type": user_type,
+                "id": self.next_id(),
+                "body": body,
+                "event": "COMMENT",
+                "state": state,
+                "commit_id": pr.head_sha,
+                "submitted_at": _iso(self.clock()),
+                "comments": [],
+                "user": user,
+                "user_type": user_type,
             }
             self.reviews.setdefault((repo, number), []).append(review)
             return review
@@ -1515,23 +1926,30 @@ class FakeGitHub:
         side = c.get("side") or "RIGHT"
         files = {f.filename: f for f in self.pull_files(pr.repo, pr.number)}
         if path not in files:
-            return ["Pull request review thread path is invalid",
-                    "Pull request review thread diff hunk can't be blank"]
+            return [
+                "Pull request review thread path is invalid",
+                "Pull request review thread diff hunk can't be blank",
+            ]
         if not isinstance(line, int):
-            return ["Pull request review thread line must be part of the diff",
-                    "Pull request review thread diff hunk can't be blank"]
+            return [
+                "Pull request review thread line must be part of the diff",
+                "Pull request review thread diff hunk can't be blank",
+            ]
         hunk = next((h for h in files[path].hunks if line in h.lines_on(side)), None)
         if hunk is None:
-            errors += ["Pull request review thread line must be part of the diff",
-                       "Pull request review thread diff hunk can't be blank"]
+            errors += [
+                "Pull request review thread line must be part of the diff",
+                "Pull request review thread diff hunk can't be blank",
+            ]
         start = c.get("start_line")
         if start is not None:
             start_side = c.get("start_side") or side
             if not isinstance(start, int) or start_side == side and start >= line:
                 errors.append("Pull request review thread start line must precede the end line.")
             elif hunk is None or start not in hunk.lines_on(start_side):
-                errors.append("Pull request review thread start line must be part of the same hunk as "
-                              "the line.")
+                errors.append(
+                    "Pull request review thread start line must be part of the same hunk as the line."
+                )
         return errors
 
     def _r_create_review(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
@@ -1545,8 +1963,12 @@ class FakeGitHub:
         commit_id = body.get("commit_id") or pr.head_sha
         if commit_id != pr.head_sha:
             self.rejected_reviews.append(body)
-            raise _error(422, "Unprocessable Entity", doc,
-                         [f"commit_id {commit_id} is not the head of the pull request"])
+            raise _error(
+                422,
+                "Unprocessable Entity",
+                doc,
+                [f"commit_id {commit_id} is not the head of the pull request"],
+            )
         comments = body.get("comments") or []
         errors: list[str] = []
         for c in comments:
@@ -1561,11 +1983,20 @@ class FakeGitHub:
         if errors:
             self.rejected_reviews.append(body)
             raise _error(422, "Unprocessable Entity", doc, [_to_sentence(errors)])
-        state = {"COMMENT": "COMMENTED", "APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED",
-                 None: "PENDING"}[event]
+        state = {
+            "COMMENT": "COMMENTED",
+            "APPROVE": "APPROVED",
+            "REQUEST_CHANGES": "CHANGES_REQUESTED",
+            None: "PENDING",
+        }[event]
         review: dict[str, Any] = {
-            "id": self.next_id(), "body": body.get("body") or "", "event": event, "state": state,
-            "commit_id": commit_id, "submitted_at": _iso(self.clock()), "comments": [],
+            "id": self.next_id(),
+            "body": body.get("body") or "",
+            "event": event,
+            "state": state,
+            "commit_id": commit_id,
+            "submitted_at": _iso(self.clock()),
+            "comments": [],
         }
         if event is None:  # a pending review: validated now, visible to nobody until submitted
             review["pending_comments"] = [dict(c) for c in comments]
@@ -1575,11 +2006,20 @@ class FakeGitHub:
             side = c.get("side") or "RIGHT"
             hunk = self._hunk_for(pr.repo, pr.number, c["path"], c["line"], side)
             created = self._new_review_comment(
-                pr.repo, pr.number, parent_review_id=review["id"], path=c["path"], body=c.get("body", ""),
-                user=self.bot_login, line=c["line"], side=side, start_line=c.get("start_line"),
+                pr.repo,
+                pr.number,
+                parent_review_id=review["id"],
+                path=c["path"],
+                body=c.get("body", ""),
+                user=self.bot_login,
+                line=c["line"],
+                side=side,
+                start_line=c.get("start_line"),
                 start_side=c.get("start_side") or (side if c.get("start_line") else None),
-                diff_hunk=hunk.text_until(c["line"], side) if hunk else "", in_reply_to=None,
-                commit_id=commit_id, user_type="Bot",
+                diff_hunk=hunk.text_until(c["line"], side) if hunk else "",
+                in_reply_to=None,
+                commit_id=commit_id,
+                user_type="Bot",
             )
             review["comments"].append(created)
         self.reviews.setdefault((pr.repo, pr.number), []).append(review)
@@ -1593,8 +2033,9 @@ class FakeGitHub:
         if review is None:
             raise _error(404, "Not Found", doc)
         if review["state"] != "PENDING":
-            raise _error(422, "Unprocessable Entity", doc,
-                         ["Can not delete a non-pending pull request review"])
+            raise _error(
+                422, "Unprocessable Entity", doc, ["Can not delete a non-pending pull request review"]
+            )
         reviews.remove(review)
         self.deleted_pending_reviews.append(review)
         return Reply(200, self._review_json(pr.repo, pr.number, review))
@@ -1613,18 +2054,33 @@ class FakeGitHub:
         parent = self._find_review_comment(pr.repo, pr.number, int(params["cid"]))
         text = (body or {}).get("body") if isinstance(body, dict) else None
         if not text:
-            raise _error(422, "Validation Failed", "/pulls/comments",
-                         [{"resource": "PullRequestReviewComment", "code": "missing_field", "field": "body"}])
+            raise _error(
+                422,
+                "Validation Failed",
+                "/pulls/comments",
+                [{"resource": "PullRequestReviewComment", "code": "missing_field", "field": "body"}],
+            )
         c = self._new_review_comment(
-            pr.repo, pr.number, parent_review_id=None, path=parent["path"], body=text,
-            user=self.bot_login, line=parent.get("line"), side=parent.get("side") or "RIGHT",
-            start_line=None, start_side=None, diff_hunk=parent["diff_hunk"], in_reply_to=parent["id"],
-            commit_id=parent["commit_id"], user_type="Bot",
+            pr.repo,
+            pr.number,
+            parent_review_id=None,
+            path=parent["path"],
+            body=text,
+            user=self.bot_login,
+            line=parent.get("line"),
+            side=parent.get("side") or "RIGHT",
+            start_line=None,
+            start_side=None,
+            diff_hunk=parent["diff_hunk"],
+            in_reply_to=parent["id"],
+            commit_id=parent["commit_id"],
+            user_type="Bot",
         )
         return Reply(201, c)
 
-    def _list_reactions(self, kind: str, installation: int, params: dict, query: dict,
-                        if_none_match: str | None) -> Reply:
+    def _list_reactions(
+        self, kind: str, installation: int, params: dict, query: dict, if_none_match: str | None
+    ) -> Reply:
         self._repo_for(params, installation)
         items = list(self.reactions.get((kind, int(params["cid"])), []))
         etag = 'W/"' + hashlib.sha1(json.dumps(items, sort_keys=True).encode()).hexdigest() + '"'
@@ -1640,24 +2096,31 @@ class FakeGitHub:
         cid = int(params["cid"])
         if kind == "pull":
             self._find_review_comment(params["repo"], None, cid)
-        elif not any(c["id"] == cid for (r, _), cs in self.issue_comments.items() if r == params["repo"]
-                     for c in cs):
+        elif not any(
+            c["id"] == cid for (r, _), cs in self.issue_comments.items() if r == params["repo"] for c in cs
+        ):
             raise _error(404, "Not Found", "/reactions/reactions")
         content = body.get("content") if isinstance(body, dict) else None
         if content not in REACTION_CONTENTS:
-            raise _error(422, "Validation Failed", "/reactions/reactions",
-                         [{"resource": "Reaction", "code": "invalid", "field": "content"}])
+            raise _error(
+                422,
+                "Validation Failed",
+                "/reactions/reactions",
+                [{"resource": "Reaction", "code": "invalid", "field": "content"}],
+            )
         for existing in self.reactions.get((kind, cid), []):
             if existing["content"] == content and existing["user"]["login"] == self.bot_login:
                 return Reply(200, existing)
         return Reply(201, self.add_reaction(cid, content, self.bot_login, kind=kind))
 
-    def _r_list_pull_reactions(self, installation: int, params: dict, query: dict,
-                               if_none_match: str | None, **_: Any) -> Reply:
+    def _r_list_pull_reactions(
+        self, installation: int, params: dict, query: dict, if_none_match: str | None, **_: Any
+    ) -> Reply:
         return self._list_reactions("pull", installation, params, query, if_none_match)
 
-    def _r_list_issue_reactions(self, installation: int, params: dict, query: dict,
-                                if_none_match: str | None, **_: Any) -> Reply:
+    def _r_list_issue_reactions(
+        self, installation: int, params: dict, query: dict, if_none_match: str | None, **_: Any
+    ) -> Reply:
         return self._list_reactions("issue", installation, params, query, if_none_match)
 
     def _r_add_pull_reaction(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
@@ -1666,17 +2129,23 @@ class FakeGitHub:
     def _r_add_issue_reaction(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
         return self._add_reaction("issue", installation, params, body)
 
-    def add_issue_comment(self, repo: str, number: int, body: str, user: str = "alice",
-                          user_type: str = "User") -> dict[str, Any]:
+    def add_issue_comment(
+        self, repo: str, number: int, body: str, user: str = "alice", user_type: str = "User"
+    ) -> dict[str, Any]:
         """A conversation comment on the PR (e.g. a human typing `@reviewbot review`)."""
         with self.lock:
             cid = self.next_id()
             u = self._api(f"/repos/{repo}/issues/comments/{cid}")
             now = _iso(self.clock())
             c = {
-                "id": cid, "node_id": f"IC_{cid}", "url": u,
-                "html_url": f"https://github.com/{repo}/pull/{number}#issuecomment-{cid}", "body": body,
-                "user": self._user(user, user_type), "created_at": now, "updated_at": now,
+                "id": cid,
+                "node_id": f"IC_{cid}",
+                "url": u,
+                "html_url": f"https://github.com/{repo}/pull/{number}#issuecomment-{cid}",
+                "body": body,
+                "user": self._user(user, user_type),
+                "created_at": now,
+                "updated_at": now,
                 "issue_url": self._api(f"/repos/{repo}/issues/{number}"),
                 "author_association": "NONE" if user_type == "Bot" else "MEMBER",
             }
@@ -1692,8 +2161,12 @@ class FakeGitHub:
         self._repo_for(params, installation)
         text = body.get("body") if isinstance(body, dict) else None
         if not text:
-            raise _error(422, "Validation Failed", "/issues/comments",
-                         [{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
+            raise _error(
+                422,
+                "Validation Failed",
+                "/issues/comments",
+                [{"resource": "IssueComment", "code": "missing_field", "field": "body"}],
+            )
         comment = self.add_issue_comment(params["repo"], int(params["n"]), text, self.bot_login, "Bot")
         return Reply(201, comment)
 
@@ -1702,15 +2175,27 @@ class FakeGitHub:
         u = self._api(f"/repos/{repo}/check-runs/{run['id']}")
         out = run.get("output") or {}
         return {
-            "id": run["id"], "head_sha": run["head_sha"], "node_id": f"CR_{run['id']}",
-            "external_id": run.get("external_id") or "", "url": u,
-            "html_url": f"https://github.com/{repo}/runs/{run['id']}", "details_url": run.get("details_url"),
-            "status": run["status"], "conclusion": run.get("conclusion"),
-            "started_at": run.get("started_at"), "completed_at": run.get("completed_at"),
-            "output": {"title": out.get("title"), "summary": out.get("summary"), "text": out.get("text"),
-                       "annotations_count": len(out.get("annotations") or []),
-                       "annotations_url": f"{u}/annotations"},
-            "name": run["name"], "check_suite": {"id": run["check_suite_id"]}, "app": None,
+            "id": run["id"],
+            "head_sha": run["head_sha"],
+            "node_id": f"CR_{run['id']}",
+            "external_id": run.get("external_id") or "",
+            "url": u,
+            "html_url": f"https://github.com/{repo}/runs/{run['id']}",
+            "details_url": run.get("details_url"),
+            "status": run["status"],
+            "conclusion": run.get("conclusion"),
+            "started_at": run.get("started_at"),
+            "completed_at": run.get("completed_at"),
+            "output": {
+                "title": out.get("title"),
+                "summary": out.get("summary"),
+                "text": out.get("text"),
+                "annotations_count": len(out.get("annotations") or []),
+                "annotations_url": f"{u}/annotations",
+            },
+            "name": run["name"],
+            "check_suite": {"id": run["check_suite_id"]},
+            "app": None,
             "pull_requests": [],
         }
 
@@ -1718,11 +2203,16 @@ class FakeGitHub:
         self._repo_for(params, installation)
         body = body if isinstance(body, dict) else {}
         if not body.get("name") or not body.get("head_sha"):
-            raise _error(422, "Invalid request.\n\n\"name\", \"head_sha\" weren't supplied.", "/checks/runs")
+            raise _error(422, 'Invalid request.\n\n"name", "head_sha" weren\'t supplied.', "/checks/runs")
         now = _iso(self.clock())
-        run = {**body, "repo": params["repo"], "id": self.next_id(), "check_suite_id": self.next_id(),
-               "status": body.get("status") or ("completed" if body.get("conclusion") else "queued"),
-               "started_at": body.get("started_at") or now}
+        run = {
+            **body,
+            "repo": params["repo"],
+            "id": self.next_id(),
+            "check_suite_id": self.next_id(),
+            "status": body.get("status") or ("completed" if body.get("conclusion") else "queued"),
+            "started_at": body.get("started_at") or now,
+        }
         if run.get("conclusion") and not run.get("completed_at"):
             run["status"] = "completed"
             run["completed_at"] = now
@@ -1733,8 +2223,13 @@ class FakeGitHub:
     def _r_list_check_runs(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
         self._repo_for(params, installation)
         name = (query.get("check_name") or [None])[0]
-        runs = [r for r in self.check_runs if r["repo"] == params["repo"] and r["head_sha"] == params["sha"]
-                and (name is None or r["name"] == name)]
+        runs = [
+            r
+            for r in self.check_runs
+            if r["repo"] == params["repo"]
+            and r["head_sha"] == params["sha"]
+            and (name is None or r["name"] == name)
+        ]
         return Reply(200, {"total_count": len(runs), "check_runs": [self._check_run_json(r) for r in runs]})
 
     def _r_check_run_annotations(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
@@ -1745,28 +2240,54 @@ class FakeGitHub:
             raise _error(404, "Not Found", "/checks/runs#list-check-run-annotations")
         per_page = int((query.get("per_page") or ["30"])[0])
         page = int((query.get("page") or ["1"])[0])
-        items = [{"path": a.get("path"), "start_line": a.get("start_line"), "end_line": a.get("end_line"),
-                  "start_column": a.get("start_column"), "end_column": a.get("end_column"),
-                  "annotation_level": a.get("annotation_level"), "title": a.get("title"),
-                  "message": a.get("message"), "raw_details": a.get("raw_details"),
-                  "blob_href": f"https://github.com/{params['repo']}/blob/{run['head_sha']}/{a.get('path')}"}
-                 for a in (run.get("output") or {}).get("annotations") or []]
-        return Reply(200, items[(page - 1) * per_page: page * per_page])
+        items = [
+            {
+                "path": a.get("path"),
+                "start_line": a.get("start_line"),
+                "end_line": a.get("end_line"),
+                "start_column": a.get("start_column"),
+                "end_column": a.get("end_column"),
+                "annotation_level": a.get("annotation_level"),
+                "title": a.get("title"),
+                "message": a.get("message"),
+                "raw_details": a.get("raw_details"),
+                "blob_href": f"https://github.com/{params['repo']}/blob/{run['head_sha']}/{a.get('path')}",
+            }
+            for a in (run.get("output") or {}).get("annotations") or []
+        ]
+        return Reply(200, items[(page - 1) * per_page : page * per_page])
 
     def _r_list_workflow_runs(self, installation: int, params: dict, query: dict, **_: Any) -> Reply:
         self._repo_for(params, installation)
         sha = (query.get("head_sha") or [None])[0]
-        runs = [{"id": r["id"], "name": r["name"], "head_sha": r["head_sha"], "status": "completed",
-                 "conclusion": "success", "event": "pull_request"}
-                for r in self.workflow_runs if r["repo"] == params["repo"] and sha in (None, r["head_sha"])]
+        runs = [
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "head_sha": r["head_sha"],
+                "status": "completed",
+                "conclusion": "success",
+                "event": "pull_request",
+            }
+            for r in self.workflow_runs
+            if r["repo"] == params["repo"] and sha in (None, r["head_sha"])
+        ]
         return Reply(200, {"total_count": len(runs), "workflow_runs": runs})
 
     def _r_list_artifacts(self, installation: int, params: dict, **_: Any) -> Reply:
         self._repo_for(params, installation)
-        arts = [{"id": a["id"], "name": a["name"], "size_in_bytes": len(a["data"]), "expired": a["expired"],
-                 "archive_download_url": self._api(f"/repos/{a['repo']}/actions/artifacts/{a['id']}/zip"),
-                 "workflow_run": {"id": a["run_id"]}}
-                for a in self.artifacts if a["repo"] == params["repo"] and a["run_id"] == int(params["id"])]
+        arts = [
+            {
+                "id": a["id"],
+                "name": a["name"],
+                "size_in_bytes": len(a["data"]),
+                "expired": a["expired"],
+                "archive_download_url": self._api(f"/repos/{a['repo']}/actions/artifacts/{a['id']}/zip"),
+                "workflow_run": {"id": a["run_id"]},
+            }
+            for a in self.artifacts
+            if a["repo"] == params["repo"] and a["run_id"] == int(params["id"])
+        ]
         return Reply(200, {"total_count": len(arts), "artifacts": arts})
 
     def _r_download_artifact(self, installation: int, params: dict, **_: Any) -> Reply:
@@ -1786,8 +2307,9 @@ class FakeGitHub:
 
     def _r_update_check_run(self, installation: int, params: dict, body: Any, **_: Any) -> Reply:
         self._repo_for(params, installation)
-        run = next((r for r in self.check_runs if r["id"] == int(params["id"])
-                    and r["repo"] == params["repo"]), None)
+        run = next(
+            (r for r in self.check_runs if r["id"] == int(params["id"]) and r["repo"] == params["repo"]), None
+        )
         if run is None:
             raise _error(404, "Not Found", "/checks/runs#update-a-check-run")
         body = body if isinstance(body, dict) else {}
@@ -1814,8 +2336,12 @@ def _decode_jwt(token: str, public_key: str, now: float) -> dict[str, Any]:
 
     PyJWT's own time checks are off so the caller chooses the clock `now`.
     """
-    claims = jwt.decode(token, public_key, algorithms=["RS256"],
-                        options={"verify_exp": False, "verify_iat": False, "require": ["iat", "exp", "iss"]})
+    claims = jwt.decode(
+        token,
+        public_key,
+        algorithms=["RS256"],
+        options={"verify_exp": False, "verify_iat": False, "require": ["iat", "exp", "iss"]},
+    )
     if claims["exp"] <= now:
         raise ValueError("'Expiration time' claim ('exp') must be a numeric value representing the future")
     if claims["iat"] > now + 60:

@@ -42,7 +42,7 @@ model behind a small window. A responder may return `Fault(status, body)` to fai
 Helpers for responders: `prompt_text(request_json)` and `diff_lines(request_json)` (the diff
 blocks of a reviewbot prompt, as {path: [(side, line, code), ...]}).
 
-Verification requests (reviewbot.verify) have a lane of their own: they never consume the queue
+Verification requests (reviewbot.review.verify) have a lane of their own: they never consume the queue
 nor reach the responder, are recorded in `verify_requests` (not `requests`), and are answered by
 `verifier(item) -> "confirmed" | "refuted" | "unsure" | dict` once per finding of the request
 (`verify_items(request_json)` shows what an item holds); without a verifier every finding is
@@ -87,8 +87,9 @@ def _openai_error(message: str, type_: str, code: str | int | None, param: str |
 
 def _vllm_error(message: str, code: int = 400) -> str:
     # vLLM's OpenAI-compatible server (vllm/entrypoints/openai/protocol.py ErrorResponse).
-    return json.dumps({"object": "error", "message": message, "type": "BadRequestError", "param": None,
-                       "code": code})  # fmt: skip
+    return json.dumps(
+        {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": code}
+    )
 
 
 @dataclass(slots=True)
@@ -174,11 +175,21 @@ def flag_added(
     for path, lines in diff_lines(request_json).items():
         for side, line, code in lines:
             if side == "RIGHT" and flagged(path, code):
-                findings.append({
-                    "path": path, "line": line, "end_line": None, "side": "RIGHT", "severity": "high",
-                    "category": "bug", "confidence": 0.9, "title": title,
-                    "body": body.format(code=code.strip()), "suggestion": None, "quoted_code": code,
-                })  # fmt: skip
+                findings.append(
+                    {
+                        "path": path,
+                        "line": line,
+                        "end_line": None,
+                        "side": "RIGHT",
+                        "severity": "high",
+                        "category": "bug",
+                        "confidence": 0.9,
+                        "title": title,
+                        "body": body.format(code=code.strip()),
+                        "suggestion": None,
+                        "quoted_code": code,
+                    }
+                )
     return {"findings": findings}
 
 
@@ -205,10 +216,15 @@ def verify_items(request_json: dict[str, Any]) -> list[dict[str, Any]]:
         rows = [_CODE_ROW.match(row) for row in body.split("\n")]
         codes[key] = [(int(m.group(2)), m.group(3), m.group(1) == ">>") for m in rows if m]
     return [
-        {"id": key, "path": html.unescape(path), "line": int(line) if line else None, "claim": claim,
-         "code": codes.get(key, [])}
+        {
+            "id": key,
+            "path": html.unescape(path),
+            "line": int(line) if line else None,
+            "claim": claim,
+            "code": codes.get(key, []),
+        }
         for _nonce, key, path, line, claim in _FINDING.findall(text)
-    ]  # fmt: skip
+    ]
 
 
 def verdicts(request_json: dict[str, Any], verifier: Callable[[dict[str, Any]], Any] | None = None) -> str:
@@ -219,8 +235,16 @@ def verdicts(request_json: dict[str, Any], verifier: Callable[[dict[str, Any]], 
         if isinstance(answer, str):
             answer = {"verdict": answer}
         marked = [n for n, _text, mine in item["code"] if mine]
-        out.append({"id": item["id"], "verdict": "unsure", "probability": 0.5,
-                    "line": marked[0] if marked else item["line"], "why": "", **answer})  # fmt: skip
+        out.append(
+            {
+                "id": item["id"],
+                "verdict": "unsure",
+                "probability": 0.5,
+                "line": marked[0] if marked else item["line"],
+                "why": "",
+                **answer,
+            }
+        )
     return json.dumps({"verdicts": out})
 
 
@@ -499,9 +523,14 @@ class FakeLLM:
             # The shape vLLM / older Ollama use for an unsupported parameter.
             msg = f"response_format of type '{rf.get('type')}' is not supported by this server"
             return 400, json.dumps(
-                {"object": "error", "message": msg, "type": "BadRequestError", "param": "response_format",
-                 "code": 400}
-            )  # fmt: skip
+                {
+                    "object": "error",
+                    "message": msg,
+                    "type": "BadRequestError",
+                    "param": "response_format",
+                    "code": 400,
+                }
+            )
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if self.max_output is not None and isinstance(limit, int) and limit > self.max_output:
             name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
@@ -601,8 +630,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, json.dumps({"error": {"code": "404", "message": "Resource not found"}}))
                 return
             if m.group(1) != fake.model:
-                msg = ("The API deployment for this resource does not exist. If you created the deployment "
-                       "within the last 5 minutes, please wait a moment and try again.")  # fmt: skip
+                msg = (
+                    "The API deployment for this resource does not exist. If you created the deployment "
+                    "within the last 5 minutes, please wait a moment and try again."
+                )
                 self._send(404, json.dumps({"error": {"code": "DeploymentNotFound", "message": msg}}))
                 return
         elif route.rstrip("/") != "/v1/chat/completions":
