@@ -6,7 +6,7 @@ Targets and the only error each may raise:
   question the pipeline asks (globs compile, paths match) without raising
 - webhooks.verify_signature / route / plan (a webhook delivery) -> PayloadError; and the real HTTP
   server answers 202/200/400/401, never 500
-- prompt.parse_reply (the LLM's reply) never raises; anchor_candidates never raises and keeps only
+- reply_parse.parse_reply (the LLM's reply) never raises; anchor_candidates never raises and keeps only
   positions GitHub accepts
 
 Inputs are structured (diff-shaped text, YAML-shaped mappings, JSON payloads derived from the real
@@ -48,7 +48,8 @@ from reviewbot.core.globs import MAX_PATTERN_CHARS, GlobList, glob_match, path_s
 from reviewbot.filter.severity import meets_minimum
 from reviewbot.review.anchor import anchor_candidates
 from reviewbot.review.diff import DiffParseError, parse_diff
-from reviewbot.review.prompt import neutralise, parse_reply, unneutralise
+from reviewbot.review.prompt import neutralise, unneutralise
+from reviewbot.review.reply_parse import parse_reply
 from reviewbot.review.rules import RuleError, all_added, ruleset_from_config
 from tests.deadline import deadline
 from tests.fakes.live_server import LiveServer

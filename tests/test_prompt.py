@@ -17,9 +17,9 @@ from reviewbot.review.prompt import (
     build_requests,
     estimate_tokens,
     parse_rendered_line,
-    parse_reply,
     response_format_json_schema,
 )
+from reviewbot.review.reply_parse import parse_reply
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path
     from tests.test_anchor import make_file
@@ -351,7 +351,7 @@ def test_fenced_blocks_scanner_agrees_with_the_regex_it_replaced() -> None:
     import random
     import re
 
-    from reviewbot.review.prompt import _fenced_blocks
+    from reviewbot.review.reply_parse import _fenced_blocks
 
     old = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[^\n]*\n(.*?)```", re.DOTALL)
     rnd = random.Random(7)

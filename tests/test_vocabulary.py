@@ -18,7 +18,7 @@ from reviewbot.core.vocabulary import (
     normalise_severity,
 )
 from reviewbot.filter.severity import assess
-from reviewbot.review.prompt import validate_finding
+from reviewbot.review.reply_parse import validate_finding
 
 # word -> what it means now (prompt said / severity said before)
 SEVERITY_DISAGREED = {

@@ -14,7 +14,8 @@ from typing import Any
 
 from reviewbot.core.domain import Candidate, Dropped, FileDiff
 from reviewbot.review.anchor import anchor_candidates
-from reviewbot.review.prompt import PromptRequest, parse_reply_detailed
+from reviewbot.review.prompt import PromptRequest
+from reviewbot.review.reply_parse import parse_reply_detailed
 
 log = logging.getLogger("reviewbot.adapters.llm")
 

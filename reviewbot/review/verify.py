@@ -30,13 +30,8 @@ from reviewbot.core.vocabulary import normalise_severity
 from reviewbot.filter.dedup import FingerprintIndex, fingerprint, tokens
 from reviewbot.filter.select import SEVERITY_WEIGHT
 from reviewbot.filter.severity import meets_minimum
-from reviewbot.review.prompt import (
-    PromptRequest,
-    _loads_lenient,  # the review parser's tolerant JSON reader
-    estimate_tokens,
-    neutralise,
-    render_line,
-)
+from reviewbot.review.prompt import PromptRequest, estimate_tokens, neutralise, render_line
+from reviewbot.review.reply_parse import _loads_lenient
 
 log = logging.getLogger("reviewbot.review.verify")
 
