@@ -53,7 +53,8 @@ sys.path.insert(0, str(ROOT))
 
 from reviewbot.adapters.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
 from reviewbot.app.webhooks import sign  # noqa: E402
-from reviewbot.core.config import DEFAULT_PASSES, load_config  # noqa: E402
+from reviewbot.core.config import load_config  # noqa: E402
+from reviewbot.core.config_schema import DEFAULT_PASSES  # noqa: E402
 from reviewbot.core.settings import Settings  # noqa: E402
 from reviewbot.filter.acceptance import load_prior  # noqa: E402
 from reviewbot.review.llm_port import LLMReply  # noqa: E402

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchmarks_md import write_section  # noqa: E402
 from train_prior import SHARED, bench_candidate, load_bench  # noqa: E402
 
-from reviewbot.core.config import DEFAULT_PASSES, MAX_PASSES  # noqa: E402
+from reviewbot.core.config_schema import DEFAULT_PASSES, MAX_PASSES  # noqa: E402
 from reviewbot.filter.acceptance import auc  # noqa: E402
 from reviewbot.filter.dedup import cluster_candidates  # noqa: E402
 

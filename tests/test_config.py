@@ -11,15 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reviewbot.core.config import (
-    CONFIG_PATH,
+from reviewbot.core.config import CONFIG_PATH, ConfigError, load_config
+from reviewbot.core.config_schema import (
     DEFAULT_EXCLUDE,
     DEFAULT_PASSES,
-    ConfigError,
     RepoConfig,
     config_json_schema,
     config_schema_text,
-    load_config,
 )
 from reviewbot.core.domain import SEVERITIES
 from reviewbot.core.globs import glob_match

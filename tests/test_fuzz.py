@@ -42,7 +42,8 @@ from reviewbot.app import webhooks
 from reviewbot.app.queue import JobQueue
 from reviewbot.app.server import create_app
 from reviewbot.app.store import Store
-from reviewbot.core.config import ConfigError, RepoConfig, load_config
+from reviewbot.core.config import ConfigError, load_config
+from reviewbot.core.config_schema import RepoConfig
 from reviewbot.core.domain import CATEGORIES, SEVERITIES, FileDiff
 from reviewbot.core.globs import MAX_PATTERN_CHARS, GlobList, glob_match, path_selected, wildcard_match
 from reviewbot.filter.severity import meets_minimum

@@ -15,15 +15,8 @@ from pathlib import Path
 import pytest
 
 from reviewbot.adapters.llm import LLMClient
-from reviewbot.core.config import (
-    MAX_CONFIG_BYTES,
-    ConfigError,
-    RepoConfig,
-    _merge,
-    _Origins,
-    _parse,
-    load_config,
-)
+from reviewbot.core.config import MAX_CONFIG_BYTES, ConfigError, _merge, _Origins, _parse, load_config
+from reviewbot.core.config_schema import RepoConfig
 from reviewbot.core.domain import DiffLine, FileDiff, Hunk
 from reviewbot.core.globs import MAX_PATTERN_CHARS, MAX_PATTERNS, glob_list, path_selected, wildcard_match
 from reviewbot.filter.acceptance import load_prior

@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from reviewbot.adapters.llm import LLMClient
-from reviewbot.core.config import DIVERSE_TEMPERATURE, LLMPass, load_config
+from reviewbot.core.config import load_config
+from reviewbot.core.config_schema import DIVERSE_TEMPERATURE, LLMPass
 from reviewbot.core.domain import Candidate, ReviewResult
 from reviewbot.filter.acceptance import load_prior
 from reviewbot.review import context as ctx

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from reviewbot.adapters.llm import LLMClient
 from reviewbot.adapters.llm_caps import CapsBook, CapsOverrides
-from reviewbot.core.config import RepoConfig, load_config
+from reviewbot.core.config import load_config
+from reviewbot.core.config_schema import RepoConfig
 from reviewbot.core.domain import FileDiff, ReviewResult
 from reviewbot.filter.acceptance import load_prior
 from reviewbot.review.diff import DiffParseError, parse_diff

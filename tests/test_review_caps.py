@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reviewbot.adapters.local import build_repo_from_dirs
-from reviewbot.core.config import RepoConfig
+from reviewbot.core.config_schema import RepoConfig
 from reviewbot.core.costs import OperatorLimits, ReviewCaps, limits_from_settings, token_cap
 from reviewbot.core.domain import Candidate
 from reviewbot.core.settings import Settings

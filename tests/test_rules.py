@@ -376,7 +376,7 @@ def test_inline_suppression_comments() -> None:
 
 
 def test_ruleset_from_repo_config() -> None:
-    from reviewbot.core.config import RulesConfig
+    from reviewbot.core.config_schema import RulesConfig
 
     settings = RulesConfig.model_validate(
         {

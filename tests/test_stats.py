@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from reviewbot.app.records import Tenant, tenant_of, tenants
 from reviewbot.app.store import Store
 from reviewbot.commands import stats_cmd
-from reviewbot.core.config import DEFAULT_EXCLUDE, load_config
+from reviewbot.core.config import load_config
+from reviewbot.core.config_schema import DEFAULT_EXCLUDE
 from reviewbot.learning.stats import load_repo_data, path_group, repo_stats, suggest_config, week_of
 
 try:  # tests/ as a package (tests/__init__.py) or as a plain directory on sys.path

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewbot.app.github import GitHubClient, GitHubError, _split
-from reviewbot.core.config import SarifInConfig
+from reviewbot.core.config_schema import SarifInConfig
 from reviewbot.core.domain import Candidate
 from reviewbot.core.globs import wildcard_match
 from reviewbot.review.sarif_in import SarifError, from_annotations, parse_sarif

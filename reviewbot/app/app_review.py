@@ -46,7 +46,8 @@ from reviewbot.app.metrics import Metrics
 from reviewbot.app.queue import Job, JobQueue, iso, parse_iso
 from reviewbot.app.store import Store
 from reviewbot.app.worker import Handler, Notify, PermanentJobError, is_paused
-from reviewbot.core.config import CONFIG_PATH, DISABLED_REASON, ConfigError, RepoConfig
+from reviewbot.core.config import CONFIG_PATH, ConfigError
+from reviewbot.core.config_schema import DISABLED_REASON, RepoConfig
 from reviewbot.core.costs import OperatorLimits, apply_limits, cost_of, limits_from_settings, token_cap
 from reviewbot.core.domain import ReviewResult
 from reviewbot.core.settings import Settings, github_app_credentials, settings_secrets

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from reviewbot.core.config import ConfigError, config_schema_text
+from reviewbot.core.config import ConfigError
+from reviewbot.core.config_schema import config_schema_text
 from reviewbot.review.review_config import load_review_config, unknown_rule_issues
 
 config_app = typer.Typer(

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reviewbot.core.config import RepoConfig
+from reviewbot.core.config_schema import RepoConfig
 from reviewbot.core.domain import LLMUsage
 
 if TYPE_CHECKING:

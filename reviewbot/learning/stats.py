@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from reviewbot.app import records
 from reviewbot.app.records import Tenant
-from reviewbot.core.config import DEFAULT_EXCLUDE
+from reviewbot.core.config_schema import DEFAULT_EXCLUDE
 from reviewbot.core.feedback import Outcome, resolve_outcome
 
 if TYPE_CHECKING:  # annotations only: the caller opens the store; suppression loads numpy
@@ -303,7 +303,7 @@ def suggest_config(
 ) -> ConfigSuggestion:
     """The config changes this repo's labels support, each with the counts behind it.
 
-    `changes` has the shape of `.github/reviewbot.yml` (config.RepoConfig):
+    `changes` has the shape of `.github/reviewbot.yml` (config_schema.RepoConfig):
     - rules (with a rule id) dismissed at >= max_dismissal_rate over >= min_samples labelled
       comments: disable;
     - path groups (directories) likewise: exclude;

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from reviewbot.core.config import DIVERSE_TEMPERATURE, LLMPass
+from reviewbot.core.config_schema import DIVERSE_TEMPERATURE, LLMPass
 from reviewbot.core.domain import Candidate, FileDiff, HunkContext
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reviewbot.core.config import DISABLED_REASON, RepoConfig
+from reviewbot.core.config_schema import DISABLED_REASON, RepoConfig
 from reviewbot.core.costs import ReviewCaps, TokenCap
 from reviewbot.core.domain import (
     Candidate,

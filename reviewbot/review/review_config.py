@@ -16,10 +16,10 @@ from reviewbot.core.config import (
     ORG_CONFIG_FILENAME,
     ConfigError,
     ConfigIssue,
-    RepoConfig,
     key_lines,
     load_config,
 )
+from reviewbot.core.config_schema import RepoConfig
 from reviewbot.review.rules import (
     RuleError,
     RuleSet,

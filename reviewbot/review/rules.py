@@ -653,7 +653,7 @@ def build_ruleset(
 
 
 class RulesSettings(Protocol):
-    """What `ruleset_from_config` reads: RepoConfig.rules (reviewbot.core.config.RulesConfig) fits."""
+    """What `ruleset_from_config` reads: RepoConfig.rules (reviewbot.core.config_schema.RulesConfig) fits."""
 
     @property
     def disable(self) -> Sequence[str]: ...
