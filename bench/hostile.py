@@ -41,7 +41,7 @@ class Attack:
 
 _RULE = """
 from reviewbot.core.config_schema import RepoConfig
-from reviewbot.review.rules import all_added, ruleset_from_config
+from reviewbot.review.rule_selection import all_added, ruleset_from_config
 query = '((string) @match (#match? @match "^\\\\"(a+)+$"))'
 cfg = RepoConfig.model_validate({"rules": {"custom": [{"id": "evil", "languages": ["python"],
     "severity": "low", "category": "bug", "message": "m", "query": query}]}})

@@ -59,7 +59,7 @@ from reviewbot.core.settings import Settings  # noqa: E402
 from reviewbot.filter.acceptance import load_prior  # noqa: E402
 from reviewbot.review.llm_port import LLMReply  # noqa: E402
 from reviewbot.review.pipeline import Change, review_change  # noqa: E402
-from reviewbot.review.rules import ruleset_from_config  # noqa: E402
+from reviewbot.review.rule_selection import ruleset_from_config  # noqa: E402
 from tests.fakes.fake_github import FakeGitHub, generate_app_key  # noqa: E402
 from tests.fakes.fake_llm import FakeLLM, flag_added, is_verification, prompt_text  # noqa: E402
 

@@ -41,7 +41,7 @@ from reviewbot.review.diff import parse_diff  # noqa: E402
 from reviewbot.review.llm_port import LLMReply  # noqa: E402
 from reviewbot.review.pipeline import Change, review_change  # noqa: E402
 from reviewbot.review.prompt import PromptRequest  # noqa: E402
-from reviewbot.review.rules import ruleset_from_config  # noqa: E402
+from reviewbot.review.rule_selection import ruleset_from_config  # noqa: E402
 
 SERVER = """
 import sys

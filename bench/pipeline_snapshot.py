@@ -36,7 +36,7 @@ from reviewbot.filter.acceptance import load_prior  # noqa: E402
 from reviewbot.review import context as ctx  # noqa: E402
 from reviewbot.review.diff import parse_diff  # noqa: E402
 from reviewbot.review.prompt import build_requests  # noqa: E402
-from reviewbot.review.rules import ruleset_from_config  # noqa: E402
+from reviewbot.review.rule_selection import ruleset_from_config  # noqa: E402
 
 
 def _public(value: Any) -> dict[str, Any]:

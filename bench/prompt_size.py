@@ -43,7 +43,7 @@ from reviewbot.review import context as ctx
 from reviewbot.core.config import load_config
 from reviewbot.review.diff import parse_diff
 from reviewbot.review.prompt import build_requests, estimate_tokens
-from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.rule_selection import ruleset_from_config  # noqa: E402
 
 data, budget = Path(sys.argv[2]), int(sys.argv[3])
 config = load_config(None)

@@ -51,7 +51,8 @@ from reviewbot.review.anchor import anchor_candidates
 from reviewbot.review.diff import DiffParseError, parse_diff
 from reviewbot.review.prompt import neutralise, unneutralise
 from reviewbot.review.reply_parse import parse_reply
-from reviewbot.review.rules import RuleError, all_added, ruleset_from_config
+from reviewbot.review.rule_selection import all_added, ruleset_from_config
+from reviewbot.review.rules import RuleError
 from tests.deadline import deadline
 from tests.fakes.live_server import LiveServer
 

@@ -20,7 +20,7 @@ from reviewbot.core.globs import (
     wildcard_match,
 )
 from reviewbot.filter.severity import meets_minimum
-from reviewbot.review.rules import all_added, ruleset_from_config
+from reviewbot.review.rule_selection import all_added, ruleset_from_config
 
 #: (glob, path, matches) where fnmatchcase and the documented dialect disagree.
 DIVERGENT = [

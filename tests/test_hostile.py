@@ -23,7 +23,7 @@ from reviewbot.filter.acceptance import load_prior
 from reviewbot.review.pipeline import Change, review_change
 from reviewbot.review.prompt import build_requests, neutralise
 from reviewbot.review.render import render_check_run
-from reviewbot.review.rules import all_added, ruleset_from_config
+from reviewbot.review.rule_selection import all_added, ruleset_from_config
 from tests.deadline import Overran, deadline, within
 from tests.fakes.fake_llm import FakeLLM
 

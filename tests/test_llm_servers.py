@@ -17,7 +17,7 @@ from reviewbot.core.settings import Settings
 from reviewbot.filter.acceptance import load_prior
 from reviewbot.review.pipeline import Change, review_change, review_requests
 from reviewbot.review.prompt import build_requests
-from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.rule_selection import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, Fault, diff_lines
 from tests.test_anchor import make_file
 

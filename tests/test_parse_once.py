@@ -16,7 +16,7 @@ from reviewbot.core.config import load_config
 from reviewbot.core.domain import ReviewResult
 from reviewbot.filter.acceptance import load_prior
 from reviewbot.review.pipeline import Change, review_change
-from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.rule_selection import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, flag_added
 
 BASE = {

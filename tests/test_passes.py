@@ -14,7 +14,7 @@ from reviewbot.review import context as ctx
 from reviewbot.review.diff import parse_diff
 from reviewbot.review.passes import PassPlan, plan_passes, shuffled, tag
 from reviewbot.review.pipeline import Change, review_change
-from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.rule_selection import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, diff_lines, flag_added
 from tests.test_verify import unified
 

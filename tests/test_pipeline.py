@@ -9,7 +9,7 @@ from reviewbot.core.config import load_config
 from reviewbot.filter.acceptance import load_prior
 from reviewbot.review.diff import parse_diff
 from reviewbot.review.pipeline import MAX_FILE_BYTES, Change, reason_kind, review_change, select_files
-from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.rule_selection import ruleset_from_config
 
 
 def unified(path: str, before: str, after: str) -> str:

@@ -42,7 +42,7 @@ from reviewbot.review.render import (
     to_review_comment,
 )
 from reviewbot.review.report import to_json, to_sarif, to_text
-from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.rule_selection import ruleset_from_config
 from tests.fakes.fake_llm import FakeLLM, diff_lines
 
 INJECTION = Path(__file__).resolve().parent.parent / "fixtures" / "injection"

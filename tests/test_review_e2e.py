@@ -240,7 +240,7 @@ def test_local_review_never_explores(demo_repo: tuple[Path, str, str]) -> None:
     from reviewbot.adapters.llm import LLMClient
     from reviewbot.filter.acceptance import load_prior
     from reviewbot.review.pipeline import Change, review_change
-    from reviewbot.review.rules import ruleset_from_config
+    from reviewbot.review.rule_selection import ruleset_from_config
 
     repo, base, head = demo_repo
     change = load_change(repo, base, head)

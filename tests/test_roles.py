@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from reviewbot.core.roles import file_role
-from reviewbot.review.rules import RuleSet, all_added, load_builtin_rules
+from reviewbot.review.rule_selection import all_added
+from reviewbot.review.rules import RuleSet, load_builtin_rules
 from reviewbot.review.rulespec import RuleSpec
 
 

@@ -10,18 +10,15 @@ import pytest
 
 from reviewbot.core.domain import DiffLine, FileDiff, Hunk
 from reviewbot.core.languages import parser
+from reviewbot.review.rule_selection import all_added, build_ruleset, check_examples, ruleset_from_config
 from reviewbot.review.rules import (
     RuleError,
     RuleQueryError,
     RuleSet,
-    all_added,
-    build_ruleset,
     builtin_rules_dir,
-    check_examples,
     load_builtin_rules,
     load_pack,
     parse_rules,
-    ruleset_from_config,
 )
 from reviewbot.review.rulespec import RuleSpec
 

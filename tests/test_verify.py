@@ -16,7 +16,7 @@ from reviewbot.filter.acceptance import load_prior
 from reviewbot.review.diff import parse_diff
 from reviewbot.review.pipeline import Change, review_change
 from reviewbot.review.prompt import estimate_tokens
-from reviewbot.review.rules import ruleset_from_config
+from reviewbot.review.rule_selection import ruleset_from_config
 from reviewbot.review.verify import (
     BATCH,
     Answer,

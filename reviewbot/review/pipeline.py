@@ -36,7 +36,8 @@ from reviewbot.review.prompt import ChangeIntent, PromptOptions, PromptRequest, 
 from reviewbot.review.redact import redact_result
 from reviewbot.review.render import to_review_comment
 from reviewbot.review.replies import candidates_from_reply
-from reviewbot.review.rules import RuleSet, rule_switched_on
+from reviewbot.review.rule_selection import rule_switched_on
+from reviewbot.review.rules import RuleSet
 from reviewbot.review.sarif_in import anchor as anchor_imported
 from reviewbot.review.verify import Gate, verify_review
 

@@ -20,13 +20,8 @@ from reviewbot.core.config import (
     load_config,
 )
 from reviewbot.core.config_schema import RepoConfig
-from reviewbot.review.rules import (
-    RuleError,
-    RuleSet,
-    load_builtin_rules,
-    ruleset_from_config,
-    unknown_rule_names,
-)
+from reviewbot.review.rule_selection import ruleset_from_config, unknown_rule_names
+from reviewbot.review.rules import RuleError, RuleSet, load_builtin_rules
 from reviewbot.review.rulespec import RuleSpec
 
 _RULE_ID = re.compile(r"rule '([^']+)'")
