@@ -29,7 +29,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from reviewbot.app.app_review import command_notifier, review_handlers
-from reviewbot.app.github import GitHubApp, Limits
+from reviewbot.app.github import GitHubApp
+from reviewbot.app.github_types import Limits
 from reviewbot.app.logs import JsonFormatter
 from reviewbot.app.metrics import Metrics
 from reviewbot.app.queue import JobQueue

@@ -24,7 +24,8 @@ from pydantic import SecretStr
 
 from reviewbot.adapters.llm import client_from_settings
 from reviewbot.app.app_review import ReviewJobHandler
-from reviewbot.app.github import GitHubApp, Limits
+from reviewbot.app.github import GitHubApp
+from reviewbot.app.github_types import Limits
 from reviewbot.app.queue import JobQueue
 from reviewbot.app.store import Store
 from reviewbot.core.settings import Settings, settings_secrets

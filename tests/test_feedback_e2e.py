@@ -23,7 +23,8 @@ from reviewbot.app.feedback_poll import (
     poll_reactions,
     schedule_feedback_jobs,
 )
-from reviewbot.app.github import GitHubClient, Limits
+from reviewbot.app.github import GitHubClient
+from reviewbot.app.github_types import Limits
 from reviewbot.app.queue import JobQueue
 from reviewbot.app.records import Tenant
 from reviewbot.app.store import Store

@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from unidiff import PatchSet
 
-from reviewbot.app.github import (
+from reviewbot.app.github import GitHubApp, GitHubClient
+from reviewbot.app.github_types import (
     GitHubAPIError,
-    GitHubApp,
-    GitHubClient,
     GitHubRateLimitError,
     GitHubTransientError,
     Limits,

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from reviewbot.app.app_review import head_marker
-from reviewbot.app.github import GitHubApp, Limits
+from reviewbot.app.github import GitHubApp
+from reviewbot.app.github_types import Limits
 from reviewbot.app.queue import iso
 from tests.fakes.fake_github import FakePull
 from tests.test_app_e2e import APP_ID, CONFIG, INSTALLATION, REPO, World, module

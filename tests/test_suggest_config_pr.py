@@ -12,7 +12,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from reviewbot.app.github import GitHubAPIError, GitHubClient
+from reviewbot.app.github import GitHubClient
+from reviewbot.app.github_types import GitHubAPIError
 from reviewbot.app.store import Store
 from reviewbot.commands import stats_cmd
 from reviewbot.core.config import load_config

@@ -17,7 +17,8 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewbot.app.github import GitHubClient, GitHubError, _split
+from reviewbot.app.github import GitHubClient, _split
+from reviewbot.app.github_types import GitHubError
 from reviewbot.core.config_schema import SarifInConfig
 from reviewbot.core.domain import Candidate
 from reviewbot.core.globs import wildcard_match

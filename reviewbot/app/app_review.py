@@ -33,14 +33,8 @@ from reviewbot.adapters.llm import LLMClient, caps_overrides_from_settings, clie
 from reviewbot.adapters.llm_caps import CapsBook
 from reviewbot.adapters.sarif_fetch import Fetched, fetch_imported
 from reviewbot.app import records, webhooks
-from reviewbot.app.github import (
-    DiffText,
-    GitHubApp,
-    GitHubClient,
-    GitHubError,
-    ReviewCommentInfo,
-    ReviewRejectedError,
-)
+from reviewbot.app.github import GitHubApp, GitHubClient
+from reviewbot.app.github_types import DiffText, GitHubError, ReviewCommentInfo, ReviewRejectedError
 from reviewbot.app.logs import log_context
 from reviewbot.app.metrics import Metrics
 from reviewbot.app.queue import Job, JobQueue, iso, parse_iso

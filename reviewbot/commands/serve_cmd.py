@@ -209,7 +209,7 @@ async def github_auth_probe(
     """Ask GitHub whether it accepts the App's id and key (GET /app) now and every `interval`;
     a refusal (a revoked key, a key of another App) marks the worker unhealthy on /healthz. A 5xx
     or a network error changes nothing: it says nothing about the credentials."""
-    from reviewbot.app.github import GitHubError, GitHubTransientError
+    from reviewbot.app.github_types import GitHubError, GitHubTransientError
 
     while not worker.stopping:
         state: str | None = None

@@ -203,7 +203,7 @@ async def _open_pr(
     from datetime import UTC, datetime
 
     from reviewbot.app.app_review import github_app_from_settings
-    from reviewbot.app.github import GitHubError
+    from reviewbot.app.github_types import GitHubError
     from reviewbot.learning.config_pr import open_config_pr
 
     try:

@@ -17,7 +17,8 @@ from typing import Any, cast
 
 import yaml
 
-from reviewbot.app.github import GitHubAPIError, GitHubClient
+from reviewbot.app.github import GitHubClient
+from reviewbot.app.github_types import GitHubAPIError
 from reviewbot.core.config import CONFIG_PATH
 
 #: Tried in turn when a branch of that name exists already (GitHub answers 422 to its creation).
