@@ -169,7 +169,7 @@ _WORD_CACHE = 1 << 17
 def text_column(token: str, n_text: int) -> int:
     """The column sklearn's HashingVectorizer gives `token`: abs(signed murmurhash3) mod n
     (with its rule for -2**31, whose abs overflows an int32)."""
-    h = murmurhash3_32(token, seed=0, positive=False)
+    h = int(murmurhash3_32(token, seed=0, positive=False))
     if h == -2147483648:
         return (2147483647 - (n_text - 1)) % n_text
     return abs(h) % n_text
