@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,7 +25,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
-from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
 from reviewbot.core.domain import SEVERITIES, Candidate, severity_rank
@@ -159,44 +159,83 @@ def _cat_tokens(ex: Example) -> list[str]:
     return toks
 
 
+#: sklearn's default word token pattern (HashingVectorizer's `token_pattern`), which the text
+#: block has always used: a model's coefficients are indexed by these hashes.
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+#: How many distinct words the per-featurizer hash cache holds before it starts afresh.
+_WORD_CACHE = 1 << 17
+
+
+def text_column(token: str, n_text: int) -> int:
+    """The column sklearn's HashingVectorizer gives `token`: abs(signed murmurhash3) mod n
+    (with its rule for -2**31, whose abs overflows an int32)."""
+    h = int(murmurhash3_32(token, seed=0, positive=False))
+    if h == -2147483648:
+        return (2147483647 - (n_text - 1)) % n_text
+    return abs(h) % n_text
+
+
 class Featurizer:
-    """Candidates -> sparse rows. Stateless apart from its config, so it needs no storage."""
+    """Candidates -> sparse rows. Stateless apart from its config, so it needs no storage.
+
+    The text block is what HashingVectorizer(alternate_sign=False, norm="l2", lowercase=True,
+    ngram_range=(1, ngram_max)) gives, computed here directly: the filter scores every review,
+    and sklearn's per-call validation plus building and joining three sparse matrices cost more
+    than the model itself (tests/test_featurize_equivalence.py checks the two are identical).
+    """
 
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
-        self._text = HashingVectorizer(
-            n_features=config.n_text,
-            ngram_range=(1, config.ngram_max),
-            alternate_sign=False,
-            norm="l2",
-            lowercase=True,
-        )
+        self._word_index: dict[str, int] = {}
         self._cat_index: dict[str, int] = {}
         self._cat_rows: dict[tuple[str | None, ...], list[int]] = {}
 
-    def _categorical(self, examples: Sequence[Example]) -> sp.csr_matrix:
-        """Hashed categorical tokens (murmurhash3, as sklearn hashes); tokens repeat, so cache,
-        and so do whole rows: they depend on a few fields only (a history has few paths)."""
-        index = self._cat_index
-        rows = self._cat_rows
-        indptr = [0]
-        indices: list[int] = []
-        for ex in examples:
-            c, a = ex.candidate, ex.assessment
-            key = (a.category, a.severity, c.source, c.language, c.rule_id, c.path)
-            cols = rows.get(key)
-            if cols is None:
-                found = set()
-                for tok in _cat_tokens(ex):
-                    col = index.get(tok)
-                    if col is None:
-                        col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
-                    found.add(col)
-                cols = rows[key] = sorted(found)
-            indices.extend(cols)
-            indptr.append(len(indices))
-        data = np.ones(len(indices), dtype=np.float64)
-        return sp.csr_matrix((data, indices, indptr), shape=(len(examples), self.config.n_cat))
+    def _words(self, text: str) -> list[str]:
+        """sklearn's word analyzer: lowercase, the token pattern, then n-grams up to ngram_max."""
+        tokens: list[str] = _TOKEN.findall(text.lower())
+        n_max = self.config.ngram_max
+        if n_max == 1:
+            return tokens
+        out = list(tokens)
+        for n in range(2, min(n_max + 1, len(tokens) + 1)):
+            out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return out
+
+    def text_row(self, text: str) -> tuple[list[int], list[float]]:
+        """(sorted columns, l2-normalised counts) of one text's hashed words."""
+        index = self._word_index
+        if len(index) > _WORD_CACHE:
+            index.clear()
+        n_text = self.config.n_text
+        counts: dict[int, int] = {}
+        for word in self._words(text):
+            col = index.get(word)
+            if col is None:
+                col = index[word] = text_column(word, n_text)
+            counts[col] = counts.get(col, 0) + 1
+        cols = sorted(counts)
+        if not cols:
+            return [], []
+        # integer counts: the sum of squares is exact in any order, as in sklearn's normalize
+        norm = math.sqrt(sum(counts[c] * counts[c] for c in cols))
+        return cols, [counts[c] / norm for c in cols]
+
+    def _cat_columns(self, ex: Example) -> list[int]:
+        """Sorted hashed categorical columns (murmurhash3, as sklearn hashes); tokens repeat, so
+        cache, and so do whole rows: they depend on a few fields only (a history has few paths)."""
+        c, a = ex.candidate, ex.assessment
+        key = (a.category, a.severity, c.source, c.language, c.rule_id, c.path)
+        cols = self._cat_rows.get(key)
+        if cols is None:
+            index = self._cat_index
+            found = set()
+            for tok in _cat_tokens(ex):
+                col = index.get(tok)
+                if col is None:
+                    col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
+                found.add(col)
+            cols = self._cat_rows[key] = sorted(found)
+        return cols
 
     def numeric(self, ex: Example) -> list[float]:
         c, a = ex.candidate, ex.assessment
@@ -230,15 +269,35 @@ class Featurizer:
         ]
 
     def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:
-        texts = [f"{e.candidate.title} {e.candidate.body}" for e in examples]
-        text = self._text.transform(texts)
-        cat = self._categorical(examples)
-        num = sp.csr_matrix(
-            np.array([self.numeric(e) for e in examples], dtype=np.float64).reshape(
-                len(examples), len(NUMERIC)
-            )
+        """One CSR matrix [text | categorical | numeric], built directly: the same rows, in the
+        same column order, that hstack of the three blocks gave (zeros of the numeric block are
+        not stored, as a sparse matrix built from a dense one does not store them)."""
+        cfg = self.config
+        cat_base = cfg.n_text
+        num_base = cfg.n_text + cfg.n_cat
+        indptr = [0]
+        indices: list[int] = []
+        data: list[float] = []
+        for ex in examples:
+            cols, vals = self.text_row(f"{ex.candidate.title} {ex.candidate.body}")
+            indices.extend(cols)
+            data.extend(vals)
+            cat = self._cat_columns(ex)
+            indices.extend(cat_base + col for col in cat)
+            data.extend([1.0] * len(cat))
+            for k, v in enumerate(self.numeric(ex)):
+                if v != 0:
+                    indices.append(num_base + k)
+                    data.append(v)
+            indptr.append(len(indices))
+        return sp.csr_matrix(
+            (
+                np.array(data, dtype=np.float64),
+                np.array(indices, dtype=np.int32),
+                np.array(indptr, dtype=np.int32),
+            ),
+            shape=(len(examples), cfg.n_features),
         )
-        return sp.hstack([text, cat, num], format="csr")
 
 
 @dataclass(slots=True)
@@ -396,6 +455,7 @@ class AcceptanceModel:
     rule_counts: dict[str, tuple[float, float]] = field(default_factory=dict)
     _dense: np.ndarray | None = field(default=None, repr=False)
     _intercept: float = field(default=0.0, repr=False)
+    _featurizer: Featurizer | None = field(default=None, repr=False, compare=False)
 
     def _combined(self) -> tuple[np.ndarray, float]:
         if self._dense is None:
@@ -405,7 +465,11 @@ class AcceptanceModel:
         return self._dense, self._intercept
 
     def featurizer(self) -> Featurizer:
-        return Featurizer(self.config)
+        """One featurizer per model, kept: its word and category hash caches then serve every
+        review the model scores."""
+        if self._featurizer is None:
+            self._featurizer = Featurizer(self.config)
+        return self._featurizer
 
     def logits(self, X: sp.csr_matrix) -> np.ndarray:
         w, b = self._combined()

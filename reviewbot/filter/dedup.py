@@ -256,22 +256,60 @@ def _h(text: str, n: int) -> str:
 
 def simhash(text: str) -> int:
     """64-bit simhash of the normalised claim (tokens and token pairs): near texts, near hashes."""
+    return simhashes([text])[0]
+
+
+def _features(text: str) -> list[str]:
     toks = tokens(text)
-    feats = toks + [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
-    if not feats:
-        return 0
-    digests = b"".join(hashlib.blake2b(f.encode("utf-8"), digest_size=8).digest() for f in feats)
-    bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8).reshape(len(feats), 8), axis=1)
-    votes = (bits.astype(np.int32) * 2 - 1).sum(axis=0)  # bit 0 is the most significant
-    return int.from_bytes(np.packbits(votes > 0).tobytes(), "big")
+    return toks + [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
+
+
+@lru_cache(maxsize=1 << 16)
+def _digest(feature: str) -> bytes:
+    """A feature's 64-bit blake2b digest. Cached: words and word pairs repeat across reviews."""
+    return hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
+
+
+def simhashes(texts: Sequence[str]) -> list[int]:
+    """simhash of each text, all in one set of array operations (the filter fingerprints every
+    candidate of a review; per-text array calls cost more than the hashing). Each bit is the
+    majority vote of the text's feature digests, bit 0 the most significant."""
+    feats = [_features(t) for t in texts]
+    sizes = [len(f) for f in feats]
+    out = [0] * len(texts)
+    if not any(sizes):
+        return out
+    digests = b"".join(map(_digest, chain.from_iterable(feats)))
+    bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8).reshape(-1, 8), axis=1)
+    votes = bits.astype(np.int32) * 2 - 1
+    present = [i for i, n in enumerate(sizes) if n]
+    starts = np.cumsum([0] + [sizes[i] for i in present[:-1]])
+    sums = np.add.reduceat(votes, starts, axis=0)  # rows of texts with features are contiguous
+    packed = np.packbits(sums > 0, axis=1)
+    for row, i in enumerate(present):
+        out[i] = int.from_bytes(packed[row].tobytes(), "big")
+    return out
+
+
+def _claim(candidate: Candidate) -> str:
+    return f"{candidate.title}\n{candidate.body}"
+
+
+def _format(candidate: Candidate, claim: int) -> str:
+    path = _h(candidate.path or "", 10)
+    symbol = _h(candidate.symbol or "", 6)
+    return f"{FINGERPRINT_VERSION}:{path}:{symbol}:{claim:016x}"
 
 
 def fingerprint(candidate: Candidate) -> str:
     """`fp1:<path hash>:<symbol hash>:<claim simhash>`; the line number is deliberately absent."""
-    path = _h(candidate.path or "", 10)
-    symbol = _h(candidate.symbol or "", 6)
-    claim = simhash(f"{candidate.title}\n{candidate.body}")
-    return f"{FINGERPRINT_VERSION}:{path}:{symbol}:{claim:016x}"
+    return _format(candidate, simhash(_claim(candidate)))
+
+
+def fingerprints(candidates: Sequence[Candidate]) -> list[str]:
+    """fingerprint() of each candidate, with the simhashes computed in one batch."""
+    claims = simhashes([_claim(c) for c in candidates])
+    return [_format(c, h) for c, h in zip(candidates, claims, strict=True)]
 
 
 def _parts(fp: str) -> tuple[str, str, int] | None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from reviewbot.core.domain import Candidate, Decision
 from reviewbot.core.vocabulary import normalise_severity
 from reviewbot.filter.acceptance import DEFAULT_THRESHOLD, AcceptanceModel, Example, HistoryRow, with_support
-from reviewbot.filter.dedup import DedupSettings, FingerprintIndex, cluster_candidates, fingerprint
+from reviewbot.filter.dedup import DedupSettings, FingerprintIndex, cluster_candidates, fingerprints
 from reviewbot.filter.select import SEVERITY_WEIGHT, Choice, resolve_threshold, select
 from reviewbot.filter.severity import Assessment, assess, meets_minimum
 from reviewbot.filter.suppression import NOTHING, Learned
@@ -108,7 +108,7 @@ def filter_review(
     dismissed = FingerprintIndex(list(dismissed_fingerprints))
     posted = FingerprintIndex(list(posted_fingerprints))
     assessments = [assess(c) for c in candidates]
-    fps = [fingerprint(c) for c in candidates]
+    fps = fingerprints(candidates)
     groups: dict[tuple[str | None, int | None], list[int]] = {}
     for i, c in enumerate(candidates):
         groups.setdefault((c.repo, c.pr), []).append(i)
