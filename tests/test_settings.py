@@ -173,6 +173,13 @@ def test_private_key_path_problems_are_typed_errors(tmp_path: Path) -> None:
         Settings().private_key_pem()
 
 
+def test_the_test_and_bench_variables_are_not_warned_about() -> None:
+    """.ci/run exports REVIEWBOT_TEST_DATABASE_URL for the suite and the benches read
+    REVIEWBOT_SHARED_DATA: a `reviewbot serve` started under them must not open with a warning."""
+    environ = {"REVIEWBOT_TEST_DATABASE_URL": "postgresql://x", "REVIEWBOT_SHARED_DATA": "/data"}
+    assert unknown_env_warnings(environ) == []
+
+
 def test_unknown_reviewbot_variables_are_warned_about(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -353,9 +353,14 @@ def require(settings: Settings, *names: str, purpose: str | None = None) -> None
             raise MissingSettingError(name, purpose)
 
 
+#: REVIEWBOT_* variables that are not settings but are read by reviewbot's own test suite and
+#: benches (a PostgreSQL URL for the tests, the path to the shared evaluation data).
+NOT_SETTINGS = ("REVIEWBOT_TEST_DATABASE_URL", "REVIEWBOT_SHARED_DATA")
+
+
 def unknown_env_warnings(environ: Mapping[str, str]) -> list[str]:
     """One warning per `REVIEWBOT_*` variable that is no setting, with a did-you-mean."""
-    known = [env_var(name) for name in Settings.model_fields]
+    known = [env_var(name) for name in Settings.model_fields] + list(NOT_SETTINGS)
     warnings = []
     for name in sorted(environ):
         if name.upper().startswith(ENV_PREFIX) and name.upper() not in known:
