@@ -512,7 +512,7 @@ def check_wrk(db_path: Path, deliveries: list[Delivery], run: WrkRun) -> Report:
 
 def noop_server_main(port: int) -> None:
     """The baseline: a FastAPI app that reads the body and answers 202, under uvicorn with the
-    options `reviewbot serve` uses (h11, no access log)."""
+    options `reviewbot serve` uses (its guarded HTTP protocol, no access log)."""
     import uvicorn
     from fastapi import FastAPI
     from starlette.requests import Request
@@ -531,8 +531,16 @@ def noop_server_main(port: int) -> None:
     app.add_route("/webhook", webhook, methods=["POST"])
     app.add_route("/healthz", healthz, methods=["GET"])
 
+    from reviewbot.app.http_guard import guarded_http
+
     uvicorn.run(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off", http="h11"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        http=guarded_http(),
     )
 
 

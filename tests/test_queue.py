@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reviewbot.app.queue import JobQueue, iso
-from reviewbot.app.store import WRITE_LOCK_KEY, Store
+from reviewbot.app.queue import Delivery, JobQueue, iso
+from reviewbot.app.store import BUSY_TIMEOUT_MS, WRITE_LOCK_KEY, Store
 from tests.fakes.clock import ManualClock
 
 Clock = ManualClock
@@ -324,3 +324,56 @@ def test_the_idle_poll_takes_no_write_lock(queue: JobQueue, store: Store, tmp_pa
         other.conn.execute("ROLLBACK")
         other.close()
     queue.checkpoint()  # passive: returns at once
+
+
+# --- deliveries stored on the event loop (issue #14) ----------------------------------------------
+
+
+def _ping(delivery_id: str) -> Delivery:
+    return Delivery(delivery_id, "ping", None, 1, "o/r", iso(0))
+
+
+def test_try_accept_delivery_stores_when_nothing_waits(queue: JobQueue, store: Store) -> None:
+    if store.is_postgres:
+        assert queue.try_accept_delivery(_ping("d1"), []) is None  # network round trips: a thread's
+        return
+    assert queue.try_accept_delivery(_ping("d1"), [{"kind": "review", "payload": {}}]) == (False, [1])
+    assert queue.try_accept_delivery(_ping("d1"), []) == (True, [1])  # a redelivery: stored once
+
+
+def test_try_accept_delivery_gives_way_to_another_writer_and_stores_nothing(
+    queue: JobQueue, store: Store
+) -> None:
+    if store.is_postgres:
+        pytest.skip("SQLite's writer lock")
+    other = store.reopen()
+    try:
+        other.conn.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert queue.try_accept_delivery(_ping("d1"), []) is None
+        assert time.monotonic() - started < 1  # did not wait out busy_timeout (30 s)
+        other.conn.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS  # restored
+    assert store.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+    assert queue.try_accept_delivery(_ping("d1"), []) == (False, [])
+
+
+def test_try_accept_delivery_gives_way_to_a_thread_holding_the_queue(queue: JobQueue) -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with queue.lock:
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    try:
+        assert queue.try_accept_delivery(_ping("d1"), []) is None
+    finally:
+        release.set()
+        t.join()
+    assert queue.accept_delivery(_ping("d1"), []) == (False, [])

@@ -190,6 +190,36 @@ def test_delivery_and_job_are_one_transaction(live: LiveServer, store: Store, fi
     assert rows(store, "SELECT COUNT(*) FROM jobs") == [(1,)]
 
 
+def test_a_delivery_waits_for_another_writer_off_the_event_loop(
+    live: LiveServer, store: Store, fixtures_dir: Path
+) -> None:
+    """Deliveries are stored on the event loop when nothing holds SQLite's writer lock (issue #14);
+    while another connection holds it, the write waits on a thread: the server keeps answering."""
+    if store.is_postgres:
+        pytest.skip("SQLite's writer lock")
+    other = store.reopen()
+    other.conn.execute("BEGIN IMMEDIATE")
+    body = payload(fixtures_dir, "pull_request.opened")
+    answer: list[httpx.Response] = []
+    sender = threading.Thread(
+        target=lambda: answer.append(post(live.url, body, event="pull_request", delivery="w-1"))
+    )
+    sender.start()
+    try:
+        time.sleep(0.3)
+        assert not answer  # waiting for the writer lock
+        started = time.monotonic()
+        forged = post(live.url, body, event="pull_request", delivery="w-2", signature="sha256=" + "0" * 64)
+        assert forged.status_code == 401 and time.monotonic() - started < 2  # the loop is free
+    finally:
+        other.conn.execute("ROLLBACK")
+        other.close()
+        sender.join(10)
+    assert answer and answer[0].status_code == 202, answer
+    assert rows(store, "SELECT id FROM deliveries") == [("w-1",)]
+    assert len(rows(store, "SELECT id FROM jobs")) == 1
+
+
 def test_ignored_events_are_acknowledged_and_recorded(
     live: LiveServer, store: Store, fixtures_dir: Path
 ) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from reviewbot.app.http_guard import guarded_h11
+from reviewbot.app.http_guard import guarded_h11, guarded_httptools
 from reviewbot.app.queue import JobQueue
 from reviewbot.app.server import create_app
 from reviewbot.app.store import Store
@@ -26,8 +26,8 @@ HEADER_TIMEOUT = 1.0
 CAP = 16
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
+@pytest.fixture(params=[guarded_httptools, guarded_h11], ids=["httptools", "h11"])
+def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     store = Store.open(tmp_path / "s.db")
     app = create_app(
         store=store,
@@ -36,7 +36,8 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
         queue=JobQueue(store),
         body_timeout=1.0,
     )
-    with LiveServer(app, http=guarded_h11(header_timeout=HEADER_TIMEOUT, max_connections=CAP)) as srv:
+    guard = request.param(header_timeout=HEADER_TIMEOUT, max_connections=CAP)
+    with LiveServer(app, http=guard) as srv:
         yield srv
     store.close()
 

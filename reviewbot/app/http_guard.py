@@ -3,7 +3,8 @@
 uvicorn closes idle keep-alive connections, but a connection that sends its request head one byte
 at a time (or nothing at all) is held forever, and there is no cap on open connections: 600 slow
 connections held the server for minutes and 1,100 half-open ones made signed deliveries fail.
-`guarded_h11` returns uvicorn's h11 protocol with
+`guarded_http` returns uvicorn's httptools protocol (C parser; h11, pure Python, when httptools
+is not installed) with
 - a header deadline: the request head must be complete `header_timeout` seconds after the
   connection opened (or after the previous response), trickled bytes do not extend it;
 - a connection cap: beyond `max_connections` open connections a new one is closed at once, so
@@ -28,16 +29,20 @@ MAX_CONNECTIONS = 256
 KEEP_ALIVE_TIMEOUT = 5.0
 
 
-def guarded_h11(
-    *, header_timeout: float = HEADER_TIMEOUT, max_connections: int = MAX_CONNECTIONS
-) -> type[H11Protocol]:
-    """uvicorn's h11 protocol class with a header deadline and a connection cap (pass as `http=`)."""
+def _guard(
+    base: type[asyncio.Protocol], header_timeout: float, max_connections: int
+) -> type[asyncio.Protocol]:
+    """`base` (one of uvicorn's HTTP/1.1 protocols) with a header deadline and a connection cap.
 
-    class GuardedH11Protocol(H11Protocol):
+    Both of uvicorn's protocols set `self.cycle` when a request head is complete and call
+    `on_response_complete` when a response is sent, so one subclass body serves both."""
+    base_any: Any = base
+
+    class Guarded(base_any):
         _head_timer: asyncio.TimerHandle | None = None
         _waiting_after: Any = None  # the cycle the deadline was armed after (None: a new connection)
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             if len(self.connections) > max_connections:
                 log.warning("connection cap (%d) reached: closing a new connection", max_connections)
@@ -63,17 +68,46 @@ def guarded_h11(
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.cycle is not self._waiting_after:  # a request head arrived: the app's turn now
-                self._disarm()
+            if self._head_timer is not None and self.cycle is not self._waiting_after:
+                self._disarm()  # a request head arrived: the app's turn now
 
         def on_response_complete(self) -> None:
-            done = self.cycle
             super().on_response_complete()
-            if self.cycle is done and not self.transport.is_closing():
-                self._arm(done)  # the next request head (keep-alive) has the same deadline
+            cycle = self.cycle
+            # httptools has already parsed a pipelined head into `self.cycle`: no deadline while
+            # that one runs (its own response re-arms it)
+            if cycle is not None and cycle.response_complete and not self.transport.is_closing():
+                self._arm(cycle)  # the next request head (keep-alive) has the same deadline
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
 
-    return GuardedH11Protocol
+    Guarded.__name__ = Guarded.__qualname__ = "Guarded" + base.__name__
+    return Guarded
+
+
+def guarded_h11(
+    *, header_timeout: float = HEADER_TIMEOUT, max_connections: int = MAX_CONNECTIONS
+) -> type[asyncio.Protocol]:
+    """uvicorn's pure-Python h11 protocol, guarded (pass as `http=`): the fallback."""
+    return _guard(H11Protocol, header_timeout, max_connections)
+
+
+def guarded_httptools(
+    *, header_timeout: float = HEADER_TIMEOUT, max_connections: int = MAX_CONNECTIONS
+) -> type[asyncio.Protocol]:
+    """uvicorn's httptools (C parser) protocol, guarded; ImportError when httptools is missing."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    return _guard(HttpToolsProtocol, header_timeout, max_connections)
+
+
+def guarded_http(
+    *, header_timeout: float = HEADER_TIMEOUT, max_connections: int = MAX_CONNECTIONS
+) -> type[asyncio.Protocol]:
+    """The fastest guarded protocol available: httptools (~2x the acks/s of h11), else h11."""
+    try:
+        return guarded_httptools(header_timeout=header_timeout, max_connections=max_connections)
+    except ImportError:
+        return guarded_h11(header_timeout=header_timeout, max_connections=max_connections)

@@ -244,6 +244,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 WRITE_PROBE_BYTES = 16 * 1024
 
 
+BUSY_TIMEOUT_MS = 30000  # how long a SQLite write waits for another connection's writer lock
+
+
+class StoreBusy(Exception):
+    """Another connection holds SQLite's writer lock (from `Store.transaction_now`)."""
+
+
 class Store:
     """An open reviewbot database. Build one at the edge and pass it in."""
 
@@ -284,7 +291,7 @@ class Store:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -300,6 +307,30 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    @contextmanager
+    def transaction_now(self) -> Iterator[Any]:
+        """`transaction()` on SQLite, but raises StoreBusy at once instead of waiting (up to
+        busy_timeout) when another connection holds the writer lock: the server then writes on a
+        thread instead of stalling its event loop. Only for SQLite (PostgreSQL always waits)."""
+        assert not self.is_postgres, "transaction_now is SQLite's"
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(str(exc)) from exc
+            raise
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self, *, serialized: bool = True) -> Iterator[Any]:

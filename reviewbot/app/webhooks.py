@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -595,8 +595,17 @@ def _feedback_job(action: Feedback, event: str, payload: dict[str, Any] | None) 
 
 
 def _jsonable(action: Any) -> dict[str, Any]:
-    data = asdict(action)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+    """An action's fields as plain JSON (tuples as lists). Not `dataclasses.asdict`: its deep copy
+    of every value was a tenth of the server's time per delivery (issue #14)."""
+    return {f.name: _plain(getattr(action, f.name)) for f in fields(action)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(value)
+    return value
 
 
 def installation_change_from_payload(data: dict[str, Any]) -> InstallationChange:

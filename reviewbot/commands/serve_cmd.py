@@ -386,7 +386,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
         from prometheus_client import CollectorRegistry
 
-        from reviewbot.app.http_guard import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, guarded_h11
+        from reviewbot.app.http_guard import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, guarded_http
         from reviewbot.app.metrics import Metrics
         from reviewbot.app.queue import JobQueue
         from reviewbot.app.server import create_app
@@ -438,7 +438,7 @@ def register(app: typer.Typer) -> None:
                 lifespan="off",
                 timeout_graceful_shutdown=10,
                 # header deadline and connection cap (the body's are the app's): issue #11
-                http=guarded_h11(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS),
+                http=guarded_http(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS),
                 timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
             )
         finally:
