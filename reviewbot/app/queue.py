@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from reviewbot.app.dialect import JOBS_CHANNEL, listen
 from reviewbot.app.store import Store, StoreBusy
@@ -113,6 +113,19 @@ def _kind_filter(kinds: list[str] | None) -> tuple[str, list[str]]:
     return f" AND kind IN ({', '.join('?' * len(kinds))})", list(kinds)
 
 
+class JobOptions(TypedDict, total=False):
+    """The keywords `JobQueue.enqueue` passes on to `JobQueue.enqueue_in` (documented there)."""
+
+    installation_id: int | None
+    repo: str | None
+    pr: int | None
+    head_sha: str | None
+    dedupe_key: str | None
+    supersede: bool | None
+    cancel_installation: bool
+    head_at: str | None
+
+
 class JobQueue:
     """The queue over `store.conn`. All methods are synchronous and short (a few statements)."""
 
@@ -139,35 +152,11 @@ class JobQueue:
 
     # --- producing ----------------------------------------------------------------------------
 
-    def enqueue(
-        self,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        installation_id: int | None = None,
-        repo: str | None = None,
-        pr: int | None = None,
-        head_sha: str | None = None,
-        dedupe_key: str | None = None,
-        supersede: bool | None = None,
-        cancel_installation: bool = False,
-        head_at: str | None = None,
-    ) -> int:
-        """Add a job; returns its id (the live job's id when `dedupe_key` is already queued/running)."""
+    def enqueue(self, kind: str, payload: dict[str, Any], **options: Unpack[JobOptions]) -> int:
+        """Add a job; returns its id (the live job's id when `dedupe_key` is already queued/running).
+        `options` are `enqueue_in`'s keywords."""
         with self.lock, self.store.transaction() as conn:
-            return self.enqueue_in(
-                conn,
-                kind,
-                payload,
-                installation_id=installation_id,
-                repo=repo,
-                pr=pr,
-                head_sha=head_sha,
-                dedupe_key=dedupe_key,
-                supersede=supersede,
-                cancel_installation=cancel_installation,
-                head_at=head_at,
-            )
+            return self.enqueue_in(conn, kind, payload, **options)
 
     def enqueue_in(
         self,
