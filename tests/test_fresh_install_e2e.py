@@ -13,7 +13,7 @@ from typing import Any
 
 from reviewbot.adapters.local import build_repo_from_dirs
 from tests.fakes.fake_llm import FakeLLM, diff_lines
-from tests.test_review_e2e import run_cli
+from tests.test_review_e2e import review_json
 
 N_PLANTED = 8
 
@@ -98,17 +98,7 @@ def _vague(request_json: dict[str, Any]) -> dict[str, Any]:
 def _review(tmp_path: Path, responder: Any) -> dict[str, Any]:
     repo, base, head = _planted_repo(tmp_path)
     with FakeLLM(responder=responder) as llm:
-        proc = run_cli(
-            "review",
-            str(repo),
-            "--base",
-            base,
-            "--head",
-            head,
-            "--format",
-            "json",
-            env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key"},
-        )
+        proc = review_json(repo, base, head, llm)
         assert llm.requests, "the LLM was never asked"
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads(proc.stdout)

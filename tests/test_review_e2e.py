@@ -38,6 +38,22 @@ def run_cli(
     )
 
 
+def review_json(repo: Path, base: str, head: str, llm: FakeLLM, *extra: str) -> subprocess.CompletedProcess:
+    """`reviewbot review --format json` of base..head in a subprocess, against the fake LLM."""
+    return run_cli(
+        "review",
+        str(repo),
+        "--base",
+        base,
+        "--head",
+        head,
+        "--format",
+        "json",
+        *extra,
+        env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key"},
+    )
+
+
 def hostile_responder(request_json: dict[str, Any]) -> dict[str, Any]:
     """Answer like a sloppy model: one good finding per file, plus off-diff and invented ones."""
     findings: list[dict[str, Any]] = []
@@ -131,17 +147,7 @@ def test_demo_runs_rules_only_and_posts_the_planted_bugs() -> None:
 def test_review_cli_with_fake_llm_posts_only_valid_anchors(demo_repo: tuple[Path, str, str]) -> None:
     repo, base, head = demo_repo
     with FakeLLM(responder=hostile_responder) as llm:
-        proc = run_cli(
-            "review",
-            str(repo),
-            "--base",
-            base,
-            "--head",
-            head,
-            "--format",
-            "json",
-            env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "test-key"},
-        )
+        proc = review_json(repo, base, head, llm)
         assert llm.requests, "the LLM was never asked"
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

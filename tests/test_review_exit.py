@@ -10,7 +10,7 @@ import pytest
 from reviewbot.adapters.local import build_repo_from_dirs
 from reviewbot.commands.review_cmd import EXIT_LLM_FAILED
 from tests.fakes.fake_llm import FakeLLM
-from tests.test_review_e2e import DEMO, hostile_responder, run_cli
+from tests.test_review_e2e import DEMO, hostile_responder, review_json, run_cli
 
 
 @pytest.fixture()
@@ -36,17 +36,7 @@ def test_unreachable_llm_exits_with_its_own_code_unless_allowed(demo: tuple[Path
 def test_exhausted_quota_is_one_line_and_exit_3(demo: tuple[Path, str, str]) -> None:
     repo, base, head = demo
     with FakeLLM(quota_exhausted=True) as llm:
-        proc = run_cli(
-            "review",
-            str(repo),
-            "--base",
-            base,
-            "--head",
-            head,
-            "--format",
-            "json",
-            env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "k"},
-        )
+        proc = review_json(repo, base, head, llm)
         asked = len(llm.requests)
     assert proc.returncode == 3
     notes = json.loads(proc.stdout)["notes"]
@@ -57,20 +47,15 @@ def test_a_recovered_llm_failure_is_a_pass_and_commits_reach_the_prompt(demo: tu
     repo, base, head = demo
     with FakeLLM(responder=hostile_responder) as llm:
         llm.enqueue_fault(status=503)
-        proc = run_cli(
-            "review",
-            str(repo),
-            "--base",
+        proc = review_json(
+            repo,
             base,
-            "--head",
             head,
-            "--format",
-            "json",
+            llm,
             "--title",
             "Add inventory sync",
             "--description",
             "Syncs stock levels nightly.",
-            env={"REVIEWBOT_LLM_BASE_URL": llm.base_url, "REVIEWBOT_LLM_API_KEY": "k"},
         )
         user = llm.requests[-1]["messages"][-1]["content"]
     assert proc.returncode == 0, proc.stderr
