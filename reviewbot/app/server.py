@@ -19,6 +19,7 @@ header, keep-alive and connection limits are the HTTP protocol's (reviewbot.app.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -265,16 +266,8 @@ def delivery_of(payload: dict[str, Any], *, event: str, delivery_id: str, receiv
 
 
 def job_arguments(spec: webhooks.JobSpec, delivery_id: str) -> dict[str, Any]:
-    """`JobQueue.enqueue_in` keyword arguments for a planned job; its payload names the delivery."""
-    return {
-        "kind": spec.kind,
-        "payload": {**spec.payload, "delivery_id": delivery_id},
-        "installation_id": spec.installation_id,
-        "repo": spec.repo,
-        "pr": spec.pr,
-        "head_sha": spec.head_sha,
-        "dedupe_key": spec.dedupe_key,
-        "supersede": spec.supersede,
-        "cancel_installation": spec.cancel_installation,
-        "head_at": spec.head_at,
-    }
+    """`JobQueue.enqueue_in` keyword arguments for a planned job (JobSpec's fields are those
+    keywords); its payload names the delivery. A shallow read: `asdict` would deep-copy payloads."""
+    arguments = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    arguments["payload"] = {**spec.payload, "delivery_id": delivery_id}
+    return arguments
