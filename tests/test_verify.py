@@ -44,10 +44,16 @@ HEAD = {
 }
 
 
+def git_lines(text: str) -> list[str]:
+    """The lines as git counts them: split after each '\\n' only (not at form feeds etc.)."""
+    parts = text.split("\n")
+    return [line + "\n" for line in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 def unified(base: dict[str, str], head: dict[str, str]) -> str:
     out = []
     for path in sorted(head):
-        a, b = base.get(path, "").splitlines(True), head[path].splitlines(True)
+        a, b = git_lines(base.get(path, "")), git_lines(head[path])
         out.append(
             f"diff --git a/{path} b/{path}\n" + "".join(difflib.unified_diff(a, b, f"a/{path}", f"b/{path}"))
         )
@@ -77,7 +83,14 @@ def judge(item: dict[str, Any]) -> dict[str, Any]:
     return {"verdict": "confirmed", "probability": 0.92}
 
 
-def review(fake: FakeLLM, config_text: str, *, max_attempts: int = 4) -> ReviewResult:
+def review(
+    fake: FakeLLM,
+    config_text: str,
+    *,
+    max_attempts: int = 4,
+    base: dict[str, str] = BASE,
+    head: dict[str, str] = HEAD,
+) -> ReviewResult:
     config = load_config(config_text)
 
     async def go() -> ReviewResult:
@@ -89,7 +102,7 @@ def review(fake: FakeLLM, config_text: str, *, max_attempts: int = 4) -> ReviewR
             backoff_base=0.01,
         ) as client:
             return await review_change(
-                Change(unified(BASE, HEAD), HEAD.get, repo="acme/stats", pr=7),
+                Change(unified(base, head), head.get, repo="acme/stats", pr=7),
                 config=config,
                 rules=ruleset_from_config(config.rules),
                 model=load_prior(),
@@ -129,6 +142,20 @@ def test_a_refuted_finding_is_suppressed_with_the_judges_why_and_a_confirmed_one
     code = [text for _n, text, _mine in items[max(items)]["code"]]
     assert code[0] == "def safe_mean(xs):" and "    if not xs:" in code
     assert [n for n, _t, mine in items[3]["code"] if mine] == [3]
+
+
+def test_the_judge_sees_the_lines_the_diff_numbers_when_the_file_holds_a_form_feed() -> None:
+    """Line numbers count '\\n' only (as git and tree-sitter do): a form feed, which str.splitlines
+    also splits on, must not shift the code the judge is shown."""
+    page = "# \x0c page break\ndef helper_0"
+    with_ff = {path: text.replace("def helper_0", page) for path, text in HEAD.items()}
+    base_ff = {path: text.replace("def helper_0", page) for path, text in BASE.items()}
+    with FakeLLM(responder=divide_by_len, verifier=judge) as fake:
+        result = review(fake, "min_acceptance: 0.0\n", base=base_ff, head=with_ff)
+    items = {i["line"]: i for i in verify_items(fake.verify_requests[0])}
+    code = [text for _n, text, _mine in items[max(items)]["code"]]
+    assert code[0] == "def safe_mean(xs):" and "    if not xs:" in code
+    assert by_line(result)[max(items)].decision == "suppress"
 
 
 def test_verify_false_sends_no_verification_request() -> None:

@@ -320,7 +320,7 @@ async def review_change(
             candidates,
             llm,
             files=by_path,
-            sources=sources,
+            head_lines={path: index.lines for path, index in parsed.items()},
             enclosing=_enclosing_finder(by_path, parsed),
             gate=Gate(config.min_severity, dict(config.min_severity_by_path)),
             dismissed=dismissed_fingerprints,

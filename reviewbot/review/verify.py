@@ -499,7 +499,7 @@ async def verify_review(
     llm: CompletePort,
     *,
     files: Mapping[str, FileDiff],
-    sources: Mapping[str, str | None],
+    head_lines: Mapping[str, Sequence[str]],
     enclosing: Callable[[Candidate], tuple[str, int, int] | None],
     gate: Gate,
     dismissed: Sequence[str] = (),
@@ -514,16 +514,12 @@ async def verify_review(
     code to show; every member of the group gets the answer.
     """
     groups = worth_verifying(candidates, gate=gate, dismissed=dismissed, posted=posted)
-    lines: dict[str, list[str] | None] = {}
     items: dict[int, Item] = {}
     for n, members in enumerate(groups, start=1):
         for i in members:
             cand = candidates[i]
             path = cand.path or ""
-            if path not in lines:
-                text = sources.get(path)
-                lines[path] = text.splitlines() if text is not None else None
-            excerpt = excerpt_for(cand, files.get(path), lines[path], enclosing(cand))
+            excerpt = excerpt_for(cand, files.get(path), head_lines.get(path), enclosing(cand))
             if excerpt is not None:
                 items[i] = Item(f"f{n}", claim_of(cand), excerpt, cand.line)
                 break
