@@ -45,9 +45,12 @@ def _public(value: Any) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """Dataclasses -> dicts of their public fields (caches such as Hunk._accepted are not data)."""
+    """Dataclasses and NamedTuples -> dicts of their public fields (caches such as Hunk._accepted
+    are not data), so a record changing from one kind to the other keeps its digest."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _public(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return {name: plain(getattr(value, name)) for name in value._fields}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     if isinstance(value, dict):
