@@ -13,7 +13,7 @@ import html
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -342,11 +342,25 @@ def _attr(value: str) -> str:
 
 def render_line(line: DiffLine) -> str:
     """One diff line with its number and marker (see SYSTEM_PROMPT for the format)."""
-    text = neutralise(line.text.rstrip("\r\n"))
-    if line.kind == "deleted":
-        return f"{'old ' + str(line.old_no):>8} - {text}"
-    marker = "+" if line.kind == "added" else " "
-    return f"{line.new_no if line.new_no is not None else '':>8} {marker} {text}"
+    return render_lines([line])[0]
+
+
+_MARKERS = {"added": "+", "context": " "}
+
+
+def render_lines(lines: Sequence[DiffLine]) -> list[str]:
+    """render_line of each line, in one pass (a prompt renders every line of every hunk)."""
+    out: list[str] = []
+    append = out.append
+    for kind, text, old_no, new_no in lines:
+        text = text.rstrip("\r\n")
+        if "<" in text:
+            text = neutralise(text)
+        if kind == "deleted":
+            append(f"{'old ' + str(old_no):>8} - {text}")
+        else:
+            append(f"{new_no if new_no is not None else '':>8} {_MARKERS[kind]} {text}")
+    return out
 
 
 _RENDERED = re.compile(r"^\s*(old )?(\d+) ([+ -]) ?(.*)$")
@@ -463,7 +477,7 @@ def _numbered(start: int, lines: list[str]) -> str:
 
 def _hunk_units(path: str, index: int, hunk: Hunk, ctx: HunkContext | None, budget: int) -> list[_Unit]:
     """The hunk as one unit; without its snippet if too big; split by lines if still too big."""
-    rendered = [render_line(ln) for ln in hunk.lines]
+    rendered = render_lines(hunk.lines)
     first, last = _line_numbers(hunk.lines)
     whole = _Unit(
         HunkRef(path, index, 1, 1, first, last),
