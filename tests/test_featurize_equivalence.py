@@ -92,6 +92,9 @@ def test_direct_featurisation_equals_sklearn_hstack(
     for cfg in (FeatureConfig(), FeatureConfig(n_text=2**10, n_cat=2**6, ngram_max=ngram_max)):
         f = Featurizer(cfg)
         assert_identical(f.transform(examples), reference_transform(f, examples))
+        # the array-built path a history takes (in one chunk and in several) is the same matrix
+        assert_identical(f.transform_batch(examples), reference_transform(f, examples))
+        assert_identical(f.transform_batch(examples, chunk=2), f.transform_rows(examples))
         # a second call answers from the word cache: still identical
         assert_identical(f.transform(examples), reference_transform(f, examples))
 
