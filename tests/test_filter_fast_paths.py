@@ -12,6 +12,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reviewbot.commands.filter_cmd import InputError, _checked_candidate, parse_candidate
 from reviewbot.core.domain import Candidate
 from reviewbot.filter.dedup import DedupSettings, _needs, cluster_candidates, similarity_matrix
 
@@ -90,3 +91,34 @@ def test_cluster_candidates_is_the_plain_algorithm(items: list[tuple[Candidate, 
     clusters, assigned = cluster_candidates(cands, priority=lambda i: (prio[i],), settings=dedup)
     assert [cl.members for cl in clusters] == plain_clusters(cands, prio, dedup)
     assert all(clusters[assigned[i]].members.count(i) == 1 for i in range(len(cands)))
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 3),
+    st.floats(-0.5, 1.5, allow_nan=False),
+    st.sampled_from(["", "x", "owner/name", "confirmed", "refuted", "unsure", "high", "rule:r1"]),
+    st.just([1]),
+)
+KEYS = st.sampled_from(
+    ["id", "repo", "body", "pr", "path", "line", "end_line", "title", "severity", "category"]
+    + ["confidence", "source", "rule_id", "symbol", "language", "hunk_size", "rank", "outcome"]
+    + ["on_added_line", "quote_verified", "verdict", "verify_probability", "suggestion", "side"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=12), st.booleans())
+def test_candidate_parse_fast_path_is_the_checked_one(obj: dict[str, object], valid_core: bool) -> None:
+    if valid_core:
+        obj = {**obj, "id": "c1", "repo": "o/r", "body": "text"}
+    try:
+        expected: Candidate | str = _checked_candidate(obj, 7)
+    except InputError as exc:
+        expected = str(exc)
+    try:
+        got: Candidate | str = parse_candidate(obj, 7)
+    except InputError as exc:
+        got = str(exc)
+    assert got == expected
