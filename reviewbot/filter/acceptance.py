@@ -473,7 +473,8 @@ def fit_layer(
     # Stop at a relative loss change of 1e-6: far below what changes a probability we report.
     # One BLAS thread: the loss's dot products over every row are a few milliseconds each, and
     # OpenBLAS's extra threads spin between them, which on a 2-core machine cost more CPU than the
-    # whole fit (100,000 rows: 5.3 s -> 1.7 s CPU, the same weights to the last bit).
+    # whole fit (100,000 rows: 5.3 s -> 1.7 s CPU). It also makes the fit the same on every
+    # machine: a threaded dot product sums in another order, which moves where ftol stops by ~1e-5.
     with threadpool_limits(limits=1, user_api="blas"):
         res = minimize(
             loss,
