@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reviewbot.commands.filter_cmd import InputError, _checked_candidate, parse_candidate
 from reviewbot.core.domain import Candidate
-from reviewbot.filter.dedup import DedupSettings, _needs, cluster_candidates, similarity_matrix
+from reviewbot.filter.dedup import (
+    DedupSettings,
+    _needs,
+    _some_pair_may_merge,
+    cluster_candidates,
+    similarity_matrix,
+)
 
 TEXTS = [
     "get_user builds the SQL query with an f-string: SQL injection.",
@@ -122,3 +129,28 @@ def test_candidate_parse_fast_path_is_the_checked_one(obj: dict[str, object], va
     except InputError as exc:
         got = str(exc)
     assert got == expected
+
+
+one_path_candidate = st.builds(
+    lambda k, line, end, rule: Candidate(
+        id=f"c{k}",
+        path="a.py" if line is not None else None,
+        line=line,
+        end_line=None if line is None or end is None else line + end,
+        body="x",
+        source=f"rule:{rule}" if rule else "llm",
+        rule_id=rule,
+    ),
+    k=st.integers(0, 10**6),
+    line=st.one_of(st.none(), st.integers(1, 40)),
+    end=st.one_of(st.none(), st.integers(0, 4)),
+    rule=st.sampled_from([None, None, "r1", "r2"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(one_path_candidate, min_size=2, max_size=6))
+def test_the_python_merge_precheck_is_needs(cands: list[Candidate]) -> None:
+    need = _needs(cands, DedupSettings())
+    below = need[np.tril_indices(len(cands), -1)]
+    assert _some_pair_may_merge(cands, DedupSettings()) == bool((~np.isnan(below)).any())
