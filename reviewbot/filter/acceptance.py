@@ -91,6 +91,12 @@ CLAIM_PRIOR: dict[str, float] = {
 }
 
 
+#: The sev_* columns of each severity rank.
+_SEVERITY_ONE_HOT: tuple[tuple[float, ...], ...] = tuple(
+    tuple(1.0 if rank == k else 0.0 for k in range(len(SEVERITIES))) for rank in range(len(SEVERITIES))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureConfig:
     """How candidates become feature vectors; stored with the model so scoring matches training."""
@@ -248,7 +254,6 @@ class Featurizer:
     def numeric(self, ex: Example) -> list[float]:
         c, a = ex.candidate, ex.assessment
         body = f"{c.title} {c.body}".strip()
-        rank = severity_rank(a.severity)
         return [
             float(c.confidence) if c.confidence is not None else 0.5,
             1.0 if c.confidence is not None else 0.0,
@@ -266,7 +271,7 @@ class Featurizer:
             1.0 if a.style_only else 0.0,
             1.0 if (c.rule_id or source_kind(c.source) == "rule") else 0.0,
             1.0 if c.path else 0.0,
-            *(1.0 if rank == k else 0.0 for k in range(len(SEVERITIES))),
+            *_SEVERITY_ONE_HOT[severity_rank(a.severity)],
             1.0 if ex.sources <= 1 else 0.0,
             # a source that raises many remarks on one change is right about fewer of them, and
             # a reviewer lists what matters most first
@@ -446,13 +451,13 @@ def fit_layer(
     b_l2 = l2 if intercept_l2 is None else intercept_l2
     n = X.shape[0]
     # Optimise only the columns some row uses: an unused column's optimum is exactly 0.
-    active = np.unique(X.indices)
-    # renumber the used columns 0..d-1 in place of X[:, active] (a general column gather, slow)
-    X = sp.csr_matrix(
-        (X.data, np.searchsorted(active, X.indices).astype(X.indices.dtype), X.indptr),
-        shape=(n, len(active)),
-    )
+    used = np.bincount(X.indices, minlength=X.shape[1]) > 0
+    active = np.flatnonzero(used)  # sorted, as np.unique gave, in one pass instead of a sort
     d = len(active)
+    # renumber the used columns 0..d-1 in place of X[:, active] (a general column gather, slow),
+    # through a lookup table (a gather, cheaper than a binary search per entry)
+    renumber = np.cumsum(used, dtype=X.indices.dtype) - 1
+    X = sp.csr_matrix((X.data, renumber[X.indices], X.indptr), shape=(n, d))
     sw = np.ones(n) if sample_weight is None else sample_weight
     Xt = X.T.tocsr()
 
