@@ -154,3 +154,22 @@ def test_the_python_merge_precheck_is_needs(cands: list[Candidate]) -> None:
     need = _needs(cands, DedupSettings())
     below = need[np.tril_indices(len(cands), -1)]
     assert _some_pair_may_merge(cands, DedupSettings()) == bool((~np.isnan(below)).any())
+
+
+def test_a_long_path_is_the_plain_algorithm_too() -> None:
+    """More candidates on one path than the Python pre-check takes: the array check decides."""
+    dedup = DedupSettings()
+    far = [
+        Candidate(id=f"f{k}", path="a.py", line=1 + 20 * k, body=TEXTS[k % 2], source="llm")
+        for k in range(40)
+    ]
+    near = [
+        Candidate(id=f"n{k}", path="a.py", line=1 + 20 * (k // 2), body=TEXTS[k % 2], source=f"llm:p{k % 3}")
+        for k in range(40)
+    ]
+    prio = [float(k % 3) for k in range(40)]
+    for cands in (far, near):
+        clusters, _ = cluster_candidates(cands, priority=lambda i: (prio[i],), settings=dedup)
+        assert [cl.members for cl in clusters] == plain_clusters(cands, prio, dedup)
+    assert len(cluster_candidates(far, priority=lambda i: (0.0,))[0]) == 40
+    assert len(cluster_candidates(near, priority=lambda i: (0.0,))[0]) < 40

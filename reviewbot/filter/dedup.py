@@ -227,16 +227,19 @@ def cluster_candidates(
             groups.append(list(members))
             continue
         sub = [candidates[i] for i in members]  # already in priority order
-        if len(sub) <= _SMALL_PATH and not _some_pair_may_merge(sub, settings):
-            groups.extend([i] for i in members)
-            continue
-        need = _needs(sub, settings)
-        if np.isnan(need[np.tril_indices(len(sub), -1)]).all():
-            # No pair may merge (far apart, or different rules): each is its own cluster, as the
-            # loop below would find, without the text similarity, which a long history's
-            # cluster pass would otherwise compute for every such path of every past review.
-            groups.extend([i] for i in members)
-            continue
+        # When no pair may merge (far apart, or different rules) each is its own cluster, as the
+        # loop below would find, without the text similarity, which a long history's cluster
+        # pass would otherwise compute for every such path of every past review.
+        if len(sub) <= _SMALL_PATH:
+            if not _some_pair_may_merge(sub, settings):
+                groups.extend([i] for i in members)
+                continue
+            need = _needs(sub, settings)
+        else:
+            need = _needs(sub, settings)
+            if np.isnan(need[np.tril_indices(len(sub), -1)]).all():
+                groups.extend([i] for i in members)
+                continue
         sims = similarity_matrix([f"{c.title}\n{c.body}" for c in sub])
         with np.errstate(invalid="ignore"):
             ok = sims >= need  # NaN (never merge) compares False
