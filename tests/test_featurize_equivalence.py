@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.utils import murmurhash3_32 as sk_murmurhash3_32
 
 from reviewbot.core.domain import Candidate
 from reviewbot.filter.acceptance import (
@@ -22,6 +23,7 @@ from reviewbot.filter.acceptance import (
     load_prior,
     text_column,
 )
+from reviewbot.filter.murmur import murmurhash3_32
 from reviewbot.filter.severity import assess
 
 
@@ -92,6 +94,9 @@ def test_direct_featurisation_equals_sklearn_hstack(
     for cfg in (FeatureConfig(), FeatureConfig(n_text=2**10, n_cat=2**6, ngram_max=ngram_max)):
         f = Featurizer(cfg)
         assert_identical(f.transform(examples), reference_transform(f, examples))
+        # the array-built path a history takes (in one chunk and in several) is the same matrix
+        assert_identical(f.transform_batch(examples), reference_transform(f, examples))
+        assert_identical(f.transform_batch(examples, chunk=2), f.transform_rows(examples))
         # a second call answers from the word cache: still identical
         assert_identical(f.transform(examples), reference_transform(f, examples))
 
@@ -125,3 +130,10 @@ def test_scores_of_the_prior_are_unchanged() -> None:
     new = prior.logits(f.transform(examples))
     old = prior.logits(reference_transform(f, examples))
     assert np.array_equal(new, old)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=24), st.booleans(), st.sampled_from([0, 1, 2**31 + 5]))
+def test_our_murmurhash_is_sklearns(text: str, positive: bool, seed: int) -> None:
+    """Columns are sklearn's murmurhash3_32; ours (no sklearn import at start) gives the same."""
+    assert murmurhash3_32(text, seed, positive) == int(sk_murmurhash3_32(text, seed=seed, positive=positive))

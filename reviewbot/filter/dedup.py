@@ -166,6 +166,37 @@ def _needs(candidates: Sequence[Candidate], settings: DedupSettings) -> np.ndarr
     return need
 
 
+def _some_pair_may_merge(candidates: Sequence[Candidate], settings: DedupSettings) -> bool:
+    """Whether `_needs` leaves any pair free to merge, pair by pair in plain Python: a review's
+    path holds a few candidates, where numpy's per-call cost is most of the work, and a long
+    history's cluster pass asks this for every path of every past review."""
+    spans = [
+        (
+            c.line is not None and c.path is not None,
+            c.line or 0,
+            max(c.end_line or 0, c.line or 0),
+            _rule_of(c),
+        )
+        for c in candidates
+    ]
+    for k in range(1, len(spans)):
+        has_k, lo_k, hi_k, rule_k = spans[k]
+        for j in range(k):
+            has_j, lo_j, hi_j, rule_j = spans[j]
+            lines = has_k and has_j
+            gap = max(lo_k, lo_j) - min(hi_k, hi_j)
+            if lines and gap > settings.window:
+                continue  # different places
+            if rule_k and rule_j and (rule_k != rule_j or not (lines and gap <= 0)):
+                continue  # different rules, or one rule at two places
+            return True
+    return False
+
+
+#: Up to this many candidates on one path, `_some_pair_may_merge` asks first (in Python).
+_SMALL_PATH = 32
+
+
 def cluster_candidates(
     candidates: Sequence[Candidate],
     *,
@@ -196,8 +227,20 @@ def cluster_candidates(
             groups.append(list(members))
             continue
         sub = [candidates[i] for i in members]  # already in priority order
+        # When no pair may merge (far apart, or different rules) each is its own cluster, as the
+        # loop below would find, without the text similarity, which a long history's cluster
+        # pass would otherwise compute for every such path of every past review.
+        if len(sub) <= _SMALL_PATH:
+            if not _some_pair_may_merge(sub, settings):
+                groups.extend([i] for i in members)
+                continue
+            need = _needs(sub, settings)
+        else:
+            need = _needs(sub, settings)
+            if np.isnan(need[np.tril_indices(len(sub), -1)]).all():
+                groups.extend([i] for i in members)
+                continue
         sims = similarity_matrix([f"{c.title}\n{c.body}" for c in sub])
-        need = _needs(sub, settings)
         with np.errstate(invalid="ignore"):
             ok = sims >= need  # NaN (never merge) compares False
         local: list[int] = [-1] * len(sub)

@@ -39,18 +39,23 @@ class Lexicon:
                     words.add(form)
         self.words = frozenset(words)
         self.phrases = phrases
+        self.firsts = frozenset(phrases)  # a phrase can occur only where its first word does
 
     def matches(self, doc: _Doc) -> list[str]:
         """The distinct terms of this lexicon that occur in `doc`."""
         found = list(self.words & doc.words)
-        for first in self.phrases.keys() & doc.words:
-            found.extend(p for p in self.phrases[first] if p in doc.joined)
+        if not self.firsts.isdisjoint(doc.words):
+            for first in self.firsts & doc.words:
+                found.extend(p for p in self.phrases[first] if p in doc.joined)
         return found
 
     def __call__(self, doc: _Doc) -> bool:
-        if self.words & doc.words:
+        # isdisjoint stops at the first common word and builds no set (most texts miss most lexicons)
+        if not self.words.isdisjoint(doc.words):
             return True
-        return any(p in doc.joined for first in self.phrases.keys() & doc.words for p in self.phrases[first])
+        if self.firsts.isdisjoint(doc.words):
+            return False
+        return any(p in doc.joined for first in self.firsts & doc.words for p in self.phrases[first])
 
 
 _TOKEN = re.compile(r"[a-z0-9_+^*]+(?:'[a-z]+)?")

@@ -128,10 +128,11 @@ def _saturate(n: int, at: int = 3) -> float:
 def comment_signals(c: Candidate) -> CommentSignals:
     """The signals of one candidate, from its text and the fields the pipeline filled in."""
     text = f"{c.title}\n{c.body}"
-    prose = _FENCE.split(text)[0] if "```" in text else text
+    prose = _FENCE.split(text)[0] if "```" in text else text  # the words before any code block
     code_refs = _code_refs(prose)
     words = _WORDS.findall(prose.lower().replace("-", " "))
-    quotes = 1.0 if (c.quoted_code or _FENCE.search(text)) else 0.0
+    fenced = "```" in text
+    quotes = 1.0 if (c.quoted_code or fenced) else 0.0
     stated = normalise_severity(c.severity)
     if c.verdict == "confirmed":
         verified = 1.0
@@ -151,7 +152,7 @@ def comment_signals(c: Candidate) -> CommentSignals:
         quotes_code=quotes,
         quote_verified=0.0 if c.quote_verified is None else (1.0 if c.quote_verified else -1.0),
         on_added_line=0.0 if c.on_added_line is None else (1.0 if c.on_added_line else -1.0),
-        suggestion=1.0 if (c.suggestion or _SUGGESTION.search(text)) else 0.0,
+        suggestion=1.0 if (c.suggestion or (fenced and _SUGGESTION.search(text))) else 0.0,
         stated_high=1.0 if stated in ("critical", "high") else 0.0,
         stated_low=1.0 if stated in ("low", "nit") else 0.0,
         stated_confidence=0.0 if c.confidence is None else float(c.confidence) - 0.5,
@@ -179,6 +180,13 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: The role_* columns of each role ('source', the baseline, has none set).
+_ROLE_ONE_HOT: dict[str, tuple[float, ...]] = {
+    role: tuple(1.0 if role == r else 0.0 for r in ROLE_COLUMNS) for role in ROLES
+}
+_NO_ROLE = tuple(0.0 for _ in ROLE_COLUMNS)
+
+
 def signal_columns(s: CommentSignals) -> list[float]:
     """The signals as the acceptance model's numeric columns (SIGNAL_COLUMNS order)."""
     return [
@@ -194,7 +202,7 @@ def signal_columns(s: CommentSignals) -> list[float]:
         s.stated_confidence,
         s.verified,
         s.verify_logit,
-        *(1.0 if s.role == r else 0.0 for r in ROLE_COLUMNS),
+        *_ROLE_ONE_HOT.get(s.role, _NO_ROLE),
     ]
 
 
