@@ -23,6 +23,7 @@ from importlib import resources
 from itertools import chain
 from typing import Any
 
+import mmh3
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
@@ -30,7 +31,6 @@ from threadpoolctl import threadpool_limits
 
 from reviewbot.core.domain import SEVERITIES, Candidate, severity_rank
 from reviewbot.core.roles import role_tokens
-from reviewbot.filter.murmur import murmurhash3_32
 from reviewbot.filter.severity import Assessment, assess
 from reviewbot.filter.signals import SIGNAL_COLUMNS, comment_signals, signal_columns
 
@@ -183,7 +183,7 @@ _CHUNK_ROWS = 8192
 def text_column(token: str, n_text: int) -> int:
     """The column sklearn's HashingVectorizer gives `token`: abs(signed murmurhash3) mod n
     (with its rule for -2**31, whose abs overflows an int32)."""
-    h = int(murmurhash3_32(token, seed=0, positive=False))
+    h = mmh3.hash(token, 0, signed=True)
     if h == -2147483648:
         return (2147483647 - (n_text - 1)) % n_text
     return abs(h) % n_text
@@ -246,7 +246,7 @@ class Featurizer:
             for tok in _cat_tokens(ex):
                 col = index.get(tok)
                 if col is None:
-                    col = index[tok] = murmurhash3_32(tok, positive=True) % self.config.n_cat
+                    col = index[tok] = mmh3.hash(tok, 0, signed=False) % self.config.n_cat
                 found.add(col)
             cols = self._cat_rows[key] = sorted(found)
         return cols
