@@ -399,12 +399,14 @@ def markdown(d: dict[str, Any]) -> str:
         '"Filter speed" below (`bench/filter_speed.py`).',
         "",
     ]
+    prior_metrics = load_prior().layers[0].metrics
     lines += [
         "**Prior** (`bench/reports/prior_training.md`): trained on revhelper (both parts) + the review-bench",
-        "history halves only, L2 chosen by leave-one-project-out AUC. revhelper protocol (train",
-        f"`comparative-study_`, test `validation_`): AUC {load_prior().layers[0].metrics.get('revhelper_val_auc', float('nan')):.3f}",
-        "(whether a human comment led to a change is hard to read from its text alone); leave-one-project-out",
-        "AUC of the same recipe is 0.82-0.87 on the three review-bench repos.",
+        "history halves only, on words and numeric columns (no categorical block: see",
+        "`bench/reports/filter_tuning.md`), L2 chosen by leave-one-project-out AUC. revhelper protocol (train",
+        f"`comparative-study_`, test `validation_`): AUC {prior_metrics.get('revhelper_val_auc', float('nan')):.3f}",
+        "(whether a human comment led to a change is hard to read from its text alone); mean",
+        f"leave-one-project-out AUC {prior_metrics.get('lopo_auc', float('nan')):.3f} (per project in the report).",
         "",
     ]
     return "\n".join(lines)
