@@ -402,8 +402,7 @@ def markdown(d: dict[str, Any]) -> str:
     prior_metrics = load_prior().layers[0].metrics
     lines += [
         "**Prior** (`bench/reports/prior_training.md`): trained on revhelper (both parts) + the review-bench",
-        "history halves only, on words and numeric columns (no categorical block: see",
-        "`bench/reports/filter_tuning.md`), L2 chosen by leave-one-project-out AUC. revhelper protocol (train",
+        "history halves only, L2 chosen by leave-one-project-out AUC. revhelper protocol (train",
         f"`comparative-study_`, test `validation_`): AUC {prior_metrics.get('revhelper_val_auc', float('nan')):.3f}",
         "(whether a human comment led to a change is hard to read from its text alone); mean",
         f"leave-one-project-out AUC {prior_metrics.get('lopo_auc', float('nan')):.3f} (per project in the report).",

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -117,29 +116,12 @@ def bench_history(cands: Sequence[dict], prs: set[tuple[str, int]]) -> list[Hist
     return [HistoryRow(bench_candidate(c), c["label"] == "tp", at=f"{c['pr']:010d}") for c in chosen]
 
 
-def without_categorical(X: sp.csr_matrix, config: FeatureConfig) -> sp.csr_matrix:
-    """X with its hashed categorical block (category, severity, source, language) zeroed.
-
-    Why: public rows mix twelve tools, three repos and human comments, so the prior's categorical
-    weights (source, category, severity tokens) learn which tool is right more often than another,
-    which says nothing about which of one reviewer's own comments to post. Chosen on the
-    per-source history-CV (mean AUC 0.604 -> 0.647); the evaluation half disagrees, see
-    bench/reports/filter_tuning.md. A repo layer still learns these tokens from its own feedback,
-    and the prior reads severity, hedging and concreteness through its numeric columns.
-    """
-    X = X.copy()
-    cat = (X.indices >= config.n_text) & (X.indices < config.n_text + config.n_cat)
-    X.data[cat] = 0.0
-    X.eliminate_zeros()
-    return X
-
-
 def fit_prior(
     rows: Sequence[HistoryRow], l2: float, config: FeatureConfig = FeatureConfig(), name: str = "prior"
 ) -> AcceptanceModel:
     """A prior = one layer fitted from zero; rows are re-weighted so both labels weigh the same."""
     model = AcceptanceModel(config, [])
-    X = without_categorical(model.featurizer().transform(history_examples(rows)), config)
+    X = model.featurizer().transform(history_examples(rows))
     y = np.array([r.accepted for r in rows], dtype=np.float64)
     layer = fit_layer(X, y, np.zeros(len(rows)), l2=l2, name=name, intercept_l2=0.0)
     layer.metrics = {"n": float(len(rows)), "accept_rate": float(y.mean())}

@@ -43,16 +43,6 @@ def test_prior_loads_and_scores_in_unit_interval() -> None:
     assert len(prior.layers) == 1
 
 
-def test_shipped_prior_learned_no_categorical_weights() -> None:
-    """bench/train_prior.py leaves the source/category/severity tokens to each repo's layer: across
-    twelve public tools they learn which tool is right more often, not which comment to post."""
-    prior = load_prior()
-    cfg = prior.config
-    cat_block = range(cfg.n_text, cfg.n_text + cfg.n_cat)
-    assert not [i for i in prior.layers[0].weights if i in cat_block]
-    assert any(i < cfg.n_text for i in prior.layers[0].weights)  # words and numbers still count
-
-
 def test_json_round_trip_gives_identical_scores() -> None:
     model = train(history(60), load_prior())
     again = AcceptanceModel.from_json(model.to_json())
