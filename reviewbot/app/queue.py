@@ -20,8 +20,11 @@ review handler still skips a head that is no longer the PR's).
 Times are stored as ISO-8601 UTC strings with a fixed width, so SQL compares them as text. The
 clock is injected (`clock() -> epoch seconds`): tests move time instead of sleeping.
 
-A `Store` holds one sqlite3 connection; every method here takes `self.lock` so threads sharing a
-queue (the server's request threads) never interleave transactions. Code that writes to the same
+A SQLite `Store` holds one sqlite3 connection; every method here takes `self.lock` so threads
+sharing a queue (the server's request threads) never interleave transactions. (On PostgreSQL the
+store is a pool and a transaction keeps its own connection; the lock stays, harmless.) The
+transactions here go through `Store.run_transaction`: on PostgreSQL one whose connection died
+before COMMIT runs once more on a fresh connection. Code that writes to the same
 store from several threads should hold `queue.lock` too (the server does).
 """
 
@@ -155,8 +158,8 @@ class JobQueue:
     def enqueue(self, kind: str, payload: dict[str, Any], **options: Unpack[JobOptions]) -> int:
         """Add a job; returns its id (the live job's id when `dedupe_key` is already queued/running).
         `options` are `enqueue_in`'s keywords."""
-        with self.lock, self.store.transaction() as conn:
-            return self.enqueue_in(conn, kind, payload, **options)
+        with self.lock:
+            return self.store.run_transaction(lambda conn: self.enqueue_in(conn, kind, payload, **options))
 
     def enqueue_in(
         self,
@@ -262,36 +265,45 @@ class JobQueue:
         pg = self.store.is_postgres
         # PostgreSQL: no global write lock; candidates are row-locked (FOR UPDATE SKIP LOCKED) so
         # claimers on other hosts pass over them instead of waiting.
-        with self.lock, self.store.transaction(serialized=not pg) as conn:
-            now_ts = self.clock()
-            now = iso(now_ts)
-            # PostgreSQL checks the limit per candidate (_room_pg) and learns full installations
-            # as it goes: one round trip fewer per claim.
-            count_first = per_installation_limit and not pg
-            running = self._running_per_installation(conn, now) if count_first else {}
-            full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
-            for state in ("running", "queued"):
-                after: tuple[str, int] | None = None
-                while True:
-                    batch = self._candidates(conn, state, now, kinds, full, after, lock_rows=pg)
-                    for job, _key in batch:
-                        if job.installation_id is not None and job.installation_id in full:
-                            continue
-                        if (
-                            pg
-                            and per_installation_limit
-                            and job.installation_id is not None
-                            and not self._room_pg(conn, job.installation_id, now, per_installation_limit)
-                        ):
-                            full.add(job.installation_id)
-                            continue
-                        taken = self._take(conn, job, worker_id, now_ts)
-                        if taken is not None:
-                            return taken
-                    if len(batch) < CLAIM_BATCH:
-                        break
-                    after = batch[-1][1]
-            return None
+        with self.lock:
+            return self.store.run_transaction(
+                lambda conn: self._claim_in(conn, worker_id, kinds, per_installation_limit), serialized=not pg
+            )
+
+    def _claim_in(
+        self, conn: Any, worker_id: str, kinds: list[str] | None, per_installation_limit: int | None
+    ) -> Job | None:
+        """The body of `claim`, inside the transaction it opened."""
+        pg = self.store.is_postgres
+        now_ts = self.clock()
+        now = iso(now_ts)
+        # PostgreSQL checks the limit per candidate (_room_pg) and learns full installations
+        # as it goes: one round trip fewer per claim.
+        count_first = per_installation_limit and not pg
+        running = self._running_per_installation(conn, now) if count_first else {}
+        full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
+        for state in ("running", "queued"):
+            after: tuple[str, int] | None = None
+            while True:
+                batch = self._candidates(conn, state, now, kinds, full, after, lock_rows=pg)
+                for job, _key in batch:
+                    if job.installation_id is not None and job.installation_id in full:
+                        continue
+                    if (
+                        pg
+                        and per_installation_limit
+                        and job.installation_id is not None
+                        and not self._room_pg(conn, job.installation_id, now, per_installation_limit)
+                    ):
+                        full.add(job.installation_id)
+                        continue
+                    taken = self._take(conn, job, worker_id, now_ts)
+                    if taken is not None:
+                        return taken
+                if len(batch) < CLAIM_BATCH:
+                    break
+                after = batch[-1][1]
+        return None
 
     @staticmethod
     def _room_pg(conn: Any, installation_id: int, now: str, limit: int) -> bool:
@@ -534,8 +546,8 @@ class JobQueue:
         """Store a webhook delivery and its jobs (`enqueue_in` keyword arguments) in one
         transaction: a delivery is never stored without its work, nor its work twice.
         Returns (duplicate, job ids): a redelivery stores nothing and gets the first job's id."""
-        with self.lock, self.store.transaction() as conn:
-            return self._accept_delivery_in(conn, delivery, jobs)
+        with self.lock:
+            return self.store.run_transaction(lambda conn: self._accept_delivery_in(conn, delivery, jobs))
 
     def try_accept_delivery(
         self, delivery: Delivery, jobs: Sequence[Mapping[str, Any]]
