@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from reviewbot.app.dialect import ConnectionLost
+from reviewbot.app.dialect import CommitUnknown, ConnectionLost
 from reviewbot.app.queue import Job, JobQueue
 from reviewbot.app.store import Store
 from reviewbot.app.worker import Worker
@@ -210,12 +210,32 @@ def test_a_transaction_whose_connection_dies_before_commit_runs_once_more(databa
         runs.append(1)
         conn.execute("INSERT INTO heartbeats (worker, at) VALUES (?, ?)", (f"w{len(runs)}", "now"))
         if len(runs) == 1:
-            conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # dies under the body
+            conn.execute("SELECT pg_terminate_backend(pg_backend_pid())").fetchone()  # dies under the body
         return len(runs)
 
     try:
         assert store.run_transaction(body) == 2
         assert store.conn.execute("SELECT worker FROM heartbeats").fetchall() == [("w2",)]
+    finally:
+        store.close()
+
+
+def test_a_connection_dying_with_the_commit_is_not_run_again(database: str) -> None:
+    """A death that surfaces only with COMMIT's answer (the last writes travel with COMMIT) may
+    have come after the commit: CommitUnknown, and the body is not run a second time."""
+    store = Store.open(database)
+    runs: list[int] = []
+
+    def body(conn: Any) -> None:
+        runs.append(1)
+        conn.execute("INSERT INTO heartbeats (worker, at) VALUES ('w', 'now')")
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # its answer is not read
+
+    try:
+        with pytest.raises(CommitUnknown):
+            store.run_transaction(body)
+        assert len(runs) == 1
+        assert store.conn.execute("SELECT COUNT(*) FROM heartbeats").fetchone()[0] == 0
     finally:
         store.close()
 

@@ -275,10 +275,10 @@ class PgConnection:
             self.pool.putconn(conn)
         raise ConnectionLost("every PostgreSQL connection the pool gave was dead")
 
-    def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> PgCursor:
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> PgCursor | LazyCursor:
         pinned = self._current()
         if pinned is not None:
-            return _run(pinned, sql, parameters)
+            return _run_lazy(pinned, sql, parameters)
         for attempt in (1, 2):
             conn = self._checkout()
             try:
@@ -305,35 +305,39 @@ class PgConnection:
     @contextmanager
     def transaction(self, lock_key: int | None = None) -> Iterator[PgConnection]:
         """BEGIN (and `pg_advisory_xact_lock(lock_key)`), the body, COMMIT, on one connection
-        this thread keeps meanwhile. A connection that dies before the body runs is replaced
-        (nothing ran); one that dies in the body raises ConnectionLost, in COMMIT CommitUnknown."""
+        this thread keeps meanwhile, in psycopg's pipeline mode: a statement goes out at once but
+        its result is awaited only when the caller reads it (rows, rowcount, lastrowid), so BEGIN
+        travels with the first statement read and a write nobody reads with COMMIT (fewer round
+        trips; the server still runs them in order). A connection that dies in the body raises
+        ConnectionLost (nothing committed: `Store.run_transaction` runs it again), in COMMIT
+        CommitUnknown. An error of an unread statement surfaces at the next read or at COMMIT."""
         if self._current() is not None:
             raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+        import psycopg
+
         conn = self._checkout()
+        self._pinned.conn = conn
         try:
-            for attempt in (1, 2):
-                try:
-                    _run(conn, "BEGIN", None)
-                    if lock_key is not None:
-                        _run(conn, "SELECT pg_advisory_xact_lock(?)", (lock_key,))
-                    break
-                except ConnectionLost:
-                    if attempt == 2:
-                        raise
-                    self.pool.putconn(conn)
-                    conn = self._checkout()
-            self._pinned.conn = conn
             try:
-                yield self
+                with conn.pipeline():  # leaving it sends what is pending and waits for every result
+                    _run_lazy(conn, "BEGIN", None)
+                    if lock_key is not None:
+                        _run_lazy(conn, "SELECT pg_advisory_xact_lock(?)", (lock_key,))
+                    yield self
+                    _run_lazy(conn, "COMMIT", None)
+            except psycopg.Error as exc:  # from the last results (the body's come mapped)
+                err = _error(conn, exc)
+                if isinstance(err, ConnectionLost):
+                    err = CommitUnknown(f"the connection died during COMMIT: {exc}")
+                if not conn.broken and not conn.closed and self.in_transaction:
+                    with suppress(Exception):
+                        conn.execute("ROLLBACK")
+                raise err from exc
             except BaseException:
                 if not conn.broken and not conn.closed and self.in_transaction:
-                    with suppress(sqlite3.Error):
-                        _run(conn, "ROLLBACK", None)
+                    with suppress(Exception):
+                        conn.execute("ROLLBACK")
                 raise
-            try:
-                _run(conn, "COMMIT", None)
-            except ConnectionLost as exc:
-                raise CommitUnknown(f"the connection died during COMMIT: {exc}") from exc
         finally:
             self._pinned.conn = None
             self.pool.putconn(conn)
@@ -351,11 +355,83 @@ def _run(conn: psycopg.Connection[Any], sql: str, parameters: Sequence[Any] | No
         cur = conn.execute(text, _params(parameters))
         rows = cur.fetchall() if cur.description is not None else []
     except psycopg.Error as exc:
-        if conn.closed or conn.broken:
-            raise ConnectionLost(str(exc)) from exc
-        raise _mapped(exc) from exc
+        raise _error(conn, exc) from exc
     lastrowid = int(rows[0][0]) if returning and rows else None
     return PgCursor([] if returning else rows, cur.rowcount, lastrowid)
+
+
+class LazyCursor:
+    """A statement sent in pipeline mode: its result is awaited when first read."""
+
+    def __init__(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], returning: bool) -> None:
+        self._conn = conn
+        self._cur = cur
+        self._returning = returning
+        self._result: PgCursor | None = None
+
+    def _read(self) -> PgCursor:
+        if self._result is None:
+            import psycopg
+
+            try:
+                try:
+                    rows = self._cur.fetchall()
+                except psycopg.ProgrammingError as exc:
+                    if exc.sqlstate is not None:  # the server's error, not "no rows to fetch"
+                        raise
+                    rows = []
+            except psycopg.Error as exc:
+                raise _error(self._conn, exc) from exc
+            lastrowid = int(rows[0][0]) if self._returning and rows else None
+            self._result = PgCursor([] if self._returning else rows, self._cur.rowcount, lastrowid)
+        return self._result
+
+    @property
+    def rowcount(self) -> int:
+        return self._read().rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._read().lastrowid
+
+    def fetchone(self) -> Any:
+        return self._read().fetchone()
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self._read().fetchmany(size)
+
+    def fetchall(self) -> list[Any]:
+        return self._read().fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._read().fetchall())
+
+
+def _run_lazy(conn: psycopg.Connection[Any], sql: str, parameters: Sequence[Any] | None) -> LazyCursor:
+    """One statement sent on `conn` (in pipeline mode), its result read when asked for."""
+    import psycopg
+
+    text, returning = pg_sql(sql)
+    try:
+        cur = conn.cursor()
+        cur.execute(text, _params(parameters))
+    except psycopg.Error as exc:
+        raise _error(conn, exc) from exc
+    return LazyCursor(conn, cur, returning)
+
+
+#: SQLSTATEs of a session the server ended: admin_shutdown (pg_terminate_backend, a fast
+#: shutdown), crash_shutdown, cannot_connect_now; class 08 is "connection exception".
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _error(conn: psycopg.Connection[Any], exc: Exception) -> sqlite3.Error:
+    """psycopg's error as the store's: ConnectionLost when the connection died with it (the FATAL
+    a terminated backend sends arrives before the socket is seen closed)."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if conn.closed or conn.broken or sqlstate in _SESSION_ENDED or sqlstate.startswith("08"):
+        return ConnectionLost(str(exc))
+    return _mapped(exc)
 
 
 def _run_many(conn: psycopg.Connection[Any], sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
@@ -369,9 +445,7 @@ def _run_many(conn: psycopg.Connection[Any], sql: str, seq: Iterable[Sequence[An
             cur.executemany(text, [_params(p) for p in seq])
             count = cur.rowcount
     except psycopg.Error as exc:
-        if conn.closed or conn.broken:
-            raise ConnectionLost(str(exc)) from exc
-        raise _mapped(exc) from exc
+        raise _error(conn, exc) from exc
     return PgCursor([], count, None)
 
 

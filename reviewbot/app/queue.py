@@ -47,6 +47,8 @@ LIVE_STATES = ("queued", "running")
 INSTALLATION_LOCK_CLASS = 0x7262
 CLAIM_BATCH = 8  # candidates read per query when claiming (the per-installation limit is checked on them)
 SUPERSEDING_KINDS = frozenset({"review"})
+#: Claim order: expired leases (their worker died) before queued jobs.
+STATES = ("running", "queued")
 
 
 def iso(ts: float) -> str:
@@ -152,6 +154,7 @@ class JobQueue:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.lock = lock or threading.RLock()
+        self._found_last = False  # the last claim took a job (PostgreSQL then skips the peek)
 
     # --- producing ----------------------------------------------------------------------------
 
@@ -260,15 +263,19 @@ class JobQueue:
         kinds = list(kinds) if kinds is not None else None
         if kinds is not None and not kinds:
             return None
-        if not self._anything_runnable(kinds):
-            return None
         pg = self.store.is_postgres
+        # PostgreSQL, right after a claim that found a job: more work is likely, and the claim
+        # takes no global lock there, so the peek would only cost a round trip.
+        if not (pg and self._found_last) and not self._anything_runnable(kinds):
+            return None
         # PostgreSQL: no global write lock; candidates are row-locked (FOR UPDATE SKIP LOCKED) so
         # claimers on other hosts pass over them instead of waiting.
         with self.lock:
-            return self.store.run_transaction(
+            job = self.store.run_transaction(
                 lambda conn: self._claim_in(conn, worker_id, kinds, per_installation_limit), serialized=not pg
             )
+        self._found_last = job is not None
+        return job
 
     def _claim_in(
         self, conn: Any, worker_id: str, kinds: list[str] | None, per_installation_limit: int | None
@@ -282,10 +289,20 @@ class JobQueue:
         count_first = per_installation_limit and not pg
         running = self._running_per_installation(conn, now) if count_first else {}
         full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
-        for state in ("running", "queued"):
+        # PostgreSQL: both first batches are sent before either is read (one round trip, pipeline
+        # mode); the queued rows locked meanwhile are released at COMMIT.
+        first = (
+            {st: self._send_candidates(conn, st, now, kinds, full, None, lock_rows=True) for st in STATES}
+            if pg
+            else {}
+        )
+        for state in STATES:
             after: tuple[str, int] | None = None
             while True:
-                batch = self._candidates(conn, state, now, kinds, full, after, lock_rows=pg)
+                if after is None and state in first:
+                    batch = self._read_candidates(first[state])
+                else:
+                    batch = self._candidates(conn, state, now, kinds, full, after, lock_rows=pg)
                 for job, _key in batch:
                     if job.installation_id is not None and job.installation_id in full:
                         continue
@@ -312,16 +329,19 @@ class JobQueue:
         next one counts this claim's lease); one that cannot have the lock at once passes the
         installation over for now rather than wait."""
         key = (INSTALLATION_LOCK_CLASS, installation_id % 2**31)
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0]:
-            return False
+        locked = conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key)
         # A statement of its own: its snapshot is taken after the lock, so it sees the lease the
-        # previous holder committed (in one statement with the lock, it might not).
-        row = conn.execute(
+        # previous holder committed (in one statement with the lock, it might not). Sent before the
+        # lock's answer is read (one round trip for both: the server still runs them in order);
+        # its count is ignored when the lock was not had.
+        running = conn.execute(
             "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
             "AND installation_id = ?",
             (now, installation_id),
-        ).fetchone()
-        return int(row[0]) < limit
+        )
+        if not locked.fetchone()[0]:
+            return False
+        return int(running.fetchone()[0]) < limit
 
     def _anything_runnable(self, kinds: list[str] | None) -> bool:
         """A read (no write lock): is any job due or any lease expired? Most polls find none."""
@@ -357,6 +377,22 @@ class JobQueue:
         lock_rows: bool = False,
     ) -> list[tuple[Job, tuple[str, int]]]:
         """Up to CLAIM_BATCH runnable jobs in `state`, in claim order, after the key `after`."""
+        return JobQueue._read_candidates(
+            JobQueue._send_candidates(conn, state, now, kinds, full, after, lock_rows=lock_rows)
+        )
+
+    @staticmethod
+    def _send_candidates(
+        conn: Any,
+        state: str,
+        now: str,
+        kinds: list[str] | None,
+        full: set[int],
+        after: tuple[str, int] | None,
+        *,
+        lock_rows: bool = False,
+    ) -> Any:
+        """The candidates' query, sent (on PostgreSQL its rows are read when asked for)."""
         order = "lease_expires_at" if state == "running" else "run_after"
         kind_sql, params = _kind_filter(kinds)
         sql = f"SELECT {_COLUMNS}, {order} FROM jobs WHERE state = ? AND {order} <= ?{kind_sql}"
@@ -371,8 +407,12 @@ class JobQueue:
         sql += f" ORDER BY {order}, id LIMIT {CLAIM_BATCH}"
         if lock_rows:
             sql += " FOR UPDATE SKIP LOCKED"
+        return conn.execute(sql, args)
+
+    @staticmethod
+    def _read_candidates(cursor: Any) -> list[tuple[Job, tuple[str, int]]]:
         out = []
-        for row in conn.execute(sql, args).fetchall():
+        for row in cursor.fetchall():
             job = Job.from_row(row[:-1], _COLUMN_NAMES)
             out.append((job, (str(row[-1]), job.id)))
         return out
