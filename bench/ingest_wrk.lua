@@ -79,10 +79,10 @@ function done(summary, latency, requests)
   table.sort(all_srv)
   local e = summary.errors
   io.write(string.format(
-    'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    'RESULT {"requests": %d, "duration_us": %d, "mean_us": %.1f, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
     '"errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
     '"server_p50_ms": %.3f, "server_p99_ms": %.3f, "threads": [%s]}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    summary.requests, summary.duration, latency.mean, latency:percentile(50), latency:percentile(99), latency.max,
     e.connect, e.read, e.write, e.timeout, pct(all_srv, 0.5), pct(all_srv, 0.99),
     table.concat(parts, ", ")))
 end

@@ -220,22 +220,30 @@ def test_a_transaction_whose_connection_dies_before_commit_runs_once_more(databa
         store.close()
 
 
-def test_a_connection_dying_with_the_commit_is_not_run_again(database: str) -> None:
-    """A death that surfaces only with COMMIT's answer (the last writes travel with COMMIT) may
-    have come after the commit: CommitUnknown, and the body is not run a second time."""
+def test_a_connection_dying_in_commit_is_not_run_again(database: str) -> None:
+    """A death during COMMIT may have come after the commit: CommitUnknown, and the body is not
+    run a second time (a deferred trigger terminates the backend while it commits)."""
     store = Store.open(database)
+    store.conn.execute("CREATE TABLE doomed (x INTEGER)")
+    store.conn.execute(
+        "CREATE FUNCTION die() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$"
+    )
+    store.conn.execute(
+        "CREATE CONSTRAINT TRIGGER die_at_commit AFTER INSERT ON doomed "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION die()"
+    )
     runs: list[int] = []
 
     def body(conn: Any) -> None:
         runs.append(1)
-        conn.execute("INSERT INTO heartbeats (worker, at) VALUES ('w', 'now')")
-        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # its answer is not read
+        conn.execute("INSERT INTO doomed (x) VALUES (1)")
 
     try:
         with pytest.raises(CommitUnknown):
             store.run_transaction(body)
         assert len(runs) == 1
-        assert store.conn.execute("SELECT COUNT(*) FROM heartbeats").fetchone()[0] == 0
+        assert store.conn.execute("SELECT COUNT(*) FROM doomed").fetchone()[0] == 0
     finally:
         store.close()
 

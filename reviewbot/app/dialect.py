@@ -275,10 +275,10 @@ class PgConnection:
             self.pool.putconn(conn)
         raise ConnectionLost("every PostgreSQL connection the pool gave was dead")
 
-    def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> PgCursor | LazyCursor:
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> PgCursor:
         pinned = self._current()
         if pinned is not None:
-            return _run_lazy(pinned, sql, parameters)
+            return _run(pinned, sql, parameters)
         for attempt in (1, 2):
             conn = self._checkout()
             try:
@@ -304,40 +304,37 @@ class PgConnection:
 
     @contextmanager
     def transaction(self, lock_key: int | None = None) -> Iterator[PgConnection]:
-        """BEGIN (and `pg_advisory_xact_lock(lock_key)`), the body, COMMIT, on one connection
-        this thread keeps meanwhile, in psycopg's pipeline mode: a statement goes out at once but
-        its result is awaited only when the caller reads it (rows, rowcount, lastrowid), so BEGIN
-        travels with the first statement read and a write nobody reads with COMMIT (fewer round
-        trips; the server still runs them in order). A connection that dies in the body raises
-        ConnectionLost (nothing committed: `Store.run_transaction` runs it again), in COMMIT
-        CommitUnknown. An error of an unread statement surfaces at the next read or at COMMIT."""
+        """BEGIN (with `pg_advisory_xact_lock(lock_key)` in the same round trip), the body,
+        COMMIT, on one connection this thread keeps meanwhile. A connection that dies at BEGIN is
+        replaced (nothing ran); one that dies in the body raises ConnectionLost (nothing
+        committed: `Store.run_transaction` runs it again), in COMMIT CommitUnknown."""
         if self._current() is not None:
             raise sqlite3.OperationalError("cannot start a transaction within a transaction")
-        import psycopg
-
+        # No parameters: one simple query carries both statements.
+        begin = "BEGIN" if lock_key is None else f"BEGIN; SELECT pg_advisory_xact_lock({int(lock_key)})"
         conn = self._checkout()
-        self._pinned.conn = conn
         try:
+            for attempt in (1, 2):
+                try:
+                    _run_simple(conn, begin)
+                    break
+                except ConnectionLost:
+                    if attempt == 2:
+                        raise
+                    self.pool.putconn(conn)
+                    conn = self._checkout()
+            self._pinned.conn = conn
             try:
-                with conn.pipeline():  # leaving it sends what is pending and waits for every result
-                    _run_lazy(conn, "BEGIN", None)
-                    if lock_key is not None:
-                        _run_lazy(conn, "SELECT pg_advisory_xact_lock(?)", (lock_key,))
-                    yield self
-                    _run_lazy(conn, "COMMIT", None)
-            except psycopg.Error as exc:  # from the last results (the body's come mapped)
-                err = _error(conn, exc)
-                if isinstance(err, ConnectionLost):
-                    err = CommitUnknown(f"the connection died during COMMIT: {exc}")
-                if not conn.broken and not conn.closed and self.in_transaction:
-                    with suppress(Exception):
-                        conn.execute("ROLLBACK")
-                raise err from exc
+                yield self
             except BaseException:
                 if not conn.broken and not conn.closed and self.in_transaction:
-                    with suppress(Exception):
-                        conn.execute("ROLLBACK")
+                    with suppress(sqlite3.Error):
+                        _run(conn, "ROLLBACK", None)
                 raise
+            try:
+                _run(conn, "COMMIT", None)
+            except ConnectionLost as exc:
+                raise CommitUnknown(f"the connection died during COMMIT: {exc}") from exc
         finally:
             self._pinned.conn = None
             self.pool.putconn(conn)
@@ -360,64 +357,14 @@ def _run(conn: psycopg.Connection[Any], sql: str, parameters: Sequence[Any] | No
     return PgCursor([] if returning else rows, cur.rowcount, lastrowid)
 
 
-class LazyCursor:
-    """A statement sent in pipeline mode: its result is awaited when first read."""
-
-    def __init__(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], returning: bool) -> None:
-        self._conn = conn
-        self._cur = cur
-        self._returning = returning
-        self._result: PgCursor | None = None
-
-    def _read(self) -> PgCursor:
-        if self._result is None:
-            import psycopg
-
-            try:
-                try:
-                    rows = self._cur.fetchall()
-                except psycopg.ProgrammingError as exc:
-                    if exc.sqlstate is not None:  # the server's error, not "no rows to fetch"
-                        raise
-                    rows = []
-            except psycopg.Error as exc:
-                raise _error(self._conn, exc) from exc
-            lastrowid = int(rows[0][0]) if self._returning and rows else None
-            self._result = PgCursor([] if self._returning else rows, self._cur.rowcount, lastrowid)
-        return self._result
-
-    @property
-    def rowcount(self) -> int:
-        return self._read().rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._read().lastrowid
-
-    def fetchone(self) -> Any:
-        return self._read().fetchone()
-
-    def fetchmany(self, size: int) -> list[Any]:
-        return self._read().fetchmany(size)
-
-    def fetchall(self) -> list[Any]:
-        return self._read().fetchall()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._read().fetchall())
-
-
-def _run_lazy(conn: psycopg.Connection[Any], sql: str, parameters: Sequence[Any] | None) -> LazyCursor:
-    """One statement sent on `conn` (in pipeline mode), its result read when asked for."""
+def _run_simple(conn: psycopg.Connection[Any], text: str) -> None:
+    """PostgreSQL SQL without parameters (several statements in one round trip)."""
     import psycopg
 
-    text, returning = pg_sql(sql)
     try:
-        cur = conn.cursor()
-        cur.execute(text, _params(parameters))
+        conn.execute(text.encode())
     except psycopg.Error as exc:
         raise _error(conn, exc) from exc
-    return LazyCursor(conn, cur, returning)
 
 
 #: SQLSTATEs of a session the server ended: admin_shutdown (pg_terminate_backend, a fast

@@ -269,7 +269,7 @@ class JobQueue:
         if not (pg and self._found_last) and not self._anything_runnable(kinds):
             return None
         # PostgreSQL: no global write lock; candidates are row-locked (FOR UPDATE SKIP LOCKED) so
-        # claimers on other hosts pass over them instead of waiting.
+        # claimers on other hosts pass over them instead of waiting (see _claim_pg).
         with self.lock:
             job = self.store.run_transaction(
                 lambda conn: self._claim_in(conn, worker_id, kinds, per_installation_limit), serialized=not pg
@@ -281,40 +281,20 @@ class JobQueue:
         self, conn: Any, worker_id: str, kinds: list[str] | None, per_installation_limit: int | None
     ) -> Job | None:
         """The body of `claim`, inside the transaction it opened."""
-        pg = self.store.is_postgres
+        if self.store.is_postgres:
+            return self._claim_pg(conn, worker_id, kinds, per_installation_limit)
         now_ts = self.clock()
         now = iso(now_ts)
-        # PostgreSQL checks the limit per candidate (_room_pg) and learns full installations
-        # as it goes: one round trip fewer per claim.
-        count_first = per_installation_limit and not pg
-        running = self._running_per_installation(conn, now) if count_first else {}
+        running = self._running_per_installation(conn, now) if per_installation_limit else {}
         full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
-        # PostgreSQL: both first batches are sent before either is read (one round trip, pipeline
-        # mode); the queued rows locked meanwhile are released at COMMIT.
-        first = (
-            {st: self._send_candidates(conn, st, now, kinds, full, None, lock_rows=True) for st in STATES}
-            if pg
-            else {}
-        )
         for state in STATES:
             after: tuple[str, int] | None = None
             while True:
-                if after is None and state in first:
-                    batch = self._read_candidates(first[state])
-                else:
-                    batch = self._candidates(conn, state, now, kinds, full, after, lock_rows=pg)
+                batch = self._candidates(conn, state, now, kinds, full, after)
                 for job, _key in batch:
                     if job.installation_id is not None and job.installation_id in full:
                         continue
-                    if (
-                        pg
-                        and per_installation_limit
-                        and job.installation_id is not None
-                        and not self._room_pg(conn, job.installation_id, now, per_installation_limit)
-                    ):
-                        full.add(job.installation_id)
-                        continue
-                    taken = self._take(conn, job, worker_id, now_ts)
+                    taken, _ = self._take(conn, job, worker_id, now_ts)
                     if taken is not None:
                         return taken
                 if len(batch) < CLAIM_BATCH:
@@ -322,26 +302,43 @@ class JobQueue:
                 after = batch[-1][1]
         return None
 
+    def _claim_pg(self, conn: Any, worker_id: str, kinds: list[str] | None, limit: int | None) -> Job | None:
+        """`claim` on PostgreSQL: candidates row-locked (FOR UPDATE SKIP LOCKED); the
+        per-installation limit decided per candidate (its try-lock, then `_take` with
+        `room_limit`: the lease count inside the lease UPDATE), installations found full
+        excluded from later batches. On a busy queue: BEGIN, two candidate SELECTs, the try-lock,
+        the UPDATE, COMMIT (6 statements; the peek and a separate count are gone)."""
+        now_ts = self.clock()
+        now = iso(now_ts)
+        full: set[int] = set()
+        for state in STATES:
+            batch = self._candidates(conn, state, now, kinds, full, None, lock_rows=True)
+            while True:
+                for job, _key in batch:
+                    inst = job.installation_id
+                    if inst is not None and inst in full:
+                        continue
+                    room = limit if inst is not None else None
+                    if room and inst is not None and not self._try_installation_lock(conn, inst):
+                        full.add(inst)  # another claimer is deciding about it
+                        continue
+                    taken, no_room = self._take(conn, job, worker_id, now_ts, room_limit=room)
+                    if taken is not None:
+                        return taken
+                    if no_room and inst is not None:
+                        full.add(inst)
+                if len(batch) < CLAIM_BATCH:
+                    break
+                batch = self._candidates(conn, state, now, kinds, full, batch[-1][1], lock_rows=True)
+        return None
+
     @staticmethod
-    def _room_pg(conn: Any, installation_id: int, now: str, limit: int) -> bool:
-        """PostgreSQL: may this claim start one more job of `installation_id`? Claimers on other
-        hosts decide about one installation one at a time (an advisory lock held to COMMIT, so the
-        next one counts this claim's lease); one that cannot have the lock at once passes the
-        installation over for now rather than wait."""
+    def _try_installation_lock(conn: Any, installation_id: int) -> bool:
+        """PostgreSQL: claimers on other hosts decide about one installation one at a time (an
+        advisory lock held to COMMIT, so the next one counts this claim's lease); one that cannot
+        have the lock at once passes the installation over for now rather than wait."""
         key = (INSTALLATION_LOCK_CLASS, installation_id % 2**31)
-        locked = conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key)
-        # A statement of its own: its snapshot is taken after the lock, so it sees the lease the
-        # previous holder committed (in one statement with the lock, it might not). Sent before the
-        # lock's answer is read (one round trip for both: the server still runs them in order);
-        # its count is ignored when the lock was not had.
-        running = conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
-            "AND installation_id = ?",
-            (now, installation_id),
-        )
-        if not locked.fetchone()[0]:
-            return False
-        return int(running.fetchone()[0]) < limit
+        return bool(conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0])
 
     def _anything_runnable(self, kinds: list[str] | None) -> bool:
         """A read (no write lock): is any job due or any lease expired? Most polls find none."""
@@ -377,22 +374,6 @@ class JobQueue:
         lock_rows: bool = False,
     ) -> list[tuple[Job, tuple[str, int]]]:
         """Up to CLAIM_BATCH runnable jobs in `state`, in claim order, after the key `after`."""
-        return JobQueue._read_candidates(
-            JobQueue._send_candidates(conn, state, now, kinds, full, after, lock_rows=lock_rows)
-        )
-
-    @staticmethod
-    def _send_candidates(
-        conn: Any,
-        state: str,
-        now: str,
-        kinds: list[str] | None,
-        full: set[int],
-        after: tuple[str, int] | None,
-        *,
-        lock_rows: bool = False,
-    ) -> Any:
-        """The candidates' query, sent (on PostgreSQL its rows are read when asked for)."""
         order = "lease_expires_at" if state == "running" else "run_after"
         kind_sql, params = _kind_filter(kinds)
         sql = f"SELECT {_COLUMNS}, {order} FROM jobs WHERE state = ? AND {order} <= ?{kind_sql}"
@@ -407,18 +388,20 @@ class JobQueue:
         sql += f" ORDER BY {order}, id LIMIT {CLAIM_BATCH}"
         if lock_rows:
             sql += " FOR UPDATE SKIP LOCKED"
-        return conn.execute(sql, args)
-
-    @staticmethod
-    def _read_candidates(cursor: Any) -> list[tuple[Job, tuple[str, int]]]:
         out = []
-        for row in cursor.fetchall():
+        for row in conn.execute(sql, args).fetchall():
             job = Job.from_row(row[:-1], _COLUMN_NAMES)
             out.append((job, (str(row[-1]), job.id)))
         return out
 
-    def _take(self, conn: sqlite3.Connection, job: Job, worker_id: str, now_ts: float) -> Job | None:
-        """Lease `job` to `worker_id`, or dead-letter it as poison (None) after too many lost leases."""
+    def _take(
+        self, conn: Any, job: Job, worker_id: str, now_ts: float, *, room_limit: int | None = None
+    ) -> tuple[Job | None, bool]:
+        """Lease `job` to `worker_id` -> (the job, False); or dead-letter it as poison after too
+        many lost leases -> (None, False). With `room_limit` the lease is taken only while its
+        installation runs fewer live leases -> else (None, True). PostgreSQL: the count is in the
+        UPDATE, a statement after the installation's try-lock, so its snapshot sees the lease the
+        lock's previous holder committed."""
         now = iso(now_ts)
         lost = int(job.state == "running")  # its worker died or hung: bad luck, not an error
         if lost and job.lease_losses + 1 >= self.max_lease_losses:
@@ -434,20 +417,29 @@ class JobQueue:
                     job.id,
                 ),
             )
-            return None
-        conn.execute(
+            return None, False
+        room_sql, room_args = "", ()  # type: tuple[str, tuple[Any, ...]]
+        if room_limit is not None:
+            room_sql = (
+                " AND (SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
+                "AND installation_id = ?) < ?"
+            )
+            room_args = (now, job.installation_id, room_limit)
+        cur = conn.execute(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
             "lease_losses = lease_losses + ?, lease_owner = ?, "
-            "lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
-            (lost, worker_id, iso(now_ts + self.lease_seconds), now, now, job.id),
+            f"lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?{room_sql}",
+            (lost, worker_id, iso(now_ts + self.lease_seconds), now, now, job.id, *room_args),
         )
+        if room_limit is not None and cur.rowcount == 0:
+            return None, True
         return replace(
             job,
             state="running",
             attempts=job.attempts + 1,
             lease_losses=job.lease_losses + lost,
             lease_owner=worker_id,
-        )
+        ), False
 
     def checkpoint(self) -> None:
         """A passive WAL checkpoint (never waits for readers or writers): keeps the WAL file from
