@@ -102,6 +102,7 @@ class Report:
     forged_accepted: int = 0
     jobs_expected: int = 0
     jobs_found: int = 0
+    mean_ms: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
@@ -365,7 +366,7 @@ def render(reports: list[tuple[int, Report]], n: int, p99_target_ms: float = P99
         "| in flight | sent | unique valid | repeats | forged | accepted (202) | duplicate (200) |"
         " rejected (401) | other | lost | processed twice | forged accepted | jobs expected / stored |"
         " p50 ack | p99 ack | p50 / p99 in server | throughput |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for conc, rep in reports:
         lines.append(
@@ -395,6 +396,7 @@ class WrkRun:
 
     requests: int = 0
     seconds: float = 0.0
+    mean_ms: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
@@ -403,6 +405,21 @@ class WrkRun:
     socket_errors: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     sent: list[int] = field(default_factory=list)  # requests issued per thread (thread k: index k-1)
+    busy: list[int] = field(default_factory=list)  # per thread: sum over requests of others unanswered
+    answered: list[int] = field(default_factory=list)  # responses per thread
+
+    @property
+    def sampled_in_flight(self) -> float:
+        """Requests in flight once each request went out (itself included), summed over threads.
+        wrk asks thread 1's script for one request it never sends (script_verify_request, before
+        the run): that one stays unanswered, so thread 1's count and each of its samples lose it."""
+        total = 0.0
+        for k, (busy, sent) in enumerate(zip(self.busy, self.sent, strict=True)):
+            if k == 0 and sent > 1:
+                busy, sent = busy - (sent - 1), sent - 1
+            if sent:
+                total += busy / sent + 1
+        return total
 
 
 def write_wrk_requests(deliveries: list[Delivery], path: Path) -> None:
@@ -447,6 +464,7 @@ def run_wrk(url: str, requests_file: Path, *, connections: int, seconds: float) 
     run = WrkRun(
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
+        mean_ms=raw["mean_us"] / 1000,
         p50_ms=raw["p50_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         max_ms=raw["max_us"] / 1000,
@@ -456,8 +474,17 @@ def run_wrk(url: str, requests_file: Path, *, connections: int, seconds: float) 
         run.server_p50_ms, run.server_p99_ms = raw["server_p50_ms"], raw["server_p99_ms"]
     for t in sorted(raw["threads"], key=lambda t: t["id"]):
         run.sent.append(t["sent"])
+        run.busy.append(t.get("busy", 0))
+        run.answered.append(t.get("answered", t["sent"]))
         run.statuses.update({int(code): n for code, n in t["statuses"].items()})
     return run
+
+
+def in_flight(run: WrkRun) -> float:
+    """Throughput x wrk's mean latency (Little's law), beside the sampled figure. Not trusted
+    alone: at ~980 acks/s it comes out near half the sampled figure (wrk's mean ack below the
+    level / throughput), a disagreement not explained yet (BENCHMARKS.md says so)."""
+    return run.requests / max(run.seconds, 1e-9) * run.mean_ms / 1000
 
 
 def requested(deliveries: list[Delivery], sent: list[int]) -> list[Delivery]:
@@ -557,6 +584,29 @@ class Level:
     connections: int
     reviewbot: Report
     noop: WrkRun
+    run: WrkRun  # reviewbot's wrk run
+
+    @property
+    def in_flight(self) -> float:
+        return in_flight(self.run)
+
+    @property
+    def sampled(self) -> float:
+        return self.run.sampled_in_flight
+
+
+#: The generator must really keep this share of the requested level in flight (Little's law),
+#: else the row does not measure that level and the bench fails.
+IN_FLIGHT_FLOOR = 0.8
+
+
+def short_levels(levels: list[Level]) -> list[str]:
+    """Levels where wrk did not keep the requests in flight that the row claims."""
+    return [
+        f"{lv.connections} requested, {lv.sampled:.1f} in flight"
+        for lv in levels
+        if lv.sampled < IN_FLIGHT_FLOOR * lv.connections
+    ]
 
 
 def run_level(
@@ -587,11 +637,22 @@ def run_level(
         )
     finally:
         stop_server(proc)
-    return Level(connections, report, noop)
+    level = Level(connections, report, noop, run)
+    print(
+        f"{connections} requested in flight: {level.sampled:.1f} sampled as requests went out; "
+        f"{level.in_flight:.1f} by throughput {run.requests / max(run.seconds, 1e-9):.0f}/s x wrk's "
+        f"corrected mean ack {run.mean_ms:.2f} ms; no-op {noop.sampled_in_flight:.1f} / "
+        f"{in_flight(noop):.1f}",
+        file=sys.stderr,
+    )
+    return level
 
 
 def render_wrk(levels: list[Level], *, seconds: float, n: int, p99_target_ms: float = P99_TARGET_MS) -> str:
     _, said = verdict([(lv.connections, lv.reviewbot) for lv in levels], p99_target_ms)
+    short = short_levels(levels)
+    if short:
+        said = f"FAIL: the generator did not keep the level in flight ({'; '.join(short)})"
     conc = " ".join(str(lv.connections) for lv in levels)
     lines = [
         SECTION,
@@ -605,17 +666,33 @@ def render_wrk(levels: list[Level], *, seconds: float, n: int, p99_target_ms: fl
         "uvicorn (reads the body, answers 202): the floor any Python ASGI server has on this machine.",
         "Targets: 0 lost, 0 processed twice, every forgery rejected, no error status, p99 ack <=",
         f"{p99_target_ms:g} ms at every level. `ack` is wrk's (connect excluded, queueing in the server",
-        "included); `in server` is the Server-Timing reviewbot reports.",
+        "included; wrk adds synthetic samples for slow responses, coordinated-omission correction, so",
+        "p50/p99 are upper bounds); `in server` is the Server-Timing reviewbot reports. `measured in",
+        "flight`: sampled (as each request went out, its thread's unanswered requests + 1, summed over",
+        "threads; one request per connection, no pipelining) / throughput x wrk's mean ack (Little's",
+        "law). The bench fails when the sample is under "
+        f"{IN_FLIGHT_FLOOR:.0%} of the level. `mean ack (Little)` = sampled",
+        "in flight / throughput. **Open question**: where the two in-flight figures disagree (at ~980",
+        "acks/s wrk's mean ack is about half the Little mean), either wrk's latencies (corrected for",
+        "coordinated omission before its done() sees them) understate the acks, p99 included, or the",
+        "sample overstates what is in flight; at ~2,000 acks/s on a quieter machine they agree (15.7 /",
+        "16.7 at 16). Read the p99 column with that in mind.",
         "",
-        "| in flight | requests | accepted (202) | duplicate (200) | rejected (401) | other | lost |"
+        "| in flight | measured in flight | mean ack (Little) | requests | accepted (202) | duplicate (200)"
+        " | rejected (401)"
+        " | other | lost |"
         " processed twice | forged accepted | p50 ack | p99 ack | p50 / p99 in server | throughput |"
         " no-op p50 | no-op p99 | no-op throughput |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in levels:
         r, b = lv.reviewbot, lv.noop
         lines.append(
-            f"| {lv.connections} | {r.sent} | {r.accepted} | {r.duplicates} | {r.rejected} | {r.errors}"
+            f"| {lv.connections} | {lv.sampled:.1f} / {lv.in_flight:.1f}"
+            f" | {lv.sampled / max(r.sent / max(r.seconds, 1e-9), 1e-9) * 1000:.1f} ms"
+            f" | {r.sent} | {r.accepted}"
+            f" | {r.duplicates}"
+            f" | {r.rejected} | {r.errors}"
             f" | {r.lost} | {r.double} | {r.forged_accepted} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms"
             f" | {r.server_p50_ms:.1f} / {r.server_p99_ms:.1f} ms | {r.sent / max(r.seconds, 1e-9):.0f}/s"
             f" | {b.p50_ms:.1f} ms | {b.p99_ms:.1f} ms | {b.requests / max(b.seconds, 1e-9):.0f}/s |"
@@ -685,7 +762,8 @@ def main(argv: list[str] | None = None) -> int:
             print("problem:", p, file=sys.stderr)
     if args.write:
         write_section(SECTION, text)
-    return 0 if verdict([(lv.connections, lv.reviewbot) for lv in levels], args.p99_target_ms)[0] else 1
+    ok = verdict([(lv.connections, lv.reviewbot) for lv in levels], args.p99_target_ms)[0]
+    return 0 if ok and not short_levels(levels) else 1
 
 
 if __name__ == "__main__":

@@ -54,7 +54,10 @@ class Cluster:
         self._template_ready = False
 
     @classmethod
-    def start(cls) -> Cluster:
+    def start(cls, *, durable: bool = False) -> Cluster:
+        """A new cluster in a temp dir. Not `durable` (the tests' default): fsync=off, commits
+        never wait for the disk. `durable`: PostgreSQL's defaults (fsync and synchronous_commit on),
+        as production runs (bench/queue_pg.py measures both)."""
         initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
         if not initdb or not pg_ctl:
             raise FileNotFoundError("initdb/pg_ctl not found")
@@ -72,7 +75,9 @@ class Cluster:
             check=True,
             capture_output=True,
         )
-        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not durable:
+            opts += " -c fsync=off"
         subprocess.run(
             [*as_user, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
             check=True,
@@ -124,8 +129,9 @@ class Cluster:
         self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def cluster_from_env() -> tuple[Cluster | None, str]:
-    """The session's cluster, or None and why there is none."""
+def cluster_from_env(*, durable: bool = False) -> tuple[Cluster | None, str]:
+    """The session's cluster, or None and why there is none (`durable`: see Cluster.start; a
+    server named by REVIEWBOT_TEST_DATABASE_URL runs as it was configured)."""
     url = os.environ.get(URL_ENV)
     if url:
         return Cluster(url), ""
@@ -134,7 +140,7 @@ def cluster_from_env() -> tuple[Cluster | None, str]:
     except ImportError:
         return None, "psycopg is not installed (pip install 'reviewbot[postgres]')"
     try:
-        return Cluster.start(), ""
+        return Cluster.start(durable=durable), ""
     except FileNotFoundError:
         return None, f"PostgreSQL is not installed (no initdb/pg_ctl) and {URL_ENV} is not set"
     except subprocess.CalledProcessError as exc:

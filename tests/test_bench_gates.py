@@ -64,14 +64,18 @@ def test_pipeline_snapshot_check_finds_no_change_on_the_real_prs(shared_data: Pa
 def test_queue_misses_when_the_deep_backlog_halves_the_rate_or_acks_are_slow_while_draining() -> None:
     queue = _bench("queue_backlog")
 
-    def drained(depth: int, workers: int, seconds: float) -> object:
-        return queue.Drain("sqlite", depth, workers, 1000, seconds)
+    def drained(depth: int, workers: int, seconds: float, backend: str = "sqlite") -> object:
+        return queue.Drain(backend, depth, workers, 1000, seconds)
 
     assert queue.misses([drained(500, 1, 1.0), drained(20000, 1, 1.9)], []) == []
     [miss] = queue.misses(
         [drained(500, 1, 1.0), drained(20000, 1, 2.1), drained(500, 2, 1.0), drained(20000, 2, 1.0)], []
     )
-    assert miss.startswith("1 worker(s): 476 jobs/s at 20,000")
+    assert miss.startswith("sqlite, 1 worker(s): 476 jobs/s at 20,000")
+    # each backend against its own shallow figure: PostgreSQL's slower 500 does not excuse SQLite
+    rows = [drained(500, 1, 1.0), drained(20000, 1, 2.1), drained(500, 1, 4.0, "postgresql")]
+    rows.append(drained(20000, 1, 4.0, "postgresql"))
+    assert [m.split(",")[0] for m in queue.misses(rows, [])] == ["sqlite"]
     idle = queue.Acks("idle (no worker)", 100, 5.0, 90.0, 0, 1.0)
     busy = queue.Acks("while 1 worker drains 2,000 jobs", 100, 5.0, 51.0, 0, 1.0)
     assert queue.misses([], [idle]) == []  # the target is for acks while draining

@@ -38,6 +38,22 @@ def test_wrk_level_stores_every_delivery_it_acknowledged_once(tmp_path: Path) ->
     assert rep.accepted > 0 and rep.rejected > 0  # valid ones stored, forged ones refused
     assert rep.jobs_found == rep.jobs_expected > 0
     assert level.noop.requests > 50 and level.noop.statuses.keys() == {202}
+    assert level.sampled >= bench.IN_FLIGHT_FLOOR * 4  # the generator kept the level in flight
+
+
+def test_a_level_the_generator_did_not_keep_in_flight_fails_the_bench() -> None:
+    """Two wrk threads that, as each request went out, found on average 2.5 and 3.5 others
+    unanswered kept 8 in flight, not the 16 the row names. Thread 1 also counts the request wrk
+    asked its script for before the run and never sent."""
+    bench = _bench()
+    run = bench.WrkRun(
+        requests=9800, seconds=10.0, mean_ms=7.4, sent=[4901, 4900], busy=[12250 + 4900, 17150]
+    )
+    assert run.sampled_in_flight == pytest.approx(8.0)
+    assert bench.in_flight(run) == pytest.approx(7.252)  # throughput x wrk's mean, beside it
+    short = bench.Level(16, None, run, run)
+    kept = bench.Level(8, None, run, run)
+    assert bench.short_levels([short, kept]) == ["16 requested, 8.0 in flight"]
 
 
 def test_requested_follows_the_lua_rotation() -> None:

@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from reviewbot.app.dialect import CommitUnknown, ConnectionLost
 from reviewbot.app.queue import Job, JobQueue
 from reviewbot.app.store import Store
 from reviewbot.app.worker import Worker
@@ -161,3 +164,129 @@ def test_a_worker_is_woken_by_notify_not_by_its_poll(database: str) -> None:
     finally:
         store.close()
         producer.close()
+
+
+def terminate_backends(url: str) -> int:
+    """Terminate every other session on the database (what a failover, a restart or a proxy's
+    idle timeout does to a process's connections) and wait until they are gone."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_backend_terminated_between_two_operations_costs_the_next_one_nothing(database: str) -> None:
+    """Each store operation after its connection was terminated while idle succeeds: the pool
+    replaces the dead connection before running anything on it."""
+    store = Store.open(database)
+    queue = JobQueue(store)
+    try:
+        queue.enqueue("echo", {"n": 1})
+        assert terminate_backends(database) >= 1
+        assert store.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1  # a read
+        terminate_backends(database)
+        queue.enqueue("echo", {"n": 2})  # a transaction
+        terminate_backends(database)
+        job = queue.claim("w")  # a transaction with row locks
+        assert job is not None
+        terminate_backends(database)
+        assert queue.complete(job)  # a write outside a transaction
+        assert queue.counts() == {"done": 1, "queued": 1}
+    finally:
+        store.close()
+
+
+def test_a_transaction_whose_connection_dies_before_commit_runs_once_more(database: str) -> None:
+    """The connection dies in the middle of a transaction: PostgreSQL rolled it back, so
+    `run_transaction` runs it again on a fresh connection: its writes land exactly once."""
+    store = Store.open(database)
+    runs: list[int] = []
+
+    def body(conn: Any) -> int:
+        runs.append(1)
+        conn.execute("INSERT INTO heartbeats (worker, at) VALUES (?, ?)", (f"w{len(runs)}", "now"))
+        if len(runs) == 1:
+            conn.execute("SELECT pg_terminate_backend(pg_backend_pid())").fetchone()  # dies under the body
+        return len(runs)
+
+    try:
+        assert store.run_transaction(body) == 2
+        assert store.conn.execute("SELECT worker FROM heartbeats").fetchall() == [("w2",)]
+    finally:
+        store.close()
+
+
+def test_a_connection_dying_in_commit_is_not_run_again(database: str) -> None:
+    """A death during COMMIT may have come after the commit: CommitUnknown, and the body is not
+    run a second time (a deferred trigger terminates the backend while it commits)."""
+    store = Store.open(database)
+    store.conn.execute("CREATE TABLE doomed (x INTEGER)")
+    store.conn.execute(
+        "CREATE FUNCTION die() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$"
+    )
+    store.conn.execute(
+        "CREATE CONSTRAINT TRIGGER die_at_commit AFTER INSERT ON doomed "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION die()"
+    )
+    runs: list[int] = []
+
+    def body(conn: Any) -> None:
+        runs.append(1)
+        conn.execute("INSERT INTO doomed (x) VALUES (1)")
+
+    try:
+        with pytest.raises(CommitUnknown):
+            store.run_transaction(body)
+        assert len(runs) == 1
+        assert store.conn.execute("SELECT COUNT(*) FROM doomed").fetchone()[0] == 0
+    finally:
+        store.close()
+
+
+def test_a_write_whose_connection_dies_under_it_is_not_run_again(database: str) -> None:
+    """A write outside a transaction cannot know whether it committed when its connection dies
+    under it: it raises the store's ConnectionLost (a sqlite3.OperationalError), and the next
+    operation runs on a fresh connection. A read is simply run again."""
+    store = Store.open(database)
+    try:
+        with pytest.raises(ConnectionLost):
+            store.conn.execute(
+                "INSERT INTO heartbeats (worker, at) SELECT 'w', 'now' "
+                "WHERE pg_terminate_backend(pg_backend_pid())"
+            )
+        assert isinstance(ConnectionLost(), sqlite3.OperationalError)
+        assert store.conn.execute("SELECT COUNT(*) FROM heartbeats").fetchone()[0] == 0
+        store.conn.execute("CREATE SEQUENCE once")
+        # dies the first time only (a sequence is not rolled back): the read's second run answers
+        read = "SELECT CASE WHEN nextval('once') = 1 THEN pg_terminate_backend(pg_backend_pid()) END, 7"
+        assert store.conn.execute(read).fetchone() == (None, 7)
+    finally:
+        store.close()
+
+
+def test_the_server_acks_and_the_worker_claims_across_terminated_backends(
+    tmp_path: Path, database: str
+) -> None:
+    """Every session of the server and of its worker is terminated (a PostgreSQL failover)
+    between two pull requests: the second delivery is acknowledged and stored, and the worker
+    claims and reviews it."""
+    w = World(tmp_path, database=database)
+    try:
+        w.gh.add_repo(REPO, INSTALLATION, {**CONFIG, "a.py": module(20)})
+        w.start_worker()
+        pulls = [w.gh.add_pull(REPO, n, head_files={"a.py": module(20, {3 + n: f"a{n}"})}) for n in (1, 2)]
+        w.deliver("pull_request", w.pr_event("opened", pulls[0]))
+        w.settle(60)
+        assert terminate_backends(database) >= 2  # the server's, the worker's, its LISTEN
+        r = w.deliver("pull_request", w.pr_event("opened", pulls[1]))
+        assert r.status_code in (200, 202)
+        w.settle(60)
+        assert sorted(r[0] for r in w.rows("SELECT pr FROM reviews WHERE state = 'posted'")) == [1, 2]
+        assert w.rows("SELECT state, COUNT(*) FROM jobs GROUP BY state") == [("done", 2)]
+    finally:
+        w.close()

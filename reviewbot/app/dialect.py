@@ -11,7 +11,10 @@ second query language. The PostgreSQL side (`PgConnection`) rewrites a statement
 - booleans are sent as 0/1 (the schema keeps SQLite's integer flags).
 
 Errors come back as sqlite3's DB-API classes (IntegrityError, OperationalError, DatabaseError),
-chained to the psycopg error, so callers catch one family whichever database runs. DDL goes
+chained to the psycopg error, so callers catch one family whichever database runs; a connection
+that died under a statement is ConnectionLost (an OperationalError). Connections come from a
+psycopg_pool pool (`PoolLimits`): a server restart, a terminated backend or a proxy's idle
+timeout costs the next operation a fresh connection, not the process. DDL goes
 through `pg_ddl` (BIGINT ids: GitHub's exceed 32 bits; DOUBLE PRECISION for REAL; BYTEA for BLOB;
 identity columns for INTEGER PRIMARY KEY).
 """
@@ -21,13 +24,17 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import select
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -156,58 +163,237 @@ def _mapped(exc: Exception) -> sqlite3.Error:
     return sqlite3.DatabaseError(str(exc))
 
 
-class PgConnection:
-    """A psycopg connection in autocommit mode (transactions are explicit BEGIN/COMMIT, as the
-    SQLite connection's are) behind the sqlite3-style API."""
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """How many PostgreSQL connections one process keeps (`min_size`, opened at start and kept)
+    and may open (`max_size`), and how long an operation waits for a free one (`timeout`, s)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.raw = conn
+    min_size: int = 1
+    max_size: int = 4
+    timeout: float = 30.0
+
+
+class ConnectionLost(sqlite3.OperationalError):
+    """The PostgreSQL connection died under a statement that could not safely be run again (a
+    write outside a transaction, or a statement inside one: `Store.run_transaction` retries the
+    whole transaction). Nothing of an unfinished transaction happened: PostgreSQL rolled it back."""
+
+
+class CommitUnknown(ConnectionLost):
+    """The connection died during COMMIT: the transaction may or may not have committed, so it
+    is never retried (that could apply it twice)."""
+
+
+def _is_read(sql: str) -> bool:
+    """A statement that changes nothing when run twice (run again after its connection died)."""
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """Is an idle pooled connection still usable? Without a round trip in the common case: an
+    idle autocommit connection receives nothing unless its server went away (a terminated backend
+    sends FATAL and closes; a restart or a proxy's idle timeout closes the socket), so a socket
+    with nothing to read is alive; one with something to read is asked (one round trip)."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    if conn.closed or conn.broken:
+        return False
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if not readable:
+        return True
+    try:
+        ConnectionPool.check_connection(conn)
+    except psycopg.Error:
+        return False
+    return True
+
+
+class PgConnection:
+    """A pool of psycopg connections in autocommit mode (transactions are explicit BEGIN/COMMIT,
+    as the SQLite connection's are) behind the sqlite3-style API.
+
+    A statement outside a transaction takes a connection from the pool and gives it back; a
+    transaction (`transaction()`) keeps one connection for this thread until COMMIT, and every
+    `execute` on this thread in between runs on it. A connection found dead when taken from the
+    pool is replaced (see `_alive`); a read whose connection dies under it is run once more on a
+    fresh one; anything else raises ConnectionLost (a sqlite3.OperationalError)."""
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+        self._pinned = threading.local()
 
     @classmethod
-    def connect(cls, url: str) -> PgConnection:
+    def connect(cls, url: str, limits: PoolLimits | None = None) -> PgConnection:
         import psycopg
+        from psycopg_pool import ConnectionPool
 
+        limits = limits or PoolLimits()
+        # One connection made directly first: a wrong URL, password or host fails now with
+        # PostgreSQL's own message (a pool would keep retrying in the background until its timeout).
         try:
-            conn = psycopg.connect(url, autocommit=True)
+            psycopg.connect(url, autocommit=True).close()
         except psycopg.Error as exc:
             raise _mapped(exc) from exc
-        return cls(conn)
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=limits.min_size,
+            max_size=max(limits.min_size, limits.max_size),
+            timeout=limits.timeout,
+            kwargs={"autocommit": True},
+            name=f"reviewbot {redact_url(url)}",
+            open=False,
+        )
+        pool.open()
+        return cls(pool)
 
     @property
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        conn = self._current()
+        return conn is not None and conn.info.transaction_status != TransactionStatus.IDLE
+
+    def _current(self) -> psycopg.Connection[Any] | None:
+        conn: psycopg.Connection[Any] | None = getattr(self._pinned, "conn", None)
+        return conn
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        """A live connection from the pool; dead ones met on the way are closed (the pool opens
+        replacements)."""
+        from psycopg_pool import PoolTimeout
+
+        for _ in range(self.pool.max_size + 2):
+            try:
+                conn = self.pool.getconn()
+            except PoolTimeout as exc:
+                raise sqlite3.OperationalError(f"no PostgreSQL connection: {exc}") from exc
+            if _alive(conn):
+                return conn
+            log.warning("PostgreSQL connection found dead; replacing it")
+            conn.close()
+            self.pool.putconn(conn)
+        raise ConnectionLost("every PostgreSQL connection the pool gave was dead")
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> PgCursor:
-        import psycopg
-
-        text, returning = pg_sql(sql)
-        try:
-            cur = self.raw.execute(text, _params(parameters))
-            rows = cur.fetchall() if cur.description is not None else []
-        except psycopg.Error as exc:
-            raise _mapped(exc) from exc
-        lastrowid = int(rows[0][0]) if returning and rows else None
-        return PgCursor([] if returning else rows, cur.rowcount, lastrowid)
+        pinned = self._current()
+        if pinned is not None:
+            return _run(pinned, sql, parameters)
+        for attempt in (1, 2):
+            conn = self._checkout()
+            try:
+                return _run(conn, sql, parameters)
+            except ConnectionLost:
+                if attempt == 2 or not _is_read(sql):
+                    raise
+                log.warning("PostgreSQL connection lost under a read; running it again")
+            finally:
+                self.pool.putconn(conn)
+        raise AssertionError("unreachable")
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> PgCursor:
         """Many rows through one prepared statement (bulk loads: `db copy`, benches)."""
-        import psycopg
-
-        text, returning = pg_sql(sql)
-        if returning:
-            text = text.removesuffix(" RETURNING id")
+        pinned = self._current()
+        if pinned is not None:
+            return _run_many(pinned, sql, seq)
+        conn = self._checkout()
         try:
-            with self.raw.cursor() as cur:
-                cur.executemany(text, [_params(p) for p in seq])
-                count = cur.rowcount
-        except psycopg.Error as exc:
-            raise _mapped(exc) from exc
-        return PgCursor([], count, None)
+            return _run_many(conn, sql, seq)
+        finally:
+            self.pool.putconn(conn)
+
+    @contextmanager
+    def transaction(self, lock_key: int | None = None) -> Iterator[PgConnection]:
+        """BEGIN (with `pg_advisory_xact_lock(lock_key)` in the same round trip), the body,
+        COMMIT, on one connection this thread keeps meanwhile. A connection that dies at BEGIN is
+        replaced (nothing ran); one that dies in the body raises ConnectionLost (nothing
+        committed: `Store.run_transaction` runs it again), in COMMIT CommitUnknown."""
+        if self._current() is not None:
+            raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+        # No parameters: one simple query carries both statements.
+        begin = "BEGIN" if lock_key is None else f"BEGIN; SELECT pg_advisory_xact_lock({int(lock_key)})"
+        conn = self._checkout()
+        try:
+            for attempt in (1, 2):
+                try:
+                    _run_simple(conn, begin)
+                    break
+                except ConnectionLost:
+                    if attempt == 2:
+                        raise
+                    self.pool.putconn(conn)
+                    conn = self._checkout()
+            self._pinned.conn = conn
+            try:
+                yield self
+            except BaseException:
+                if not conn.broken and not conn.closed and self.in_transaction:
+                    with suppress(sqlite3.Error):
+                        _run(conn, "ROLLBACK", None)
+                raise
+            try:
+                _run(conn, "COMMIT", None)
+            except ConnectionLost as exc:
+                raise CommitUnknown(f"the connection died during COMMIT: {exc}") from exc
+        finally:
+            self._pinned.conn = None
+            self.pool.putconn(conn)
 
     def close(self) -> None:
-        self.raw.close()
+        self.pool.close()
+
+
+def _run(conn: psycopg.Connection[Any], sql: str, parameters: Sequence[Any] | None) -> PgCursor:
+    """One statement on `conn`, its rows fetched; psycopg's errors as sqlite3's."""
+    import psycopg
+
+    text, returning = pg_sql(sql)
+    try:
+        cur = conn.execute(text, _params(parameters))
+        rows = cur.fetchall() if cur.description is not None else []
+    except psycopg.Error as exc:
+        raise _error(conn, exc) from exc
+    lastrowid = int(rows[0][0]) if returning and rows else None
+    return PgCursor([] if returning else rows, cur.rowcount, lastrowid)
+
+
+def _run_simple(conn: psycopg.Connection[Any], text: str) -> None:
+    """PostgreSQL SQL without parameters (several statements in one round trip)."""
+    import psycopg
+
+    try:
+        conn.execute(text.encode())
+    except psycopg.Error as exc:
+        raise _error(conn, exc) from exc
+
+
+#: SQLSTATEs of a session the server ended: admin_shutdown (pg_terminate_backend, a fast
+#: shutdown), crash_shutdown, cannot_connect_now; class 08 is "connection exception".
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _error(conn: psycopg.Connection[Any], exc: Exception) -> sqlite3.Error:
+    """psycopg's error as the store's: ConnectionLost when the connection died with it (the FATAL
+    a terminated backend sends arrives before the socket is seen closed)."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if conn.closed or conn.broken or sqlstate in _SESSION_ENDED or sqlstate.startswith("08"):
+        return ConnectionLost(str(exc))
+    return _mapped(exc)
+
+
+def _run_many(conn: psycopg.Connection[Any], sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
+    import psycopg
+
+    text, returning = pg_sql(sql)
+    if returning:
+        text = text.removesuffix(" RETURNING id")
+    try:
+        with conn.cursor() as cur:
+            cur.executemany(text, [_params(p) for p in seq])
+            count = cur.rowcount
+    except psycopg.Error as exc:
+        raise _error(conn, exc) from exc
+    return PgCursor([], count, None)
 
 
 def listen(

@@ -20,8 +20,11 @@ review handler still skips a head that is no longer the PR's).
 Times are stored as ISO-8601 UTC strings with a fixed width, so SQL compares them as text. The
 clock is injected (`clock() -> epoch seconds`): tests move time instead of sleeping.
 
-A `Store` holds one sqlite3 connection; every method here takes `self.lock` so threads sharing a
-queue (the server's request threads) never interleave transactions. Code that writes to the same
+A SQLite `Store` holds one sqlite3 connection; every method here takes `self.lock` so threads
+sharing a queue (the server's request threads) never interleave transactions. (On PostgreSQL the
+store is a pool and a transaction keeps its own connection; the lock stays, harmless.) The
+transactions here go through `Store.run_transaction`: on PostgreSQL one whose connection died
+before COMMIT runs once more on a fresh connection. Code that writes to the same
 store from several threads should hold `queue.lock` too (the server does).
 """
 
@@ -44,6 +47,8 @@ LIVE_STATES = ("queued", "running")
 INSTALLATION_LOCK_CLASS = 0x7262
 CLAIM_BATCH = 8  # candidates read per query when claiming (the per-installation limit is checked on them)
 SUPERSEDING_KINDS = frozenset({"review"})
+#: Claim order: expired leases (their worker died) before queued jobs.
+STATES = ("running", "queued")
 
 
 def iso(ts: float) -> str:
@@ -149,14 +154,15 @@ class JobQueue:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.lock = lock or threading.RLock()
+        self._found_last = False  # the last claim took a job (PostgreSQL then skips the peek)
 
     # --- producing ----------------------------------------------------------------------------
 
     def enqueue(self, kind: str, payload: dict[str, Any], **options: Unpack[JobOptions]) -> int:
         """Add a job; returns its id (the live job's id when `dedupe_key` is already queued/running).
         `options` are `enqueue_in`'s keywords."""
-        with self.lock, self.store.transaction() as conn:
-            return self.enqueue_in(conn, kind, payload, **options)
+        with self.lock:
+            return self.store.run_transaction(lambda conn: self.enqueue_in(conn, kind, payload, **options))
 
     def enqueue_in(
         self,
@@ -257,59 +263,82 @@ class JobQueue:
         kinds = list(kinds) if kinds is not None else None
         if kinds is not None and not kinds:
             return None
-        if not self._anything_runnable(kinds):
-            return None
         pg = self.store.is_postgres
-        # PostgreSQL: no global write lock; candidates are row-locked (FOR UPDATE SKIP LOCKED) so
-        # claimers on other hosts pass over them instead of waiting.
-        with self.lock, self.store.transaction(serialized=not pg) as conn:
-            now_ts = self.clock()
-            now = iso(now_ts)
-            # PostgreSQL checks the limit per candidate (_room_pg) and learns full installations
-            # as it goes: one round trip fewer per claim.
-            count_first = per_installation_limit and not pg
-            running = self._running_per_installation(conn, now) if count_first else {}
-            full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
-            for state in ("running", "queued"):
-                after: tuple[str, int] | None = None
-                while True:
-                    batch = self._candidates(conn, state, now, kinds, full, after, lock_rows=pg)
-                    for job, _key in batch:
-                        if job.installation_id is not None and job.installation_id in full:
-                            continue
-                        if (
-                            pg
-                            and per_installation_limit
-                            and job.installation_id is not None
-                            and not self._room_pg(conn, job.installation_id, now, per_installation_limit)
-                        ):
-                            full.add(job.installation_id)
-                            continue
-                        taken = self._take(conn, job, worker_id, now_ts)
-                        if taken is not None:
-                            return taken
-                    if len(batch) < CLAIM_BATCH:
-                        break
-                    after = batch[-1][1]
+        # PostgreSQL, right after a claim that found a job: more work is likely, and the claim
+        # takes no global lock there, so the peek would only cost a round trip.
+        if not (pg and self._found_last) and not self._anything_runnable(kinds):
             return None
+        # PostgreSQL: no global write lock; candidates are row-locked (FOR UPDATE SKIP LOCKED) so
+        # claimers on other hosts pass over them instead of waiting (see _claim_pg).
+        with self.lock:
+            job = self.store.run_transaction(
+                lambda conn: self._claim_in(conn, worker_id, kinds, per_installation_limit), serialized=not pg
+            )
+        self._found_last = job is not None
+        return job
+
+    def _claim_in(
+        self, conn: Any, worker_id: str, kinds: list[str] | None, per_installation_limit: int | None
+    ) -> Job | None:
+        """The body of `claim`, inside the transaction it opened."""
+        if self.store.is_postgres:
+            return self._claim_pg(conn, worker_id, kinds, per_installation_limit)
+        now_ts = self.clock()
+        now = iso(now_ts)
+        running = self._running_per_installation(conn, now) if per_installation_limit else {}
+        full = {i for i, n in running.items() if per_installation_limit and n >= per_installation_limit}
+        for state in STATES:
+            after: tuple[str, int] | None = None
+            while True:
+                batch = self._candidates(conn, state, now, kinds, full, after)
+                for job, _key in batch:
+                    if job.installation_id is not None and job.installation_id in full:
+                        continue
+                    taken, _ = self._take(conn, job, worker_id, now_ts)
+                    if taken is not None:
+                        return taken
+                if len(batch) < CLAIM_BATCH:
+                    break
+                after = batch[-1][1]
+        return None
+
+    def _claim_pg(self, conn: Any, worker_id: str, kinds: list[str] | None, limit: int | None) -> Job | None:
+        """`claim` on PostgreSQL: candidates row-locked (FOR UPDATE SKIP LOCKED); the
+        per-installation limit decided per candidate (its try-lock, then `_take` with
+        `room_limit`: the lease count inside the lease UPDATE), installations found full
+        excluded from later batches. On a busy queue: BEGIN, two candidate SELECTs, the try-lock,
+        the UPDATE, COMMIT (6 statements; the peek and a separate count are gone)."""
+        now_ts = self.clock()
+        now = iso(now_ts)
+        full: set[int] = set()
+        for state in STATES:
+            batch = self._candidates(conn, state, now, kinds, full, None, lock_rows=True)
+            while True:
+                for job, _key in batch:
+                    inst = job.installation_id
+                    if inst is not None and inst in full:
+                        continue
+                    room = limit if inst is not None else None
+                    if room and inst is not None and not self._try_installation_lock(conn, inst):
+                        full.add(inst)  # another claimer is deciding about it
+                        continue
+                    taken, no_room = self._take(conn, job, worker_id, now_ts, room_limit=room)
+                    if taken is not None:
+                        return taken
+                    if no_room and inst is not None:
+                        full.add(inst)
+                if len(batch) < CLAIM_BATCH:
+                    break
+                batch = self._candidates(conn, state, now, kinds, full, batch[-1][1], lock_rows=True)
+        return None
 
     @staticmethod
-    def _room_pg(conn: Any, installation_id: int, now: str, limit: int) -> bool:
-        """PostgreSQL: may this claim start one more job of `installation_id`? Claimers on other
-        hosts decide about one installation one at a time (an advisory lock held to COMMIT, so the
-        next one counts this claim's lease); one that cannot have the lock at once passes the
-        installation over for now rather than wait."""
+    def _try_installation_lock(conn: Any, installation_id: int) -> bool:
+        """PostgreSQL: claimers on other hosts decide about one installation one at a time (an
+        advisory lock held to COMMIT, so the next one counts this claim's lease); one that cannot
+        have the lock at once passes the installation over for now rather than wait."""
         key = (INSTALLATION_LOCK_CLASS, installation_id % 2**31)
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0]:
-            return False
-        # A statement of its own: its snapshot is taken after the lock, so it sees the lease the
-        # previous holder committed (in one statement with the lock, it might not).
-        row = conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
-            "AND installation_id = ?",
-            (now, installation_id),
-        ).fetchone()
-        return int(row[0]) < limit
+        return bool(conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", key).fetchone()[0])
 
     def _anything_runnable(self, kinds: list[str] | None) -> bool:
         """A read (no write lock): is any job due or any lease expired? Most polls find none."""
@@ -365,8 +394,14 @@ class JobQueue:
             out.append((job, (str(row[-1]), job.id)))
         return out
 
-    def _take(self, conn: sqlite3.Connection, job: Job, worker_id: str, now_ts: float) -> Job | None:
-        """Lease `job` to `worker_id`, or dead-letter it as poison (None) after too many lost leases."""
+    def _take(
+        self, conn: Any, job: Job, worker_id: str, now_ts: float, *, room_limit: int | None = None
+    ) -> tuple[Job | None, bool]:
+        """Lease `job` to `worker_id` -> (the job, False); or dead-letter it as poison after too
+        many lost leases -> (None, False). With `room_limit` the lease is taken only while its
+        installation runs fewer live leases -> else (None, True). PostgreSQL: the count is in the
+        UPDATE, a statement after the installation's try-lock, so its snapshot sees the lease the
+        lock's previous holder committed."""
         now = iso(now_ts)
         lost = int(job.state == "running")  # its worker died or hung: bad luck, not an error
         if lost and job.lease_losses + 1 >= self.max_lease_losses:
@@ -382,20 +417,29 @@ class JobQueue:
                     job.id,
                 ),
             )
-            return None
-        conn.execute(
+            return None, False
+        room_sql, room_args = "", ()  # type: tuple[str, tuple[Any, ...]]
+        if room_limit is not None:
+            room_sql = (
+                " AND (SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_expires_at > ? "
+                "AND installation_id = ?) < ?"
+            )
+            room_args = (now, job.installation_id, room_limit)
+        cur = conn.execute(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
             "lease_losses = lease_losses + ?, lease_owner = ?, "
-            "lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?",
-            (lost, worker_id, iso(now_ts + self.lease_seconds), now, now, job.id),
+            f"lease_expires_at = ?, heartbeat_at = ?, updated_at = ? WHERE id = ?{room_sql}",
+            (lost, worker_id, iso(now_ts + self.lease_seconds), now, now, job.id, *room_args),
         )
+        if room_limit is not None and cur.rowcount == 0:
+            return None, True
         return replace(
             job,
             state="running",
             attempts=job.attempts + 1,
             lease_losses=job.lease_losses + lost,
             lease_owner=worker_id,
-        )
+        ), False
 
     def checkpoint(self) -> None:
         """A passive WAL checkpoint (never waits for readers or writers): keeps the WAL file from
@@ -534,8 +578,8 @@ class JobQueue:
         """Store a webhook delivery and its jobs (`enqueue_in` keyword arguments) in one
         transaction: a delivery is never stored without its work, nor its work twice.
         Returns (duplicate, job ids): a redelivery stores nothing and gets the first job's id."""
-        with self.lock, self.store.transaction() as conn:
-            return self._accept_delivery_in(conn, delivery, jobs)
+        with self.lock:
+            return self.store.run_transaction(lambda conn: self._accept_delivery_in(conn, delivery, jobs))
 
     def try_accept_delivery(
         self, delivery: Delivery, jobs: Sequence[Mapping[str, Any]]

@@ -16,15 +16,28 @@ many hosts claim in parallel.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
-from reviewbot.app.dialect import Connection, PgConnection, is_postgres_url, pg_ddl, redact_url
+from reviewbot.app.dialect import (
+    CommitUnknown,
+    Connection,
+    ConnectionLost,
+    PgConnection,
+    PoolLimits,
+    is_postgres_url,
+    pg_ddl,
+    redact_url,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The advisory lock `transaction()` holds on PostgreSQL (SQLite's writer lock), and the one
 #: migrations hold (a second process starting at the same moment waits, then finds them applied).
@@ -254,10 +267,13 @@ class StoreBusy(Exception):
 class Store:
     """An open reviewbot database. Build one at the edge and pass it in."""
 
-    def __init__(self, conn: Connection, path: str, dialect: str = "sqlite") -> None:
+    def __init__(
+        self, conn: Connection, path: str, dialect: str = "sqlite", pool: PoolLimits | None = None
+    ) -> None:
         self.conn: Any = conn  # sqlite3.Connection or dialect.PgConnection: one execute() API
         self.path = path
         self.dialect = dialect
+        self.pool = pool
         self._db: sqlite_utils.Database | None = (
             sqlite_utils.Database(conn) if isinstance(conn, sqlite3.Connection) else None
         )
@@ -279,12 +295,13 @@ class Store:
         return redact_url(self.path) if self.is_postgres else self.path
 
     @classmethod
-    def open(cls, path: str | Path, *, migrate_now: bool = True) -> Store:
+    def open(cls, path: str | Path, *, migrate_now: bool = True, pool: PoolLimits | None = None) -> Store:
         """Open (creating if needed) the database at `path` (':memory:' works; a
-        `postgresql://` URL opens PostgreSQL) and migrate it."""
+        `postgresql://` URL opens PostgreSQL, with a connection pool of `pool`'s size) and
+        migrate it."""
         path = str(path)
         if is_postgres_url(path):
-            store = cls(PgConnection.connect(path), path, "postgresql")
+            store = cls(PgConnection.connect(path, pool), path, "postgresql", pool)
             if migrate_now:
                 store.migrate()
             return store
@@ -303,7 +320,7 @@ class Store:
 
     def reopen(self) -> Store:
         """Another connection to the same database (a thread or a listener of its own)."""
-        return Store.open(self.path, migrate_now=False)
+        return Store.open(self.path, migrate_now=False, pool=self.pool)
 
     def close(self) -> None:
         self.conn.close()
@@ -336,17 +353,14 @@ class Store:
     def transaction(self, *, serialized: bool = True) -> Iterator[Any]:
         """BEGIN ... COMMIT, rolled back on any exception. SQLite: BEGIN IMMEDIATE (the writer
         lock). PostgreSQL: the advisory write lock too, unless `serialized=False` (the caller
-        locks the rows it writes)."""
+        locks the rows it writes), on one pooled connection kept by this thread until COMMIT; a
+        connection that dies meanwhile raises dialect.ConnectionLost (nothing committed) or,
+        in COMMIT itself, CommitUnknown. `run_transaction` retries the first."""
         if self.is_postgres:
-            self.conn.execute("BEGIN")
-            if serialized:
-                try:
-                    self.conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-        else:
-            self.conn.execute("BEGIN IMMEDIATE")
+            with self.conn.transaction(WRITE_LOCK_KEY if serialized else None) as conn:
+                yield conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
         except BaseException:
@@ -355,6 +369,21 @@ class Store:
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def run_transaction(self, body: Callable[[Any], T], *, serialized: bool = True) -> T:
+        """`body(conn)` inside `transaction()`. On PostgreSQL a transaction whose connection died
+        before COMMIT (a restart, a terminated backend: PostgreSQL rolled it back) runs once more
+        on a fresh connection; a death during COMMIT is not retried (it may have committed).
+        `body` must do nothing but database work, as it may run twice."""
+        try:
+            with self.transaction(serialized=serialized) as conn:
+                return body(conn)
+        except CommitUnknown:
+            raise
+        except ConnectionLost as exc:
+            log.warning("PostgreSQL connection lost in a transaction (rolled back); again: %s", exc)
+        with self.transaction(serialized=serialized) as conn:
+            return body(conn)
 
     def probe_write(self, now: str) -> None:
         """Commit a small write (and free it again); raises sqlite3.Error when the file is

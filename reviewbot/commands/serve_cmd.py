@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from reviewbot.app.dialect import is_postgres_url, redact_url
+from reviewbot.app.dialect import PoolLimits, is_postgres_url, redact_url
 from reviewbot.app.logs import configure_logging
 from reviewbot.core.settings import Settings, SettingsError, settings_secrets
 
@@ -96,10 +96,9 @@ def child_handlers(settings: Settings, *, metrics: Any) -> dict[str, Handler]:
     """The handlers of a job process (reviewbot.app.job_process): its own logging, database connection
     and queue; `metrics` records what the handlers observe for the parent to replay."""
     from reviewbot.app.queue import JobQueue
-    from reviewbot.app.store import Store
 
     configure_logging(settings.log_level, secrets=settings_secrets(settings))
-    store = Store.open(settings.database())
+    store = open_store(settings)
     queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
     return build_handlers(settings, store, queue=queue, metrics=metrics)
 
@@ -285,12 +284,11 @@ def writable_store_or_exit(settings: Settings) -> Store:
     """Open the database and prove it takes a write, or exit 1 with one line: a read-only file,
     a full disk or an unreachable PostgreSQL would turn every delivery into a 500."""
     from reviewbot.app.queue import iso
-    from reviewbot.app.store import Store
 
     target, var = settings.database(), settings.database_setting()
     shown = redact_url(target)
     try:
-        store = Store.open(target)
+        store = open_store(settings)
     except (sqlite3.Error, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else repr(exc)
         raise _refuse(f"{var}: cannot open {shown}: {first}") from None
@@ -307,6 +305,16 @@ def _database_option(database: str | None) -> dict[str, str | None]:
     if database is not None and is_postgres_url(database):
         return {"database_url": database}
     return {"database_path": database}
+
+
+def open_store(settings: Settings) -> Store:
+    """The settings' database, with their PostgreSQL pool size (SQLite ignores it)."""
+    from reviewbot.app.store import Store
+
+    limits = PoolLimits(
+        settings.database_pool_min_size, settings.database_pool_max_size, settings.database_pool_timeout
+    )
+    return Store.open(settings.database(), pool=limits)
 
 
 def _worker_id(suffix: str = "") -> str:
@@ -340,9 +348,8 @@ class WorkerThread:
 
     def _main(self) -> None:
         from reviewbot.app.queue import JobQueue
-        from reviewbot.app.store import Store
 
-        store = Store.open(self.settings.database())
+        store = open_store(self.settings)
         pool = None
         try:
             queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
@@ -390,7 +397,6 @@ def register(app: typer.Typer) -> None:
         from reviewbot.app.metrics import Metrics
         from reviewbot.app.queue import JobQueue
         from reviewbot.app.server import create_app
-        from reviewbot.app.store import Store
 
         settings = _load({"host": host, "port": port, **_database_option(database)})
         try:
@@ -407,7 +413,7 @@ def register(app: typer.Typer) -> None:
         queue = JobQueue(store, lease_seconds=LEASE_SECONDS)
         runner = None if no_worker else WorkerThread(settings, metrics, gh_app)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-        dashboard_store = Store.open(settings.database()) if admin else None
+        dashboard_store = open_store(settings) if admin else None
         app_ = create_app(
             store=store,
             webhook_secret=settings.webhook_secret.get_secret_value().encode(),

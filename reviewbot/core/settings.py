@@ -161,6 +161,22 @@ class Settings(BaseSettings):
             "number of serve and worker processes on any hosts (overrides database_path)."
         ),
     )
+    database_pool_min_size: int = Field(
+        default=1, ge=0, description="PostgreSQL connections each process opens at start and keeps."
+    )
+    database_pool_max_size: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "Most PostgreSQL connections one process (each serve, worker and job process) opens; "
+            "budget processes x this under the server's max_connections."
+        ),
+    )
+    database_pool_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an operation waits for a free PostgreSQL connection before failing.",
+    )
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for admin endpoints.")
     host: str = Field(default="0.0.0.0", description="Address `reviewbot serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `reviewbot serve` listens on.")
