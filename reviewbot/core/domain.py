@@ -45,29 +45,33 @@ class Hunk:
     new_len: int
     section: str = ""
     lines: list[DiffLine] = field(default_factory=list)
-    #: (the lines list it was built from, its length, RIGHT lines, LEFT lines, added lines): see _index
-    _accepted: tuple[list[DiffLine], int, frozenset[int], frozenset[int], tuple[int, ...]] | None = field(
+    #: (the lines list it was built from, its length, RIGHT lines, LEFT lines): see has_line
+    _accepted: tuple[list[DiffLine], int, frozenset[int], frozenset[int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    #: (the lines list it was built from, its length, added lines): see added_line_numbers
+    _added: tuple[list[DiffLine], int, tuple[int, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
-    def _index(self) -> tuple[list[DiffLine], int, frozenset[int], frozenset[int], tuple[int, ...]]:
-        """The line-number sets, built once per hunk (hunk_for, has_line and added_line_numbers run
-        for every candidate, anchor, annotation and context lookup). Rebuilt when `lines` is
-        replaced or changes length; hunks are not edited in place after parsing."""
+    def has_line(self, line: int, side: Side = "RIGHT") -> bool:
+        """`line in self.lines_on(side)`, from sets built once per hunk (hunk_for runs for every
+        candidate, anchor and annotation). Rebuilt when `lines` is replaced or changes length;
+        hunks are not edited in place after parsing."""
         cache = self._accepted
         if cache is None or cache[0] is not self.lines or cache[1] != len(self.lines):
-            added = tuple(ln.new_no for ln in self.lines if ln.kind == "added" and ln.new_no is not None)
             right, left = frozenset(self.right_line_numbers()), frozenset(self.left_line_numbers())
-            cache = self._accepted = (self.lines, len(self.lines), right, left, added)
-        return cache
-
-    def has_line(self, line: int, side: Side = "RIGHT") -> bool:
-        """`line in self.lines_on(side)`, from the sets of _index."""
-        cache = self._index()
+            cache = self._accepted = (self.lines, len(self.lines), right, left)
         return line in (cache[2] if side == "RIGHT" else cache[3])
 
     def added_line_numbers(self) -> list[int]:
-        return list(self._index()[4])
+        """New-file numbers of the added lines, found once per hunk (the context stage, the rules
+        and SARIF anchoring each ask), rebuilt like has_line's sets."""
+        cache = self._added
+        if cache is None or cache[0] is not self.lines or cache[1] != len(self.lines):
+            added = tuple(ln.new_no for ln in self.lines if ln.kind == "added" and ln.new_no is not None)
+            cache = self._added = (self.lines, len(self.lines), added)
+        return list(cache[2])
 
     def right_line_numbers(self) -> set[int]:
         """New-file lines GitHub accepts on side RIGHT: added or context lines of this hunk."""
