@@ -10,8 +10,10 @@ import numpy as np
 from reviewbot.core.domain import Candidate
 from reviewbot.filter.dedup import (
     FingerprintIndex,
+    claim_tokens,
     cluster_candidates,
     fingerprint,
+    fingerprints,
     similarity_matrix,
     tokens,
 )
@@ -159,6 +161,23 @@ def test_fuzzy_fingerprint_match_for_reworded_claim_same_place() -> None:
     assert fingerprint(other_path) not in index
     assert fingerprint(c("n", NULL)) not in index
     assert "garbage" not in index
+
+
+def test_claim_tokens_given_by_the_caller_give_the_same_clusters_and_fingerprints() -> None:
+    """The filter tokenises each claim once and hands the tokens to both; so must the answers be."""
+    cands = [
+        c("a", SQL_A, source="llm:1", symbol="get_user"),
+        c("b", SQL_B, source="llm:2", line=11),
+        c("n", NULL, source="llm:1", line=12),
+        c("far", SQL_A, source="llm:3", line=40),
+        c("other", SQL_B, path="svc/other.py"),
+    ]
+    claims = [claim_tokens(x) for x in cands]
+    priority = lambda i: (float(i % 2),)  # noqa: E731
+    assert cluster_candidates(cands, priority=priority, claims=claims) == cluster_candidates(
+        cands, priority=priority
+    )
+    assert fingerprints(cands, claims=claims) == fingerprints(cands) == [fingerprint(x) for x in cands]
 
 
 def test_one_source_does_not_report_one_issue_twice() -> None:

@@ -67,14 +67,15 @@ def _word_tokens(raw: str) -> tuple[str, ...]:
     return ()
 
 
-def similarity_matrix(texts: Sequence[str]) -> np.ndarray:
+def similarity_matrix(texts: Sequence[str], *, docs: Sequence[list[str]] | None = None) -> np.ndarray:
     """Pairwise tf-idf cosine similarity of `texts` (idf from the texts themselves).
 
     Built with array operations (the filter clusters every past review before training, so this
     runs thousands of times); tf and idf come from math.log lookups, so the numbers are exactly
-    those of the plain per-token loop.
+    those of the plain per-token loop. `docs`: the texts' `tokens`, when the caller has them.
     """
-    docs = [tokens(t) for t in texts]
+    if docs is None:
+        docs = [tokens(t) for t in texts]
     n = len(docs)
     vocab = sorted(set(chain.from_iterable(docs)))
     if not vocab:
@@ -203,6 +204,7 @@ def cluster_candidates(
     priority: Callable[[int], tuple[float, ...]],
     settings: DedupSettings = DedupSettings(),
     prefix: str = "c",
+    claims: Sequence[list[str]] | None = None,
 ) -> tuple[list[Cluster], list[int]]:
     """Cluster one review's candidates; returns (clusters, cluster index for every candidate).
 
@@ -211,7 +213,8 @@ def cluster_candidates(
     visited best first (`priority(i)`, larger is better) and each joins the cluster of its most
     similar earlier candidate when that pair clears its threshold, so the first member of a
     cluster is its representative. Clusters are numbered in the order their representatives
-    come in the whole review's priority order.
+    come in the whole review's priority order. `claims`: each candidate's `claim_tokens`, when the
+    caller has them (the filter tokenises each claim once for clustering and fingerprints).
     """
     n = len(candidates)
     if n == 0:
@@ -240,7 +243,10 @@ def cluster_candidates(
             if np.isnan(need[np.tril_indices(len(sub), -1)]).all():
                 groups.extend([i] for i in members)
                 continue
-        sims = similarity_matrix([f"{c.title}\n{c.body}" for c in sub])
+        sims = similarity_matrix(
+            [f"{c.title}\n{c.body}" for c in sub],
+            docs=None if claims is None else [claims[i] for i in members],
+        )
         with np.errstate(invalid="ignore"):
             ok = sims >= need  # NaN (never merge) compares False
         local: list[int] = [-1] * len(sub)
@@ -302,8 +308,7 @@ def simhash(text: str) -> int:
     return simhashes([text])[0]
 
 
-def _features(text: str) -> list[str]:
-    toks = tokens(text)
+def _features(toks: list[str]) -> list[str]:
     return toks + [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
 
 
@@ -313,11 +318,12 @@ def _digest(feature: str) -> bytes:
     return hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
 
 
-def simhashes(texts: Sequence[str]) -> list[int]:
+def simhashes(texts: Sequence[str], *, docs: Sequence[list[str]] | None = None) -> list[int]:
     """simhash of each text, all in one set of array operations (the filter fingerprints every
     candidate of a review; per-text array calls cost more than the hashing). Each bit is the
-    majority vote of the text's feature digests, bit 0 the most significant."""
-    feats = [_features(t) for t in texts]
+    majority vote of the text's feature digests, bit 0 the most significant. `docs`: the texts'
+    `tokens`, when the caller has them."""
+    feats = [_features(toks) for toks in (docs if docs is not None else map(tokens, texts))]
     sizes = [len(f) for f in feats]
     out = [0] * len(texts)
     if not any(sizes):
@@ -338,6 +344,12 @@ def _claim(candidate: Candidate) -> str:
     return f"{candidate.title}\n{candidate.body}"
 
 
+def claim_tokens(candidate: Candidate) -> list[str]:
+    """`tokens` of what the candidate claims (title and body): what clustering and fingerprints
+    compare."""
+    return tokens(_claim(candidate))
+
+
 def _format(candidate: Candidate, claim: int) -> str:
     path = _h(candidate.path or "", 10)
     symbol = _h(candidate.symbol or "", 6)
@@ -349,10 +361,11 @@ def fingerprint(candidate: Candidate) -> str:
     return _format(candidate, simhash(_claim(candidate)))
 
 
-def fingerprints(candidates: Sequence[Candidate]) -> list[str]:
-    """fingerprint() of each candidate, with the simhashes computed in one batch."""
-    claims = simhashes([_claim(c) for c in candidates])
-    return [_format(c, h) for c, h in zip(candidates, claims, strict=True)]
+def fingerprints(candidates: Sequence[Candidate], *, claims: Sequence[list[str]] | None = None) -> list[str]:
+    """fingerprint() of each candidate, with the simhashes computed in one batch (`claims`: each
+    candidate's `claim_tokens`, when the caller has them)."""
+    hashes = simhashes([_claim(c) for c in candidates], docs=claims)
+    return [_format(c, h) for c, h in zip(candidates, hashes, strict=True)]
 
 
 def _parts(fp: str) -> tuple[str, str, int] | None:

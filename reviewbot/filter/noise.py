@@ -15,7 +15,13 @@ from typing import Any, Literal
 from reviewbot.core.domain import Candidate, Decision
 from reviewbot.core.vocabulary import normalise_severity
 from reviewbot.filter.acceptance import DEFAULT_THRESHOLD, AcceptanceModel, Example, HistoryRow, with_support
-from reviewbot.filter.dedup import DedupSettings, FingerprintIndex, cluster_candidates, fingerprints
+from reviewbot.filter.dedup import (
+    DedupSettings,
+    FingerprintIndex,
+    claim_tokens,
+    cluster_candidates,
+    fingerprints,
+)
 from reviewbot.filter.select import SEVERITY_WEIGHT, Choice, resolve_threshold, select
 from reviewbot.filter.severity import Assessment, assess, meets_minimum
 from reviewbot.filter.suppression import NOTHING, Learned
@@ -108,7 +114,8 @@ def filter_review(
     dismissed = FingerprintIndex(list(dismissed_fingerprints))
     posted = FingerprintIndex(list(posted_fingerprints))
     assessments = [assess(c) for c in candidates]
-    fps = fingerprints(candidates)
+    claims = [claim_tokens(c) for c in candidates]  # tokenised once: clustering and fingerprints
+    fps = fingerprints(candidates, claims=claims)
     groups: dict[tuple[str | None, int | None], list[int]] = {}
     for i, c in enumerate(candidates):
         groups.setdefault((c.repo, c.pr), []).append(i)
@@ -127,7 +134,10 @@ def filter_review(
             sources[i] = n_sources
             sizes[i] = size
         clusters, _ = cluster_candidates(
-            sub, priority=_member_priority(candidates, assessments, members), settings=settings.dedup
+            sub,
+            priority=_member_priority(candidates, assessments, members),
+            settings=settings.dedup,
+            claims=[claims[i] for i in members],
         )
         for cl in clusters:
             global_members = [members[k] for k in cl.members]

@@ -185,6 +185,9 @@ def _hunk_bodies(parts: list[str], headers: list[UnidiffHunk]) -> list[Hunk] | N
         old_no, new_no = hunk.old_start, hunk.new_start
         old_end, new_end = old_no + hunk.old_len, new_no + hunk.new_len
         append = hunk.lines.append
+        # DiffLine built by tuple.__new__: NamedTuple's own __new__ is a Python frame per line, and
+        # every line of every diff is one (same fields, same order, same type)
+        new = tuple.__new__
         while True:  # unidiff reads at least one line after the header, then stops when both
             if i >= n:  # counts are reached (and fails past them)
                 return None
@@ -193,21 +196,21 @@ def _hunk_bodies(parts: list[str], headers: list[UnidiffHunk]) -> list[Hunk] | N
             kind = line[:1]
             if kind == "+":
                 text = line[1:]
-                append(DiffLine("added", text[:-1] if text.endswith("\r") else text, None, new_no))
+                append(new(DiffLine, ("added", text[:-1] if text.endswith("\r") else text, None, new_no)))
                 new_no += 1
             elif kind == "-":
                 text = line[1:]
-                append(DiffLine("deleted", text[:-1] if text.endswith("\r") else text, old_no, None))
+                append(new(DiffLine, ("deleted", text[:-1] if text.endswith("\r") else text, old_no, None)))
                 old_no += 1
             elif kind == " ":
                 text = line[1:]
-                append(DiffLine("context", text[:-1] if text.endswith("\r") else text, old_no, new_no))
+                append(new(DiffLine, ("context", text[:-1] if text.endswith("\r") else text, old_no, new_no)))
                 old_no += 1
                 new_no += 1
             elif kind in ("", "\r"):
                 # unidiff's empty body line: its value is the first one or two of [\r\n], so
                 # after the \n and then a \r are stripped, only "\r\r..." leaves a "\r"
-                append(DiffLine("context", "\r" if line.startswith("\r\r") else "", old_no, new_no))
+                append(new(DiffLine, ("context", "\r" if line.startswith("\r\r") else "", old_no, new_no)))
                 old_no += 1
                 new_no += 1
             elif kind != "\\":

@@ -565,7 +565,11 @@ def _shown_snippets(units: list[_Unit]) -> list[bool]:
     return out
 
 
-def _assemble(options: PromptOptions, units: list[_Unit], path_instr: dict[str, list[str]]) -> PromptRequest:
+def _assemble(
+    options: PromptOptions, units: list[_Unit], path_instr: dict[str, list[str]], system_tokens: int
+) -> PromptRequest:
+    """One request of `units`; `system_tokens`: estimate_tokens of its system prompt (the same for
+    every request of these options: the nonce is 12 hex digits whatever it is, one word)."""
     paths = list(dict.fromkeys(u.ref.path for u in units))
     instr_paths: dict[str, list[str]] = {}
     for path in paths:
@@ -601,7 +605,6 @@ def _assemble(options: PromptOptions, units: list[_Unit], path_instr: dict[str, 
     user_counts = _joined_counts(
         [*map(_token_counts, user_parts[:-2]), diff_counts, _token_counts(user_parts[-1])], "\n\n"
     )
-    system_tokens = _tokens_from(_token_counts(messages[0]["content"]))
     tokens = system_tokens + _tokens_from(user_counts) + 2 * _MESSAGE_OVERHEAD
     notes = list(dict.fromkeys(n for u in units for n in u.notes))
     return PromptRequest(
@@ -676,12 +679,20 @@ def build_requests(
         )
     path_instr: dict[str, list[str]] = {}
     entries: list[tuple[_Unit, int]] = []  # (unit, cost of its path's instructions)
+    known: dict[str, int] = {}  # most files share their rule packs' instructions: estimate once
+
+    def instr_tokens(text: str) -> int:
+        n = known.get(text)
+        if n is None:
+            n = known[text] = estimate_tokens(text)
+        return n
+
     for fd in files:
         if not fd.hunks:
             continue
         if fd.path not in path_instr:
             path_instr[fd.path] = [i for i in dict.fromkeys(instructions_for(fd.path)) if i.strip()]
-        instr_cost = sum(estimate_tokens(i) + 8 for i in path_instr[fd.path])
+        instr_cost = sum(instr_tokens(i) + 8 for i in path_instr[fd.path])
         if instr_cost > (max_tokens_per_request - base) // 2:
             raise PromptBudgetError(
                 f"the instructions for {fd.path} take ~{instr_cost} tokens, over half of the "
@@ -709,6 +720,7 @@ def _pack(
     cur_snippets: set[tuple[str, str]] = set()
     used = base
     known_tokens: dict[str, int] = {}  # instructions and paths recur for every unit: estimate once
+    system_tokens = estimate_tokens(system_prompt(options.system_extra, "0" * 12, options))
 
     def tokens(text: str) -> int:
         n = known_tokens.get(text)
@@ -722,7 +734,7 @@ def _pack(
         cost = unit.cost(snippet=not shared)
         extra = 0 if path in cur_paths else instr_cost + tokens(path) + 4
         if current and used + cost + extra > max_tokens:
-            requests.append(_assemble(options, current, path_instr))
+            requests.append(_assemble(options, current, path_instr, system_tokens))
             current, cur_paths, cur_snippets, used = [], set(), set(), base
             cost, extra = unit.cost(), instr_cost + tokens(path) + 4
         current.append(unit)
@@ -731,7 +743,7 @@ def _pack(
             cur_snippets.add(unit.snippet)
         used += cost + extra
     if current:
-        requests.append(_assemble(options, current, path_instr))
+        requests.append(_assemble(options, current, path_instr, system_tokens))
     return requests
 
 
