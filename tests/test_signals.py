@@ -122,3 +122,14 @@ def test_code_refs_skipping_plain_words_counts_the_same(prose: str) -> None:
 
     assert _code_refs(prose, at=99) == _code_refs_word_by_word(prose)
     assert _code_refs("call getUser() and `x` in a.b, not plain words.", at=99) == 3
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="a1٣_ é-.\n9Z", max_size=30))
+def test_number_pattern_is_a_digit_starting_a_word(prose: str) -> None:
+    """`_NUMBER` (digit first, then the character before it) finds what `\\b\\d` finds."""
+    import re
+
+    from reviewbot.filter.signals import _NUMBER
+
+    assert bool(_NUMBER.search(prose)) == bool(re.search(r"\b\d", prose))

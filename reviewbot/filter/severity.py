@@ -16,6 +16,10 @@ from reviewbot.core.globs import glob_list
 from reviewbot.core.vocabulary import SEVERITIES, normalise_category, normalise_severity, severity_rank
 
 _SUFFIXES = ("", "s", "es", "ed", "d", "ing", "ly")
+#: Every word and phrase-first word of every Lexicon (each adds its own as it is built): the
+#: only words a _Doc keeps, since no lexicon question can turn on any other.
+_KNOWN: set[str] = set()
+_FIRSTS: set[str] = set()
 
 
 class Lexicon:
@@ -40,6 +44,8 @@ class Lexicon:
         self.words = frozenset(words)
         self.phrases = phrases
         self.firsts = frozenset(phrases)  # a phrase can occur only where its first word does
+        _KNOWN.update(self.words, self.firsts)
+        _FIRSTS.update(self.firsts)
 
     def matches(self, doc: _Doc) -> list[str]:
         """The distinct terms of this lexicon that occur in `doc`."""
@@ -62,15 +68,22 @@ _TOKEN = re.compile(r"[a-z0-9_+^*]+(?:'[a-z]+)?")
 
 
 class _Doc:
-    """A text as lower-case words (a set) and a space-joined string for phrase lookups."""
+    """A text as its lower-case words that some lexicon knows (a set) and, when a phrase can
+    occur, all its words space-joined for phrase lookups.
+
+    Why only known words: every lexicon question is an intersection with a lexicon's words or
+    phrase-first words, so a word no lexicon has cannot change an answer, and the set of a
+    history row's known words is a few entries where all its words were dozens.
+    """
 
     __slots__ = ("words", "joined", "lower")
 
     def __init__(self, text: str) -> None:
         self.lower = text.lower()
         toks = _TOKEN.findall(self.lower.replace("-", " "))
-        self.words = set(toks)
-        self.joined = " " + " ".join(toks) + " "
+        self.words = _KNOWN.intersection(toks)
+        # a phrase is looked up only where its first word occurs (Lexicon), so no join otherwise
+        self.joined = " " + " ".join(toks) + " " if not _FIRSTS.isdisjoint(self.words) else ""
 
 
 _HEDGES = Lexicon(
@@ -299,7 +312,7 @@ _CONCRETE: tuple[tuple[Lexicon, str, str], ...] = (
         "medium",
     ),
 )
-_QUADRATIC = ("o(n^2)", "o(n**2)", "o(n2)", "o(n²)")
+_QUADRATIC = ("o(n^2)", "o(n**2)", "o(n2)", "o(n²)")  # all start "o(n": one look first
 
 _STYLE = Lexicon(
     "typo",
@@ -401,6 +414,18 @@ _MAINT = Lexicon(
 )
 
 
+_CATEGORY_DEFAULT = {
+    "security": "high",
+    "bug": "high",
+    "correctness": "medium",
+    "performance": "medium",
+    "maintainability": "low",
+    "tests": "low",
+    "docs": "low",
+    "style": "nit",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """What the text and metadata say about a candidate; the features later stages reuse."""
@@ -445,7 +470,9 @@ def assess(candidate: Candidate) -> Assessment:
     concrete_category: str | None = None
     floor: str | None = None
     for lexicon, category, level in _CONCRETE:
-        if lexicon(doc) or (category == "performance" and any(q in doc.lower for q in _QUADRATIC)):
+        if lexicon(doc) or (
+            category == "performance" and "o(n" in doc.lower and any(q in doc.lower for q in _QUADRATIC)
+        ):
             concrete_category = concrete_category or category
             floor = level if floor is None else _worse(floor, level)
     concrete = concrete_category in ("security", "bug") or (concrete_category is not None and hedge < 0.34)
@@ -468,16 +495,7 @@ def assess(candidate: Candidate) -> Assessment:
         category = "maintainability"
 
     is_rule = candidate.source.startswith("rule") or candidate.rule_id is not None
-    default_for_category = {
-        "security": "high",
-        "bug": "high",
-        "correctness": "medium",
-        "performance": "medium",
-        "maintainability": "low",
-        "tests": "low",
-        "docs": "low",
-        "style": "nit",
-    }[category]
+    default_for_category = _CATEGORY_DEFAULT[category]
     severity = claimed or default_for_category
 
     if nit:

@@ -21,7 +21,10 @@ from reviewbot.core.vocabulary import normalise_severity
 #: plain lower-case prose and never code: the first branch consumes it with an empty group, so
 #: `filter(None, ...)` drops it in C instead of every word of every history row reaching Python.
 _TOKEN = re.compile(r"[a-z][a-z0-9]*(?![\w.(])|(`[^`\n]{1,120}`|[A-Za-z_][\w.]*\(?)")
-_NUMBER = re.compile(r"\b\d")
+#: A digit that starts a word: `\b\d` (a digit is a word character, so the boundary is before it),
+#: written as a digit found first and the character before it checked after, because a pattern
+#: that opens with an assertion gets no fast scan for its first character (2.4x slower per text).
+_NUMBER = re.compile(r"\d(?<!\w\d)")
 _VALUE_WORDS = frozenset({"null", "nil", "none", "undefined", "nan", "true", "false"})
 _FENCE = re.compile(r"```")
 _SUGGESTION = re.compile(r"```suggestion\b")
@@ -130,7 +133,7 @@ def comment_signals(c: Candidate) -> CommentSignals:
     text = f"{c.title}\n{c.body}"
     prose = _FENCE.split(text)[0] if "```" in text else text  # the words before any code block
     code_refs = _code_refs(prose)
-    words = _WORDS.findall(prose.lower().replace("-", " "))
+    words = _WORDS.findall(prose.lower())  # "-" separates words as any non-letter does
     fenced = "```" in text
     quotes = 1.0 if (c.quoted_code or fenced) else 0.0
     stated = normalise_severity(c.severity)
@@ -147,7 +150,7 @@ def comment_signals(c: Candidate) -> CommentSignals:
         verify_logit = math.log(p / (1 - p)) / 4.0
     return CommentSignals(
         names_code=_saturate(code_refs),
-        names_value=1.0 if (_NUMBER.search(prose) or not _VALUE_WORDS.isdisjoint(words)) else 0.0,
+        names_value=1.0 if (not _VALUE_WORDS.isdisjoint(words) or _NUMBER.search(prose)) else 0.0,
         names_failure=_saturate(_failures(words), 2),
         quotes_code=quotes,
         quote_verified=0.0 if c.quote_verified is None else (1.0 if c.quote_verified else -1.0),
