@@ -141,11 +141,23 @@ def _plain_doc(text: str) -> object:
 @given(st.lists(st.sampled_from(_LEXICON_WORDS + ["-", "'", " ", ".", "é", "\n"]), max_size=25))
 def test_doc_keeping_only_lexicon_words_answers_every_lexicon_the_same(parts: list[str]) -> None:
     """A _Doc keeps only words some Lexicon knows, and joins only when a phrase can occur: every
-    lexicon's answer (and its distinct matches) must be what the whole text's words give."""
+    lexicon's answer (also as the doc's `answers` bit that assess reads, and its distinct matches)
+    must be what the whole text's words give."""
     from reviewbot.filter.severity import _Doc
 
     text = " ".join(parts)
     fast, plain = _Doc(text), _plain_doc(text)
     for lexicon in _every_lexicon():
         assert lexicon(fast) == lexicon(plain)  # type: ignore[operator]
+        assert bool(fast.answers & lexicon.bit) == lexicon(plain)  # type: ignore[attr-defined, operator]
         assert sorted(lexicon.matches(fast)) == sorted(lexicon.matches(plain))  # type: ignore[attr-defined]
+    from reviewbot.filter.severity import _HEDGES
+
+    assert assess(cand(text)).hedge == min(len(_HEDGES.matches(plain)), 3) / 3.0  # type: ignore[arg-type]
+
+
+def test_a_hedge_phrase_alone_still_hedges() -> None:
+    """assess skips the hedge count only when no hedge word nor hedge phrase's first word occurs."""
+    assert assess(cand("I think this works.")).hedge == 1 / 3
+    assert assess(cand("It would be nice to add a test; for clarity too.")).hedge == 2 / 3
+    assert assess(cand("This returns the wrong total.")).hedge == 0.0
