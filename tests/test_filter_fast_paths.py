@@ -7,6 +7,7 @@ version of the same rule on small random inputs, so a shortcut can never change 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -173,3 +174,33 @@ def test_a_long_path_is_the_plain_algorithm_too() -> None:
         assert [cl.members for cl in clusters] == plain_clusters(cands, prio, dedup)
     assert len(cluster_candidates(far, priority=lambda i: (0.0,))[0]) == 40
     assert len(cluster_candidates(near, priority=lambda i: (0.0,))[0]) < 40
+
+
+def _outcome(load: object, line: str) -> tuple[str, object]:
+    try:
+        return "value", repr(load(line))  # type: ignore[operator]
+    except json.JSONDecodeError as exc:
+        return "error", str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet='{}[]":, 1-.eatrunlfNIx\ufeff\t\\', max_size=20),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ).map(json.dumps),
+    ),
+    st.sampled_from(["", " ", "\t", "x", "}"]),
+    st.sampled_from(["", " ", "\ufeff"]),
+)
+def test_jsonl_line_parse_is_json_loads(line: str, after: str, before: str) -> None:
+    """parse_jsonl's `_loads` calls json's scanner directly: the same value or the same error."""
+    from reviewbot.commands.filter_cmd import _loads
+
+    text = before + line + after
+    assert _outcome(_loads, text) == _outcome(json.loads, text)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from reviewbot.core.domain import Candidate, severity_rank
 from reviewbot.filter.severity import assess, hedging_score, meets_minimum, normalise_severity
 
@@ -69,3 +72,92 @@ def test_min_severity_by_path_last_match_wins() -> None:
     assert meets_minimum("medium", "tests/critical/x.py", "low", by_path) == (True, "low")
     assert meets_minimum("nit", "src/x.py", "low", by_path) == (False, "low")
     assert meets_minimum("nit", None, "nit", by_path) == (True, "nit")
+
+
+_LEXICON_WORDS = [
+    "sql",
+    "injection",
+    "crash",
+    "crashes",
+    "null",
+    "pointer",
+    "o(n^2)",
+    "O(N²)",
+    "might",
+    "maybe",
+    "nit:",
+    "nit",
+    "would",
+    "be",
+    "cleaner",
+    "it",
+    "would",
+    "be",
+    "nice",
+    "i",
+    "think",
+    "hard-coded",
+    "secret",
+    "race",
+    "condition",
+    "off",
+    "by",
+    "one",
+    "never",
+    "closed",
+    "typo",
+    "unit",
+    "test",
+    "doc",
+    "refactor",
+    "leak",
+    "the",
+    "a",
+    "x_y",
+    "don't",
+    "it's",
+]
+
+
+def _every_lexicon() -> list[object]:
+    from reviewbot.filter import severity
+
+    return [v for v in vars(severity).values() if isinstance(v, severity.Lexicon)] + [
+        lex for lex, _, _ in severity._CONCRETE
+    ]
+
+
+def _plain_doc(text: str) -> object:
+    """The definition _Doc narrows: every word of the text, and always the joined string."""
+    import types
+
+    from reviewbot.filter.severity import _TOKEN
+
+    toks = _TOKEN.findall(text.lower().replace("-", " "))
+    return types.SimpleNamespace(words=set(toks), joined=" " + " ".join(toks) + " ", lower=text.lower())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LEXICON_WORDS + ["-", "'", " ", ".", "é", "\n"]), max_size=25))
+def test_doc_keeping_only_lexicon_words_answers_every_lexicon_the_same(parts: list[str]) -> None:
+    """A _Doc keeps only words some Lexicon knows, and joins only when a phrase can occur: every
+    lexicon's answer (also as the doc's `answers` bit that assess reads, and its distinct matches)
+    must be what the whole text's words give."""
+    from reviewbot.filter.severity import _Doc
+
+    text = " ".join(parts)
+    fast, plain = _Doc(text), _plain_doc(text)
+    for lexicon in _every_lexicon():
+        assert lexicon(fast) == lexicon(plain)  # type: ignore[operator]
+        assert bool(fast.answers & lexicon.bit) == lexicon(plain)  # type: ignore[attr-defined, operator]
+        assert sorted(lexicon.matches(fast)) == sorted(lexicon.matches(plain))  # type: ignore[attr-defined]
+    from reviewbot.filter.severity import _HEDGES
+
+    assert assess(cand(text)).hedge == min(len(_HEDGES.matches(plain)), 3) / 3.0  # type: ignore[arg-type]
+
+
+def test_a_hedge_phrase_alone_still_hedges() -> None:
+    """assess skips the hedge count only when no hedge word nor hedge phrase's first word occurs."""
+    assert assess(cand("I think this works.")).hedge == 1 / 3
+    assert assess(cand("It would be nice to add a test; for clarity too.")).hedge == 2 / 3
+    assert assess(cand("This returns the wrong total.")).hedge == 0.0

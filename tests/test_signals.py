@@ -122,3 +122,44 @@ def test_code_refs_skipping_plain_words_counts_the_same(prose: str) -> None:
 
     assert _code_refs(prose, at=99) == _code_refs_word_by_word(prose)
     assert _code_refs("call getUser() and `x` in a.b, not plain words.", at=99) == 3
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="a1٣_ é-.\n9Z", max_size=30))
+def test_number_pattern_is_a_digit_starting_a_word(prose: str) -> None:
+    """`_NUMBER` (digit first, then the character before it) finds what `\\b\\d` finds."""
+    import re
+
+    from reviewbot.filter.signals import _NUMBER
+
+    assert bool(_NUMBER.search(prose)) == bool(re.search(r"\b\d", prose))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="aN1 _.(`\n-xnull out of bounds", max_size=40),
+    st.sampled_from([None, "high", "nit", "weird"]),
+    st.sampled_from([None, "confirmed", "refuted", "unsure"]),
+    st.one_of(st.none(), st.floats(0, 1)),
+    st.sampled_from([None, "src/a.py", "tests/test_a.py", "docs/x.md", "vendor/y.go"]),
+    st.sampled_from([None, True, False]),
+)
+def test_signal_values_are_the_columns_of_comment_signals(
+    body: str, severity: str | None, verdict: str | None, p: float | None, path: str | None, flag: bool | None
+) -> None:
+    """The featurizer's `signal_values` skips the CommentSignals object, never a value."""
+    from reviewbot.filter.signals import signal_columns, signal_values
+
+    c = Candidate(
+        id="s",
+        path=path,
+        line=1,
+        body=body,
+        severity=severity,
+        verdict=verdict,  # type: ignore[arg-type]
+        verify_probability=p,
+        confidence=p,
+        on_added_line=flag,
+        quote_verified=flag,
+    )
+    assert signal_values(c) == signal_columns(comment_signals(c))

@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from reviewbot.core.domain import SEVERITIES, Candidate, severity_rank
 from reviewbot.core.roles import role_tokens
 from reviewbot.filter.severity import Assessment, assess
-from reviewbot.filter.signals import SIGNAL_COLUMNS, comment_signals, signal_columns
+from reviewbot.filter.signals import SIGNAL_COLUMNS, signal_values
 
 FORMAT = "reviewbot-acceptance"
 FORMAT_VERSION = 1
@@ -278,7 +278,7 @@ class Featurizer:
             math.log1p(max(ex.review_size, 1) - 1) / 3.0,
             math.log1p(c.rank) / 3.0 if c.rank is not None else 0.0,
             c.rank / max(ex.review_size - 1, 1) if c.rank is not None and ex.review_size > 1 else 0.0,
-            *signal_columns(comment_signals(c)),
+            *signal_values(c),
         ]
 
     def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:

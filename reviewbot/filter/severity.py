@@ -16,6 +16,13 @@ from reviewbot.core.globs import glob_list
 from reviewbot.core.vocabulary import SEVERITIES, normalise_category, normalise_severity, severity_rank
 
 _SUFFIXES = ("", "s", "es", "ed", "d", "ing", "ly")
+#: Every word and phrase-first word of every Lexicon (each adds its own as it is built): the
+#: only words a _Doc keeps, since no lexicon question can turn on any other.
+_KNOWN: set[str] = set()
+_FIRSTS: set[str] = set()
+#: Each known word's bits: bit 2i when Lexicon i has it as a word, bit 2i+1 as a phrase's first.
+_BITS: dict[str, int] = {}
+_LEXICONS: list[Lexicon] = []
 
 
 class Lexicon:
@@ -40,6 +47,15 @@ class Lexicon:
         self.words = frozenset(words)
         self.phrases = phrases
         self.firsts = frozenset(phrases)  # a phrase can occur only where its first word does
+        _KNOWN.update(self.words, self.firsts)
+        _FIRSTS.update(self.firsts)
+        #: this lexicon's bit in a _Doc's `answers` (and, shifted once, its phrase-first bit)
+        self.bit = 1 << (2 * len(_LEXICONS))
+        for word in self.words:
+            _BITS[word] = _BITS.get(word, 0) | self.bit
+        for first in self.firsts:
+            _BITS[first] = _BITS.get(first, 0) | self.bit << 1
+        _LEXICONS.append(self)
 
     def matches(self, doc: _Doc) -> list[str]:
         """The distinct terms of this lexicon that occur in `doc`."""
@@ -62,15 +78,32 @@ _TOKEN = re.compile(r"[a-z0-9_+^*]+(?:'[a-z]+)?")
 
 
 class _Doc:
-    """A text as lower-case words (a set) and a space-joined string for phrase lookups."""
+    """A text as its lower-case words that some lexicon knows (a set) and, when a phrase can
+    occur, all its words space-joined for phrase lookups.
 
-    __slots__ = ("words", "joined", "lower")
+    Why only known words: every lexicon question is an intersection with a lexicon's words or
+    phrase-first words, so a word no lexicon has cannot change an answer, and the set of a
+    history row's known words is a few entries where all its words were dozens.
+    """
+
+    __slots__ = ("words", "joined", "lower", "answers")
 
     def __init__(self, text: str) -> None:
         self.lower = text.lower()
         toks = _TOKEN.findall(self.lower.replace("-", " "))
-        self.words = set(toks)
-        self.joined = " " + " ".join(toks) + " "
+        self.words = words = _KNOWN.intersection(toks)
+        hits = 0
+        for word in words:
+            hits |= _BITS[word]
+        # a phrase is looked up only where its first word occurs (Lexicon), so no join otherwise
+        self.joined = ""
+        #: every lexicon's answer at once: bit `lexicon.bit` set when `lexicon(self)` is true
+        self.answers = hits & _WORD_BITS
+        if hits & _FIRST_BITS:
+            self.joined = " " + " ".join(toks) + " "
+            for lexicon in _LEXICONS:
+                if hits & (lexicon.bit << 1) and not hits & lexicon.bit and lexicon(self):
+                    self.answers |= lexicon.bit
 
 
 _HEDGES = Lexicon(
@@ -299,7 +332,7 @@ _CONCRETE: tuple[tuple[Lexicon, str, str], ...] = (
         "medium",
     ),
 )
-_QUADRATIC = ("o(n^2)", "o(n**2)", "o(n2)", "o(n²)")
+_QUADRATIC = ("o(n^2)", "o(n**2)", "o(n2)", "o(n²)")  # all start "o(n": one look first
 
 _STYLE = Lexicon(
     "typo",
@@ -401,6 +434,22 @@ _MAINT = Lexicon(
 )
 
 
+_WORD_BITS = sum(lexicon.bit for lexicon in _LEXICONS)
+_HEDGE_KEYS = _HEDGES.words | _HEDGES.firsts
+_FIRST_BITS = _WORD_BITS << 1
+
+_CATEGORY_DEFAULT = {
+    "security": "high",
+    "bug": "high",
+    "correctness": "medium",
+    "performance": "medium",
+    "maintainability": "low",
+    "tests": "low",
+    "docs": "low",
+    "style": "nit",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """What the text and metadata say about a candidate; the features later stages reuse."""
@@ -439,17 +488,21 @@ def assess(candidate: Candidate) -> Assessment:
     doc = _Doc(text)
     claimed = normalise_severity(candidate.severity)
     claimed_category = normalise_category(candidate.category)
-    hedge = hedging_score(doc)
-    nit = _NIT(doc) or bool(_NIT_START.match(doc.lower))
+    answers = doc.answers
+    # no hedge word and no hedge phrase's first word: no hedge phrase can match
+    hedge = hedging_score(doc) if not doc.words.isdisjoint(_HEDGE_KEYS) else 0.0
+    nit = bool(answers & _NIT.bit) or bool(_NIT_START.match(doc.lower))
 
     concrete_category: str | None = None
     floor: str | None = None
     for lexicon, category, level in _CONCRETE:
-        if lexicon(doc) or (category == "performance" and any(q in doc.lower for q in _QUADRATIC)):
+        if answers & lexicon.bit or (
+            category == "performance" and "o(n" in doc.lower and any(q in doc.lower for q in _QUADRATIC)
+        ):
             concrete_category = concrete_category or category
             floor = level if floor is None else _worse(floor, level)
     concrete = concrete_category in ("security", "bug") or (concrete_category is not None and hedge < 0.34)
-    style_hit = _STYLE(doc)
+    style_hit = bool(answers & _STYLE.bit)
     style_only = style_hit and concrete_category is None
 
     if claimed_category is not None:
@@ -458,26 +511,17 @@ def assess(candidate: Candidate) -> Assessment:
         category = concrete_category
     elif style_only:
         category = "style"
-    elif _TESTS(doc):
+    elif answers & _TESTS.bit:
         category = "tests"
-    elif _DOCS(doc):
+    elif answers & _DOCS.bit:
         category = "docs"
-    elif _MAINT(doc):
+    elif answers & _MAINT.bit:
         category = "maintainability"
     else:
         category = "maintainability"
 
     is_rule = candidate.source.startswith("rule") or candidate.rule_id is not None
-    default_for_category = {
-        "security": "high",
-        "bug": "high",
-        "correctness": "medium",
-        "performance": "medium",
-        "maintainability": "low",
-        "tests": "low",
-        "docs": "low",
-        "style": "nit",
-    }[category]
+    default_for_category = _CATEGORY_DEFAULT[category]
     severity = claimed or default_for_category
 
     if nit:
