@@ -15,7 +15,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from reviewbot.core.domain import DiffLine, FileDiff, Hunk, HunkContext
@@ -568,8 +568,8 @@ def _shown_snippets(units: list[_Unit]) -> list[bool]:
 def _assemble(
     options: PromptOptions, units: list[_Unit], path_instr: dict[str, list[str]], system_tokens: int
 ) -> PromptRequest:
-    """One request of `units`; `system_tokens`: estimate_tokens of its system prompt (the same for
-    every request of these options: the nonce is 12 hex digits whatever it is, one word)."""
+    """One request of `units`; `system_tokens`: `_system_tokens(options)`, the same for every
+    request of these options."""
     paths = list(dict.fromkeys(u.ref.path for u in units))
     instr_paths: dict[str, list[str]] = {}
     for path in paths:
@@ -648,8 +648,13 @@ def _base_tokens(options: PromptOptions) -> int:
     """What every request costs before its first hunk: system prompt, framing, nonce, intent."""
     intent = options.intent.render() if options.intent is not None else ""
     intent_cost = estimate_tokens(intent) + 40 if intent else 0
-    system = estimate_tokens(system_prompt(options.system_extra, "0" * 12, options))
-    return system + 2 * _MESSAGE_OVERHEAD + 80 + intent_cost
+    return _system_tokens(options) + 2 * _MESSAGE_OVERHEAD + 80 + intent_cost
+
+
+def _system_tokens(options: PromptOptions) -> int:
+    """estimate_tokens of the system prompt of every request with these options (the nonce is
+    12 hex digits whatever it is: one word of the same length)."""
+    return estimate_tokens(system_prompt(options.system_extra, "0" * 12, options))
 
 
 def build_requests(
@@ -679,13 +684,7 @@ def build_requests(
         )
     path_instr: dict[str, list[str]] = {}
     entries: list[tuple[_Unit, int]] = []  # (unit, cost of its path's instructions)
-    known: dict[str, int] = {}  # most files share their rule packs' instructions: estimate once
-
-    def instr_tokens(text: str) -> int:
-        n = known.get(text)
-        if n is None:
-            n = known[text] = estimate_tokens(text)
-        return n
+    instr_tokens = cache(estimate_tokens)  # most files share their rule packs' instructions
 
     for fd in files:
         if not fd.hunks:
@@ -719,14 +718,8 @@ def _pack(
     cur_paths: set[str] = set()
     cur_snippets: set[tuple[str, str]] = set()
     used = base
-    known_tokens: dict[str, int] = {}  # instructions and paths recur for every unit: estimate once
-    system_tokens = estimate_tokens(system_prompt(options.system_extra, "0" * 12, options))
-
-    def tokens(text: str) -> int:
-        n = known_tokens.get(text)
-        if n is None:
-            n = known_tokens[text] = estimate_tokens(text)
-        return n
+    tokens = cache(estimate_tokens)  # a path recurs for every unit of its file: estimate once
+    system_tokens = _system_tokens(options)
 
     for unit, instr_cost in entries:
         path = unit.ref.path
