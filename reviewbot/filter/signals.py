@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from reviewbot.core.domain import Candidate
 from reviewbot.core.roles import ROLES, file_role
@@ -204,29 +204,20 @@ _NO_ROLE = tuple(0.0 for _ in ROLE_COLUMNS)
 
 def signal_columns(s: CommentSignals) -> list[float]:
     """The signals as the acceptance model's numeric columns (SIGNAL_COLUMNS order)."""
-    return [
-        s.names_code,
-        s.names_value,
-        s.names_failure,
-        s.quotes_code,
-        s.quote_verified,
-        s.on_added_line,
-        s.suggestion,
-        s.stated_high,
-        s.stated_low,
-        s.stated_confidence,
-        s.verified,
-        s.verify_logit,
-        *_ROLE_ONE_HOT.get(s.role, _NO_ROLE),
-    ]
+    return _columns(astuple(s))  # CommentSignals' fields are _signal_values' order
 
 
 def signal_values(c: Candidate) -> list[float]:
     """`signal_columns(comment_signals(c))` without building the CommentSignals in between (the
     featurizer asks this of every history row it trains on)."""
-    *values, role = _signal_values(c)
-    values.extend(_ROLE_ONE_HOT.get(role, _NO_ROLE))
-    return values
+    return _columns(_signal_values(c))
+
+
+def _columns(values: _Values) -> list[float]:
+    """The twelve numbers, then the role as its one-hot role_* columns."""
+    *numbers, role = values
+    numbers.extend(_ROLE_ONE_HOT.get(role, _NO_ROLE))
+    return numbers
 
 
 #: Candidate fields the acceptance model reads beyond the findings table's columns; stored in a
