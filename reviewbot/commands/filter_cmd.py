@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import typer
 
@@ -67,7 +67,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "verdict": (str,),
     "verify_probability": (int, float),
 }
-_VERDICTS = frozenset({"confirmed", "refuted", "unsure"})
+_VERDICTS = frozenset(get_args(Verdict))
 
 
 def parse_candidate(obj: Any, line_no: int) -> Candidate:
@@ -160,8 +160,8 @@ def _verdict(obj: dict[str, Any], line_no: int) -> Verdict | None:
     value = _opt(obj, "verdict", str, line_no)
     if value is None:
         return None
-    if value == "confirmed" or value == "refuted" or value == "unsure":
-        return value
+    if value in _VERDICTS:
+        return value  # one of Verdict's values
     raise InputError(line_no, f"field 'verdict' must be confirmed, refuted or unsure, got {value!r}")
 
 
