@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -192,3 +193,50 @@ def test_rule_counts_that_cannot_be_are_rejected() -> None:
     data["rule_counts"] = {"py-eval-exec": [5, 2]}
     with pytest.raises(ModelFormatError):
         AcceptanceModel.from_json(json.dumps(data))
+
+
+def _numeric(c: Candidate, review_size: int) -> dict[str, float]:
+    from reviewbot.filter.acceptance import NUMERIC, Example
+    from reviewbot.filter.severity import assess
+
+    values = load_prior().featurizer().numeric(Example(c, assess(c), review_size=review_size))
+    return dict(zip(NUMERIC, values, strict=True))
+
+
+def test_a_comment_with_no_known_order_is_not_read_as_the_first_of_its_review() -> None:
+    """Issue #10: public human comments (no rank) had the position columns of a first remark, and
+    their review size those of one reviewer's long review: the prior learned both backwards."""
+    unordered = _numeric(cand(1, BUG), review_size=12)
+    first = _numeric(replace(cand(1, BUG), rank=0), review_size=12)
+    later = _numeric(replace(cand(1, BUG), rank=5), review_size=12)
+    assert (unordered["rank_known"], unordered["rank_first"], unordered["log_review_size"]) == (0.0, 0.0, 0.0)
+    assert (first["rank_known"], first["rank_first"]) == (1.0, 1.0)
+    assert first["log_review_size"] > 0
+    assert (later["rank_known"], later["rank_first"]) == (1.0, 0.0)
+    assert later["log_rank"] > first["log_rank"] == 0.0
+
+
+def test_the_shipped_prior_ranks_a_reviewers_first_remark_above_its_later_ones() -> None:
+    prior = load_prior()
+    ranked = [replace(cand(k, BUG), rank=k) for k in range(6)]
+    scores = prior.score(ranked)
+    assert scores[0] > scores[1] > scores[5]
+
+
+def test_a_model_saved_before_the_rank_columns_were_appended_still_reads() -> None:
+    """Repo models in a store from before the upgrade keep working until their next retrain."""
+    from reviewbot.filter.acceptance import NUMERIC
+
+    model = train(history(60), load_prior())
+    old = json.loads(model.to_json())
+    last = model.config.n_text + model.config.n_cat + len(NUMERIC) - 2  # the first appended column
+    old["features"]["n_numeric"] = len(NUMERIC) - 2
+    for layer in old["layers"]:
+        kept = [(i, w) for i, w in zip(layer["indices"], layer["coefficients"], strict=True) if i < last]
+        layer["indices"], layer["coefficients"] = [i for i, _ in kept], [w for _, w in kept]
+    again = AcceptanceModel.from_json(json.dumps(old))
+    probe = [cand(1, TYPO), cand(2, BUG)]  # no rank: the appended columns are 0 for them anyway
+    assert again.score(probe) == pytest.approx(model.score(probe))
+    old["features"]["n_numeric"] = len(NUMERIC) - 5
+    with pytest.raises(ModelFormatError):
+        AcceptanceModel.from_json(json.dumps(old))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -104,3 +105,31 @@ def test_latency_holds_each_case_to_its_own_target_and_reports_the_overhead() ->
     assert not off["ok"] and round(off["median_overhead"], 3) == 0.4
     no_judge = latency.summarise([row("verification on", 1.2, 0), row("verification off", 1.1, 0)])
     assert not no_judge["verification on"]["ok"]  # the verification case must verify
+
+
+def _comments(score_of: Callable[[int, bool], float], half: str = "cv") -> list[dict[str, object]]:
+    """Two sources, twelve PRs, one true and two false remarks per source and PR."""
+    rows: list[dict[str, object]] = []
+    for tool in ("a", "b"):
+        for pr in range(12):
+            for k, tp in enumerate((True, False, False)):
+                cid = f"{tool}/{pr}/{k}"
+                rows.append({"half": half, "tool": tool, "repo": "r", "pr": pr, "id": cid, "tp": tp})
+                rows[-1]["score"] = score_of(pr * 3 + k, tp)
+    return rows
+
+
+def test_filter_compare_ships_a_change_only_when_its_cv_gain_interval_excludes_zero() -> None:
+    compare = _bench("filter_compare")
+    noise = [((i * 7919) % 101) / 101 for i in range(100)]
+    coin = _comments(lambda i, tp: noise[i % 100])
+    sharp = _comments(lambda i, tp: (0.6 if tp else 0.4) + 0.1 * noise[i % 100])
+    gain = compare.pair(coin, sharp, "cv")
+    base, ours = gain.mean_auc(gain.prs)
+    assert ours == 1.0 and base < 0.75
+    mean, low, high = compare.bootstrap(gain, resamples=200)
+    assert 0 < low <= mean <= high
+    same = compare.pair(coin, coin, "cv")
+    assert compare.bootstrap(same, resamples=50) == (0.0, 0.0, 0.0)
+    with pytest.raises(SystemExit, match="not by the baseline"):
+        compare.pair(coin[:-1], coin, "cv")

@@ -72,7 +72,13 @@ NUMERIC: tuple[str, ...] = (
     "log_rank",
     "rank_share",
     *SIGNAL_COLUMNS,
+    "rank_first",
+    "rank_known",
 )
+#: Numeric column counts a saved model may have: the current set, and the set before rank_first
+#: and rank_known were appended (such a model reads them as weight 0, so repo models learned
+#: before the upgrade keep working until their next retrain).
+READABLE_NUMERIC: frozenset[int] = frozenset({len(NUMERIC), len(NUMERIC) - 2})
 
 #: Starting weights (logit per unit) of the columns that public labelled comments cannot teach,
 #: because only reviewbot's own pipeline fills them in: whether the quoted code is the code at the
@@ -120,7 +126,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
         cfg = cls(n_text=int(data["n_text"]), n_cat=int(data["n_cat"]), ngram_max=int(data["ngram_max"]))
-        if int(data.get("n_numeric", len(NUMERIC))) != len(NUMERIC):
+        if int(data.get("n_numeric", len(NUMERIC))) not in READABLE_NUMERIC:
             raise ModelFormatError("model was built with a different numeric feature set")
         return cfg
 
@@ -273,12 +279,17 @@ class Featurizer:
             1.0 if c.path else 0.0,
             *_SEVERITY_ONE_HOT[severity_rank(a.severity)],
             1.0 if ex.sources <= 1 else 0.0,
-            # a source that raises many remarks on one change is right about fewer of them, and
-            # a reviewer lists what matters most first
-            math.log1p(max(ex.review_size, 1) - 1) / 3.0,
+            # A source that raises many remarks on one change is right about fewer of them, and a
+            # reviewer lists what matters most first. Both describe one reviewer's ordered review:
+            # a comment with no known order (a human's, a rule hit) leaves them at 0, and
+            # rank_known keeps "unknown" apart from "first" (public human comments, read as first
+            # remarks of large reviews, had taught the prior both effects backwards).
+            math.log1p(max(ex.review_size, 1) - 1) / 3.0 if c.rank is not None else 0.0,
             math.log1p(c.rank) / 3.0 if c.rank is not None else 0.0,
             c.rank / max(ex.review_size - 1, 1) if c.rank is not None and ex.review_size > 1 else 0.0,
             *signal_values(c),
+            1.0 if c.rank == 0 else 0.0,
+            1.0 if c.rank is not None else 0.0,
         ]
 
     def transform(self, examples: Sequence[Example]) -> sp.csr_matrix:
