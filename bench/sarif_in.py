@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 from bench.benchmarks_md import write_section  # noqa: E402
 from reviewbot.adapters.local import load_change  # noqa: E402
 from reviewbot.commands.review_cmd import run_local_review  # noqa: E402
-from reviewbot.core.config import load_config  # noqa: E402
 from reviewbot.core.settings import Settings  # noqa: E402
 from reviewbot.review.diff import parse_diff  # noqa: E402
 from reviewbot.review.pipeline import select_files  # noqa: E402
+from reviewbot.review.review_config import load_review_config  # noqa: E402
 from reviewbot.review.sarif_in import anchor, parse_sarif  # noqa: E402
 
 BUNDLE = ROOT.parent / "shared" / "data" / "real-repos" / "click.bundle"
@@ -62,7 +62,7 @@ def main() -> int:
     import_ms: list[float] = []
     misplaced = 0
     settings = Settings(llm_base_url=None, llm_api_key=None)
-    config = load_config(None)
+    config = load_review_config(None)  # the defaults and built-in rules, as a fresh repo has
     with tempfile.TemporaryDirectory(prefix="reviewbot-sarif-bench-") as tmp:
         repo = Path(tmp) / "click"
         clone = ["git", "-c", "advice.detachedHead=false", "clone", "-q", str(args.bundle), str(repo)]
@@ -95,7 +95,7 @@ def main() -> int:
             text = out.read_text()
             started = time.perf_counter()
             imported = parse_sarif(text).candidates
-            files, skipped = select_files(parse_diff(change.diff_text), config)
+            files, skipped = select_files(parse_diff(change.diff_text), config.config)
             by_path = {f.path: f for f in files}
             kept, _ = anchor(imported, by_path, not_reviewed=skipped)
             import_ms.append((time.perf_counter() - started) * 1000)

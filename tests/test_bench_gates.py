@@ -62,6 +62,31 @@ def test_pipeline_snapshot_check_finds_no_change_on_the_real_prs(shared_data: Pa
     assert "62 PRs, 0 differing" in proc.stdout
 
 
+@pytest.mark.shared
+@pytest.mark.slow
+def test_sarif_in_bench_runs_through_the_review_command_on_real_commits(shared_data: Path) -> None:
+    """It had rotted unseen: run_local_review took a ReviewConfig and the bench still passed a
+    RepoConfig. Two commits, BENCHMARKS.md left alone."""
+    bundle = shared_data / "real-repos" / "click.bundle"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "sarif_in.py"),
+            "--commits",
+            "2",
+            "--bundle",
+            str(bundle),
+            "--no-write",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| on lines the commits add (reach the filter) |" in proc.stdout
+
+
 def test_queue_misses_when_the_deep_backlog_halves_the_rate_or_acks_are_slow_while_draining() -> None:
     queue = _bench("queue_backlog")
 
