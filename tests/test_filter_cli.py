@@ -112,6 +112,21 @@ def test_help_has_example() -> None:
     assert "Example: reviewbot filter --history" in res.stdout
 
 
+def test_help_names_every_field_the_parser_reads() -> None:
+    """The contract a user writes JSONL against is the help text: a field the parser reads but
+    the help leaves out (as `rank` was, though the model reads a comment's order) is a lie."""
+    import re
+
+    from reviewbot.commands import filter_cmd
+
+    source = Path(filter_cmd.__file__).read_text(encoding="utf-8")
+    fields = set(re.findall(r'_(?:opt|opt_bool|probability)\(obj, "(\w+)"', source))
+    fields |= set(re.findall(r'obj\.get\("(\w+)"\)', source))
+    assert {"rank", "verdict", "outcome", "id", "body"} <= fields
+    shown = " ".join(run("--help").stdout.split())
+    assert [f for f in sorted(fields) if f not in shown] == []
+
+
 def _gate_module() -> object:
     import importlib.util
 

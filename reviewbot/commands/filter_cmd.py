@@ -345,6 +345,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replay the noise filter offline: one JSON decision per candidate, in input order.
 
+        Each line is a JSON object: id, repo and body are required; optional are pr, path, line,
+        end_line, title, severity, category, confidence (0 to 1), source, rule_id, symbol,
+        language, hunk_size, rank (the comment's 0-based place in its reviewer's reply: the
+        order is read), on_added_line, quote_verified, verdict (confirmed, refuted or unsure) and
+        verify_probability. A history line adds outcome (accepted or dismissed) and at (any
+        sortable time).
+
         Example: reviewbot filter --history history.jsonl --config .reviewbot.yml candidates.jsonl
         """
         with no_cycle_collection():
