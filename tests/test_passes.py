@@ -134,3 +134,26 @@ def test_tag_marks_the_pass_only_in_a_multi_pass_review() -> None:
     assert tag(one, PassPlan(1, None, None), 1)[0].source == "llm"
     two = tag([Candidate(id="llm:0:0", path="a.py", line=1, body="b")], PassPlan(2, 2, 0.7), 2)
     assert (two[0].source, two[0].id) == ("llm:pass2", "llm:0:0#pass2")
+
+
+def test_rank_and_review_size_describe_the_reply_that_listed_a_finding() -> None:
+    """An LLM orders each reply on its own: a review of several requests has several first
+    places, so a finding's review size is its reply's count, not every LLM finding of the PR
+    (which the acceptance model would read as one long review with many first remarks)."""
+
+    def every_added_line(request_json: dict[str, Any]) -> dict[str, Any]:
+        return flag_added(request_json, lambda _p, _c: True, title="Index", body="`{code}` fails on []")
+
+    config = "min_acceptance: 0.0\nverify: false\nllm:\n  max_tokens_per_request: 3500\n"
+    with FakeLLM(responder=every_added_line) as fake:
+        result = review(fake, config)
+    assert len(fake.requests) > 1
+    decided = [d for d in result.posted + result.suppressed if d.candidate.source == "llm"]
+    by_reply: dict[str, list[int]] = {}
+    for d in decided:
+        by_reply.setdefault(d.candidate.id.rsplit(":", 1)[0], []).append(d.candidate.rank or 0)
+    assert len(by_reply) == len(fake.requests)
+    for d in decided:
+        ranks = by_reply[d.candidate.id.rsplit(":", 1)[0]]
+        assert d.review_size == d.candidate.reply_size == len(ranks) < len(decided)
+        assert sorted(ranks) == list(range(len(ranks)))

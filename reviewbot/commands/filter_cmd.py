@@ -62,6 +62,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "language": (str,),
     "hunk_size": (int,),
     "rank": (int,),
+    "reply_size": (int,),
     "on_added_line": (bool,),
     "quote_verified": (bool,),
     "verdict": (str,),
@@ -142,6 +143,7 @@ def _checked_candidate(obj: Any, line_no: int) -> Candidate:
         language=_opt(obj, "language", str, line_no),
         hunk_size=_opt(obj, "hunk_size", int, line_no),
         rank=_opt(obj, "rank", int, line_no),
+        reply_size=_opt(obj, "reply_size", int, line_no),
         on_added_line=_opt_bool(obj, "on_added_line", line_no),
         quote_verified=_opt_bool(obj, "quote_verified", line_no),
         verdict=_verdict(obj, line_no),
@@ -348,9 +350,10 @@ def register(app: typer.Typer) -> None:
         Each line is a JSON object: id, repo and body are required; optional are pr, path, line,
         end_line, title, severity, category, confidence (0 to 1), source, rule_id, symbol,
         language, hunk_size, rank (the comment's 0-based place in its reviewer's reply: the
-        order is read), on_added_line, quote_verified, verdict (confirmed, refuted or unsure) and
-        verify_probability. A history line adds outcome (accepted or dismissed) and at (any
-        sortable time).
+        order is read), reply_size (how many findings that reply held; else the candidates of
+        the same source, repo and pr are counted), on_added_line, quote_verified, verdict
+        (confirmed, refuted or unsure) and verify_probability. A history line adds outcome
+        (accepted or dismissed) and at (any sortable time).
 
         Example: reviewbot filter --history history.jsonl --config .reviewbot.yml candidates.jsonl
         """

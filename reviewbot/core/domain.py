@@ -173,6 +173,9 @@ class Candidate:
     quote_verified: bool | None = None
     #: its position in its source's reply (0 = listed first), when the source orders its findings
     rank: int | None = None
+    #: how many findings the reply that listed it held (its rank is its place among them); an
+    #: LLM orders each reply on its own, so a review of several requests has several first places
+    reply_size: int | None = None
     #: the verification step's answer about it ("confirmed" | "refuted" | "unsure"), when run
     verdict: Verdict | None = None
     #: the verification step's probability that it holds, when run

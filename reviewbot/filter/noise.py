@@ -75,11 +75,14 @@ def _opt_float(value: Any) -> float | None:
 
 
 def review_sizes(candidates: Sequence[Candidate]) -> list[int]:
-    """For each candidate of one review, how many candidates its own source raised in it."""
+    """For each candidate of one review, how many remarks its reviewer made alongside it: the
+    findings of the reply that listed it when known (rank and size then describe one ordered
+    reply, as a tool's whole review does in the data the prior learned from), else how many
+    candidates its own source raised in the review."""
     counts: dict[str, int] = {}
     for c in candidates:
         counts[c.source or "unknown"] = counts.get(c.source or "unknown", 0) + 1
-    return [counts[c.source or "unknown"] for c in candidates]
+    return [c.reply_size if c.reply_size else counts[c.source or "unknown"] for c in candidates]
 
 
 def _member_priority(

@@ -156,6 +156,7 @@ def anchor_candidates(
             quoted_code=_clean(item.get("quoted_code")),
             source=source,
             rank=index,
+            reply_size=len(raw),
         )
         path = resolve_path(cand.path, files)
         if path is None:
