@@ -158,3 +158,22 @@ def test_filter_compare_ships_a_change_only_when_its_cv_gain_interval_excludes_z
     assert compare.bootstrap(same, resamples=50) == (0.0, 0.0, 0.0)
     with pytest.raises(SystemExit, match="not by the baseline"):
         compare.pair(coin[:-1], coin, "cv")
+
+
+@pytest.mark.slow
+def test_hostile_bench_times_the_before_code_not_this_checkout() -> None:
+    """It had rotted unseen: since the layout move the attacks import reviewbot.review.prompt,
+    which 045d08e lacks, and the editable install supplied this checkout's module, so "before"
+    timed the fixed code (0.0 ms where the code of issue #11 takes > 20 s). RELIABILITY.md left
+    alone."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "hostile.py"), "--timeout", "1", "--no-write"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    neutralise = proc.stdout.split("1. an added line of `<` + 20,000 spaces")[1].splitlines()
+    assert neutralise[1].strip() == "before: > 1 s (stopped)", proc.stdout[:1000]
+    assert neutralise[2].strip() == "after:  0.0 ms (20001 chars)", proc.stdout[:1000]
