@@ -195,3 +195,25 @@ def test_prompt_size_bench_measures_v1_with_the_v1_code(shared_data: Path) -> No
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     v1 = "| v1 (045d08e), budget 12,000 | 62 | 1412 | 192 | 1,732,733 | 932,991 (54%) | 1227 |"
     assert v1 in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_untouched_bias_bench_reads_the_shared_data_it_is_given(shared_data: Path) -> None:
+    """It only looked beside the checkout (../shared/data), so from a worktree it exited "absent"."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "untouched_bias.py"),
+            "--seeds",
+            "1",
+            "--data",
+            str(shared_data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "mean of 1 simulations x 3 repos" in proc.stdout
