@@ -31,6 +31,7 @@ TARGET = 1.0  # seconds: every attack is answered (done or refused) within this
 
 sys.path.insert(0, str(ROOT))
 from bench.benchmarks_md import write_section  # noqa: E402
+from bench.tree_imports import pin  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -139,14 +140,15 @@ def T0():
 """
 
 _EPILOGUE = """
-print(json.dumps({"seconds": now() - t0, "result": result, "module": __import__("reviewbot").__file__}))
+print(json.dumps({"seconds": now() - t0, "result": result, "outside": outside_modules()}))
 """
 
 
 def run(attack: Attack, code_root: Path, timeout: float) -> tuple[float | None, str]:
     """(seconds, result) of one attack against the package under code_root; None on timeout."""
     env = {**os.environ, "PYTHONPATH": str(code_root)}
-    script = _PRELUDE + textwrap.dedent(attack.code) + _EPILOGUE
+    # the attacks name today's modules; pin() binds them to where they were in an older tree
+    script = pin(code_root) + _PRELUDE + textwrap.dedent(attack.code) + _EPILOGUE
     try:
         done = subprocess.run(
             [sys.executable, "-c", script],
@@ -161,9 +163,9 @@ def run(attack: Attack, code_root: Path, timeout: float) -> tuple[float | None, 
     if done.returncode != 0:
         return None, "error: " + (done.stderr.strip().splitlines() or ["?"])[-1][:80]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    expected = str(code_root / "reviewbot")
-    if not out["module"].startswith(expected):
-        raise SystemExit(f"imported {out['module']}, not the code under {code_root}")
+    if out["outside"]:
+        outside = ", ".join(out["outside"])
+        raise SystemExit(f"{attack.name}: imported {outside}, not the code under {code_root}")
     return out["seconds"], out["result"]
 
 

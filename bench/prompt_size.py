@@ -30,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.tree_imports import pin  # noqa: E402
 from reviewbot.adapters.llm_caps import DEFAULT_OUTPUT_TOKENS  # noqa: E402
 
 HEADING = "## Prompt size"
@@ -38,7 +39,6 @@ HEADING = "## Prompt size"
 MEASURE = r"""
 import json, re, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
 from reviewbot.review import context as ctx
 from reviewbot.core.config import load_config
 from reviewbot.review.diff import parse_diff
@@ -71,13 +71,15 @@ for pr in sorted(p for p in data.iterdir() if (p / "diff.patch").is_file()):
     out["tokens"] += tokens
     out["context_tokens"] += context
     out["per_pr"][pr.name] = tokens
+check_pinned()
 print(json.dumps(out))
 """
 
 
 def measure(tree: Path, data: Path, budget: int) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(tree), str(data), str(budget)],
+        # the tree's own code only: today's module names bound to where they were in an older tree
+        [sys.executable, "-c", pin(tree) + MEASURE, str(tree), str(data), str(budget)],
         capture_output=True,
         text=True,
         check=True,

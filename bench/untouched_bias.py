@@ -19,7 +19,7 @@ Reported on the evaluation half, against the true labels: AUC (ranking), calibra
 predicted probability minus the true acceptance rate), and precision / recall of "post if the
 score is at least 0.5". Mean over `--seeds` simulations.
 
-Run: .venv/bin/python bench/untouched_bias.py [--seeds 10] [--write]   (a few seconds; --write
+Run: .venv/bin/python bench/untouched_bias.py [--seeds 10] [--data DIR] [--write]   (a few seconds; --write
 rewrites the "## Feedback labels" section of BENCHMARKS.md, reading included, from this run)
 """
 
@@ -42,13 +42,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchmarks_md import write_section  # noqa: E402
+from train_prior import SHARED  # noqa: E402  (REVIEWBOT_SHARED_DATA, else ../shared/data)
 
 from reviewbot.core.domain import Candidate  # noqa: E402
 from reviewbot.core.feedback import UNTOUCHED_WEIGHT  # noqa: E402
 from reviewbot.filter.acceptance import AcceptanceModel, Example, FeatureConfig, auc, fit_layer  # noqa: E402
 from reviewbot.filter.severity import assess  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
 TREATMENTS = ("oracle", "censored", "weak0.1", "weak", "weak0.4", "negative")
 WEAK_WEIGHTS = {"weak0.1": 0.1, "weak": UNTOUCHED_WEIGHT, "weak0.4": 0.4}
 #: (name, p_acc, p_dis): how often engineers give an explicit signal on a tp / fp comment.
@@ -232,13 +232,14 @@ against the true labels.
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--data", type=Path, default=SHARED, help="the folder holding review-bench/")
     ap.add_argument("--json", action="store_true", help="print raw results as JSON")
     ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md section")
     args = ap.parse_args()
-    if not (SHARED / "review-bench").is_dir():
-        sys.exit(f"{SHARED / 'review-bench'} is absent: this benchmark needs ../shared/data")
+    if not (args.data / "review-bench").is_dir():
+        sys.exit(f"{args.data / 'review-bench'} is absent: this benchmark needs ../shared/data")
     t0 = time.monotonic()
-    results = run(args.seeds)
+    results = run(args.seeds, args.data)
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -158,3 +158,62 @@ def test_filter_compare_ships_a_change_only_when_its_cv_gain_interval_excludes_z
     assert compare.bootstrap(same, resamples=50) == (0.0, 0.0, 0.0)
     with pytest.raises(SystemExit, match="not by the baseline"):
         compare.pair(coin[:-1], coin, "cv")
+
+
+@pytest.mark.slow
+def test_hostile_bench_times_the_before_code_not_this_checkout() -> None:
+    """It had rotted unseen: since the layout move the attacks import reviewbot.review.prompt,
+    which 045d08e lacks, and the editable install supplied this checkout's module, so "before"
+    timed the fixed code (0.0 ms where the code of issue #11 takes > 20 s). RELIABILITY.md left
+    alone."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "hostile.py"), "--timeout", "1", "--no-write"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    neutralise = proc.stdout.split("1. an added line of `<` + 20,000 spaces")[1].splitlines()
+    assert neutralise[1].strip() == "before: > 1 s (stopped)", proc.stdout[:1000]
+    assert neutralise[2].strip() == "after:  0.0 ms (20001 chars)", proc.stdout[:1000]
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_prompt_size_bench_measures_v1_with_the_v1_code(shared_data: Path) -> None:
+    """It had rotted unseen: on the export of 045d08e (flat layout) its imports of today's module
+    names were answered by this checkout, so v1 and v2 were the same code (+0.0%). v1 is frozen
+    code on frozen PRs: its row is the one BENCHMARKS.md shows."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "prompt_size.py"), "--data", str(shared_data / "real-prs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    v1 = "| v1 (045d08e), budget 12,000 | 62 | 1412 | 192 | 1,732,733 | 932,991 (54%) | 1227 |"
+    assert v1 in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_untouched_bias_bench_reads_the_shared_data_it_is_given(shared_data: Path) -> None:
+    """It only looked beside the checkout (../shared/data), so from a worktree it exited "absent"."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "untouched_bias.py"),
+            "--seeds",
+            "1",
+            "--data",
+            str(shared_data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "mean of 1 simulations x 3 repos" in proc.stdout
