@@ -65,6 +65,17 @@ def dump(root: Path) -> list[dict[str, Any]]:
                     {"half": half, "tool": tool, "repo": c["repo"], "pr": c["pr"], "id": c["id"]}
                     | {"score": o["score"], "tp": c["label"] == "tp"}
                 )
+    # The venv's editable install answers any module the tree lacks with this checkout's: a
+    # comparison that silently ran today's code on both sides would say "no change".
+    outside = sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] == "reviewbot"
+        and getattr(module, "__file__", None)
+        and not Path(module.__file__).resolve().is_relative_to(root.resolve())
+    )
+    if outside:
+        raise SystemExit(f"{root} lacks modules the comparison needs: {', '.join(outside)}")
     return out
 
 
