@@ -28,6 +28,20 @@ def _bench(name: str) -> ModuleType:
     return mod
 
 
+def _run_bench(name: str, *args: str, timeout: float = 300) -> str:
+    """Run bench/<name>.py as a user does (a subprocess from the checkout); its stdout, once it
+    has exited 0."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
 def test_ingest_fails_when_it_misses_its_latency_target_not_only_when_it_loses_deliveries() -> None:
     ingest = _bench("ingest")
     fast = ingest.Report(sent=10, p99_ms=12.0, seconds=1.0)
@@ -44,22 +58,15 @@ def test_ingest_fails_when_it_misses_its_latency_target_not_only_when_it_loses_d
 @pytest.mark.shared
 @pytest.mark.slow
 def test_pipeline_snapshot_check_finds_no_change_on_the_real_prs(shared_data: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "pipeline_snapshot.py"),
-            "--data",
-            str(shared_data / "real-prs"),
-            "--check",
-            str(ROOT / "bench" / "reports" / "pipeline_snapshot.json"),
-        ],
-        capture_output=True,
-        text=True,
+    out = _run_bench(
+        "pipeline_snapshot",
+        "--data",
+        str(shared_data / "real-prs"),
+        "--check",
+        str(ROOT / "bench" / "reports" / "pipeline_snapshot.json"),
         timeout=900,
-        cwd=ROOT,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "62 PRs, 0 differing" in proc.stdout
+    assert "62 PRs, 0 differing" in out
 
 
 @pytest.mark.shared
@@ -68,23 +75,8 @@ def test_sarif_in_bench_runs_through_the_review_command_on_real_commits(shared_d
     """It had rotted unseen: run_local_review took a ReviewConfig and the bench still passed a
     RepoConfig. Two commits, BENCHMARKS.md left alone."""
     bundle = shared_data / "real-repos" / "click.bundle"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "sarif_in.py"),
-            "--commits",
-            "2",
-            "--bundle",
-            str(bundle),
-            "--no-write",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "| on lines the commits add (reach the filter) |" in proc.stdout
+    out = _run_bench("sarif_in", "--commits", "2", "--bundle", str(bundle), "--no-write", timeout=600)
+    assert "| on lines the commits add (reach the filter) |" in out
 
 
 def test_queue_misses_when_the_deep_backlog_halves_the_rate_or_acks_are_slow_while_draining() -> None:
@@ -166,17 +158,10 @@ def test_hostile_bench_times_the_before_code_not_this_checkout() -> None:
     which 045d08e lacks, and the editable install supplied this checkout's module, so "before"
     timed the fixed code (0.0 ms where the code of issue #11 takes > 20 s). RELIABILITY.md left
     alone."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "hostile.py"), "--timeout", "1", "--no-write"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    neutralise = proc.stdout.split("1. an added line of `<` + 20,000 spaces")[1].splitlines()
-    assert neutralise[1].strip() == "before: > 1 s (stopped)", proc.stdout[:1000]
-    assert neutralise[2].strip() == "after:  0.0 ms (20001 chars)", proc.stdout[:1000]
+    out = _run_bench("hostile", "--timeout", "1", "--no-write")
+    neutralise = out.split("1. an added line of `<` + 20,000 spaces")[1].splitlines()
+    assert neutralise[1].strip() == "before: > 1 s (stopped)", out[:1000]
+    assert neutralise[2].strip() == "after:  0.0 ms (20001 chars)", out[:1000]
 
 
 @pytest.mark.shared
@@ -185,35 +170,14 @@ def test_prompt_size_bench_measures_v1_with_the_v1_code(shared_data: Path) -> No
     """It had rotted unseen: on the export of 045d08e (flat layout) its imports of today's module
     names were answered by this checkout, so v1 and v2 were the same code (+0.0%). v1 is frozen
     code on frozen PRs: its row is the one BENCHMARKS.md shows."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "prompt_size.py"), "--data", str(shared_data / "real-prs")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = _run_bench("prompt_size", "--data", str(shared_data / "real-prs"))
     v1 = "| v1 (045d08e), budget 12,000 | 62 | 1412 | 192 | 1,732,733 | 932,991 (54%) | 1227 |"
-    assert v1 in proc.stdout, proc.stdout[-3000:]
+    assert v1 in out, out[-3000:]
 
 
 @pytest.mark.shared
 @pytest.mark.slow
 def test_untouched_bias_bench_reads_the_shared_data_it_is_given(shared_data: Path) -> None:
     """It only looked beside the checkout (../shared/data), so from a worktree it exited "absent"."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "untouched_bias.py"),
-            "--seeds",
-            "1",
-            "--data",
-            str(shared_data),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "mean of 1 simulations x 3 repos" in proc.stdout
+    out = _run_bench("untouched_bias", "--seeds", "1", "--data", str(shared_data))
+    assert "mean of 1 simulations x 3 repos" in out
