@@ -194,6 +194,7 @@ def per_source(
     test = hist_prs if history_cv else eval_prs
     golden_ids = [g["golden_id"] for g in golden if (g["repo"], g["pr"]) in test]
     result: dict[str, Any] = {}
+    scored: dict[str, list[tuple[tuple[str, int], float, bool]]] = {}
     for tool in sorted({c["tool"] for c in cands}):
         own = [c for c in cands if c["tool"] == tool]
         tested = [c for c in own if (c["repo"], c["pr"]) in test]
@@ -210,6 +211,10 @@ def per_source(
         filtered["auc"] = auc(
             [o["score"] for o in outputs], [by_id[o["id"]]["label"] == "tp" for o in outputs]
         )
+        scored[tool] = [
+            ((by_id[o["id"]]["repo"], by_id[o["id"]]["pr"]), o["score"], by_id[o["id"]]["label"] == "tp")
+            for o in outputs
+        ]
         met = (
             raw["precision"] > 0
             and filtered["precision"] >= 1.3 * raw["precision"]
@@ -223,9 +228,36 @@ def per_source(
     }
     aucs = [r["filtered"]["auc"] for r in result.values() if not math.isnan(r["filtered"]["auc"])]
     mean["filtered"]["auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    mean["auc_interval"] = mean_auc_interval(scored, sorted(test))
     mean["targets_met"] = sum(1 for r in result.values() if r["target_met"])
     mean["sources"] = len(result)
     return {"sources": result, "mean": mean}
+
+
+def mean_auc_interval(
+    scored: dict[str, list[tuple[tuple[str, int], float, bool]]],
+    prs: Sequence[tuple[str, int]],
+    resamples: int = 300,
+    seed: int = 0,
+) -> list[float]:
+    """95% interval of the mean per-source AUC under a bootstrap over PRs: how far the mean of
+    12 sources' 15-70 comments each moves when the half's PRs are drawn again."""
+    rng = np.random.default_rng(seed)
+    by_source = {
+        tool: {pr: [(s, y) for p, s, y in rows if p == pr] for pr in prs} for tool, rows in scored.items()
+    }
+    means = []
+    for _ in range(resamples):
+        drawn = [prs[i] for i in rng.integers(0, len(prs), len(prs))]
+        aucs = []
+        for rows_by_pr in by_source.values():
+            rows = [r for pr in drawn for r in rows_by_pr[pr]]
+            labels = [y for _, y in rows]
+            if any(labels) and not all(labels):
+                aucs.append(auc([s for s, _ in rows], labels))
+        if aucs:
+            means.append(float(np.mean(aucs)))
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
 def per_source_markdown(ps: dict[str, Any], cv: dict[str, Any] | None) -> list[str]:
@@ -256,7 +288,13 @@ def per_source_markdown(ps: dict[str, Any], cv: dict[str, Any] | None) -> list[s
             "",
             f"History-CV (the split settings are chosen on): mean filtered precision "
             f"{c['filtered']['precision']:.3f} (raw {c['raw']['precision']:.3f}), recall "
-            f"{c['filtered']['recall']:.3f} (raw {c['raw']['recall']:.3f}), AUC {c['filtered']['auc']:.3f}, "
+            f"{c['filtered']['recall']:.3f} (raw {c['raw']['recall']:.3f}), AUC {c['filtered']['auc']:.3f}"
+            + (
+                f" (bootstrap [{c['auc_interval'][0]:.3f}, {c['auc_interval'][1]:.3f}])"
+                if "auc_interval" in c
+                else ""
+            )
+            + ", "
             f"targets met for {c['targets_met']} of {c['sources']} sources.",
         ]
     return lines
@@ -325,7 +363,13 @@ def markdown(d: dict[str, Any]) -> str:
         "",
         f"**Targets:** filtered precision >= 1.3x raw keeping >= half the recall for most sources: "
         f"{verdict(m['targets_met'] > m['sources'] / 2)} ({m['targets_met']} of {m['sources']}); "
-        f"mean AUC >= 0.70: {verdict(m['filtered']['auc'] >= 0.70)} ({m['filtered']['auc']:.3f}).",
+        f"mean AUC >= 0.70: {verdict(m['filtered']['auc'] >= 0.70)} ({m['filtered']['auc']:.3f}"
+        + (
+            f"; 95% bootstrap over the half's PRs [{m['auc_interval'][0]:.3f}, {m['auc_interval'][1]:.3f}]"
+            if "auc_interval" in m
+            else ""
+        )
+        + ").",
         "",
         "### Many tools together (second table)",
         "",

@@ -181,3 +181,14 @@ def test_untouched_bias_bench_reads_the_shared_data_it_is_given(shared_data: Pat
     """It only looked beside the checkout (../shared/data), so from a worktree it exited "absent"."""
     out = _run_bench("untouched_bias", "--seeds", "1", "--data", str(shared_data))
     assert "mean of 1 simulations x 3 repos" in out
+
+
+def test_filter_eval_puts_an_interval_on_the_mean_per_source_auc() -> None:
+    evaluation = _bench("filter_eval")
+    prs = [("r", n) for n in range(10)]
+    perfect = {"a": [(pr, 1.0 if k == 0 else 0.0, k == 0) for pr in prs for k in range(3)]}
+    assert evaluation.mean_auc_interval(perfect, prs, resamples=50) == [1.0, 1.0]
+    noise = [((i * 7919) % 101) / 101 for i in range(30)]
+    coin = {"a": [(pr, noise[3 * n + k], k == 0) for n, pr in enumerate(prs) for k in range(3)]}
+    low, high = evaluation.mean_auc_interval(coin, prs, resamples=200)
+    assert 0.0 < low < high < 1.0 and high - low > 0.1
