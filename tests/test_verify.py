@@ -13,6 +13,7 @@ from reviewbot.adapters.llm import LLMClient
 from reviewbot.core.config import load_config
 from reviewbot.core.domain import Candidate, ReviewResult
 from reviewbot.filter.acceptance import load_prior
+from reviewbot.filter.suppression import NOTHING, Learned, kind_of, learn
 from reviewbot.review.diff import parse_diff
 from reviewbot.review.pipeline import Change, review_change
 from reviewbot.review.prompt import estimate_tokens
@@ -90,6 +91,7 @@ def review(
     max_attempts: int = 4,
     base: dict[str, str] = BASE,
     head: dict[str, str] = HEAD,
+    learned: Learned = NOTHING,
 ) -> ReviewResult:
     config = load_config(config_text)
 
@@ -107,6 +109,7 @@ def review(
                 rules=ruleset_from_config(config.rules),
                 model=load_prior(),
                 llm=client,
+                learned=learned,
             )
 
     return asyncio.run(go())
@@ -187,6 +190,21 @@ def test_verification_survives_a_server_without_json_schema() -> None:
         result = review(fake, "min_acceptance: 0.0\n")
     assert fake.verify_requests[-1]["response_format"] == {"type": "json_object"}
     assert sorted(d.candidate.verdict or "" for d in by_line(result).values()) == ["confirmed", "refuted"]
+
+
+def test_a_kind_the_repo_holds_back_is_not_sent_to_the_judge() -> None:
+    """Issue #17 left it: held-back findings were still verified, an LLM request whose answer the
+    filter ignores (it holds them back whatever the verdict)."""
+    from tests.test_suppression import REPLY_NO, history
+
+    kind = kind_of(rule_id=None, source="llm", category="bug", title="Division by zero on an empty list")
+    learned = Learned(learn(history(*[(kind, pr, REPLY_NO) for pr in (1, 2, 3)])))
+    with FakeLLM(responder=divide_by_len, verifier=judge) as fake:
+        result = review(fake, "min_acceptance: 0.0\n", learned=learned)
+    assert fake.verify_requests == [] and result.usage.requests == 1
+    decisions = by_line(result).values()
+    assert len(decisions) == 2 and all(d.decision == "suppress" for d in decisions)
+    assert all(d.reason.startswith("suppressed: bug") and d.candidate.verdict is None for d in decisions)
 
 
 def test_findings_below_min_severity_are_not_sent_to_the_judge() -> None:

@@ -249,6 +249,12 @@ def _learned_reason(learned: Learned, c: Candidate, a: Assessment) -> str | None
     return learned.reason(rule_id=c.rule_id, source=c.source, category=a.category, title=c.title, body=c.body)
 
 
+def held_back(learned: Learned, candidate: Candidate) -> bool:
+    """Whether the repo's feedback holds this candidate's kind back: the filter suppresses it
+    whatever else is said of it, so a verification question about it is not worth its cost."""
+    return bool(learned.by_kind) and _learned_reason(learned, candidate, assess(candidate)) is not None
+
+
 def threshold_for(model: AcceptanceModel, settings: FilterSettings) -> tuple[float, str]:
     """The acceptance threshold this repo's review uses, and where it came from."""
     return resolve_threshold(

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from reviewbot.core.config_schema import DISABLED_REASON, RepoConfig
@@ -26,7 +27,7 @@ from reviewbot.core.domain import (
     severity_rank,
 )
 from reviewbot.filter.acceptance import AcceptanceModel
-from reviewbot.filter.noise import FilterSettings, filter_review, silence_note, threshold_for
+from reviewbot.filter.noise import FilterSettings, filter_review, held_back, silence_note, threshold_for
 from reviewbot.filter.suppression import NOTHING, Learned
 from reviewbot.review import context as ctx
 from reviewbot.review.asking import AskOutcome, LLMPort, ask_all
@@ -325,6 +326,7 @@ async def review_change(
             gate=Gate(config.min_severity, dict(config.min_severity_by_path)),
             dismissed=dismissed_fingerprints,
             posted=posted_fingerprints,
+            held_back=partial(held_back, learned),
             max_tokens=llm.prompt_budget(config.llm.max_tokens_per_request),
             # the review passes are done: the client's whole concurrency is free for the judge
             parallel=getattr(llm, "max_concurrency", 1),

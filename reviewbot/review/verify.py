@@ -171,13 +171,15 @@ def worth_verifying(
     dismissed: Sequence[str] = (),
     posted: Sequence[str] = (),
     limit: int = MAX_FINDINGS,
+    held_back: Callable[[Candidate], bool] = lambda _c: False,
 ) -> list[list[int]]:
     """The review's groups to verify (candidate indices, the best first), best group first.
 
     One question per issue and place, the answer shared by the group's members (candidates at
     one place that say the same thing, as passes and rules do: see `_questions`). A group is left
-    out when none of its members passes `min_severity`, or one of them was already posted or
-    dismissed: the filter suppresses those whatever the verdict.
+    out when none of its members passes `min_severity`, one of them was already posted or
+    dismissed, or the repo's feedback holds every one back (`held_back`): the filter suppresses
+    those whatever the verdict.
     """
     if not candidates:
         return []
@@ -203,6 +205,8 @@ def worth_verifying(
         if known is not None and any(fingerprint(candidates[i]) in known for i in members):
             continue
         if not any(passes(i) for i in members):
+            continue
+        if all(held_back(candidates[i]) for i in members):
             continue
         chosen.append(members)
         if len(chosen) == limit:
@@ -504,6 +508,7 @@ async def verify_review(
     gate: Gate,
     dismissed: Sequence[str] = (),
     posted: Sequence[str] = (),
+    held_back: Callable[[Candidate], bool] = lambda _c: False,
     max_tokens: int = 12000,
     parallel: int = 1,
     cap: TokenCap | None = None,
@@ -513,7 +518,7 @@ async def verify_review(
     One question per group worth asking (see worth_verifying), about its best member that has
     code to show; every member of the group gets the answer.
     """
-    groups = worth_verifying(candidates, gate=gate, dismissed=dismissed, posted=posted)
+    groups = worth_verifying(candidates, gate=gate, dismissed=dismissed, posted=posted, held_back=held_back)
     items: dict[int, Item] = {}
     for n, members in enumerate(groups, start=1):
         for i in members:
