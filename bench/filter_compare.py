@@ -29,19 +29,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:  # imported where used: the --dump process must load reviewbot from its tree only
+    from per_source_auc import BySource
+
 ROOT = Path(__file__).resolve().parent.parent
 HALVES = ("cv", "eval")
-#: One comment's outcome: (half, source, repo, pr, id) -> (score, tp)
-Key = tuple[str, str, str, int, str]
 
 
 def dump(root: Path) -> list[dict[str, Any]]:
     """Every review-bench comment's score under the tree at `root`, on both halves."""
-    sys.path[:0] = [str(root), str(root / "bench")]
+    from tree_imports import pin  # this checkout's, from the script's own folder
+
+    # `root` first on sys.path, and today's module names bound to where an older tree has them;
+    # check_pinned() then proves no module came from this checkout (the venv's editable install
+    # answers what a tree lacks, and a comparison of today's code with itself says "no change")
+    pinned: dict[str, Any] = {}
+    exec(pin(root), pinned)
+    sys.path.insert(1, str(root / "bench"))
     import filter_eval as fe  # the tree's own protocol and prior recipe
     from train_prior import bench_split, load_bench
 
@@ -65,31 +73,15 @@ def dump(root: Path) -> list[dict[str, Any]]:
                     {"half": half, "tool": tool, "repo": c["repo"], "pr": c["pr"], "id": c["id"]}
                     | {"score": o["score"], "tp": c["label"] == "tp"}
                 )
-    # The venv's editable install answers any module the tree lacks with this checkout's: a
-    # comparison that silently ran today's code on both sides would say "no change".
-    outside = sorted(
-        name
-        for name, module in list(sys.modules.items())
-        if name.split(".")[0] == "reviewbot"
-        and getattr(module, "__file__", None)
-        and not Path(module.__file__).resolve().is_relative_to(root.resolve())
-    )
-    if outside:
-        raise SystemExit(f"{root} lacks modules the comparison needs: {', '.join(outside)}")
+    pinned["check_pinned"]()
     return out
-
-
-def _auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    from reviewbot.filter.acceptance import auc
-
-    return auc(list(scores), list(labels))
 
 
 @dataclass(frozen=True)
 class Paired:
-    """Both sides' scores of one half, grouped by source, then by PR."""
+    """Both sides' scores of one half, grouped by source, then by PR: ((baseline, this tree), tp)."""
 
-    by_source: dict[str, dict[tuple[str, int], list[tuple[float, float, bool]]]]
+    by_source: BySource
 
     @property
     def prs(self) -> list[tuple[str, int]]:
@@ -97,21 +89,15 @@ class Paired:
 
     def mean_auc(self, prs: Sequence[tuple[str, int]]) -> tuple[float, float]:
         """(baseline, this tree) mean per-source AUC over `prs` (sources with both labels)."""
-        base: list[float] = []
-        ours: list[float] = []
-        for rows_by_pr in self.by_source.values():
-            rows = [r for pr in prs for r in rows_by_pr.get(pr, ())]
-            labels = [r[2] for r in rows]
-            if not rows or all(labels) or not any(labels):
-                continue
-            base.append(_auc([r[0] for r in rows], labels))
-            ours.append(_auc([r[1] for r in rows], labels))
-        return (float(np.mean(base)), float(np.mean(ours))) if base else (math.nan, math.nan)
+        from per_source_auc import mean_aucs
+
+        means = mean_aucs(self.by_source, prs)
+        return (means[0], means[1]) if means is not None else (math.nan, math.nan)
 
 
 def pair(baseline: list[dict[str, Any]], ours: list[dict[str, Any]], half: str) -> Paired:
     theirs = {(d["half"], d["id"]): d["score"] for d in baseline}
-    by_source: dict[str, dict[tuple[str, int], list[tuple[float, float, bool]]]] = {}
+    by_source: BySource = {}
     for d in ours:
         if d["half"] != half:
             continue
@@ -119,21 +105,16 @@ def pair(baseline: list[dict[str, Any]], ours: list[dict[str, Any]], half: str) 
         if key not in theirs:
             raise SystemExit(f"comment {d['id']} was scored by this tree but not by the baseline")
         by_source.setdefault(d["tool"], {}).setdefault((d["repo"], d["pr"]), []).append(
-            (theirs[key], d["score"], d["tp"])
+            ((theirs[key], d["score"]), d["tp"])
         )
     return Paired(by_source)
 
 
 def bootstrap(paired: Paired, resamples: int, seed: int = 0) -> tuple[float, float, float]:
     """(mean, 2.5th, 97.5th percentile) of this tree's gain in mean per-source AUC over PRs."""
-    rng = np.random.default_rng(seed)
-    prs = paired.prs
-    gains = []
-    for _ in range(resamples):
-        drawn = [prs[i] for i in rng.integers(0, len(prs), len(prs))]
-        base, ours = paired.mean_auc(drawn)
-        if not math.isnan(base):
-            gains.append(ours - base)
+    from per_source_auc import resampled
+
+    gains = [ours - base for base, ours in resampled(paired.by_source, paired.prs, resamples, seed)]
     return float(np.mean(gains)), float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5))
 
 
@@ -147,9 +128,8 @@ def export(commit: str, into: Path) -> Path:
     return into
 
 
-def run_dump(root: Path, out: Path) -> list[dict[str, Any]]:
-    env = dict(os.environ, PYTHONPATH=str(root))
-    env.setdefault("REVIEWBOT_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+def run_dump(root: Path, out: Path, shared: Path) -> list[dict[str, Any]]:
+    env = dict(os.environ, PYTHONPATH=str(root), REVIEWBOT_SHARED_DATA=str(shared))
     subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--dump-root", str(root), "--dump", str(out)],
         check=True,
@@ -189,14 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.baseline:
         parser.error("--baseline is required")
-    shared = Path(os.environ.get("REVIEWBOT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    from train_prior import SHARED as shared  # REVIEWBOT_SHARED_DATA, else ../shared/data
+
     if not (shared / "review-bench").is_dir():
         print(f"skipped: {shared / 'review-bench'} is absent")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         base_tree = export(args.baseline, Path(tmp) / "baseline")
-        theirs = run_dump(base_tree, Path(tmp) / "baseline.json")
-        ours = run_dump(ROOT, Path(tmp) / "ours.json")
+        theirs = run_dump(base_tree, Path(tmp) / "baseline.json", shared)
+        ours = run_dump(ROOT, Path(tmp) / "ours.json", shared)
     results = {}
     for half in HALVES:
         paired = pair(theirs, ours, half)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
+from per_source_auc import BySource, resampled  # noqa: E402
 from train_prior import SHARED, bench_candidate, bench_history, bench_split, build_prior, load_bench  # noqa: E402
 
 from reviewbot.commands.filter_cmd import run_filter, settings_from_file  # noqa: E402
@@ -242,21 +243,12 @@ def mean_auc_interval(
 ) -> list[float]:
     """95% interval of the mean per-source AUC under a bootstrap over PRs: how far the mean of
     12 sources' 15-70 comments each moves when the half's PRs are drawn again."""
-    rng = np.random.default_rng(seed)
-    by_source = {
-        tool: {pr: [(s, y) for p, s, y in rows if p == pr] for pr in prs} for tool, rows in scored.items()
-    }
-    means = []
-    for _ in range(resamples):
-        drawn = [prs[i] for i in rng.integers(0, len(prs), len(prs))]
-        aucs = []
-        for rows_by_pr in by_source.values():
-            rows = [r for pr in drawn for r in rows_by_pr[pr]]
-            labels = [y for _, y in rows]
-            if any(labels) and not all(labels):
-                aucs.append(auc([s for s, _ in rows], labels))
-        if aucs:
-            means.append(float(np.mean(aucs)))
+    by_source: BySource = {}
+    for tool, rows in scored.items():
+        by_pr = by_source[tool] = {}
+        for pr, score, tp in rows:
+            by_pr.setdefault(pr, []).append(((score,), tp))
+    means = [m[0] for m in resampled(by_source, prs, resamples, seed)]
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
