@@ -19,7 +19,7 @@ Reported on the evaluation half, against the true labels: AUC (ranking), calibra
 predicted probability minus the true acceptance rate), and precision / recall of "post if the
 score is at least 0.5". Mean over `--seeds` simulations.
 
-Run: .venv/bin/python bench/untouched_bias.py [--seeds 10] [--data DIR] [--write]   (a few seconds; --write
+Run: .venv/bin/python bench/untouched_bias.py [--seeds N] [--data DIR] [--write]   (a few seconds; --write
 rewrites the "## Feedback labels" section of BENCHMARKS.md, reading included, from this run)
 """
 
@@ -58,6 +58,8 @@ SCENARIOS: tuple[tuple[str, float, float], ...] = (
     ("quiet (tp 0.3, fp 0.3)", 0.3, 0.3),
 )
 L2 = 4.0
+#: simulations per behaviour and treatment in the published run (BENCHMARKS.md "Feedback labels")
+SEEDS = 20
 CONFIG = FeatureConfig(n_text=2**14, n_cat=2**10)
 
 
@@ -136,7 +138,7 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.fmean(ok) if ok else float("nan")
 
 
-def run(seeds: int = 10, shared: Path = SHARED) -> dict[str, dict[str, dict[str, float]]]:
+def run(seeds: int = SEEDS, shared: Path = SHARED) -> dict[str, dict[str, dict[str, float]]]:
     """scenario -> treatment -> mean metrics over repos and seeds."""
     data = load(shared)
     prior = AcceptanceModel(CONFIG, [])
@@ -231,7 +233,7 @@ against the true labels.
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=SEEDS)
     ap.add_argument("--data", type=Path, default=SHARED, help="the folder holding review-bench/")
     ap.add_argument("--json", action="store_true", help="print raw results as JSON")
     ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md section")
